@@ -1,0 +1,194 @@
+"""The `labbot` command line: the demo, the server, and the operator's tools."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from bot.settings import SettingsError, from_env
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "run"):
+        parser.print_help()
+        return 2
+    try:
+        return args.run(args) or 0
+    except SettingsError as error:
+        print(f"labbot: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="labbot", description="Run a donated bare-metal lab from Slack."
+    )
+    sub = parser.add_subparsers(metavar="COMMAND")
+
+    demo = sub.add_parser("demo", help="tell a whole lease story on a throwaway database")
+    demo.add_argument(
+        "--provider",
+        choices=["simulated", "packet"],
+        default="simulated",
+        help="which backend the story provisions through (packet: a local fake Packet API)",
+    )
+    demo.set_defaults(run=_demo)
+
+    serve = sub.add_parser("serve", help="serve the Slack app and run the sweep")
+    serve.set_defaults(run=_serve)
+
+    leases = sub.add_parser("leases", help="list leases")
+    leases.add_argument("--state", action="append", help="only leases in this state (repeatable)")
+    leases.add_argument("--owner", help="only this Slack user's leases")
+    leases.add_argument("--limit", type=int, default=50)
+    leases.set_defaults(run=_leases)
+
+    show = sub.add_parser("show", help="one lease in full")
+    show.add_argument("lease_id", type=int)
+    show.set_defaults(run=_show)
+
+    credit = sub.add_parser("credit", help="the month's books")
+    credit.add_argument("--month", help="YYYY-MM (default: this month)")
+    credit.add_argument("--json", action="store_true", help="machine-readable output")
+    credit.set_defaults(run=_credit)
+
+    sweep = sub.add_parser("sweep", help="run the reconcile loop")
+    sweep.add_argument(
+        "--once",
+        action="store_true",
+        help="one pass, then exit (the only mode here; `serve` runs it on a schedule)",
+    )
+    sweep.add_argument("--dry-run", action="store_true", help="say what is due without doing it")
+    sweep.set_defaults(run=_sweep)
+
+    audit = sub.add_parser("audit", help="the audit log")
+    audit.add_argument("--lease", type=int, help="only events of this lease")
+    audit.add_argument("--format", choices=["csv", "json"], default="csv")
+    audit.set_defaults(run=_audit)
+
+    resolve = sub.add_parser("resolve", help="close a quarantined lease after cleaning up by hand")
+    resolve.add_argument("lease_id", type=int)
+    resolve.add_argument(
+        "--as", dest="actor", default="system", help="the admin's Slack id, for the audit log"
+    )
+    resolve.set_defaults(run=_resolve)
+
+    db = sub.add_parser("db", help="database maintenance")
+    db_sub = db.add_subparsers(metavar="ACTION")
+    upgrade = db_sub.add_parser("upgrade", help="apply schema migrations")
+    upgrade.set_defaults(run=_db_upgrade)
+    return parser
+
+
+def _operator_lab():
+    """A Lab for the operator's commands: real settings, notices left in the outbox for the
+    running bot to deliver."""
+    from bot.runtime import build_lab
+    from commands.notices import RecordingNotifier
+
+    class _Outbox(RecordingNotifier):
+        def deliver(self, message):
+            raise RuntimeError("delivered by the running bot")
+
+    return build_lab(from_env(), _Outbox())
+
+
+def _now():
+    from bot.runtime import utcnow
+
+    return utcnow()
+
+
+def _demo(args: argparse.Namespace) -> int:
+    if args.provider == "packet":
+        from bot.demo import main as packet_demo
+
+        return packet_demo(provider="packet")
+    from bot.demo import main as demo_main
+
+    return demo_main()
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from bot.serve import main as serve_main
+
+    return serve_main()
+
+
+def _leases(args: argparse.Namespace) -> int:
+    from commands.facts import one_line
+    from commands.views import leases
+
+    lab = _operator_lab()
+    found = leases(lab, _now(), owner=args.owner, states=args.state, limit=args.limit)
+    for lease in found:
+        print(one_line(lease, _now()))
+    if not found:
+        print("no leases match", file=sys.stderr)
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    from commands.views import show
+
+    outcome = show(_operator_lab(), "system", args.lease_id, _now())
+    print(outcome.message, file=sys.stdout if outcome.ok else sys.stderr)
+    return 0 if outcome.ok else 1
+
+
+def _credit(args: argparse.Namespace) -> int:
+    from commands.views import credit_report
+
+    month = args.month
+    if month and not _is_month(month):
+        print(f"labbot: --month takes YYYY-MM, like 2026-11, not '{month}'", file=sys.stderr)
+        return 2
+    report = credit_report(_operator_lab(), _now(), month)
+    print(json.dumps(report.as_dict(), default=str, indent=2) if args.json else report.text())
+    return 0
+
+
+def _is_month(text: str) -> bool:
+    parts = text.split("-")
+    return len(parts) == 2 and all(p.isdigit() for p in parts) and 1 <= int(parts[1]) <= 12
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from commands.sweep import sweep
+
+    report = sweep(_operator_lab(), _now(), dry_run=args.dry_run)
+    print("\n".join(report.lines()))
+    return 1 if report.errors else 0
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from commands.views import audit_events, audit_export
+
+    print(audit_export(audit_events(_operator_lab(), args.lease), args.format), end="")
+    return 0
+
+
+def _resolve(args: argparse.Namespace) -> int:
+    from commands.reclaim import resolve
+
+    outcome = resolve(_operator_lab(), args.actor, args.lease_id, _now())
+    print(outcome.message, file=sys.stdout if outcome.ok else sys.stderr)
+    return 0 if outcome.ok else 1
+
+
+def _db_upgrade(args: argparse.Namespace) -> int:
+    from bot.runtime import open_database
+
+    db = open_database(from_env())
+    print(f"database at {db.url} is up to date")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,570 @@
+"""A fake Slack Web API on 127.0.0.1 that answers like Slack and records every call.
+
+Tests, the demo and the benchmarks point slack_sdk's ``WebClient`` (and bolt's ``respond()``) at
+it, so labbot's real HTTP path runs without a network or a workspace. It validates what Slack
+validates, because a fake that accepts anything hides the bugs Slack would reject in production.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import itertools
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+JsonDict = dict[str, Any]
+
+TEAM_ID = "T0FAKELAB"
+TEAM_NAME = "Fake Lab"
+BOT_USER_ID = "U0LABBOT"
+BOT_ID = "B0LABBOT"
+APP_ID = "A0LABBOT"
+
+MAX_MESSAGE_TEXT = 40_000
+MAX_MESSAGE_BLOCKS = 50
+MAX_SECTION_TEXT = 3_000
+MAX_SECTION_FIELDS = 10
+MAX_FIELD_TEXT = 2_000
+MAX_VIEW_BLOCKS = 100
+
+_API_PREFIX = "/api/"
+_RESPONSE_PREFIX = "/response/"
+_JSON_FIELDS = ("blocks", "attachments", "view", "metadata")
+_POLL_INTERVAL = 0.01
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request the fake answered; the token itself is never kept, only whether one came."""
+
+    method: str
+    params: JsonDict = field(hash=False)
+    at: float
+    failed: bool
+    status: int
+    authorized: bool
+    response: JsonDict = field(hash=False)
+    path: str
+
+    @property
+    def ok(self) -> bool:
+        """Whether the fake answered ``ok: true``; validation errors come back as HTTP 200 too."""
+        return bool(self.response.get("ok"))
+
+
+@dataclass(frozen=True)
+class _Reply:
+    status: int
+    body: bytes
+    content_type: str = "application/json; charset=utf-8"
+    headers: tuple[tuple[str, str], ...] = ()
+    response: JsonDict = field(default_factory=dict, hash=False)
+
+
+@dataclass
+class _Fault:
+    status: int
+    retry_after: int
+    remaining: int
+    empty_body: bool
+
+
+def _json_reply(
+    payload: JsonDict, status: int = 200, headers: tuple[tuple[str, str], ...] = ()
+) -> _Reply:
+    return _Reply(status, json.dumps(payload).encode(), headers=headers, response=payload)
+
+
+def _error(code: str) -> JsonDict:
+    """Slack reports API errors as HTTP 200 with ``ok: false``; slack_sdk raises on them."""
+    return {"ok": False, "error": code}
+
+
+def _decode_json_fields(params: JsonDict) -> JsonDict:
+    """Form-encoded calls carry blocks and views as JSON strings; decode them like Slack does."""
+    for key in _JSON_FIELDS:
+        value = params.get(key)
+        if isinstance(value, str):
+            # Undecodable values stay strings, so validation rejects them the way Slack would.
+            with contextlib.suppress(ValueError):
+                params[key] = json.loads(value)
+    return params
+
+
+def _parse_params(content_type: str, body: bytes, query: str) -> JsonDict:
+    params: JsonDict = dict(parse_qsl(query, keep_blank_values=True))
+    if content_type.startswith("application/json"):
+        parsed = json.loads(body or b"{}")
+        params.update(parsed if isinstance(parsed, dict) else {})
+    else:
+        params.update(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+    return _decode_json_fields(params)
+
+
+def _pop_token(headers: Any, params: JsonDict) -> bool:
+    """Read and drop the token so it can never leak into recorded calls."""
+    form_token = params.pop("token", None)
+    auth = headers.get("Authorization", "")
+    return bool(form_token) or (auth.startswith("Bearer ") and len(auth) > len("Bearer "))
+
+
+def _section_invalid(block: Any) -> bool:
+    if not isinstance(block, dict):
+        return True
+    if block.get("type") != "section":
+        return False
+    text = (block.get("text") or {}).get("text", "")
+    fields = block.get("fields") or []
+    return (
+        len(text) > MAX_SECTION_TEXT
+        or len(fields) > MAX_SECTION_FIELDS
+        or any(len(f.get("text", "")) > MAX_FIELD_TEXT for f in fields)
+    )
+
+
+def _message_error(params: JsonDict) -> str | None:
+    """The checks Slack applies to a message body, in the order it reports them."""
+    text = params.get("text") or ""
+    blocks = params.get("blocks") or []
+    if not text and not blocks and not params.get("attachments"):
+        return "no_text"
+    if len(text) > MAX_MESSAGE_TEXT:
+        return "msg_too_long"
+    if not isinstance(blocks, list) or len(blocks) > MAX_MESSAGE_BLOCKS:
+        return "invalid_blocks"
+    if any(_section_invalid(block) for block in blocks):
+        return "invalid_blocks"
+    return None
+
+
+def _view_invalid(view: Any) -> bool:
+    if not isinstance(view, dict):
+        return True
+    blocks = view.get("blocks") or []
+    return not isinstance(blocks, list) or len(blocks) > MAX_VIEW_BLOCKS
+
+
+def _short(params: JsonDict, limit: int = 120) -> str:
+    text = json.dumps(params, default=str)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    # The default backlog of 5 makes bursts of concurrent clients wait a second for SYN retries.
+    request_queue_size = 128
+
+    def __init__(self, fake: FakeSlack) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.fake = fake
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+
+    def do_POST(self) -> None:
+        self.server.fake._serve(self)
+
+    do_GET = do_POST
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silenced: test output should show failures, not one line per request."""
+
+
+class FakeSlack:
+    """Slack's Web API, served locally: realistic answers, Slack's validation, faults on demand."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._calls: list[Call] = []
+        self._faults: dict[str, list[_Fault]] = {}
+        self._delays: dict[str, float] = {}
+        self._usergroups: dict[str, list[str]] = {}
+        self._messages: dict[tuple[str, str], JsonDict] = {}
+        self._views: dict[str, JsonDict] = {}
+        self._home_views: dict[str, str] = {}
+        self._ts_counter = itertools.count(1)
+        self._view_counter = itertools.count(1)
+        self._handlers: dict[str, Callable[[JsonDict], JsonDict]] = {
+            "auth.test": self._auth_test,
+            "chat.postMessage": self._post_message,
+            "chat.update": self._update_message,
+            "chat.postEphemeral": self._post_ephemeral,
+            "chat.delete": self._delete_message,
+            "views.open": self._open_view,
+            "views.push": self._open_view,
+            "views.update": self._update_view,
+            "views.publish": self._publish_view,
+            "conversations.open": self._open_conversation,
+            "users.info": self._user_info,
+            "usergroups.users.list": self._usergroup_users,
+        }
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> FakeSlack:
+        self._server = _Server(self)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.02},
+            name="fakeslack",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        if self._server is None:
+            return
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join()
+        self._server = self._thread = None
+
+    def __enter__(self) -> FakeSlack:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def root_url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("FakeSlack is not started")
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    @property
+    def base_url(self) -> str:
+        """Ends with a slash because WebClient urljoins the method onto it."""
+        return self.root_url + _API_PREFIX
+
+    def response_url(self, key: str) -> str:
+        """A ``response_url`` that lands here, recorded as method ``"response_url"``."""
+        return self.root_url + _RESPONSE_PREFIX + key
+
+    # -- configuration -------------------------------------------------------------------------
+
+    def set_usergroup(self, usergroup_id: str, user_ids: list[str]) -> None:
+        with self._lock:
+            self._usergroups[usergroup_id] = list(user_ids)
+
+    def fail_next(
+        self,
+        method: str,
+        status: int = 429,
+        retry_after: int = 1,
+        times: int = 1,
+        *,
+        empty_body: bool = False,
+    ) -> None:
+        """Queue ``times`` failures for ``method``, to exercise retry and error paths."""
+        with self._lock:
+            self._faults.setdefault(method, []).append(
+                _Fault(status, retry_after, times, empty_body)
+            )
+
+    def delay(self, method: str, seconds: float) -> None:
+        """Answer ``method`` ``seconds`` late, to exercise Slack's 3-second ack deadline."""
+        with self._lock:
+            self._delays[method] = seconds
+
+    def reset(self) -> None:
+        """Forget recorded calls; posted messages, views and configuration stay."""
+        with self._lock:
+            self._calls.clear()
+
+    # -- inspection ----------------------------------------------------------------------------
+
+    def calls(self, method: str | None = None) -> list[Call]:
+        with self._lock:
+            return [c for c in self._calls if method is None or c.method == method]
+
+    def messages(self, channel: str | None = None) -> list[JsonDict]:
+        """Params of accepted chat.postMessage calls; ``channel`` matches as sent or as resolved."""
+        return [
+            c.params
+            for c in self.calls("chat.postMessage")
+            if c.ok and channel in (None, c.params.get("channel"), c.response.get("channel"))
+        ]
+
+    def current_message(self, channel: str, ts: str) -> JsonDict:
+        """``{"text", "blocks"}`` of a posted message after every chat.update applied to it."""
+        with self._lock:
+            message = self._messages.get((channel, ts))
+            if message is None:
+                raise KeyError(f"no message {ts} in {channel}; known: {sorted(self._messages)}")
+            return copy.deepcopy(message)
+
+    def wait_for(self, predicate: Callable[[Call], bool] | str, timeout: float = 5.0) -> Call:
+        """First recorded call matching ``predicate`` (a method name or a test on the Call).
+
+        Listeners run on bolt's executor after the ack, so tests must wait for their effects.
+        """
+        matches = (lambda c: c.method == predicate) if isinstance(predicate, str) else predicate
+        deadline = time.monotonic() + timeout
+        while True:
+            for call in self.calls():
+                if matches(call):
+                    return call
+            if time.monotonic() >= deadline:
+                raise AssertionError(self._describe_miss(predicate, timeout))
+            time.sleep(_POLL_INTERVAL)
+
+    def _describe_miss(self, predicate: object, timeout: float) -> str:
+        lines = [
+            f"  {c.method} status={c.status} ok={c.ok} failed={c.failed} {_short(c.params)}"
+            for c in self.calls()
+        ]
+        recorded = "\n".join(lines) or "  (nothing)"
+        return f"no call matched {predicate!r} within {timeout}s; recorded:\n{recorded}"
+
+    def dm_channel(self, user_id: str) -> str:
+        """The DM channel id conversations.open gives for a user: stable but not derivable."""
+        return "D" + hashlib.sha1(user_id.encode()).hexdigest()[:8].upper()
+
+    # -- HTTP ----------------------------------------------------------------------------------
+
+    def _serve(self, handler: _Handler) -> None:
+        arrived = time.monotonic()
+        url = urlsplit(handler.path)
+        length = int(handler.headers.get("Content-Length") or 0)
+        body = handler.rfile.read(length)
+        params = _parse_params(handler.headers.get("Content-Type", ""), body, url.query)
+        authorized = _pop_token(handler.headers, params)
+        method = self._method_of(url.path)
+        with self._lock:
+            delay = self._delays.get(method, 0.0)
+        time.sleep(delay)
+        with self._lock:
+            fault = self._take_fault(method)
+            reply = fault or self._answer(method, url.path, params, authorized)
+            self._calls.append(
+                Call(
+                    method=method,
+                    params=params,
+                    at=arrived,
+                    failed=fault is not None,
+                    status=reply.status,
+                    authorized=authorized,
+                    response=reply.response,
+                    path=url.path,
+                )
+            )
+        handler.send_response(reply.status)
+        handler.send_header("Content-Type", reply.content_type)
+        handler.send_header("Content-Length", str(len(reply.body)))
+        for name, value in reply.headers:
+            handler.send_header(name, value)
+        handler.end_headers()
+        handler.wfile.write(reply.body)
+
+    @staticmethod
+    def _method_of(path: str) -> str:
+        if path.startswith(_API_PREFIX):
+            return path.removeprefix(_API_PREFIX)
+        if path.startswith(_RESPONSE_PREFIX):
+            return "response_url"
+        return path
+
+    def _take_fault(self, method: str) -> _Reply | None:
+        queue = self._faults.get(method)
+        if not queue:
+            return None
+        fault = queue[0]
+        fault.remaining -= 1
+        if fault.remaining <= 0:
+            queue.pop(0)
+        if fault.status == 429:
+            headers = (("Retry-After", str(fault.retry_after)),)
+            return _json_reply(_error("ratelimited"), 429, headers)
+        if fault.empty_body:
+            return _Reply(fault.status, b"", content_type="text/plain")
+        return _json_reply(_error("internal_error"), fault.status)
+
+    def _answer(self, method: str, path: str, params: JsonDict, authorized: bool) -> _Reply:
+        if method == "response_url":
+            return _Reply(200, b"ok", content_type="text/html")
+        if not path.startswith(_API_PREFIX):
+            return _Reply(404, b"Not Found", content_type="text/plain")
+        handle = self._handlers.get(method)
+        if handle is None:
+            return _json_reply(_error("unknown_method"))
+        if not authorized:
+            return _json_reply(_error("not_authed"))
+        return _json_reply(handle(params))
+
+    # -- Web API methods (called with the lock held) -------------------------------------------
+
+    def _auth_test(self, params: JsonDict) -> JsonDict:
+        return {
+            "ok": True,
+            "url": "https://fakelab.slack.com/",
+            "team": TEAM_NAME,
+            "user": "labbot",
+            "team_id": TEAM_ID,
+            "user_id": BOT_USER_ID,
+            "bot_id": BOT_ID,
+            "is_enterprise_install": False,
+        }
+
+    def _next_ts(self) -> str:
+        n = next(self._ts_counter)
+        return f"{1_700_000_000 + n // 10_000}.{n % 10_000 * 100:06d}"
+
+    def _resolve_channel(self, channel: str) -> str:
+        """Posting to a user id lands in the DM with that user, as on Slack."""
+        return self.dm_channel(channel) if channel[:1] in ("U", "W") else channel
+
+    def _post_message(self, params: JsonDict) -> JsonDict:
+        if not params.get("channel"):
+            return _error("channel_not_found")
+        if problem := _message_error(params):
+            return _error(problem)
+        channel = self._resolve_channel(params["channel"])
+        ts = self._next_ts()
+        stored = {"text": params.get("text") or "", "blocks": params.get("blocks") or []}
+        self._messages[(channel, ts)] = stored
+        message = {"type": "message", "user": BOT_USER_ID, "bot_id": BOT_ID, "ts": ts, **stored}
+        return {"ok": True, "channel": channel, "ts": ts, "message": copy.deepcopy(message)}
+
+    def _update_message(self, params: JsonDict) -> JsonDict:
+        channel, ts = params.get("channel"), params.get("ts")
+        if not channel:
+            return _error("channel_not_found")
+        stored = self._messages.get((channel, ts or ""))
+        if stored is None:
+            return _error("message_not_found")
+        if problem := _message_error(params):
+            return _error(problem)
+        # Slack keeps the previous blocks when an update leaves them out.
+        stored.update({key: params[key] for key in ("text", "blocks") if key in params})
+        return {"ok": True, "channel": channel, "ts": ts, "text": stored["text"]}
+
+    def _post_ephemeral(self, params: JsonDict) -> JsonDict:
+        if not params.get("channel"):
+            return _error("channel_not_found")
+        if not params.get("user"):
+            return _error("user_not_in_channel")
+        if problem := _message_error(params):
+            return _error(problem)
+        return {"ok": True, "message_ts": self._next_ts()}
+
+    def _delete_message(self, params: JsonDict) -> JsonDict:
+        channel, ts = params.get("channel") or "", params.get("ts") or ""
+        if self._messages.pop((channel, ts), None) is None:
+            return _error("message_not_found")
+        return {"ok": True, "channel": channel, "ts": ts}
+
+    def _store_view(self, view: JsonDict, view_id: str | None = None) -> JsonDict:
+        view_id = view_id or f"V{next(self._view_counter):04d}"
+        stored = {
+            "type": "modal",
+            "callback_id": "",
+            "private_metadata": "",
+            "external_id": "",
+            "blocks": [],
+            **copy.deepcopy(view),
+            "id": view_id,
+            "team_id": TEAM_ID,
+            "app_id": APP_ID,
+            "bot_id": BOT_ID,
+            "root_view_id": view_id,
+            "state": {"values": {}},
+            "hash": f"{time.time():.6f}.{view_id}",
+        }
+        self._views[view_id] = stored
+        return {"ok": True, "view": copy.deepcopy(stored)}
+
+    def _open_view(self, params: JsonDict) -> JsonDict:
+        if not params.get("trigger_id") or _view_invalid(params.get("view")):
+            return _error("invalid_arguments")
+        return self._store_view(params["view"])
+
+    def _find_view(self, params: JsonDict) -> JsonDict | None:
+        if params.get("view_id"):
+            return self._views.get(params["view_id"])
+        external_id = params.get("external_id")
+        return next(
+            (v for v in self._views.values() if external_id and v["external_id"] == external_id),
+            None,
+        )
+
+    def _update_view(self, params: JsonDict) -> JsonDict:
+        if _view_invalid(params.get("view")):
+            return _error("invalid_arguments")
+        current = self._find_view(params)
+        if current is None:
+            return _error("not_found")
+        if params.get("hash") and params["hash"] != current["hash"]:
+            return _error("hash_conflict")
+        return self._store_view(params["view"], current["id"])
+
+    def _publish_view(self, params: JsonDict) -> JsonDict:
+        user_id, view = params.get("user_id"), params.get("view")
+        if not user_id or _view_invalid(view) or view.get("type") != "home":
+            return _error("invalid_arguments")
+        answer = self._store_view(view, self._home_views.get(user_id))
+        self._home_views[user_id] = answer["view"]["id"]
+        return answer
+
+    def _open_conversation(self, params: JsonDict) -> JsonDict:
+        if params.get("channel"):
+            return {"ok": True, "channel": {"id": params["channel"]}}
+        users = params.get("users") or ""
+        user_ids = users if isinstance(users, list) else [u for u in users.split(",") if u]
+        if not user_ids:
+            return _error("users_list_not_supplied")
+        if len(user_ids) == 1:
+            channel = self.dm_channel(user_ids[0])
+        else:
+            channel = "G" + hashlib.sha1(",".join(sorted(user_ids)).encode()).hexdigest()[:8]
+        return {"ok": True, "no_op": False, "already_open": False, "channel": {"id": channel}}
+
+    def _user_info(self, params: JsonDict) -> JsonDict:
+        user_id = params.get("user")
+        if not user_id:
+            return _error("user_not_found")
+        real_name = f"User {user_id}"
+        return {
+            "ok": True,
+            "user": {
+                "id": user_id,
+                "team_id": TEAM_ID,
+                "name": user_id.lower(),
+                "real_name": real_name,
+                "deleted": False,
+                "is_bot": user_id == BOT_USER_ID,
+                "is_admin": False,
+                "tz": "UTC",
+                "tz_label": "Coordinated Universal Time",
+                "tz_offset": 0,
+                "profile": {
+                    "real_name": real_name,
+                    "display_name": user_id.lower(),
+                    "email": f"{user_id.lower()}@fakelab.example",
+                },
+            },
+        }
+
+    def _usergroup_users(self, params: JsonDict) -> JsonDict:
+        users = self._usergroups.get(params.get("usergroup") or "")
+        if users is None:
+            return _error("no_such_subteam")
+        return {"ok": True, "users": list(users)}

@@ -1,0 +1,59 @@
+"""Wiring: from Settings to a ready Lab (database migrated, provider chosen and verified)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from bot.settings import Settings, SettingsError, require_packet
+from commands.lab import Lab
+from commands.notices import Notifier
+from metal.provider import Provider, ProviderError
+from metal.simulated import SimulatedProvider
+from storage.db import Database
+from storage.schema import upgrade
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def open_database(settings: Settings) -> Database:
+    db = Database(settings.database_url)
+    upgrade(db)
+    return db
+
+
+def make_provider(settings: Settings, db: Database, clock: Clock = utcnow) -> Provider:
+    if settings.provider == "packet":
+        require_packet(settings)
+        from metal.packet import PacketProvider
+
+        provider = PacketProvider(
+            settings.packet_auth_token,
+            settings.packet_project_id,
+            settings.packet_api_url,
+            timeout=settings.packet_timeout,
+        )
+        try:
+            provider.verify()
+        except ProviderError as error:
+            raise SettingsError(str(error)) from error
+        return provider
+    return SimulatedProvider(
+        db,
+        clock=clock,
+        provision_seconds=settings.simulated_provision.total_seconds(),
+        catalog=settings.catalog,
+    )
+
+
+def build_lab(
+    settings: Settings, notifier: Notifier, *, clock: Clock = utcnow, db: Database | None = None
+) -> Lab:
+    db = db or open_database(settings)
+    provider = make_provider(settings, db, clock)
+    catalog = settings.catalog if settings.provider == "simulated" else None
+    return Lab(db, provider, notifier, settings.policy, settings.roles, catalog)

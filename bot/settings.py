@@ -1,0 +1,221 @@
+"""Settings from the environment (and an optional TOML file for the catalog and the policy).
+
+A bad value stops start-up with one sentence naming the setting and what it accepts. Secrets
+are read here and kept out of every repr, log line and message.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from datetime import timedelta
+from pathlib import Path
+
+from commands.durations import DurationError, parse_duration
+from commands.policy import Policy, Roles
+from metal.catalog import CatalogError, dollars_to_cents, load, seed
+from metal.provider import Catalog
+from storage.db import DEFAULT_URL
+
+
+class SettingsError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = DEFAULT_URL
+    provider: str = "simulated"
+    policy: Policy = field(default_factory=Policy)
+    roles: Roles = field(default_factory=Roles)
+    catalog: Catalog = field(default_factory=seed)
+    sweep_interval: timedelta = timedelta(seconds=60)
+    command: str = "/lab"
+    review_channel: str = "#lab-review"
+    admin_channel: str = "#lab-admin"
+    reviewer_group: str | None = None
+    slack_api_url: str | None = None
+    port: int = 3000
+    slack_bot_token: str | None = field(default=None, repr=False)
+    slack_signing_secret: str | None = field(default=None, repr=False)
+    slack_app_token: str | None = field(default=None, repr=False)
+    packet_auth_token: str | None = field(default=None, repr=False)
+    packet_project_id: str | None = None
+    packet_api_url: str = "api.packet.net"
+    packet_timeout: float = 30.0
+    simulated_provision: timedelta = timedelta(seconds=60)
+
+
+_POLICY_DURATIONS = {
+    "LABBOT_GRACE": "grace",
+    "LABBOT_MIN_LEASE": "min_lease",
+    "LABBOT_MAX_LEASE": "max_lease",
+    "LABBOT_MAX_TOTAL": "max_total",
+    "LABBOT_DECIDE_WITHIN": "decide_within",
+    "LABBOT_ORPHAN_GRACE": "orphan_grace",
+    "LABBOT_RECONCILE_EVERY": "reconcile_every",
+    "LABBOT_PROVISION_TIMEOUT": "provision_timeout",
+}
+_POLICY_INTS = {
+    "LABBOT_MAX_SERVERS": "max_servers",
+    "LABBOT_PENDING_PER_USER": "pending_per_user",
+    "LABBOT_DELETE_ATTEMPTS": "delete_attempts",
+    "LABBOT_CREATE_ATTEMPTS": "create_attempts",
+    "LABBOT_CREATE_CONCURRENCY": "create_concurrency",
+}
+
+
+def from_env(env: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if env is None else env
+    base = _from_file(env.get("LABBOT_CONFIG"))
+    policy = _policy(env, base.policy)
+    return replace(
+        base,
+        database_url=env.get("DATABASE_URL", base.database_url),
+        provider=_choice(env, "LABBOT_PROVIDER", ("simulated", "packet"), _default_provider(env)),
+        policy=policy,
+        roles=Roles(
+            reviewers=_ids(env.get("LABBOT_REVIEWERS", "")),
+            admins=_ids(env.get("LABBOT_ADMINS", "")),
+        ),
+        sweep_interval=_duration(env, "LABBOT_SWEEP_INTERVAL", base.sweep_interval),
+        command=env.get("LABBOT_COMMAND", base.command),
+        review_channel=env.get("LABBOT_REVIEW_CHANNEL", base.review_channel),
+        admin_channel=env.get("LABBOT_ADMIN_CHANNEL", base.admin_channel),
+        reviewer_group=env.get("LABBOT_REVIEWER_GROUP") or None,
+        slack_api_url=env.get("SLACK_API_URL") or None,
+        port=_int(env, "PORT", base.port),
+        slack_bot_token=env.get("SLACK_BOT_TOKEN") or None,
+        slack_signing_secret=env.get("SLACK_SIGNING_SECRET") or None,
+        slack_app_token=env.get("SLACK_APP_TOKEN") or None,
+        packet_auth_token=env.get("PACKET_AUTH_TOKEN") or None,
+        packet_project_id=env.get("PACKET_PROJECT_ID") or None,
+        packet_api_url=env.get("PACKET_API_URL", base.packet_api_url),
+        packet_timeout=_duration(env, "PACKET_TIMEOUT", timedelta(seconds=30)).total_seconds(),
+        simulated_provision=_duration(env, "LABBOT_SIMULATED_PROVISION", base.simulated_provision),
+    )
+
+
+def require_packet(settings: Settings) -> None:
+    for name, value in (
+        ("PACKET_AUTH_TOKEN", settings.packet_auth_token),
+        ("PACKET_PROJECT_ID", settings.packet_project_id),
+    ):
+        if not value:
+            raise SettingsError(f"{name} is not set; LABBOT_PROVIDER=packet needs it.")
+
+
+def _default_provider(env: Mapping[str, str]) -> str:
+    return "packet" if env.get("PACKET_AUTH_TOKEN") else "simulated"
+
+
+def _policy(env: Mapping[str, str], base: Policy) -> Policy:
+    changes: dict = {}
+    for name, attr in _POLICY_DURATIONS.items():
+        changes[attr] = _duration(env, name, getattr(base, attr))
+    for name, attr in _POLICY_INTS.items():
+        changes[attr] = _int(env, name, getattr(base, attr), minimum=1)
+    if "LABBOT_MONTHLY_CREDIT" in env:
+        changes["monthly_credit_cents"] = _money(env, "LABBOT_MONTHLY_CREDIT")
+    if "LABBOT_PROJECT_CAP" in env:
+        changes["project_cap_cents"] = _money(env, "LABBOT_PROJECT_CAP")
+    if "LABBOT_REMINDERS" in env:
+        changes["reminders"] = _reminders(env["LABBOT_REMINDERS"])
+    policy = replace(base, **changes)
+    if policy.min_lease > policy.max_lease:
+        raise SettingsError("LABBOT_MIN_LEASE is longer than LABBOT_MAX_LEASE; make it shorter.")
+    if policy.max_lease > policy.max_total:
+        raise SettingsError(
+            "LABBOT_MAX_LEASE is longer than LABBOT_MAX_TOTAL; raise LABBOT_MAX_TOTAL."
+        )
+    return policy
+
+
+def _duration(env: Mapping[str, str], name: str, default: timedelta) -> timedelta:
+    if name not in env:
+        return default
+    try:
+        return parse_duration(env[name])
+    except DurationError as error:
+        raise SettingsError(f"{name}: {error}.") from error
+
+
+def _reminders(text: str) -> tuple[timedelta, ...]:
+    try:
+        return tuple(
+            sorted((parse_duration(p) for p in text.split(",") if p.strip()), reverse=True)
+        )
+    except DurationError as error:
+        raise SettingsError(f"LABBOT_REMINDERS: {error}; list them like 24h,1h.") from error
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    if name not in env:
+        return default
+    try:
+        value = int(env[name])
+    except ValueError:
+        value = minimum - 1
+    if value < minimum:
+        raise SettingsError(
+            f"{name} must be a whole number of at least {minimum}, not '{env[name]}'."
+        )
+    return value
+
+
+def _money(env: Mapping[str, str], name: str) -> int:
+    text = env[name].strip().lstrip("$").replace(",", "").replace("_", "")
+    try:
+        cents = dollars_to_cents(text)
+    except ArithmeticError:
+        cents = -1
+    if cents < 0:
+        raise SettingsError(
+            f"{name} must be an amount in dollars like 25000 or 25000.00, not '{env[name]}'."
+        )
+    return cents
+
+
+def _choice(env: Mapping[str, str], name: str, options: tuple[str, ...], default: str) -> str:
+    value = env.get(name, default)
+    if value not in options:
+        raise SettingsError(f"{name} must be one of {', '.join(options)}, not '{value}'.")
+    return value
+
+
+def _ids(text: str) -> frozenset[str]:
+    return frozenset(part.strip() for part in text.replace(" ", ",").split(",") if part.strip())
+
+
+def _from_file(path: str | None) -> Settings:
+    """LABBOT_CONFIG: a TOML file with [policy] (same names as the Policy fields, durations as
+    strings, money in dollars) and the catalog tables of metal.catalog."""
+    if not path:
+        return Settings()
+    try:
+        data = tomllib.loads(Path(path).read_text())
+        catalog = load(Path(path))
+    except (OSError, tomllib.TOMLDecodeError, CatalogError) as error:
+        raise SettingsError(f"LABBOT_CONFIG: {error}") from error
+    policy = Policy()
+    known = {f.name: f for f in fields(Policy)}
+    changes = {}
+    for key, value in data.get("policy", {}).items():
+        if key not in known:
+            raise SettingsError(
+                f"LABBOT_CONFIG: [policy] has no setting '{key}'; known: {', '.join(known)}."
+            )
+        current = getattr(policy, key)
+        try:
+            if isinstance(current, timedelta):
+                value = parse_duration(str(value))
+            elif key.endswith("_cents"):
+                value = dollars_to_cents(value)
+            elif key == "reminders":
+                value = tuple(parse_duration(str(v)) for v in value)
+        except DurationError as error:
+            raise SettingsError(f"LABBOT_CONFIG: [policy] {key}: {error}.") from error
+        changes[key] = value
+    return Settings(policy=replace(policy, **changes), catalog=catalog)

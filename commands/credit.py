@@ -1,0 +1,257 @@
+"""The month's money: granted, spent, committed, available, per month and per project.
+
+Spent is what servers have billed (per started hour, from `active_at` until deleted or now);
+committed is what live leases will still bill until their planned end plus grace; available is
+what is left. `granted = spent + committed + available` holds to the cent by construction, and
+approval and extension refuse anything that would make available negative for any month unless
+an admin records an override in the ledger.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, or_
+from sqlmodel import Session, col, select
+
+from commands.billing import cost_by_month, month_bounds, month_key, started_hours
+from commands.policy import Policy
+from commands.states import LIVE, State
+from storage.models import Lease, LedgerEntry, Server
+
+GRANT = "grant"
+ADJUSTMENT = "adjustment"
+OVERRIDE = "override"
+
+
+@dataclass(frozen=True)
+class MonthBooks:
+    month: str
+    granted: int
+    overrides: int
+    spent: int
+    committed: int
+
+    @property
+    def available(self) -> int:
+        return self.granted - self.spent - self.committed
+
+    @property
+    def allowance(self) -> int:
+        """What may be spent or committed: the grant plus recorded overrides."""
+        return self.granted + self.overrides
+
+
+def ensure_grant(session: Session, month: str, policy: Policy, now: datetime) -> None:
+    """The monthly grant is a ledger row like any other, written once per month (the unique
+    key makes a second writer's insert a no-op)."""
+    key = f"grant:{month}"
+    if session.exec(select(LedgerEntry.id).where(LedgerEntry.key == key)).first() is None:
+        session.add(
+            LedgerEntry(
+                month=month,
+                kind=GRANT,
+                amount_cents=policy.monthly_credit_cents,
+                actor="system",
+                reason="monthly donor credit",
+                key=key,
+                created_at=now,
+            )
+        )
+        session.flush()
+
+
+def ledger_totals(session: Session, month: str) -> tuple[int, int]:
+    """(granted incl. adjustments, overrides) for a month."""
+    rows = session.exec(
+        select(LedgerEntry.kind, func.sum(LedgerEntry.amount_cents))
+        .where(LedgerEntry.month == month)
+        .group_by(LedgerEntry.kind)
+    ).all()
+    sums = dict(rows)
+    return sums.get(GRANT, 0) + sums.get(ADJUSTMENT, 0), sums.get(OVERRIDE, 0)
+
+
+def server_spend(server: Server, now: datetime) -> dict[str, int]:
+    if server.active_at is None:
+        return {}
+    end = server.deleted_at or now
+    return cost_by_month(server.active_at, max(end, server.active_at), 1, server.hourly_cents)
+
+
+def planned_window(lease: Lease, policy: Policy, now: datetime) -> tuple[datetime, datetime]:
+    """When the lease's servers will run: from start (or now, before they are up) to the planned
+    end plus grace, because servers bill until they are deleted."""
+    start = lease.starts_at or now
+    end = lease.ends_at or start + timedelta(seconds=lease.duration_s + lease.extended_s)
+    return start, end + policy.grace
+
+
+def planned_cost(lease: Lease, policy: Policy, now: datetime) -> dict[str, int]:
+    start, end = planned_window(lease, policy, now)
+    return cost_by_month(start, end, lease.count, lease.hourly_cents)
+
+
+def estimate_cents(count: int, hourly_cents: int, duration: timedelta, policy: Policy) -> int:
+    return (
+        count * hourly_cents * started_hours(datetime.min, datetime.min + duration + policy.grace)
+    )
+
+
+def lease_commitment(
+    lease: Lease, servers: list[Server], policy: Policy, now: datetime
+) -> dict[str, int]:
+    """What a live lease will still bill, per month: planned minus already spent."""
+    if State(lease.state) not in LIVE:
+        return {}
+    spent = _sum_months(server_spend(s, now) for s in servers)
+    return {
+        key: cents - spent.get(key, 0)
+        for key, cents in planned_cost(lease, policy, now).items()
+        if cents > spent.get(key, 0)
+    }
+
+
+def books(
+    session: Session,
+    months: list[str],
+    policy: Policy,
+    now: datetime,
+    project: str | None = None,
+    exclude_lease: int | None = None,
+) -> dict[str, MonthBooks]:
+    """The books of several months at once, optionally for one project."""
+    spent: dict[str, int] = defaultdict(int)
+    committed: dict[str, int] = defaultdict(int)
+    first, _ = month_bounds(min(months))
+    _, last = month_bounds(max(months))
+    for lease, servers in _leases_touching(session, first, last, project):
+        if lease.id == exclude_lease:
+            continue
+        for s in servers:
+            for key, cents in server_spend(s, now).items():
+                spent[key] += cents
+        for key, cents in lease_commitment(lease, servers, policy, now).items():
+            committed[key] += cents
+    result = {}
+    for month in months:
+        if project is None:
+            ensure_grant(session, month, policy, now)
+            granted, overrides = ledger_totals(session, month)
+        else:
+            granted, overrides = policy.project_cap_cents or 0, 0
+        result[month] = MonthBooks(month, granted, overrides, spent[month], committed[month])
+    return result
+
+
+def shortfalls(session: Session, lease: Lease, policy: Policy, now: datetime) -> dict[str, int]:
+    """Per month, how far approving (or extending) `lease` as it now stands would go past the
+    month's allowance. Empty means it fits. Call inside a write transaction, so nobody else
+    commits money between the check and the state change."""
+    need = planned_cost(lease, policy, now)
+    if not need:
+        return {}
+    months = sorted(need)
+    lab_books = books(session, months, policy, now, exclude_lease=lease.id)
+    short = {
+        m: need[m] - (lab_books[m].allowance - lab_books[m].spent - lab_books[m].committed)
+        for m in months
+    }
+    return {m: cents for m, cents in short.items() if cents > 0}
+
+
+def project_shortfalls(
+    session: Session, lease: Lease, policy: Policy, now: datetime
+) -> dict[str, int]:
+    if policy.project_cap_cents is None:
+        return {}
+    need = planned_cost(lease, policy, now)
+    months = sorted(need)
+    if not months:
+        return {}
+    project_books = books(
+        session, months, policy, now, project=lease.project, exclude_lease=lease.id
+    )
+    short = {
+        m: need[m]
+        - (policy.project_cap_cents - project_books[m].spent - project_books[m].committed)
+        for m in months
+    }
+    return {m: cents for m, cents in short.items() if cents > 0}
+
+
+def record_override(
+    session: Session, lease_id: int, short: dict[str, int], actor: str, reason: str, now: datetime
+) -> None:
+    for month, cents in short.items():
+        session.add(
+            LedgerEntry(
+                month=month,
+                kind=OVERRIDE,
+                amount_cents=cents,
+                actor=actor,
+                reason=reason,
+                lease_id=lease_id,
+                created_at=now,
+            )
+        )
+
+
+def burn_rate_cents_per_day(session: Session, now: datetime) -> int:
+    """What the servers running right now cost per day."""
+    hourly = session.exec(
+        select(func.coalesce(func.sum(Server.hourly_cents), 0)).where(
+            col(Server.active_at).is_not(None),
+            col(Server.active_at) <= now,
+            col(Server.deleted_at).is_(None),
+        )
+    ).one()
+    return int(hourly) * 24
+
+
+def runs_out_at(month: MonthBooks, burn_per_day: int, now: datetime) -> datetime | None:
+    """When the month's credit runs out at today's burn rate; None if it lasts the month."""
+    _, month_end = month_bounds(month.month)
+    remaining = month.granted - month.spent
+    if burn_per_day <= 0:
+        return None
+    at = now + timedelta(days=remaining / burn_per_day)
+    return at if at < month_end else None
+
+
+def _leases_touching(
+    session: Session, start: datetime, end: datetime, project: str | None
+) -> list[tuple[Lease, list[Server]]]:
+    """Live leases (they hold commitments) and every lease whose servers billed in the
+    window. Both are found by indexed columns, not by scanning every lease."""
+    live_ids = select(Lease.id).where(col(Lease.state).in_([s.value for s in LIVE]))
+    billed_ids = select(Server.lease_id).where(
+        col(Server.active_at) < end,
+        or_(col(Server.deleted_at).is_(None), col(Server.deleted_at) >= start),
+    )
+    query = select(Lease).where(or_(col(Lease.id).in_(live_ids), col(Lease.id).in_(billed_ids)))
+    if project is not None:
+        query = query.where(Lease.project == project)
+    leases = session.exec(query).all()
+    servers: dict[int, list[Server]] = defaultdict(list)
+    if leases:
+        rows = session.exec(
+            select(Server).where(col(Server.lease_id).in_([lease.id for lease in leases]))
+        ).all()
+        for s in rows:
+            servers[s.lease_id].append(s)
+    return [(lease, servers[lease.id]) for lease in leases]
+
+
+def _sum_months(parts) -> dict[str, int]:
+    total: dict[str, int] = defaultdict(int)
+    for part in parts:
+        for key, cents in part.items():
+            total[key] += cents
+    return dict(total)
+
+
+def current_month(now: datetime) -> str:
+    return month_key(now)

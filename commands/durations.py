@@ -1,0 +1,40 @@
+"""Durations as people write them: `30s`, `90m`, `36h`, `3d`, and combinations like `1d12h`."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_PART = re.compile(r"(\d+)([smhdw])")
+_WHOLE = re.compile(r"(?:\d+[smhdw])+")
+
+EXAMPLES = "30s, 90m, 36h, 3d or 1d12h"
+
+
+class DurationError(ValueError):
+    pass
+
+
+def parse_duration(text: str) -> timedelta:
+    """Parse a duration; the error message says what would be accepted."""
+    cleaned = text.strip().lower().replace(" ", "")
+    if not cleaned or not _WHOLE.fullmatch(cleaned):
+        raise DurationError(f"'{text}' is not a duration; write it like {EXAMPLES}")
+    seconds = sum(int(n) * _UNITS[unit] for n, unit in _PART.findall(cleaned))
+    if seconds <= 0:
+        raise DurationError(f"'{text}' is zero; a duration must be longer than that")
+    return timedelta(seconds=seconds)
+
+
+def format_duration(delta: timedelta | int | float) -> str:
+    """The shortest exact way to write a duration back: 2d, 36h, 90m, 1d2h30m."""
+    seconds = int(delta.total_seconds() if isinstance(delta, timedelta) else delta)
+    if seconds <= 0:
+        return "0s"
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        count, seconds = divmod(seconds, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts)

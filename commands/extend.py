@@ -1,0 +1,271 @@
+"""Longer leases. Inside policy and within the month's money an extension takes effect at once;
+beyond policy it becomes a pending extension that reviewers decide on a card."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlmodel import Session, delete, select
+
+from commands.billing import format_cents
+from commands.credit import record_override, shortfalls
+from commands.durations import format_duration
+from commands.facts import shape, when
+from commands.lab import Lab, Outcome, audit, not_found, owner_or_admin, refuse, wrong_state
+from commands.notices import REVIEW, Kind, enqueue, owner
+from commands.policy import check_extension
+from commands.reminders import next_due
+from commands.states import State
+from metal.provider import ProviderError
+from storage.models import Lease, PendingExtension, SentReminder, Server
+
+
+def extend(lab: Lab, actor: str, lease_id: int, extra: timedelta, now: datetime) -> Outcome:
+    with lab.db.write() as session:
+        lease = session.get(Lease, lease_id)
+        problem = _cannot_extend(lab, lease, actor, lease_id, extra)
+        beyond = None if problem else check_extension(_total(lease), extra, lab.policy)
+        if problem is None and beyond is not None:
+            ext = _ask_reviewers(session, lease, actor, extra, beyond, now)
+            answer = (
+                f"Extending #{lease_id} by {format_duration(extra)} needs a reviewer: {beyond}. "
+                f"Reviewers have been asked (extension request {ext.id})."
+            )
+        elif problem is None:
+            problem = _apply(session, lab, lease, extra, actor, now, override=None)
+            answer = f"Lease #{lease_id} extended by {format_duration(extra)}; it now ends {when(lease.ends_at)}."
+    if problem:
+        return refuse(lab, now, actor, "extend", problem, lease_id)
+    lab.flush_notices(now)
+    return Outcome(True, answer, lease_id)
+
+
+def decide_extension(
+    lab: Lab,
+    actor: str,
+    extension_id: int,
+    approve: bool,
+    now: datetime,
+    reason: str = "",
+    override: str | None = None,
+) -> Outcome:
+    if not lab.roles.is_reviewer(actor):
+        return refuse(lab, now, actor, "decide_extension", "Only reviewers can decide extensions.")
+    with lab.db.write() as session:
+        ext = session.get(PendingExtension, extension_id)
+        lease = session.get(Lease, ext.lease_id) if ext else None
+        problem = _undecidable(ext, lease, extension_id)
+        if problem is None and approve:
+            problem = _apply(
+                session,
+                lab,
+                lease,
+                timedelta(seconds=ext.seconds),
+                actor,
+                now,
+                override,
+                backstop_needed=True,
+            )
+        if problem is None:
+            ext.state = "approved" if approve else "denied"
+            ext.decided_by, ext.reason = actor, reason
+            session.add(ext)
+            _tell_extension_decision(session, lease, ext, actor, now)
+    if problem:
+        return refuse(lab, now, actor, "decide_extension", problem, ext.lease_id if ext else None)
+    _move_backstop(lab, ext.lease_id, now)
+    lab.flush_notices(now)
+    return Outcome(
+        True, f"Extension {extension_id} of lease #{ext.lease_id} {ext.state}.", ext.lease_id
+    )
+
+
+def _total(lease: Lease) -> timedelta:
+    return timedelta(seconds=lease.duration_s + lease.extended_s)
+
+
+def _cannot_extend(
+    lab: Lab, lease: Lease | None, actor: str, lease_id: int, extra: timedelta
+) -> str | None:
+    if lease is None:
+        return not_found(lease_id)
+    if lease.state != State.ACTIVE:
+        return wrong_state(lease, "extended", "an active lease")
+    if extra <= timedelta(0):
+        return "An extension must be longer than zero, for example `extend 5 24h`."
+    return owner_or_admin(lab, lease, actor, "extend")
+
+
+def _apply(
+    session: Session,
+    lab: Lab,
+    lease: Lease,
+    extra: timedelta,
+    actor: str,
+    now: datetime,
+    override: str | None,
+    backstop_needed: bool = False,
+) -> str | None:
+    """Lengthen the lease if the months it now reaches can pay for it."""
+    if lease.state != State.ACTIVE:
+        return wrong_state(lease, "extended", "an active lease")
+    probe = Lease(
+        **{
+            **lease.model_dump(),
+            "extended_s": lease.extended_s + int(extra.total_seconds()),
+            "ends_at": lease.ends_at + extra,
+        }
+    )
+    short = shortfalls(session, probe, lab.policy, now)
+    if short and override is None:
+        months = ", ".join(f"{m} by {format_cents(c)}" for m, c in short.items())
+        return (
+            f"Extending #{lease.id} by {format_duration(extra)} would over-commit the lab's "
+            f"credit: {months}. Ask for a shorter extension or release servers you do not need."
+        )
+    if short:
+        record_override(session, lease.id, short, actor, override, now)
+    # Reminders still ahead of the new end are owed again.
+    session.exec(delete(SentReminder).where(SentReminder.lease_id == lease.id))
+    lease.extended_s = probe.extended_s
+    lease.ends_at = probe.ends_at
+    sent = [o for o, at in _sent_before(lease, now, lab)]
+    for offset in sent:
+        session.add(SentReminder(lease_id=lease.id, offset_s=offset, sent_at=now))
+    lease.due_at = next_due(lab.policy, lease.starts_at, lease.ends_at, sent)
+    lease.version += 1
+    session.add(lease)
+    audit(
+        session,
+        now,
+        actor,
+        "extend",
+        lease.id,
+        seconds=int(extra.total_seconds()),
+        override=override,
+    )
+    enqueue(
+        session,
+        Kind.EXTENDED,
+        owner(lease.owner),
+        f"Lease #{lease.id} extended by {format_duration(extra)}; it now ends {when(lease.ends_at)}.",
+        now,
+        lease.id,
+        ends_at=lease.ends_at.isoformat(),
+    )
+    return None
+
+
+def _sent_before(lease: Lease, now: datetime, lab: Lab) -> list[tuple[int, datetime]]:
+    """Offsets whose reminder time under the new end has already passed: not sent again."""
+    from commands.reminders import reminder_times
+
+    return [
+        (o, at) for o, at in reminder_times(lab.policy, lease.starts_at, lease.ends_at) if at <= now
+    ]
+
+
+def _ask_reviewers(
+    session: Session, lease: Lease, actor: str, extra: timedelta, why: str, now: datetime
+) -> PendingExtension:
+    ext = PendingExtension(
+        lease_id=lease.id, seconds=int(extra.total_seconds()), requested_by=actor, requested_at=now
+    )
+    session.add(ext)
+    session.flush()
+    audit(session, now, actor, "extend_requested", lease.id, extension=ext.id, reason=why)
+    enqueue(
+        session,
+        Kind.EXTENSION_CARD,
+        REVIEW,
+        f"<@{actor}> asks to extend lease #{lease.id} ({shape(lease)}, {lease.project}) by "
+        f"{format_duration(extra)}: {why}.",
+        now,
+        lease.id,
+        extension_id=ext.id,
+        extra=format_duration(extra),
+        project=lease.project,
+        owner=lease.owner,
+    )
+    return ext
+
+
+def _undecidable(
+    ext: PendingExtension | None, lease: Lease | None, extension_id: int
+) -> str | None:
+    if ext is None or lease is None:
+        return f"There is no extension request {extension_id}."
+    if ext.state != "pending":
+        return f"Extension {extension_id} was already {ext.state} by <@{ext.decided_by}>."
+    return None
+
+
+def _tell_extension_decision(
+    session: Session, lease: Lease, ext: PendingExtension, actor: str, now: datetime
+) -> None:
+    extra = format_duration(ext.seconds)
+    why = f" Reason: {ext.reason}" if ext.reason else ""
+    audit(session, now, actor, f"extension_{ext.state}", lease.id, extension=ext.id)
+    enqueue(
+        session,
+        Kind.CARD_DECIDED,
+        REVIEW,
+        f"Extension of #{lease.id} by {extra} {ext.state} by <@{actor}> at {when(now)}.{why}",
+        now,
+        lease.id,
+        decision=ext.state,
+        by=actor,
+    )
+    if ext.state == "denied":
+        enqueue(
+            session,
+            Kind.DECISION,
+            owner(lease.owner),
+            f"Your extension of lease #{lease.id} by {extra} was denied by <@{actor}>.{why}",
+            now,
+            lease.id,
+            decision="denied",
+            by=actor,
+        )
+
+
+def _move_backstop(lab: Lab, lease_id: int, now: datetime) -> None:
+    """A reviewer let the lease grow past what the provider-side backstop allows: move the
+    backstop on every server first, so the provider never deletes a server before its lease
+    ends. Where the provider cannot move it, the admins are told the end date at risk."""
+    with lab.db.read() as session:
+        lease = session.get(Lease, lease_id)
+        servers = session.exec(
+            select(Server).where(Server.lease_id == lease_id, Server.state == "active")
+        ).all()
+    if lease is None or lease.backstop_at is None or lease.ends_at is None:
+        return
+    needed = lease.ends_at + lab.policy.grace + timedelta(days=1)
+    if needed <= lease.backstop_at:
+        return
+    failures = []
+    for server in servers:
+        try:
+            lab.provider.set_termination_time(server.provider_id, needed)
+        except ProviderError as error:
+            failures.append(f"{server.hostname}: {error}")
+    with lab.db.write() as session:
+        row = session.get(Lease, lease_id)
+        if not failures:
+            row.backstop_at = needed
+            session.add(row)
+            audit(session, now, "system", "backstop_moved", lease_id, to=needed)
+            return
+        from commands.notices import ADMIN
+
+        audit(session, now, "system", "backstop_moved", lease_id, "failed", errors=failures)
+        enqueue(
+            session,
+            Kind.ADMIN_ALERT,
+            ADMIN,
+            f"Lease #{lease_id} was extended to {when(lease.ends_at)} but the provider's deletion "
+            f"backstop stays at {when(lease.backstop_at)} on: {'; '.join(failures)}.",
+            now,
+            lease_id,
+            alert="backstop",
+        )

@@ -1,0 +1,88 @@
+"""How a lease is described to people: the facts every notice and listing carries."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from commands.billing import format_cents
+from commands.durations import format_duration
+from commands.states import DESCRIPTIONS, State
+from storage.models import Lease, Server
+
+
+def lease_facts(lease: Lease, estimate: int | None = None) -> dict[str, Any]:
+    facts: dict[str, Any] = {
+        "id": lease.id,
+        "state": lease.state,
+        "owner": lease.owner,
+        "project": lease.project,
+        "repo_url": lease.repo_url,
+        "purpose": lease.purpose,
+        "plan": lease.plan,
+        "metro": lease.metro,
+        "os": lease.os,
+        "count": lease.count,
+        "duration": format_duration(lease.duration_s + lease.extended_s),
+        "hourly": format_cents(lease.hourly_cents),
+        "ends_at": lease.ends_at.isoformat() if lease.ends_at else None,
+    }
+    if estimate is not None:
+        facts["estimate"] = format_cents(estimate)
+    return facts
+
+
+def shape(lease: Lease) -> str:
+    """`3 x c1.small.x86 in ams1 for 48h`"""
+    total = format_duration(lease.duration_s + lease.extended_s)
+    return f"{lease.count} x {lease.plan} in {lease.metro} for {total}"
+
+
+def when(at: datetime | None) -> str:
+    return at.strftime("%Y-%m-%d %H:%M UTC") if at else "-"
+
+
+def time_left(lease: Lease, now: datetime) -> str:
+    if lease.ends_at is None:
+        return "-"
+    left = lease.ends_at - now
+    return format_duration(left.total_seconds()) if left > timedelta(0) else "ended"
+
+
+def one_line(lease: Lease, now: datetime) -> str:
+    state = State(lease.state)
+    left = f", {time_left(lease, now)} left" if state == State.ACTIVE else ""
+    return f"#{lease.id} {lease.project}: {shape(lease)} — {state.value}{left}"
+
+
+def describe(lease: Lease, servers: list[Server], now: datetime) -> str:
+    lines = [
+        f"Lease #{lease.id} for {lease.project} ({lease.repo_url}), owner <@{lease.owner}>",
+        f"{shape(lease)}, {lease.os}, {format_cents(lease.hourly_cents)}/h per server",
+        f"State: {lease.state} ({DESCRIPTIONS[State(lease.state)]})",
+        f"Purpose: {lease.purpose}",
+        f"Requested {when(lease.created_at)}"
+        + (
+            f"; decided by <@{lease.decided_by}> {when(lease.decided_at)}"
+            if lease.decided_by
+            else ""
+        ),
+    ]
+    if lease.reason:
+        lines.append(f"Reason: {lease.reason}")
+    if lease.starts_at:
+        lines.append(
+            f"Started {when(lease.starts_at)}, ends {when(lease.ends_at)} ({time_left(lease, now)} left)"
+        )
+    if lease.flagged:
+        lines.append(f"Flagged: {lease.flagged}")
+    if lease.writeup_url:
+        lines.append(f"Write-up: {lease.writeup_url}")
+    for server in servers:
+        ips = f" {server.ips}" if server.ips else ""
+        lines.append(f"  {server.hostname} [{server.state}]{ips}")
+    return "\n".join(lines)
+
+
+def servers_summary(servers: list[Server]) -> list[dict[str, str]]:
+    return [{"hostname": s.hostname, "ips": s.ips, "state": s.state} for s in servers]

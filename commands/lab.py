@@ -1,0 +1,129 @@
+"""What every use case needs, and the one way a lease changes state.
+
+`Lab` bundles the database, the provider, the notifier and the rules; each use case takes it
+plus the actor and `now`, and returns an `Outcome` rather than raising, so every front end
+(Slack, CLI, demo, tests) can show the sentence to a person.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import update
+from sqlmodel import Session, col
+
+from commands.notices import Notifier, deliver
+from commands.policy import Policy, Roles
+from commands.states import State, can_transition
+from metal.provider import Catalog, Provider
+from storage.db import Database
+from storage.models import AuditEvent, Lease
+
+log = logging.getLogger(__name__)
+
+SYSTEM = "system"
+
+
+@dataclass
+class Lab:
+    db: Database
+    provider: Provider
+    notifier: Notifier
+    policy: Policy = field(default_factory=Policy)
+    roles: Roles = field(default_factory=Roles)
+    catalog: Catalog | None = None
+
+    def plans(self) -> Catalog:
+        """The catalog, asked of the provider once and then kept."""
+        if self.catalog is None:
+            self.catalog = self.provider.catalog()
+        return self.catalog
+
+    def flush_notices(self, now: datetime) -> None:
+        """Deliver what the last commit queued. Never raises: undelivered notices stay in the
+        outbox for the sweep."""
+        try:
+            deliver(self.db, self.notifier, now)
+        except Exception:
+            log.exception("delivering notices failed; the sweep will retry")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    ok: bool
+    message: str
+    lease_id: int | None = None
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+def audit(
+    session: Session,
+    now: datetime,
+    actor: str,
+    action: str,
+    lease_id: int | None = None,
+    outcome: str = "ok",
+    **details: Any,
+) -> None:
+    session.add(
+        AuditEvent(
+            at=now,
+            actor=actor,
+            action=action,
+            lease_id=lease_id,
+            outcome=outcome,
+            details=json.dumps(details, default=str, sort_keys=True) if details else "",
+        )
+    )
+
+
+def refuse(
+    lab: Lab,
+    now: datetime,
+    actor: str,
+    action: str,
+    message: str,
+    lease_id: int | None = None,
+    errors: dict[str, str] | None = None,
+) -> Outcome:
+    """Say no: one sentence for the person, and the same sentence in the audit log."""
+    with lab.db.write() as session:
+        audit(session, now, actor, action, lease_id, "refused", reason=message)
+    return Outcome(False, message, lease_id, errors or {})
+
+
+def move(session: Session, lease: Lease, new: State, **values: Any) -> bool:
+    """Change a lease's state with one conditional UPDATE; True only for the caller that won.
+
+    The WHERE on the old state is what makes two reviewers clicking at once yield one approval,
+    and a release racing the expiry sweep yield one reclaim."""
+    old = State(lease.state)
+    if not can_transition(old, new):
+        raise ValueError(f"lease {lease.id}: {old} -> {new} is not a legal transition")
+    result = session.exec(
+        update(Lease)
+        .where(col(Lease.id) == lease.id, col(Lease.state) == old)
+        .values(state=new, version=Lease.version + 1, **values)
+    )
+    if result.rowcount != 1:
+        return False
+    session.expire(lease)
+    return True
+
+
+def not_found(lease_id: int) -> str:
+    return f"There is no lease #{lease_id}; `list` shows yours."
+
+
+def owner_or_admin(lab: Lab, lease: Lease, actor: str, verb: str) -> str | None:
+    if lease.owner == actor or lab.roles.is_admin(actor):
+        return None
+    return f"Lease #{lease.id} is <@{lease.owner}>'s; only its owner or an admin can {verb} it."
+
+
+def wrong_state(lease: Lease, verb: str, allowed: str) -> str:
+    return f"Lease #{lease.id} is {lease.state}; only {allowed} can be {verb}."

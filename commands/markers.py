@@ -1,0 +1,29 @@
+"""Things that must happen once: a progress message, a credit alert, the last reconcile."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlmodel import Session
+
+from storage.models import Marker
+
+
+def once(session: Session, key: str, now: datetime) -> bool:
+    """True the first time `key` is seen (inside the caller's write transaction)."""
+    if session.get(Marker, key) is not None:
+        return False
+    session.add(Marker(key=key, at=now))
+    session.flush()
+    return True
+
+
+def last(session: Session, key: str) -> datetime | None:
+    marker = session.get(Marker, key)
+    return marker.at if marker else None
+
+
+def stamp(session: Session, key: str, now: datetime) -> None:
+    marker = session.get(Marker, key) or Marker(key=key, at=now)
+    marker.at = now
+    session.add(marker)

@@ -1,0 +1,133 @@
+"""The lab's rules, as data, and the pure checks that apply them to a request.
+
+Nothing here touches the database or Slack: the same checks answer the slash command, the modal
+(field by field) and the CLI, and hypothesis can drive them directly.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from commands.durations import format_duration
+from metal.provider import Catalog
+
+HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
+
+_REPO = re.compile(r"https?://[^\s/]+\.[^\s/]+/\S+")
+_PROJECT = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}", re.IGNORECASE)
+_SSH_KEY = re.compile(
+    r"(ssh-(rsa|ed25519|dss)|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com)"
+    r"\s+[A-Za-z0-9+/=]+(\s+\S.*)?"
+)
+
+
+@dataclass(frozen=True)
+class Policy:
+    monthly_credit_cents: int = 2_500_000
+    max_servers: int = 100
+    min_lease: timedelta = HOUR
+    max_lease: timedelta = 14 * DAY
+    max_total: timedelta = 30 * DAY
+    grace: timedelta = HOUR
+    reminders: tuple[timedelta, ...] = (24 * HOUR, HOUR)
+    pending_per_user: int = 3
+    project_cap_cents: int | None = None
+    decide_within: timedelta = 3 * DAY
+    delete_attempts: int = 5
+    create_attempts: int = 3
+    provision_timeout: timedelta = 2 * HOUR
+    orphan_grace: timedelta = HOUR
+    reconcile_every: timedelta = timedelta(minutes=10)
+    create_concurrency: int = 8
+    credit_alerts: tuple[int, ...] = (80, 100)
+    default_os: str = "ubuntu_16_04"
+
+    def backstop_after_start(self) -> timedelta:
+        """How long after the servers start the provider may delete them on its own: the
+        longest a lease can grow without a reviewer, plus grace, plus a day of margin for
+        a bot that is down."""
+        return self.max_total + self.grace + DAY
+
+
+@dataclass(frozen=True)
+class Roles:
+    reviewers: frozenset[str] = field(default_factory=frozenset)
+    admins: frozenset[str] = field(default_factory=frozenset)
+
+    def is_admin(self, user: str) -> bool:
+        return user in self.admins or user == "system"
+
+    def is_reviewer(self, user: str) -> bool:
+        return user in self.reviewers or self.is_admin(user)
+
+
+class RequestInput(BaseModel):
+    """What a requester fills in. Validated here, not by the table model (table models do not
+    validate on construction)."""
+
+    model_config = ConfigDict(str_strip_whitespace=True)
+
+    project: str = ""
+    repo_url: str = ""
+    purpose: str = ""
+    plan: str = ""
+    metro: str = ""
+    os: str = ""
+    count: int = 1
+    duration: timedelta = Field(default=48 * HOUR)
+    ssh_key: str = ""
+    allow_partial: bool = False
+
+
+def check_request(req: RequestInput, catalog: Catalog, policy: Policy) -> dict[str, str]:
+    """Field name -> what is wrong with it and what would be accepted. Empty when acceptable."""
+    errors: dict[str, str] = {}
+    if not _PROJECT.fullmatch(req.project):
+        errors["project"] = (
+            "give the project's name (letters, digits, dots, dashes), for example project=coredns"
+        )
+    if not _REPO.fullmatch(req.repo_url):
+        errors["repo_url"] = (
+            "give the project's open-source repository URL, for example "
+            "repo=https://github.com/coredns/coredns"
+        )
+    if not req.purpose:
+        errors["purpose"] = 'say in a few words what the servers are for, in quotes: "why"'
+    if req.plan not in catalog.plans:
+        errors["plan"] = f"unknown plan '{req.plan}'; choose one of {', '.join(catalog.plans)}"
+    if req.metro not in catalog.metros:
+        errors["metro"] = f"unknown metro '{req.metro}'; choose one of {', '.join(catalog.metros)}"
+    elif req.plan in catalog.plans and not catalog.plan_available(req.plan, req.metro):
+        where = ", ".join(catalog.plans[req.plan].metros)
+        errors["metro"] = f"{req.plan} is not offered in {req.metro}; it is offered in {where}"
+    if req.os and catalog.oses and req.os not in catalog.oses:
+        errors["os"] = f"unknown OS '{req.os}'; choose one of {', '.join(catalog.oses)}"
+    if not 1 <= req.count <= policy.max_servers:
+        errors["count"] = (
+            f"{req.count} servers is outside policy; ask for 1 to {policy.max_servers}"
+        )
+    if not policy.min_lease <= req.duration <= policy.max_lease:
+        errors["duration"] = (
+            f"{format_duration(req.duration)} is outside policy; ask for "
+            f"{format_duration(policy.min_lease)} to {format_duration(policy.max_lease)}"
+        )
+    if req.ssh_key and not _SSH_KEY.fullmatch(req.ssh_key):
+        errors["ssh_key"] = (
+            "that is not a public SSH key; paste one line like 'ssh-ed25519 AAAA... you@host'"
+        )
+    return errors
+
+
+def check_extension(current_total: timedelta, extra: timedelta, policy: Policy) -> str | None:
+    """None when the extension is inside policy; otherwise why it needs a reviewer."""
+    if current_total + extra > policy.max_total:
+        return (
+            f"the lease would last {format_duration(current_total + extra)} in all, beyond the "
+            f"{format_duration(policy.max_total)} a lease may reach without a reviewer"
+        )
+    return None

@@ -1,0 +1,375 @@
+"""From an approved lease to running servers.
+
+Each server is a row before it is a device. A create is claimed first (row `pending` ->
+`creating`, committed), then sent; the answer is recorded in a second commit. If the process
+dies between the two, the claim lapses and the next pass looks for a device carrying the lease's
+tag and the server's hostname before creating again, so a server is never created twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
+
+from sqlalchemy import update
+from sqlmodel import col, select
+
+from commands.facts import servers_summary, shape
+from commands.lab import Lab, Outcome, audit, move, not_found, refuse, wrong_state
+from commands.markers import once
+from commands.notices import ADMIN, Kind, enqueue, owner
+from commands.reminders import next_due
+from commands.states import State
+from metal.provider import TAG, Device, DeviceSpec, DeviceState, ProviderError, lease_tag
+from storage.models import Lease, Server
+
+log = logging.getLogger(__name__)
+
+POLL = timedelta(seconds=30)
+CREATE_CLAIM = timedelta(minutes=5)
+PROGRESS_STEPS = (25, 50, 75)
+LARGE = 10
+
+
+def provision(lab: Lab, actor: str, lease_id: int, now: datetime) -> Outcome:
+    """approved -> provisioning: the server rows are written, then the devices are created."""
+    if not lab.roles.is_admin(actor):
+        return refuse(lab, now, actor, "provision", "Only admins can provision by hand.", lease_id)
+    with lab.db.write() as session:
+        lease = session.get(Lease, lease_id)
+        if lease is None:
+            problem = not_found(lease_id)
+        elif lease.state != State.APPROVED:
+            problem = wrong_state(lease, "provisioned", "an approved lease")
+        else:
+            problem = None
+            backstop = now + lab.policy.provision_timeout + lab.policy.backstop_after_start()
+            move(session, lease, State.PROVISIONING, due_at=now, backstop_at=backstop)
+            for n in range(1, lease.count + 1):
+                session.add(
+                    Server(
+                        lease_id=lease_id,
+                        hostname=f"{lease.project}-{lease_id}-{n}",
+                        plan=lease.plan,
+                        metro=lease.metro,
+                        hourly_cents=lease.hourly_cents,
+                    )
+                )
+            audit(session, now, actor, "provision", lease_id, backstop=backstop)
+            enqueue(
+                session,
+                Kind.PROVISIONING,
+                owner(lease.owner),
+                f"Provisioning {shape(lease)} for lease #{lease_id}; servers usually take a few "
+                "minutes. You will get a DM when they are ready.",
+                now,
+                lease_id,
+            )
+    if problem:
+        return refuse(lab, now, actor, "provision", problem, lease_id)
+    advance_provisioning(lab, lease_id, now)
+    return Outcome(True, f"Lease #{lease_id} is provisioning.", lease_id)
+
+
+def advance_provisioning(lab: Lab, lease_id: int, now: datetime) -> None:
+    """One step: create what is missing, poll what is on its way, and finish the lease when
+    every server is active (or give up on it). Safe to call from several places at once."""
+    _recover_lost_creates(lab, lease_id, now)
+    _create_missing(lab, lease_id, now)
+    _poll(lab, lease_id, now)
+    _settle(lab, lease_id, now)
+
+
+def _servers(lab: Lab, lease_id: int, *states: str) -> list[Server]:
+    with lab.db.read() as session:
+        query = select(Server).where(Server.lease_id == lease_id)
+        if states:
+            query = query.where(col(Server.state).in_(states))
+        return list(session.exec(query.order_by(col(Server.id))).all())
+
+
+def _recover_lost_creates(lab: Lab, lease_id: int, now: datetime) -> None:
+    stale = [s for s in _servers(lab, lease_id, "creating") if s.retry_at and s.retry_at <= now]
+    if not stale:
+        return
+    try:
+        found = {d.hostname: d for d in lab.provider.list(lease_tag(lease_id))}
+    except Exception as error:
+        log.warning("lease %s: cannot look for lost creates: %s", lease_id, error)
+        return
+    for server in stale:
+        device = found.get(server.hostname)
+        with lab.db.write() as session:
+            values = (
+                {"state": "provisioning", "provider_id": device.id, "retry_at": None}
+                if device
+                else {"state": "pending", "retry_at": now}
+            )
+            session.exec(
+                update(Server)
+                .where(col(Server.id) == server.id, col(Server.state) == "creating")
+                .values(**values)
+            )
+            audit(
+                session,
+                now,
+                "system",
+                "recover_create",
+                lease_id,
+                hostname=server.hostname,
+                adopted=device.id if device else None,
+            )
+
+
+def _create_missing(lab: Lab, lease_id: int, now: datetime) -> None:
+    with lab.db.read() as session:
+        lease = session.get(Lease, lease_id)
+    if lease is None or lease.state != State.PROVISIONING:
+        return
+    todo = [
+        s for s in _servers(lab, lease_id, "pending") if s.retry_at is None or s.retry_at <= now
+    ]
+    claimed = [s for s in todo if _claim_create(lab, s, now)]
+    if not claimed:
+        return
+    workers = max(1, min(lab.policy.create_concurrency, len(claimed)))
+    with ThreadPoolExecutor(workers, thread_name_prefix=f"create-{lease_id}") as pool:
+        results = list(pool.map(lambda s: _send_create(lab, lease, s), claimed))
+    for server, result in zip(claimed, results, strict=True):
+        _record_create(lab, lease, server, result, now)
+
+
+def _claim_create(lab: Lab, server: Server, now: datetime) -> bool:
+    with lab.db.write() as session:
+        result = session.exec(
+            update(Server)
+            .where(col(Server.id) == server.id, col(Server.state) == "pending")
+            .values(
+                state="creating",
+                create_attempts=Server.create_attempts + 1,
+                retry_at=now + CREATE_CLAIM,
+            )
+        )
+        return result.rowcount == 1
+
+
+def _send_create(lab: Lab, lease: Lease, server: Server) -> Device | Exception:
+    spec = DeviceSpec(
+        hostname=server.hostname,
+        plan=server.plan,
+        metro=server.metro,
+        os=lease.os,
+        ssh_keys=(lease.ssh_key,) if lease.ssh_key else (),
+        tags=(TAG, lease_tag(lease.id)),
+        termination_time=lease.backstop_at,
+    )
+    try:
+        return lab.provider.create(spec)
+    except Exception as error:
+        return error
+
+
+def _record_create(
+    lab: Lab, lease: Lease, server: Server, result: Device | Exception, now: datetime
+) -> None:
+    with lab.db.write() as session:
+        row = session.get(Server, server.id)
+        if row is None or row.state != "creating":
+            return
+        if isinstance(result, Device):
+            row.state, row.provider_id, row.retry_at = "provisioning", result.id, None
+            row.last_error = ""
+            audit(
+                session, now, "system", "create", lease.id, hostname=row.hostname, device=result.id
+            )
+        else:
+            retryable = not isinstance(result, ProviderError) or result.retryable
+            exhausted = row.create_attempts >= lab.policy.create_attempts or not retryable
+            row.state = "failed" if exhausted else "pending"
+            row.retry_at = None if exhausted else now + _backoff(row.create_attempts)
+            row.last_error = str(result)[:500]
+            audit(
+                session,
+                now,
+                "system",
+                "create",
+                lease.id,
+                "failed",
+                hostname=row.hostname,
+                error=row.last_error,
+                final=exhausted,
+            )
+        session.add(row)
+
+
+def _backoff(attempts: int) -> timedelta:
+    return min(timedelta(minutes=30), timedelta(seconds=30 * 2 ** max(0, attempts - 1)))
+
+
+def _poll(lab: Lab, lease_id: int, now: datetime) -> None:
+    for server in _servers(lab, lease_id, "provisioning"):
+        try:
+            device = lab.provider.get(server.provider_id)
+        except Exception as error:
+            log.warning("lease %s: polling %s failed: %s", lease_id, server.hostname, error)
+            continue
+        if device is not None and device.state == DeviceState.PROVISIONING:
+            continue
+        if device is not None and device.state in (DeviceState.QUEUED,):
+            continue
+        _record_poll(lab, server, device, now)
+
+
+def _record_poll(lab: Lab, server: Server, device: Device | None, now: datetime) -> None:
+    with lab.db.write() as session:
+        row = session.get(Server, server.id)
+        if row is None or row.state != "provisioning":
+            return
+        if device is not None and device.state == DeviceState.ACTIVE:
+            row.state, row.active_at, row.ips = "active", now, " ".join(device.ips)
+        else:
+            # Failed or vanished while provisioning: delete what is left, try a fresh device.
+            row.state = "deleting" if device is not None else "deleted"
+            row.retry_at = now
+            if device is None:
+                row.deleted_at = now
+            retry = row.create_attempts < lab.policy.create_attempts
+            session.add(
+                Server(
+                    lease_id=row.lease_id,
+                    hostname=row.hostname,
+                    plan=row.plan,
+                    metro=row.metro,
+                    hourly_cents=row.hourly_cents,
+                    state="pending" if retry else "failed",
+                    create_attempts=row.create_attempts,
+                    retry_at=now if retry else None,
+                    last_error="device failed provisioning",
+                )
+            )
+            audit(
+                session,
+                now,
+                "system",
+                "provision_failed",
+                row.lease_id,
+                hostname=row.hostname,
+                device=row.provider_id,
+                retry=retry,
+            )
+        session.add(row)
+
+
+def _settle(lab: Lab, lease_id: int, now: datetime) -> None:
+    """Decide the lease once no server is on its way any more; otherwise report progress."""
+    servers = [s for s in _servers(lab, lease_id) if s.state not in ("deleting", "deleted")]
+    active = [s for s in servers if s.state == "active"]
+    failed = [s for s in servers if s.state == "failed"]
+    with lab.db.write() as session:
+        lease = session.get(Lease, lease_id)
+        if lease is None or lease.state != State.PROVISIONING:
+            return
+        timed_out = lease.backstop_at is not None and now >= _provision_deadline(lab, lease)
+        waiting = len(servers) - len(active) - len(failed)
+        if waiting and not timed_out:
+            _progress(session, lab, lease, len(active), now)
+            lease.due_at = now + POLL
+            session.add(lease)
+            return
+        if active and ((not failed and not waiting) or lease.allow_partial):
+            _activate(session, lab, lease, active, now)
+        else:
+            _fail(session, lease, servers, now, timed_out)
+
+
+def _provision_deadline(lab: Lab, lease: Lease) -> datetime:
+    return lease.backstop_at - lab.policy.backstop_after_start()
+
+
+def _activate(session, lab: Lab, lease: Lease, active: list[Server], now: datetime) -> None:
+    ends_at = now + timedelta(seconds=lease.duration_s + lease.extended_s)
+    count = len(active)
+    move(
+        session,
+        lease,
+        State.ACTIVE,
+        starts_at=now,
+        ends_at=ends_at,
+        count=count,
+        due_at=next_due(lab.policy, now, ends_at, sent=()),
+    )
+    # Servers that never came up in a partial lease are given up; they bill nothing.
+    session.exec(
+        update(Server)
+        .where(
+            Server.lease_id == lease.id,
+            col(Server.state).in_(["pending", "creating", "provisioning"]),
+        )
+        .values(state="deleting", retry_at=now)
+    )
+    audit(session, now, "system", "active", lease.id, servers=count)
+    partial = f" ({count} of the {lease.count} asked for)" if count < lease.count else ""
+    lines = "\n".join(f"• {s.hostname}: {s.ips or 'no IP yet'}" for s in active)
+    enqueue(
+        session,
+        Kind.READY,
+        owner(lease.owner),
+        f"Lease #{lease.id} is ready{partial}: log in as root with your SSH key.\n{lines}\n"
+        f"It ends {ends_at:%Y-%m-%d %H:%M} UTC; you will be reminded before then.",
+        now,
+        lease.id,
+        servers=servers_summary(active),
+        ends_at=ends_at.isoformat(),
+    )
+
+
+def _fail(session, lease: Lease, servers: list[Server], now: datetime, timed_out: bool) -> None:
+    why = "provisioning timed out" if timed_out else "the provider could not create the servers"
+    move(session, lease, State.FAILED, due_at=now, ended_at=now, reason=why)
+    session.exec(
+        update(Server)
+        .where(
+            Server.lease_id == lease.id,
+            col(Server.state).in_(["active", "provisioning", "creating", "pending"]),
+        )
+        .values(state="deleting", retry_at=now)
+    )
+    audit(session, now, "system", "failed", lease.id, reason=why)
+    enqueue(
+        session,
+        Kind.FAILED,
+        owner(lease.owner),
+        f"Sorry: lease #{lease.id} ({shape(lease)}) failed because {why}. Any server that came "
+        "up is being deleted and no credit is held; you can file the request again.",
+        now,
+        lease.id,
+    )
+    enqueue(
+        session,
+        Kind.ADMIN_ALERT,
+        ADMIN,
+        f"Lease #{lease.id} failed to provision: {why}. Last errors: "
+        + "; ".join(sorted({s.last_error for s in servers if s.last_error})[:3]),
+        now,
+        lease.id,
+        alert="provision_failed",
+    )
+
+
+def _progress(session, lab: Lab, lease: Lease, active: int, now: datetime) -> None:
+    """For large leases, tell the owner at 25/50/75% so a 500-server request is not silent."""
+    if lease.count < LARGE:
+        return
+    for step in PROGRESS_STEPS:
+        if active * 100 >= step * lease.count and once(session, f"progress:{lease.id}:{step}", now):
+            enqueue(
+                session,
+                Kind.PROGRESS,
+                owner(lease.owner),
+                f"Lease #{lease.id}: {active} of {lease.count} servers active.",
+                now,
+                lease.id,
+                active=active,
+                total=lease.count,
+            )

@@ -1,0 +1,255 @@
+"""Taking servers back: release by the owner, expiry by the sweep, and the deletes behind both.
+
+A delete counts only once the provider confirms the device is gone. A delete that fails is
+retried with exponential backoff; after `delete_attempts` failures the lease is quarantined and
+the admins are told, and the sweep keeps trying (more slowly) until it succeeds or an admin
+resolves it by hand.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from sqlalchemy import update
+from sqlmodel import Session, col, select
+
+from commands.facts import shape
+from commands.lab import Lab, Outcome, audit, move, not_found, owner_or_admin, refuse, wrong_state
+from commands.notices import ADMIN, Kind, enqueue, owner
+from commands.states import State
+from storage.models import Lease, Server
+
+log = logging.getLogger(__name__)
+
+CONFIRM = timedelta(seconds=30)
+QUARANTINE_RETRY = timedelta(hours=1)
+UP = ("pending", "creating", "provisioning", "active")
+
+
+def release(lab: Lab, actor: str, lease_id: int, now: datetime) -> Outcome:
+    with lab.db.write() as session:
+        lease = session.get(Lease, lease_id)
+        problem = _cannot_release(lab, lease, actor, lease_id)
+        if problem is None:
+            problem = (
+                None
+                if _begin(session, lease, State.RELEASING, actor, now)
+                else (f"Lease #{lease_id} is already being reclaimed.")
+            )
+    if problem:
+        return refuse(lab, now, actor, "release", problem, lease_id)
+    advance_reclaim(lab, lease_id, now)
+    lab.flush_notices(now)
+    return Outcome(True, f"Lease #{lease_id} released; its servers are being deleted.", lease_id)
+
+
+def _cannot_release(lab: Lab, lease: Lease | None, actor: str, lease_id: int) -> str | None:
+    if lease is None:
+        return not_found(lease_id)
+    if lease.state != State.ACTIVE:
+        return wrong_state(lease, "released", "an active lease (cancel a pending request)")
+    return owner_or_admin(lab, lease, actor, "release")
+
+
+def expire(lab: Lab, lease: Lease, now: datetime) -> bool:
+    with lab.db.write() as session:
+        fresh = session.get(Lease, lease.id)
+        return fresh is not None and _begin(session, fresh, State.EXPIRING, "system", now)
+
+
+def _begin(session: Session, lease: Lease, new: State, actor: str, now: datetime) -> bool:
+    """active -> releasing | expiring, and every server queued for deletion, in one commit.
+    The conditional state change decides the race between an owner's release and the sweep's
+    expiry: exactly one of them wins and queues the deletes."""
+    if not move(session, lease, new, ended_at=now, due_at=now):
+        return False
+    session.exec(
+        update(Server)
+        .where(Server.lease_id == lease.id, col(Server.state).in_(UP))
+        .values(state="deleting", retry_at=now)
+    )
+    verb = "released" if new == State.RELEASING else "ended"
+    audit(session, now, actor, "release" if new == State.RELEASING else "expire", lease.id)
+    enqueue(
+        session,
+        Kind.RELEASED,
+        owner(lease.owner),
+        f"Lease #{lease.id} ({shape(lease)}) has {verb}; its servers are being deleted.",
+        now,
+        lease.id,
+    )
+    return True
+
+
+def advance_reclaim(lab: Lab, lease_id: int, now: datetime) -> None:
+    """One step of deletion for every server of the lease that is due, then settle the lease."""
+    with lab.db.read() as session:
+        due = session.exec(
+            select(Server).where(
+                Server.lease_id == lease_id,
+                Server.state == "deleting",
+                col(Server.retry_at) <= now,
+            )
+        ).all()
+    for server in due:
+        _delete_one(lab, server, now)
+    _settle(lab, lease_id, now)
+
+
+def _delete_one(lab: Lab, server: Server, now: datetime) -> None:
+    if server.provider_id is None:
+        _mark_gone(lab, server, now)
+        return
+    try:
+        lab.provider.delete(server.provider_id)
+        gone = lab.provider.get(server.provider_id) is None
+    except Exception as error:
+        _record_delete_failure(lab, server, now, error)
+        return
+    if gone:
+        _mark_gone(lab, server, now)
+    else:
+        _retry_later(lab, server, now + CONFIRM)
+
+
+def _mark_gone(lab: Lab, server: Server, now: datetime) -> None:
+    with lab.db.write() as session:
+        lease = session.get(Lease, server.lease_id)
+        # A device the provider's backstop deleted while we were away stopped billing then.
+        backstop = lease.backstop_at if lease else None
+        gone_at = min(now, backstop) if backstop else now
+        if server.active_at and gone_at < server.active_at:
+            gone_at = now
+        session.exec(
+            update(Server)
+            .where(col(Server.id) == server.id, Server.state == "deleting")
+            .values(state="deleted", deleted_at=gone_at, retry_at=None, last_error="")
+        )
+
+
+def _retry_later(lab: Lab, server: Server, at: datetime) -> None:
+    with lab.db.write() as session:
+        session.exec(
+            update(Server)
+            .where(col(Server.id) == server.id, Server.state == "deleting")
+            .values(retry_at=at)
+        )
+
+
+def _record_delete_failure(lab: Lab, server: Server, now: datetime, error: Exception) -> None:
+    with lab.db.write() as session:
+        row = session.get(Server, server.id)
+        if row is None or row.state != "deleting":
+            return
+        row.delete_attempts += 1
+        row.last_error = str(error)[:500]
+        delay = timedelta(seconds=30 * 2 ** min(row.delete_attempts - 1, 10))
+        row.retry_at = now + min(delay, QUARANTINE_RETRY)
+        session.add(row)
+        audit(
+            session,
+            now,
+            "system",
+            "delete",
+            row.lease_id,
+            "failed",
+            hostname=row.hostname,
+            device=row.provider_id,
+            attempt=row.delete_attempts,
+            error=row.last_error,
+        )
+        lease = session.get(Lease, row.lease_id)
+        if row.delete_attempts >= lab.policy.delete_attempts and lease.state in (
+            State.RELEASING,
+            State.EXPIRING,
+        ):
+            _quarantine(session, lease, row, now)
+
+
+def _quarantine(session: Session, lease: Lease, server: Server, now: datetime) -> None:
+    move(session, lease, State.QUARANTINED, due_at=server.retry_at)
+    audit(session, now, "system", "quarantine", lease.id, hostname=server.hostname)
+    enqueue(
+        session,
+        Kind.ADMIN_ALERT,
+        ADMIN,
+        f"Lease #{lease.id} is quarantined: deleting {server.hostname} (device "
+        f"{server.provider_id}) failed {server.delete_attempts} times ({server.last_error}). "
+        "It may still be billing. labbot keeps retrying hourly; after cleaning up by hand, run "
+        f"`labbot resolve {lease.id}`.",
+        now,
+        lease.id,
+        alert="quarantined",
+    )
+
+
+def _settle(lab: Lab, lease_id: int, now: datetime) -> None:
+    with lab.db.write() as session:
+        lease = session.get(Lease, lease_id)
+        if lease is None:
+            return
+        left = session.exec(
+            select(Server.retry_at).where(
+                Server.lease_id == lease_id, col(Server.state).in_([*UP, "deleting"])
+            )
+        ).all()
+        if left:
+            retries = [at for at in left if at is not None]
+            lease.due_at = min(retries) if retries else now + CONFIRM
+            session.add(lease)
+            return
+        if lease.state == State.FAILED:
+            lease.due_at = None
+            session.add(lease)
+            return
+        if lease.state in (State.RELEASING, State.EXPIRING, State.QUARANTINED):
+            finish(session, lease, now, "system")
+
+
+def finish(session: Session, lease: Lease, now: datetime, actor: str) -> None:
+    move(session, lease, State.RECLAIMED, due_at=None)
+    audit(session, now, actor, "reclaimed", lease.id)
+    enqueue(
+        session,
+        Kind.RECLAIMED,
+        owner(lease.owner),
+        f"Lease #{lease.id} is over and every server is deleted. Thank you for using the lab!",
+        now,
+        lease.id,
+    )
+    enqueue(
+        session,
+        Kind.WRITEUP_REQUEST,
+        owner(lease.owner),
+        f"How did lease #{lease.id} go for {lease.project}? The lab asks every project for a "
+        "short write-up, good or bad: send us a link to a blog post or an issue.",
+        now,
+        lease.id,
+    )
+
+
+def resolve(lab: Lab, actor: str, lease_id: int, now: datetime) -> Outcome:
+    """An admin cleaned a quarantined lease up by hand: mark its servers gone and close it."""
+    if not lab.roles.is_admin(actor):
+        return refuse(
+            lab, now, actor, "resolve", "Only admins can resolve a quarantined lease.", lease_id
+        )
+    with lab.db.write() as session:
+        lease = session.get(Lease, lease_id)
+        if lease is None:
+            problem = not_found(lease_id)
+        elif lease.state != State.QUARANTINED:
+            problem = wrong_state(lease, "resolved", "a quarantined lease")
+        else:
+            problem = None
+            session.exec(
+                update(Server)
+                .where(Server.lease_id == lease_id, Server.state == "deleting")
+                .values(state="deleted", deleted_at=now, retry_at=None)
+            )
+            finish(session, lease, now, actor)
+    if problem:
+        return refuse(lab, now, actor, "resolve", problem, lease_id)
+    lab.flush_notices(now)
+    return Outcome(True, f"Lease #{lease_id} resolved by hand and closed.", lease_id)

@@ -1,0 +1,156 @@
+"""Asking for servers, and taking the question back."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlmodel import Session, col, func, select
+
+from commands.billing import format_cents, month_key
+from commands.credit import books, estimate_cents, planned_cost
+from commands.facts import lease_facts, shape
+from commands.lab import Lab, Outcome, audit, move, not_found, owner_or_admin, refuse, wrong_state
+from commands.notices import REVIEW, Kind, enqueue, owner
+from commands.policy import RequestInput, check_request
+from commands.states import State
+from storage.models import Lease
+
+
+def request(lab: Lab, actor: str, req: RequestInput, now: datetime) -> Outcome:
+    catalog = lab.plans()
+    if not req.os:
+        req = req.model_copy(update={"os": lab.policy.default_os})
+    errors = check_request(req, catalog, lab.policy)
+    if errors:
+        message = "That request cannot be filed: " + "; ".join(errors.values()) + "."
+        return refuse(lab, now, actor, "request", message, errors=errors)
+    with lab.db.write() as session:
+        waiting = _pending_count(session, actor)
+        if waiting >= lab.policy.pending_per_user:
+            problem = (
+                f"you already have {waiting} requests waiting for a decision (the limit is "
+                f"{lab.policy.pending_per_user}); cancel one or wait for a reviewer"
+            )
+        else:
+            problem = None
+            lease = _file(session, lab, actor, req, now)
+    if problem:
+        return refuse(lab, now, actor, "request", f"That request cannot be filed: {problem}.")
+    lab.flush_notices(now)
+    return Outcome(
+        True,
+        f"Request #{lease.id} filed: {shape(lease)} for {lease.project}. "
+        "Reviewers have been asked; you will get a DM with their decision.",
+        lease.id,
+    )
+
+
+def _pending_count(session: Session, user: str) -> int:
+    return session.exec(
+        select(func.count()).where(Lease.owner == user, Lease.state == State.PENDING)
+    ).one()
+
+
+def _file(session: Session, lab: Lab, actor: str, req: RequestInput, now: datetime) -> Lease:
+    plan = lab.plans().plans[req.plan]
+    decide_by = now + lab.policy.decide_within
+    lease = Lease(
+        state=State.PENDING,
+        owner=actor,
+        project=req.project.lower(),
+        repo_url=req.repo_url,
+        purpose=req.purpose,
+        plan=req.plan,
+        metro=req.metro,
+        os=req.os,
+        count=req.count,
+        duration_s=int(req.duration.total_seconds()),
+        ssh_key=req.ssh_key,
+        allow_partial=req.allow_partial,
+        hourly_cents=plan.hourly_cents,
+        created_at=now,
+        decide_by=decide_by,
+        due_at=decide_by,
+    )
+    session.add(lease)
+    session.flush()
+    estimate = estimate_cents(req.count, plan.hourly_cents, req.duration, lab.policy)
+    audit(session, now, actor, "request", lease.id, estimate_cents=estimate)
+    facts = lease_facts(lease, estimate)
+    enqueue(
+        session,
+        Kind.REQUEST_RECEIVED,
+        owner(actor),
+        f"Request #{lease.id} received: {shape(lease)} for {lease.project}, about "
+        f"{format_cents(estimate)}. Reviewers have been asked.",
+        now,
+        lease.id,
+        **facts,
+    )
+    enqueue(
+        session,
+        Kind.REVIEW_CARD,
+        REVIEW,
+        f"<@{actor}> asks for {shape(lease)} for {lease.project} ({lease.repo_url}): "
+        f"{lease.purpose}. Cost about {format_cents(estimate)}.",
+        now,
+        lease.id,
+        **facts,
+        **review_context(session, lab, lease, now),
+    )
+    return lease
+
+
+def review_context(session: Session, lab: Lab, lease: Lease, now: datetime) -> dict:
+    """What a reviewer needs beside the request: the month's money after it, the requester's
+    past leases, and whether the provider has the capacity."""
+    need = planned_cost(lease, lab.policy, now)
+    months = sorted(need) or [month_key(now)]
+    lab_books = books(session, months, lab.policy, now, exclude_lease=lease.id)
+    left_after = {m: format_cents(lab_books[m].available - need.get(m, 0)) for m in months}
+    history = session.exec(
+        select(Lease.id, Lease.project, Lease.state)
+        .where(Lease.owner == lease.owner, col(Lease.id) != lease.id)
+        .order_by(col(Lease.id).desc())
+        .limit(5)
+    ).all()
+    try:
+        capacity = lab.provider.capacity(lease.plan, lease.metro, lease.count)
+    except Exception:
+        capacity = None
+    return {
+        "left_after": left_after,
+        "history": [f"#{i} {p} ({s})" for i, p, s in history],
+        "capacity": capacity,
+    }
+
+
+def cancel(lab: Lab, actor: str, lease_id: int, now: datetime) -> Outcome:
+    with lab.db.write() as session:
+        lease = session.get(Lease, lease_id)
+        problem = _cannot_cancel(lab, lease, actor, lease_id)
+        if problem is None:
+            move(session, lease, State.CANCELLED, due_at=None, decided_at=now)
+            audit(session, now, actor, "cancel", lease_id)
+            enqueue(
+                session,
+                Kind.CARD_DECIDED,
+                REVIEW,
+                f"Request #{lease_id} was cancelled by its owner.",
+                now,
+                lease_id,
+                decision="cancelled",
+                by=actor,
+            )
+    if problem:
+        return refuse(lab, now, actor, "cancel", problem, lease_id)
+    lab.flush_notices(now)
+    return Outcome(True, f"Request #{lease_id} cancelled.", lease_id)
+
+
+def _cannot_cancel(lab: Lab, lease: Lease | None, actor: str, lease_id: int) -> str | None:
+    if lease is None:
+        return not_found(lease_id)
+    if lease.state != State.PENDING:
+        return wrong_state(lease, "cancelled", "a pending request (release an active lease)")
+    return owner_or_admin(lab, lease, actor, "cancel")

@@ -1,0 +1,159 @@
+"""Reviewers decide: approve (which starts provisioning) or deny with a reason.
+
+The decision is one conditional UPDATE inside a `BEGIN IMMEDIATE` transaction that also checks
+the month's money, so two reviewers clicking at once yield one approval, and two approvals of
+different leases can never together over-commit a month.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlmodel import Session
+
+from commands.billing import format_cents
+from commands.credit import project_shortfalls, record_override, shortfalls
+from commands.facts import shape, when
+from commands.lab import Lab, Outcome, audit, move, not_found, refuse
+from commands.notices import REVIEW, Kind, enqueue, owner
+from commands.provision import provision
+from commands.states import State
+from storage.models import Lease
+
+
+def approve(
+    lab: Lab, actor: str, lease_id: int, now: datetime, override: str | None = None
+) -> Outcome:
+    if not lab.roles.is_reviewer(actor):
+        return refuse(lab, now, actor, "approve", _reviewers_only("approve"), lease_id)
+    if override is not None and not lab.roles.is_admin(actor):
+        return refuse(
+            lab,
+            now,
+            actor,
+            "approve",
+            "Only an admin can approve over the month's credit.",
+            lease_id,
+        )
+    with lab.db.write() as session:
+        lease = session.get(Lease, lease_id)
+        problem = _undecidable(lease, lease_id) or _over_budget(session, lab, lease, now, override)
+        if problem is None:
+            if override is not None:
+                short = shortfalls(session, lease, lab.policy, now)
+                record_override(session, lease_id, short, actor, override, now)
+            move(session, lease, State.APPROVED, decided_by=actor, decided_at=now, due_at=now)
+            audit(session, now, actor, "approve", lease_id, override=override)
+            _tell_decision(session, lease, actor, now, "approved", "")
+    if problem:
+        return refuse(lab, now, actor, "approve", problem, lease_id)
+    # Approval starts provisioning at once; the sweep finishes it if this process dies here.
+    provision(lab, "system", lease_id, now)
+    lab.flush_notices(now)
+    return Outcome(True, f"Lease #{lease_id} approved; provisioning has started.", lease_id)
+
+
+def deny(lab: Lab, actor: str, lease_id: int, reason: str, now: datetime) -> Outcome:
+    if not lab.roles.is_reviewer(actor):
+        return refuse(lab, now, actor, "deny", _reviewers_only("deny"), lease_id)
+    reason = reason.strip()
+    if not reason:
+        return refuse(
+            lab,
+            now,
+            actor,
+            "deny",
+            f"Say why, so the requester can fix it: deny {lease_id} <reason>.",
+            lease_id,
+        )
+    with lab.db.write() as session:
+        lease = session.get(Lease, lease_id)
+        problem = _undecidable(lease, lease_id)
+        if problem is None:
+            move(
+                session,
+                lease,
+                State.DENIED,
+                decided_by=actor,
+                decided_at=now,
+                reason=reason,
+                due_at=None,
+            )
+            audit(session, now, actor, "deny", lease_id, reason=reason)
+            _tell_decision(session, lease, actor, now, "denied", reason)
+    if problem:
+        return refuse(lab, now, actor, "deny", problem, lease_id)
+    lab.flush_notices(now)
+    return Outcome(True, f"Lease #{lease_id} denied.", lease_id)
+
+
+def _reviewers_only(verb: str) -> str:
+    return f"Only reviewers can {verb} requests; ask one in the review channel."
+
+
+def _undecidable(lease: Lease | None, lease_id: int) -> str | None:
+    if lease is None:
+        return not_found(lease_id)
+    if lease.state == State.PENDING:
+        return None
+    if lease.decided_by:
+        return (
+            f"Lease #{lease_id} was already {_decision_word(lease)} by <@{lease.decided_by}> "
+            f"at {when(lease.decided_at)}."
+        )
+    return f"Lease #{lease_id} is {lease.state}; only a pending request can be decided."
+
+
+def _decision_word(lease: Lease) -> str:
+    return "denied" if lease.state == State.DENIED else "approved"
+
+
+def _over_budget(
+    session: Session, lab: Lab, lease: Lease, now: datetime, override: str | None
+) -> str | None:
+    if override is not None:
+        return None
+    short = shortfalls(session, lease, lab.policy, now)
+    if short:
+        months = ", ".join(f"{m} by {format_cents(c)}" for m, c in short.items())
+        return (
+            f"Approving #{lease.id} would over-commit the lab's credit: {months}. Deny it, ask "
+            f"for fewer servers or hours, or an admin can approve it with "
+            f'`approve {lease.id} override="why"`.'
+        )
+    short = project_shortfalls(session, lease, lab.policy, now)
+    if short:
+        months = ", ".join(f"{m} by {format_cents(c)}" for m, c in short.items())
+        return (
+            f"Approving #{lease.id} would take {lease.project} past its monthly cap: {months}. "
+            f'An admin can approve it with `approve {lease.id} override="why"`.'
+        )
+    return None
+
+
+def _tell_decision(
+    session: Session, lease: Lease, actor: str, now: datetime, decision: str, reason: str
+) -> None:
+    why = f" Reason: {reason}" if reason else ""
+    enqueue(
+        session,
+        Kind.DECISION,
+        owner(lease.owner),
+        f"Your request #{lease.id} ({shape(lease)}) was {decision} by <@{actor}>.{why}",
+        now,
+        lease.id,
+        decision=decision,
+        by=actor,
+        reason=reason,
+    )
+    enqueue(
+        session,
+        Kind.CARD_DECIDED,
+        REVIEW,
+        f"Request #{lease.id} {decision} by <@{actor}> at {when(now)}.{why}",
+        now,
+        lease.id,
+        decision=decision,
+        by=actor,
+        reason=reason,
+    )

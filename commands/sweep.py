@@ -1,0 +1,288 @@
+"""The one reconcile loop.
+
+Level-triggered and idempotent: it asks the database which leases are due (`due_at <= now`, an
+indexed column) and drives each one step; everything it does is a conditional change, so calling
+it twice with the same `now` does nothing the second time, and a crash anywhere is finished by
+the next call. Nothing is scheduled per lease outside our own tables.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlmodel import col, select
+
+from commands.billing import format_cents, month_key
+from commands.credit import books, burn_rate_cents_per_day, runs_out_at
+from commands.facts import shape, when
+from commands.lab import Lab, audit, move
+from commands.markers import last, once, stamp
+from commands.notices import ADMIN, REVIEW, Kind, deliver, enqueue, owner
+from commands.provision import advance_provisioning, provision
+from commands.reclaim import advance_reclaim, expire
+from commands.reminders import due_reminders, next_due, remaining_words
+from commands.states import RECLAIMING, State
+from metal.provider import TAG
+from storage.models import Lease, Orphan, SentReminder, Server
+
+log = logging.getLogger(__name__)
+
+BATCH = 500
+RECONCILE = "reconcile"
+
+
+@dataclass
+class SweepReport:
+    stepped: list[tuple[int, str]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    delivered: int = 0
+    reconciled: bool = False
+
+    def lines(self) -> list[str]:
+        out = [f"lease #{i}: {what}" for i, what in self.stepped]
+        out += [f"error: {e}" for e in self.errors]
+        if self.reconciled:
+            out.append("compared the provider's devices with the leases")
+        out.append(f"{self.delivered} notices delivered")
+        return out
+
+
+def due_leases(lab: Lab, now: datetime, limit: int = BATCH) -> list[Lease]:
+    with lab.db.read() as session:
+        return list(
+            session.exec(
+                select(Lease)
+                .where(col(Lease.due_at) <= now)
+                .order_by(col(Lease.due_at))
+                .limit(limit)
+            ).all()
+        )
+
+
+def sweep(lab: Lab, now: datetime, *, dry_run: bool = False) -> SweepReport:
+    report = SweepReport()
+    for lease in due_leases(lab, now):
+        if dry_run:
+            report.stepped.append((lease.id, f"{lease.state}: due since {when(lease.due_at)}"))
+            continue
+        try:
+            report.stepped.append((lease.id, step(lab, lease, now)))
+        except Exception as error:
+            log.exception("sweep: lease %s", lease.id)
+            report.errors.append(f"lease #{lease.id}: {error}")
+    if dry_run:
+        return report
+    report.reconciled = _reconcile_if_due(lab, now, report)
+    _credit_alerts(lab, now)
+    report.delivered = deliver(lab.db, lab.notifier, now)
+    return report
+
+
+def step(lab: Lab, lease: Lease, now: datetime) -> str:
+    state = State(lease.state)
+    if state == State.PENDING:
+        return _expire_request(lab, lease, now)
+    if state == State.APPROVED:
+        return provision(lab, "system", lease.id, now).message
+    if state == State.PROVISIONING:
+        advance_provisioning(lab, lease.id, now)
+        return "provisioning polled"
+    if state == State.ACTIVE:
+        return _active(lab, lease, now)
+    if state in RECLAIMING:
+        advance_reclaim(lab, lease.id, now)
+        return "deletes driven"
+    return "nothing to do"
+
+
+def _expire_request(lab: Lab, lease: Lease, now: datetime) -> str:
+    if lease.decide_by is None or lease.decide_by > now:
+        return "not due"
+    with lab.db.write() as session:
+        fresh = session.get(Lease, lease.id)
+        if not move(session, fresh, State.EXPIRED_REQUEST, due_at=None, decided_at=now):
+            return "already decided"
+        audit(session, now, "system", "expire_request", lease.id)
+        enqueue(
+            session,
+            Kind.REQUEST_EXPIRED,
+            owner(lease.owner),
+            f"Your request #{lease.id} ({shape(lease)}) expired: no reviewer decided by "
+            f"{when(lease.decide_by)}. File it again or ask in the review channel.",
+            now,
+            lease.id,
+        )
+        enqueue(
+            session,
+            Kind.CARD_DECIDED,
+            REVIEW,
+            f"Request #{lease.id} expired undecided at {when(now)}.",
+            now,
+            lease.id,
+            decision="expired",
+            by="system",
+        )
+    return "request expired"
+
+
+def _active(lab: Lab, lease: Lease, now: datetime) -> str:
+    if now >= lease.ends_at + lab.policy.grace:
+        if expire(lab, lease, now):
+            advance_reclaim(lab, lease.id, now)
+            return "expired; deletes started"
+        return "already being reclaimed"
+    with lab.db.write() as session:
+        fresh = session.get(Lease, lease.id)
+        if fresh is None or fresh.state != State.ACTIVE:
+            return "changed meanwhile"
+        sent = session.exec(
+            select(SentReminder.offset_s).where(SentReminder.lease_id == lease.id)
+        ).all()
+        due = due_reminders(lab.policy, fresh.starts_at, fresh.ends_at, sent, now)
+        for offset in due:
+            session.add(SentReminder(lease_id=lease.id, offset_s=offset, sent_at=now))
+        if due:
+            left = remaining_words(fresh.ends_at, now)
+            enqueue(
+                session,
+                Kind.REMINDER,
+                owner(fresh.owner),
+                f"Lease #{lease.id} ({shape(fresh)}) ends in {left}, at {when(fresh.ends_at)}. "
+                "Extend it if you still need the servers, or release them now.",
+                now,
+                lease.id,
+                left=left,
+                ends_at=fresh.ends_at.isoformat(),
+            )
+            audit(session, now, "system", "remind", lease.id, offsets=due)
+        fresh.due_at = next_due(lab.policy, fresh.starts_at, fresh.ends_at, [*sent, *due])
+        session.add(fresh)
+    return f"reminded ({len(due)})" if due else "not due"
+
+
+def _reconcile_if_due(lab: Lab, now: datetime, report: SweepReport) -> bool:
+    with lab.db.read() as session:
+        previous = last(session, RECONCILE)
+    if previous is not None and now - previous < lab.policy.reconcile_every:
+        return False
+    try:
+        devices = lab.provider.list(TAG)
+    except Exception as error:
+        report.errors.append(f"listing the provider's devices failed: {error}")
+        return False
+    with lab.db.write() as session:
+        stamp(session, RECONCILE, now)
+    _orphans(lab, devices, now)
+    _vanished(lab, {d.id for d in devices}, now)
+    return True
+
+
+def _orphans(lab: Lab, devices, now: datetime) -> None:
+    """Devices with our tag that no lease knows. A device of a lease still provisioning may be
+    a create whose answer was lost: that lease adopts it, so it is left alone."""
+    ids = [d.id for d in devices]
+    with lab.db.read() as session:
+        known = set(
+            session.exec(
+                select(Server.provider_id).where(
+                    col(Server.provider_id).in_(ids), col(Server.state) != "deleted"
+                )
+            ).all()
+        )
+        provisioning = {
+            f"lease-{i}"
+            for i in session.exec(select(Lease.id).where(Lease.state == State.PROVISIONING)).all()
+        }
+    for device in devices:
+        if device.id in known or provisioning.intersection(device.tags):
+            continue
+        _orphan(lab, device, now)
+
+
+def _orphan(lab: Lab, device, now: datetime) -> None:
+    with lab.db.write() as session:
+        seen = session.get(Orphan, device.id)
+        if seen is None:
+            session.add(Orphan(provider_id=device.id, hostname=device.hostname, first_seen=now))
+            audit(
+                session, now, "system", "orphan_found", hostname=device.hostname, device=device.id
+            )
+            return
+        if seen.deleted_at is not None or now - seen.first_seen < lab.policy.orphan_grace:
+            return
+    try:
+        lab.provider.delete(device.id)
+    except Exception as error:
+        log.warning("deleting orphan %s failed: %s", device.id, error)
+        return
+    with lab.db.write() as session:
+        seen = session.get(Orphan, device.id)
+        seen.deleted_at = now
+        session.add(seen)
+        audit(session, now, "system", "orphan_deleted", hostname=device.hostname, device=device.id)
+        enqueue(
+            session,
+            Kind.ADMIN_ALERT,
+            ADMIN,
+            f"Deleted orphaned device {device.hostname} ({device.id}): it carried labbot's tag "
+            f"but belonged to no live lease for {lab.policy.orphan_grace}.",
+            now,
+            alert="orphan",
+        )
+
+
+def _vanished(lab: Lab, present: set[str], now: datetime) -> None:
+    """Servers of a live lease that the provider no longer has: flag the lease, tell admins."""
+    with lab.db.read() as session:
+        missing = session.exec(
+            select(Server).where(Server.state == "active", col(Server.provider_id).not_in(present))
+        ).all()
+    for server in missing:
+        with lab.db.write() as session:
+            row = session.get(Server, server.id)
+            if row.state != "active":
+                continue
+            row.state, row.deleted_at = "vanished", now
+            lease = session.get(Lease, row.lease_id)
+            lease.flagged = f"{row.hostname} vanished from the provider at {when(now)}"
+            session.add_all([row, lease])
+            audit(session, now, "system", "vanished", lease.id, hostname=row.hostname)
+            for audience in (ADMIN, owner(lease.owner)):
+                enqueue(
+                    session,
+                    Kind.ADMIN_ALERT if audience == ADMIN else Kind.FAILED,
+                    audience,
+                    f"Server {row.hostname} of lease #{lease.id} vanished from the provider; "
+                    "it no longer bills. The rest of the lease is untouched.",
+                    now,
+                    lease.id,
+                    alert="vanished",
+                )
+
+
+def _credit_alerts(lab: Lab, now: datetime) -> None:
+    """Tell admins once when the month passes each threshold of its credit."""
+    month = month_key(now)
+    with lab.db.write() as session:
+        book = books(session, [month], lab.policy, now)[month]
+        if book.granted <= 0:
+            return
+        used = (book.spent + book.committed) * 100 // book.granted
+        for pct in lab.policy.credit_alerts:
+            if used >= pct and once(session, f"credit-alert:{month}:{pct}", now):
+                burn = burn_rate_cents_per_day(session, now)
+                out = runs_out_at(book, burn, now)
+                enqueue(
+                    session,
+                    Kind.ADMIN_ALERT,
+                    ADMIN,
+                    f"{month}: {pct}% of the lab's credit is spent or committed "
+                    f"({format_cents(book.spent + book.committed)} of {format_cents(book.granted)}); "
+                    f"burning {format_cents(burn)}/day"
+                    + (f", runs out {when(out)}." if out else "."),
+                    now,
+                    alert="credit",
+                    percent=pct,
+                )

@@ -1,0 +1,230 @@
+"""Read-only questions: my leases, one lease, the credit report, the audit log, the catalog."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import asdict, dataclass
+from datetime import datetime
+
+from sqlmodel import col, select
+
+from commands.billing import format_cents, month_key
+from commands.credit import (
+    books,
+    burn_rate_cents_per_day,
+    lease_commitment,
+    runs_out_at,
+    server_spend,
+)
+from commands.facts import describe, one_line
+from commands.lab import Lab, Outcome, audit, not_found, refuse
+from commands.states import LIVE, TERMINAL, State
+from metal.provider import Catalog
+from storage.models import AuditEvent, Lease, Server
+
+
+def leases(
+    lab: Lab,
+    now: datetime,
+    *,
+    owner: str | None = None,
+    states: list[str] | None = None,
+    limit: int = 50,
+) -> list[Lease]:
+    with lab.db.read() as session:
+        query = select(Lease)
+        if owner is not None:
+            query = query.where(Lease.owner == owner)
+        if states:
+            query = query.where(col(Lease.state).in_(states))
+        return list(session.exec(query.order_by(col(Lease.id).desc()).limit(limit)).all())
+
+
+def my_leases_text(lab: Lab, user: str, now: datetime) -> str:
+    mine = leases(lab, now, owner=user, limit=20)
+    if not mine:
+        return "You have no leases yet. Ask for servers with `request`."
+    current = [lease for lease in mine if State(lease.state) not in TERMINAL]
+    past = [lease for lease in mine if State(lease.state) in TERMINAL][:5]
+    lines = ["Your leases:"] + [one_line(lease, now) for lease in current]
+    if past:
+        lines += ["Recently ended:"] + [one_line(lease, now) for lease in past]
+    return "\n".join(lines)
+
+
+def show(lab: Lab, actor: str, lease_id: int, now: datetime) -> Outcome:
+    with lab.db.read() as session:
+        lease = session.get(Lease, lease_id)
+        servers = list(session.exec(select(Server).where(Server.lease_id == lease_id)).all())
+    if lease is None:
+        return refuse(lab, now, actor, "show", not_found(lease_id), lease_id)
+    return Outcome(True, describe(lease, servers, now), lease_id)
+
+
+def lease_with_servers(lab: Lab, lease_id: int) -> tuple[Lease | None, list[Server]]:
+    with lab.db.read() as session:
+        lease = session.get(Lease, lease_id)
+        servers = list(session.exec(select(Server).where(Server.lease_id == lease_id)).all())
+    return lease, servers
+
+
+@dataclass(frozen=True)
+class CreditLine:
+    name: str
+    granted: int
+    spent: int
+    committed: int
+    available: int
+
+
+@dataclass(frozen=True)
+class CreditReport:
+    month: str
+    lab: CreditLine
+    projects: list[CreditLine]
+    burn_per_day: int
+    runs_out: datetime | None
+
+    def text(self) -> str:
+        lines = [
+            f"Credit for {self.month}:",
+            _line(self.lab),
+            f"Burn rate: {format_cents(self.burn_per_day)}/day; "
+            + (
+                f"runs out {self.runs_out:%Y-%m-%d %H:%M} UTC at this rate."
+                if self.runs_out
+                else "the month's credit lasts the month at this rate."
+            ),
+        ]
+        if self.projects:
+            lines.append("By project:")
+            lines += [_line(p) for p in self.projects]
+        return "\n".join(lines)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _line(line: CreditLine) -> str:
+    return (
+        f"  {line.name}: granted {format_cents(line.granted)}, spent {format_cents(line.spent)}, "
+        f"committed {format_cents(line.committed)}, available {format_cents(line.available)}"
+    )
+
+
+def credit_report(lab: Lab, now: datetime, month: str | None = None) -> CreditReport:
+    month = month or month_key(now)
+    with lab.db.write() as session:  # write: the month's grant row may be created
+        book = books(session, [month], lab.policy, now)[month]
+        burn = burn_rate_cents_per_day(session, now) if month == month_key(now) else 0
+        projects = _by_project(session, lab, month, now)
+    lab_line = CreditLine("lab", book.granted, book.spent, book.committed, book.available)
+    return CreditReport(month, lab_line, projects, burn, runs_out_at(book, burn, now))
+
+
+def _by_project(session, lab: Lab, month: str, now: datetime) -> list[CreditLine]:
+    from commands.billing import month_bounds
+    from commands.credit import _leases_touching  # one query for every project at once
+
+    start, end = month_bounds(month)
+    spent: dict[str, int] = {}
+    committed: dict[str, int] = {}
+    for lease, servers in _leases_touching(session, start, end, None):
+        spent[lease.project] = spent.get(lease.project, 0) + sum(
+            server_spend(s, now).get(month, 0) for s in servers
+        )
+        committed[lease.project] = committed.get(lease.project, 0) + lease_commitment(
+            lease, servers, lab.policy, now
+        ).get(month, 0)
+    cap = lab.policy.project_cap_cents
+    return [
+        CreditLine(
+            p, cap or 0, spent[p], committed[p], (cap - spent[p] - committed[p]) if cap else 0
+        )
+        for p in sorted(spent)
+    ]
+
+
+def audit_events(
+    lab: Lab, lease_id: int | None = None, limit: int | None = None
+) -> list[AuditEvent]:
+    with lab.db.read() as session:
+        query = select(AuditEvent)
+        if lease_id is not None:
+            query = query.where(AuditEvent.lease_id == lease_id)
+        query = query.order_by(col(AuditEvent.id))
+        if limit:
+            query = query.limit(limit)
+        return list(session.exec(query).all())
+
+
+def audit_export(events: list[AuditEvent], fmt: str) -> str:
+    rows = [
+        {
+            "id": e.id,
+            "at": e.at.isoformat(),
+            "actor": e.actor,
+            "action": e.action,
+            "lease_id": e.lease_id,
+            "outcome": e.outcome,
+            "details": e.details,
+        }
+        for e in events
+    ]
+    if fmt == "json":
+        return json.dumps(rows, indent=2)
+    out = io.StringIO()
+    writer = csv.DictWriter(
+        out, fieldnames=["id", "at", "actor", "action", "lease_id", "outcome", "details"]
+    )
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+def plans_text(catalog: Catalog) -> str:
+    lines = ["Plans:"]
+    for plan in catalog.plans.values():
+        lines.append(
+            f"  {plan.slug} ({plan.name}): {plan.specs}, {format_cents(plan.hourly_cents)}/h"
+        )
+    lines.append("Metros: " + ", ".join(f"{m.code} ({m.name})" for m in catalog.metros.values()))
+    lines.append("OS: " + ", ".join(catalog.oses))
+    return "\n".join(lines)
+
+
+def submit_writeup(lab: Lab, actor: str, lease_id: int, url: str, now: datetime) -> Outcome:
+    """After a lease, its owner sends a link to a short write-up; it stays on the project's
+    history."""
+    from commands.policy import _REPO
+
+    if not _REPO.fullmatch(url.strip()):
+        return refuse(
+            lab,
+            now,
+            actor,
+            "writeup",
+            "Send a link, like https://blog.example.org/our-lab-run.",
+            lease_id,
+        )
+    with lab.db.write() as session:
+        lease = session.get(Lease, lease_id)
+        if lease is None or lease.owner != actor:
+            problem = (
+                not_found(lease_id)
+                if lease is None
+                else "Only the lease's owner can add its write-up."
+            )
+        else:
+            problem = None
+            lease.writeup_url = url.strip()
+            session.add(lease)
+            audit(session, now, actor, "writeup", lease_id, url=lease.writeup_url)
+    if problem:
+        return refuse(lab, now, actor, "writeup", problem, lease_id)
+    return Outcome(True, f"Thank you! The write-up is on lease #{lease_id}'s record.", lease_id)
+
+
+LIVE_STATES = [s.value for s in LIVE]

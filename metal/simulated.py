@@ -1,0 +1,192 @@
+"""The embedded default provider: devices that live in our own database.
+
+They move queued -> provisioning -> active over `provision_seconds` of the injected clock, so
+tests and the demo step time instead of sleeping, and they survive a restart because they are
+rows, not objects. Failure injection covers every failure path of the sweep: a create that
+fails, a delete that fails N times, a device that vanishes, a device that fails provisioning.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from itertools import count
+
+from sqlmodel import col, select
+
+from metal.catalog import seed
+from metal.provider import Catalog, Device, DeviceSpec, DeviceState, ProviderError
+from storage.db import Database
+from storage.models import SimDevice
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class SimulatedProvider:
+    name = "simulated"
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        clock: Clock = utcnow,
+        provision_seconds: float = 60,
+        catalog: Catalog | None = None,
+        create_delay: float = 0.0,
+    ) -> None:
+        self.db = db
+        self.clock = clock
+        self.provision_time = timedelta(seconds=provision_seconds)
+        self._catalog = catalog or seed()
+        self.create_delay = create_delay
+        self._lock = threading.Lock()
+        self._fail_creates = 0
+        self._fail_provisioning = 0
+        self._ids = count(1)
+        self.calls: list[str] = []
+
+    # failure injection -------------------------------------------------------------------
+    def fail_next_creates(self, times: int = 1) -> None:
+        self._fail_creates += times
+
+    def fail_next_provisioning(self, times: int = 1) -> None:
+        self._fail_provisioning += times
+
+    def fail_deletes(self, device_id: str, times: int) -> None:
+        self._update(device_id, delete_failures_left=times)
+
+    def vanish(self, device_id: str) -> None:
+        self._update(device_id, deleted_at=self.clock())
+
+    # Provider ------------------------------------------------------------------------------
+    def catalog(self) -> Catalog:
+        return self._catalog
+
+    def create(self, spec: DeviceSpec) -> Device:
+        self._note("create")
+        if self.create_delay:
+            time.sleep(self.create_delay)  # models a slow provider API, for the ack tests
+        with self._lock:
+            if self._fail_creates:
+                self._fail_creates -= 1
+                raise ProviderError("simulated: create refused (injected failure)")
+            fails = self._fail_provisioning > 0
+            self._fail_provisioning -= int(fails)
+        if not self._catalog.plan_available(spec.plan, spec.metro):
+            raise ProviderError(f"{spec.plan} is not available in {spec.metro}", retryable=False)
+        now = self.clock()
+        row = SimDevice(
+            id=f"sim-{now:%H%M%S}-{next(self._ids)}-{spec.hostname}",
+            hostname=spec.hostname,
+            plan=spec.plan,
+            metro=spec.metro,
+            os=spec.os,
+            tags=json.dumps(list(spec.tags)),
+            created_at=now,
+            ready_at=now + self.provision_time,
+            termination_time=spec.termination_time,
+            fails=fails,
+        )
+        with self.db.write() as session:
+            session.add(row)
+        return self._device(row, now)
+
+    def get(self, device_id: str) -> Device | None:
+        self._note("get")
+        with self.db.read() as session:
+            row = session.get(SimDevice, device_id)
+        now = self.clock()
+        return None if row is None or self._gone(row, now) else self._device(row, now)
+
+    def delete(self, device_id: str) -> None:
+        self._note("delete")
+        with self.db.write() as session:
+            row = session.get(SimDevice, device_id)
+            if row is None or row.deleted_at is not None:
+                return
+            if row.delete_failures_left > 0:
+                row.delete_failures_left -= 1
+                session.add(row)
+                failing = True
+            else:
+                row.deleted_at = self.clock()
+                session.add(row)
+                failing = False
+        if failing:
+            raise ProviderError("simulated: delete failed (injected failure)")
+
+    def list(self, tag: str) -> list[Device]:
+        self._note("list")
+        now = self.clock()
+        with self.db.read() as session:
+            rows = session.exec(select(SimDevice).where(col(SimDevice.deleted_at).is_(None))).all()
+        return [
+            self._device(r, now)
+            for r in rows
+            if tag in json.loads(r.tags) and not self._gone(r, now)
+        ]
+
+    def capacity(self, plan: str, metro: str, quantity: int) -> bool | None:
+        return self._catalog.plan_available(plan, metro)
+
+    def set_termination_time(self, device_id: str, when: datetime) -> None:
+        self._update(device_id, termination_time=when)
+
+    def verify(self) -> None:
+        return None
+
+    # internals -----------------------------------------------------------------------------
+    def devices(self) -> list[Device]:
+        """Every live device, whatever its tags (for tests and the demo)."""
+        return self.list_all()
+
+    def list_all(self) -> list[Device]:
+        now = self.clock()
+        with self.db.read() as session:
+            rows = session.exec(select(SimDevice)).all()
+        return [self._device(r, now) for r in rows if not self._gone(r, now)]
+
+    def _gone(self, row: SimDevice, now: datetime) -> bool:
+        if row.deleted_at is not None:
+            return True
+        return row.termination_time is not None and now >= row.termination_time
+
+    def _device(self, row: SimDevice, now: datetime) -> Device:
+        if now < row.ready_at:
+            state = DeviceState.QUEUED if now == row.created_at else DeviceState.PROVISIONING
+        else:
+            state = DeviceState.FAILED if row.fails else DeviceState.ACTIVE
+        number = int(row.id.split("-")[2]) % 250 + 2
+        ips = (
+            (f"147.75.{number // 256 + 100}.{number % 256}",) if state == DeviceState.ACTIVE else ()
+        )
+        return Device(
+            id=row.id,
+            hostname=row.hostname,
+            state=state,
+            plan=row.plan,
+            metro=row.metro,
+            tags=tuple(json.loads(row.tags)),
+            ips=ips,
+            created_at=row.created_at,
+        )
+
+    def _update(self, device_id: str, **values) -> None:
+        with self.db.write() as session:
+            row = session.get(SimDevice, device_id)
+            if row is None:
+                raise ProviderError(f"simulated: no device {device_id}", retryable=False)
+            for key, value in values.items():
+                setattr(row, key, value)
+            session.add(row)
+
+    def _note(self, call: str) -> None:
+        with self._lock:
+            self.calls.append(call)

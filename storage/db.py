@@ -1,0 +1,86 @@
+"""Opening the database and running transactions the way SQLite needs them.
+
+SQLite's driver sends no BEGIN before a SELECT, and a deferred transaction that later writes can
+fail with "database is locked" under contention. So every transaction that writes starts with
+`BEGIN IMMEDIATE` (`Database.write()`), reads use `Database.read()`, and each connection gets WAL,
+foreign keys and a busy timeout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import Engine, event
+from sqlalchemy.pool import StaticPool
+from sqlmodel import Session, create_engine
+
+DEFAULT_URL = "sqlite:///labbot.db"
+BUSY_TIMEOUT_MS = 15_000
+
+
+def normalise_url(url: str) -> str:
+    """SQLAlchemy 2.1 refuses `postgres://`, which many platforms still hand out."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+class Database:
+    def __init__(self, url: str = DEFAULT_URL) -> None:
+        self.url = normalise_url(url)
+        self.is_sqlite = self.url.startswith("sqlite")
+        self.engine = self._create_engine()
+
+    def _create_engine(self) -> Engine:
+        if not self.is_sqlite:
+            return create_engine(self.url, pool_pre_ping=True)
+        memory = self.url in ("sqlite://", "sqlite:///:memory:")
+        engine = create_engine(
+            self.url,
+            connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000},
+            poolclass=StaticPool if memory else None,
+        )
+        event.listen(engine, "connect", _sqlite_on_connect)
+        event.listen(engine, "begin", _sqlite_on_begin)
+        return engine
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """A transaction that holds SQLite's write lock from its first statement, so the
+        read-then-write inside it is isolated. Commits on success, rolls back on any raise."""
+        engine = self.engine.execution_options(labbot_immediate=True)
+        with Session(engine, expire_on_commit=False) as session, session.begin():
+            yield session
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        with Session(self.engine, expire_on_commit=False) as session:
+            yield session
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    @property
+    def path(self) -> Path | None:
+        if not self.is_sqlite or self.url in ("sqlite://", "sqlite:///:memory:"):
+            return None
+        return Path(self.url.removeprefix("sqlite:///"))
+
+
+def _sqlite_on_connect(dbapi_connection, _record) -> None:
+    # Take BEGIN out of the driver's hands so `_sqlite_on_begin` decides its kind.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def _sqlite_on_begin(conn) -> None:
+    immediate = conn.get_execution_options().get("labbot_immediate", False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")

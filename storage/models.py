@@ -1,0 +1,163 @@
+"""The tables. Money is integer cents, time is aware UTC, every sweep deadline is indexed.
+
+A request *is* a lease in state `pending`; `due_at` is the one deadline the sweep looks up: the
+next moment the lease needs the sweep (a decision deadline, a poll, a reminder, expiry, a delete
+retry). Terminal leases have no `due_at`, so the sweep's cost follows the work that is due.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+class Lease(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    state: str = Field(index=True)
+    version: int = 0
+    owner: str = Field(index=True)
+    project: str = Field(index=True)
+    repo_url: str
+    purpose: str
+    plan: str
+    metro: str
+    os: str
+    count: int
+    duration_s: int
+    extended_s: int = 0
+    ssh_key: str = ""
+    allow_partial: bool = False
+    hourly_cents: int
+    created_at: datetime
+    decide_by: datetime | None = None
+    decided_by: str | None = None
+    decided_at: datetime | None = None
+    reason: str = ""
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+    ended_at: datetime | None = None
+    due_at: datetime | None = Field(default=None, index=True)
+    backstop_at: datetime | None = None
+    writeup_url: str | None = None
+    flagged: str = ""
+
+
+class PendingExtension(SQLModel, table=True):
+    """An extension beyond policy, waiting for a reviewer."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    lease_id: int = Field(foreign_key="lease.id", index=True)
+    state: str = "pending"
+    seconds: int
+    requested_by: str
+    requested_at: datetime
+    decided_by: str | None = None
+    reason: str = ""
+
+
+class Server(SQLModel, table=True):
+    """One provider device of a lease. `state` is ours: pending (not created yet), creating
+    (create sent, answer not recorded), provisioning, active, deleting, deleted, failed, vanished."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    lease_id: int = Field(foreign_key="lease.id", index=True)
+    hostname: str
+    plan: str
+    metro: str
+    state: str = "pending"
+    provider_id: str | None = Field(default=None, index=True)
+    ips: str = ""
+    hourly_cents: int
+    active_at: datetime | None = Field(default=None, index=True)
+    deleted_at: datetime | None = None
+    create_attempts: int = 0
+    delete_attempts: int = 0
+    retry_at: datetime | None = None
+    last_error: str = ""
+
+
+class LedgerEntry(SQLModel, table=True):
+    """Grants, adjustments and overrides: who moved the month's money and why. `key` makes the
+    automatic monthly grant exactly-once."""
+
+    __table_args__ = (UniqueConstraint("key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    month: str = Field(index=True)
+    kind: str
+    amount_cents: int
+    actor: str
+    reason: str
+    lease_id: int | None = None
+    key: str | None = None
+    created_at: datetime
+
+
+class SentReminder(SQLModel, table=True):
+    lease_id: int = Field(foreign_key="lease.id", primary_key=True)
+    offset_s: int = Field(primary_key=True)
+    sent_at: datetime
+
+
+class AuditEvent(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(index=True)
+    actor: str
+    action: str
+    lease_id: int | None = Field(default=None, index=True)
+    outcome: str = "ok"
+    details: str = ""
+
+
+class Notice(SQLModel, table=True):
+    """The outbox: a message owed to someone, written in the same transaction as the state change
+    it reports and delivered after the commit. Undelivered notices carry `retry_at`, so a Slack
+    outage delays a message but never loses it."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str
+    lease_id: int | None = Field(default=None, index=True)
+    audience: str
+    payload: str = "{}"
+    created_at: datetime
+    retry_at: datetime | None = Field(default=None, index=True)
+    attempts: int = 0
+    delivered_at: datetime | None = None
+    ref: str | None = None
+    last_error: str = ""
+
+
+class Orphan(SQLModel, table=True):
+    """A tagged device that belongs to no live lease, with when we first saw it."""
+
+    provider_id: str = Field(primary_key=True)
+    hostname: str
+    first_seen: datetime
+    deleted_at: datetime | None = None
+
+
+class Marker(SQLModel, table=True):
+    """Small named timestamps and flags the engine keeps across restarts (last reconcile,
+    credit alerts already sent)."""
+
+    key: str = Field(primary_key=True)
+    at: datetime
+
+
+class SimDevice(SQLModel, table=True):
+    """The simulated provider's devices, kept in the same database so they survive a restart."""
+
+    id: str = Field(primary_key=True)
+    hostname: str
+    plan: str
+    metro: str
+    os: str
+    tags: str
+    created_at: datetime
+    ready_at: datetime
+    termination_time: datetime | None = None
+    fails: bool = False
+    deleted_at: datetime | None = None
+    delete_failures_left: int = 0

@@ -1,0 +1,78 @@
+"""Shared fixtures: a real SQLite file, the simulated provider on a clock the test steps, and a
+notifier that records what people would have been told."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from commands.lab import Lab
+from commands.notices import RecordingNotifier
+from commands.policy import Policy, RequestInput, Roles
+from metal.simulated import SimulatedProvider
+from storage.db import Database
+from storage.schema import upgrade
+
+START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+OWNER, OTHER, REVIEWER, ADMIN = "U0OWNER", "U0OTHER", "U0REVIEW", "U0ADMIN"
+ROLES = Roles(reviewers=frozenset({REVIEWER}), admins=frozenset({ADMIN}))
+
+
+@dataclass
+class Clock:
+    now: datetime = START
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> datetime:
+        self.now += timedelta(**delta)
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "labbot.db"
+
+
+@pytest.fixture
+def db(db_path: Path) -> Database:
+    database = Database(f"sqlite:///{db_path}")
+    upgrade(database)
+    yield database
+    database.dispose()
+
+
+def make_lab(db: Database, clock: Clock, policy: Policy | None = None) -> Lab:
+    provider = SimulatedProvider(db, clock=clock, provision_seconds=120)
+    return Lab(db, provider, RecordingNotifier(), policy or Policy(), ROLES)
+
+
+@pytest.fixture
+def lab(db: Database, clock: Clock) -> Lab:
+    return make_lab(db, clock)
+
+
+def request_input(**changes) -> RequestInput:
+    base = RequestInput(
+        project="coredns",
+        repo_url="https://github.com/coredns/coredns",
+        purpose="scale tests of the kubernetes plugin",
+        plan="c1.small.x86",
+        metro="ams1",
+        count=3,
+        duration=timedelta(hours=48),
+    )
+    return base.model_copy(update=changes)
+
+
+def with_policy(lab: Lab, **changes) -> Lab:
+    return replace(lab, policy=replace(lab.policy, **changes))
