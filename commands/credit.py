@@ -127,7 +127,7 @@ def books(
     committed: dict[str, int] = defaultdict(int)
     first, _ = month_bounds(min(months))
     _, last = month_bounds(max(months))
-    for lease, servers in _leases_touching(session, first, last, project):
+    for lease, servers in leases_touching(session, first, last, project):
         if lease.id == exclude_lease:
             continue
         for s in servers:
@@ -221,7 +221,7 @@ def runs_out_at(month: MonthBooks, burn_per_day: int, now: datetime) -> datetime
     return at if at < month_end else None
 
 
-def _leases_touching(
+def leases_touching(
     session: Session, start: datetime, end: datetime, project: str | None
 ) -> list[tuple[Lease, list[Server]]]:
     """Live leases (they hold commitments) and every lease whose servers billed in the

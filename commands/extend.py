@@ -12,9 +12,9 @@ from commands.credit import record_override, shortfalls
 from commands.durations import format_duration
 from commands.facts import shape, when
 from commands.lab import Lab, Outcome, audit, not_found, owner_or_admin, refuse, wrong_state
-from commands.notices import REVIEW, Kind, enqueue, owner
+from commands.notices import ADMIN, REVIEW, Kind, enqueue, owner
 from commands.policy import check_extension
-from commands.reminders import next_due
+from commands.reminders import next_due, reminder_times
 from commands.states import State
 from metal.provider import ProviderError
 from storage.models import Lease, PendingExtension, SentReminder, Server
@@ -33,7 +33,7 @@ def extend(lab: Lab, actor: str, lease_id: int, extra: timedelta, now: datetime)
             )
         elif problem is None:
             problem = _apply(session, lab, lease, extra, actor, now, override=None)
-            answer = f"Lease #{lease_id} extended by {format_duration(extra)}; it now ends {when(lease.ends_at)}."
+            answer = _extended_words(lease, extra)
     if problem:
         return refuse(lab, now, actor, "extend", problem, lease_id)
     lab.flush_notices(now)
@@ -57,14 +57,7 @@ def decide_extension(
         problem = _undecidable(ext, lease, extension_id)
         if problem is None and approve:
             problem = _apply(
-                session,
-                lab,
-                lease,
-                timedelta(seconds=ext.seconds),
-                actor,
-                now,
-                override,
-                backstop_needed=True,
+                session, lab, lease, timedelta(seconds=ext.seconds), actor, now, override
             )
         if problem is None:
             ext.state = "approved" if approve else "denied"
@@ -104,7 +97,6 @@ def _apply(
     actor: str,
     now: datetime,
     override: str | None,
-    backstop_needed: bool = False,
 ) -> str | None:
     """Lengthen the lease if the months it now reaches can pay for it."""
     if lease.state != State.ACTIVE:
@@ -148,7 +140,7 @@ def _apply(
         session,
         Kind.EXTENDED,
         owner(lease.owner),
-        f"Lease #{lease.id} extended by {format_duration(extra)}; it now ends {when(lease.ends_at)}.",
+        _extended_words(lease, extra),
         now,
         lease.id,
         ends_at=lease.ends_at.isoformat(),
@@ -156,10 +148,15 @@ def _apply(
     return None
 
 
+def _extended_words(lease: Lease, extra: timedelta) -> str:
+    return (
+        f"Lease #{lease.id} extended by {format_duration(extra)}; "
+        f"it now ends {when(lease.ends_at)}."
+    )
+
+
 def _sent_before(lease: Lease, now: datetime, lab: Lab) -> list[tuple[int, datetime]]:
     """Offsets whose reminder time under the new end has already passed: not sent again."""
-    from commands.reminders import reminder_times
-
     return [
         (o, at) for o, at in reminder_times(lab.policy, lease.starts_at, lease.ends_at) if at <= now
     ]
@@ -256,8 +253,6 @@ def _move_backstop(lab: Lab, lease_id: int, now: datetime) -> None:
             session.add(row)
             audit(session, now, "system", "backstop_moved", lease_id, to=needed)
             return
-        from commands.notices import ADMIN
-
         audit(session, now, "system", "backstop_moved", lease_id, "failed", errors=failures)
         enqueue(
             session,

@@ -46,12 +46,12 @@ def time_left(lease: Lease, now: datetime) -> str:
     if lease.ends_at is None:
         return "-"
     left = lease.ends_at - now
-    return format_duration(left.total_seconds()) if left > timedelta(0) else "ended"
+    return f"{format_duration(left)} left" if left > timedelta(0) else "ended"
 
 
 def one_line(lease: Lease, now: datetime) -> str:
     state = State(lease.state)
-    left = f", {time_left(lease, now)} left" if state == State.ACTIVE else ""
+    left = f", {time_left(lease, now)}" if state == State.ACTIVE else ""
     return f"#{lease.id} {lease.project}: {shape(lease)} — {state.value}{left}"
 
 
@@ -72,7 +72,7 @@ def describe(lease: Lease, servers: list[Server], now: datetime) -> str:
         lines.append(f"Reason: {lease.reason}")
     if lease.starts_at:
         lines.append(
-            f"Started {when(lease.starts_at)}, ends {when(lease.ends_at)} ({time_left(lease, now)} left)"
+            f"Started {when(lease.starts_at)}, ends {when(lease.ends_at)} ({time_left(lease, now)})"
         )
     if lease.flagged:
         lines.append(f"Flagged: {lease.flagged}")

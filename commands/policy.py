@@ -84,6 +84,10 @@ class RequestInput(BaseModel):
     allow_partial: bool = False
 
 
+def is_link(text: str) -> bool:
+    return _REPO.fullmatch(text) is not None
+
+
 def check_request(req: RequestInput, catalog: Catalog, policy: Policy) -> dict[str, str]:
     """Field name -> what is wrong with it and what would be accepted. Empty when acceptable."""
     errors: dict[str, str] = {}
@@ -91,7 +95,7 @@ def check_request(req: RequestInput, catalog: Catalog, policy: Policy) -> dict[s
         errors["project"] = (
             "give the project's name (letters, digits, dots, dashes), for example project=coredns"
         )
-    if not _REPO.fullmatch(req.repo_url):
+    if not is_link(req.repo_url):
         errors["repo_url"] = (
             "give the project's open-source repository URL, for example "
             "repo=https://github.com/coredns/coredns"

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
 from sqlalchemy import update
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from commands.facts import servers_summary, shape
 from commands.lab import Lab, Outcome, audit, move, not_found, refuse, wrong_state
@@ -287,7 +287,9 @@ def _provision_deadline(lab: Lab, lease: Lease) -> datetime:
     return lease.backstop_at - lab.policy.backstop_after_start()
 
 
-def _activate(session, lab: Lab, lease: Lease, active: list[Server], now: datetime) -> None:
+def _activate(
+    session: Session, lab: Lab, lease: Lease, active: list[Server], now: datetime
+) -> None:
     ends_at = now + timedelta(seconds=lease.duration_s + lease.extended_s)
     count = len(active)
     move(
@@ -324,7 +326,9 @@ def _activate(session, lab: Lab, lease: Lease, active: list[Server], now: dateti
     )
 
 
-def _fail(session, lease: Lease, servers: list[Server], now: datetime, timed_out: bool) -> None:
+def _fail(
+    session: Session, lease: Lease, servers: list[Server], now: datetime, timed_out: bool
+) -> None:
     why = "provisioning timed out" if timed_out else "the provider could not create the servers"
     move(session, lease, State.FAILED, due_at=now, ended_at=now, reason=why)
     session.exec(
@@ -357,7 +361,7 @@ def _fail(session, lease: Lease, servers: list[Server], now: datetime, timed_out
     )
 
 
-def _progress(session, lab: Lab, lease: Lease, active: int, now: datetime) -> None:
+def _progress(session: Session, lab: Lab, lease: Lease, active: int, now: datetime) -> None:
     """For large leases, tell the owner at 25/50/75% so a 500-server request is not silent."""
     if lease.count < LARGE:
         return

@@ -279,7 +279,8 @@ def _credit_alerts(lab: Lab, now: datetime) -> None:
                     Kind.ADMIN_ALERT,
                     ADMIN,
                     f"{month}: {pct}% of the lab's credit is spent or committed "
-                    f"({format_cents(book.spent + book.committed)} of {format_cents(book.granted)}); "
+                    f"({format_cents(book.spent + book.committed)} of "
+                    f"{format_cents(book.granted)}); "
                     f"burning {format_cents(burn)}/day"
                     + (f", runs out {when(out)}." if out else "."),
                     now,

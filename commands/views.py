@@ -8,19 +8,21 @@ import json
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
-from commands.billing import format_cents, month_key
+from commands.billing import format_cents, month_bounds, month_key
 from commands.credit import (
     books,
     burn_rate_cents_per_day,
     lease_commitment,
+    leases_touching,
     runs_out_at,
     server_spend,
 )
 from commands.facts import describe, one_line
 from commands.lab import Lab, Outcome, audit, not_found, refuse
-from commands.states import LIVE, TERMINAL, State
+from commands.policy import is_link
+from commands.states import TERMINAL, State
 from metal.provider import Catalog
 from storage.models import AuditEvent, Lease, Server
 
@@ -124,14 +126,11 @@ def credit_report(lab: Lab, now: datetime, month: str | None = None) -> CreditRe
     return CreditReport(month, lab_line, projects, burn, runs_out_at(book, burn, now))
 
 
-def _by_project(session, lab: Lab, month: str, now: datetime) -> list[CreditLine]:
-    from commands.billing import month_bounds
-    from commands.credit import _leases_touching  # one query for every project at once
-
+def _by_project(session: Session, lab: Lab, month: str, now: datetime) -> list[CreditLine]:
     start, end = month_bounds(month)
     spent: dict[str, int] = {}
     committed: dict[str, int] = {}
-    for lease, servers in _leases_touching(session, start, end, None):
+    for lease, servers in leases_touching(session, start, end, None):
         spent[lease.project] = spent.get(lease.project, 0) + sum(
             server_spend(s, now).get(month, 0) for s in servers
         )
@@ -198,9 +197,7 @@ def plans_text(catalog: Catalog) -> str:
 def submit_writeup(lab: Lab, actor: str, lease_id: int, url: str, now: datetime) -> Outcome:
     """After a lease, its owner sends a link to a short write-up; it stays on the project's
     history."""
-    from commands.policy import _REPO
-
-    if not _REPO.fullmatch(url.strip()):
+    if not is_link(url.strip()):
         return refuse(
             lab,
             now,
@@ -225,6 +222,3 @@ def submit_writeup(lab: Lab, actor: str, lease_id: int, url: str, now: datetime)
     if problem:
         return refuse(lab, now, actor, "writeup", problem, lease_id)
     return Outcome(True, f"Thank you! The write-up is on lease #{lease_id}'s record.", lease_id)
-
-
-LIVE_STATES = [s.value for s in LIVE]

@@ -59,7 +59,8 @@ class PendingExtension(SQLModel, table=True):
 
 class Server(SQLModel, table=True):
     """One provider device of a lease. `state` is ours: pending (not created yet), creating
-    (create sent, answer not recorded), provisioning, active, deleting, deleted, failed, vanished."""
+    (create sent, answer not recorded), provisioning, active, deleting, deleted, failed,
+    vanished."""
 
     id: int | None = Field(default=None, primary_key=True)
     lease_id: int = Field(foreign_key="lease.id", index=True)
@@ -71,7 +72,7 @@ class Server(SQLModel, table=True):
     ips: str = ""
     hourly_cents: int
     active_at: datetime | None = Field(default=None, index=True)
-    deleted_at: datetime | None = None
+    deleted_at: datetime | None = Field(default=None, index=True)
     create_attempts: int = 0
     delete_attempts: int = 0
     retry_at: datetime | None = None

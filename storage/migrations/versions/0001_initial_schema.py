@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: 77221747f313
+Revision ID: 0001
 Revises: 
-Create Date: 2026-11-27 02:43:01.568344
+Create Date: 2026-11-27 02:44:54.098164
 """
 
 import sqlalchemy as sa
@@ -10,7 +10,7 @@ import sqlmodel
 from alembic import op
 
 
-revision = '77221747f313'
+revision = '0001'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -173,6 +173,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('server', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_server_active_at'), ['active_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_server_deleted_at'), ['deleted_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_server_lease_id'), ['lease_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_server_provider_id'), ['provider_id'], unique=False)
 
@@ -184,6 +185,7 @@ def downgrade() -> None:
     with op.batch_alter_table('server', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_server_provider_id'))
         batch_op.drop_index(batch_op.f('ix_server_lease_id'))
+        batch_op.drop_index(batch_op.f('ix_server_deleted_at'))
         batch_op.drop_index(batch_op.f('ix_server_active_at'))
 
     op.drop_table('server')
