@@ -63,7 +63,7 @@ _POLICY_INTS = {
     "LABBOT_PENDING_PER_USER": "pending_per_user",
     "LABBOT_DELETE_ATTEMPTS": "delete_attempts",
     "LABBOT_CREATE_ATTEMPTS": "create_attempts",
-    "LABBOT_CREATE_CONCURRENCY": "create_concurrency",
+    "LABBOT_PROVIDER_CONCURRENCY": "provider_concurrency",
 }
 
 

@@ -43,7 +43,7 @@ class Policy:
     provision_timeout: timedelta = 2 * HOUR
     orphan_grace: timedelta = HOUR
     reconcile_every: timedelta = timedelta(minutes=10)
-    create_concurrency: int = 8
+    provider_concurrency: int = 8
     credit_alerts: tuple[int, ...] = (80, 100)
     default_os: str = "ubuntu_16_04"
 

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 POLL = timedelta(seconds=30)
 CREATE_CLAIM = timedelta(minutes=5)
 PROGRESS_STEPS = (25, 50, 75)
+GAVE_UP = (DeviceState.FAILED, DeviceState.DELETED)
 LARGE = 10
 
 
@@ -133,7 +134,7 @@ def _create_missing(lab: Lab, lease_id: int, now: datetime) -> None:
     claimed = [s for s in todo if _claim_create(lab, s, now)]
     if not claimed:
         return
-    workers = max(1, min(lab.policy.create_concurrency, len(claimed)))
+    workers = max(1, min(lab.policy.provider_concurrency, len(claimed)))
     with ThreadPoolExecutor(workers, thread_name_prefix=f"create-{lease_id}") as pool:
         results = list(pool.map(lambda s: _send_create(lab, lease, s), claimed))
     for server, result in zip(claimed, results, strict=True):
@@ -208,17 +209,20 @@ def _backoff(attempts: int) -> timedelta:
 
 
 def _poll(lab: Lab, lease_id: int, now: datetime) -> None:
-    for server in _servers(lab, lease_id, "provisioning"):
-        try:
-            device = lab.provider.get(server.provider_id)
-        except Exception as error:
-            log.warning("lease %s: polling %s failed: %s", lease_id, server.hostname, error)
-            continue
-        if device is not None and device.state == DeviceState.PROVISIONING:
-            continue
-        if device is not None and device.state in (DeviceState.QUEUED,):
-            continue
-        _record_poll(lab, server, device, now)
+    """One list call for the whole lease (paged by the provider), not one call per server:
+    a 500-server lease is polled in a few requests."""
+    waiting = _servers(lab, lease_id, "provisioning")
+    if not waiting:
+        return
+    try:
+        devices = {d.id: d for d in lab.provider.list(lease_tag(lease_id))}
+    except Exception as error:
+        log.warning("lease %s: polling failed, next pass retries: %s", lease_id, error)
+        return
+    for server in waiting:
+        device = devices.get(server.provider_id)
+        if device is None or device.state in (DeviceState.ACTIVE, *GAVE_UP):
+            _record_poll(lab, server, device, now)
 
 
 def _record_poll(lab: Lab, server: Server, device: Device | None, now: datetime) -> None:

@@ -9,6 +9,7 @@ resolves it by hand.
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
 from sqlalchemy import update
@@ -92,8 +93,10 @@ def advance_reclaim(lab: Lab, lease_id: int, now: datetime) -> None:
                 col(Server.retry_at) <= now,
             )
         ).all()
-    for server in due:
-        _delete_one(lab, server, now)
+    if due:
+        workers = max(1, min(lab.policy.provider_concurrency, len(due)))
+        with ThreadPoolExecutor(workers, thread_name_prefix=f"delete-{lease_id}") as pool:
+            list(pool.map(lambda server: _delete_one(lab, server, now), due))
     _settle(lab, lease_id, now)
 
 
