@@ -12,7 +12,7 @@ from commands.credit import record_override, shortfalls
 from commands.durations import format_duration
 from commands.facts import shape, when
 from commands.lab import Lab, Outcome, audit, not_found, owner_or_admin, refuse, wrong_state
-from commands.notices import ADMIN, REVIEW, Kind, enqueue, owner
+from commands.notices import REVIEW, Kind, enqueue, owner
 from commands.policy import check_extension
 from commands.reminders import next_due, reminder_times
 from commands.states import State
@@ -51,10 +51,11 @@ def decide_extension(
 ) -> Outcome:
     if not lab.roles.is_reviewer(actor):
         return refuse(lab, now, actor, "decide_extension", "Only reviewers can decide extensions.")
+    moved = _move_backstop(lab, extension_id, now) if approve else None
     with lab.db.write() as session:
         ext = session.get(PendingExtension, extension_id)
         lease = session.get(Lease, ext.lease_id) if ext else None
-        problem = _undecidable(ext, lease, extension_id)
+        problem = _undecidable(ext, lease, extension_id) or moved
         if problem is None and approve:
             problem = _apply(
                 session, lab, lease, timedelta(seconds=ext.seconds), actor, now, override
@@ -66,7 +67,6 @@ def decide_extension(
             _tell_extension_decision(session, lease, ext, actor, now)
     if problem:
         return refuse(lab, now, actor, "decide_extension", problem, ext.lease_id if ext else None)
-    _move_backstop(lab, ext.lease_id, now)
     lab.flush_notices(now)
     return Outcome(
         True, f"Extension {extension_id} of lease #{ext.lease_id} {ext.state}.", ext.lease_id
@@ -226,41 +226,38 @@ def _tell_extension_decision(
         )
 
 
-def _move_backstop(lab: Lab, lease_id: int, now: datetime) -> None:
-    """A reviewer let the lease grow past what the provider-side backstop allows: move the
-    backstop on every server first, so the provider never deletes a server before its lease
-    ends. Where the provider cannot move it, the admins are told the end date at risk."""
+def _move_backstop(lab: Lab, extension_id: int, now: datetime) -> str | None:
+    """Before a reviewer lets a lease grow past the provider-side backstop, move the backstop on
+    every server, so the provider never deletes a server before its lease ends. Done before the
+    extension is committed: if the provider refuses, the extension is refused too (a backstop
+    moved for an extension that then fails is harmless: it only deletes later)."""
     with lab.db.read() as session:
-        lease = session.get(Lease, lease_id)
-        servers = session.exec(
-            select(Server).where(Server.lease_id == lease_id, Server.state == "active")
-        ).all()
+        ext = session.get(PendingExtension, extension_id)
+        lease = session.get(Lease, ext.lease_id) if ext else None
+        servers = (
+            session.exec(
+                select(Server).where(Server.lease_id == ext.lease_id, Server.state == "active")
+            ).all()
+            if ext
+            else []
+        )
     if lease is None or lease.backstop_at is None or lease.ends_at is None:
-        return
-    needed = lease.ends_at + lab.policy.grace + timedelta(days=1)
+        return None
+    needed = lease.ends_at + timedelta(seconds=ext.seconds) + lab.policy.grace + timedelta(days=1)
     if needed <= lease.backstop_at:
-        return
-    failures = []
+        return None
     for server in servers:
         try:
             lab.provider.set_termination_time(server.provider_id, needed)
         except ProviderError as error:
-            failures.append(f"{server.hostname}: {error}")
+            return (
+                f"The provider would not move the deletion backstop of {server.hostname} past "
+                f"{when(lease.backstop_at)} ({error}), so the servers would be deleted then. "
+                "Approve a shorter extension that ends before it."
+            )
     with lab.db.write() as session:
-        row = session.get(Lease, lease_id)
-        if not failures:
-            row.backstop_at = needed
-            session.add(row)
-            audit(session, now, "system", "backstop_moved", lease_id, to=needed)
-            return
-        audit(session, now, "system", "backstop_moved", lease_id, "failed", errors=failures)
-        enqueue(
-            session,
-            Kind.ADMIN_ALERT,
-            ADMIN,
-            f"Lease #{lease_id} was extended to {when(lease.ends_at)} but the provider's deletion "
-            f"backstop stays at {when(lease.backstop_at)} on: {'; '.join(failures)}.",
-            now,
-            lease_id,
-            alert="backstop",
-        )
+        row = session.get(Lease, lease.id)
+        row.backstop_at = max(row.backstop_at, needed)
+        session.add(row)
+        audit(session, now, "system", "backstop_moved", lease.id, to=needed)
+    return None

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 POLL = timedelta(seconds=30)
 CREATE_CLAIM = timedelta(minutes=5)
+CAPACITY_WAIT = timedelta(minutes=5)
 PROGRESS_STEPS = (25, 50, 75)
 GAVE_UP = (DeviceState.FAILED, DeviceState.DELETED)
 LARGE = 10
@@ -131,14 +132,36 @@ def _create_missing(lab: Lab, lease_id: int, now: datetime) -> None:
     todo = [
         s for s in _servers(lab, lease_id, "pending") if s.retry_at is None or s.retry_at <= now
     ]
-    claimed = [s for s in todo if _claim_create(lab, s, now)]
-    if not claimed:
+    if not todo or not _has_capacity(lab, lease, todo, now):
         return
-    workers = max(1, min(lab.policy.provider_concurrency, len(claimed)))
+    claimed = [s for s in todo if _claim_create(lab, s, now)]
+    workers = max(1, min(lab.policy.provider_concurrency, len(claimed) or 1))
     with ThreadPoolExecutor(workers, thread_name_prefix=f"create-{lease_id}") as pool:
-        results = list(pool.map(lambda s: _send_create(lab, lease, s), claimed))
-    for server, result in zip(claimed, results, strict=True):
-        _record_create(lab, lease, server, result, now)
+        # Each answer is recorded as it arrives, so a crash loses at most the creates in flight.
+        list(
+            pool.map(
+                lambda s: _record_create(lab, lease, s, _send_create(lab, lease, s), now), claimed
+            )
+        )
+
+
+def _has_capacity(lab: Lab, lease: Lease, todo: list[Server], now: datetime) -> bool:
+    """Checked again just before creating (reviewers saw it on the card). No capacity: wait
+    and ask again, until the provisioning deadline fails the lease; unknown: go ahead."""
+    try:
+        available = lab.provider.capacity(lease.plan, lease.metro, len(todo))
+    except Exception:
+        available = None
+    if available is not False:
+        return True
+    with lab.db.write() as session:
+        session.exec(
+            update(Server)
+            .where(col(Server.id).in_([s.id for s in todo]), Server.state == "pending")
+            .values(retry_at=now + CAPACITY_WAIT)
+        )
+        audit(session, now, "system", "capacity", lease.id, "waiting", servers=len(todo))
+    return False
 
 
 def _claim_create(lab: Lab, server: Server, now: datetime) -> bool:
@@ -153,6 +176,10 @@ def _claim_create(lab: Lab, server: Server, now: datetime) -> bool:
             )
         )
         return result.rowcount == 1
+
+
+def _create_one(lab: Lab, lease: Lease, server: Server, now: datetime) -> None:
+    _record_create(lab, lease, server, _send_create(lab, lease, server), now)
 
 
 def _send_create(lab: Lab, lease: Lease, server: Server) -> Device | Exception:
