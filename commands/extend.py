@@ -16,24 +16,28 @@ from commands.notices import REVIEW, Kind, enqueue, owner
 from commands.policy import check_extension
 from commands.reminders import next_due, reminder_times
 from commands.states import State
-from metal.provider import ProviderError
 from storage.models import Lease, PendingExtension, SentReminder, Server
 
 
 def extend(lab: Lab, actor: str, lease_id: int, extra: timedelta, now: datetime) -> Outcome:
-    with lab.db.write() as session:
+    with lab.db.read() as session:
         lease = session.get(Lease, lease_id)
-        problem = _cannot_extend(lab, lease, actor, lease_id, extra)
-        beyond = None if problem else check_extension(_total(lease), extra, lab.policy)
-        if problem is None and beyond is not None:
-            ext = _ask_reviewers(session, lease, actor, extra, beyond, now)
-            answer = (
-                f"Extending #{lease_id} by {format_duration(extra)} needs a reviewer: {beyond}. "
-                f"Reviewers have been asked (extension request {ext.id})."
-            )
-        elif problem is None:
-            problem = _apply(session, lab, lease, extra, actor, now, override=None)
-            answer = _extended_words(lease, extra)
+    problem = _cannot_extend(lab, lease, actor, lease_id, extra)
+    beyond = None if problem else check_extension(_total(lease), extra, lab.policy)
+    if problem is None and beyond is None:
+        problem = _move_backstop(lab, lease_id, extra, now)
+    if problem is None:
+        with lab.db.write() as session:
+            lease = session.get(Lease, lease_id)
+            if beyond is not None:
+                ext = _ask_reviewers(session, lease, actor, extra, beyond, now)
+                answer = (
+                    f"Extending #{lease_id} by {format_duration(extra)} needs a reviewer: "
+                    f"{beyond}. Reviewers have been asked (extension request {ext.id})."
+                )
+            else:
+                problem = _apply(session, lab, lease, extra, actor, now, override=None)
+                answer = _extended_words(lease, extra)
     if problem:
         return refuse(lab, now, actor, "extend", problem, lease_id)
     lab.flush_notices(now)
@@ -51,7 +55,11 @@ def decide_extension(
 ) -> Outcome:
     if not lab.roles.is_reviewer(actor):
         return refuse(lab, now, actor, "decide_extension", "Only reviewers can decide extensions.")
-    moved = _move_backstop(lab, extension_id, now) if approve else None
+    with lab.db.read() as session:
+        pending = session.get(PendingExtension, extension_id)
+    moved = None
+    if approve and pending is not None and pending.state == "pending":
+        moved = _move_backstop(lab, pending.lease_id, timedelta(seconds=pending.seconds), now)
     with lab.db.write() as session:
         ext = session.get(PendingExtension, extension_id)
         lease = session.get(Lease, ext.lease_id) if ext else None
@@ -226,38 +234,33 @@ def _tell_extension_decision(
         )
 
 
-def _move_backstop(lab: Lab, extension_id: int, now: datetime) -> str | None:
-    """Before a reviewer lets a lease grow past the provider-side backstop, move the backstop on
-    every server, so the provider never deletes a server before its lease ends. Done before the
-    extension is committed: if the provider refuses, the extension is refused too (a backstop
-    moved for an extension that then fails is harmless: it only deletes later)."""
+def _move_backstop(lab: Lab, lease_id: int, extra: timedelta, now: datetime) -> str | None:
+    """Move the provider-side deletion backstop of every server past the extended end before
+    the extension takes effect, so the provider never deletes a server before its lease ends.
+    If the provider refuses, the extension is refused (a backstop moved for an extension that
+    then fails is harmless: it only deletes later)."""
     with lab.db.read() as session:
-        ext = session.get(PendingExtension, extension_id)
-        lease = session.get(Lease, ext.lease_id) if ext else None
-        servers = (
-            session.exec(
-                select(Server).where(Server.lease_id == ext.lease_id, Server.state == "active")
-            ).all()
-            if ext
-            else []
-        )
+        lease = session.get(Lease, lease_id)
+        servers = session.exec(
+            select(Server).where(Server.lease_id == lease_id, Server.state == "active")
+        ).all()
     if lease is None or lease.backstop_at is None or lease.ends_at is None:
         return None
-    needed = lease.ends_at + timedelta(seconds=ext.seconds) + lab.policy.grace + timedelta(days=1)
+    needed = lab.policy.backstop(lease.ends_at + extra)
     if needed <= lease.backstop_at:
         return None
     for server in servers:
         try:
             lab.provider.set_termination_time(server.provider_id, needed)
-        except ProviderError as error:
+        except Exception as error:
             return (
                 f"The provider would not move the deletion backstop of {server.hostname} past "
-                f"{when(lease.backstop_at)} ({error}), so the servers would be deleted then. "
-                "Approve a shorter extension that ends before it."
+                f"{when(lease.backstop_at)} ({error}), so the extension cannot be granted; the "
+                "lease still ends as planned."
             )
     with lab.db.write() as session:
-        row = session.get(Lease, lease.id)
+        row = session.get(Lease, lease_id)
         row.backstop_at = max(row.backstop_at, needed)
         session.add(row)
-        audit(session, now, "system", "backstop_moved", lease.id, to=needed)
+        audit(session, now, "system", "backstop_moved", lease_id, to=needed)
     return None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -47,11 +47,12 @@ class Policy:
     credit_alerts: tuple[int, ...] = (80, 100)
     default_os: str = "ubuntu_16_04"
 
-    def backstop_after_start(self) -> timedelta:
-        """How long after the servers start the provider may delete them on its own: the
-        longest a lease can grow without a reviewer, plus grace, plus a day of margin for
-        a bot that is down."""
-        return self.max_total + self.grace + DAY
+    backstop_margin: timedelta = DAY
+
+    def backstop(self, ends_at: datetime) -> datetime:
+        """When the provider may delete a lease's servers on its own, should labbot be down:
+        the end plus grace plus a margin. Extensions move it before they take effect."""
+        return ends_at + self.grace + self.backstop_margin
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from commands.facts import servers_summary, shape
 from commands.lab import Lab, Outcome, audit, move, not_found, refuse, wrong_state
 from commands.markers import once
 from commands.notices import ADMIN, Kind, enqueue, owner
+from commands.reclaim import delete_due, next_delete_at
 from commands.reminders import next_due
 from commands.states import State
 from metal.provider import TAG, Device, DeviceSpec, DeviceState, ProviderError, lease_tag
@@ -46,7 +47,8 @@ def provision(lab: Lab, actor: str, lease_id: int, now: datetime) -> Outcome:
             problem = wrong_state(lease, "provisioned", "an approved lease")
         else:
             problem = None
-            backstop = now + lab.policy.provision_timeout + lab.policy.backstop_after_start()
+            planned_end = now + lab.policy.provision_timeout + timedelta(seconds=lease.duration_s)
+            backstop = lab.policy.backstop(planned_end)
             move(session, lease, State.PROVISIONING, due_at=now, backstop_at=backstop)
             for n in range(1, lease.count + 1):
                 session.add(
@@ -80,6 +82,7 @@ def advance_provisioning(lab: Lab, lease_id: int, now: datetime) -> None:
     _recover_lost_creates(lab, lease_id, now)
     _create_missing(lab, lease_id, now)
     _poll(lab, lease_id, now)
+    delete_due(lab, lease_id, now)  # devices that failed provisioning
     _settle(lab, lease_id, now)
 
 
@@ -92,25 +95,34 @@ def _servers(lab: Lab, lease_id: int, *states: str) -> list[Server]:
 
 
 def _recover_lost_creates(lab: Lab, lease_id: int, now: datetime) -> None:
-    stale = [s for s in _servers(lab, lease_id, "creating") if s.retry_at and s.retry_at <= now]
-    if not stale:
+    """A create may have reached the provider even though we never heard back: the process died
+    after claiming it (a `creating` row whose claim lapsed), or the call raised (a `pending` row
+    with attempts behind it). Before creating again, adopt a device carrying the lease's tag and
+    the server's hostname that no other row owns."""
+    rows = _servers(lab, lease_id)
+    unsure = [s for s in rows if _maybe_created(s, now)]
+    if not unsure:
         return
     try:
-        found = {d.hostname: d for d in lab.provider.list(lease_tag(lease_id))}
+        listed = lab.provider.list(lease_tag(lease_id))
     except Exception as error:
         log.warning("lease %s: cannot look for lost creates: %s", lease_id, error)
         return
-    for server in stale:
+    owned = {s.provider_id for s in rows if s.provider_id}
+    found = {d.hostname: d for d in listed if d.id not in owned}
+    for server in unsure:
         device = found.get(server.hostname)
+        if device is None and server.state == "pending":
+            continue
+        values = (
+            {"state": "provisioning", "provider_id": device.id, "retry_at": None}
+            if device
+            else {"state": "pending", "retry_at": now}
+        )
         with lab.db.write() as session:
-            values = (
-                {"state": "provisioning", "provider_id": device.id, "retry_at": None}
-                if device
-                else {"state": "pending", "retry_at": now}
-            )
             session.exec(
                 update(Server)
-                .where(col(Server.id) == server.id, col(Server.state) == "creating")
+                .where(col(Server.id) == server.id, col(Server.state) == server.state)
                 .values(**values)
             )
             audit(
@@ -122,6 +134,13 @@ def _recover_lost_creates(lab: Lab, lease_id: int, now: datetime) -> None:
                 hostname=server.hostname,
                 adopted=device.id if device else None,
             )
+
+
+def _maybe_created(server: Server, now: datetime) -> bool:
+    due = server.retry_at is None or server.retry_at <= now
+    if server.state == "creating":
+        return server.retry_at is not None and due
+    return server.state == "pending" and server.create_attempts > 0 and due
 
 
 def _create_missing(lab: Lab, lease_id: int, now: datetime) -> None:
@@ -315,14 +334,16 @@ def _settle(lab: Lab, lease_id: int, now: datetime) -> None:
 
 
 def _provision_deadline(lab: Lab, lease: Lease) -> datetime:
-    return lease.backstop_at - lab.policy.backstop_after_start()
+    """Provisioning must be over by the planned end less the lease's length."""
+    planned_end = lease.backstop_at - lab.policy.grace - lab.policy.backstop_margin
+    return planned_end - timedelta(seconds=lease.duration_s)
 
 
 def _activate(
     session: Session, lab: Lab, lease: Lease, active: list[Server], now: datetime
 ) -> None:
     ends_at = now + timedelta(seconds=lease.duration_s + lease.extended_s)
-    count = len(active)
+    count, asked = len(active), lease.count
     move(
         session,
         lease,
@@ -341,8 +362,13 @@ def _activate(
         )
         .values(state="deleting", retry_at=now)
     )
+    # Devices given up or failed are deleted by the sweep while the lease runs.
+    stray = next_delete_at(session, lease.id)
+    if stray is not None and stray < lease.due_at:
+        lease.due_at = stray
+        session.add(lease)
     audit(session, now, "system", "active", lease.id, servers=count)
-    partial = f" ({count} of the {lease.count} asked for)" if count < lease.count else ""
+    partial = f" ({count} of the {asked} asked for)" if count < asked else ""
     lines = "\n".join(f"• {s.hostname}: {s.ips or 'no IP yet'}" for s in active)
     enqueue(
         session,
