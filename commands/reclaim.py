@@ -13,12 +13,13 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
 from sqlalchemy import update
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, func, select
 
 from commands.facts import shape
 from commands.lab import Lab, Outcome, audit, move, not_found, owner_or_admin, refuse, wrong_state
 from commands.notices import ADMIN, Kind, enqueue, owner
 from commands.states import State
+from metal.provider import lease_tag
 from storage.models import Lease, Server
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,10 @@ def _cannot_release(lab: Lab, lease: Lease | None, actor: str, lease_id: int) ->
 def expire(lab: Lab, lease: Lease, now: datetime) -> bool:
     with lab.db.write() as session:
         fresh = session.get(Lease, lease.id)
-        return fresh is not None and _begin(session, fresh, State.EXPIRING, "system", now)
+        # Released (or expired by another sweep) since the caller looked: nothing to do.
+        if fresh is None or fresh.state != State.ACTIVE:
+            return False
+        return _begin(session, fresh, State.EXPIRING, "system", now)
 
 
 def _begin(session: Session, lease: Lease, new: State, actor: str, now: datetime) -> bool:
@@ -85,6 +89,13 @@ def _begin(session: Session, lease: Lease, new: State, actor: str, now: datetime
 
 def advance_reclaim(lab: Lab, lease_id: int, now: datetime) -> None:
     """One step of deletion for every server of the lease that is due, then settle the lease."""
+    delete_due(lab, lease_id, now)
+    _settle(lab, lease_id, now)
+
+
+def delete_due(lab: Lab, lease_id: int, now: datetime) -> None:
+    """One delete attempt for every server of the lease queued for deletion and due. Also used
+    while a lease provisions or runs, for devices that failed or were given up."""
     with lab.db.read() as session:
         due = session.exec(
             select(Server).where(
@@ -93,27 +104,69 @@ def advance_reclaim(lab: Lab, lease_id: int, now: datetime) -> None:
                 col(Server.retry_at) <= now,
             )
         ).all()
-    if due:
-        workers = max(1, min(lab.policy.provider_concurrency, len(due)))
-        with ThreadPoolExecutor(workers, thread_name_prefix=f"delete-{lease_id}") as pool:
-            list(pool.map(lambda server: _delete_one(lab, server, now), due))
-    _settle(lab, lease_id, now)
+    # Claim each delete first, so a release and a sweep (or two sweeps) racing on one lease
+    # send one delete per server; a claim lapses after CONFIRM if its holder dies.
+    due = [server for server in due if _claim_delete(lab, server, now)]
+    if not due:
+        return
+    workers = max(1, min(lab.policy.provider_concurrency, len(due)))
+    with ThreadPoolExecutor(workers, thread_name_prefix=f"delete-{lease_id}") as pool:
+        sent = list(pool.map(lambda server: _send_delete(lab, server, now), due))
+    _confirm_gone(lab, lease_id, [s for s, ok in zip(due, sent, strict=True) if ok], now)
 
 
-def _delete_one(lab: Lab, server: Server, now: datetime) -> None:
+def _claim_delete(lab: Lab, server: Server, now: datetime) -> bool:
+    with lab.db.write() as session:
+        result = session.exec(
+            update(Server)
+            .where(
+                col(Server.id) == server.id,
+                Server.state == "deleting",
+                col(Server.retry_at) <= now,
+            )
+            .values(retry_at=now + CONFIRM)
+        )
+        return result.rowcount == 1
+
+
+def next_delete_at(session: Session, lease_id: int) -> datetime | None:
+    """When the next queued delete of the lease is due, if any."""
+    return session.exec(
+        select(func.min(Server.retry_at)).where(
+            Server.lease_id == lease_id, Server.state == "deleting"
+        )
+    ).one()
+
+
+def _send_delete(lab: Lab, server: Server, now: datetime) -> bool:
+    """True when the provider accepted the delete (or the device never existed)."""
     if server.provider_id is None:
         _mark_gone(lab, server, now)
-        return
+        return False
     try:
         lab.provider.delete(server.provider_id)
-        gone = lab.provider.get(server.provider_id) is None
     except Exception as error:
         _record_delete_failure(lab, server, now, error)
+        return False
+    return True
+
+
+def _confirm_gone(lab: Lab, lease_id: int, servers: list[Server], now: datetime) -> None:
+    """A delete counts once the device is gone. One list call for the lease confirms them all
+    (a 500-server lease costs a few paged requests, not 500 gets); what is still there, or
+    cannot be checked now, is looked at again shortly."""
+    if not servers:
         return
-    if gone:
-        _mark_gone(lab, server, now)
-    else:
-        _retry_later(lab, server, now + CONFIRM)
+    try:
+        present = {d.id for d in lab.provider.list(lease_tag(lease_id))}
+    except Exception as error:
+        log.warning("lease %s: cannot confirm deletes yet: %s", lease_id, error)
+        present = {s.provider_id for s in servers}
+    for server in servers:
+        if server.provider_id in present:
+            _retry_later(lab, server, now + CONFIRM)
+        else:
+            _mark_gone(lab, server, now)
 
 
 def _mark_gone(lab: Lab, server: Server, now: datetime) -> None:
@@ -163,10 +216,11 @@ def _record_delete_failure(lab: Lab, server: Server, now: datetime, error: Excep
             error=row.last_error,
         )
         lease = session.get(Lease, row.lease_id)
-        if row.delete_attempts >= lab.policy.delete_attempts and lease.state in (
-            State.RELEASING,
-            State.EXPIRING,
-        ):
+        give_up = row.delete_attempts >= lab.policy.delete_attempts
+        if give_up and lease.state in (State.RELEASING, State.EXPIRING, State.QUARANTINED):
+            # Quarantined: the admins know; keep trying hourly, as their alert says.
+            row.retry_at = now + QUARANTINE_RETRY
+        if give_up and lease.state in (State.RELEASING, State.EXPIRING):
             _quarantine(session, lease, row, now)
 
 

@@ -8,6 +8,8 @@ foreign keys and a busy timeout.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,6 +35,11 @@ class Database:
         self.url = normalise_url(url)
         self.is_sqlite = self.url.startswith("sqlite")
         self.engine = self._create_engine()
+        # SQLite has one writer at a time, and a writer that finds the lock taken sleeps in
+        # growing steps (up to 100 ms) before trying again. Queueing this process's writers on
+        # a lock of our own hands the database over at once; other processes still meet the
+        # busy timeout.
+        self._writers = threading.RLock() if self.is_sqlite else contextlib.nullcontext()
 
     def _create_engine(self) -> Engine:
         if not self.is_sqlite:
@@ -52,7 +59,7 @@ class Database:
         """A transaction that holds SQLite's write lock from its first statement, so the
         read-then-write inside it is isolated. Commits on success, rolls back on any raise."""
         engine = self.engine.execution_options(labbot_immediate=True)
-        with Session(engine, expire_on_commit=False) as session, session.begin():
+        with self._writers, Session(engine, expire_on_commit=False) as session, session.begin():
             yield session
 
     @contextmanager
