@@ -106,13 +106,9 @@ def _now():
 
 
 def _demo(args: argparse.Namespace) -> int:
-    if args.provider == "packet":
-        from bot.demo import main as packet_demo
-
-        return packet_demo(provider="packet")
     from bot.demo import main as demo_main
 
-    return demo_main()
+    return demo_main(provider=args.provider)
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -1,32 +1,45 @@
-"""`labbot demo`: a whole story on a fresh temporary database with a simulated clock.
+"""`labbot demo`: the whole story, told through the real bolt App.
+
+The App is served in-process on 127.0.0.1 with its Web API pointed at FakeSlack; people act by
+sending signed requests exactly as Slack would (slash commands, button clicks, form
+submissions), and the transcript prints what each person saw: channel cards, DMs, ephemeral
+answers, forms, the card updated after the decision. A simulated clock lets a week pass in a
+second: the listeners read it from the app context, and the sweep is called with it.
 
 Two projects, three requests: one denied, one refused because it would over-commit the month,
-one approved, provisioned, reminded at 24h and 1h, extended, expired and reclaimed. It prints
-what each person was told, and the month's books at the end.
+one approved, provisioned, reminded at 24h and 1h, extended, expired and reclaimed; then the
+write-up, the reclaimed lease and the month's books.
 """
 
 from __future__ import annotations
 
+import contextlib
+import html
+import os
+import re
+import secrets
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
-from commands.extend import extend
-from commands.lab import Lab, Outcome
-from commands.notices import Message
-from commands.policy import Policy, RequestInput, Roles
-from commands.request import request
-from commands.review import approve, deny
+from bot.app import AppContext, build_context, create_app
+from bot.blocks import cards, dms, modals
+from bot.fakeslack import Call, FakeSlack
+from bot.serve import local_server
+from bot.settings import Settings
+from bot.slackrequests import SlackSender, field
+from commands.policy import Policy, Roles
 from commands.sweep import sweep
-from commands.views import credit_report
-from metal.simulated import SimulatedProvider
-from storage.db import Database
-from storage.schema import upgrade
+from metal.fakepacket import FakePacket
 
 START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 ALICE, BOB, RITA, ADA = "U0ALICE", "U0BOB", "U0RITA", "U0ADA"
 NAMES = {ALICE: "alice (coredns)", BOB: "bob (envoy)", RITA: "rita (reviewer)", ADA: "ada (admin)"}
+CHANNELS = {"C0REVIEW": "#lab-review", "C0ADMIN": "#lab-admin"}
+TOKEN = "xoxb-demo"
+_MENTION = re.compile(r"<@(\w+)>")
 
 
 @dataclass
@@ -37,102 +50,211 @@ class DemoClock:
         return self.now
 
 
-class Transcript:
-    """Prints each message as the person it was meant for saw it."""
-
-    def deliver(self, message: Message) -> str:
-        if message.user:
-            where = f"DM to {NAMES.get(message.user, message.user)}"
-        else:
-            where = f"#{message.audience} channel"
-        print(f"    [{where}] {_names(message.text)}")
-        return f"demo-{message.id}"
-
-
-def _names(text: str) -> str:
-    for user, name in NAMES.items():
-        text = text.replace(f"<@{user}>", "@" + name.split()[0])
-    return text
-
-
-def main(workdir: Path | None = None) -> int:
+def main(workdir: Path | None = None, provider: str = "simulated") -> int:
+    """`provider="packet"` tells the same story through packet-python against the fake Packet
+    API, served over HTTPS on 127.0.0.1 and trusted through REQUESTS_CA_BUNDLE."""
     workdir = workdir or Path(tempfile.mkdtemp(prefix="labbot-demo-"))
-    db = Database(f"sqlite:///{workdir / 'demo.db'}")
-    upgrade(db)
     clock = DemoClock()
-    lab = Lab(
-        db,
-        SimulatedProvider(db, clock=clock, provision_seconds=240),
-        Transcript(),
-        Policy(),
-        Roles(reviewers=frozenset({RITA}), admins=frozenset({ADA})),
-    )
-    Story(lab, clock).run()
-    print("\n" + credit_report(lab, clock.now).text())
-    db.dispose()
+    secret = secrets.token_hex(16)
+    with FakeSlack() as fake, contextlib.ExitStack() as stack:
+        settings = _settings(workdir, fake, secret)
+        if provider == "packet":
+            metal = stack.enter_context(FakePacket(clock=clock, provision_seconds=240))
+            os.environ["REQUESTS_CA_BUNDLE"] = metal.ca_bundle_path
+            settings = replace(
+                settings,
+                provider="packet",
+                packet_auth_token=metal.token,
+                packet_project_id=metal.project_id,
+                packet_api_url=metal.end_point,
+            )
+            print(
+                f"(servers come through packet-python from a fake Packet API at {metal.end_point})"
+            )
+        ctx = build_context(settings, clock=clock)
+        with local_server(create_app(ctx)) as url:
+            Story(ctx, fake, SlackSender(url, secret, response_url_base=fake), clock).run()
+        ctx.shutdown()
+        ctx.lab.db.dispose()
     return 0
 
 
-class Story:
-    def __init__(self, lab: Lab, clock: DemoClock) -> None:
-        self.lab, self.clock = lab, clock
+def _settings(workdir: Path, fake: FakeSlack, secret: str) -> Settings:
+    return Settings(
+        database_url=f"sqlite:///{workdir / 'demo.db'}",
+        policy=Policy(),
+        roles=Roles(reviewers=frozenset({RITA}), admins=frozenset({ADA})),
+        review_channel="C0REVIEW",
+        admin_channel="C0ADMIN",
+        slack_api_url=fake.base_url,
+        slack_bot_token=TOKEN,
+        slack_signing_secret=secret,
+        simulated_provision=timedelta(seconds=240),
+    )
 
-    def say(self, who: str, what: str, outcome: Outcome) -> None:
-        mark = "ok" if outcome.ok else "refused"
-        print(f"\n{self.clock.now:%a %d %b %H:%M} — {NAMES[who]}: {what}")
-        print(f"    -> ({mark}) {_names(outcome.message)}")
+
+def _names(text: str) -> str:
+    """Slack renders mentions as names and entities as characters; so does the transcript."""
+    shown = _MENTION.sub(lambda m: "@" + NAMES.get(m[1], m[1]).split()[0], text)
+    return html.unescape(shown)
+
+
+class Transcript:
+    """Prints the Web API calls made since the last step as the people involved saw them."""
+
+    def __init__(self, fake: FakeSlack) -> None:
+        self.fake = fake
+        self.seen = 0
+        self.where = {**CHANNELS, **{fake.dm_channel(u): f"DM to {n}" for u, n in NAMES.items()}}
+
+    def show(self, actor: str | None) -> None:
+        calls = self.fake.calls()
+        for call in calls[self.seen :]:
+            line = self._line(call, actor)
+            if line:
+                print(f"    {line}")
+        self.seen = len(calls)
+
+    def _line(self, call: Call, actor: str | None) -> str | None:
+        if not call.ok and call.method != "response_url":
+            return f"(Slack refused {call.method}: {call.response.get('error')})"
+        text = _names(str(call.params.get("text") or ""))
+        who = NAMES.get(actor or "", "")
+        if call.method == "chat.postMessage":
+            where = self.where.get(call.response["channel"], call.response["channel"])
+            return f"[{where}] {text}{_buttons(call.params)}"
+        if call.method == "chat.update":
+            return f"[{self.where.get(call.params['channel'], '?')}, card updated] {text}"
+        if call.method in ("response_url", "chat.postEphemeral"):
+            return f"[only {who} sees] {text}"
+        if call.method == "views.open":
+            return f"[a form opens for {who}: {call.params['view']['title']['text']}]"
+        return None
+
+
+def _buttons(params: dict[str, Any]) -> str:
+    labels = [
+        element["text"]["text"]
+        for block in params.get("blocks") or []
+        if block.get("type") == "actions"
+        for element in block["elements"]
+    ]
+    return f"  [buttons: {' | '.join(labels)}]" if labels else ""
+
+
+class Story:
+    def __init__(
+        self, ctx: AppContext, fake: FakeSlack, sender: SlackSender, clock: DemoClock
+    ) -> None:
+        self.ctx, self.fake, self.sender, self.clock = ctx, fake, sender, clock
+        self.transcript = Transcript(fake)
+
+    # -- what people do ------------------------------------------------------------------------
+
+    def type(self, who: str, text: str) -> str:
+        self._heading(who, f"/lab {text}")
+        ack = self.sender.slash_command(text=text, user_id=who)
+        if ack.text:
+            print(f"    [only {NAMES[who]} sees] {_names(ack.json().get('text', ''))}")
+        return self._settle(who)
+
+    def click_card(self, who: str, action: str, lease_id: int) -> None:
+        channel, ts = self._card(lease_id)
+        self._heading(who, f"clicks {action.split('_')[-1].title()} on the card of #{lease_id}")
+        self.sender.block_action(
+            f"{action}:{lease_id}", str(lease_id), who, channel_id=channel, message_ts=ts
+        )
+        self._settle(who)
+
+    def click_dm(self, who: str, action: str, value: str, label: str) -> None:
+        self._heading(who, f"clicks {label} in the DM")
+        channel = self.fake.dm_channel(who)
+        self.sender.block_action(f"{action}:{value}", value, who, channel_id=channel)
+        self._settle(who)
+
+    def submit(self, who: str, callback_id: str, block_id: str, text: str) -> None:
+        opened = self.fake.calls("views.open")[-1].params["view"]
+        self._heading(who, f'fills in the form: "{text}"')
+        self.sender.view_submission(
+            callback_id,
+            {block_id: {modals.VALUE: field(text)}},
+            who,
+            private_metadata=opened.get("private_metadata", ""),
+        )
+        self._settle(who)
 
     def wait(self, label: str, **delta: float) -> None:
         self.clock.now += timedelta(**delta)
-        report = sweep(self.lab, self.clock.now)
+        report = sweep(self.ctx.lab, self.clock.now)
         steps = ", ".join(f"#{i} {what}" for i, what in report.stepped) or "nothing due"
         print(f"\n{self.clock.now:%a %d %b %H:%M} — sweep ({label}): {steps}")
+        self.transcript.show(None)
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def _heading(self, who: str, what: str) -> None:
+        print(f"\n{self.clock.now:%a %d %b %H:%M} — {NAMES[who]}: {what}")
+
+    def _settle(self, who: str) -> str:
+        """Wait for the listener's after-ack work, print it, and return the last answer."""
+        self.ctx.settle()
+        answers = [c.params.get("text", "") for c in self.fake.calls("response_url")]
+        self.transcript.show(who)
+        return answers[-1] if answers else ""
+
+    def _card(self, lease_id: int) -> tuple[str, str]:
+        block_id = f"review:{lease_id}"
+        for call in self.fake.calls("chat.postMessage"):
+            if call.ok and any(b.get("block_id") == block_id for b in call.params["blocks"]):
+                return call.response["channel"], call.response["ts"]
+        raise RuntimeError(f"no card for #{lease_id}")
+
+    # -- the story -----------------------------------------------------------------------------
 
     def run(self) -> None:
-        lab, now = self.lab, lambda: self.clock.now
-        coredns = RequestInput(
-            project="coredns",
-            repo_url="https://github.com/coredns/coredns",
-            purpose="scale tests of the kubernetes plugin",
-            plan="c1.small.x86",
-            metro="ams1",
-            count=3,
-            duration=timedelta(hours=48),
+        first = _lease_id(
+            self.type(
+                ALICE,
+                "request 3 c1.small.x86 ams1 48h project=coredns "
+                'repo=https://github.com/coredns/coredns "scale tests of the kubernetes plugin"',
+            )
         )
-        envoy_big = RequestInput(
-            project="envoy",
-            repo_url="https://github.com/envoyproxy/envoy",
-            purpose="a month of ARM CI",
-            plan="m1.xlarge.x86",
-            metro="sjc1",
-            count=100,
-            duration=timedelta(days=14),
+        big = _lease_id(
+            self.type(
+                BOB,
+                "request 100 m1.xlarge.x86 sjc1 14d project=envoy "
+                'repo=https://github.com/envoyproxy/envoy "a month of ARM CI"',
+            )
         )
-        envoy_odd = envoy_big.model_copy(
-            update={"count": 2, "duration": timedelta(hours=12), "purpose": "mine cryptocurrency"}
+        odd = _lease_id(
+            self.type(
+                BOB,
+                "request 2 m1.xlarge.x86 sjc1 12h project=envoy "
+                'repo=https://github.com/envoyproxy/envoy "mine cryptocurrency"',
+            )
         )
-        first = request(lab, ALICE, coredns, now())
-        self.say(ALICE, "/lab request 3 c1.small.x86 ams1 48h project=coredns ...", first)
-        big = request(lab, BOB, envoy_big, now())
-        self.say(BOB, "/lab request 100 m1.xlarge.x86 sjc1 14d project=envoy ...", big)
-        odd = request(lab, BOB, envoy_odd, now())
-        self.say(BOB, "/lab request 2 m1.xlarge.x86 sjc1 12h project=envoy ...", odd)
         self.clock.now += timedelta(minutes=20)
-        self.say(
-            RITA,
-            f"denies #{odd.lease_id}",
-            deny(lab, RITA, odd.lease_id, "not what the lab is for", now()),
-        )
-        self.say(RITA, f"approves #{big.lease_id}", approve(lab, RITA, big.lease_id, now()))
-        self.say(RITA, f"approves #{first.lease_id}", approve(lab, RITA, first.lease_id, now()))
+        self.click_card(BOB, cards.APPROVE, big)
+        self.click_card(RITA, cards.DENY, odd)
+        self.submit(RITA, modals.DENY, "reason", "not what the lab is for")
+        self.click_card(RITA, cards.APPROVE, big)
+        self.click_card(RITA, cards.APPROVE, first)
+        self.click_card(ADA, cards.APPROVE, first)
         self.wait("servers come up", minutes=5)
         self.wait("a day before the end", hours=24)
-        self.say(
-            ALICE,
-            f"extends #{first.lease_id} by 12h",
-            extend(lab, ALICE, first.lease_id, timedelta(hours=12), now()),
-        )
+        self.type(ALICE, f"extend {first} 12h")
         self.wait("an hour before the new end", hours=35)
         self.wait("the lease ends", hours=1)
         self.wait("grace is over", hours=1, minutes=1)
         self.wait("deletes confirmed", minutes=1)
+        self.click_dm(ALICE, dms.WRITEUP, str(first), "Send the write-up link")
+        self.submit(ALICE, modals.WRITEUP, "url", "https://coredns.io/blog/lab-scale-tests")
+        self.type(ADA, f"show {first}")
+        self.type(ADA, "credit")
+
+
+def _lease_id(answer: str) -> int:
+    found = re.search(r"#(\d+)", answer)
+    if found is None:
+        raise RuntimeError(f"the story expected a lease number in: {answer}")
+    return int(found[1])

@@ -1,0 +1,206 @@
+"""The bolt App and the context its listeners share.
+
+`build_context` wires settings into a Lab whose notifier posts through the same WebClient the
+listeners use; `create_app` registers the four surfaces. Listeners take `now` from `ctx.clock`,
+never from the wall clock, so the demo and the tests can run a week in a second.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from functools import partial
+from typing import Any
+
+from slack_bolt import App, BoltResponse
+from slack_bolt.error import BoltUnhandledRequestError
+from slack_sdk import WebClient
+
+from bot.blocks.kit import ephemeral
+from bot.listeners import actions, commands, events, views
+from bot.listeners.reply import tell
+from bot.roles import GroupMembers, GroupRoles
+from bot.runtime import Clock, build_lab, utcnow
+from bot.settings import Settings, SettingsError
+from bot.slack_notifier import SlackNotifier
+from commands.facts import shape
+from commands.lab import Lab
+from commands.views import lease_with_servers
+from storage.db import Database
+
+# bolt runs each listener on its executor and answers Slack when the listener acks. Listeners
+# here only ack (and open modals) and hand the slow part to the worker pool, so bolt's threads
+# are free within milliseconds and an ack never queues behind a slow provider or database.
+LISTENER_THREADS = 32
+WORKER_THREADS = 8  # SQLite takes one writer at a time; more threads only wait on its lock
+SEEN_EVENTS = 1000
+SORRY = (
+    "Something went wrong inside labbot; it is logged for the admins. Whatever was already "
+    "done stands: `/lab list` shows where your leases are."
+)
+UNHANDLED = (
+    "labbot could not tell what that was for: it named no button or form labbot knows. "
+    "`/lab help` lists what you can do."
+)
+
+log = logging.getLogger(__name__)
+
+
+class TrackedPool(ThreadPoolExecutor):
+    """A thread pool able to say when all the work it was given is done (the demo, the tests
+    and a clean shutdown wait on that instead of sleeping)."""
+
+    def __init__(self, max_workers: int, name: str) -> None:
+        super().__init__(max_workers=max_workers, thread_name_prefix=name)
+        self._busy = 0
+        self._idle = threading.Condition()
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future:
+        with self._idle:
+            self._busy += 1
+        future = super().submit(fn, *args, **kwargs)
+        future.add_done_callback(self._finished)
+        return future
+
+    def _finished(self, _: Future) -> None:
+        with self._idle:
+            self._busy -= 1
+            self._idle.notify_all()
+
+    def wait_idle(self, timeout: float = 10.0) -> bool:
+        with self._idle:
+            return self._idle.wait_for(lambda: self._busy == 0, timeout)
+
+
+class SeenEvents:
+    """Slack retries an event it thinks we missed: remember recent event ids to act once."""
+
+    def __init__(self, size: int = SEEN_EVENTS) -> None:
+        self._ids: OrderedDict[str, None] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def first_time(self, event_id: str) -> bool:
+        with self._lock:
+            if event_id in self._ids:
+                return False
+            self._ids[event_id] = None
+            while len(self._ids) > self._size:
+                self._ids.popitem(last=False)
+            return True
+
+
+@dataclass
+class AppContext:
+    lab: Lab
+    settings: Settings
+    clock: Clock
+    client: WebClient
+    listeners: TrackedPool = field(default_factory=lambda: TrackedPool(LISTENER_THREADS, "bolt"))
+    work: TrackedPool = field(default_factory=lambda: TrackedPool(WORKER_THREADS, "labbot-work"))
+    seen_events: SeenEvents = field(default_factory=SeenEvents)
+
+    def later(self, body: dict[str, Any], job: Callable[..., None], *args: Any) -> None:
+        """Run the slow part of a listener after its ack, on the worker pool. A failure is a
+        bug: logged, and the person who acted is told rather than left waiting."""
+
+        def run() -> None:
+            try:
+                job(*args)
+            except Exception:
+                log.exception("after-ack work failed")
+                tell(self, body, SORRY)
+
+        self.work.submit(run)
+
+    def settle(self, timeout: float = 30.0) -> bool:
+        """Wait until every listener and the work they handed on are done."""
+        return self.listeners.wait_idle(timeout) and self.work.wait_idle(timeout)
+
+    def shutdown(self) -> None:
+        self.listeners.shutdown(wait=True)
+        self.work.shutdown(wait=True)
+
+
+def web_client(settings: Settings) -> WebClient:
+    if not settings.slack_bot_token:
+        raise SettingsError("SLACK_BOT_TOKEN is not set; labbot needs the bot token (xoxb-...).")
+    if settings.slack_api_url:
+        # WebClient urljoins the method onto base_url: without the slash the path is lost.
+        return WebClient(
+            token=settings.slack_bot_token, base_url=settings.slack_api_url.rstrip("/") + "/"
+        )
+    return WebClient(token=settings.slack_bot_token)
+
+
+def build_context(
+    settings: Settings, *, clock: Clock = utcnow, db: Database | None = None
+) -> AppContext:
+    client = web_client(settings)
+    notifier = SlackNotifier(client, settings.review_channel, settings.admin_channel)
+    lab = build_lab(settings, notifier, clock=clock, db=db)
+    if settings.reviewer_group:
+        members = GroupMembers(client, settings.reviewer_group)
+        lab = replace(
+            lab,
+            roles=GroupRoles(lab.roles.reviewers, lab.roles.admins, group_members=members),
+        )
+    notifier.summary = partial(_summary, lab)
+    return AppContext(lab=lab, settings=settings, clock=clock, client=client)
+
+
+def _summary(lab: Lab, lease_id: int) -> str | None:
+    """What a decided card keeps of the request: who asked for what, and why."""
+    lease, _ = lease_with_servers(lab, lease_id)
+    if lease is None:
+        return None
+    return (
+        f"<@{lease.owner}> asked for {shape(lease)} for {lease.project} "
+        f"({lease.repo_url}): {lease.purpose}"
+    )
+
+
+def create_app(ctx: AppContext) -> App:
+    """HTTP mode needs the signing secret; Socket Mode (SLACK_APP_TOKEN) never sees an HTTP
+    request from Slack, so it goes without."""
+    secret = ctx.settings.slack_signing_secret
+    if not secret and not ctx.settings.slack_app_token:
+        raise SettingsError(
+            "SLACK_SIGNING_SECRET is not set; labbot needs it to check that requests come "
+            "from Slack (or set SLACK_APP_TOKEN for Socket Mode)."
+        )
+    app = App(
+        client=ctx.client,
+        signing_secret=secret,
+        request_verification_enabled=bool(secret),
+        raise_error_for_unhandled_request=True,  # answered by _on_error, not a bare 404
+        process_before_response=False,
+        listener_executor=ctx.listeners,
+    )
+    for surface in (commands, actions, views, events):
+        surface.register(app, ctx)
+    app.error(partial(_on_error, ctx))
+    return app
+
+
+def _on_error(
+    ctx: AppContext, error: Exception, body: dict[str, Any], response: BoltResponse | None
+) -> None:
+    """Never a 500 or silence. A payload no listener matches (a missing action, a stray event)
+    is acknowledged and, when a person sent it, explained; anything else is a bug: logged, and
+    the person told that whatever the use case committed stands."""
+    unhandled = isinstance(error, BoltUnhandledRequestError)
+    if not unhandled:
+        log.error("listener failed: %s", error, exc_info=error)
+    sentence = UNHANDLED if unhandled else SORRY
+    if response is not None:  # not acknowledged yet: this becomes the ack
+        response.status = 200
+        response.headers = {"content-type": ["application/json;charset=utf-8"]}
+        response.body = json.dumps(ephemeral(sentence)) if body.get("command") else ""
+    if body.get("type") != "event_callback" and not body.get("command"):
+        ctx.work.submit(tell, ctx, body, sentence)

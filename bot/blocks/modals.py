@@ -1,0 +1,196 @@
+"""Modals: the request form, the reason for a denial, the write-up link. Block ids of the
+request form are the field names `check_request` reports, so its errors land under the right
+input without a mapping table."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from bot.blocks.kit import OPTION_TEXT_LIMIT, Block, number, plain, truncate
+from commands.billing import format_cents
+from commands.durations import EXAMPLES, DurationError, parse_duration
+from commands.policy import RequestInput
+from metal.provider import Catalog
+
+REQUEST = "lab_request"
+DENY = "lab_deny"
+WRITEUP = "lab_writeup"
+VALUE = "value"  # the action_id of every input: one input per block
+
+View = dict[str, Any]
+Values = dict[str, dict[str, dict[str, Any]]]
+
+
+def request_modal(catalog: Catalog, default_os: str) -> View:
+    return _modal(
+        REQUEST,
+        "Ask for servers",
+        "Send request",
+        [
+            _text("project", "Project", "coredns"),
+            _text("repo_url", "Repository URL", "https://github.com/coredns/coredns"),
+            _text(
+                "purpose",
+                "What are the servers for?",
+                "scale tests of the kubernetes plugin",
+                multiline=True,
+            ),
+            _select(
+                "plan",
+                "Plan",
+                [(slug, _plan_label(plan), plan.specs) for slug, plan in catalog.plans.items()],
+            ),
+            _select(
+                "metro",
+                "Metro",
+                [(m.code, f"{m.code} ({m.name})", "") for m in catalog.metros.values()],
+            ),
+            _select(
+                "os",
+                "Operating system",
+                [(os, os, "") for os in catalog.oses],
+                initial=default_os,
+                optional=True,
+            ),
+            _text("count", "How many servers", "1", initial="1"),
+            _text("duration", "For how long", EXAMPLES, initial="48h"),
+            _text("ssh_key", "Your public SSH key", "ssh-ed25519 AAAA... you@host", multiline=True),
+        ],
+    )
+
+
+def parse_request(values: Values) -> tuple[RequestInput, dict[str, str]]:
+    """The form's answers as a RequestInput, plus the errors of fields that are not even the
+    right kind of thing (a count that is not a number); policy checks come after."""
+    errors: dict[str, str] = {}
+    count_text = answer(values, "count")
+    count = (
+        int(count_text)
+        if count_text.isascii() and count_text.isdigit() and len(count_text) < 7
+        else 0
+    )
+    if not count:
+        errors["count"] = f"'{count_text}' is not a number of servers; write a whole number like 3"
+    try:
+        duration = parse_duration(answer(values, "duration"))
+    except DurationError as error:
+        errors["duration"] = str(error)
+        duration = timedelta(0)
+    request = RequestInput(
+        project=answer(values, "project"),
+        repo_url=answer(values, "repo_url"),
+        purpose=answer(values, "purpose"),
+        plan=answer(values, "plan"),
+        metro=answer(values, "metro"),
+        os=answer(values, "os"),
+        count=count,
+        duration=duration,
+        ssh_key=answer(values, "ssh_key"),
+    )
+    return request, errors
+
+
+def deny_modal(kind: str, target: int, title: str) -> View:
+    """Why a request (kind "lease") or an extension (kind "extension") is denied."""
+    view = _modal(
+        DENY,
+        "Deny",
+        "Deny",
+        [_text("reason", title, "what the requester can change", multiline=True)],
+    )
+    return {**view, "private_metadata": f"{kind}:{target}"}
+
+
+def deny_target(private_metadata: str) -> tuple[str, int] | None:
+    kind, _, target = private_metadata.partition(":")
+    target_id = number(target)
+    return (kind, target_id) if kind in ("lease", "extension") and target_id else None
+
+
+def writeup_modal(lease_id: int) -> View:
+    view = _modal(
+        WRITEUP,
+        "Write-up",
+        "Send",
+        [
+            _text(
+                "url",
+                f"A link to the write-up of lease #{lease_id}",
+                "https://blog.example.org/our-lab-run",
+            )
+        ],
+    )
+    return {**view, "private_metadata": str(lease_id)}
+
+
+def _modal(callback_id: str, title: str, submit: str, blocks: list[Block]) -> View:
+    return {
+        "type": "modal",
+        "callback_id": callback_id,
+        "title": plain(title, 24),
+        "submit": plain(submit, 24),
+        "close": plain("Cancel", 24),
+        "blocks": blocks,
+    }
+
+
+def _text(
+    block_id: str,
+    label: str,
+    placeholder: str,
+    *,
+    multiline: bool = False,
+    initial: str | None = None,
+) -> Block:
+    element: dict[str, Any] = {
+        "type": "plain_text_input",
+        "action_id": VALUE,
+        "multiline": multiline,
+        "placeholder": plain(placeholder, 150),
+    }
+    if initial is not None:
+        element["initial_value"] = initial
+    return {"type": "input", "block_id": block_id, "label": plain(label, 2000), "element": element}
+
+
+def _select(
+    block_id: str,
+    label: str,
+    options: list[tuple[str, str, str]],
+    *,
+    initial: str | None = None,
+    optional: bool = False,
+) -> Block:
+    choices = [_option(value, text, description) for value, text, description in options[:100]]
+    element: dict[str, Any] = {"type": "static_select", "action_id": VALUE, "options": choices}
+    chosen = [c for c in choices if c["value"] == initial]
+    if chosen:
+        element["initial_option"] = chosen[0]
+    return {
+        "type": "input",
+        "block_id": block_id,
+        "label": plain(label, 2000),
+        "optional": optional,
+        "element": element,
+    }
+
+
+def _option(value: str, text: str, description: str) -> dict[str, Any]:
+    option: dict[str, Any] = {"text": plain(text, OPTION_TEXT_LIMIT), "value": value}
+    if description:
+        option["description"] = plain(truncate(description, OPTION_TEXT_LIMIT), OPTION_TEXT_LIMIT)
+    return option
+
+
+def _plan_label(plan) -> str:
+    return f"{plan.slug} · {format_cents(plan.hourly_cents)}/h ({plan.arch})"
+
+
+def answer(values: Values, block_id: str) -> str:
+    """What the person entered, whether the input was a text field or a select; "" when the
+    block is missing or empty (Slack sends None for an empty optional input)."""
+    entry = next(iter((values.get(block_id) or {}).values()), None) or {}
+    if "selected_option" in entry:
+        return ((entry.get("selected_option") or {}).get("value") or "").strip()
+    return (entry.get("value") or "").strip()

@@ -1,0 +1,168 @@
+"""Button clicks: Approve/Deny on reviewer cards (and on a reviewer's App Home), Extend, Release
+and Cancel in DMs and on App Home, the write-up form, and a catch-all for buttons we no longer
+know. Every click is acknowledged first; a Deny or a write-up opens its modal right after the
+ack, while the trigger_id is still good."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from slack_bolt import Ack, App
+from slack_sdk.errors import SlackApiError
+
+from bot.blocks import cards, dms
+from bot.blocks.kit import matching
+from bot.blocks.modals import deny_modal, writeup_modal
+from bot.listeners.reply import UNKNOWN_USER, refresh_home, tell, user_of
+from bot.listeners.views import deny_with_reason
+from commands.extend import decide_extension, extend
+from commands.lab import Outcome
+from commands.reclaim import release
+from commands.request import cancel
+from commands.review import approve
+
+if TYPE_CHECKING:
+    from bot.app import AppContext
+
+log = logging.getLogger(__name__)
+
+Body = dict[str, Any]
+Click = Callable[["AppContext", Body, str, str], None]
+
+BROKEN_BUTTON = (
+    "That button carries '{value}', which is not a lease or extension number; it may come "
+    "from an old message. `/lab list` shows your leases."
+)
+
+
+def register(app: App, ctx: AppContext) -> None:
+    for action, on_click in CLICKS.items():
+        _listen(app, ctx, matching(action), on_click, opens_modal=action in OPENS_MODAL)
+    _listen(app, ctx, re.compile(".*"), unknown_button, opens_modal=False)
+
+
+def _listen(
+    app: App, ctx: AppContext, action_id: re.Pattern[str], on_click: Click, opens_modal: bool
+) -> None:
+    """A click that opens a modal is handled right after the ack, while the trigger_id is
+    good; every other click on the worker pool."""
+
+    @app.action(action_id)
+    def listener(ack: Ack, body: Body) -> None:
+        ack()
+        if opens_modal:
+            _handle(ctx, body, on_click)
+        else:
+            ctx.later(body, _handle, ctx, body, on_click)
+
+
+def _handle(ctx: AppContext, body: Body, on_click: Click) -> None:
+    user = user_of(body)
+    if not user:
+        tell(ctx, body, UNKNOWN_USER)
+        return
+    action = (body.get("actions") or [{}])[0]
+    on_click(ctx, body, user, str(action.get("value") or ""))
+    ctx.later(body, refresh_home, ctx, user)
+
+
+def lease_decision(approving: bool) -> Click:
+    def click(ctx: AppContext, body: Body, user: str, value: str) -> None:
+        lease_id = cards.target_of(value)
+        if lease_id is None:
+            tell(ctx, body, BROKEN_BUTTON.format(value=value))
+        elif approving:
+            tell(ctx, body, approve(ctx.lab, user, lease_id, ctx.clock()).message)
+        else:
+            ask_reason(ctx, body, user, "lease", lease_id)
+
+    return click
+
+
+def extension_decision(approving: bool) -> Click:
+    def click(ctx: AppContext, body: Body, user: str, value: str) -> None:
+        extension_id = cards.target_of(value)
+        if extension_id is None:
+            tell(ctx, body, BROKEN_BUTTON.format(value=value))
+        elif approving:
+            outcome = decide_extension(ctx.lab, user, extension_id, True, ctx.clock())
+            tell(ctx, body, outcome.message)
+        else:
+            ask_reason(ctx, body, user, "extension", extension_id)
+
+    return click
+
+
+def ask_reason(ctx: AppContext, body: Body, user: str, kind: str, target: int) -> None:
+    """Open the reason modal for a reviewer; anyone else is refused (and audited) by the use
+    case itself, called with no reason."""
+    if not ctx.lab.roles.is_reviewer(user):
+        tell(ctx, body, deny_with_reason(ctx, user, kind, target, "").message)
+        return
+    title = f"Why deny {'request #' if kind == 'lease' else 'extension '}{target}?"
+    _open(ctx, body, deny_modal(kind, target, title))
+
+
+def on_extend(ctx: AppContext, body: Body, user: str, value: str) -> None:
+    target = dms.extend_target(value)
+    if target is None:
+        tell(ctx, body, BROKEN_BUTTON.format(value=value))
+        return
+    lease_id, extra = target
+    tell(ctx, body, extend(ctx.lab, user, lease_id, extra, ctx.clock()).message)
+
+
+def on_lease(use_case: Callable[..., Outcome]) -> Click:
+    """Release or Cancel: the lease number is the whole value."""
+
+    def click(ctx: AppContext, body: Body, user: str, value: str) -> None:
+        lease_id = cards.target_of(value)
+        if lease_id is None:
+            tell(ctx, body, BROKEN_BUTTON.format(value=value))
+            return
+        tell(ctx, body, use_case(ctx.lab, user, lease_id, ctx.clock()).message)
+
+    return click
+
+
+def on_writeup(ctx: AppContext, body: Body, user: str, value: str) -> None:
+    lease_id = cards.target_of(value)
+    if lease_id is None:
+        tell(ctx, body, BROKEN_BUTTON.format(value=value))
+        return
+    _open(ctx, body, writeup_modal(lease_id))
+
+
+def unknown_button(ctx: AppContext, body: Body, user: str, value: str) -> None:
+    action_id = str((body.get("actions") or [{}])[0].get("action_id", ""))
+    tell(
+        ctx,
+        body,
+        f"labbot does not know the button `{action_id}`; it may come from an old message. "
+        "`/lab list` shows your leases, and `/lab help` everything you can do.",
+    )
+
+
+def _open(ctx: AppContext, body: Body, view: dict[str, Any]) -> None:
+    try:
+        ctx.client.views_open(trigger_id=str(body.get("trigger_id") or ""), view=view)
+    except SlackApiError as error:
+        log.warning("modal did not open: %s", error)
+        tell(ctx, body, "The form did not open; Slack may have been slow. Click again.")
+
+
+OPENS_MODAL = {cards.DENY, cards.EXTENSION_DENY, dms.WRITEUP}
+
+CLICKS: dict[str, Click] = {
+    cards.APPROVE: lease_decision(approving=True),
+    cards.DENY: lease_decision(approving=False),
+    cards.EXTENSION_APPROVE: extension_decision(approving=True),
+    cards.EXTENSION_DENY: extension_decision(approving=False),
+    dms.EXTEND: on_extend,
+    dms.RELEASE: on_lease(release),
+    dms.CANCEL: on_lease(cancel),
+    dms.WRITEUP: on_writeup,
+}

@@ -1,0 +1,104 @@
+"""The slash command (`/lab` unless LABBOT_COMMAND says otherwise).
+
+What needs no database (help, a typo) is answered inside the ack itself, and the request form
+opens right after it; everything else is acknowledged at once and answered through the
+response_url when the use case is done, however long the database or the provider takes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from slack_bolt import Ack, App
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from bot.blocks.kit import ephemeral
+from bot.blocks.modals import request_modal
+from bot.listeners.reply import UNKNOWN_USER, refresh_home, tell, user_of
+from commands.extend import extend
+from commands.grammar import Command, GrammarError, help_text, parse
+from commands.lab import Outcome
+from commands.provision import provision
+from commands.reclaim import release
+from commands.request import cancel, request
+from commands.review import approve, deny
+from commands.views import credit_report, my_leases_text, plans_text, show
+
+if TYPE_CHECKING:
+    from bot.app import AppContext
+
+log = logging.getLogger(__name__)
+
+Answer = Callable[["AppContext", str, Command], "Outcome | str"]
+
+
+def register(app: App, ctx: AppContext) -> None:
+    @app.command(ctx.settings.command)
+    def lab_command(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+        on_command(ctx, ack, body, client)
+
+
+def on_command(ctx: AppContext, ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+    user = user_of(body)
+    try:
+        command = parse(str(body.get("text") or ""))
+    except GrammarError as error:
+        ack(**ephemeral(f"{error} (`{ctx.settings.command} help` lists everything.)"))
+        return
+    if not user:
+        ack(**ephemeral(UNKNOWN_USER))
+        return
+    if command.verb == "help":
+        ack(**ephemeral(help_text(ctx.settings.command)))
+        return
+    ack()
+    if command.opens_form:
+        open_request_form(ctx, client, body)
+    else:
+        ctx.later(body, answer, ctx, body, user, command)
+
+
+def answer(ctx: AppContext, body: dict[str, Any], user: str, command: Command) -> None:
+    said = ANSWERS[command.verb](ctx, user, command)
+    tell(ctx, body, said.message if isinstance(said, Outcome) else said)
+    if command.verb not in READ_ONLY:
+        refresh_home(ctx, user)
+
+
+def open_request_form(ctx: AppContext, client: WebClient, body: dict[str, Any]) -> None:
+    """Right after the ack, before anything slow: the trigger_id dies within seconds."""
+    view = request_modal(ctx.lab.plans(), ctx.lab.policy.default_os)
+    try:
+        client.views_open(trigger_id=str(body.get("trigger_id") or ""), view=view)
+    except SlackApiError as error:
+        log.warning("request form did not open: %s", error)
+        tell(
+            ctx,
+            body,
+            "The request form did not open (Slack said "
+            f"{error.response.get('error', 'no')}); try again, or ask inline: "
+            f"`{ctx.settings.command} request 3 c1.small.x86 ams1 48h project=NAME repo=URL "
+            '"why"`.',
+        )
+
+
+READ_ONLY = {"list", "show", "credit", "plans"}
+
+ANSWERS: dict[str, Answer] = {
+    "request": lambda ctx, user, c: request(ctx.lab, user, c.request, ctx.clock()),
+    "list": lambda ctx, user, c: my_leases_text(ctx.lab, user, ctx.clock()),
+    "show": lambda ctx, user, c: show(ctx.lab, user, c.lease_id, ctx.clock()),
+    "extend": lambda ctx, user, c: extend(ctx.lab, user, c.lease_id, c.duration, ctx.clock()),
+    "release": lambda ctx, user, c: release(ctx.lab, user, c.lease_id, ctx.clock()),
+    "cancel": lambda ctx, user, c: cancel(ctx.lab, user, c.lease_id, ctx.clock()),
+    "credit": lambda ctx, user, c: credit_report(ctx.lab, ctx.clock()).text(),
+    "plans": lambda ctx, user, c: plans_text(ctx.lab.plans()),
+    "approve": lambda ctx, user, c: approve(
+        ctx.lab, user, c.lease_id, ctx.clock(), override=c.override
+    ),
+    "deny": lambda ctx, user, c: deny(ctx.lab, user, c.lease_id, c.reason, ctx.clock()),
+    "provision": lambda ctx, user, c: provision(ctx.lab, user, c.lease_id, ctx.clock()),
+}

@@ -1,0 +1,88 @@
+"""How a listener answers the one person who acted, whatever surface they acted on.
+
+A slash command or a message button carries a response_url; a button in a channel message also
+names the channel; App Home buttons and modal submissions carry neither, so the answer goes to
+the person's DM with the app. Answering never raises: a lost answer must not turn a state
+change that already happened into an error.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from slack_sdk.errors import SlackApiError
+from slack_sdk.webhook import WebhookClient
+
+from bot.blocks.home import home_view
+from bot.blocks.kit import ephemeral
+from commands.lab import Outcome
+from commands.states import State
+from commands.views import credit_report, leases
+
+if TYPE_CHECKING:
+    from bot.app import AppContext
+
+log = logging.getLogger(__name__)
+
+Body = dict[str, Any]
+
+UNKNOWN_USER = (
+    "That request came without a Slack user, so labbot cannot tell who asked; try again from Slack."
+)
+
+
+def user_of(body: Body) -> str:
+    """The acting user's id: commands put it at the top level, interactions under `user`."""
+    user = body.get("user")
+    if isinstance(user, dict):
+        return str(user.get("id") or "")
+    return str(body.get("user_id") or "")
+
+
+def tell(ctx: AppContext, body: Body, text: str) -> None:
+    """An ephemeral answer to the person who acted."""
+    user = user_of(body)
+    reply = ephemeral(text)
+    try:
+        if body.get("response_url"):
+            WebhookClient(body["response_url"]).send(**reply, replace_original=False)
+        elif channel := _channel_of(body):
+            ctx.client.chat_postEphemeral(channel=channel, user=user, text=reply["text"])
+        elif user:
+            ctx.client.chat_postMessage(channel=user, text=reply["text"])
+    except (SlackApiError, OSError) as error:
+        log.warning("could not answer %s: %s", user, error)
+
+
+def tell_refusal(ctx: AppContext, body: Body, outcome: Outcome) -> None:
+    """Modal submissions and card clicks show success elsewhere (the card, a DM); only a
+    refusal needs its own answer."""
+    if not outcome.ok:
+        tell(ctx, body, outcome.message)
+
+
+def refresh_home(ctx: AppContext, user: str) -> None:
+    if not user:
+        return
+    now = ctx.clock()
+    lab = ctx.lab
+    mine = leases(lab, now, owner=user, limit=20)
+    pending = leases(lab, now, states=[State.PENDING], limit=15)
+    view = home_view(
+        mine, credit_report(lab, now), pending if lab.roles.is_reviewer(user) else None, now
+    )
+    try:
+        ctx.client.views_publish(user_id=user, view=view)
+    except SlackApiError as error:
+        log.warning("could not publish App Home for %s: %s", user, error)
+
+
+def _channel_of(body: Body) -> str | None:
+    channel = body.get("channel")
+    if isinstance(channel, dict) and channel.get("id"):
+        return str(channel["id"])
+    container = body.get("container")
+    if isinstance(container, dict) and container.get("channel_id"):
+        return str(container["channel_id"])
+    return None

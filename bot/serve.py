@@ -1,0 +1,182 @@
+"""`labbot serve`: the bolt App behind a production server, and the sweep beside it.
+
+HTTP mode (the default) runs gunicorn programmatically: one worker process, because the sweep's
+scheduler and SQLite both want exactly one process, with threads, because bolt answers each
+request as soon as the listener acks and keeps working on its own executor. The App and the
+scheduler are built in the worker (threads do not survive a fork). Socket Mode, when
+SLACK_APP_TOKEN is set, needs no public URL: it connects out to Slack over a WebSocket.
+
+SIGTERM stops either cleanly: gunicorn drains its worker, whose exit hook stops the scheduler;
+Socket Mode closes the connection and the scheduler.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from gunicorn.app.base import BaseApplication
+from slack_bolt import App
+from slack_bolt.adapter.wsgi import SlackRequestHandler
+from slack_sdk.errors import SlackApiError
+
+from bot.app import AppContext, build_context, create_app, web_client
+from bot.scheduler import start_sweeper
+from bot.settings import Settings, SettingsError, from_env
+
+log = logging.getLogger(__name__)
+
+EVENTS_PATH = "/slack/events"
+HEALTH_PATH = "/healthz"
+HTTP_THREADS = 32
+GRACEFUL_TIMEOUT = 10
+
+Wsgi = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def main() -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    settings = from_env()
+    preflight(settings)
+    if settings.slack_app_token:
+        return serve_socket_mode(settings)
+    return serve_http(settings)
+
+
+def preflight(settings: Settings) -> None:
+    """Stop before serving anything when a secret is missing or Slack refuses the token, with
+    one sentence naming the setting (the CLI prints it and exits 2)."""
+    if not settings.slack_signing_secret and not settings.slack_app_token:
+        raise SettingsError(
+            "SLACK_SIGNING_SECRET is not set; HTTP mode needs it to check that requests come "
+            "from Slack (or set SLACK_APP_TOKEN to use Socket Mode)."
+        )
+    try:
+        web_client(settings).auth_test()
+    except SlackApiError as error:
+        raise SettingsError(
+            f"SLACK_BOT_TOKEN was refused by Slack ({error.response.get('error')}); "
+            "copy the Bot User OAuth Token (xoxb-...) from the app's OAuth page."
+        ) from error
+    except OSError as error:
+        raise SettingsError(
+            f"Slack's Web API is not reachable ({error}); check SLACK_API_URL and the network."
+        ) from error
+
+
+def wsgi_app(app: App) -> Wsgi:
+    """Slack's endpoint plus a health check for the load balancer."""
+    slack = SlackRequestHandler(app, path=EVENTS_PATH)
+
+    def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") == HEALTH_PATH:
+            start_response("200 OK", [("Content-Type", "text/plain; charset=utf-8")])
+            return [b"ok\n"]
+        return slack(environ, start_response)
+
+    return application
+
+
+class Running:
+    """What a serving process owns and must stop: the context (its thread pools) and the
+    sweep's scheduler."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.ctx: AppContext = build_context(settings)
+        self.app = create_app(self.ctx)
+        self.scheduler = start_sweeper(self.ctx.lab, self.ctx.clock, settings.sweep_interval)
+
+    def stop(self) -> None:
+        self.scheduler.shutdown(wait=True)
+        self.ctx.shutdown()
+        self.ctx.lab.db.dispose()
+
+
+class _Gunicorn(BaseApplication):
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.running: Running | None = None
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in {
+            "bind": f"0.0.0.0:{self.settings.port}",
+            "workers": 1,
+            "worker_class": "gthread",
+            "threads": HTTP_THREADS,
+            "graceful_timeout": GRACEFUL_TIMEOUT,
+            "accesslog": None,
+            "worker_exit": self._worker_exit,
+        }.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Wsgi:
+        self.running = Running(self.settings)
+        return wsgi_app(self.running.app)
+
+    def _worker_exit(self, server: Any, worker: Any) -> None:
+        if self.running is not None:
+            self.running.stop()
+
+
+def serve_http(settings: Settings) -> int:
+    log.info("labbot serving %s on port %s", EVENTS_PATH, settings.port)
+    try:
+        _Gunicorn(settings).run()
+    except SystemExit as stop:  # gunicorn's arbiter exits the process when it halts
+        return stop.code if isinstance(stop.code, int) else 0
+    return 0
+
+
+def serve_socket_mode(settings: Settings) -> int:
+    """Socket Mode: no public URL, no signature (Slack authenticates the xapp- token)."""
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+    running = Running(settings)
+    handler = SocketModeHandler(running.app, settings.slack_app_token)
+    stopping = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopping.set())
+    handler.connect()
+    log.info("labbot connected to Slack in Socket Mode")
+    stopping.wait()
+    handler.close()
+    running.stop()
+    return 0
+
+
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+    request_queue_size = 128
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silenced: the tests and the demo print what people see, not access logs."""
+
+
+@contextmanager
+def local_server(app: App) -> Iterator[str]:
+    """Serve the App on 127.0.0.1 in this process, for the tests, the demo and the benchmark;
+    yields the URL Slack would post to. (Production uses gunicorn: `serve_http`.)"""
+    server = make_server(
+        "127.0.0.1", 0, wsgi_app(app), server_class=_ThreadingServer, handler_class=_QuietHandler
+    )
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}{EVENTS_PATH}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()

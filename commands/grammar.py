@@ -1,0 +1,209 @@
+"""The slash-command text, parsed into a `Command` with no Slack and no database in sight.
+
+Kept pure so hypothesis can throw any string at it: the only exception it raises is
+`GrammarError`, whose message is the sentence the person sees (what was wrong, what is right).
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+from datetime import timedelta
+
+from commands.durations import DurationError, parse_duration
+from commands.policy import RequestInput
+
+USAGE: dict[str, str] = {
+    "request": (
+        'request [COUNT PLAN METRO DURATION project=NAME repo=URL "why"] '
+        '[os=OS key="ssh-ed25519 ..." partial=yes]  (no arguments: a form)'
+    ),
+    "list": "list  (your leases)",
+    "show": "show ID",
+    "extend": "extend ID DURATION  (like 24h or 3d)",
+    "release": "release ID",
+    "cancel": "cancel ID  (a request still waiting for review)",
+    "credit": "credit  (the lab's money this month)",
+    "plans": "plans  (server types, metros, OSes)",
+    "approve": 'approve ID [override="why"]  (reviewers)',
+    "deny": "deny ID REASON  (reviewers)",
+    "provision": "provision ID  (admins)",
+    "help": "help",
+}
+
+_OPTION_FIELDS = {
+    "project": "project",
+    "repo": "repo_url",
+    "repo_url": "repo_url",
+    "purpose": "purpose",
+    "os": "os",
+    "key": "ssh_key",
+    "ssh_key": "ssh_key",
+}
+_YES = {"yes", "y", "true", "1", "on"}
+_NO = {"no", "n", "false", "0", "off"}
+# Slack clients turn straight quotes into typographic ones; people paste those back.
+_SMART_QUOTES = str.maketrans(
+    {"\u201c": '"', "\u201d": '"', "\u201e": '"', "\u2018": "'", "\u2019": "'"}
+)
+
+
+class GrammarError(ValueError):
+    """The text could not be understood; the message says what would be."""
+
+
+@dataclass(frozen=True)
+class Command:
+    verb: str
+    lease_id: int | None = None
+    duration: timedelta | None = None
+    reason: str = ""
+    override: str | None = None
+    request: RequestInput | None = None
+
+    @property
+    def opens_form(self) -> bool:
+        """`request` with nothing after it: the person wants the modal."""
+        return self.verb == "request" and self.request is None
+
+
+def help_text(command: str = "/lab") -> str:
+    return "Usage:\n" + "\n".join(f"• `{command} {usage}`" for usage in USAGE.values())
+
+
+def parse(text: str) -> Command:
+    words = _split(text)
+    if not words:
+        return Command("help")
+    verb, args = words[0].lower(), words[1:]
+    if verb not in USAGE:
+        raise GrammarError(
+            f"I don't know `{verb}`; try one of {', '.join(USAGE)} (`help` explains each)."
+        )
+    return _PARSERS[verb](verb, args)
+
+
+def _split(text: str) -> list[str]:
+    try:
+        return shlex.split(text.translate(_SMART_QUOTES))
+    except ValueError as error:
+        raise GrammarError(
+            f"I could not read that ({error}); close every quote you open, "
+            'like purpose="load tests".'
+        ) from error
+
+
+def _bare(verb: str, args: list[str]) -> Command:
+    if args:
+        raise _usage(verb, f"`{verb}` takes nothing after it")
+    return Command(verb)
+
+
+def _with_id(verb: str, args: list[str]) -> Command:
+    if len(args) != 1:
+        raise _usage(verb, f"`{verb}` takes one lease number")
+    return Command(verb, lease_id=_lease_id(verb, args[0]))
+
+
+def _extend(verb: str, args: list[str]) -> Command:
+    if len(args) != 2:
+        raise _usage(verb, "`extend` takes a lease number and a duration")
+    return Command(verb, lease_id=_lease_id(verb, args[0]), duration=_duration(verb, args[1]))
+
+
+def _deny(verb: str, args: list[str]) -> Command:
+    if len(args) < 2:
+        raise _usage(verb, "`deny` takes a lease number and a reason the requester can act on")
+    return Command(verb, lease_id=_lease_id(verb, args[0]), reason=" ".join(args[1:]))
+
+
+def _approve(verb: str, args: list[str]) -> Command:
+    if not args:
+        raise _usage(verb, "`approve` takes a lease number")
+    lease_id = _lease_id(verb, args[0])
+    if any("=" not in arg for arg in args[1:]):
+        raise _usage(verb, 'after the lease number `approve` only takes override="why"')
+    options = _options(verb, args[1:], allowed={"override"})
+    return Command(verb, lease_id=lease_id, override=options.get("override"))
+
+
+def _request(verb: str, args: list[str]) -> Command:
+    if not args:
+        return Command(verb)
+    positional = [a for a in args if "=" not in a]
+    options = _options(verb, [a for a in args if "=" in a], allowed={*_OPTION_FIELDS, "partial"})
+    if len(positional) < 4:
+        raise _usage(verb, "an inline request starts with COUNT PLAN METRO DURATION")
+    count, plan, metro, duration = positional[:4]
+    fields = {_OPTION_FIELDS[k]: v for k, v in options.items() if k in _OPTION_FIELDS}
+    extra_purpose = " ".join(positional[4:])
+    if extra_purpose:
+        fields["purpose"] = " ".join(filter(None, [fields.get("purpose", ""), extra_purpose]))
+    request = RequestInput(
+        plan=plan,
+        metro=metro,
+        count=_count(count),
+        duration=_duration(verb, duration),
+        allow_partial=_yes_no(options.get("partial", "no")),
+        **fields,
+    )
+    return Command(verb, request=request)
+
+
+def _options(verb: str, args: list[str], allowed: set[str]) -> dict[str, str]:
+    options: dict[str, str] = {}
+    for arg in args:
+        key, _, value = arg.partition("=")
+        key = key.lower()
+        if key not in allowed:
+            raise _usage(verb, f"`{key}=` means nothing to `{verb}`")
+        options[key] = value
+    return options
+
+
+def _lease_id(verb: str, word: str) -> int:
+    digits = word.removeprefix("#")
+    if not (digits.isascii() and digits.isdigit()) or len(digits) > 12 or int(digits) == 0:
+        raise _usage(verb, f"'{word}' is not a lease number (like 12 or #12)")
+    return int(digits)
+
+
+def _count(word: str) -> int:
+    if not (word.isascii() and word.isdigit()) or len(word) > 6:
+        raise _usage("request", f"'{word}' is not a number of servers")
+    return int(word)
+
+
+def _duration(verb: str, word: str) -> timedelta:
+    try:
+        return parse_duration(word)
+    except DurationError as error:
+        raise _usage(verb, str(error)) from error
+
+
+def _yes_no(word: str) -> bool:
+    if word.lower() in _YES:
+        return True
+    if word.lower() in _NO:
+        return False
+    raise _usage("request", f"partial={word} must be yes or no")
+
+
+def _usage(verb: str, problem: str) -> GrammarError:
+    return GrammarError(f"{problem[0].upper()}{problem[1:]}. Usage: `{USAGE[verb]}`")
+
+
+_PARSERS = {
+    "request": _request,
+    "list": _bare,
+    "credit": _bare,
+    "plans": _bare,
+    "help": _bare,
+    "show": _with_id,
+    "release": _with_id,
+    "cancel": _with_id,
+    "provision": _with_id,
+    "extend": _extend,
+    "approve": _approve,
+    "deny": _deny,
+}

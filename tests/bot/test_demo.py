@@ -1,0 +1,56 @@
+"""`labbot demo` tells the story through the real App, and the manifest asks for what it uses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.demo import main
+
+MANIFEST = Path(__file__).parents[2] / "bot" / "manifest.yaml"
+
+
+def test_the_demo_ends_with_the_reclaimed_lease_and_the_months_credit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(tmp_path) == 0
+    out = capsys.readouterr().out
+    for seen in (
+        "[#lab-review] @alice asks for",
+        "[only bob (envoy) sees] Only reviewers",
+        "[a form opens for rita (reviewer): Deny]",
+        "card updated] Request #1 approved",
+        "[buttons: Extend +1d | Extend +3d | Release now]",
+        "State: reclaimed",
+        "Write-up: https://coredns.io/blog/lab-scale-tests",
+        "Credit for 2026-11",
+    ):
+        assert seen in out, seen
+
+
+def test_the_packet_demo_provisions_through_packet_python(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    assert main(tmp_path, provider="packet") == 0
+    out = capsys.readouterr().out
+    assert "fake Packet API at 127.0.0.1:" in out
+    assert "coredns-1-1: 147.75." in out
+    assert "State: reclaimed" in out and "Credit for 2026-11" in out
+
+
+def test_the_manifest_asks_for_the_scopes_events_and_surfaces_labbot_uses() -> None:
+    text = MANIFEST.read_text()
+    for needed in (
+        "- commands",
+        "- chat:write",
+        "- im:write",
+        "- usergroups:read",
+        "- users:read",
+        "- app_home_opened",
+        "home_tab_enabled: true",
+        "command: /lab",
+        "/slack/events",
+    ):
+        assert needed in text, needed

@@ -1,0 +1,88 @@
+"""Settings from the environment: defaults, overrides, and a sentence naming a bad setting."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from bot.settings import SettingsError, from_env
+from commands.policy import Policy
+
+
+def test_defaults():
+    settings = from_env({})
+    assert settings.provider == "simulated"
+    assert settings.policy == Policy()
+    assert settings.database_url == "sqlite:///labbot.db"
+    assert "c1.small.x86" in settings.catalog.plans
+
+
+def test_overrides():
+    settings = from_env(
+        {
+            "DATABASE_URL": "postgres://u@h/db",
+            "LABBOT_GRACE": "2h",
+            "LABBOT_MAX_SERVERS": "20",
+            "LABBOT_MONTHLY_CREDIT": "$12,500.50",
+            "LABBOT_PROJECT_CAP": "1000",
+            "LABBOT_REMINDERS": "1h, 2d",
+            "LABBOT_REVIEWERS": "U1, U2 U3",
+            "LABBOT_ADMINS": "U9",
+            "PACKET_AUTH_TOKEN": "secret-token",
+        }
+    )
+    policy = settings.policy
+    assert policy.grace == timedelta(hours=2) and policy.max_servers == 20
+    assert policy.monthly_credit_cents == 1_250_050
+    assert policy.project_cap_cents == 100_000
+    assert policy.reminders == (timedelta(days=2), timedelta(hours=1))
+    assert settings.roles.reviewers == frozenset({"U1", "U2", "U3"})
+    assert settings.roles.is_admin("U9")
+    assert settings.provider == "packet"
+    assert "secret-token" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"LABBOT_GRACE": "soon"}, "LABBOT_GRACE: 'soon' is not a duration; write it like"),
+        ({"LABBOT_MAX_SERVERS": "0"}, "LABBOT_MAX_SERVERS must be a whole number of at least 1"),
+        ({"LABBOT_MAX_SERVERS": "ten"}, "LABBOT_MAX_SERVERS must be a whole number"),
+        ({"LABBOT_MONTHLY_CREDIT": "lots"}, "LABBOT_MONTHLY_CREDIT must be an amount in dollars"),
+        ({"LABBOT_MONTHLY_CREDIT": "-5"}, "LABBOT_MONTHLY_CREDIT must be an amount in dollars"),
+        ({"LABBOT_PROVIDER": "aws"}, "LABBOT_PROVIDER must be one of simulated, packet"),
+        ({"LABBOT_REMINDERS": "1h,x"}, "LABBOT_REMINDERS: 'x' is not a duration"),
+        ({"PORT": "http"}, "PORT must be a whole number"),
+        (
+            {"LABBOT_MIN_LEASE": "3d", "LABBOT_MAX_LEASE": "1d"},
+            "LABBOT_MIN_LEASE is longer than LABBOT_MAX_LEASE",
+        ),
+        ({"LABBOT_MAX_LEASE": "60d"}, "LABBOT_MAX_LEASE is longer than LABBOT_MAX_TOTAL"),
+        ({"LABBOT_CONFIG": "/no/such/file.toml"}, "LABBOT_CONFIG:"),
+    ],
+)
+def test_a_bad_value_stops_with_a_sentence_naming_the_setting(env, message):
+    with pytest.raises(SettingsError) as error:
+        from_env(env)
+    assert message in str(error.value)
+
+
+def test_a_config_file_sets_policy_and_catalog(tmp_path):
+    path = tmp_path / "labbot.toml"
+    path.write_text(
+        'os = ["debian_9"]\n'
+        "[policy]\n"
+        'grace = "30m"\n'
+        "monthly_credit_cents = 1000\n"
+        "max_servers = 7\n"
+        '[plans."c1.small.x86"]\nhourly = 0.5\n'
+    )
+    settings = from_env({"LABBOT_CONFIG": str(path), "LABBOT_MAX_SERVERS": "9"})
+    assert settings.policy.grace == timedelta(minutes=30)
+    assert settings.policy.monthly_credit_cents == 100_000
+    assert settings.policy.max_servers == 9  # the environment wins
+    assert settings.catalog.plans["c1.small.x86"].hourly_cents == 50
+    path.write_text("[policy]\nno_such_thing = 1\n")
+    with pytest.raises(SettingsError, match="\\[policy\\] has no setting 'no_such_thing'"):
+        from_env({"LABBOT_CONFIG": str(path)})
