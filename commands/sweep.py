@@ -21,7 +21,7 @@ from commands.lab import Lab, audit, move
 from commands.markers import last, once, stamp
 from commands.notices import ADMIN, REVIEW, Kind, deliver, enqueue, owner
 from commands.provision import advance_provisioning, provision
-from commands.reclaim import advance_reclaim, expire
+from commands.reclaim import CONFIRM, advance_reclaim, delete_due, expire, next_delete_at
 from commands.reminders import due_reminders, next_due, remaining_words
 from commands.states import RECLAIMING, State
 from metal.provider import TAG
@@ -102,6 +102,8 @@ def _expire_request(lab: Lab, lease: Lease, now: datetime) -> str:
         return "not due"
     with lab.db.write() as session:
         fresh = session.get(Lease, lease.id)
+        if fresh is None or fresh.state != State.PENDING:
+            return "already decided"
         if not move(session, fresh, State.EXPIRED_REQUEST, due_at=None, decided_at=now):
             return "already decided"
         audit(session, now, "system", "expire_request", lease.id)
@@ -133,6 +135,7 @@ def _active(lab: Lab, lease: Lease, now: datetime) -> str:
             advance_reclaim(lab, lease.id, now)
             return "expired; deletes started"
         return "already being reclaimed"
+    delete_due(lab, lease.id, now)  # devices given up while provisioning
     with lab.db.write() as session:
         fresh = session.get(Lease, lease.id)
         if fresh is None or fresh.state != State.ACTIVE:
@@ -158,6 +161,9 @@ def _active(lab: Lab, lease: Lease, now: datetime) -> str:
             )
             audit(session, now, "system", "remind", lease.id, offsets=due)
         fresh.due_at = next_due(lab.policy, fresh.starts_at, fresh.ends_at, [*sent, *due])
+        stray = next_delete_at(session, lease.id)
+        if stray is not None and stray < fresh.due_at:
+            fresh.due_at = max(stray, now + CONFIRM)
         session.add(fresh)
     return f"reminded ({len(due)})" if due else "not due"
 

@@ -49,7 +49,8 @@ class SimulatedProvider:
         self._lock = threading.Lock()
         self._fail_creates = 0
         self._fail_provisioning = 0
-        self._ids = count(1)
+        # Ids carry a counter: continue after the devices of an earlier run (they are rows).
+        self._ids = count(self._stored_devices() + 1)
         self.calls: list[str] = []
 
     # failure injection -------------------------------------------------------------------
@@ -143,6 +144,13 @@ class SimulatedProvider:
         return None
 
     # internals -----------------------------------------------------------------------------
+    def _stored_devices(self) -> int:
+        try:
+            with self.db.read() as session:
+                return len(session.exec(select(SimDevice.id)).all())
+        except Exception:  # not migrated yet: nothing stored
+            return 0
+
     def devices(self) -> list[Device]:
         """Every live device, whatever its tags (for tests and the demo)."""
         return self.list_all()

@@ -1,0 +1,131 @@
+"""Real threads on a real SQLite file: sixteen reviewers clicking Approve at once, an owner's
+release racing the expiry sweep, two sweeps at once."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from dataclasses import replace
+
+from commands.credit import books
+from commands.policy import Roles
+from commands.reclaim import release
+from commands.review import approve
+from commands.states import State
+from commands.sweep import sweep
+from tests.commands.helpers import active, audits, file, lease, live_devices, servers
+from tests.conftest import OWNER
+
+REVIEWERS = [f"U0REV{n:02d}" for n in range(16)]
+
+
+def run_together(*jobs):
+    """Start every job at the same instant on its own thread; return their results."""
+    barrier = threading.Barrier(len(jobs))
+    results: list = [None] * len(jobs)
+    errors: list = []
+
+    def run(index, job):
+        barrier.wait()
+        try:
+            results[index] = job()
+        except BaseException as error:  # pragma: no cover - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=run, args=(i, job)) for i, job in enumerate(jobs)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not errors, errors
+    return results
+
+
+def test_sixteen_reviewers_approving_at_once_yield_one_approval(lab, clock):
+    lab = replace(lab, roles=Roles(reviewers=frozenset(REVIEWERS)))
+    lease_id = file(lab, clock)
+    outcomes = run_together(
+        *[lambda who=who: approve(lab, who, lease_id, clock.now) for who in REVIEWERS]
+    )
+    winners = [o for o in outcomes if o.ok]
+    assert len(winners) == 1
+    row = lease(lab.db, lease_id)
+    assert row.decided_by in REVIEWERS
+    losers = [o.message for o in outcomes if not o.ok]
+    assert len(losers) == 15
+    expected = f"Lease #{lease_id} was already approved by <@{row.decided_by}> at"
+    assert all(message.startswith(expected) for message in losers), losers
+    assert [a.actor for a in audits(lab.db, lease_id, "approve") if a.outcome == "ok"] == [
+        row.decided_by
+    ]
+    # One commitment of credit, one set of servers.
+    with lab.db.write() as session:
+        month = books(session, ["2026-11"], lab.policy, clock.now)["2026-11"]
+    assert month.committed == 3 * 40 * 49
+    assert len(servers(lab.db, lease_id)) == 3
+    assert len(live_devices(lab, lease_id)) == 3
+    assert lab.provider.calls.count("create") == 3
+
+
+def test_approvals_of_different_leases_at_once_never_over_commit(lab, clock):
+    lab = replace(lab, roles=Roles(reviewers=frozenset(REVIEWERS)))
+    # Each lease is $58.80; the month holds $200: three fit, the fourth does not.
+    from tests.conftest import with_policy
+
+    lab = with_policy(lab, monthly_credit_cents=20_000, pending_per_user=8)
+    ids = [file(lab, clock) for _ in range(8)]
+    outcomes = run_together(
+        *[
+            lambda i=i, who=who: approve(lab, who, i, clock.now)
+            for i, who in zip(ids, REVIEWERS[: len(ids)], strict=True)
+        ]
+    )
+    assert sum(o.ok for o in outcomes) == 3
+    assert all("would over-commit" in o.message for o in outcomes if not o.ok)
+    with lab.db.write() as session:
+        month = books(session, ["2026-11"], lab.policy, clock.now)["2026-11"]
+    assert month.committed == 3 * 5880 and month.available >= 0
+
+
+def test_a_release_racing_the_expiry_sweep_reclaims_once(lab, clock):
+    for round_ in range(6):
+        lease_id = active(lab, clock)
+        end = lease(lab.db, lease_id).ends_at + lab.policy.grace
+        clock.now = end
+        deletes_before = lab.provider.calls.count("delete")
+        told_before = len(lab.notifier.messages)
+        outcomes = run_together(
+            lambda i=lease_id, end=end: release(lab, OWNER, i, end),
+            lambda end=end: sweep(lab, end),
+            lambda end=end: sweep(lab, end),
+        )
+        assert outcomes[1].errors == [] and outcomes[2].errors == []
+        row = lease(lab.db, lease_id)
+        assert row.state == State.RECLAIMED, (round_, row.state)
+        actions = Counter(a.action for a in audits(lab.db, lease_id) if a.outcome == "ok")
+        assert actions["release"] + actions["expire"] == 1
+        assert actions["reclaimed"] == 1
+        assert lab.provider.calls.count("delete") - deletes_before == 3, round_
+        assert live_devices(lab) == []
+        if not outcomes[0].ok:
+            assert "is expiring" in outcomes[0].message or "reclaim" in outcomes[0].message
+        kinds = Counter(m.kind for m in lab.notifier.messages[told_before:])
+        assert kinds["released"] == 1 and kinds["reclaimed"] == 1
+
+
+def test_an_approval_racing_the_request_deadline_is_one_or_the_other(lab, clock):
+    for _ in range(4):
+        lease_id = file(lab, clock)
+        deadline = lease(lab.db, lease_id).decide_by
+        outcome, report = run_together(
+            lambda i=lease_id, deadline=deadline: approve(lab, "U0REVIEW", i, deadline),
+            lambda deadline=deadline: sweep(lab, deadline),
+        )
+        assert report.errors == []
+        state = lease(lab.db, lease_id).state
+        if outcome.ok:
+            assert state == State.PROVISIONING
+        else:
+            assert state == State.EXPIRED_REQUEST
+            assert "is expired_request; only a pending request can be decided" in outcome.message
+        clock.now = deadline

@@ -1,0 +1,296 @@
+"""The state table: every legal transition happens through its use case; every illegal one is
+refused, by `move` and by the use cases, with a sentence naming the state and what is allowed."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import update
+
+from commands.extend import extend
+from commands.lab import move
+from commands.provision import provision
+from commands.reclaim import release, resolve
+from commands.request import cancel
+from commands.review import approve, deny
+from commands.states import TERMINAL, TRANSITIONS, State, can_transition
+from commands.sweep import sweep
+from storage.models import Lease
+from tests.commands.helpers import (
+    active,
+    approved,
+    audits,
+    file,
+    lease,
+    live_devices,
+    servers,
+    snapshot,
+)
+from tests.conftest import ADMIN, OTHER, OWNER, REVIEWER, make_lab, with_policy
+
+LEGAL = sorted((old, new) for old, targets in TRANSITIONS.items() for new in targets)
+ILLEGAL = [
+    (old, new)
+    for old, new in itertools.product(State, State)
+    if new not in TRANSITIONS.get(old, frozenset())
+]
+
+
+def test_the_table_is_the_one_in_the_design():
+    assert (
+        sorted(
+            [
+                (State.PENDING, State.APPROVED),
+                (State.PENDING, State.DENIED),
+                (State.PENDING, State.CANCELLED),
+                (State.PENDING, State.EXPIRED_REQUEST),
+                (State.APPROVED, State.PROVISIONING),
+                (State.PROVISIONING, State.ACTIVE),
+                (State.PROVISIONING, State.FAILED),
+                (State.ACTIVE, State.RELEASING),
+                (State.ACTIVE, State.EXPIRING),
+                (State.RELEASING, State.RECLAIMED),
+                (State.RELEASING, State.QUARANTINED),
+                (State.EXPIRING, State.RECLAIMED),
+                (State.EXPIRING, State.QUARANTINED),
+                (State.QUARANTINED, State.RECLAIMED),
+            ]
+        )
+        == LEGAL
+    )
+    for state in TERMINAL:
+        assert not TRANSITIONS.get(state), f"{state} is terminal but has a way out"
+
+
+def test_move_refuses_every_illegal_transition_and_changes_nothing(lab, clock):
+    lease_id = file(lab, clock)
+    for old, new in ILLEGAL:
+        with lab.db.write() as session:
+            session.exec(update(Lease).where(Lease.id == lease_id).values(state=old))
+        before = snapshot(lab.db)
+        with lab.db.write() as session:
+            row = session.get(Lease, lease_id)
+            with pytest.raises(ValueError, match=f"{old} -> {new} is not a legal transition"):
+                move(session, row, new)
+        assert snapshot(lab.db) == before
+        assert not can_transition(old, new)
+
+
+def test_move_wins_only_from_the_state_it_read(lab, clock):
+    lease_id = file(lab, clock)
+    with lab.db.write() as session:
+        stale = session.get(Lease, lease_id)
+        session.expunge(stale)
+    approve(lab, REVIEWER, lease_id, clock.now)
+    with lab.db.write() as session:
+        assert stale.state == State.PENDING
+        assert move(session, stale, State.DENIED) is False
+    assert lease(lab.db, lease_id).state != State.DENIED
+
+
+# Every legal transition, through the use case that makes it ------------------------------
+
+
+def test_pending_to_approved_to_provisioning_to_active(lab, clock):
+    lease_id = file(lab, clock)
+    assert approve(lab, REVIEWER, lease_id, clock.now).ok
+    row = lease(lab.db, lease_id)
+    assert row.state == State.PROVISIONING
+    assert row.decided_by == REVIEWER
+    assert [a.action for a in audits(lab.db, lease_id)][:3] == ["request", "approve", "provision"]
+    clock.advance(minutes=3)
+    sweep(lab, clock.now)
+    row = lease(lab.db, lease_id)
+    assert row.state == State.ACTIVE
+    # The lease clock starts when the servers are active, not when the request was filed.
+    assert row.starts_at == clock.now
+    assert row.ends_at == clock.now + timedelta(hours=48)
+    assert len(live_devices(lab, lease_id)) == 3
+
+
+def test_pending_to_denied(lab, clock):
+    lease_id = file(lab, clock)
+    outcome = deny(lab, REVIEWER, lease_id, "not for the lab", clock.now)
+    assert outcome.ok and outcome.message == f"Lease #{lease_id} denied."
+    row = lease(lab.db, lease_id)
+    assert (row.state, row.reason, row.due_at) == (State.DENIED, "not for the lab", None)
+
+
+def test_pending_to_cancelled(lab, clock):
+    lease_id = file(lab, clock)
+    assert cancel(lab, OWNER, lease_id, clock.now).ok
+    assert lease(lab.db, lease_id).state == State.CANCELLED
+
+
+def test_pending_to_expired_request(lab, clock):
+    lease_id = file(lab, clock)
+    sweep(lab, clock.now + lab.policy.decide_within - timedelta(seconds=1))
+    assert lease(lab.db, lease_id).state == State.PENDING
+    sweep(lab, clock.now + lab.policy.decide_within)
+    row = lease(lab.db, lease_id)
+    assert (row.state, row.due_at) == (State.EXPIRED_REQUEST, None)
+
+
+def test_approved_to_provisioning_by_an_admin(lab, clock):
+    lease_id = file(lab, clock)
+    with lab.db.write() as session:
+        move(session, session.get(Lease, lease_id), State.APPROVED, decided_by=REVIEWER)
+    refused = provision(lab, REVIEWER, lease_id, clock.now)
+    assert not refused.ok and refused.message == "Only admins can provision by hand."
+    assert provision(lab, ADMIN, lease_id, clock.now).ok
+    assert lease(lab.db, lease_id).state == State.PROVISIONING
+    assert len(servers(lab.db, lease_id)) == 3
+
+
+def test_provisioning_to_failed(lab, clock):
+    lab = with_policy(lab, create_attempts=1)
+    lab.provider.fail_next_creates(3)
+    lease_id = approved(lab, clock)
+    row = lease(lab.db, lease_id)
+    assert row.state == State.FAILED
+    assert "could not create the servers" in row.reason
+
+
+def test_active_to_releasing_to_reclaimed(lab, clock):
+    lease_id = active(lab, clock)
+    outcome = release(lab, OWNER, lease_id, clock.now)
+    assert outcome.ok
+    assert lease(lab.db, lease_id).state == State.RECLAIMED
+    assert live_devices(lab, lease_id) == []
+    assert [a.action for a in audits(lab.db, lease_id)][-2:] == ["release", "reclaimed"]
+
+
+def test_active_to_expiring_to_reclaimed(lab, clock):
+    lease_id = active(lab, clock)
+    row = lease(lab.db, lease_id)
+    sweep(lab, row.ends_at + lab.policy.grace)
+    assert lease(lab.db, lease_id).state == State.RECLAIMED
+    assert "expire" in [a.action for a in audits(lab.db, lease_id)]
+
+
+def test_releasing_to_quarantined_to_reclaimed_by_resolve(lab, clock):
+    lab = with_policy(lab, delete_attempts=1)
+    lease_id = active(lab, clock)
+    lab.provider.fail_deletes(servers(lab.db, lease_id)[0].provider_id, 10)
+    release(lab, OWNER, lease_id, clock.now)
+    assert lease(lab.db, lease_id).state == State.QUARANTINED
+    assert resolve(lab, ADMIN, lease_id, clock.now).ok
+    assert lease(lab.db, lease_id).state == State.RECLAIMED
+
+
+def test_expiring_to_quarantined_to_reclaimed_when_a_later_delete_succeeds(lab, clock):
+    lab = with_policy(lab, delete_attempts=2)
+    lease_id = active(lab, clock)
+    stuck = servers(lab.db, lease_id)[1].provider_id
+    lab.provider.fail_deletes(stuck, 2)
+    end = lease(lab.db, lease_id).ends_at + lab.policy.grace
+    sweep(lab, end)
+    assert lease(lab.db, lease_id).state == State.EXPIRING
+    sweep(lab, end + timedelta(minutes=1))
+    assert lease(lab.db, lease_id).state == State.QUARANTINED
+    sweep(lab, end + timedelta(hours=2))
+    assert lease(lab.db, lease_id).state == State.RECLAIMED
+    assert live_devices(lab) == []
+
+
+# Every illegal action, through the use cases ----------------------------------------------
+
+
+def _refused(lab, outcome, lease_id, before, *phrases):
+    assert not outcome.ok
+    for phrase in phrases:
+        assert phrase in outcome.message, outcome.message
+    assert snapshot(lab.db) == before
+    last = audits(lab.db)[-1]
+    assert (last.outcome, last.lease_id) == ("refused", lease_id)
+    assert outcome.message in last.details
+
+
+def test_acting_on_a_lease_in_the_wrong_state(db, clock):
+    lab = make_lab(db, clock)
+    pending = file(lab, clock)
+    running = active(lab, clock, project="envoy", repo_url="https://github.com/envoyproxy/envoy")
+    cases = [
+        (lambda: approve(lab, REVIEWER, running, clock.now), running, ["already approved by"]),
+        (lambda: deny(lab, REVIEWER, running, "no", clock.now), running, ["already approved"]),
+        (lambda: cancel(lab, OWNER, running, clock.now), running, ["is active", "pending"]),
+        (lambda: release(lab, OWNER, pending, clock.now), pending, ["is pending", "active"]),
+        (
+            lambda: extend(lab, OWNER, pending, timedelta(hours=1), clock.now),
+            pending,
+            ["is pending", "only an active lease"],
+        ),
+        (lambda: provision(lab, ADMIN, running, clock.now), running, ["is active", "approved"]),
+        (lambda: resolve(lab, ADMIN, running, clock.now), running, ["is active", "quarantined"]),
+    ]
+    for act, lease_id, phrases in cases:
+        before = snapshot(lab.db)
+        _refused(lab, act(), lease_id, before, *phrases)
+
+
+def test_acting_on_a_finished_lease(lab, clock):
+    lease_id = active(lab, clock)
+    release(lab, OWNER, lease_id, clock.now)
+    for act, phrases in [
+        (lambda: release(lab, OWNER, lease_id, clock.now), ["is reclaimed", "active lease"]),
+        (lambda: extend(lab, OWNER, lease_id, timedelta(hours=1), clock.now), ["reclaimed"]),
+        (lambda: cancel(lab, OWNER, lease_id, clock.now), ["reclaimed", "pending request"]),
+        (lambda: approve(lab, REVIEWER, lease_id, clock.now), ["already approved"]),
+    ]:
+        before = snapshot(lab.db)
+        _refused(lab, act(), lease_id, before, *phrases)
+
+
+def test_acting_on_someone_elses_lease(lab, clock):
+    pending = file(lab, clock)
+    before = snapshot(lab.db)
+    _refused(
+        lab,
+        cancel(lab, OTHER, pending, clock.now),
+        pending,
+        before,
+        f"<@{OWNER}>'s",
+        "only its owner or an admin can cancel it",
+    )
+    running = active(lab, clock, project="envoy", repo_url="https://github.com/envoyproxy/envoy")
+    for act, verb in [
+        (lambda: release(lab, OTHER, running, clock.now), "release"),
+        (lambda: extend(lab, OTHER, running, timedelta(hours=1), clock.now), "extend"),
+    ]:
+        before = snapshot(lab.db)
+        _refused(lab, act(), running, before, f"only its owner or an admin can {verb} it")
+    # An admin may act on anyone's lease.
+    assert release(lab, ADMIN, running, clock.now).ok
+
+
+def test_only_reviewers_decide_and_only_admins_resolve(lab, clock):
+    lease_id = file(lab, clock)
+    for act, phrase in [
+        (lambda: approve(lab, OWNER, lease_id, clock.now), "Only reviewers can approve"),
+        (lambda: deny(lab, OTHER, lease_id, "x", clock.now), "Only reviewers can deny"),
+        (
+            lambda: approve(lab, REVIEWER, lease_id, clock.now, override="why"),
+            "Only an admin can approve over",
+        ),
+        (lambda: resolve(lab, REVIEWER, lease_id, clock.now), "Only admins can resolve"),
+        (lambda: deny(lab, REVIEWER, lease_id, "  ", clock.now), "Say why"),
+    ]:
+        before = snapshot(lab.db)
+        _refused(lab, act(), lease_id, before, phrase)
+    assert lease(lab.db, lease_id).state == State.PENDING
+
+
+def test_acting_on_a_lease_that_does_not_exist(lab, clock):
+    for act in [
+        lambda: approve(lab, REVIEWER, 99, clock.now),
+        lambda: deny(lab, REVIEWER, 99, "x", clock.now),
+        lambda: cancel(lab, OWNER, 99, clock.now),
+        lambda: release(lab, OWNER, 99, clock.now),
+        lambda: extend(lab, OWNER, 99, timedelta(hours=1), clock.now),
+        lambda: provision(lab, ADMIN, 99, clock.now),
+        lambda: resolve(lab, ADMIN, 99, clock.now),
+    ]:
+        before = snapshot(lab.db)
+        _refused(lab, act(), 99, before, "There is no lease #99; `list` shows yours.")

@@ -1,0 +1,134 @@
+"""The database layer: migrations, pragmas, immediate write transactions, URL normalising."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime
+
+import pytest
+from sqlalchemy import inspect, text
+from sqlmodel import select
+
+from storage.db import Database, normalise_url
+from storage.models import Lease, Marker
+from storage.schema import upgrade
+from tests.conftest import START
+
+
+def test_upgrade_creates_every_table_and_is_idempotent(db):
+    upgrade(db)
+    names = set(inspect(db.engine).get_table_names())
+    assert {
+        "lease",
+        "server",
+        "ledgerentry",
+        "auditevent",
+        "notice",
+        "sentreminder",
+        "pendingextension",
+        "orphan",
+        "marker",
+        "simdevice",
+        "alembic_version",
+    } <= names
+    with db.engine.connect() as connection:
+        assert (
+            connection.execute(text("select version_num from alembic_version")).scalar() == "0001"
+        )
+
+
+def test_every_connection_gets_wal_foreign_keys_and_a_busy_timeout(db):
+    with db.engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == 15000
+
+
+def test_a_write_rolls_back_on_any_raise(db):
+    with pytest.raises(RuntimeError), db.write() as session:
+        session.add(Marker(key="x", at=START))
+        session.flush()
+        raise RuntimeError("boom")
+    with db.read() as session:
+        assert session.get(Marker, "x") is None
+
+
+def test_aware_datetimes_round_trip_and_naive_ones_are_refused(db):
+    with db.write() as session:
+        session.add(Marker(key="t", at=START))
+    with db.read() as session:
+        assert session.get(Marker, "t").at == START
+    with pytest.raises(Exception, match="must have timezone information"), db.write() as session:
+        session.add(Marker(key="n", at=datetime(2026, 1, 1)))
+
+
+def test_read_then_write_in_immediate_transactions_is_isolated(db):
+    """Sixteen threads each read a counter and write it back plus one: none is lost."""
+    with db.write() as session:
+        session.add(Marker(key="counter", at=START))
+
+    def bump():
+        with db.write() as session:
+            row = session.exec(select(Marker).where(Marker.key == "counter")).one()
+            row.at = row.at.replace(second=row.at.second + 1)
+            session.add(row)
+
+    threads = [threading.Thread(target=bump) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    with db.read() as session:
+        assert session.get(Marker, "counter").at.second == 16
+
+
+def test_foreign_keys_are_enforced(db):
+    from storage.models import Server
+
+    with pytest.raises(Exception, match="FOREIGN KEY"), db.write() as session:
+        session.add(Server(lease_id=12345, hostname="h", plan="p", metro="m", hourly_cents=1))
+        session.flush()
+
+
+def test_reopening_keeps_the_rows(db_path):
+    first = Database(f"sqlite:///{db_path}")
+    upgrade(first)
+    with first.write() as session:
+        session.add(Marker(key="kept", at=START))
+    first.dispose()
+    second = Database(f"sqlite:///{db_path}")
+    upgrade(second)
+    with second.read() as session:
+        assert session.get(Marker, "kept").at == START
+        assert session.exec(select(Lease)).all() == []
+    assert second.path == db_path
+    second.dispose()
+
+
+def test_in_memory_databases_share_one_connection():
+    db = Database("sqlite://")
+    upgrade(db)
+    with db.write() as session:
+        session.add(Marker(key="m", at=START))
+    seen = []
+    thread = threading.Thread(target=lambda: seen.append(_get(db)))
+    thread.start()
+    thread.join()
+    assert seen == [START] and db.path is None
+
+
+def _get(db):
+    with db.read() as session:
+        return session.get(Marker, "m").at
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("postgres://u:p@h/db", "postgresql+psycopg://u:p@h/db"),
+        ("postgresql://u:p@h/db", "postgresql+psycopg://u:p@h/db"),
+        ("sqlite:///x.db", "sqlite:///x.db"),
+    ],
+)
+def test_urls_are_normalised(url, expected):
+    assert normalise_url(url) == expected
