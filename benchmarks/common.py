@@ -1,0 +1,154 @@
+"""What every benchmark module shares: a fixed clock, throw-away SQLite files, timing, and a
+tidy report (one section per module, aligned rows, PASS/MISS against a target).
+
+A benchmark never fails the run because a target is missed: it prints MISS and goes on. Only an
+error (an exception, a broken invariant) makes `python -m benchmarks` exit non-zero.
+"""
+
+from __future__ import annotations
+
+import gc
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from commands.lab import Lab
+from commands.notices import RecordingNotifier
+from commands.policy import Policy, Roles
+from metal.simulated import SimulatedProvider
+from storage.db import Database
+from storage.schema import upgrade
+
+WIDTH = 78
+
+
+# clock -------------------------------------------------------------------------------------
+@dataclass
+class FixedClock:
+    """The simulated provider's clock: benchmarks pass the same `now` to the use cases."""
+
+    now: datetime = datetime(2026, 11, 16, 12, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+# databases ---------------------------------------------------------------------------------
+@contextmanager
+def workdir(prefix: str = "labbot-bench-") -> Iterator[Path]:
+    """A temporary directory for SQLite files, removed afterwards."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def new_database(path: Path) -> Database:
+    """A fresh SQLite file with the current schema, opened the way the bot opens it."""
+    path.unlink(missing_ok=True)
+    db = Database(f"sqlite:///{path}")
+    upgrade(db)
+    return db
+
+
+def open_database(path: Path) -> Database:
+    return Database(f"sqlite:///{path}")
+
+
+def seal(db: Database) -> None:
+    """Fold the WAL into the main file and close every connection, so the file alone is a
+    complete copy of the database."""
+    with db.engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.dispose()
+
+
+def copy_database(source: Path, target: Path) -> Path:
+    """A byte copy of a sealed database file: far faster than building it again."""
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{target}{suffix}").unlink(missing_ok=True)
+    shutil.copyfile(source, target)
+    return target
+
+
+def remove_database(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+def make_lab(
+    db: Database,
+    clock: FixedClock,
+    policy: Policy | None = None,
+    reviewers: frozenset[str] = frozenset(),
+    admins: frozenset[str] = frozenset(),
+    provider: type[SimulatedProvider] = SimulatedProvider,
+) -> Lab:
+    """A Lab as the tests build it: the simulated provider (devices in the same database, up
+    after 120 s of the clock) and a notifier that only records."""
+    return Lab(
+        db,
+        provider(db, clock=clock, provision_seconds=120),
+        RecordingNotifier(),
+        policy or Policy(),
+        Roles(reviewers=reviewers, admins=admins),
+    )
+
+
+# timing ------------------------------------------------------------------------------------
+def timed(fn: Callable[[], object]) -> tuple[float, object]:
+    """Wall time of one call (garbage collection settled first), and its result."""
+    gc.collect()
+    start = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - start, result
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def seconds(value: float) -> str:
+    if value < 1:
+        return f"{value * 1000:.1f} ms"
+    return f"{value:.2f} s"
+
+
+# report ------------------------------------------------------------------------------------
+def section(title: str) -> None:
+    print()
+    print("=" * WIDTH)
+    print(title)
+    print("=" * WIDTH, flush=True)
+
+
+def heading(title: str) -> None:
+    print()
+    print(f"-- {title} " + "-" * max(0, WIDTH - len(title) - 4), flush=True)
+
+
+def note(text: str) -> None:
+    print(f"   {text}", flush=True)
+
+
+def row(label: str, value: str, extra: str = "") -> None:
+    print(f"   {label:<44} {value:>14}  {extra}".rstrip(), flush=True)
+
+
+def verdict(met: bool) -> str:
+    return "PASS" if met else "MISS"
+
+
+def target_row(label: str, value: float, target: float, fmt: str = "{:.2f}") -> bool:
+    """A ratio (or any number) against an upper bound: prints PASS or MISS, returns whether
+    the target was met."""
+    met = value <= target
+    row(label, fmt.format(value), f"target <= {fmt.format(target)}  {verdict(met)}")
+    return met
