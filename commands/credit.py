@@ -74,10 +74,14 @@ def ledger_totals(session: Session, month: str) -> tuple[int, int]:
     return sums.get(GRANT, 0) + sums.get(ADJUSTMENT, 0), sums.get(OVERRIDE, 0)
 
 
-def server_spend(server: Server, now: datetime) -> dict[str, int]:
+def server_spend(server: Server, lease: Lease, now: datetime) -> dict[str, int]:
+    """A server bills until it is deleted; one not yet confirmed deleted bills until now, but
+    never past its lease's provider backstop, when the provider deletes it by itself."""
     if server.active_at is None:
         return {}
     end = server.deleted_at or now
+    if lease.backstop_at is not None:
+        end = min(end, lease.backstop_at)
     return cost_by_month(server.active_at, max(end, server.active_at), 1, server.hourly_cents)
 
 
@@ -106,7 +110,7 @@ def lease_commitment(
     """What a live lease will still bill, per month: planned minus already spent."""
     if State(lease.state) not in LIVE:
         return {}
-    spent = _sum_months(server_spend(s, now) for s in servers)
+    spent = _sum_months(server_spend(s, lease, now) for s in servers)
     return {
         key: cents - spent.get(key, 0)
         for key, cents in planned_cost(lease, policy, now).items()
@@ -131,7 +135,7 @@ def books(
         if lease.id == exclude_lease:
             continue
         for s in servers:
-            for key, cents in server_spend(s, now).items():
+            for key, cents in server_spend(s, lease, now).items():
                 spent[key] += cents
         for key, cents in lease_commitment(lease, servers, policy, now).items():
             committed[key] += cents

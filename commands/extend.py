@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlmodel import Session, delete, select
+from sqlmodel import Session, delete
 
+from commands.backstop import move_backstop
 from commands.billing import format_cents
 from commands.credit import record_override, shortfalls
 from commands.durations import format_duration
@@ -16,7 +17,7 @@ from commands.notices import REVIEW, Kind, enqueue, owner
 from commands.policy import check_extension
 from commands.reminders import next_due, reminder_times
 from commands.states import State
-from storage.models import Lease, PendingExtension, SentReminder, Server
+from storage.models import Lease, PendingExtension, SentReminder
 
 
 def extend(lab: Lab, actor: str, lease_id: int, extra: timedelta, now: datetime) -> Outcome:
@@ -235,32 +236,11 @@ def _tell_extension_decision(
 
 
 def _move_backstop(lab: Lab, lease_id: int, extra: timedelta, now: datetime) -> str | None:
-    """Move the provider-side deletion backstop of every server past the extended end before
-    the extension takes effect, so the provider never deletes a server before its lease ends.
-    If the provider refuses, the extension is refused (a backstop moved for an extension that
-    then fails is harmless: it only deletes later)."""
     with lab.db.read() as session:
         lease = session.get(Lease, lease_id)
-        servers = session.exec(
-            select(Server).where(Server.lease_id == lease_id, Server.state == "active")
-        ).all()
-    if lease is None or lease.backstop_at is None or lease.ends_at is None:
+    if lease is None or lease.ends_at is None:
         return None
-    needed = lab.policy.backstop(lease.ends_at + extra)
-    if needed <= lease.backstop_at:
+    refused = move_backstop(lab, lease_id, lease.ends_at + extra, now)
+    if refused is None:
         return None
-    for server in servers:
-        try:
-            lab.provider.set_termination_time(server.provider_id, needed)
-        except Exception as error:
-            return (
-                f"The provider would not move the deletion backstop of {server.hostname} past "
-                f"{when(lease.backstop_at)} ({error}), so the extension cannot be granted; the "
-                "lease still ends as planned."
-            )
-    with lab.db.write() as session:
-        row = session.get(Lease, lease_id)
-        row.backstop_at = max(row.backstop_at, needed)
-        session.add(row)
-        audit(session, now, "system", "backstop_moved", lease_id, to=needed)
-    return None
+    return f"The extension cannot be granted: {refused}; the lease still ends as planned."

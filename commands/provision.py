@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
+from commands.backstop import move_backstop
 from commands.facts import servers_summary, shape
 from commands.lab import Lab, Outcome, audit, move, not_found, refuse, wrong_state
 from commands.markers import once
@@ -328,9 +329,32 @@ def _settle(lab: Lab, lease_id: int, now: datetime) -> None:
             session.add(lease)
             return
         if active and ((not failed and not waiting) or lease.allow_partial):
-            _activate(session, lab, lease, active, now)
+            ends_at = _activate(session, lab, lease, active, now)
         else:
             _fail(session, lease, servers, now, timed_out)
+            return
+    _late_backstop(lab, lease_id, ends_at, now)
+
+
+def _late_backstop(lab: Lab, lease_id: int, ends_at: datetime, now: datetime) -> None:
+    """Servers that came up late (a sweep that did not run for a while) end later than the
+    backstop set at creation allowed for: move it, or tell the admins which servers the
+    provider may delete early."""
+    refused = move_backstop(lab, lease_id, ends_at, now)
+    if refused is None:
+        return
+    with lab.db.write() as session:
+        audit(session, now, "system", "backstop_moved", lease_id, "failed", reason=refused)
+        enqueue(
+            session,
+            Kind.ADMIN_ALERT,
+            ADMIN,
+            f"Lease #{lease_id} ends {ends_at:%Y-%m-%d %H:%M} UTC, but {refused}: its servers "
+            "may be deleted before the lease ends.",
+            now,
+            lease_id,
+            alert="backstop",
+        )
 
 
 def _provision_deadline(lab: Lab, lease: Lease) -> datetime:
@@ -341,7 +365,7 @@ def _provision_deadline(lab: Lab, lease: Lease) -> datetime:
 
 def _activate(
     session: Session, lab: Lab, lease: Lease, active: list[Server], now: datetime
-) -> None:
+) -> datetime:
     ends_at = now + timedelta(seconds=lease.duration_s + lease.extended_s)
     count, asked = len(active), lease.count
     move(
@@ -381,6 +405,8 @@ def _activate(
         servers=servers_summary(active),
         ends_at=ends_at.isoformat(),
     )
+
+    return ends_at
 
 
 def _fail(

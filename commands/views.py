@@ -74,11 +74,14 @@ def lease_with_servers(lab: Lab, lease_id: int) -> tuple[Lease | None, list[Serv
 
 @dataclass(frozen=True)
 class CreditLine:
+    """One line of the books. A project without a monthly cap has no grant of its own, so
+    `granted` and `available` are None for it."""
+
     name: str
-    granted: int
+    granted: int | None
     spent: int
     committed: int
-    available: int
+    available: int | None
 
 
 @dataclass(frozen=True)
@@ -110,9 +113,12 @@ class CreditReport:
 
 
 def _line(line: CreditLine) -> str:
+    used = f"spent {format_cents(line.spent)}, committed {format_cents(line.committed)}"
+    if line.granted is None:
+        return f"  {line.name}: {used} (no project cap)"
     return (
-        f"  {line.name}: granted {format_cents(line.granted)}, spent {format_cents(line.spent)}, "
-        f"committed {format_cents(line.committed)}, available {format_cents(line.available)}"
+        f"  {line.name}: granted {format_cents(line.granted)}, {used}, "
+        f"available {format_cents(line.available)}"
     )
 
 
@@ -132,7 +138,7 @@ def _by_project(session: Session, lab: Lab, month: str, now: datetime) -> list[C
     committed: dict[str, int] = {}
     for lease, servers in leases_touching(session, start, end, None):
         spent[lease.project] = spent.get(lease.project, 0) + sum(
-            server_spend(s, now).get(month, 0) for s in servers
+            server_spend(s, lease, now).get(month, 0) for s in servers
         )
         committed[lease.project] = committed.get(lease.project, 0) + lease_commitment(
             lease, servers, lab.policy, now
@@ -140,7 +146,7 @@ def _by_project(session: Session, lab: Lab, month: str, now: datetime) -> list[C
     cap = lab.policy.project_cap_cents
     return [
         CreditLine(
-            p, cap or 0, spent[p], committed[p], (cap - spent[p] - committed[p]) if cap else 0
+            p, cap, spent[p], committed[p], None if cap is None else cap - spent[p] - committed[p]
         )
         for p in sorted(spent)
     ]

@@ -1,6 +1,8 @@
 """The plan and location catalog: the 2017 CNCF Community Infrastructure Lab as seed data,
 overridable by the operator with a TOML file.
 
+    os = ["ubuntu_16_04", "centos_7"]   # before any [table], or TOML puts it inside one
+
     [plans."c1.small.x86"]
     name = "Type 1"
     hourly = 0.40          # dollars per hour
@@ -9,8 +11,6 @@ overridable by the operator with a TOML file.
 
     [metros]
     ams1 = "Amsterdam"
-
-    os = ["ubuntu_16_04", "centos_7"]
 """
 
 from __future__ import annotations

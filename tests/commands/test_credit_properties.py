@@ -84,9 +84,7 @@ operations = st.lists(
         st.sampled_from(["request", "approve", "override", "extend", "release", "sweep"]),
         st.integers(0, 7),  # which lease / how many servers
         st.integers(1, 80),  # hours
-        # Minutes to wait first. At most 8h: a bot down for more than a day while a lease
-        # provisions is a known gap (the provider backstop can fall before the lease's end).
-        st.integers(0, 8 * 60),
+        st.integers(0, 3 * 24 * 60),  # minutes to wait first: up to a bot down for days
     ),
     min_size=4,
     max_size=16,

@@ -1,0 +1,42 @@
+"""The provider-side backstop: every device carries a termination time so the provider deletes
+it even if labbot is down. It must never fall before the lease's end plus grace, so whenever the
+end moves later (an extension, or servers that came up late) the backstop moves first."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlmodel import select
+
+from commands.lab import Lab, audit
+from storage.models import Lease, Server
+
+
+def move_backstop(lab: Lab, lease_id: int, ends_at: datetime, now: datetime) -> str | None:
+    """Push every server's termination time past `ends_at` (plus grace and margin) when it is
+    not already there. Returns the provider's refusal as a sentence, or None when the backstop
+    is safe. A backstop moved for an end that then does not happen only deletes later."""
+    with lab.db.read() as session:
+        lease = session.get(Lease, lease_id)
+        servers = session.exec(
+            select(Server).where(Server.lease_id == lease_id, Server.state == "active")
+        ).all()
+    if lease is None or lease.backstop_at is None:
+        return None
+    needed = lab.policy.backstop(ends_at)
+    if needed <= lease.backstop_at:
+        return None
+    for server in servers:
+        try:
+            lab.provider.set_termination_time(server.provider_id, needed)
+        except Exception as error:
+            return (
+                f"the provider would not move the deletion backstop of {server.hostname} past "
+                f"{lease.backstop_at:%Y-%m-%d %H:%M} UTC ({error})"
+            )
+    with lab.db.write() as session:
+        row = session.get(Lease, lease_id)
+        row.backstop_at = max(row.backstop_at, needed)
+        session.add(row)
+        audit(session, now, "system", "backstop_moved", lease_id, to=needed)
+    return None
