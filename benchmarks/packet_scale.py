@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from benchmarks.common import (
     heading,
@@ -38,7 +38,7 @@ from commands.review import approve
 from commands.states import State
 from metal.fakepacket import FakePacket
 from metal.packet import PacketProvider
-from metal.provider import lease_tag
+from metal.provider import lease_tag, utcnow
 from storage.models import Lease
 
 SERVERS = 500
@@ -48,10 +48,6 @@ TARGET = 1.3
 OWNER, REVIEWER = "U0BENCH", "U0REVIEW"
 PLAN, METRO = "t1.small.x86", "ams1"
 PROVISION_SECONDS = 2.0
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def main() -> int:

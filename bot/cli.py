@@ -6,8 +6,10 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from datetime import datetime
 
 from bot.settings import SettingsError, from_env
+from metal.provider import utcnow
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -99,9 +101,7 @@ def _operator_lab():
     return build_lab(from_env(), _Outbox())
 
 
-def _now():
-    from bot.runtime import utcnow
-
+def _now() -> datetime:
     return utcnow()
 
 

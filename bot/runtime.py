@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import UTC, datetime
-
 from bot.settings import Settings, SettingsError, require_packet
 from commands.lab import Lab
 from commands.notices import Notifier
-from metal.provider import Provider, ProviderError
+from metal.provider import Clock, Provider, ProviderError, utcnow
 from metal.simulated import SimulatedProvider
 from storage.db import Database
 from storage.schema import upgrade
-
-Clock = Callable[[], datetime]
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def open_database(settings: Settings) -> Database:

@@ -33,17 +33,14 @@ from urllib.parse import parse_qsl, quote, urlsplit
 
 import trustme
 
+from metal.provider import Clock, utcnow
+
 JsonDict = dict[str, Any]
-Clock = Callable[[], datetime]
 _Route = Callable[["_Call"], "_Answer"]
 
 _HANDLER_SOCKET_TIMEOUT = 10.0
 _DEFAULT_PER_PAGE = 10
 _DEFAULT_CAPACITY = 100
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _stable_id(kind: str, key: str) -> str:
@@ -367,7 +364,7 @@ class FakePacket:
         *,
         token: str = "fake-packet-token",
         project_id: str | None = None,
-        clock: Clock = _now,
+        clock: Clock = utcnow,
         provision_seconds: float = 5.0,
         deprovision_seconds: float = 0.0,
         max_per_page: int = 1000,

@@ -41,6 +41,7 @@ from metal.provider import (
     Metro,
     Plan,
     ProviderError,
+    utcnow,
 )
 
 JsonDict = dict[str, Any]
@@ -113,10 +114,6 @@ class _Refused(ProviderError):
         self.status = status
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 class PacketProvider:
     """`Provider` on the Packet API. Thread safe: the lease engine calls it from many threads."""
 
@@ -132,7 +129,7 @@ class PacketProvider:
         retries: int = 5,
         backoff: float = 0.5,
         max_backoff: float = 30.0,
-        clock: Callable[[], datetime] = _now,
+        clock: Callable[[], datetime] = utcnow,
         sleep: Callable[[float], None] = time.sleep,
         ca_bundle: str | None = None,
     ) -> None:

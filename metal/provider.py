@@ -8,12 +8,20 @@ never has to decide policy, only to report what happened.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
 TAG = "labbot"
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    """The wall clock, aware UTC: the default wherever a clock can be injected."""
+    return datetime.now(UTC)
 
 
 def lease_tag(lease_id: int) -> str:

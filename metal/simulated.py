@@ -11,22 +11,23 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from itertools import count
 
 from sqlmodel import col, select
 
 from metal.catalog import seed
-from metal.provider import Catalog, Device, DeviceSpec, DeviceState, ProviderError
+from metal.provider import (
+    Catalog,
+    Clock,
+    Device,
+    DeviceSpec,
+    DeviceState,
+    ProviderError,
+    utcnow,
+)
 from storage.db import Database
 from storage.models import SimDevice
-
-Clock = Callable[[], datetime]
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class SimulatedProvider:
