@@ -89,13 +89,12 @@ def make_lab(
     policy: Policy | None = None,
     reviewers: frozenset[str] = frozenset(),
     admins: frozenset[str] = frozenset(),
-    provider: type[SimulatedProvider] = SimulatedProvider,
 ) -> Lab:
     """A Lab as the tests build it: the simulated provider (devices in the same database, up
     after 120 s of the clock) and a notifier that only records."""
     return Lab(
         db,
-        provider(db, clock=clock, provision_seconds=120),
+        SimulatedProvider(db, clock=clock, provision_seconds=120),
         RecordingNotifier(),
         policy or Policy(),
         Roles(reviewers=reviewers, admins=admins),

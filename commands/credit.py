@@ -13,7 +13,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, or_
+from sqlalchemy import func, or_, union_all
 from sqlmodel import Session, col, select
 
 from commands.billing import cost_by_month, month_bounds, month_key, started_hours
@@ -231,10 +231,15 @@ def leases_touching(
     """Live leases (they hold commitments) and every lease whose servers billed in the
     window. Both are found by indexed columns, not by scanning every lease."""
     live_ids = select(Lease.id).where(col(Lease.state).in_([s.value for s in LIVE]))
-    billed_ids = select(Server.lease_id).where(
-        col(Server.active_at) < end,
-        or_(col(Server.deleted_at).is_(None), col(Server.deleted_at) >= start),
+    # Two halves, each answered by the index on deleted_at: an OR of them makes SQLite walk
+    # every server that ever started.
+    running = select(Server.lease_id).where(
+        col(Server.deleted_at).is_(None), col(Server.active_at) < end
     )
+    gone_in_window = select(Server.lease_id).where(
+        col(Server.deleted_at) >= start, col(Server.active_at) < end
+    )
+    billed_ids = union_all(running, gone_in_window)
     query = select(Lease).where(or_(col(Lease.id).in_(live_ids), col(Lease.id).in_(billed_ids)))
     if project is not None:
         query = query.where(Lease.project == project)

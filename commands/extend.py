@@ -41,7 +41,7 @@ def extend(lab: Lab, actor: str, lease_id: int, extra: timedelta, now: datetime)
                 answer = _extended_words(lease, extra)
     if problem:
         return refuse(lab, now, actor, "extend", problem, lease_id)
-    lab.flush_notices(now)
+    lab.flush_notices(now, lease_id)
     return Outcome(True, answer, lease_id)
 
 
@@ -76,7 +76,7 @@ def decide_extension(
             _tell_extension_decision(session, lease, ext, actor, now)
     if problem:
         return refuse(lab, now, actor, "decide_extension", problem, ext.lease_id if ext else None)
-    lab.flush_notices(now)
+    lab.flush_notices(now, ext.lease_id)
     return Outcome(
         True, f"Extension {extension_id} of lease #{ext.lease_id} {ext.state}.", ext.lease_id
     )

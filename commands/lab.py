@@ -43,11 +43,11 @@ class Lab:
             self.catalog = self.provider.catalog()
         return self.catalog
 
-    def flush_notices(self, now: datetime) -> None:
+    def flush_notices(self, now: datetime, lease_id: int) -> None:
         """Deliver what the last commit queued. Never raises: undelivered notices stay in the
         outbox for the sweep."""
         try:
-            deliver(self.db, self.notifier, now)
+            deliver(self.db, self.notifier, now, lease_id=lease_id)
         except Exception:
             log.exception("delivering notices failed; the sweep will retry")
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -107,17 +106,18 @@ def deliver(
     notifier: Notifier,
     now: datetime,
     *,
-    ids: Iterable[int] | None = None,
+    lease_id: int | None = None,
     limit: int = 200,
 ) -> int:
-    """Deliver due notices (or just `ids`), oldest first. Returns how many were delivered."""
+    """Deliver due notices, oldest first: all of them (the sweep), or one lease's (right after
+    a use case, so concurrent use cases do not fight over each other's notices). Returns how
+    many were delivered."""
     with db.read() as session:
         query = select(Notice.id).where(col(Notice.retry_at) <= now)
-        if ids is not None:
-            query = select(Notice.id).where(
-                col(Notice.id).in_(list(ids)), col(Notice.retry_at).is_not(None)
-            )
-        due = session.exec(query.order_by(col(Notice.id)).limit(limit)).all()
+        if lease_id is not None:
+            query = query.where(Notice.lease_id == lease_id)
+        # Ordered by the indexed deadline first: the outbox keeps every delivered notice.
+        due = session.exec(query.order_by(col(Notice.retry_at), col(Notice.id)).limit(limit)).all()
     return sum(_deliver_one(db, notifier, notice_id, now) for notice_id in due)
 
 
@@ -143,16 +143,14 @@ def _claim(db: Database, notice_id: int, now: datetime) -> Message | None:
     """Take the notice for CLAIM_FOR, so a second deliverer (the sweep racing the post-commit
     delivery) skips it; a deliverer that dies leaves it to be retried after the claim lapses."""
     with db.write() as session:
-        notice = session.get(Notice, notice_id)
-        if notice is None or notice.retry_at is None:
-            return None
-        if notice.attempts and notice.retry_at > now:
-            return None
-        session.exec(
+        taken = session.exec(
             update(Notice)
-            .where(col(Notice.id) == notice_id)
+            .where(col(Notice.id) == notice_id, col(Notice.retry_at) <= now)
             .values(retry_at=now + CLAIM_FOR, attempts=Notice.attempts + 1)
         )
+        if taken.rowcount != 1:
+            return None
+        notice = session.get(Notice, notice_id)
         payload = json.loads(notice.payload)
         return Message(
             id=notice_id,

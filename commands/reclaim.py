@@ -42,7 +42,7 @@ def release(lab: Lab, actor: str, lease_id: int, now: datetime) -> Outcome:
     if problem:
         return refuse(lab, now, actor, "release", problem, lease_id)
     advance_reclaim(lab, lease_id, now)
-    lab.flush_notices(now)
+    lab.flush_notices(now, lease_id)
     return Outcome(True, f"Lease #{lease_id} released; its servers are being deleted.", lease_id)
 
 
@@ -308,5 +308,5 @@ def resolve(lab: Lab, actor: str, lease_id: int, now: datetime) -> Outcome:
             finish(session, lease, now, actor)
     if problem:
         return refuse(lab, now, actor, "resolve", problem, lease_id)
-    lab.flush_notices(now)
+    lab.flush_notices(now, lease_id)
     return Outcome(True, f"Lease #{lease_id} resolved by hand and closed.", lease_id)

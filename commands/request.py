@@ -36,7 +36,7 @@ def request(lab: Lab, actor: str, req: RequestInput, now: datetime) -> Outcome:
             lease = _file(session, lab, actor, req, now)
     if problem:
         return refuse(lab, now, actor, "request", f"That request cannot be filed: {problem}.")
-    lab.flush_notices(now)
+    lab.flush_notices(now, lease.id)
     return Outcome(
         True,
         f"Request #{lease.id} filed: {shape(lease)} for {lease.project}. "
@@ -144,7 +144,7 @@ def cancel(lab: Lab, actor: str, lease_id: int, now: datetime) -> Outcome:
             )
     if problem:
         return refuse(lab, now, actor, "cancel", problem, lease_id)
-    lab.flush_notices(now)
+    lab.flush_notices(now, lease_id)
     return Outcome(True, f"Request #{lease_id} cancelled.", lease_id)
 
 

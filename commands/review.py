@@ -49,7 +49,7 @@ def approve(
         return refuse(lab, now, actor, "approve", problem, lease_id)
     # Approval starts provisioning at once; the sweep finishes it if this process dies here.
     provision(lab, "system", lease_id, now)
-    lab.flush_notices(now)
+    lab.flush_notices(now, lease_id)
     return Outcome(True, f"Lease #{lease_id} approved; provisioning has started.", lease_id)
 
 
@@ -83,7 +83,7 @@ def deny(lab: Lab, actor: str, lease_id: int, reason: str, now: datetime) -> Out
             _tell_decision(session, lease, actor, now, "denied", reason)
     if problem:
         return refuse(lab, now, actor, "deny", problem, lease_id)
-    lab.flush_notices(now)
+    lab.flush_notices(now, lease_id)
     return Outcome(True, f"Lease #{lease_id} denied.", lease_id)
 
 

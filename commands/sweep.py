@@ -243,7 +243,11 @@ def _vanished(lab: Lab, present: set[str], now: datetime) -> None:
     """Servers of a live lease that the provider no longer has: flag the lease, tell admins."""
     with lab.db.read() as session:
         missing = session.exec(
-            select(Server).where(Server.state == "active", col(Server.provider_id).not_in(present))
+            select(Server).where(
+                col(Server.deleted_at).is_(None),  # the indexed way to the few live servers
+                Server.state == "active",
+                col(Server.provider_id).not_in(present),
+            )
         ).all()
     for server in missing:
         with lab.db.write() as session:

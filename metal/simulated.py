@@ -128,7 +128,12 @@ class SimulatedProvider:
         self._note("list")
         now = self.clock()
         with self.db.read() as session:
-            rows = session.exec(select(SimDevice).where(col(SimDevice.deleted_at).is_(None))).all()
+            rows = session.exec(
+                select(SimDevice).where(
+                    col(SimDevice.deleted_at).is_(None),
+                    col(SimDevice.tags).contains(json.dumps(tag)),
+                )
+            ).all()
         return [
             self._device(r, now)
             for r in rows

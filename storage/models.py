@@ -160,5 +160,5 @@ class SimDevice(SQLModel, table=True):
     ready_at: datetime
     termination_time: datetime | None = None
     fails: bool = False
-    deleted_at: datetime | None = None
+    deleted_at: datetime | None = Field(default=None, index=True)
     delete_failures_left: int = 0

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-27 02:44:54.098164
+Create Date: 2026-11-27 03:28:17.180182
 """
 
 import sqlalchemy as sa
@@ -130,6 +130,9 @@ def upgrade() -> None:
     sa.Column('delete_failures_left', sa.Integer(), nullable=False),
     sa.PrimaryKeyConstraint('id')
     )
+    with op.batch_alter_table('simdevice', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_simdevice_deleted_at'), ['deleted_at'], unique=False)
+
     op.create_table('pendingextension',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('lease_id', sa.Integer(), nullable=False),
@@ -194,6 +197,9 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_pendingextension_lease_id'))
 
     op.drop_table('pendingextension')
+    with op.batch_alter_table('simdevice', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_simdevice_deleted_at'))
+
     op.drop_table('simdevice')
     op.drop_table('orphan')
     with op.batch_alter_table('notice', schema=None) as batch_op:
