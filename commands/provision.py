@@ -154,15 +154,11 @@ def _create_missing(lab: Lab, lease_id: int, now: datetime) -> None:
     ]
     if not todo or not _has_capacity(lab, lease, todo, now):
         return
-    claimed = [s for s in todo if _claim_create(lab, s, now)]
+    claimed = _claim_creates(lab, todo, now)
     workers = max(1, min(lab.policy.provider_concurrency, len(claimed) or 1))
     with ThreadPoolExecutor(workers, thread_name_prefix=f"create-{lease_id}") as pool:
         # Each answer is recorded as it arrives, so a crash loses at most the creates in flight.
-        list(
-            pool.map(
-                lambda s: _record_create(lab, lease, s, _send_create(lab, lease, s), now), claimed
-            )
-        )
+        list(pool.map(lambda server: _create_one(lab, lease, server, now), claimed))
 
 
 def _has_capacity(lab: Lab, lease: Lease, todo: list[Server], now: datetime) -> bool:
@@ -184,18 +180,23 @@ def _has_capacity(lab: Lab, lease: Lease, todo: list[Server], now: datetime) -> 
     return False
 
 
-def _claim_create(lab: Lab, server: Server, now: datetime) -> bool:
+def _claim_creates(lab: Lab, servers: list[Server], now: datetime) -> list[Server]:
+    """One statement claims every pending row this pass will create; a pass running at the
+    same time claims none of them twice."""
     with lab.db.write() as session:
-        result = session.exec(
-            update(Server)
-            .where(col(Server.id) == server.id, col(Server.state) == "pending")
-            .values(
-                state="creating",
-                create_attempts=Server.create_attempts + 1,
-                retry_at=now + CREATE_CLAIM,
-            )
+        taken = set(
+            session.exec(
+                update(Server)
+                .where(col(Server.id).in_([s.id for s in servers]), col(Server.state) == "pending")
+                .values(
+                    state="creating",
+                    create_attempts=Server.create_attempts + 1,
+                    retry_at=now + CREATE_CLAIM,
+                )
+                .returning(Server.id)
+            ).scalars()
         )
-        return result.rowcount == 1
+    return [s for s in servers if s.id in taken]
 
 
 def _create_one(lab: Lab, lease: Lease, server: Server, now: datetime) -> None:
