@@ -30,8 +30,10 @@ from bot.fakeslack import Call, FakeSlack
 from bot.serve import local_server
 from bot.settings import Settings
 from bot.slackrequests import SlackSender, field
+from commands.billing import format_cents
 from commands.policy import Policy, Roles
 from commands.sweep import sweep
+from commands.views import credit_report
 from metal.fakepacket import FakePacket
 
 START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
@@ -251,6 +253,18 @@ class Story:
         self.submit(ALICE, modals.WRITEUP, "url", "https://coredns.io/blog/lab-scale-tests")
         self.type(ADA, f"show {first}")
         self.type(ADA, "credit")
+        self.check_books()
+
+    def check_books(self) -> None:
+        """The story ends on the month's books, which must balance to the cent."""
+        books = credit_report(self.ctx.lab, self.clock.now).lab
+        total = books.spent + books.committed + books.available
+        verdict = "balance" if total == books.granted else "DO NOT BALANCE"
+        print(
+            f"\nThe books {verdict}: granted {format_cents(books.granted)} = spent "
+            f"{format_cents(books.spent)} + committed {format_cents(books.committed)} + "
+            f"available {format_cents(books.available)}."
+        )
 
 
 def _lease_id(answer: str) -> int:

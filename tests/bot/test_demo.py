@@ -25,6 +25,7 @@ def test_the_demo_ends_with_the_reclaimed_lease_and_the_months_credit(
         "State: reclaimed",
         "Write-up: https://coredns.io/blog/lab-scale-tests",
         "Credit for 2026-11",
+        "The books balance: granted $25,000.00 = spent $74.40 + committed $0.00",
     ):
         assert seen in out, seen
 
