@@ -4,6 +4,7 @@ running low."""
 from __future__ import annotations
 
 from dataclasses import replace
+
 from commands.sweep import sweep
 from metal.provider import TAG, DeviceSpec
 from tests.bot.conftest import ADMIN_CHANNEL, Slack, active_lease
