@@ -11,12 +11,15 @@ import gc
 import shutil
 import statistics
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from multiprocessing import Queue, get_context
 from pathlib import Path
+from typing import Any
 
 from commands.lab import Lab
 from commands.notices import RecordingNotifier
@@ -99,6 +102,28 @@ def make_lab(
         policy or Policy(),
         Roles(reviewers=reviewers, admins=admins),
     )
+
+
+# fakes in a process of their own -----------------------------------------------------------
+@contextmanager
+def served_elsewhere(serve: Callable[[Queue], None]) -> Iterator[Any]:
+    """Run a fake service in a forked process, as the real service would be elsewhere: its
+    TLS, HTTP and JSON work must not compete with labbot for one interpreter lock. `serve`
+    puts what the benchmark needs to reach it on the queue, then serves until killed."""
+    context = get_context("fork")
+    ready = context.Queue()
+    process = context.Process(target=serve, args=(ready,), daemon=True)
+    process.start()
+    try:
+        yield ready.get(timeout=30)
+    finally:
+        process.kill()
+        process.join()
+
+
+def serve_forever() -> None:
+    """What a served-elsewhere fake does once it has said where it is."""
+    threading.Event().wait()
 
 
 # timing ------------------------------------------------------------------------------------

@@ -9,13 +9,11 @@ they are created, so the waiting measured is the injected latency and labbot's o
 
 from __future__ import annotations
 
-import multiprocessing
 import resource
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import timedelta
+from multiprocessing import Queue
 
 from benchmarks.common import (
     heading,
@@ -24,6 +22,8 @@ from benchmarks.common import (
     row,
     seconds,
     section,
+    serve_forever,
+    served_elsewhere,
     target_row,
     timed,
     workdir,
@@ -56,7 +56,7 @@ def main() -> int:
         f"{CONCURRENCY} calls in flight"
     )
     ideal = SERVERS * LATENCY / CONCURRENCY
-    with workdir() as tmp, _fake_in_subprocess() as (token, project, end_point, ca_bundle):
+    with workdir() as tmp, served_elsewhere(_serve_fake) as (token, project, end_point, ca_bundle):
         provider = PacketProvider(token, project, end_point, ca_bundle=ca_bundle)
         policy = Policy(
             monthly_credit_cents=100_000_000,
@@ -84,25 +84,12 @@ def main() -> int:
     return 0
 
 
-@contextmanager
-def _fake_in_subprocess() -> Iterator[tuple[str, str, str, str]]:
-    context = multiprocessing.get_context("fork")
-    ready = context.Queue()
-    process = context.Process(target=_serve_fake, args=(ready,), daemon=True)
-    process.start()
-    try:
-        yield ready.get(timeout=30)
-    finally:
-        process.kill()
-        process.join()
-
-
-def _serve_fake(ready: multiprocessing.Queue) -> None:
+def _serve_fake(ready: Queue) -> None:
     fake = FakePacket(provision_seconds=PROVISION_SECONDS).start()
     fake.set_capacity(PLAN, METRO, SERVERS)
     fake.latency(LATENCY)
     ready.put((fake.token, fake.project_id, fake.end_point, fake.ca_bundle_path))
-    threading.Event().wait()  # until the benchmark kills this process
+    serve_forever()
 
 
 def _file(lab: Lab) -> int:

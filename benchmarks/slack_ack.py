@@ -15,7 +15,6 @@ from __future__ import annotations
 import re
 import statistics
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
@@ -29,6 +28,7 @@ import requests
 from slack_bolt import App
 from slack_sdk import WebClient
 
+from benchmarks.common import serve_forever, served_elsewhere
 from bot.app import LISTENER_THREADS, TrackedPool, build_context, create_app
 from bot.blocks import cards
 from bot.fakeslack import FakeSlack
@@ -49,7 +49,10 @@ Send = Callable[[SlackSender, int], requests.Response]
 
 
 def main() -> int:
-    with _fake_slack() as (api_url, responses), tempfile.TemporaryDirectory() as tmp:
+    with (
+        served_elsewhere(_serve_fake_slack) as (api_url, responses),
+        tempfile.TemporaryDirectory() as tmp,
+    ):
         with _labbot(api_url, Path(tmp)) as (labbot_url, lease_ids):
             labbot = _measure(labbot_url, responses, lease_ids)
         with _bare(api_url) as bare_url:
@@ -72,26 +75,12 @@ def main() -> int:
     return 0
 
 
-@contextmanager
-def _fake_slack() -> Iterator[tuple[str, str]]:
-    """The fake Slack Web API in a process of its own, as Slack is: its HTTP work must not
-    compete with the App being measured for one interpreter lock. Yields its API base URL and
-    the base of the response_urls it serves."""
-    context = get_context("fork")
-    ready = context.Queue()
-    process = context.Process(target=_serve_fake_slack, args=(ready,), daemon=True)
-    process.start()
-    try:
-        yield ready.get(timeout=30)
-    finally:
-        process.kill()
-        process.join()
-
-
 def _serve_fake_slack(ready: Queue) -> None:
+    """The fake Slack Web API, elsewhere as Slack is; says its API base URL and the base of
+    the response_urls it serves."""
     with FakeSlack() as fake:
         ready.put((fake.base_url, fake.response_url("")))
-        threading.Event().wait()  # until the benchmark kills this process
+        serve_forever()
 
 
 @contextmanager
