@@ -1,5 +1,5 @@
-"""labbot's benchmarks: `python -m benchmarks` (or `make bench`) runs every module below that
-exists, each printing its own section; `python -m benchmarks engine` runs one.
+"""labbot's benchmarks: `python -m benchmarks` (or `make bench`) runs every module below, each
+in a fresh interpreter printing its own section; `python -m benchmarks engine` runs one.
 
 Each module has a `main()` that prints its section and returns 0 (or None) when it ran, even if
 a target was missed (the report says MISS); it raises, or returns non-zero, only on an error.
@@ -7,5 +7,5 @@ a target was missed (the report says MISS); it raises, or returns non-zero, only
 
 from __future__ import annotations
 
-# Run in this order; a module that does not exist (yet) is skipped with a note.
+# Run in this order.
 MODULES = ("engine", "slack_ack", "packet_scale")

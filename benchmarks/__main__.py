@@ -1,4 +1,4 @@
-"""`python -m benchmarks [module ...]`: run the named benchmark modules, or all that exist.
+"""`python -m benchmarks [module ...]`: run the named benchmark modules, or all of them.
 
 Exit status: 0 when every module ran (missed targets are reported as MISS, not as failures);
 1 when a module raised or returned non-zero; 2 for a module named on the command line that does
@@ -8,6 +8,7 @@ not exist.
 from __future__ import annotations
 
 import importlib
+import subprocess
 import sys
 import time
 import traceback
@@ -15,31 +16,28 @@ import traceback
 from benchmarks import MODULES
 
 
-def _load(name: str, *, required: bool):
-    """The module, or None when it does not exist (yet). An import that fails for any other
-    reason (a bug in the module, a missing dependency) is an error, not a skip."""
+def _load(name: str):
+    """The module, or None when there is no such benchmark. An import that fails for any
+    other reason (a bug in the module, a missing dependency) is an error."""
     qualified = f"benchmarks.{name}"
     try:
         return importlib.import_module(qualified)
     except ModuleNotFoundError as error:
         if error.name != qualified:
             raise
-        if required:
-            print(f"benchmarks: there is no benchmark module '{name}'", file=sys.stderr)
-        else:
-            print(f"\n(benchmarks.{name}: not present, skipped)", flush=True)
+        print(f"benchmarks: there is no benchmark module '{name}'", file=sys.stderr)
         return None
 
 
-def run(name: str, *, required: bool) -> int:
+def run(name: str) -> int:
     try:
-        module = _load(name, required=required)
+        module = _load(name)
     except Exception:
         traceback.print_exc()
         print(f"benchmarks.{name}: could not be imported", file=sys.stderr)
         return 1
     if module is None:
-        return 2 if required else 0
+        return 2
     main = getattr(module, "main", None)
     if not callable(main):
         print(f"benchmarks.{name} has no main()", file=sys.stderr)
@@ -70,11 +68,15 @@ def main(argv: list[str] | None = None) -> int:
         print(__doc__.strip())
         print(f"\nmodules, in order: {', '.join(MODULES)}")
         return 0
+    if len(args) == 1:
+        return run(args[0])
+    # Each module in a fresh interpreter: one module's memory peak, threads or warm caches must
+    # not colour the next one's figures.
     names = args or list(MODULES)
-    worst = 0
-    for name in names:
-        worst = max(worst, run(name, required=bool(args)))
-    return worst
+    return max(
+        subprocess.run([sys.executable, "-m", "benchmarks", name], check=False).returncode
+        for name in names
+    )
 
 
 if __name__ == "__main__":
