@@ -39,8 +39,12 @@ class SweepReport:
     errors: list[str] = field(default_factory=list)
     delivered: int = 0
     reconciled: bool = False
+    dry_run: bool = False
 
     def lines(self) -> list[str]:
+        if self.dry_run:
+            due = [f"lease #{i} is due: {what}" for i, what in self.stepped]
+            return due or ["nothing is due"]
         out = [f"lease #{i}: {what}" for i, what in self.stepped]
         out += [f"error: {e}" for e in self.errors]
         if self.reconciled:
@@ -62,7 +66,7 @@ def due_leases(lab: Lab, now: datetime, limit: int = BATCH) -> list[Lease]:
 
 
 def sweep(lab: Lab, now: datetime, *, dry_run: bool = False) -> SweepReport:
-    report = SweepReport()
+    report = SweepReport(dry_run=dry_run)
     for lease in due_leases(lab, now):
         if dry_run:
             report.stepped.append((lease.id, f"{lease.state}: due since {when(lease.due_at)}"))

@@ -67,7 +67,7 @@ def test_credit(filed, capsys):
 
 def test_sweep_dry_run_does_nothing(filed, capsys):
     assert main(["sweep", "--once", "--dry-run"]) == 0
-    assert capsys.readouterr().out.strip().endswith("0 notices delivered")
+    assert capsys.readouterr().out.strip() == "nothing is due"
     assert main(["audit", "--format", "json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [r["action"] for r in rows] == ["request"]
