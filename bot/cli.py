@@ -122,7 +122,7 @@ def _leases(args: argparse.Namespace) -> int:
     from commands.views import leases
 
     lab = _operator_lab()
-    found = leases(lab, _now(), owner=args.owner, states=args.state, limit=args.limit)
+    found = leases(lab, owner=args.owner, states=args.state, limit=args.limit)
     for lease in found:
         print(one_line(lease, _now()))
     if not found:

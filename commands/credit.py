@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, or_, union_all
 from sqlmodel import Session, col, select
 
-from commands.billing import cost_by_month, month_bounds, month_key, started_hours
+from commands.billing import cost_by_month, format_cents, month_bounds, started_hours
 from commands.policy import Policy
 from commands.states import LIVE, State
 from storage.models import Lease, LedgerEntry, Server
@@ -154,36 +154,36 @@ def shortfalls(session: Session, lease: Lease, policy: Policy, now: datetime) ->
     """Per month, how far approving (or extending) `lease` as it now stands would go past the
     month's allowance. Empty means it fits. Call inside a write transaction, so nobody else
     commits money between the check and the state change."""
-    need = planned_cost(lease, policy, now)
-    if not need:
-        return {}
-    months = sorted(need)
-    lab_books = books(session, months, policy, now, exclude_lease=lease.id)
-    short = {
-        m: need[m] - (lab_books[m].allowance - lab_books[m].spent - lab_books[m].committed)
-        for m in months
-    }
-    return {m: cents for m, cents in short.items() if cents > 0}
+    return _shortfalls(session, lease, policy, now, project=None)
 
 
 def project_shortfalls(
     session: Session, lease: Lease, policy: Policy, now: datetime
 ) -> dict[str, int]:
+    """The same against the per-project monthly cap; empty when there is no cap."""
     if policy.project_cap_cents is None:
         return {}
+    return _shortfalls(session, lease, policy, now, project=lease.project)
+
+
+def _shortfalls(
+    session: Session, lease: Lease, policy: Policy, now: datetime, project: str | None
+) -> dict[str, int]:
     need = planned_cost(lease, policy, now)
-    months = sorted(need)
-    if not months:
+    if not need:
         return {}
-    project_books = books(
-        session, months, policy, now, project=lease.project, exclude_lease=lease.id
-    )
+    months = sorted(need)
+    month_books = books(session, months, policy, now, project=project, exclude_lease=lease.id)
     short = {
-        m: need[m]
-        - (policy.project_cap_cents - project_books[m].spent - project_books[m].committed)
+        m: need[m] - (month_books[m].allowance - month_books[m].spent - month_books[m].committed)
         for m in months
     }
     return {m: cents for m, cents in short.items() if cents > 0}
+
+
+def shortfall_words(short: dict[str, int]) -> str:
+    """`2026-11 by $17.60, 2026-12 by $3.00`: the months a refusal names."""
+    return ", ".join(f"{m} by {format_cents(c)}" for m, c in short.items())
 
 
 def record_override(
@@ -260,7 +260,3 @@ def _sum_months(parts) -> dict[str, int]:
         for key, cents in part.items():
             total[key] += cents
     return dict(total)
-
-
-def current_month(now: datetime) -> str:
-    return month_key(now)

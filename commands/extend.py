@@ -8,8 +8,7 @@ from datetime import datetime, timedelta
 from sqlmodel import Session, delete
 
 from commands.backstop import move_backstop
-from commands.billing import format_cents
-from commands.credit import record_override, shortfalls
+from commands.credit import record_override, shortfall_words, shortfalls
 from commands.durations import format_duration
 from commands.facts import shape, when
 from commands.lab import Lab, Outcome, audit, not_found, owner_or_admin, refuse, wrong_state
@@ -119,10 +118,10 @@ def _apply(
     )
     short = shortfalls(session, probe, lab.policy, now)
     if short and override is None:
-        months = ", ".join(f"{m} by {format_cents(c)}" for m, c in short.items())
         return (
             f"Extending #{lease.id} by {format_duration(extra)} would over-commit the lab's "
-            f"credit: {months}. Ask for a shorter extension or release servers you do not need."
+            f"credit: {shortfall_words(short)}. Ask for a shorter extension or release servers "
+            "you do not need."
         )
     if short:
         record_override(session, lease.id, short, actor, override, now)
@@ -130,7 +129,7 @@ def _apply(
     session.exec(delete(SentReminder).where(SentReminder.lease_id == lease.id))
     lease.extended_s = probe.extended_s
     lease.ends_at = probe.ends_at
-    sent = [o for o, at in _sent_before(lease, now, lab)]
+    sent = _sent_before(lease, now, lab)
     for offset in sent:
         session.add(SentReminder(lease_id=lease.id, offset_s=offset, sent_at=now))
     lease.due_at = next_due(lab.policy, lease.starts_at, lease.ends_at, sent)
@@ -164,11 +163,9 @@ def _extended_words(lease: Lease, extra: timedelta) -> str:
     )
 
 
-def _sent_before(lease: Lease, now: datetime, lab: Lab) -> list[tuple[int, datetime]]:
+def _sent_before(lease: Lease, now: datetime, lab: Lab) -> list[int]:
     """Offsets whose reminder time under the new end has already passed: not sent again."""
-    return [
-        (o, at) for o, at in reminder_times(lab.policy, lease.starts_at, lease.ends_at) if at <= now
-    ]
+    return [o for o, at in reminder_times(lab.policy, lease.starts_at, lease.ends_at) if at <= now]
 
 
 def _ask_reviewers(

@@ -25,8 +25,6 @@ from storage.models import AuditEvent, Lease
 
 log = logging.getLogger(__name__)
 
-SYSTEM = "system"
-
 
 @dataclass
 class Lab:

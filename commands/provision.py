@@ -325,7 +325,7 @@ def _settle(lab: Lab, lease_id: int, now: datetime) -> None:
         timed_out = lease.backstop_at is not None and now >= _provision_deadline(lab, lease)
         waiting = len(servers) - len(active) - len(failed)
         if waiting and not timed_out:
-            _progress(session, lab, lease, len(active), now)
+            _progress(session, lease, len(active), now)
             lease.due_at = now + POLL
             session.add(lease)
             return
@@ -445,7 +445,7 @@ def _fail(
     )
 
 
-def _progress(session: Session, lab: Lab, lease: Lease, active: int, now: datetime) -> None:
+def _progress(session: Session, lease: Lease, active: int, now: datetime) -> None:
     """For large leases, tell the owner at 25/50/75% so a 500-server request is not silent."""
     if lease.count < LARGE:
         return

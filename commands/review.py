@@ -11,8 +11,7 @@ from datetime import datetime
 
 from sqlmodel import Session
 
-from commands.billing import format_cents
-from commands.credit import project_shortfalls, record_override, shortfalls
+from commands.credit import project_shortfalls, record_override, shortfall_words, shortfalls
 from commands.facts import shape, when
 from commands.lab import Lab, Outcome, audit, move, not_found, refuse
 from commands.notices import REVIEW, Kind, enqueue, owner
@@ -115,17 +114,16 @@ def _over_budget(
         return None
     short = shortfalls(session, lease, lab.policy, now)
     if short:
-        months = ", ".join(f"{m} by {format_cents(c)}" for m, c in short.items())
         return (
-            f"Approving #{lease.id} would over-commit the lab's credit: {months}. Deny it, ask "
-            f"for fewer servers or hours, or an admin can approve it with "
-            f'`approve {lease.id} override="why"`.'
+            f"Approving #{lease.id} would over-commit the lab's credit: "
+            f"{shortfall_words(short)}. Deny it, ask for fewer servers or hours, or an admin can "
+            f'approve it with `approve {lease.id} override="why"`.'
         )
     short = project_shortfalls(session, lease, lab.policy, now)
     if short:
-        months = ", ".join(f"{m} by {format_cents(c)}" for m, c in short.items())
         return (
-            f"Approving #{lease.id} would take {lease.project} past its monthly cap: {months}. "
+            f"Approving #{lease.id} would take {lease.project} past its monthly cap: "
+            f"{shortfall_words(short)}. "
             f'An admin can approve it with `approve {lease.id} override="why"`.'
         )
     return None

@@ -24,7 +24,7 @@ from commands.provision import advance_provisioning, provision
 from commands.reclaim import CONFIRM, advance_reclaim, delete_due, expire, next_delete_at
 from commands.reminders import due_reminders, next_due, remaining_words
 from commands.states import RECLAIMING, State
-from metal.provider import TAG
+from metal.provider import TAG, Device, lease_tag
 from storage.models import Lease, Orphan, SentReminder, Server
 
 log = logging.getLogger(__name__)
@@ -189,7 +189,7 @@ def _reconcile_if_due(lab: Lab, now: datetime, report: SweepReport) -> bool:
     return True
 
 
-def _orphans(lab: Lab, devices, now: datetime) -> None:
+def _orphans(lab: Lab, devices: list[Device], now: datetime) -> None:
     """Devices with our tag that no lease knows. A device of a lease still provisioning may be
     a create whose answer was lost: that lease adopts it, so it is left alone."""
     ids = [d.id for d in devices]
@@ -202,7 +202,7 @@ def _orphans(lab: Lab, devices, now: datetime) -> None:
             ).all()
         )
         provisioning = {
-            f"lease-{i}"
+            lease_tag(i)
             for i in session.exec(select(Lease.id).where(Lease.state == State.PROVISIONING)).all()
         }
     for device in devices:
@@ -211,7 +211,7 @@ def _orphans(lab: Lab, devices, now: datetime) -> None:
         _orphan(lab, device, now)
 
 
-def _orphan(lab: Lab, device, now: datetime) -> None:
+def _orphan(lab: Lab, device: Device, now: datetime) -> None:
     with lab.db.write() as session:
         seen = session.get(Orphan, device.id)
         if seen is None:

@@ -1,4 +1,5 @@
-"""Read-only questions: my leases, one lease, the credit report, the audit log, the catalog."""
+"""What people ask to see: my leases, one lease, the credit report, the audit log, the catalog;
+and the one thing they send back afterwards, the write-up link."""
 
 from __future__ import annotations
 
@@ -29,7 +30,6 @@ from storage.models import AuditEvent, Lease, Server
 
 def leases(
     lab: Lab,
-    now: datetime,
     *,
     owner: str | None = None,
     states: list[str] | None = None,
@@ -45,7 +45,7 @@ def leases(
 
 
 def my_leases_text(lab: Lab, user: str, now: datetime) -> str:
-    mine = leases(lab, now, owner=user, limit=20)
+    mine = leases(lab, owner=user, limit=20)
     if not mine:
         return "You have no leases yet. Ask for servers with `request`."
     current = [lease for lease in mine if State(lease.state) not in TERMINAL]
@@ -57,9 +57,7 @@ def my_leases_text(lab: Lab, user: str, now: datetime) -> str:
 
 
 def show(lab: Lab, actor: str, lease_id: int, now: datetime) -> Outcome:
-    with lab.db.read() as session:
-        lease = session.get(Lease, lease_id)
-        servers = list(session.exec(select(Server).where(Server.lease_id == lease_id)).all())
+    lease, servers = lease_with_servers(lab, lease_id)
     if lease is None:
         return refuse(lab, now, actor, "show", not_found(lease_id), lease_id)
     return Outcome(True, describe(lease, servers, now), lease_id)

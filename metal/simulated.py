@@ -157,11 +157,8 @@ class SimulatedProvider:
         except Exception:  # not migrated yet: nothing stored
             return 0
 
-    def devices(self) -> list[Device]:
-        """Every live device, whatever its tags (for tests and the demo)."""
-        return self.list_all()
-
     def list_all(self) -> list[Device]:
+        """Every live device, whatever its tags (for tests)."""
         now = self.clock()
         with self.db.read() as session:
             rows = session.exec(select(SimDevice)).all()

@@ -22,7 +22,6 @@ APPROVE = "lease_approve"
 DENY = "lease_deny"
 EXTENSION_APPROVE = "extension_approve"
 EXTENSION_DENY = "extension_deny"
-REVIEW_ACTIONS = (APPROVE, DENY, EXTENSION_APPROVE, EXTENSION_DENY)
 
 target_of = number  # every card button carries the lease (or extension) number as its value
 

@@ -56,12 +56,17 @@ def _sentence(message: Message) -> list[Block]:
     return [section(escape(message.text))]
 
 
-def _with_lease_buttons(message: Message) -> list[Block]:
-    buttons = lease_buttons(message.lease_id, "active") if message.lease_id else []
+def _with_buttons(message: Message, state: str) -> list[Block]:
+    """The sentence, then the buttons the owner has for a lease in `state`."""
+    buttons = lease_buttons(message.lease_id, state) if message.lease_id else []
     return [
         *_sentence(message),
         *([actions(f"lease:{message.lease_id}", *buttons)] if buttons else []),
     ]
+
+
+def _with_lease_buttons(message: Message) -> list[Block]:
+    return _with_buttons(message, "active")
 
 
 def _ready(message: Message) -> list[Block]:
@@ -90,11 +95,7 @@ def _writeup(message: Message) -> list[Block]:
 
 
 def _request_received(message: Message) -> list[Block]:
-    cancel = lease_buttons(message.lease_id, "pending") if message.lease_id else []
-    return [
-        *_sentence(message),
-        *([actions(f"lease:{message.lease_id}", *cancel)] if cancel else []),
-    ]
+    return _with_buttons(message, "pending")
 
 
 _BY_KIND: dict[Kind, Callable[[Message], list[Block]]] = {

@@ -67,8 +67,8 @@ def refresh_home(ctx: AppContext, user: str) -> None:
         return
     now = ctx.clock()
     lab = ctx.lab
-    mine = leases(lab, now, owner=user, limit=20)
-    pending = leases(lab, now, states=[State.PENDING], limit=15)
+    mine = leases(lab, owner=user, limit=20)
+    pending = leases(lab, states=[State.PENDING], limit=15)
     view = home_view(
         mine, credit_report(lab, now), pending if lab.roles.is_reviewer(user) else None, now
     )
