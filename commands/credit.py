@@ -63,11 +63,12 @@ def ensure_grant(session: Session, month: str, policy: Policy, now: datetime) ->
         session.flush()
 
 
-def ledger_totals(session: Session, month: str) -> tuple[int, int]:
-    """(granted incl. adjustments, overrides) for a month."""
+def ledger_totals(session: Session, month: str, project: str | None = None) -> tuple[int, int]:
+    """(granted incl. adjustments, overrides) for a month: the lab's, or the rows written
+    against one project's cap."""
     rows = session.exec(
         select(LedgerEntry.kind, func.sum(LedgerEntry.amount_cents))
-        .where(LedgerEntry.month == month)
+        .where(LedgerEntry.month == month, LedgerEntry.project == project)
         .group_by(LedgerEntry.kind)
     ).all()
     sums = dict(rows)
@@ -145,7 +146,8 @@ def books(
             ensure_grant(session, month, policy, now)
             granted, overrides = ledger_totals(session, month)
         else:
-            granted, overrides = policy.project_cap_cents or 0, 0
+            _, overrides = ledger_totals(session, month, project)
+            granted = policy.project_cap_cents or 0
         result[month] = MonthBooks(month, granted, overrides, spent[month], committed[month])
     return result
 
@@ -187,8 +189,16 @@ def shortfall_words(short: dict[str, int]) -> str:
 
 
 def record_override(
-    session: Session, lease_id: int, short: dict[str, int], actor: str, reason: str, now: datetime
+    session: Session,
+    lease_id: int,
+    short: dict[str, int],
+    actor: str,
+    reason: str,
+    now: datetime,
+    project: str | None = None,
 ) -> None:
+    """An admin's approval past the month's credit (or, with `project`, past that project's
+    cap): one ledger row per month, for the amount it goes over."""
     for month, cents in short.items():
         session.add(
             LedgerEntry(
@@ -198,6 +208,7 @@ def record_override(
                 actor=actor,
                 reason=reason,
                 lease_id=lease_id,
+                project=project,
                 created_at=now,
             )
         )

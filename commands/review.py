@@ -39,8 +39,7 @@ def approve(
         problem = _undecidable(lease, lease_id) or _over_budget(session, lab, lease, now, override)
         if problem is None:
             if override is not None:
-                short = shortfalls(session, lease, lab.policy, now)
-                record_override(session, lease_id, short, actor, override, now)
+                _record_overrides(session, lab, lease, actor, override, now)
             move(session, lease, State.APPROVED, decided_by=actor, decided_at=now, due_at=now)
             audit(session, now, actor, "approve", lease_id, override=override)
             _tell_decision(session, lease, actor, now, "approved", "")
@@ -127,6 +126,17 @@ def _over_budget(
             f'An admin can approve it with `approve {lease.id} override="why"`.'
         )
     return None
+
+
+def _record_overrides(
+    session: Session, lab: Lab, lease: Lease, actor: str, reason: str, now: datetime
+) -> None:
+    """What the override takes past the lab's months and past the project's cap, each on the
+    ledger with who and why."""
+    short = shortfalls(session, lease, lab.policy, now)
+    record_override(session, lease.id, short, actor, reason, now)
+    project_short = project_shortfalls(session, lease, lab.policy, now)
+    record_override(session, lease.id, project_short, actor, reason, now, project=lease.project)
 
 
 def _tell_decision(

@@ -92,6 +92,7 @@ class LedgerEntry(SQLModel, table=True):
     actor: str
     reason: str
     lease_id: int | None = None
+    project: str | None = Field(default=None, index=True)  # set: against that project's cap
     key: str | None = None
     created_at: datetime
 

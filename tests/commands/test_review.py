@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from commands.credit import OVERRIDE
+from sqlmodel import select
+
+from commands.credit import OVERRIDE, books
 from commands.notices import Kind
 from commands.review import approve, deny
 from commands.states import State
+from storage.models import LedgerEntry
 from tests.commands.helpers import audits, file, lease, ledger, live_devices, servers, snapshot
-from tests.conftest import ADMIN, OWNER, REVIEWER, request_input, with_policy
+from tests.conftest import ADMIN, OWNER, REVIEWER, with_policy
 
 BIG = {"plan": "m1.xlarge.x86", "count": 100, "duration": timedelta(days=14)}
 
@@ -123,6 +126,17 @@ def test_per_project_cap(lab, clock):
     other = file(lab, clock, project="envoy", repo_url="https://github.com/envoyproxy/envoy")
     assert approve(lab, REVIEWER, other, clock.now).ok
     assert approve(lab, ADMIN, second, clock.now, override="release week").ok
+    with lab.db.read() as session:
+        rows = session.exec(select(LedgerEntry).where(LedgerEntry.kind == "override")).all()
+    # Past the project's cap only: one row against coredns's cap, none against the lab's month.
+    assert [(r.project, r.month, r.amount_cents, r.actor, r.reason) for r in rows] == [
+        ("coredns", "2026-11", 1_760, ADMIN, "release week")
+    ]
+    with lab.db.write() as session:
+        project = books(session, ["2026-11"], lab.policy, clock.now, project="coredns")
+        assert project["2026-11"].spent + project["2026-11"].committed == 11_760
+        assert project["2026-11"].allowance == 11_760
+        assert books(session, ["2026-11"], lab.policy, clock.now)["2026-11"].overrides == 0
 
 
 def test_request_then_approve_leaves_the_owner_count_of_pending_requests(lab, clock):
@@ -130,4 +144,3 @@ def test_request_then_approve_leaves_the_owner_count_of_pending_requests(lab, cl
     lease_id = file(lab, clock)
     approve(lab, REVIEWER, lease_id, clock.now)
     assert file(lab, clock, actor=OWNER, **{"count": 1})
-    assert request_input().count == 3

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-27 03:28:17.180182
+Create Date: 2026-11-27 03:55:46.021179
 """
 
 import sqlalchemy as sa
@@ -77,6 +77,7 @@ def upgrade() -> None:
     sa.Column('actor', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('reason', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('lease_id', sa.Integer(), nullable=True),
+    sa.Column('project', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
     sa.Column('key', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
     sa.Column('created_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
     sa.PrimaryKeyConstraint('id'),
@@ -84,6 +85,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('ledgerentry', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_ledgerentry_month'), ['month'], unique=False)
+        batch_op.create_index(batch_op.f('ix_ledgerentry_project'), ['project'], unique=False)
 
     op.create_table('marker',
     sa.Column('key', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
@@ -209,6 +211,7 @@ def downgrade() -> None:
     op.drop_table('notice')
     op.drop_table('marker')
     with op.batch_alter_table('ledgerentry', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_ledgerentry_project'))
         batch_op.drop_index(batch_op.f('ix_ledgerentry_month'))
 
     op.drop_table('ledgerentry')
