@@ -9,7 +9,7 @@ tag and the server's hostname before creating again, so a server is never create
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from datetime import datetime, timedelta
 
 from sqlalchemy import update
@@ -157,8 +157,12 @@ def _create_missing(lab: Lab, lease_id: int, now: datetime) -> None:
     claimed = _claim_creates(lab, todo, now)
     workers = max(1, min(lab.policy.provider_concurrency, len(claimed) or 1))
     with ThreadPoolExecutor(workers, thread_name_prefix=f"create-{lease_id}") as pool:
-        # Each answer is recorded as it arrives, so a crash loses at most the creates in flight.
-        list(pool.map(lambda server: _create_one(lab, lease, server, now), claimed))
+        sent = {pool.submit(_send_create, lab, lease, server): server for server in claimed}
+        # Answers are recorded as they arrive, all those in hand in one transaction, so a
+        # crash loses at most the creates in flight (found again by tag and hostname).
+        while sent:
+            done, _ = wait(sent, return_when=FIRST_COMPLETED)
+            _record_creates(lab, lease, [(sent.pop(f), f.result()) for f in done], now)
 
 
 def _has_capacity(lab: Lab, lease: Lease, todo: list[Server], now: datetime) -> bool:
@@ -199,10 +203,6 @@ def _claim_creates(lab: Lab, servers: list[Server], now: datetime) -> list[Serve
     return [s for s in servers if s.id in taken]
 
 
-def _create_one(lab: Lab, lease: Lease, server: Server, now: datetime) -> None:
-    _record_create(lab, lease, server, _send_create(lab, lease, server), now)
-
-
 def _send_create(lab: Lab, lease: Lease, server: Server) -> Device | Exception:
     spec = DeviceSpec(
         hostname=server.hostname,
@@ -219,37 +219,45 @@ def _send_create(lab: Lab, lease: Lease, server: Server) -> Device | Exception:
         return error
 
 
-def _record_create(
-    lab: Lab, lease: Lease, server: Server, result: Device | Exception, now: datetime
+def _record_creates(
+    lab: Lab, lease: Lease, answers: list[tuple[Server, Device | Exception]], now: datetime
 ) -> None:
     with lab.db.write() as session:
-        row = session.get(Server, server.id)
-        if row is None or row.state != "creating":
-            return
-        if isinstance(result, Device):
-            row.state, row.provider_id, row.retry_at = "provisioning", result.id, None
-            row.last_error = ""
-            audit(
-                session, now, "system", "create", lease.id, hostname=row.hostname, device=result.id
-            )
-        else:
-            retryable = not isinstance(result, ProviderError) or result.retryable
-            exhausted = row.create_attempts >= lab.policy.create_attempts or not retryable
-            row.state = "failed" if exhausted else "pending"
-            row.retry_at = None if exhausted else now + _backoff(row.create_attempts)
-            row.last_error = str(result)[:500]
-            audit(
-                session,
-                now,
-                "system",
-                "create",
-                lease.id,
-                "failed",
-                hostname=row.hostname,
-                error=row.last_error,
-                final=exhausted,
-            )
-        session.add(row)
+        for server, result in answers:
+            row = session.get(Server, server.id)
+            if row is not None and row.state == "creating":
+                _record_create(session, lab, lease, row, result, now)
+                session.add(row)
+
+
+def _record_create(
+    session: Session, lab: Lab, lease: Lease, row: Server, result: Device | Exception, now: datetime
+) -> None:
+    if isinstance(result, Device):
+        row.state, row.provider_id, row.retry_at, row.last_error = (
+            "provisioning",
+            result.id,
+            None,
+            "",
+        )
+        audit(session, now, "system", "create", lease.id, hostname=row.hostname, device=result.id)
+        return
+    retryable = not isinstance(result, ProviderError) or result.retryable
+    exhausted = row.create_attempts >= lab.policy.create_attempts or not retryable
+    row.state = "failed" if exhausted else "pending"
+    row.retry_at = None if exhausted else now + _backoff(row.create_attempts)
+    row.last_error = str(result)[:500]
+    audit(
+        session,
+        now,
+        "system",
+        "create",
+        lease.id,
+        "failed",
+        hostname=row.hostname,
+        error=row.last_error,
+        final=exhausted,
+    )
 
 
 def _backoff(attempts: int) -> timedelta:
