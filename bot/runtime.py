@@ -46,5 +46,9 @@ def build_lab(
 ) -> Lab:
     db = db or open_database(settings)
     provider = make_provider(settings, db, clock)
-    catalog = settings.catalog if settings.provider == "simulated" else None
+    # Read now, not on the first request form: a form must open within the trigger's seconds.
+    try:
+        catalog = provider.catalog()
+    except ProviderError as error:
+        raise SettingsError(f"the provider's plan catalog could not be read: {error}") from error
     return Lab(db, provider, notifier, settings.policy, settings.roles, catalog)

@@ -186,7 +186,17 @@ def _reconcile_if_due(lab: Lab, now: datetime, report: SweepReport) -> bool:
         stamp(session, RECONCILE, now)
     _orphans(lab, devices, now)
     _vanished(lab, {d.id for d in devices}, now)
+    _refresh_catalog(lab, report)
     return True
+
+
+def _refresh_catalog(lab: Lab, report: SweepReport) -> None:
+    """Plans and prices come from the provider's own lists where it has them; a failed read
+    keeps the catalog we had."""
+    try:
+        lab.catalog = lab.provider.catalog()
+    except Exception as error:
+        report.errors.append(f"reading the provider's catalog failed: {error}")
 
 
 def _orphans(lab: Lab, devices: list[Device], now: datetime) -> None:

@@ -3,6 +3,7 @@ reminders, expiry after grace, failing deletes and quarantine, orphans and vanis
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 from commands.notices import Kind
@@ -298,3 +299,12 @@ def test_a_vanished_device_is_flagged_and_stops_billing(lab, clock):
     sweep(lab, row.ends_at + lab.policy.grace)
     assert lease(lab.db, lease_id).state == State.RECLAIMED
     assert live_devices(lab) == []
+
+
+def test_the_reconcile_reads_the_providers_catalog_again(lab, clock):
+    """A price the provider changes reaches the next request's estimate."""
+    plans = dict(lab.plans().plans)
+    plans["c1.small.x86"] = replace(plans["c1.small.x86"], hourly_cents=55)
+    lab.provider._catalog = replace(lab.plans(), plans=plans)  # the provider's list changed
+    sweep(lab, clock.now)
+    assert lab.plans().plans["c1.small.x86"].hourly_cents == 55
