@@ -60,13 +60,14 @@ from benchmarks.common import (
     timed,
     workdir,
 )
+from commands.billing import cost_by_month
 from commands.lab import Lab
 from commands.policy import Policy
 from commands.review import approve
 from commands.sweep import BATCH, due_leases, sweep
 from metal.catalog import SEED_METROS, SEED_OSES, SEED_PLANS
 from storage.db import Database
-from storage.models import AuditEvent, Lease, Notice, SentReminder, Server, SimDevice
+from storage.models import AuditEvent, Lease, Notice, SentReminder, Server, ServerSpend, SimDevice
 
 NOW = datetime(2026, 11, 16, 12, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)
@@ -181,10 +182,30 @@ class Rows:
             kinds={i: k for i, k in self.kinds.items() if i in lease_ids},
         )
 
+    def spend(self) -> list[dict]:
+        """What each deleted server billed per month, as the engine writes it when it confirms
+        a server gone: the books read history from these rows."""
+        projects = {lease["id"]: lease["project"] for lease in self.leases}
+        return [
+            {
+                "server_id": server["id"],
+                "month": month,
+                "lease_id": server["lease_id"],
+                "project": projects[server["lease_id"]],
+                "cents": cents,
+            }
+            for server in self.servers
+            if "id" in server and server["active_at"] and server["deleted_at"]
+            for month, cents in cost_by_month(
+                server["active_at"], server["deleted_at"], 1, server["hourly_cents"]
+            ).items()
+        ]
+
     def insert_into(self, db: Database) -> None:
         tables = (
             (Lease, self.leases),
             (Server, self.servers),
+            (ServerSpend, self.spend()),
             (SentReminder, self.reminders),
             (AuditEvent, self.audit),
             (Notice, self.notices),

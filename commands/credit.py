@@ -10,16 +10,16 @@ an admin records an override in the ledger.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, or_, union_all
+from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from commands.billing import cost_by_month, format_cents, month_bounds, started_hours
 from commands.policy import Policy
 from commands.states import LIVE, State
-from storage.models import Lease, LedgerEntry, Server
+from storage.models import Lease, LedgerEntry, Server, ServerSpend
 
 GRANT = "grant"
 ADJUSTMENT = "adjustment"
@@ -128,18 +128,13 @@ def books(
     exclude_lease: int | None = None,
 ) -> dict[str, MonthBooks]:
     """The books of several months at once, optionally for one project."""
+    tally = _tally(session, months, policy, now, project, exclude_lease)
     spent: dict[str, int] = defaultdict(int)
     committed: dict[str, int] = defaultdict(int)
-    first, _ = month_bounds(min(months))
-    _, last = month_bounds(max(months))
-    for lease, servers in leases_touching(session, first, last, project):
-        if lease.id == exclude_lease:
-            continue
-        for s in servers:
-            for key, cents in server_spend(s, lease, now).items():
-                spent[key] += cents
-        for key, cents in lease_commitment(lease, servers, policy, now).items():
-            committed[key] += cents
+    for (_, month), cents in tally.spent.items():
+        spent[month] += cents
+    for (_, month), cents in tally.committed.items():
+        committed[month] += cents
     result = {}
     for month in months:
         if project is None:
@@ -236,33 +231,114 @@ def runs_out_at(month: MonthBooks, burn_per_day: int, now: datetime) -> datetime
     return at if at < month_end else None
 
 
-def leases_touching(
-    session: Session, start: datetime, end: datetime, project: str | None
-) -> list[tuple[Lease, list[Server]]]:
-    """Live leases (they hold commitments) and every lease whose servers billed in the
-    window. Both are found by indexed columns, not by scanning every lease."""
-    live_ids = select(Lease.id).where(col(Lease.state).in_([s.value for s in LIVE]))
-    # Two halves, each answered by the index on deleted_at: an OR of them makes SQLite walk
-    # every server that ever started.
-    running = select(Server.lease_id).where(
-        col(Server.deleted_at).is_(None), col(Server.active_at) < end
+@dataclass
+class Tally:
+    """Cents per (project, month): spent so far, and still committed by live leases."""
+
+    spent: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
+    committed: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
+
+
+def _tally(
+    session: Session,
+    months: list[str],
+    policy: Policy,
+    now: datetime,
+    project: str | None = None,
+    exclude_lease: int | None = None,
+) -> Tally:
+    """Three indexed reads: what deleted servers billed (summed in SQL), the live leases with
+    their servers, and the servers of ended leases still billing. None of them grows with the
+    lab's history."""
+    tally = Tally()
+    wanted = set(months)
+    finished = select(ServerSpend.project, ServerSpend.month, func.sum(ServerSpend.cents)).where(
+        col(ServerSpend.month).in_(months)
     )
-    gone_in_window = select(Server.lease_id).where(
-        col(Server.deleted_at) >= start, col(Server.active_at) < end
+    if project is not None:
+        finished = finished.where(ServerSpend.project == project)
+    if exclude_lease is not None:
+        finished = finished.where(ServerSpend.lease_id != exclude_lease)
+    for name, month, cents in session.exec(
+        finished.group_by(ServerSpend.project, ServerSpend.month)
+    ).all():
+        tally.spent[name, month] += cents
+    for lease, servers in _live_leases(session, project, exclude_lease):
+        running = [s for s in servers if s.deleted_at is None]
+        _add(tally.spent, lease, _sum_months(server_spend(s, lease, now) for s in running), wanted)
+        _add(tally.committed, lease, lease_commitment(lease, servers, policy, now), wanted)
+    for server, lease in _running_servers_of_ended_leases(session, project, exclude_lease):
+        _add(tally.spent, lease, server_spend(server, lease, now), wanted)
+    return tally
+
+
+def _add(
+    into: dict[tuple[str, str], int], lease: Lease, cents: dict[str, int], wanted: set[str]
+) -> None:
+    for month, amount in cents.items():
+        if month in wanted:
+            into[lease.project, month] += amount
+
+
+def project_tally(session: Session, month: str, policy: Policy, now: datetime) -> Tally:
+    """The month's spent and committed money of every project at once."""
+    return _tally(session, [month], policy, now)
+
+
+def _running_servers_of_ended_leases(
+    session: Session, project: str | None, exclude_lease: int | None
+) -> list[tuple[Server, Lease]]:
+    """Servers still billing for leases that are over (being released, expiring,
+    quarantined, failed): the few the live leases do not already account for."""
+    query = (
+        select(Server, Lease)
+        .join(Lease, col(Lease.id) == Server.lease_id)
+        .where(
+            col(Server.deleted_at).is_(None),
+            col(Server.active_at).is_not(None),
+            col(Lease.state).not_in([s.value for s in LIVE]),
+        )
     )
-    billed_ids = union_all(running, gone_in_window)
-    query = select(Lease).where(or_(col(Lease.id).in_(live_ids), col(Lease.id).in_(billed_ids)))
     if project is not None:
         query = query.where(Lease.project == project)
+    if exclude_lease is not None:
+        query = query.where(col(Lease.id) != exclude_lease)
+    return list(session.exec(query).all())
+
+
+def _live_leases(
+    session: Session, project: str | None, exclude_lease: int | None
+) -> list[tuple[Lease, list[Server]]]:
+    query = select(Lease).where(col(Lease.state).in_([s.value for s in LIVE]))
+    if project is not None:
+        query = query.where(Lease.project == project)
+    if exclude_lease is not None:
+        query = query.where(col(Lease.id) != exclude_lease)
     leases = session.exec(query).all()
     servers: dict[int, list[Server]] = defaultdict(list)
     if leases:
         rows = session.exec(
             select(Server).where(col(Server.lease_id).in_([lease.id for lease in leases]))
         ).all()
-        for s in rows:
-            servers[s.lease_id].append(s)
+        for row in rows:
+            servers[row.lease_id].append(row)
     return [(lease, servers[lease.id]) for lease in leases]
+
+
+def settle_spend(session: Session, server: Server, lease: Lease) -> None:
+    """Write down, once, what a server that is now gone billed in each month."""
+    if server.active_at is None or server.deleted_at is None:
+        return
+    for month, cents in server_spend(server, lease, server.deleted_at).items():
+        session.merge(
+            ServerSpend(
+                server_id=server.id,
+                month=month,
+                lease_id=lease.id,
+                project=lease.project,
+                cents=cents,
+            )
+        )
 
 
 def _sum_months(parts) -> dict[str, int]:

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import update
 from sqlmodel import Session, col, func, select
 
+from commands.credit import settle_spend
 from commands.facts import shape
 from commands.lab import Lab, Outcome, audit, move, not_found, owner_or_admin, refuse, wrong_state
 from commands.notices import ADMIN, Kind, enqueue, owner
@@ -177,11 +178,13 @@ def _mark_gone(lab: Lab, server: Server, now: datetime) -> None:
         gone_at = min(now, backstop) if backstop else now
         if server.active_at and gone_at < server.active_at:
             gone_at = now
-        session.exec(
+        gone = session.exec(
             update(Server)
             .where(col(Server.id) == server.id, Server.state == "deleting")
             .values(state="deleted", deleted_at=gone_at, retry_at=None, last_error="")
         )
+        if gone.rowcount == 1:
+            settle_spend(session, session.get(Server, server.id), lease)
 
 
 def _retry_later(lab: Lab, server: Server, at: datetime) -> None:
@@ -300,11 +303,13 @@ def resolve(lab: Lab, actor: str, lease_id: int, now: datetime) -> Outcome:
             problem = wrong_state(lease, "resolved", "a quarantined lease")
         else:
             problem = None
-            session.exec(
-                update(Server)
-                .where(Server.lease_id == lease_id, Server.state == "deleting")
-                .values(state="deleted", deleted_at=now, retry_at=None)
-            )
+            left = session.exec(
+                select(Server).where(Server.lease_id == lease_id, Server.state == "deleting")
+            ).all()
+            for server in left:
+                server.state, server.deleted_at, server.retry_at = "deleted", now, None
+                session.add(server)
+                settle_spend(session, server, lease)
             finish(session, lease, now, actor)
     if problem:
         return refuse(lab, now, actor, "resolve", problem, lease_id)

@@ -15,7 +15,7 @@ from datetime import datetime
 from sqlmodel import col, select
 
 from commands.billing import format_cents, month_key
-from commands.credit import books, burn_rate_cents_per_day, runs_out_at
+from commands.credit import books, burn_rate_cents_per_day, runs_out_at, settle_spend
 from commands.facts import shape, when
 from commands.lab import Lab, audit, move
 from commands.markers import last, once, stamp
@@ -270,6 +270,7 @@ def _vanished(lab: Lab, present: set[str], now: datetime) -> None:
                 continue
             row.state, row.deleted_at = "vanished", now
             lease = session.get(Lease, row.lease_id)
+            settle_spend(session, row, lease)
             lease.flagged = f"{row.hostname} vanished from the provider at {when(now)}"
             session.add_all([row, lease])
             audit(session, now, "system", "vanished", lease.id, hostname=row.hostname)

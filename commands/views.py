@@ -11,15 +11,8 @@ from datetime import datetime
 
 from sqlmodel import Session, col, select
 
-from commands.billing import format_cents, month_bounds, month_key
-from commands.credit import (
-    books,
-    burn_rate_cents_per_day,
-    lease_commitment,
-    leases_touching,
-    runs_out_at,
-    server_spend,
-)
+from commands.billing import format_cents, month_key
+from commands.credit import books, burn_rate_cents_per_day, project_tally, runs_out_at
 from commands.facts import describe, one_line
 from commands.lab import Lab, Outcome, audit, not_found, refuse
 from commands.policy import is_link
@@ -131,23 +124,16 @@ def credit_report(lab: Lab, now: datetime, month: str | None = None) -> CreditRe
 
 
 def _by_project(session: Session, lab: Lab, month: str, now: datetime) -> list[CreditLine]:
-    start, end = month_bounds(month)
-    spent: dict[str, int] = {}
-    committed: dict[str, int] = {}
-    for lease, servers in leases_touching(session, start, end, None):
-        spent[lease.project] = spent.get(lease.project, 0) + sum(
-            server_spend(s, lease, now).get(month, 0) for s in servers
-        )
-        committed[lease.project] = committed.get(lease.project, 0) + lease_commitment(
-            lease, servers, lab.policy, now
-        ).get(month, 0)
+    tally = project_tally(session, month, lab.policy, now)
+    spent = {p: c for (p, _), c in tally.spent.items()}
+    committed = {p: c for (p, _), c in tally.committed.items()}
     cap = lab.policy.project_cap_cents
-    return [
-        CreditLine(
-            p, cap, spent[p], committed[p], None if cap is None else cap - spent[p] - committed[p]
-        )
-        for p in sorted(spent)
-    ]
+    lines = []
+    for p in sorted(spent.keys() | committed.keys()):
+        used, held = spent.get(p, 0), committed.get(p, 0)
+        left = None if cap is None else cap - used - held
+        lines.append(CreditLine(p, cap, used, held, left))
+    return lines
 
 
 def audit_events(

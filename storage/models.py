@@ -79,6 +79,18 @@ class Server(SQLModel, table=True):
     last_error: str = ""
 
 
+class ServerSpend(SQLModel, table=True):
+    """What a server billed in a month, written once when it is confirmed gone. The books sum
+    these in SQL and compute only the servers still running, so reading a month's money costs
+    what is live, not the lab's whole history."""
+
+    server_id: int = Field(foreign_key="server.id", primary_key=True)
+    month: str = Field(primary_key=True, index=True)
+    lease_id: int = Field(index=True)
+    project: str = Field(index=True)
+    cents: int
+
+
 class LedgerEntry(SQLModel, table=True):
     """Grants, adjustments and overrides: who moved the month's money and why. `key` makes the
     automatic monthly grant exactly-once."""
