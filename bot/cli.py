@@ -89,16 +89,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _operator_lab():
-    """A Lab for the operator's commands: real settings, notices left in the outbox for the
-    running bot to deliver."""
+    """A Lab for the operator's commands: real settings, and no notifier, so the notices they
+    cause wait in the outbox for the running bot to send."""
     from bot.runtime import build_lab
-    from commands.notices import RecordingNotifier
 
-    class _Outbox(RecordingNotifier):
-        def deliver(self, message):
-            raise RuntimeError("delivered by the running bot")
-
-    return build_lab(from_env(), _Outbox())
+    return build_lab(from_env(), None)
 
 
 def _now() -> datetime:

@@ -63,13 +63,7 @@ def main(workdir: Path | None = None, provider: str = "simulated") -> int:
         if provider == "packet":
             metal = stack.enter_context(FakePacket(clock=clock, provision_seconds=240))
             os.environ["REQUESTS_CA_BUNDLE"] = metal.ca_bundle_path
-            settings = replace(
-                settings,
-                provider="packet",
-                packet_auth_token=metal.token,
-                packet_project_id=metal.project_id,
-                packet_api_url=metal.end_point,
-            )
+            settings = on_fake_packet(settings, metal)
             print(
                 f"(servers come through packet-python from a fake Packet API at {metal.end_point})"
             )
@@ -79,6 +73,18 @@ def main(workdir: Path | None = None, provider: str = "simulated") -> int:
         ctx.shutdown()
         ctx.lab.db.dispose()
     return 0
+
+
+def on_fake_packet(settings: Settings, metal: FakePacket, **changes: Any) -> Settings:
+    """The same settings, with servers from the fake Packet API (the demo and the tests)."""
+    return replace(
+        settings,
+        provider="packet",
+        packet_auth_token=metal.token,
+        packet_project_id=metal.project_id,
+        packet_api_url=metal.end_point,
+        **changes,
+    )
 
 
 def _settings(workdir: Path, fake: FakeSlack, secret: str) -> Settings:

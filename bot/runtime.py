@@ -42,7 +42,11 @@ def make_provider(settings: Settings, db: Database, clock: Clock = utcnow) -> Pr
 
 
 def build_lab(
-    settings: Settings, notifier: Notifier, *, clock: Clock = utcnow, db: Database | None = None
+    settings: Settings,
+    notifier: Notifier | None,
+    *,
+    clock: Clock = utcnow,
+    db: Database | None = None,
 ) -> Lab:
     db = db or open_database(settings)
     provider = make_provider(settings, db, clock)

@@ -80,10 +80,16 @@ def server_spend(server: Server, lease: Lease, now: datetime) -> dict[str, int]:
     never past its lease's provider backstop, when the provider deletes it by itself."""
     if server.active_at is None:
         return {}
-    end = server.deleted_at or now
-    if lease.backstop_at is not None:
-        end = min(end, lease.backstop_at)
+    end = billing_stops(lease, server.deleted_at or now)
     return cost_by_month(server.active_at, max(end, server.active_at), 1, server.hourly_cents)
+
+
+def billing_stops(lease: Lease, gone_by: datetime) -> datetime:
+    """When a server known to be gone by `gone_by` stopped billing: the provider's backstop
+    deleted it then, if that came first."""
+    if lease.backstop_at is None:
+        return gone_by
+    return min(gone_by, lease.backstop_at)
 
 
 def planned_window(lease: Lease, policy: Policy, now: datetime) -> tuple[datetime, datetime]:

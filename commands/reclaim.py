@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import update
 from sqlmodel import Session, col, func, select
 
-from commands.credit import settle_spend
+from commands.credit import billing_stops, settle_spend
 from commands.facts import shape
 from commands.lab import Lab, Outcome, audit, move, not_found, owner_or_admin, refuse, wrong_state
 from commands.notices import ADMIN, Kind, enqueue, owner
@@ -173,9 +173,7 @@ def _confirm_gone(lab: Lab, lease_id: int, servers: list[Server], now: datetime)
 def _mark_gone(lab: Lab, server: Server, now: datetime) -> None:
     with lab.db.write() as session:
         lease = session.get(Lease, server.lease_id)
-        # A device the provider's backstop deleted while we were away stopped billing then.
-        backstop = lease.backstop_at if lease else None
-        gone_at = min(now, backstop) if backstop else now
+        gone_at = billing_stops(lease, now)
         if server.active_at and gone_at < server.active_at:
             gone_at = now
         gone = session.exec(

@@ -45,7 +45,7 @@ class SimulatedProvider:
         self.db = db
         self.clock = clock
         self.provision_time = timedelta(seconds=provision_seconds)
-        self._catalog = catalog or seed()
+        self.offered = catalog or seed()  # what the provider lists now; a test may change it
         self.create_delay = create_delay
         self._lock = threading.Lock()
         self._fail_creates = 0
@@ -69,7 +69,7 @@ class SimulatedProvider:
 
     # Provider ------------------------------------------------------------------------------
     def catalog(self) -> Catalog:
-        return self._catalog
+        return self.offered
 
     def create(self, spec: DeviceSpec) -> Device:
         self._note("create")
@@ -81,7 +81,7 @@ class SimulatedProvider:
                 raise ProviderError("simulated: create refused (injected failure)")
             fails = self._fail_provisioning > 0
             self._fail_provisioning -= int(fails)
-        if not self._catalog.plan_available(spec.plan, spec.metro):
+        if not self.offered.plan_available(spec.plan, spec.metro):
             raise ProviderError(f"{spec.plan} is not available in {spec.metro}", retryable=False)
         now = self.clock()
         row = SimDevice(
@@ -141,7 +141,7 @@ class SimulatedProvider:
         ]
 
     def capacity(self, plan: str, metro: str, quantity: int) -> bool | None:
-        return self._catalog.plan_available(plan, metro)
+        return self.offered.plan_available(plan, metro)
 
     def set_termination_time(self, device_id: str, when: datetime) -> None:
         self._update(device_id, termination_time=when)

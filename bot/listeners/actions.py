@@ -69,29 +69,26 @@ def _handle(ctx: AppContext, body: Body, on_click: Click) -> None:
     ctx.later(body, refresh_home, ctx, user)
 
 
-def lease_decision(approving: bool) -> Click:
+APPROVERS: dict[str, Callable[[AppContext, str, int], Outcome]] = {
+    "lease": lambda ctx, user, lease_id: approve(ctx.lab, user, lease_id, ctx.clock()),
+    "extension": lambda ctx, user, ext_id: decide_extension(
+        ctx.lab, user, ext_id, True, ctx.clock()
+    ),
+}
+
+
+def decision(kind: str, approving: bool) -> Click:
+    """Approve or Deny on a reviewer card for a request (`lease`) or an `extension`: approving
+    decides at once, denying first asks for the reason."""
+
     def click(ctx: AppContext, body: Body, user: str, value: str) -> None:
-        lease_id = cards.target_of(value)
-        if lease_id is None:
+        target = cards.target_of(value)
+        if target is None:
             tell(ctx, body, BROKEN_BUTTON.format(value=value))
         elif approving:
-            tell(ctx, body, approve(ctx.lab, user, lease_id, ctx.clock()).message)
+            tell(ctx, body, APPROVERS[kind](ctx, user, target).message)
         else:
-            ask_reason(ctx, body, user, "lease", lease_id)
-
-    return click
-
-
-def extension_decision(approving: bool) -> Click:
-    def click(ctx: AppContext, body: Body, user: str, value: str) -> None:
-        extension_id = cards.target_of(value)
-        if extension_id is None:
-            tell(ctx, body, BROKEN_BUTTON.format(value=value))
-        elif approving:
-            outcome = decide_extension(ctx.lab, user, extension_id, True, ctx.clock())
-            tell(ctx, body, outcome.message)
-        else:
-            ask_reason(ctx, body, user, "extension", extension_id)
+            ask_reason(ctx, body, user, kind, target)
 
     return click
 
@@ -157,10 +154,10 @@ def _open(ctx: AppContext, body: Body, view: dict[str, Any]) -> None:
 OPENS_MODAL = {cards.DENY, cards.EXTENSION_DENY, dms.WRITEUP}
 
 CLICKS: dict[str, Click] = {
-    cards.APPROVE: lease_decision(approving=True),
-    cards.DENY: lease_decision(approving=False),
-    cards.EXTENSION_APPROVE: extension_decision(approving=True),
-    cards.EXTENSION_DENY: extension_decision(approving=False),
+    cards.APPROVE: decision("lease", approving=True),
+    cards.DENY: decision("lease", approving=False),
+    cards.EXTENSION_APPROVE: decision("extension", approving=True),
+    cards.EXTENSION_DENY: decision("extension", approving=False),
     dms.EXTEND: on_extend,
     dms.RELEASE: on_lease(release),
     dms.CANCEL: on_lease(cancel),

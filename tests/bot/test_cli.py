@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime
 
 import pytest
+from sqlmodel import select
 
 from bot.cli import main
 from commands.lab import Lab
@@ -14,6 +15,7 @@ from commands.policy import Policy
 from commands.request import request
 from metal.simulated import SimulatedProvider
 from storage.db import Database
+from storage.models import Notice
 from storage.schema import upgrade
 from tests.conftest import OWNER, ROLES, request_input
 
@@ -95,3 +97,18 @@ def test_the_demo_tells_a_whole_story(env, capsys):
     out = capsys.readouterr().out.lower()
     assert "reclaim" in out
     assert "credit for" in out
+
+
+def test_operator_commands_leave_their_notices_for_the_running_bot(env):
+    """An operator's command has no Slack connection: what it causes people to be told waits in
+    the outbox, untouched, for the bot (no failed attempts that would delay it)."""
+    db = Database(f"sqlite:///{env}")
+    upgrade(db)
+    lab = Lab(db, SimulatedProvider(db), None, Policy(), ROLES)
+    filed = request(lab, OWNER, request_input(), datetime.now(UTC))
+    assert main(["sweep", "--once"]) == 0
+    with db.read() as session:
+        waiting = session.exec(select(Notice).where(Notice.lease_id == filed.lease_id)).all()
+    db.dispose()
+    assert {n.kind for n in waiting} == {"request_received", "review_card"}
+    assert all(n.attempts == 0 and n.delivered_at is None for n in waiting)

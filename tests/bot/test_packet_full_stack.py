@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 
 from bot.blocks import cards
+from bot.demo import on_fake_packet
 from bot.fakeslack import FakeSlack
 from commands.sweep import sweep
 from metal.fakepacket import FakePacket
@@ -27,14 +28,7 @@ def packet(clock: Clock, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakePacket
 
 @pytest.fixture
 def slack(fake: FakeSlack, db: Database, clock: Clock, packet: FakePacket) -> Iterator[Slack]:
-    settings = settings_for(
-        fake,
-        provider="packet",
-        packet_auth_token=packet.token,
-        packet_project_id=packet.project_id,
-        packet_api_url=packet.end_point,
-        packet_timeout=1.0,
-    )
+    settings = on_fake_packet(settings_for(fake), packet, packet_timeout=1.0)
     yield from serve(fake, db, clock, settings)
 
 

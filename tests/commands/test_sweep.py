@@ -305,6 +305,6 @@ def test_the_reconcile_reads_the_providers_catalog_again(lab, clock):
     """A price the provider changes reaches the next request's estimate."""
     plans = dict(lab.plans().plans)
     plans["c1.small.x86"] = replace(plans["c1.small.x86"], hourly_cents=55)
-    lab.provider._catalog = replace(lab.plans(), plans=plans)  # the provider's list changed
+    lab.provider.offered = replace(lab.plans(), plans=plans)  # the provider changed its list
     sweep(lab, clock.now)
     assert lab.plans().plans["c1.small.x86"].hourly_cents == 55
