@@ -36,7 +36,7 @@ from commands.reclaim import release
 from commands.request import request
 from commands.review import approve
 from commands.states import State
-from metal.fakepacket import FakePacket
+from fakes.packet import FakePacket
 from metal.packet import PacketProvider
 from metal.provider import lease_tag, utcnow
 from storage.models import Lease

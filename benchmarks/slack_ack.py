@@ -31,12 +31,12 @@ from slack_sdk import WebClient
 from benchmarks.common import serve_forever, served_elsewhere
 from bot.app import LISTENER_THREADS, TrackedPool, build_context, create_app
 from bot.blocks import cards
-from bot.fakeslack import FakeSlack
 from bot.serve import local_server
 from bot.settings import Settings
-from bot.slackrequests import SlackSender
 from commands.policy import Policy, RequestInput, Roles
 from commands.request import request
+from fakes.slack import FakeSlack
+from fakes.slack_sender import SlackSender
 
 CLIENTS = 32
 PER_CLIENT = 5

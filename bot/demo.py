@@ -26,15 +26,15 @@ from typing import Any
 
 from bot.app import AppContext, build_context, create_app
 from bot.blocks import cards, dms, modals
-from bot.fakeslack import Call, FakeSlack
 from bot.serve import local_server
 from bot.settings import Settings
-from bot.slackrequests import SlackSender, field
 from commands.billing import format_cents
 from commands.policy import Policy, Roles
 from commands.sweep import sweep
 from commands.views import credit_report
-from metal.fakepacket import FakePacket
+from fakes.packet import FakePacket
+from fakes.slack import Call, FakeSlack
+from fakes.slack_sender import SlackSender, field
 
 START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 ALICE, BOB, RITA, ADA = "U0ALICE", "U0BOB", "U0RITA", "U0ADA"

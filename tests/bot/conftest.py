@@ -15,12 +15,12 @@ from sqlmodel import select
 
 from bot.app import AppContext, build_context, create_app
 from bot.blocks import cards
-from bot.fakeslack import FakeSlack
 from bot.serve import local_server
 from bot.settings import Settings
-from bot.slackrequests import SlackSender
 from commands.policy import Policy
 from commands.sweep import sweep
+from fakes.slack import FakeSlack
+from fakes.slack_sender import SlackSender
 from storage.db import Database
 from storage.models import AuditEvent, Lease
 from tests.conftest import OWNER, REVIEWER, ROLES, Clock

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.slackrequests import field, select
+from fakes.slack_sender import field, select
 from tests.bot.conftest import INLINE, Slack, body_of, file_request, lease_id_in
 from tests.conftest import OTHER, OWNER
 

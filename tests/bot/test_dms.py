@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 from bot.blocks import cards, dms, modals
-from bot.slackrequests import field
 from commands.notices import deliver
 from commands.sweep import sweep
+from fakes.slack_sender import field
 from tests.bot.conftest import Slack, active_lease, file_request
 from tests.conftest import OTHER, OWNER, REVIEWER
 

@@ -10,7 +10,7 @@ import pytest
 from sqlmodel import func, select
 
 from bot.blocks import cards
-from bot.slackrequests import field
+from fakes.slack_sender import field
 from storage.models import AuditEvent, Lease
 from tests.bot.conftest import INLINE, Slack, file_request
 from tests.conftest import OWNER, REVIEWER

@@ -11,9 +11,9 @@ import pytest
 
 from bot.blocks import cards
 from bot.demo import on_fake_packet
-from bot.fakeslack import FakeSlack
 from commands.sweep import sweep
-from metal.fakepacket import FakePacket
+from fakes.packet import FakePacket
+from fakes.slack import FakeSlack
 from storage.db import Database
 from tests.bot.conftest import Slack, file_request, serve, settings_for
 from tests.conftest import OWNER, REVIEWER, Clock

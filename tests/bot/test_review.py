@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 from bot.blocks import cards, modals
-from bot.slackrequests import field
+from fakes.slack_sender import field
 from tests.bot.conftest import REVIEW_CHANNEL, Slack, file_request
 from tests.conftest import ADMIN, OTHER, OWNER, REVIEWER
 

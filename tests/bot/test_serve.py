@@ -14,8 +14,8 @@ from pathlib import Path
 import requests
 
 from bot import scheduler
-from bot.fakeslack import FakeSlack
-from bot.slackrequests import SlackSender
+from fakes.slack import FakeSlack
+from fakes.slack_sender import SlackSender
 from tests.bot.conftest import SECRET, TOKEN
 
 DEADLINE = 30.0

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from metal.fakepacket import FakePacket
+from fakes.packet import FakePacket
 from metal.packet import PacketProvider
 
 START = datetime(2017, 6, 1, 12, 0, tzinfo=UTC)

@@ -12,7 +12,7 @@ from decimal import Decimal
 import packet
 import pytest
 
-from metal.fakepacket import FakePacket
+from fakes.packet import FakePacket
 from metal.packet import PacketProvider, _cents
 from metal.provider import TAG, DeviceSpec, DeviceState, Provider, ProviderError, lease_tag
 from tests.metal.conftest import SteppedClock

@@ -20,7 +20,7 @@ from commands.review import approve
 from commands.states import State
 from commands.sweep import sweep
 from commands.views import credit_report
-from metal.fakepacket import FakePacket
+from fakes.packet import FakePacket
 from metal.packet import PacketProvider
 from metal.provider import TAG, DeviceSpec
 from storage.db import Database

@@ -22,9 +22,9 @@ from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 from slack_sdk.signature import Clock, SignatureVerifier
 from slack_sdk.webhook import WebhookClient
 
-from bot.fakeslack import BOT_USER_ID, TEAM_ID, Call, FakeSlack
-from bot.slackrequests import SlackSender, select, sign
-from bot.slackrequests import field as text_field
+from fakes.slack import BOT_USER_ID, TEAM_ID, Call, FakeSlack
+from fakes.slack_sender import SlackSender, select, sign
+from fakes.slack_sender import field as text_field
 
 TOKEN = "xoxb-test"
 SECRET = "test-signing-secret"

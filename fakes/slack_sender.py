@@ -17,10 +17,10 @@ from urllib.parse import urlencode
 
 import requests
 
-from bot.fakeslack import APP_ID, BOT_USER_ID, TEAM_ID
+from fakes.slack import APP_ID, BOT_USER_ID, TEAM_ID
 
 if TYPE_CHECKING:
-    from bot.fakeslack import FakeSlack
+    from fakes.slack import FakeSlack
 
 Signature = Literal["good", "bad", "none", "stale"]
 JsonDict = dict[str, Any]
