@@ -9,6 +9,7 @@ from datetime import datetime
 from sqlmodel import select
 
 from commands.lab import Lab, audit
+from storage.locks import locked
 from storage.models import Lease, Server
 
 
@@ -35,7 +36,7 @@ def move_backstop(lab: Lab, lease_id: int, ends_at: datetime, now: datetime) -> 
                 f"{lease.backstop_at:%Y-%m-%d %H:%M} UTC ({error})"
             )
     with lab.db.write() as session:
-        row = session.get(Lease, lease_id)
+        row = locked(session, Lease, lease_id)
         row.backstop_at = max(row.backstop_at, needed)
         session.add(row)
         audit(session, now, "system", "backstop_moved", lease_id, to=needed)

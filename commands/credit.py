@@ -19,6 +19,7 @@ from sqlmodel import Session, col, select
 from commands.billing import cost_by_month, format_cents, month_bounds, started_hours
 from commands.policy import Policy
 from commands.states import LIVE, State
+from storage.locks import insert_once
 from storage.models import Lease, LedgerEntry, Server, ServerSpend
 
 GRANT = "grant"
@@ -49,18 +50,17 @@ def ensure_grant(session: Session, month: str, policy: Policy, now: datetime) ->
     key makes a second writer's insert a no-op)."""
     key = f"grant:{month}"
     if session.exec(select(LedgerEntry.id).where(LedgerEntry.key == key)).first() is None:
-        session.add(
-            LedgerEntry(
-                month=month,
-                kind=GRANT,
-                amount_cents=policy.monthly_credit_cents,
-                actor="system",
-                reason="monthly donor credit",
-                key=key,
-                created_at=now,
-            )
+        insert_once(
+            session,
+            LedgerEntry,
+            month=month,
+            kind=GRANT,
+            amount_cents=policy.monthly_credit_cents,
+            actor="system",
+            reason="monthly donor credit",
+            key=key,
+            created_at=now,
         )
-        session.flush()
 
 
 def ledger_totals(session: Session, month: str, project: str | None = None) -> tuple[int, int]:

@@ -9,6 +9,7 @@ from sqlmodel import Session, delete
 
 from commands.backstop import move_backstop
 from commands.credit import record_override, shortfall_words, shortfalls
+from commands.credit_lock import hold_months
 from commands.durations import format_duration
 from commands.facts import shape, when
 from commands.lab import Lab, Outcome, audit, not_found, owner_or_admin, refuse, wrong_state
@@ -16,6 +17,7 @@ from commands.notices import REVIEW, Kind, enqueue, owner
 from commands.policy import check_extension
 from commands.reminders import next_due, reminder_times
 from commands.states import State
+from storage.locks import locked
 from storage.models import Lease, PendingExtension, SentReminder
 
 
@@ -28,7 +30,7 @@ def extend(lab: Lab, actor: str, lease_id: int, extra: timedelta, now: datetime)
         problem = _move_backstop(lab, lease_id, extra, now)
     if problem is None:
         with lab.db.write() as session:
-            lease = session.get(Lease, lease_id)
+            lease = locked(session, Lease, lease_id)
             if beyond is not None:
                 ext = _ask_reviewers(session, lease, actor, extra, beyond, now)
                 answer = (
@@ -61,8 +63,10 @@ def decide_extension(
     if approve and pending is not None and pending.state == "pending":
         moved = _move_backstop(lab, pending.lease_id, timedelta(seconds=pending.seconds), now)
     with lab.db.write() as session:
+        # The lease before the extension: row locks are always taken in that order.
         ext = session.get(PendingExtension, extension_id)
-        lease = session.get(Lease, ext.lease_id) if ext else None
+        lease = locked(session, Lease, ext.lease_id) if ext else None
+        ext = locked(session, PendingExtension, extension_id)
         problem = _undecidable(ext, lease, extension_id) or moved
         if problem is None and approve:
             problem = _apply(
@@ -116,6 +120,7 @@ def _apply(
             "ends_at": lease.ends_at + extra,
         }
     )
+    hold_months(session, probe, lab.policy, now)
     short = shortfalls(session, probe, lab.policy, now)
     if short and override is None:
         return (

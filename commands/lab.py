@@ -96,11 +96,23 @@ def refuse(
     return Outcome(False, message, lease_id, errors or {})
 
 
-def move(session: Session, lease: Lease, new: State, **values: Any) -> bool:
-    """Change a lease's state with one conditional UPDATE; True only for the caller that won.
+class LostRace(Exception):
+    """Another caller changed the lease first. `move()` raises it inside the write transaction,
+    so everything the loser wrote there rolls back; the use case catches it only to tell its
+    person what happened instead."""
+
+    def __init__(self, lease_id: int, wanted: State) -> None:
+        super().__init__(f"Lease #{lease_id} changed meanwhile; it was not moved to {wanted}.")
+        self.lease_id = lease_id
+
+
+def move(session: Session, lease: Lease, new: State, **values: Any) -> None:
+    """Change a lease's state with one conditional UPDATE, or raise `LostRace`.
 
     The WHERE on the old state is what makes two reviewers clicking at once yield one approval,
-    and a release racing the expiry sweep yield one reclaim."""
+    and a release racing the expiry sweep yield one reclaim, on any database: on PostgreSQL the
+    second UPDATE waits for the first to commit, then finds the state changed and matches no row.
+    A loss is an exception rather than a value, so a caller cannot carry on as if it had won."""
     old = State(lease.state)
     if not can_transition(old, new):
         raise ValueError(f"lease {lease.id}: {old} -> {new} is not a legal transition")
@@ -110,9 +122,8 @@ def move(session: Session, lease: Lease, new: State, **values: Any) -> bool:
         .values(state=new, version=Lease.version + 1, **values)
     )
     if result.rowcount != 1:
-        return False
+        raise LostRace(lease.id, new)
     session.expire(lease)
-    return True
 
 
 def not_found(lease_id: int) -> str:

@@ -6,16 +6,13 @@ from datetime import datetime
 
 from sqlmodel import Session
 
+from storage.locks import insert_once
 from storage.models import Marker
 
 
 def once(session: Session, key: str, now: datetime) -> bool:
     """True the first time `key` is seen (inside the caller's write transaction)."""
-    if session.get(Marker, key) is not None:
-        return False
-    session.add(Marker(key=key, at=now))
-    session.flush()
-    return True
+    return insert_once(session, Marker, key=key, at=now)
 
 
 def last(session: Session, key: str) -> datetime | None:

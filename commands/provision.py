@@ -24,6 +24,7 @@ from commands.reclaim import delete_due, next_delete_at
 from commands.reminders import next_due
 from commands.states import State
 from metal.provider import TAG, Device, DeviceSpec, DeviceState, ProviderError, lease_tag
+from storage.locks import locked
 from storage.models import Lease, Server
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ def provision(lab: Lab, actor: str, lease_id: int, now: datetime) -> Outcome:
     if not lab.roles.is_admin(actor):
         return refuse(lab, now, actor, "provision", "Only admins can provision by hand.", lease_id)
     with lab.db.write() as session:
-        lease = session.get(Lease, lease_id)
+        lease = locked(session, Lease, lease_id)
         if lease is None:
             problem = not_found(lease_id)
         elif lease.state != State.APPROVED:
@@ -121,11 +122,13 @@ def _recover_lost_creates(lab: Lab, lease_id: int, now: datetime) -> None:
             else {"state": "pending", "retry_at": now}
         )
         with lab.db.write() as session:
-            session.exec(
+            won = session.exec(
                 update(Server)
                 .where(col(Server.id) == server.id, col(Server.state) == server.state)
                 .values(**values)
             )
+            if won.rowcount != 1:
+                continue  # another pass recovered it first
             audit(
                 session,
                 now,
@@ -224,7 +227,7 @@ def _record_creates(
 ) -> None:
     with lab.db.write() as session:
         for server, result in answers:
-            row = session.get(Server, server.id)
+            row = locked(session, Server, server.id)
             if row is not None and row.state == "creating":
                 _record_create(session, lab, lease, row, result, now)
                 session.add(row)
@@ -283,7 +286,7 @@ def _poll(lab: Lab, lease_id: int, now: datetime) -> None:
 
 def _record_poll(lab: Lab, server: Server, device: Device | None, now: datetime) -> None:
     with lab.db.write() as session:
-        row = session.get(Server, server.id)
+        row = locked(session, Server, server.id)
         if row is None or row.state != "provisioning":
             return
         if device is not None and device.state == DeviceState.ACTIVE:
@@ -327,7 +330,7 @@ def _settle(lab: Lab, lease_id: int, now: datetime) -> None:
     active = [s for s in servers if s.state == "active"]
     failed = [s for s in servers if s.state == "failed"]
     with lab.db.write() as session:
-        lease = session.get(Lease, lease_id)
+        lease = locked(session, Lease, lease_id)
         if lease is None or lease.state != State.PROVISIONING:
             return
         timed_out = lease.backstop_at is not None and now >= _provision_deadline(lab, lease)

@@ -21,6 +21,7 @@ from commands.lab import Lab, Outcome, audit, move, not_found, owner_or_admin, r
 from commands.notices import ADMIN, Kind, enqueue, owner
 from commands.states import State
 from metal.provider import lease_tag
+from storage.locks import locked
 from storage.models import Lease, Server
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ UP = ("pending", "creating", "provisioning", "active")
 
 def release(lab: Lab, actor: str, lease_id: int, now: datetime) -> Outcome:
     with lab.db.write() as session:
-        lease = session.get(Lease, lease_id)
+        lease = locked(session, Lease, lease_id)
         problem = _cannot_release(lab, lease, actor, lease_id)
         if problem is None:
             problem = (
@@ -57,7 +58,7 @@ def _cannot_release(lab: Lab, lease: Lease | None, actor: str, lease_id: int) ->
 
 def expire(lab: Lab, lease: Lease, now: datetime) -> bool:
     with lab.db.write() as session:
-        fresh = session.get(Lease, lease.id)
+        fresh = locked(session, Lease, lease.id)
         # Released (or expired by another sweep) since the caller looked: nothing to do.
         if fresh is None or fresh.state != State.ACTIVE:
             return False
@@ -67,9 +68,10 @@ def expire(lab: Lab, lease: Lease, now: datetime) -> bool:
 def _begin(session: Session, lease: Lease, new: State, actor: str, now: datetime) -> bool:
     """active -> releasing | expiring, and every server queued for deletion, in one commit.
     The conditional state change decides the race between an owner's release and the sweep's
-    expiry: exactly one of them wins and queues the deletes."""
-    if not move(session, lease, new, ended_at=now, due_at=now):
+    expiry: exactly one of them wins and queues the deletes (the caller holds the lease)."""
+    if lease.state != State.ACTIVE:
         return False
+    move(session, lease, new, ended_at=now, due_at=now)
     session.exec(
         update(Server)
         .where(Server.lease_id == lease.id, col(Server.state).in_(UP))
@@ -196,7 +198,8 @@ def _retry_later(lab: Lab, server: Server, at: datetime) -> None:
 
 def _record_delete_failure(lab: Lab, server: Server, now: datetime, error: Exception) -> None:
     with lab.db.write() as session:
-        row = session.get(Server, server.id)
+        lease = locked(session, Lease, server.lease_id)  # the lease first: it may be quarantined
+        row = locked(session, Server, server.id)
         if row is None or row.state != "deleting":
             return
         row.delete_attempts += 1
@@ -216,7 +219,6 @@ def _record_delete_failure(lab: Lab, server: Server, now: datetime, error: Excep
             attempt=row.delete_attempts,
             error=row.last_error,
         )
-        lease = session.get(Lease, row.lease_id)
         give_up = row.delete_attempts >= lab.policy.delete_attempts
         if give_up and lease.state in (State.RELEASING, State.EXPIRING, State.QUARANTINED):
             # Quarantined: the admins know; keep trying hourly, as their alert says.
@@ -244,7 +246,7 @@ def _quarantine(session: Session, lease: Lease, server: Server, now: datetime) -
 
 def _settle(lab: Lab, lease_id: int, now: datetime) -> None:
     with lab.db.write() as session:
-        lease = session.get(Lease, lease_id)
+        lease = locked(session, Lease, lease_id)
         if lease is None:
             return
         left = session.exec(
@@ -294,7 +296,7 @@ def resolve(lab: Lab, actor: str, lease_id: int, now: datetime) -> Outcome:
             lab, now, actor, "resolve", "Only admins can resolve a quarantined lease.", lease_id
         )
     with lab.db.write() as session:
-        lease = session.get(Lease, lease_id)
+        lease = locked(session, Lease, lease_id)
         if lease is None:
             problem = not_found(lease_id)
         elif lease.state != State.QUARANTINED:

@@ -13,6 +13,7 @@ from commands.lab import Lab, Outcome, audit, move, not_found, owner_or_admin, r
 from commands.notices import REVIEW, Kind, enqueue, owner
 from commands.policy import RequestInput, check_request
 from commands.states import State
+from storage.locks import locked, serialize
 from storage.models import Lease
 
 
@@ -25,6 +26,7 @@ def request(lab: Lab, actor: str, req: RequestInput, now: datetime) -> Outcome:
         message = "That request cannot be filed: " + "; ".join(errors.values()) + "."
         return refuse(lab, now, actor, "request", message, errors=errors)
     with lab.db.write() as session:
+        serialize(session, f"requests-of:{actor}")  # the count below decides the insert
         waiting = _pending_count(session, actor)
         if waiting >= lab.policy.pending_per_user:
             problem = (
@@ -127,7 +129,7 @@ def review_context(session: Session, lab: Lab, lease: Lease, now: datetime) -> d
 
 def cancel(lab: Lab, actor: str, lease_id: int, now: datetime) -> Outcome:
     with lab.db.write() as session:
-        lease = session.get(Lease, lease_id)
+        lease = locked(session, Lease, lease_id)
         problem = _cannot_cancel(lab, lease, actor, lease_id)
         if problem is None:
             move(session, lease, State.CANCELLED, due_at=None, decided_at=now)

@@ -1,8 +1,9 @@
 """Reviewers decide: approve (which starts provisioning) or deny with a reason.
 
-The decision is one conditional UPDATE inside a `BEGIN IMMEDIATE` transaction that also checks
-the month's money, so two reviewers clicking at once yield one approval, and two approvals of
-different leases can never together over-commit a month.
+The decision is one conditional UPDATE on the lease, read FOR UPDATE, in a transaction that also
+checks the month's money while holding each month the lease would bill in (an advisory lock per
+month on PostgreSQL; SQLite's write lock does the same), so two reviewers clicking at once yield
+one approval, and two approvals of different leases can never together over-commit a month.
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ from datetime import datetime
 from sqlmodel import Session
 
 from commands.credit import project_shortfalls, record_override, shortfall_words, shortfalls
+from commands.credit_lock import hold_months
 from commands.facts import shape, when
 from commands.lab import Lab, Outcome, audit, move, not_found, refuse
 from commands.notices import REVIEW, Kind, enqueue, owner
 from commands.provision import provision
 from commands.states import State
+from storage.locks import locked
 from storage.models import Lease
 
 
@@ -35,8 +38,11 @@ def approve(
             lease_id,
         )
     with lab.db.write() as session:
-        lease = session.get(Lease, lease_id)
-        problem = _undecidable(lease, lease_id) or _over_budget(session, lab, lease, now, override)
+        lease = locked(session, Lease, lease_id)
+        problem = _undecidable(lease, lease_id)
+        if problem is None:
+            hold_months(session, lease, lab.policy, now)
+            problem = _over_budget(session, lab, lease, now, override)
         if problem is None:
             if override is not None:
                 _record_overrides(session, lab, lease, actor, override, now)
@@ -65,7 +71,7 @@ def deny(lab: Lab, actor: str, lease_id: int, reason: str, now: datetime) -> Out
             lease_id,
         )
     with lab.db.write() as session:
-        lease = session.get(Lease, lease_id)
+        lease = locked(session, Lease, lease_id)
         problem = _undecidable(lease, lease_id)
         if problem is None:
             move(

@@ -17,7 +17,7 @@ from sqlmodel import col, select
 from commands.billing import format_cents, month_key
 from commands.credit import books, burn_rate_cents_per_day, runs_out_at, settle_spend
 from commands.facts import shape, when
-from commands.lab import Lab, audit, move
+from commands.lab import Lab, LostRace, audit, move
 from commands.markers import last, once, stamp
 from commands.notices import ADMIN, REVIEW, Kind, deliver, enqueue, owner
 from commands.provision import advance_provisioning, provision
@@ -25,6 +25,7 @@ from commands.reclaim import CONFIRM, advance_reclaim, delete_due, expire, next_
 from commands.reminders import due_reminders, next_due, remaining_words
 from commands.states import RECLAIMING, State
 from metal.provider import TAG, Device, lease_tag
+from storage.locks import locked
 from storage.models import Lease, Orphan, SentReminder, Server
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,8 @@ def sweep(lab: Lab, now: datetime, *, dry_run: bool = False) -> SweepReport:
             continue
         try:
             report.stepped.append((lease.id, step(lab, lease, now)))
+        except LostRace:
+            report.stepped.append((lease.id, "changed meanwhile"))
         except Exception as error:
             log.exception("sweep: lease %s", lease.id)
             report.errors.append(f"lease #{lease.id}: {error}")
@@ -106,11 +109,10 @@ def _expire_request(lab: Lab, lease: Lease, now: datetime) -> str:
     if lease.decide_by is None or lease.decide_by > now:
         return "not due"
     with lab.db.write() as session:
-        fresh = session.get(Lease, lease.id)
+        fresh = locked(session, Lease, lease.id)
         if fresh is None or fresh.state != State.PENDING:
             return "already decided"
-        if not move(session, fresh, State.EXPIRED_REQUEST, due_at=None, decided_at=now):
-            return "already decided"
+        move(session, fresh, State.EXPIRED_REQUEST, due_at=None, decided_at=now)
         audit(session, now, "system", "expire_request", lease.id)
         enqueue(
             session,
@@ -142,7 +144,7 @@ def _active(lab: Lab, lease: Lease, now: datetime) -> str:
         return "already being reclaimed"
     delete_due(lab, lease.id, now)  # devices given up while provisioning
     with lab.db.write() as session:
-        fresh = session.get(Lease, lease.id)
+        fresh = locked(session, Lease, lease.id)
         if fresh is None or fresh.state != State.ACTIVE:
             return "changed meanwhile"
         sent = session.exec(
@@ -266,11 +268,11 @@ def _vanished(lab: Lab, present: set[str], now: datetime) -> None:
         ).all()
     for server in missing:
         with lab.db.write() as session:
-            row = session.get(Server, server.id)
+            lease = locked(session, Lease, server.lease_id)
+            row = locked(session, Server, server.id)
             if row.state != "active":
                 continue
             row.state, row.deleted_at = "vanished", now
-            lease = session.get(Lease, row.lease_id)
             settle_spend(session, row, lease)
             lease.flagged = f"{row.hostname} vanished from the provider at {when(now)}"
             session.add_all([row, lease])

@@ -27,6 +27,7 @@ from metal.provider import (
     utcnow,
 )
 from storage.db import Database
+from storage.locks import locked
 from storage.models import SimDevice
 
 
@@ -110,7 +111,7 @@ class SimulatedProvider:
     def delete(self, device_id: str) -> None:
         self._note("delete")
         with self.db.write() as session:
-            row = session.get(SimDevice, device_id)
+            row = locked(session, SimDevice, device_id)
             if row is None or row.deleted_at is not None:
                 return
             if row.delete_failures_left > 0:
@@ -191,7 +192,7 @@ class SimulatedProvider:
 
     def _update(self, device_id: str, **values) -> None:
         with self.db.write() as session:
-            row = session.get(SimDevice, device_id)
+            row = locked(session, SimDevice, device_id)
             if row is None:
                 raise ProviderError(f"simulated: no device {device_id}", retryable=False)
             for key, value in values.items():

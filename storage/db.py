@@ -1,9 +1,10 @@
-"""Opening the database and running transactions the way SQLite needs them.
+"""Opening the database (SQLite or PostgreSQL) and running transactions.
 
 SQLite's driver sends no BEGIN before a SELECT, and a deferred transaction that later writes can
 fail with "database is locked" under contention. So every transaction that writes starts with
 `BEGIN IMMEDIATE` (`Database.write()`), reads use `Database.read()`, and each connection gets WAL,
-foreign keys and a busy timeout.
+foreign keys and a busy timeout. On PostgreSQL none of that applies and nothing in the code may
+rest on it: see storage.locks and storage.claims.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ class Database:
 
     def _create_engine(self) -> Engine:
         if not self.is_sqlite:
-            return create_engine(self.url, pool_pre_ping=True)
+            return create_engine(self.url, pool_pre_ping=True, pool_size=10, max_overflow=20)
         memory = self.url in ("sqlite://", "sqlite:///:memory:")
         engine = create_engine(
             self.url,
@@ -56,11 +57,19 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[Session]:
-        """A transaction that holds SQLite's write lock from its first statement, so the
-        read-then-write inside it is isolated. Commits on success, rolls back on any raise."""
+        """A transaction that writes. Commits on success, rolls back on any raise.
+
+        On SQLite it holds the write lock from its first statement, so the read-then-write
+        inside it is isolated. On PostgreSQL it is READ COMMITTED, like any other: a read that
+        decides a write must hold what it read (storage.locks), and a state change is a
+        conditional UPDATE whose row count says who won."""
         engine = self.engine.execution_options(labbot_immediate=True)
         with self._writers, Session(engine, expire_on_commit=False) as session, session.begin():
             yield session
+
+    def writers(self) -> contextlib.AbstractContextManager:
+        """This process's queue of writers (SQLite only; a no-op elsewhere)."""
+        return self._writers
 
     @contextmanager
     def read(self) -> Iterator[Session]:

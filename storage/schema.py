@@ -1,4 +1,10 @@
-"""Schema migrations with Alembic, applied at start-up and by `labbot db upgrade`."""
+"""Schema migrations with Alembic, applied at start-up and by `labbot db upgrade`.
+
+Several replicas start at once on one PostgreSQL database, and each upgrades at start-up. The
+upgrade runs in one transaction (PostgreSQL's DDL is transactional) that first takes an advisory
+lock: the first replica migrates, the others wait for its commit and then find nothing left to
+do. On SQLite the transaction starts with `BEGIN IMMEDIATE`, which does the same.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import func, select
 
 from storage.db import Database
 
@@ -19,8 +26,14 @@ def _config(connection) -> Config:
     return config
 
 
+MIGRATION_LOCK = "labbot:migrations"
+
+
 def upgrade(db: Database) -> None:
-    with db.engine.begin() as connection:
+    engine = db.engine.execution_options(labbot_immediate=True)
+    with db.writers(), engine.begin() as connection:
+        if not db.is_sqlite:
+            connection.execute(select(func.pg_advisory_xact_lock(func.hashtext(MIGRATION_LOCK))))
         command.upgrade(_config(connection), "head")
 
 

@@ -1,8 +1,15 @@
-"""Shared fixtures: a real SQLite file, the simulated provider on a clock the test steps, and a
-notifier that records what people would have been told."""
+"""Shared fixtures: a real database (every test that takes `db` runs twice, on a SQLite file and
+on PostgreSQL 15), the simulated provider on a clock the test steps, and a notifier that records
+what people would have been told.
+
+Without PostgreSQL on the machine the PostgreSQL half is skipped with the reason;
+`LABBOT_REQUIRE_POSTGRES=1` (set by .ci/run) turns that skip into a failure."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,6 +22,7 @@ from commands.policy import Policy, RequestInput, Roles
 from metal.simulated import SimulatedProvider
 from storage.db import Database
 from storage.schema import upgrade
+from tests.postgres import TEMPLATE, Server, Unavailable, server_from_environment
 
 START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 OWNER, OTHER, REVIEWER, ADMIN = "U0OWNER", "U0OTHER", "U0REVIEW", "U0ADMIN"
@@ -43,10 +51,47 @@ def db_path(tmp_path: Path) -> Path:
     return tmp_path / "labbot.db"
 
 
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Server | Exception]:
+    """The session's PostgreSQL server with a migrated template database, or why there is none."""
+    try:
+        server = server_from_environment()
+    except (Unavailable, OSError, subprocess.SubprocessError) as error:
+        yield error
+        return
+    try:
+        template = Database(server.create(name=TEMPLATE))
+        upgrade(template)
+        template.dispose()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, db_path: Path) -> Iterator[str]:
+    """A migrated, empty database of each kind; the PostgreSQL one is a copy of the template."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{db_path}"
+        migrated = Database(url)
+        upgrade(migrated)
+        migrated.dispose()
+        yield url
+        return
+    server = request.getfixturevalue("postgres")
+    if not isinstance(server, Server):
+        reason = f"PostgreSQL half skipped: {server}"
+        if os.environ.get("LABBOT_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"{reason} (LABBOT_REQUIRE_POSTGRES=1)")
+        pytest.skip(reason)
+    url = server.create(template=TEMPLATE)
+    yield url
+    server.drop(url)
+
+
 @pytest.fixture
-def db(db_path: Path) -> Database:
-    database = Database(f"sqlite:///{db_path}")
-    upgrade(database)
+def db(database_url: str) -> Iterator[Database]:
+    database = Database(database_url)
     yield database
     database.dispose()
 

@@ -58,10 +58,10 @@ def creating(db: Database) -> int:
 
 
 def test_sigkill_between_the_claim_and_the_answer_is_finished_by_the_next_sweep(
-    db: Database, db_path: Path
+    db: Database,
 ) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    doomed = subprocess.Popen([sys.executable, "-c", DOOMED, f"sqlite:///{db_path}"], env=env)
+    doomed = subprocess.Popen([sys.executable, "-c", DOOMED, db.url], env=env)
     try:
         wait_for(lambda: creating(db) == 3)
     finally:

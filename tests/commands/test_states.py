@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import update
 
 from commands.extend import extend
-from commands.lab import move
+from commands.lab import LostRace, move
 from commands.provision import provision
 from commands.reclaim import release, resolve
 from commands.request import cancel
@@ -86,7 +86,8 @@ def test_move_wins_only_from_the_state_it_read(lab, clock):
     approve(lab, REVIEWER, lease_id, clock.now)
     with lab.db.write() as session:
         assert stale.state == State.PENDING
-        assert move(session, stale, State.DENIED) is False
+        with pytest.raises(LostRace):
+            move(session, stale, State.DENIED)
     assert lease(lab.db, lease_id).state != State.DENIED
 
 

@@ -1,0 +1,110 @@
+"""A throwaway PostgreSQL 15 server for the tests and the soak, or the one named by
+`LABBOT_TEST_DATABASE_URL`.
+
+The server refuses to run as root, so when we are root `initdb` and `pg_ctl` run as the
+`postgres` user, in a temporary directory handed to it; it listens on 127.0.0.1 on a free port
+and is stopped (and its directory removed) at the end. Each test gets its own database copied
+from a migrated template (`CREATE DATABASE ... TEMPLATE`), which takes milliseconds, so no test
+sees another's rows.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from storage.db import normalise_url
+
+BIN = Path(os.environ.get("LABBOT_PG_BIN", "/usr/lib/postgresql/15/bin"))
+TEMPLATE = "labbot_template"
+
+
+class Unavailable(RuntimeError):
+    """No PostgreSQL here: the sentence says what is missing."""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    """The server: started by us (`start`) or given by URL (`given`)."""
+
+    def __init__(self, admin_url: str, stop: Callable[[], None] | None = None) -> None:
+        self.admin_url = admin_url
+        self._stop = stop
+        self._names = itertools.count(1)
+
+    @classmethod
+    def given(cls, url: str) -> Server:
+        return cls(normalise_url(url))
+
+    @classmethod
+    def start(cls) -> Server:
+        if not (BIN / "pg_ctl").exists():
+            raise Unavailable(f"PostgreSQL 15 is not installed ({BIN}/pg_ctl is missing)")
+        root = Path(tempfile.mkdtemp(prefix="labbot-pg-"))
+        data, port = root / "data", free_port()
+        as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        if as_postgres:
+            root.chmod(0o755)
+            shutil.chown(root, "postgres", "postgres")
+        run = lambda *argv: subprocess.run(  # noqa: E731 - one line per server command
+            [*as_postgres, *argv], check=True, capture_output=True, timeout=120
+        )
+        run(str(BIN / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "--no-sync")
+        options = (
+            f"-h 127.0.0.1 -p {port} -k {root} -c fsync=off -c synchronous_commit=off "
+            "-c full_page_writes=off -c max_connections=300"
+        )
+        run(str(BIN / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(root / "log"), "-w",
+            "start")  # fmt: skip
+
+        def stop() -> None:
+            run(str(BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop")
+            shutil.rmtree(root, ignore_errors=True)
+
+        return cls(f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres", stop)
+
+    def url(self, database: str) -> str:
+        return make_url(self.admin_url).set(database=database).render_as_string(False)
+
+    def _admin(self, *statements: str) -> None:
+        engine = create_engine(self.admin_url, isolation_level="AUTOCOMMIT")
+        try:
+            with engine.connect() as connection:
+                for statement in statements:
+                    connection.execute(text(statement))
+        finally:
+            engine.dispose()
+
+    def create(self, template: str | None = None, name: str | None = None) -> str:
+        """A new empty database (or a copy of `template`); returns its URL."""
+        name = name or f"labbot_{os.getpid()}_{next(self._names)}"
+        copy = f" TEMPLATE {template}" if template else ""
+        self._admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)", f"CREATE DATABASE {name}{copy}")
+        return self.url(name)
+
+    def drop(self, url: str) -> None:
+        self._admin(f"DROP DATABASE IF EXISTS {make_url(url).database} WITH (FORCE)")
+
+    def stop(self) -> None:
+        if self._stop is not None:
+            self._stop()
+
+
+def server_from_environment() -> Server:
+    """The server the tests use: `LABBOT_TEST_DATABASE_URL` when set, else one we start."""
+    given = os.environ.get("LABBOT_TEST_DATABASE_URL")
+    return Server.given(given) if given else Server.start()
