@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime
 
 import pytest
+from sqlalchemy import inspect
 from sqlmodel import select
 
 from bot.cli import main
@@ -21,17 +22,16 @@ from tests.conftest import OWNER, ROLES, request_input
 
 
 @pytest.fixture
-def env(tmp_path, monkeypatch):
-    path = tmp_path / "cli.db"
-    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{path}")
+def env(database_url, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", database_url)
     for name in ("LABBOT_CONFIG", "PACKET_AUTH_TOKEN", "LABBOT_PROVIDER"):
         monkeypatch.delenv(name, raising=False)
-    return path
+    return database_url
 
 
 @pytest.fixture
 def filed(env) -> int:
-    db = Database(f"sqlite:///{env}")
+    db = Database(env)
     upgrade(db)
     lab = Lab(db, SimulatedProvider(db), RecordingNotifier(), Policy(), ROLES)
     outcome = request(lab, OWNER, request_input(), datetime.now(UTC))
@@ -42,7 +42,9 @@ def filed(env) -> int:
 def test_db_upgrade(env, capsys):
     assert main(["db", "upgrade"]) == 0
     assert "is up to date" in capsys.readouterr().out
-    assert env.exists()
+    db = Database(env)
+    assert "lease" in inspect(db.engine).get_table_names()
+    db.dispose()
 
 
 def test_leases_and_show(filed, capsys):
@@ -102,7 +104,7 @@ def test_the_demo_tells_a_whole_story(env, capsys):
 def test_operator_commands_leave_their_notices_for_the_running_bot(env):
     """An operator's command has no Slack connection: what it causes people to be told waits in
     the outbox, untouched, for the bot (no failed attempts that would delay it)."""
-    db = Database(f"sqlite:///{env}")
+    db = Database(env)
     upgrade(db)
     lab = Lab(db, SimulatedProvider(db), None, Policy(), ROLES)
     filed = request(lab, OWNER, request_input(), datetime.now(UTC))

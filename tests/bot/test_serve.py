@@ -9,7 +9,6 @@ import subprocess
 import sys
 import time
 from datetime import timedelta
-from pathlib import Path
 
 import requests
 
@@ -27,14 +26,14 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def serve_env(fake: FakeSlack, tmp_path: Path, port: int, **changes: str) -> dict[str, str]:
+def serve_env(fake: FakeSlack, database_url: str, port: int, **changes: str) -> dict[str, str]:
     env = {
         **os.environ,
         "SLACK_BOT_TOKEN": TOKEN,
         "SLACK_SIGNING_SECRET": SECRET,
         "SLACK_API_URL": fake.base_url,
         "PORT": str(port),
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'serve.db'}",
+        "DATABASE_URL": database_url,
         **changes,
     }
     env.pop("SLACK_APP_TOKEN", None)
@@ -63,9 +62,11 @@ def wait_healthy(port: int, process: subprocess.Popen) -> None:
     raise AssertionError("labbot serve never became healthy")
 
 
-def test_serve_answers_slack_and_stops_cleanly_on_sigterm(fake: FakeSlack, tmp_path: Path) -> None:
+def test_serve_answers_slack_and_stops_cleanly_on_sigterm(
+    fake: FakeSlack, database_url: str
+) -> None:
     port = free_port()
-    process = labbot("serve", env=serve_env(fake, tmp_path, port))
+    process = labbot("serve", env=serve_env(fake, database_url, port))
     try:
         wait_healthy(port, process)
         sender = SlackSender(f"http://127.0.0.1:{port}/slack/events", SECRET)
@@ -80,9 +81,9 @@ def test_serve_answers_slack_and_stops_cleanly_on_sigterm(fake: FakeSlack, tmp_p
 
 
 def test_serve_without_the_signing_secret_names_it_and_exits(
-    fake: FakeSlack, tmp_path: Path
+    fake: FakeSlack, database_url: str
 ) -> None:
-    env = serve_env(fake, tmp_path, free_port(), SLACK_SIGNING_SECRET="")
+    env = serve_env(fake, database_url, free_port(), SLACK_SIGNING_SECRET="")
     process = labbot("serve", env=env)
     _, err = process.communicate(timeout=DEADLINE)
     assert process.returncode == 2

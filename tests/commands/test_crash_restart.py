@@ -52,9 +52,9 @@ class CrashingProvider(SimulatedProvider):
             raise Crash
 
 
-def boot(db_path, clock, provider_class=SimulatedProvider, **kwargs) -> Lab:
+def boot(url, clock, provider_class=SimulatedProvider, **kwargs) -> Lab:
     """A fresh process: a new engine on the same file, a new provider, a new notifier."""
-    db = Database(f"sqlite:///{db_path}")
+    db = Database(url)
     upgrade(db)
     provider = provider_class(db, clock=clock, provision_seconds=120, **kwargs)
     return Lab(db, provider, RecordingNotifier(), roles=ROLES)
@@ -69,15 +69,15 @@ def devices_by_hostname(lab: Lab) -> Counter:
 
 
 @pytest.mark.parametrize("after", [False, True], ids=["before-create", "after-create"])
-def test_a_crash_around_create_is_finished_by_the_next_sweep(db_path, clock, after):
-    first = boot(db_path, clock, CrashingProvider, crash_on="create", after=after)
+def test_a_crash_around_create_is_finished_by_the_next_sweep(database_url, clock, after):
+    first = boot(database_url, clock, CrashingProvider, crash_on="create", after=after)
     lease_id = file(first, clock)
     with pytest.raises(Crash):
         approve(first, REVIEWER, lease_id, clock.now)
     assert lease(first.db, lease_id).state == State.PROVISIONING  # committed before the call
     shutdown(first)
 
-    second = boot(db_path, clock)
+    second = boot(database_url, clock)
     for minutes in (1, 5, 3, 3):
         sweep(second, clock.advance(minutes=minutes))
     row = lease(second.db, lease_id)
@@ -92,8 +92,8 @@ def test_a_crash_around_create_is_finished_by_the_next_sweep(db_path, clock, aft
 
 
 @pytest.mark.parametrize("after", [False, True], ids=["before-delete", "after-delete"])
-def test_a_crash_around_delete_is_finished_by_the_next_sweep(db_path, clock, after):
-    first = boot(db_path, clock, CrashingProvider, crash_on="none")
+def test_a_crash_around_delete_is_finished_by_the_next_sweep(database_url, clock, after):
+    first = boot(database_url, clock, CrashingProvider, crash_on="none")
     lease_id = active(first, clock)
     first.provider.crash_on, first.provider.after = "delete", after
     with pytest.raises(Crash):
@@ -101,7 +101,7 @@ def test_a_crash_around_delete_is_finished_by_the_next_sweep(db_path, clock, aft
     assert lease(first.db, lease_id).state == State.RELEASING
     shutdown(first)
 
-    second = boot(db_path, clock)
+    second = boot(database_url, clock)
     sweep(second, clock.advance(minutes=1))
     assert lease(second.db, lease_id).state == State.RECLAIMED
     assert second.provider.list_all() == []
@@ -113,8 +113,8 @@ def test_a_crash_around_delete_is_finished_by_the_next_sweep(db_path, clock, aft
     shutdown(second)
 
 
-def test_a_crash_in_the_expiry_sweep_is_finished_by_the_next(db_path, clock):
-    first = boot(db_path, clock, CrashingProvider, crash_on="none")
+def test_a_crash_in_the_expiry_sweep_is_finished_by_the_next(database_url, clock):
+    first = boot(database_url, clock, CrashingProvider, crash_on="none")
     lease_id = active(first, clock)
     end = lease(first.db, lease_id).ends_at + first.policy.grace
     clock.now = end
@@ -124,7 +124,7 @@ def test_a_crash_in_the_expiry_sweep_is_finished_by_the_next(db_path, clock):
     assert lease(first.db, lease_id).state == State.EXPIRING
     shutdown(first)
 
-    second = boot(db_path, clock)
+    second = boot(database_url, clock)
     sweep(second, end)  # the claim made before the crash has not lapsed yet
     assert second.provider.calls.count("delete") == 0
     sweep(second, clock.advance(minutes=1))
@@ -134,7 +134,7 @@ def test_a_crash_in_the_expiry_sweep_is_finished_by_the_next(db_path, clock):
     shutdown(second)
 
 
-def test_restarts_through_a_whole_lifecycle_lose_nothing_and_repeat_nothing(db_path, clock):
+def test_restarts_through_a_whole_lifecycle_lose_nothing_and_repeat_nothing(database_url, clock):
     told: list = []
     creates = deletes = 0
 
@@ -145,7 +145,7 @@ def test_restarts_through_a_whole_lifecycle_lose_nothing_and_repeat_nothing(db_p
             creates += lab.provider.calls.count("create")
             deletes += lab.provider.calls.count("delete")
             shutdown(lab)
-        return boot(db_path, clock)
+        return boot(database_url, clock)
 
     lab = restart(None)
     lease_id = file(lab, clock)

@@ -102,13 +102,13 @@ def test_the_termination_time_is_a_backstop(sim, clock):
     assert sim.list("labbot") == []
 
 
-def test_devices_survive_a_restart_and_new_ids_do_not_collide(db_path, clock):
-    first_db = Database(f"sqlite:///{db_path}")
+def test_devices_survive_a_restart_and_new_ids_do_not_collide(database_url, clock):
+    first_db = Database(database_url)
     upgrade(first_db)
     first = SimulatedProvider(first_db, clock=clock, provision_seconds=120)
     kept = first.create(spec("same"))
     first_db.dispose()
-    second_db = Database(f"sqlite:///{db_path}")
+    second_db = Database(database_url)
     second = SimulatedProvider(second_db, clock=clock, provision_seconds=120)
     assert [d.id for d in second.list("labbot")] == [kept.id]
     # The same hostname again at the same instant, in a new process: a new device.
