@@ -56,6 +56,7 @@ _POLICY_DURATIONS = {
     "LABBOT_DECIDE_WITHIN": "decide_within",
     "LABBOT_ORPHAN_GRACE": "orphan_grace",
     "LABBOT_RECONCILE_EVERY": "reconcile_every",
+    "LABBOT_CLAIM_FOR": "claim_for",
     "LABBOT_PROVISION_TIMEOUT": "provision_timeout",
 }
 _POLICY_INTS = {

@@ -223,6 +223,7 @@ def _tell_extension_decision(
         lease.id,
         decision=ext.state,
         by=actor,
+        extension_id=ext.id,
     )
     if ext.state == "denied":
         enqueue(

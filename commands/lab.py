@@ -20,6 +20,7 @@ from commands.notices import Notifier, deliver
 from commands.policy import Policy, Roles
 from commands.states import State, can_transition
 from metal.provider import Catalog, Provider
+from storage.claims import replica_name
 from storage.db import Database
 from storage.models import AuditEvent, Lease
 
@@ -34,6 +35,7 @@ class Lab:
     policy: Policy = field(default_factory=Policy)
     roles: Roles = field(default_factory=Roles)
     catalog: Catalog | None = None
+    replica: str = field(default_factory=replica_name)  # who this process's claims name
 
     def plans(self) -> Catalog:
         """The catalog, asked of the provider once and then kept."""
@@ -47,7 +49,7 @@ class Lab:
         if self.notifier is None:
             return
         try:
-            deliver(self.db, self.notifier, now, lease_id=lease_id)
+            deliver(self.db, self.notifier, now, owner=self.replica, lease_id=lease_id)
         except Exception:
             log.exception("delivering notices failed; the sweep will retry")
 

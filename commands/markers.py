@@ -15,11 +15,6 @@ def once(session: Session, key: str, now: datetime) -> bool:
     return insert_once(session, Marker, key=key, at=now)
 
 
-def last(session: Session, key: str) -> datetime | None:
-    marker = session.get(Marker, key)
-    return marker.at if marker else None
-
-
 def stamp(session: Session, key: str, now: datetime) -> None:
     marker = session.get(Marker, key) or Marker(key=key, at=now)
     marker.at = now

@@ -8,6 +8,7 @@ so a Slack outage delays a message but never loses it and never undoes a state c
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
@@ -18,12 +19,15 @@ from typing import Any, Protocol
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
+from storage.claims import claim
 from storage.db import Database
+from storage.locks import insert_once, locked
 from storage.models import Notice
 
 log = logging.getLogger(__name__)
 
 CLAIM_FOR = timedelta(seconds=60)
+CLAIM_BATCH = 1  # one at a time: a deliverer that dies strands one notice, for CLAIM_FOR
 MAX_BACKOFF = timedelta(minutes=30)
 
 
@@ -88,17 +92,23 @@ def enqueue(
     now: datetime,
     lease_id: int | None = None,
     **data: Any,
-) -> Notice:
-    notice = Notice(
+) -> bool:
+    """Queue a notice in the caller's transaction; False when the same notice (same kind,
+    audience, lease and content) is already queued. A Slack post has no idempotency key, so this
+    unique key is what keeps a step done twice from telling someone twice."""
+    payload = json.dumps({"text": text, **data}, default=str, sort_keys=True)
+    key = hashlib.sha256(json.dumps([kind, audience, lease_id, payload]).encode()).hexdigest()
+    return insert_once(
+        session,
+        Notice,
         kind=kind,
         audience=audience,
         lease_id=lease_id,
-        payload=json.dumps({"text": text, **data}, default=str),
+        payload=payload,
         created_at=now,
         retry_at=now,
+        key=key,
     )
-    session.add(notice)
-    return notice
 
 
 def deliver(
@@ -106,61 +116,77 @@ def deliver(
     notifier: Notifier,
     now: datetime,
     *,
+    owner: str,
     lease_id: int | None = None,
     limit: int = 200,
 ) -> int:
     """Deliver due notices, oldest first: all of them (the sweep), or one lease's (right after
-    a use case, so concurrent use cases do not fight over each other's notices). Returns how
-    many were delivered."""
-    with db.read() as session:
-        query = select(Notice.id).where(col(Notice.retry_at) <= now)
-        if lease_id is not None:
-            query = query.where(Notice.lease_id == lease_id)
-        # Ordered by the indexed deadline first: the outbox keeps every delivered notice.
-        due = session.exec(query.order_by(col(Notice.retry_at), col(Notice.id)).limit(limit)).all()
-    return sum(_deliver_one(db, notifier, notice_id, now) for notice_id in due)
+    a use case, so concurrent use cases do not fight over each other's notices). Each notice is
+    claimed by `owner` just before it is sent, so replicas delivering at once share them and a
+    claim does not lapse while its holder waits out Slack's rate limits on earlier ones.
+    Returns how many were delivered."""
+    delivered = 0
+    while limit > 0:
+        claimed = _claim(db, owner, now, lease_id, min(CLAIM_BATCH, limit))
+        if not claimed:
+            return delivered
+        limit -= len(claimed)
+        delivered += sum(_deliver_one(db, notifier, message, now) for message in claimed)
+    return delivered
 
 
-def _deliver_one(db: Database, notifier: Notifier, notice_id: int, now: datetime) -> bool:
-    claimed = _claim(db, notice_id, now)
-    if claimed is None:
-        return False
+def _deliver_one(db: Database, notifier: Notifier, message: Message, now: datetime) -> bool:
     try:
-        ref = notifier.deliver(claimed)
+        ref = notifier.deliver(message)
     except Exception as error:
-        _record_failure(db, notice_id, now, error)
+        _record_failure(db, message.id, now, error)
         return False
     with db.write() as session:
         session.exec(
             update(Notice)
-            .where(col(Notice.id) == notice_id)
-            .values(retry_at=None, delivered_at=now, ref=ref, last_error="")
+            .where(col(Notice.id) == message.id)
+            .values(retry_at=None, delivered_at=now, ref=ref, last_error="", claimed_until=None)
         )
     return True
 
 
-def _claim(db: Database, notice_id: int, now: datetime) -> Message | None:
-    """Take the notice for CLAIM_FOR, so a second deliverer (the sweep racing the post-commit
-    delivery) skips it; a deliverer that dies leaves it to be retried after the claim lapses."""
+def _claim(
+    db: Database, owner: str, now: datetime, lease_id: int | None, limit: int
+) -> list[Message]:
+    """Take due notices for CLAIM_FOR, so a second deliverer (the sweep racing the post-commit
+    delivery, another replica) skips them; a deliverer that dies leaves them to be retried
+    after the claim lapses."""
+    due = [col(Notice.retry_at) <= now]
+    if lease_id is not None:
+        due.append(col(Notice.lease_id) == lease_id)
     with db.write() as session:
-        taken = session.exec(
-            update(Notice)
-            .where(col(Notice.id) == notice_id, col(Notice.retry_at) <= now)
-            .values(retry_at=now + CLAIM_FOR, attempts=Notice.attempts + 1)
+        ids = claim(
+            session,
+            Notice,
+            *due,
+            owner=owner,
+            now=now,
+            hold=CLAIM_FOR,
+            # Ordered by the indexed deadline first: the outbox keeps every delivered notice.
+            order_by=[col(Notice.retry_at), col(Notice.id)],
+            limit=limit,
+            attempts=Notice.attempts + 1,
         )
-        if taken.rowcount != 1:
-            return None
-        notice = session.get(Notice, notice_id)
-        payload = json.loads(notice.payload)
-        return Message(
-            id=notice_id,
-            kind=Kind(notice.kind),
-            audience=notice.audience,
-            text=payload.pop("text"),
-            lease_id=notice.lease_id,
-            data=payload,
-            update_ref=_ref_to_update(session, notice),
-        )
+        notices = session.exec(select(Notice).where(col(Notice.id).in_(ids))).all()
+        return [_message(session, notice) for notice in sorted(notices, key=lambda n: n.id)]
+
+
+def _message(session: Session, notice: Notice) -> Message:
+    payload = json.loads(notice.payload)
+    return Message(
+        id=notice.id,
+        kind=Kind(notice.kind),
+        audience=notice.audience,
+        text=payload.pop("text"),
+        lease_id=notice.lease_id,
+        data=payload,
+        update_ref=_ref_to_update(session, notice),
+    )
 
 
 def _ref_to_update(session: Session, notice: Notice) -> str | None:
@@ -180,11 +206,12 @@ def _ref_to_update(session: Session, notice: Notice) -> str | None:
 
 def _record_failure(db: Database, notice_id: int, now: datetime, error: Exception) -> None:
     with db.write() as session:
-        notice = session.get(Notice, notice_id)
+        notice = locked(session, Notice, notice_id)
         if notice is None:
             return
         backoff = min(MAX_BACKOFF, timedelta(seconds=5 * 2 ** min(notice.attempts, 12)))
         notice.retry_at = now + backoff
+        notice.claimed_until = None
         notice.last_error = f"{type(error).__name__}: {error}"[:500]
         session.add(notice)
     log.warning("notice %s not delivered (%s); retrying after %s", notice_id, error, backoff)

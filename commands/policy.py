@@ -43,6 +43,8 @@ class Policy:
     provision_timeout: timedelta = 2 * HOUR
     orphan_grace: timedelta = HOUR
     reconcile_every: timedelta = timedelta(minutes=10)
+    # How long a replica may hold a due lease before another takes it over (storage.claims).
+    claim_for: timedelta = timedelta(minutes=2)
     provider_concurrency: int = 8
     credit_alerts: tuple[int, ...] = (80, 100)
     default_os: str = "ubuntu_16_04"

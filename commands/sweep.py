@@ -9,8 +9,9 @@ the next call. Nothing is scheduled per lease outside our own tables.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlmodel import col, select
 
@@ -18,20 +19,24 @@ from commands.billing import format_cents, month_key
 from commands.credit import books, burn_rate_cents_per_day, runs_out_at, settle_spend
 from commands.facts import shape, when
 from commands.lab import Lab, LostRace, audit, move
-from commands.markers import last, once, stamp
+from commands.markers import once, stamp
 from commands.notices import ADMIN, REVIEW, Kind, deliver, enqueue, owner
 from commands.provision import advance_provisioning, provision
 from commands.reclaim import CONFIRM, advance_reclaim, delete_due, expire, next_delete_at
 from commands.reminders import due_reminders, next_due, remaining_words
 from commands.states import RECLAIMING, State
 from metal.provider import TAG, Device, lease_tag
+from storage.claims import claim, claim_period, give_back_period, release
 from storage.locks import locked
 from storage.models import Lease, Orphan, SentReminder, Server
 
 log = logging.getLogger(__name__)
 
 BATCH = 500
+CLAIM_CHUNK = 5
 RECONCILE = "reconcile"
+CREDIT_ALERTS = "credit-alerts"
+CREDIT_CHECK = timedelta(minutes=1)
 
 
 @dataclass
@@ -66,12 +71,37 @@ def due_leases(lab: Lab, now: datetime, limit: int = BATCH) -> list[Lease]:
         )
 
 
+def claim_due_leases(lab: Lab, now: datetime) -> Iterator[Lease]:
+    """The due leases this replica claimed, a few at a time (so replicas sweeping at once
+    share them), each at most once per sweep."""
+    seen: list[int] = []
+    while len(seen) < BATCH:
+        with lab.db.write() as session:
+            ids = claim(
+                session,
+                Lease,
+                col(Lease.due_at) <= now,
+                col(Lease.id).not_in(seen),
+                owner=lab.replica,
+                now=now,
+                hold=lab.policy.claim_for,
+                order_by=[col(Lease.due_at)],
+                limit=CLAIM_CHUNK,
+            )
+            leases = session.exec(select(Lease).where(col(Lease.id).in_(ids))).all()
+        if not ids:
+            return
+        seen.extend(ids)
+        yield from sorted(leases, key=lambda lease: (lease.due_at, lease.id))
+
+
 def sweep(lab: Lab, now: datetime, *, dry_run: bool = False) -> SweepReport:
     report = SweepReport(dry_run=dry_run)
-    for lease in due_leases(lab, now):
-        if dry_run:
+    if dry_run:
+        for lease in due_leases(lab, now):
             report.stepped.append((lease.id, f"{lease.state}: due since {when(lease.due_at)}"))
-            continue
+        return report
+    for lease in claim_due_leases(lab, now):
         try:
             report.stepped.append((lease.id, step(lab, lease, now)))
         except LostRace:
@@ -79,12 +109,13 @@ def sweep(lab: Lab, now: datetime, *, dry_run: bool = False) -> SweepReport:
         except Exception as error:
             log.exception("sweep: lease %s", lease.id)
             report.errors.append(f"lease #{lease.id}: {error}")
-    if dry_run:
-        return report
+        finally:
+            with lab.db.write() as session:
+                release(session, Lease, [lease.id], lab.replica)
     report.reconciled = _reconcile_if_due(lab, now, report)
     _credit_alerts(lab, now)
     if lab.notifier is not None:
-        report.delivered = deliver(lab.db, lab.notifier, now)
+        report.delivered = deliver(lab.db, lab.notifier, now, owner=lab.replica)
     return report
 
 
@@ -176,17 +207,19 @@ def _active(lab: Lab, lease: Lease, now: datetime) -> str:
 
 
 def _reconcile_if_due(lab: Lab, now: datetime, report: SweepReport) -> bool:
-    with lab.db.read() as session:
-        previous = last(session, RECONCILE)
-    if previous is not None and now - previous < lab.policy.reconcile_every:
-        return False
+    """Once per `reconcile_every` across every replica: whichever claims the period does it."""
+    with lab.db.write() as session:
+        if not claim_period(session, RECONCILE, lab.replica, now, lab.policy.reconcile_every):
+            return False
     try:
         devices = lab.provider.list(TAG)
     except Exception as error:
         report.errors.append(f"listing the provider's devices failed: {error}")
+        with lab.db.write() as session:
+            give_back_period(session, RECONCILE, lab.replica, now)
         return False
     with lab.db.write() as session:
-        stamp(session, RECONCILE, now)
+        stamp(session, RECONCILE, now)  # when the provider was last compared, for people
     _orphans(lab, devices, now)
     _vanished(lab, {d.id for d in devices}, now)
     _refresh_catalog(lab, report)
@@ -291,9 +324,12 @@ def _vanished(lab: Lab, present: set[str], now: datetime) -> None:
 
 
 def _credit_alerts(lab: Lab, now: datetime) -> None:
-    """Tell admins once when the month passes each threshold of its credit."""
+    """Tell admins once when the month passes each threshold of its credit (the markers), and
+    read the books for it once per CREDIT_CHECK across replicas (the claim)."""
     month = month_key(now)
     with lab.db.write() as session:
+        if not claim_period(session, CREDIT_ALERTS, lab.replica, now, CREDIT_CHECK):
+            return
         book = books(session, [month], lab.policy, now)[month]
         if book.granted <= 0:
             return

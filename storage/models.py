@@ -42,6 +42,8 @@ class Lease(SQLModel, table=True):
     backstop_at: datetime | None = None
     writeup_url: str | None = None
     flagged: str = ""
+    claimed_by: str | None = None  # the replica stepping it now (storage.claims)
+    claimed_until: datetime | None = None
 
 
 class PendingExtension(SQLModel, table=True):
@@ -128,7 +130,10 @@ class AuditEvent(SQLModel, table=True):
 class Notice(SQLModel, table=True):
     """The outbox: a message owed to someone, written in the same transaction as the state change
     it reports and delivered after the commit. Undelivered notices carry `retry_at`, so a Slack
-    outage delays a message but never loses it."""
+    outage delays a message but never loses it. `key` (unique) keeps the same notice from being
+    queued twice; `ref` is the sent message's reference (Slack's channel and `ts`)."""
+
+    __table_args__ = (UniqueConstraint("key"),)
 
     id: int | None = Field(default=None, primary_key=True)
     kind: str
@@ -141,6 +146,9 @@ class Notice(SQLModel, table=True):
     delivered_at: datetime | None = None
     ref: str | None = None
     last_error: str = ""
+    key: str | None = None
+    claimed_by: str | None = None  # the replica delivering it now (storage.claims)
+    claimed_until: datetime | None = None
 
 
 class Orphan(SQLModel, table=True):
@@ -158,6 +166,15 @@ class Marker(SQLModel, table=True):
 
     key: str = Field(primary_key=True)
     at: datetime
+
+
+class Claim(SQLModel, table=True):
+    """Named work that one replica at a time does, once per period: the reconcile pass, the
+    credit alerts (storage.claims)."""
+
+    name: str = Field(primary_key=True)
+    claimed_by: str | None = None
+    claimed_until: datetime | None = None
 
 
 class SimDevice(SQLModel, table=True):

@@ -29,12 +29,12 @@ def _config(connection) -> Config:
 MIGRATION_LOCK = "labbot:migrations"
 
 
-def upgrade(db: Database) -> None:
+def upgrade(db: Database, target: str = "head") -> None:
     engine = db.engine.execution_options(labbot_immediate=True)
     with db.writers(), engine.begin() as connection:
         if not db.is_sqlite:
             connection.execute(select(func.pg_advisory_xact_lock(func.hashtext(MIGRATION_LOCK))))
-        command.upgrade(_config(connection), "head")
+        command.upgrade(_config(connection), target)
 
 
 def revision(db: Database, message: str) -> None:

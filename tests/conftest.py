@@ -68,6 +68,28 @@ def postgres() -> Iterator[Server | Exception]:
         server.stop()
 
 
+def _postgres(request: pytest.FixtureRequest) -> Server:
+    server = request.getfixturevalue("postgres")
+    if not isinstance(server, Server):
+        reason = f"PostgreSQL half skipped: {server}"
+        if os.environ.get("LABBOT_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"{reason} (LABBOT_REQUIRE_POSTGRES=1)")
+        pytest.skip(reason)
+    return server
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def blank_database_url(request: pytest.FixtureRequest, db_path: Path) -> Iterator[str]:
+    """An empty database of each kind, with no tables at all."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{db_path}"
+        return
+    server = _postgres(request)
+    url = server.create()
+    yield url
+    server.drop(url)
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, db_path: Path) -> Iterator[str]:
     """A migrated, empty database of each kind; the PostgreSQL one is a copy of the template."""
@@ -78,12 +100,7 @@ def database_url(request: pytest.FixtureRequest, db_path: Path) -> Iterator[str]
         migrated.dispose()
         yield url
         return
-    server = request.getfixturevalue("postgres")
-    if not isinstance(server, Server):
-        reason = f"PostgreSQL half skipped: {server}"
-        if os.environ.get("LABBOT_REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"{reason} (LABBOT_REQUIRE_POSTGRES=1)")
-        pytest.skip(reason)
+    server = _postgres(request)
     url = server.create(template=TEMPLATE)
     yield url
     server.drop(url)

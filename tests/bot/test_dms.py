@@ -128,7 +128,8 @@ def test_a_dm_that_slack_refuses_arrives_later_and_the_state_change_stands(
     )
     assert not any("approved" in m["text"] for m in slack.dms(OWNER))
 
-    assert deliver(slack.db, slack.ctx.lab.notifier, slack.clock.advance(minutes=5)) == 2
+    lab = slack.ctx.lab
+    assert deliver(slack.db, lab.notifier, slack.clock.advance(minutes=5), owner=lab.replica) == 2
     texts = [m["text"] for m in slack.dms(OWNER)]
     assert any("was approved" in t for t in texts) and any("Provisioning" in t for t in texts)
     assert slack.lease(lease_id).state == "provisioning"

@@ -71,7 +71,7 @@ def test_two_deliverers_at_once_send_each_notice_once(lab, clock):
 
     def run():
         barrier.wait()
-        deliver(lab.db, lab.notifier, later)
+        deliver(lab.db, lab.notifier, later, owner=lab.replica)
 
     threads = [threading.Thread(target=run) for _ in range(4)]
     for thread in threads:
