@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,11 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
+
+# Replicas on one PostgreSQL under load, one killed mid-run (benchmarks/soak.py); size with
+# SOAK_REQUESTS and SOAK_USERS.
+soak: $(STAMP)
+	$(BIN)/python -m benchmarks soak
 
 clean:
 	rm -rf $(VENV) *.egg-info labbot.db
