@@ -68,7 +68,7 @@ def main(workdir: Path | None = None, provider: str = "simulated") -> int:
                 f"(servers come through packet-python from a fake Packet API at {metal.end_point})"
             )
         ctx = build_context(settings, clock=clock)
-        with local_server(create_app(ctx)) as url:
+        with local_server(create_app(ctx), settings.slack_signing_secret) as url:
             Story(ctx, fake, SlackSender(url, secret, response_url_base=fake), clock).run()
         ctx.shutdown()
         ctx.lab.db.dispose()

@@ -23,10 +23,10 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from gunicorn.app.base import BaseApplication
 from slack_bolt import App
-from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_sdk.errors import SlackApiError
 
 from bot.app import AppContext, build_context, create_app, web_client
+from bot.gate import slack_endpoint
 from bot.scheduler import start_sweeper
 from bot.settings import Settings, SettingsError, from_env
 
@@ -72,9 +72,10 @@ def preflight(settings: Settings) -> None:
         ) from error
 
 
-def wsgi_app(app: App) -> Wsgi:
-    """Slack's endpoint plus a health check for the load balancer."""
-    slack = SlackRequestHandler(app, path=EVENTS_PATH)
+def wsgi_app(app: App, secret: str | None) -> Wsgi:
+    """Slack's endpoint, behind the signature check of bot.gate, plus a health check for the
+    load balancer."""
+    slack = slack_endpoint(app, secret, EVENTS_PATH)
 
     def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if environ.get("PATH_INFO") == HEALTH_PATH:
@@ -120,7 +121,7 @@ class _Gunicorn(BaseApplication):
 
     def load(self) -> Wsgi:
         self.running = Running(self.settings)
-        return wsgi_app(self.running.app)
+        return wsgi_app(self.running.app, self.settings.slack_signing_secret)
 
     def _worker_exit(self, server: Any, worker: Any) -> None:
         if self.running is not None:
@@ -164,11 +165,15 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 @contextmanager
-def local_server(app: App) -> Iterator[str]:
+def local_server(app: App, secret: str | None) -> Iterator[str]:
     """Serve the App on 127.0.0.1 in this process, for the tests, the demo and the benchmark;
     yields the URL Slack would post to. (Production uses gunicorn: `serve_http`.)"""
     server = make_server(
-        "127.0.0.1", 0, wsgi_app(app), server_class=_ThreadingServer, handler_class=_QuietHandler
+        "127.0.0.1",
+        0,
+        wsgi_app(app, secret),
+        server_class=_ThreadingServer,
+        handler_class=_QuietHandler,
     )
     thread = threading.Thread(
         target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
