@@ -13,7 +13,7 @@ from commands.durations import format_duration
 from commands.facts import shape, when
 from commands.lab import Lab, Outcome, audit, not_found, owner_or_admin, refuse, wrong_state
 from commands.notices import REVIEW, Kind, enqueue, owner
-from commands.policy import check_extension
+from commands.policy import check_extension, too_long
 from commands.reminders import next_due, reminder_times
 from commands.states import State
 from storage.models import Lease, PendingExtension, SentReminder
@@ -55,6 +55,8 @@ def decide_extension(
 ) -> Outcome:
     if not lab.roles.is_reviewer(actor):
         return refuse(lab, now, actor, "decide_extension", "Only reviewers can decide extensions.")
+    if long := too_long("reason", reason) or too_long("reason", override or ""):
+        return refuse(lab, now, actor, "decide_extension", f"That is too long: {long}.")
     with lab.db.read() as session:
         pending = session.get(PendingExtension, extension_id)
     moved = None

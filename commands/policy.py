@@ -26,6 +26,33 @@ _SSH_KEY = re.compile(
 )
 
 
+# The longest text a person may give, per field: stated in the form (Slack enforces it there)
+# and checked by every use case (the slash command and the CLI have no form).
+LIMITS = {
+    "project": 63,
+    "repo_url": 200,
+    "purpose": 500,
+    "ssh_key": 2000,
+    "reason": 500,
+    "url": 300,
+}
+_NAMES = {
+    "project": "the project name",
+    "repo_url": "the repository URL",
+    "purpose": "the purpose",
+    "ssh_key": "the SSH key",
+    "reason": "the reason",
+    "url": "the write-up link",
+}
+
+
+def too_long(name: str, text: str) -> str | None:
+    """Why `text` is too long for field `name` (naming the limit), or None."""
+    if len(text) <= LIMITS[name]:
+        return None
+    return f"{_NAMES[name]} is {len(text):,} characters; the limit is {LIMITS[name]:,}"
+
+
 @dataclass(frozen=True)
 class Policy:
     monthly_credit_cents: int = 2_500_000
@@ -91,12 +118,16 @@ def is_link(text: str) -> bool:
 
 def check_request(req: RequestInput, catalog: Catalog, policy: Policy) -> dict[str, str]:
     """Field name -> what is wrong with it and what would be accepted. Empty when acceptable."""
-    errors: dict[str, str] = {}
-    if not _PROJECT.fullmatch(req.project):
+    errors = {
+        name: problem
+        for name in ("project", "repo_url", "purpose", "ssh_key")
+        if (problem := too_long(name, getattr(req, name)))
+    }
+    if "project" not in errors and not _PROJECT.fullmatch(req.project):
         errors["project"] = (
             "give the project's name (letters, digits, dots, dashes), for example project=coredns"
         )
-    if not is_link(req.repo_url):
+    if "repo_url" not in errors and not is_link(req.repo_url):
         errors["repo_url"] = (
             "give the project's open-source repository URL, for example "
             "repo=https://github.com/coredns/coredns"
@@ -121,7 +152,7 @@ def check_request(req: RequestInput, catalog: Catalog, policy: Policy) -> dict[s
             f"{format_duration(req.duration)} is outside policy; ask for "
             f"{format_duration(policy.min_lease)} to {format_duration(policy.max_lease)}"
         )
-    if req.ssh_key and not _SSH_KEY.fullmatch(req.ssh_key):
+    if "ssh_key" not in errors and req.ssh_key and not _SSH_KEY.fullmatch(req.ssh_key):
         errors["ssh_key"] = (
             "that is not a public SSH key; paste one line like 'ssh-ed25519 AAAA... you@host'"
         )

@@ -15,6 +15,7 @@ from commands.credit import project_shortfalls, record_override, shortfall_words
 from commands.facts import shape, when
 from commands.lab import Lab, Outcome, audit, move, not_found, refuse
 from commands.notices import REVIEW, Kind, enqueue, owner
+from commands.policy import too_long
 from commands.provision import provision
 from commands.states import State
 from storage.models import Lease
@@ -34,6 +35,8 @@ def approve(
             "Only an admin can approve over the month's credit.",
             lease_id,
         )
+    if override is not None and (long := too_long("reason", override)):
+        return refuse(lab, now, actor, "approve", f"That override is too long: {long}.", lease_id)
     with lab.db.write() as session:
         lease = session.get(Lease, lease_id)
         problem = _undecidable(lease, lease_id) or _over_budget(session, lab, lease, now, override)
@@ -64,6 +67,8 @@ def deny(lab: Lab, actor: str, lease_id: int, reason: str, now: datetime) -> Out
             f"Say why, so the requester can fix it: deny {lease_id} <reason>.",
             lease_id,
         )
+    if long := too_long("reason", reason):
+        return refuse(lab, now, actor, "deny", f"That reason is too long: {long}.", lease_id)
     with lab.db.write() as session:
         lease = session.get(Lease, lease_id)
         problem = _undecidable(lease, lease_id)

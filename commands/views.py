@@ -15,7 +15,7 @@ from commands.billing import format_cents, month_key
 from commands.credit import books, burn_rate_cents_per_day, project_tally, runs_out_at
 from commands.facts import describe, one_line
 from commands.lab import Lab, Outcome, audit, not_found, refuse
-from commands.policy import is_link
+from commands.policy import is_link, too_long
 from commands.states import TERMINAL, State
 from metal.provider import Catalog
 from storage.models import AuditEvent, Lease, Server
@@ -187,6 +187,8 @@ def plans_text(catalog: Catalog) -> str:
 def submit_writeup(lab: Lab, actor: str, lease_id: int, url: str, now: datetime) -> Outcome:
     """After a lease, its owner sends a link to a short write-up; it stays on the project's
     history."""
+    if long := too_long("url", url.strip()):
+        return refuse(lab, now, actor, "writeup", f"That link is too long: {long}.", lease_id)
     if not is_link(url.strip()):
         return refuse(
             lab,

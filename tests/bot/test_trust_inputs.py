@@ -4,13 +4,17 @@ can hold, text of any length, mentions in user text, and lease details asked by 
 from __future__ import annotations
 
 import pytest
+from sqlmodel import func, select
 
 from bot.app import SORRY
 from bot.blocks import dms
+from bot.blocks.modals import deny_modal, writeup_modal
+from commands.policy import LIMITS
 from fakes.slack_sender import field
-from tests.bot.conftest import Slack, active_lease, body_of
+from storage.models import Lease
+from tests.bot.conftest import Slack, active_lease, body_of, file_request
 from tests.bot.test_commands import request_values
-from tests.conftest import OWNER
+from tests.conftest import OWNER, REVIEWER
 
 HUGE = ["99999999999d", "9" * 5000 + "h", "1" + "0" * 40 + "w"]
 REQUEST = (
@@ -39,3 +43,46 @@ def test_a_duration_no_clock_can_hold_gets_the_policy_sentence_everywhere(
     slack.click(dms.EXTEND, f"{lease_id}-{duration}", OWNER)
     assert "needs a reviewer" in slack.replies()[-1]
     assert SORRY not in str(slack.replies())
+
+
+def test_text_longer_than_a_person_would_write_is_refused_naming_the_limit(slack: Slack) -> None:
+    slack.command(REQUEST.format("24h").replace("load tests", "x" * 10_000), OWNER)
+    assert "the purpose is 10,000 characters; the limit is 500" in slack.replies()[-1]
+
+    huge = "y" * 50_000
+    values = request_values(
+        purpose={"value": field(huge)},
+        repo_url={"value": field("https://github.com/" + huge)},
+        ssh_key={"value": field("ssh-ed25519 " + huge)},
+    )
+    errors = body_of(slack.sender.view_submission("lab_request", values, OWNER))["errors"]
+    assert "the limit is 500" in errors["purpose"]
+    assert "the limit is 200" in errors["repo_url"]
+    assert "the limit is 2,000" in errors["ssh_key"]
+
+    lease_id = file_request(slack)
+    slack.command(f"deny {lease_id} {'z' * 600}", REVIEWER)
+    assert "the reason is 600 characters; the limit is 500" in slack.replies()[-1]
+    assert slack.lease(lease_id).state == "pending"
+    with slack.db.read() as session:
+        assert session.exec(select(func.max(func.length(Lease.purpose)))).one() < 500
+
+
+def test_the_forms_state_their_limits_so_slack_enforces_them_too(slack: Slack) -> None:
+    slack.command("request", OWNER)
+    [opened] = slack.fake.calls("views.open")
+    limits = {
+        b["block_id"]: b["element"].get("max_length")
+        for b in opened.params["view"]["blocks"]
+        if b["element"]["type"] == "plain_text_input"
+    }
+    assert limits == {
+        "project": LIMITS["project"],
+        "repo_url": LIMITS["repo_url"],
+        "purpose": LIMITS["purpose"],
+        "count": None,
+        "duration": None,
+        "ssh_key": LIMITS["ssh_key"],
+    }
+    assert deny_modal("lease", 1, "t")["blocks"][0]["element"]["max_length"] == LIMITS["reason"]
+    assert writeup_modal(1)["blocks"][0]["element"]["max_length"] == LIMITS["url"]
