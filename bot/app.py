@@ -29,7 +29,7 @@ from bot.roles import GroupMembers, GroupRoles
 from bot.runtime import Clock, build_lab, utcnow
 from bot.settings import Settings, SettingsError
 from bot.slack_notifier import SlackNotifier
-from commands.facts import shape
+from commands.facts import quoted, shape
 from commands.lab import Lab
 from commands.views import lease_with_servers
 from storage.db import Database
@@ -162,7 +162,7 @@ def _summary(lab: Lab, lease_id: int) -> str | None:
         return None
     return (
         f"<@{lease.owner}> asked for {shape(lease)} for {lease.project} "
-        f"({lease.repo_url}): {lease.purpose}"
+        f"({quoted(lease.repo_url)}): {quoted(lease.purpose)}"
     )
 
 

@@ -10,7 +10,7 @@ from sqlmodel import Session, delete
 from commands.backstop import move_backstop
 from commands.credit import record_override, shortfall_words, shortfalls
 from commands.durations import format_duration
-from commands.facts import shape, when
+from commands.facts import quoted, shape, when
 from commands.lab import Lab, Outcome, audit, not_found, owner_or_admin, refuse, wrong_state
 from commands.notices import REVIEW, Kind, enqueue, owner
 from commands.policy import check_extension, too_long
@@ -209,7 +209,7 @@ def _tell_extension_decision(
     session: Session, lease: Lease, ext: PendingExtension, actor: str, now: datetime
 ) -> None:
     extra = format_duration(ext.seconds)
-    why = f" Reason: {ext.reason}" if ext.reason else ""
+    why = f" Reason: {quoted(ext.reason)}" if ext.reason else ""
     audit(session, now, actor, f"extension_{ext.state}", lease.id, extension=ext.id)
     enqueue(
         session,

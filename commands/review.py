@@ -12,7 +12,7 @@ from datetime import datetime
 from sqlmodel import Session
 
 from commands.credit import project_shortfalls, record_override, shortfall_words, shortfalls
-from commands.facts import shape, when
+from commands.facts import quoted, shape, when
 from commands.lab import Lab, Outcome, audit, move, not_found, refuse
 from commands.notices import REVIEW, Kind, enqueue, owner
 from commands.policy import too_long
@@ -147,7 +147,7 @@ def _record_overrides(
 def _tell_decision(
     session: Session, lease: Lease, actor: str, now: datetime, decision: str, reason: str
 ) -> None:
-    why = f" Reason: {reason}" if reason else ""
+    why = f" Reason: {quoted(reason)}" if reason else ""
     enqueue(
         session,
         Kind.DECISION,

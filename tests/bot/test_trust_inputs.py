@@ -3,6 +3,8 @@ can hold, text of any length, mentions in user text, and lease details asked by 
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from sqlmodel import func, select
 
@@ -12,7 +14,7 @@ from bot.blocks.modals import deny_modal, writeup_modal
 from commands.policy import LIMITS
 from fakes.slack_sender import field
 from storage.models import Lease
-from tests.bot.conftest import Slack, active_lease, body_of, file_request
+from tests.bot.conftest import Slack, active_lease, body_of, file_request, lease_id_in
 from tests.bot.test_commands import request_values
 from tests.conftest import OWNER, REVIEWER
 
@@ -86,3 +88,27 @@ def test_the_forms_state_their_limits_so_slack_enforces_them_too(slack: Slack) -
     }
     assert deny_modal("lease", 1, "t")["blocks"][0]["element"]["max_length"] == LIMITS["reason"]
     assert writeup_modal(1)["blocks"][0]["element"]["max_length"] == LIMITS["url"]
+
+
+VICTIM = "U0VICTIM"
+
+
+def test_a_mention_in_user_text_stays_inert_on_every_surface(slack: Slack) -> None:
+    ping = f"<@{VICTIM}>"
+    slack.command(
+        f"request 1 c1.small.x86 ams1 24h project=coredns "
+        f'repo=https://github.com/coredns/{ping} "ask {ping} about it"',
+        OWNER,
+    )
+    lease_id = lease_id_in(slack.replies()[-1])
+    slack.command(f"show {lease_id}", OWNER)
+    slack.sender.event({"type": "app_home_opened", "user": REVIEWER, "tab": "home"})
+    slack.command(f"deny {lease_id} talk to {ping} first", REVIEWER)
+    slack.command(f"extend {ping} 1d", OWNER)
+    slack.click("lease_approve", ping, REVIEWER)
+
+    sent = json.dumps([c.params for c in slack.fake.calls() if c.method != "auth.test"])
+    assert ping not in sent
+    assert "&lt;@U0VICTIM&gt;" in sent
+    [card] = [m for m in slack.fake.messages() if m["channel"] == "C0REVIEW"]
+    assert f"<@{OWNER}>" in card["text"]  # the mentions labbot means stay live
