@@ -13,10 +13,10 @@ from bot.blocks import dms
 from bot.blocks.modals import deny_modal, writeup_modal
 from commands.policy import LIMITS
 from fakes.slack_sender import field
-from storage.models import Lease
+from storage.models import Lease, Server
 from tests.bot.conftest import Slack, active_lease, body_of, file_request, lease_id_in
 from tests.bot.test_commands import request_values
-from tests.conftest import OWNER, REVIEWER
+from tests.conftest import ADMIN, OTHER, OWNER, REVIEWER
 
 HUGE = ["99999999999d", "9" * 5000 + "h", "1" + "0" * 40 + "w"]
 REQUEST = (
@@ -112,3 +112,19 @@ def test_a_mention_in_user_text_stays_inert_on_every_surface(slack: Slack) -> No
     assert "&lt;@U0VICTIM&gt;" in sent
     [card] = [m for m in slack.fake.messages() if m["channel"] == "C0REVIEW"]
     assert f"<@{OWNER}>" in card["text"]  # the mentions labbot means stay live
+
+
+def test_show_gives_addresses_only_to_the_owner_reviewers_and_admins(slack: Slack) -> None:
+    lease_id = active_lease(slack)
+    with slack.db.read() as session:
+        servers = session.exec(select(Server).where(Server.lease_id == lease_id)).all()
+    secrets = [s.hostname for s in servers] + [ip for s in servers for ip in s.ips.split(",")]
+    assert all(secrets)
+    for user in (OWNER, REVIEWER, ADMIN):
+        slack.command(f"show {lease_id}", user)
+        assert all(secret in slack.replies()[-1] for secret in secrets), user
+    slack.command(f"show {lease_id}", OTHER)
+    shown = slack.replies()[-1]
+    assert "load tests" in shown or "scale tests" in shown  # the purpose stays open
+    assert not any(secret in shown for secret in secrets)
+    assert "shown to the owner, reviewers and admins" in shown
