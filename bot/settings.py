@@ -123,6 +123,8 @@ def _policy(env: Mapping[str, str], base: Policy) -> Policy:
         changes["project_cap_cents"] = _money(env, "LABBOT_PROJECT_CAP")
     if "LABBOT_REMINDERS" in env:
         changes["reminders"] = _reminders(env["LABBOT_REMINDERS"])
+    if "LABBOT_ALLOW_SELF_APPROVAL" in env:
+        changes["allow_self_approval"] = _flag(env, "LABBOT_ALLOW_SELF_APPROVAL")
     policy = replace(base, **changes)
     if policy.min_lease > policy.max_lease:
         raise SettingsError("LABBOT_MIN_LEASE is longer than LABBOT_MAX_LEASE; make it shorter.")
@@ -163,6 +165,15 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
             f"{name} must be a whole number of at least {minimum}, not '{env[name]}'."
         )
     return value
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    value = env[name].strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise SettingsError(f"{name} must be yes or no, not '{env[name]}'.")
 
 
 def _money(env: Mapping[str, str], name: str) -> int:

@@ -13,7 +13,14 @@ from commands.durations import format_duration
 from commands.facts import quoted, shape, when
 from commands.lab import Lab, Outcome, audit, not_found, owner_or_admin, refuse, wrong_state
 from commands.notices import REVIEW, Kind, enqueue, owner
-from commands.policy import check_extension, too_long
+from commands.policy import (
+    SELF_MARK,
+    Approver,
+    approver,
+    check_extension,
+    self_approval_refused,
+    too_long,
+)
 from commands.reminders import next_due, reminder_times
 from commands.states import State
 from storage.models import Lease, PendingExtension, SentReminder
@@ -65,7 +72,11 @@ def decide_extension(
     with lab.db.write() as session:
         ext = session.get(PendingExtension, extension_id)
         lease = session.get(Lease, ext.lease_id) if ext else None
-        problem = _undecidable(ext, lease, extension_id) or moved
+        problem = (
+            _undecidable(ext, lease, extension_id)
+            or (_self_approval(lab, ext, actor) if approve else None)
+            or moved
+        )
         if problem is None and approve:
             problem = _apply(
                 session, lab, lease, timedelta(seconds=ext.seconds), actor, now, override
@@ -195,6 +206,12 @@ def _ask_reviewers(
     return ext
 
 
+def _self_approval(lab: Lab, ext: PendingExtension, actor: str) -> str | None:
+    if approver(lab.policy, ext.requested_by, actor) == Approver.SELF_REFUSED:
+        return self_approval_refused(f"extension {ext.id}")
+    return None
+
+
 def _undecidable(
     ext: PendingExtension | None, lease: Lease | None, extension_id: int
 ) -> str | None:
@@ -210,12 +227,16 @@ def _tell_extension_decision(
 ) -> None:
     extra = format_duration(ext.seconds)
     why = f" Reason: {quoted(ext.reason)}" if ext.reason else ""
-    audit(session, now, actor, f"extension_{ext.state}", lease.id, extension=ext.id)
+    own = ext.state == "approved" and actor == ext.requested_by
+    audit(
+        session, now, actor, f"extension_{ext.state}", lease.id, extension=ext.id, self_approved=own
+    )
+    mark = SELF_MARK if own else ""
     enqueue(
         session,
         Kind.CARD_DECIDED,
         REVIEW,
-        f"Extension of #{lease.id} by {extra} {ext.state} by <@{actor}> at {when(now)}.{why}",
+        f"Extension of #{lease.id} by {extra} {ext.state}{mark} by <@{actor}> at {when(now)}.{why}",
         now,
         lease.id,
         decision=ext.state,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from enum import Enum
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -75,11 +76,38 @@ class Policy:
     default_os: str = "ubuntu_16_04"
 
     backstop_margin: timedelta = DAY
+    allow_self_approval: bool = False
 
     def backstop(self, ends_at: datetime) -> datetime:
         """When the provider may delete a lease's servers on its own, should labbot be down:
         the end plus grace plus a margin. Extensions move it before they take effect."""
         return ends_at + self.grace + self.backstop_margin
+
+
+class Approver(Enum):
+    """Who is approving a request, as far as the rule on self-approval cares."""
+
+    ANOTHER = "another reviewer"
+    SELF_ALLOWED = "its requester, as the operator allows"
+    SELF_REFUSED = "its requester"
+
+
+def approver(policy: Policy, requester: str, reviewer: str) -> Approver:
+    """A reviewer does not approve their own request unless the operator allows it
+    (LABBOT_ALLOW_SELF_APPROVAL); then the approval is marked as such."""
+    if requester != reviewer:
+        return Approver.ANOTHER
+    return Approver.SELF_ALLOWED if policy.allow_self_approval else Approver.SELF_REFUSED
+
+
+def self_approval_refused(what: str) -> str:
+    return (
+        f"You asked for {what} yourself, so another reviewer must approve it: ask in the "
+        "review channel (or an admin)."
+    )
+
+
+SELF_MARK = " (their own request)"
 
 
 @dataclass(frozen=True)
