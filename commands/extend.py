@@ -66,17 +66,15 @@ def decide_extension(
         return refuse(lab, now, actor, "decide_extension", f"That is too long: {long}.")
     with lab.db.read() as session:
         pending = session.get(PendingExtension, extension_id)
+    if approve and pending is not None and (own := _self_approval(lab, pending, actor)):
+        return refuse(lab, now, actor, "decide_extension", own, pending.lease_id)
     moved = None
     if approve and pending is not None and pending.state == "pending":
         moved = _move_backstop(lab, pending.lease_id, timedelta(seconds=pending.seconds), now)
     with lab.db.write() as session:
         ext = session.get(PendingExtension, extension_id)
         lease = session.get(Lease, ext.lease_id) if ext else None
-        problem = (
-            _undecidable(ext, lease, extension_id)
-            or (_self_approval(lab, ext, actor) if approve else None)
-            or moved
-        )
+        problem = _undecidable(ext, lease, extension_id) or moved
         if problem is None and approve:
             problem = _apply(
                 session, lab, lease, timedelta(seconds=ext.seconds), actor, now, override
