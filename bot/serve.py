@@ -70,6 +70,21 @@ def preflight(settings: Settings) -> None:
         raise SettingsError(
             f"Slack's Web API is not reachable ({error}); check SLACK_API_URL and the network."
         ) from error
+    if settings.slack_app_token:
+        check_app_token(settings)
+
+
+def check_app_token(settings: Settings) -> None:
+    """Socket Mode's token is checked the way Socket Mode uses it: by asking for a connection
+    URL (an `xoxb-` token pasted here gets `not_allowed_token_type`)."""
+    try:
+        web_client(settings).apps_connections_open(app_token=settings.slack_app_token)
+    except SlackApiError as error:
+        raise SettingsError(
+            f"SLACK_APP_TOKEN was refused by Slack ({error.response.get('error')}); "
+            "create an App-Level Token (xapp-...) with the connections:write scope on the "
+            "app's Basic Information page."
+        ) from error
 
 
 def wsgi_app(app: App, secret: str | None) -> Wsgi:
@@ -146,11 +161,17 @@ def serve_socket_mode(settings: Settings) -> int:
     stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.set())
-    handler.connect()
-    log.info("labbot connected to Slack in Socket Mode")
-    stopping.wait()
-    handler.close()
-    running.stop()
+    try:
+        handler.connect()
+        log.info("labbot connected to Slack in Socket Mode")
+        stopping.wait()
+    except SlackApiError as error:  # the token was refused after preflight accepted it
+        raise SettingsError(
+            f"SLACK_APP_TOKEN was refused by Slack ({error.response.get('error')})."
+        ) from error
+    finally:
+        handler.close()
+        running.stop()  # the sweep's scheduler never outlives the connection
     return 0
 
 
