@@ -58,6 +58,7 @@ _POLICY_DURATIONS = {
     "LABBOT_RECONCILE_EVERY": "reconcile_every",
     "LABBOT_PROVISION_TIMEOUT": "provision_timeout",
 }
+_MAY_BE_ZERO = {"LABBOT_GRACE", "grace"}  # reclaiming exactly at the end is a lab's choice
 _POLICY_INTS = {
     "LABBOT_MAX_SERVERS": "max_servers",
     "LABBOT_PENDING_PER_USER": "pending_per_user",
@@ -139,7 +140,7 @@ def _duration(env: Mapping[str, str], name: str, default: timedelta) -> timedelt
     if name not in env:
         return default
     try:
-        return parse_duration(env[name])
+        return parse_duration(env[name], zero=name in _MAY_BE_ZERO)
     except DurationError as error:
         raise SettingsError(f"{name}: {error}.") from error
 
@@ -221,7 +222,7 @@ def _from_file(path: str | None) -> Settings:
         current = getattr(policy, key)
         try:
             if isinstance(current, timedelta):
-                value = parse_duration(str(value))
+                value = parse_duration(str(value), zero=key in _MAY_BE_ZERO)
             elif key.endswith("_cents"):
                 value = dollars_to_cents(value)
             elif key == "reminders":

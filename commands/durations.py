@@ -20,8 +20,9 @@ class DurationError(ValueError):
     pass
 
 
-def parse_duration(text: str) -> timedelta:
-    """Parse a duration; the error message says what would be accepted."""
+def parse_duration(text: str, *, zero: bool = False) -> timedelta:
+    """Parse a duration; the error message says what would be accepted. `zero` admits a
+    duration of nothing (a grace period may be none)."""
     cleaned = text.strip().lower().replace(" ", "")
     if not cleaned or not _WHOLE.fullmatch(cleaned):
         raise DurationError(f"'{text}' is not a duration; write it like {EXAMPLES}")
@@ -29,7 +30,7 @@ def parse_duration(text: str) -> timedelta:
     if any(len(n.lstrip("0")) > _MOST_DIGITS for n, _ in parts):
         return LONGEST
     seconds = sum(int(n) * _UNITS[unit] for n, unit in parts)
-    if seconds <= 0:
+    if seconds <= 0 and not zero:
         raise DurationError(f"'{text}' is zero; a duration must be longer than that")
     return timedelta(seconds=min(seconds, int(LONGEST.total_seconds())))
 

@@ -86,3 +86,12 @@ def test_a_config_file_sets_policy_and_catalog(tmp_path):
     path.write_text("[policy]\nno_such_thing = 1\n")
     with pytest.raises(SettingsError, match="\\[policy\\] has no setting 'no_such_thing'"):
         from_env({"LABBOT_CONFIG": str(path)})
+
+
+def test_a_grace_of_nothing_is_a_lab_policy(tmp_path):
+    assert from_env({"LABBOT_GRACE": "0s"}).policy.grace == timedelta(0)
+    config = tmp_path / "labbot.toml"
+    config.write_text('[policy]\ngrace = "0s"\n')
+    assert from_env({"LABBOT_CONFIG": str(config)}).policy.grace == timedelta(0)
+    with pytest.raises(SettingsError, match="LABBOT_MAX_LEASE: '0s' is zero"):
+        from_env({"LABBOT_MAX_LEASE": "0s"})
