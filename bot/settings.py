@@ -57,6 +57,7 @@ _POLICY_DURATIONS = {
     "LABBOT_ORPHAN_GRACE": "orphan_grace",
     "LABBOT_RECONCILE_EVERY": "reconcile_every",
     "LABBOT_PROVISION_TIMEOUT": "provision_timeout",
+    "LABBOT_PROVISION_POLL": "provision_poll",
 }
 _MAY_BE_ZERO = {"LABBOT_GRACE", "grace"}  # reclaiming exactly at the end is a lab's choice
 _POLICY_INTS = {
@@ -72,7 +73,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
     base = _from_file(env.get("LABBOT_CONFIG"))
     policy = _policy(env, base.policy)
-    return replace(
+    settings = replace(
         base,
         database_url=env.get("DATABASE_URL", base.database_url),
         provider=_choice(env, "LABBOT_PROVIDER", ("simulated", "packet"), _default_provider(env)),
@@ -97,6 +98,16 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         packet_timeout=_duration(env, "PACKET_TIMEOUT", timedelta(seconds=30)).total_seconds(),
         simulated_provision=_duration(env, "LABBOT_SIMULATED_PROVISION", base.simulated_provision),
     )
+    if "LABBOT_PROVISION_POLL" in env or settings.provider != "simulated":
+        return settings
+    return replace(settings, policy=replace(policy, provision_poll=simulated_poll(settings)))
+
+
+def simulated_poll(settings: Settings) -> timedelta:
+    """The simulated provider brings servers up in LABBOT_SIMULATED_PROVISION: ask four times
+    in that span (at most every 30 s, at least every second) rather than on Packet's pace."""
+    quarter = settings.simulated_provision / 4
+    return max(timedelta(seconds=1), min(settings.policy.provision_poll, quarter))
 
 
 def require_packet(settings: Settings) -> None:

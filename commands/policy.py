@@ -69,6 +69,7 @@ class Policy:
     delete_attempts: int = 5
     create_attempts: int = 3
     provision_timeout: timedelta = 2 * HOUR
+    provision_poll: timedelta = timedelta(seconds=30)  # how often a provisioning lease is asked
     orphan_grace: timedelta = HOUR
     reconcile_every: timedelta = timedelta(minutes=10)
     provider_concurrency: int = 8
