@@ -54,8 +54,11 @@ class DemoClock:
 
 def main(workdir: Path | None = None, provider: str = "simulated") -> int:
     """`provider="packet"` tells the same story through packet-python against the fake Packet
-    API, served over HTTPS on 127.0.0.1 and trusted through REQUESTS_CA_BUNDLE."""
-    workdir = workdir or Path(tempfile.mkdtemp(prefix="labbot-demo-"))
+    API, served over HTTPS on 127.0.0.1 and trusted through REQUESTS_CA_BUNDLE. Without a
+    `workdir` the database lives in a temporary directory that is removed afterwards."""
+    if workdir is None:
+        with tempfile.TemporaryDirectory(prefix="labbot-demo-") as throwaway:
+            return main(Path(throwaway), provider)
     clock = DemoClock()
     secret = secrets.token_hex(16)
     with FakeSlack() as fake, contextlib.ExitStack() as stack:
