@@ -220,3 +220,11 @@ def test_fuzzed_requests_are_never_a_5xx_and_unverified_ones_leave_no_trace(
         assert answer.status_code == 401
         assert outbound(slack) == []
         assert rows(slack)[1] == audits_before
+
+
+def test_a_command_that_says_payload_is_read_as_the_command_it_is(slack: Slack) -> None:
+    slack.command(
+        'request 1 c1.small.x86 ams1 24h project=p repo=https://github.com/p/p "payload tests"',
+        OWNER,
+    )
+    assert slack.replies()[-1].startswith("Request #")
