@@ -32,6 +32,7 @@ from metal.catalog import CatalogError, dollars_to_cents
 from metal.provider import Catalog, Metro, Plan
 
 ARCHES = ("x86_64", "aarch64")
+EXAMPLE = Path(__file__).with_name("ec2_catalog.example.toml")  # the demo's, and a template
 
 
 @dataclass(frozen=True)
