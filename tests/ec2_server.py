@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 
 from fakes.ec2 import CREDENTIALS, SCHEDULER_ROLE, FaultProxy, MotoServer
@@ -74,12 +75,30 @@ def ec2_proxy(
     session_proxy.clear()
 
 
+@pytest.fixture(scope="session")
+def boto_session() -> boto3.session.Session:
+    """One boto3 session for the providers the tests build, so EC2's service model (several
+    megabytes of JSON) is parsed once, not once per test. Its keys are the fake ones, given
+    directly; the start-up tests go through boto3's chain instead."""
+    return boto3.session.Session(
+        aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+    )
+
+
 @pytest.fixture
-def make_ec2(ec2_proxy: FaultProxy) -> Callable[..., Ec2Provider]:
+def make_ec2(
+    ec2_proxy: FaultProxy, boto_session: boto3.session.Session
+) -> Callable[..., Ec2Provider]:
     """Ec2Providers through the proxy; keyword arguments override the constructor's."""
 
     def make(**overrides: Any) -> Ec2Provider:
-        options: dict[str, Any] = {"timeout": 5.0, "max_attempts": 3, "endpoint_url": ec2_proxy.url}
+        options: dict[str, Any] = {
+            "timeout": 5.0,
+            "max_attempts": 3,
+            "endpoint_url": ec2_proxy.url,
+            "session": boto_session,
+        }
         options.update(overrides)
         return Ec2Provider(options.pop("offer", offer()), SCHEDULER_ROLE, **options)
 

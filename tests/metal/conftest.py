@@ -81,6 +81,7 @@ def packet_provider(make_provider: Callable[..., PacketProvider]) -> PacketProvi
 
 from tests.ec2_server import (  # noqa: E402, F401  (fixtures for the EC2 tests)
     aws_env,
+    boto_session,
     ec2_proxy,
     make_ec2,
     moto_server,
