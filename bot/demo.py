@@ -33,7 +33,6 @@ from commands.billing import format_cents
 from commands.policy import Policy, Roles
 from commands.sweep import sweep
 from commands.views import credit_report
-from fakes.ec2 import CREDENTIALS, SCHEDULER_ROLE, FaultProxy, MotoServer, instances, schedules
 from fakes.packet import FakePacket
 from fakes.slack import Call, FakeSlack
 from fakes.slack_sender import SlackSender, field
@@ -79,6 +78,9 @@ def main(workdir: Path | None = None, provider: str = "simulated") -> int:
             )
         shapes, observe = PACKET_SHAPES, None
         if provider == "ec2":
+            # moto is a test dependency: imported only for the story that uses it.
+            from fakes.ec2 import CREDENTIALS, FaultProxy, MotoServer
+
             moto = stack.enter_context(MotoServer())
             proxy = stack.enter_context(FaultProxy(moto.url, clock=clock, pending_seconds=240))
             os.environ.update(CREDENTIALS)  # fake keys for the local server, through boto3's chain
@@ -108,6 +110,8 @@ def on_fake_packet(settings: Settings, metal: FakePacket, **changes: Any) -> Set
 
 def on_moto(settings: Settings, endpoint: str, **changes: Any) -> Settings:
     """The same settings, with servers from EC2 at `endpoint` (a local moto server)."""
+    from fakes.ec2 import SCHEDULER_ROLE
+
     return replace(
         settings,
         provider="ec2",
@@ -122,6 +126,8 @@ def on_moto(settings: Settings, endpoint: str, **changes: Any) -> Settings:
 
 def ec2_view(endpoint: str) -> str:
     """What the AWS console would show: instances by state, and when their backstops fire."""
+    from fakes.ec2 import instances, schedules
+
     states = sorted(i["State"]["Name"] for i in instances(endpoint))
     counts = ", ".join(f"{states.count(s)} {s}" for s in dict.fromkeys(states)) or "no instances"
     fire = sorted({s["ScheduleExpression"] for s in schedules(endpoint).values()})

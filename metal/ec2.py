@@ -159,7 +159,7 @@ class Ec2Provider:
         return device
 
     def get(self, device_id: str) -> Device | None:
-        region, instance_id = _split(device_id)
+        region, instance_id = self._split(device_id)
         try:
             answer = self._call(
                 f"describe {instance_id}",
@@ -173,7 +173,7 @@ class Ec2Provider:
         return None if device is None or device.state is DeviceState.DELETED else device
 
     def delete(self, device_id: str) -> None:
-        region, instance_id = _split(device_id)
+        region, instance_id = self._split(device_id)
         with contextlib.suppress(_Gone):
             self._call(
                 f"terminate {instance_id}",
@@ -194,7 +194,7 @@ class Ec2Provider:
         return None
 
     def set_termination_time(self, device_id: str, when: datetime) -> None:
-        region, instance_id = _split(device_id)
+        region, instance_id = self._split(device_id)
         self._schedule(region, instance_id, when, hostname="")
 
     def verify(self) -> None:
@@ -273,7 +273,7 @@ class Ec2Provider:
 
     def _guard(self, device: Device, when: datetime) -> None:
         """Schedule the instance's termination; an instance that cannot be guarded is not kept."""
-        region, instance_id = _split(device.id)
+        region, instance_id = self._split(device.id)
         try:
             self._schedule(region, instance_id, when, hostname=device.hostname)
         except ProviderError as error:
@@ -325,6 +325,17 @@ class Ec2Provider:
                 log.warning("EC2: %s", error)
 
     # --- plumbing ---
+
+    def _split(self, device_id: str) -> tuple[str, str]:
+        """`<region>/<instance id>`, in a region this provider has clients for."""
+        region, _, instance_id = device_id.rpartition("/")
+        if region not in self._ec2:
+            raise ProviderError(
+                f"{device_id} is not in a region of the EC2 catalog "
+                f"({', '.join(self._ec2)}); was the region removed from LABBOT_EC2_CATALOG?",
+                retryable=False,
+            )
+        return region, instance_id
 
     def _instances(
         self, region: str, filters: list[dict[str, Any]], states: tuple[str, ...] = _LIVE
@@ -403,11 +414,6 @@ def _maybe_launched(response: Any, caught_exception: Exception | None) -> bool:
         return False
     status = getattr(response[0], "status_code", 200)
     return status >= 500
-
-
-def _split(device_id: str) -> tuple[str, str]:
-    region, _, instance_id = device_id.rpartition("/")
-    return region, instance_id
 
 
 def _device(region: str, instance: dict[str, Any]) -> Device:

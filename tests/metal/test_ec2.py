@@ -263,3 +263,11 @@ def test_boto3_alone_sees_the_same_instances_through_the_proxy(
     make_ec2().create(spec())
     client = boto3.client("ec2", region_name="us-east-1", endpoint_url=ec2_proxy.url)
     assert len(client.describe_instances()["Reservations"]) == 1
+
+
+def test_a_device_in_a_region_the_catalog_dropped_is_refused_in_a_sentence(
+    make_ec2: Callable[..., Ec2Provider],
+) -> None:
+    with pytest.raises(ProviderError, match="not in a region of the EC2 catalog") as raised:
+        make_ec2().delete("eu-west-1/i-0123456789abcdef0")
+    assert not raised.value.retryable
