@@ -196,11 +196,9 @@ class FaultProxy:
         if action != "DescribeInstances" or not self._born:
             return body
         now = self.clock()
-        young = {
-            i
-            for i, born in self._born.items()
-            if now - born < timedelta(seconds=self.pending_seconds)
-        }
+        with self._lock:
+            born_at = list(self._born.items())
+        young = {i for i, born in born_at if now - born < timedelta(seconds=self.pending_seconds)}
         if not young:
             return body
         parts = re.split(r"(?=<instanceId>)", body.decode())

@@ -301,6 +301,7 @@ class Ec2Provider:
             },
             "Description": f"labbot backstop: terminate {hostname or instance_id}",
             "ActionAfterCompletion": "DELETE",
+            "State": "ENABLED",
         }
         what = f"schedule the backstop of {instance_id}"
         try:
@@ -308,7 +309,7 @@ class Ec2Provider:
         except ProviderError as error:
             if getattr(error, "code", "") != "ConflictException":
                 raise
-            params.pop("ActionAfterCompletion")  # UpdateSchedule keeps it
+            # UpdateSchedule resets whatever it is not given: it gets everything again.
             self._call(what, scheduler.update_schedule, params)
 
     def _unschedule(self, region: str, instance_id: str) -> None:

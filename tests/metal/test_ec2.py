@@ -134,6 +134,7 @@ def test_moving_the_backstop_rewrites_the_schedule(
     [schedule] = schedules(moto_server.url).values()
     assert schedule["ScheduleExpression"] == "at(2026-11-09T22:30:00)"
     assert schedule["Target"]["Arn"] == TERMINATE_TARGET
+    assert schedule["State"] == "ENABLED" and schedule["ActionAfterCompletion"] == "DELETE"
 
 
 def test_setting_a_backstop_on_an_unguarded_instance_creates_its_schedule(
