@@ -30,6 +30,7 @@ import json
 import logging
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from email.mime.multipart import MIMEMultipart
@@ -262,12 +263,13 @@ class Ec2Provider:
             {"Name": "tag:Name", "Values": [spec.hostname]},
         ]
         try:
-            return next(self._instances(region, filters, states=("pending", "running")), None)
-        except (ClientError, BotoCoreError) as error:
+            found = self._instances(region, filters, states=("pending", "running"))
+        except ProviderError as error:
             raise ProviderError(
                 f"EC2: a RunInstances answer for {spec.hostname} was lost and the look-up for "
-                f"the instance failed too ({_code(error)}); the next pass looks again"
+                f"the instance failed too ({error}); the next pass looks again"
             ) from error
+        return found[0] if found else None
 
     # --- the backstop ---
 
@@ -340,7 +342,8 @@ class Ec2Provider:
 
     def _instances(
         self, region: str, filters: list[dict[str, Any]], states: tuple[str, ...] = _LIVE
-    ) -> Iterator[dict[str, Any]]:
+    ) -> list[dict[str, Any]]:
+        """Every instance matching `filters`, across all pages (one failed page fails all)."""
         pages = (
             self._ec2[region]
             .get_paginator("describe_instances")
@@ -349,22 +352,26 @@ class Ec2Provider:
                 PaginationConfig={"PageSize": self._page_size},
             )
         )
-        for page in pages:
-            for reservation in page["Reservations"]:
-                yield from reservation["Instances"]
+        with _said(f"list instances in {region}"):
+            return [i for page in pages for r in page["Reservations"] for i in r["Instances"]]
 
     def _call(self, what: str, operation: Callable[..., T], params: dict[str, Any]) -> T:
         """One boto3 call (botocore retries inside it), with its failure said in one sentence."""
-        try:
+        with _said(what):
             return operation(**params)
-        except ClientError as error:
-            raise _client_failure(what, error) from error
-        except NoCredentialsError as error:
-            raise ProviderError(
-                f"EC2: no {_CREDENTIAL_HINT} were found", retryable=False
-            ) from error
-        except BotoCoreError as error:
-            raise ProviderError(f"EC2: {what} failed: {error}") from error
+
+
+@contextmanager
+def _said(what: str) -> Iterator[None]:
+    """boto3's exceptions as ProviderErrors whose message a person can read."""
+    try:
+        yield
+    except ClientError as error:
+        raise _client_failure(what, error) from error
+    except NoCredentialsError as error:
+        raise ProviderError(f"EC2: no {_CREDENTIAL_HINT} were found", retryable=False) from error
+    except BotoCoreError as error:
+        raise ProviderError(f"EC2: {what} failed: {error}") from error
 
 
 class _Gone(ProviderError):
@@ -378,7 +385,7 @@ class _Failure(ProviderError):
 
 
 def _client_failure(what: str, error: ClientError) -> ProviderError:
-    code = _code(error)
+    code = str(error.response.get("Error", {}).get("Code") or "Unknown")
     message = str(error.response.get("Error", {}).get("Message") or "")[:300]
     if code in _GONE:
         return _Gone(f"EC2: {what}: {code}", retryable=False)
@@ -398,12 +405,6 @@ def _client_failure(what: str, error: ClientError) -> ProviderError:
     status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
     retryable = status >= 500 or status == 0 or "Throttl" in code or code == "RequestLimitExceeded"
     return _Failure(f"EC2: {what} failed ({code}): {message}", code, retryable=retryable)
-
-
-def _code(error: Exception) -> str:
-    if isinstance(error, ClientError):
-        return str(error.response.get("Error", {}).get("Code") or "Unknown")
-    return type(error).__name__
 
 
 def _maybe_launched(response: Any, caught_exception: Exception | None) -> bool:

@@ -272,3 +272,12 @@ def test_a_device_in_a_region_the_catalog_dropped_is_refused_in_a_sentence(
     with pytest.raises(ProviderError, match="not in a region of the EC2 catalog") as raised:
         make_ec2().delete("eu-west-1/i-0123456789abcdef0")
     assert not raised.value.retryable
+
+
+def test_a_list_that_keeps_failing_raises_a_provider_error(
+    make_ec2: Callable[..., Ec2Provider], ec2_proxy: FaultProxy
+) -> None:
+    ec2_proxy.fail("DescribeInstances", 503, times=2)
+    with pytest.raises(ProviderError, match="list instances in us-east-1 failed") as raised:
+        make_ec2(max_attempts=2).list(TAG)
+    assert raised.value.retryable
