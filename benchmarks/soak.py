@@ -283,7 +283,7 @@ def _decide(pool, procs, load, slack, db, rng, n: int, kill: bool) -> None:
     # card still shows Approve and Deny, so the reviewer clicks again.
     time.sleep(5)
     again = [lease.id for lease in leases(db) if lease.state == State.PENDING]
-    say(f"{len(again)} cards still undecided (clicks lost with the killed replica); again")
+    say(f"{len(again)} cards still undecided after the clicks; clicked again")
     list(pool.map(decide, again))
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import signal
 import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -29,10 +28,10 @@ def socket(fake: FakeSlack) -> Iterator[FakeSocketMode]:
         yield server
 
 
-def socket_env(fake: FakeSlack, tmp_path: Path, app_token: str = APP_TOKEN) -> dict[str, str]:
+def socket_env(fake: FakeSlack, database_url: str, app_token: str = APP_TOKEN) -> dict[str, str]:
     env = serve_env(
         fake,
-        tmp_path,
+        database_url,
         free_port(),
         SLACK_SIGNING_SECRET="",
         LABBOT_REVIEWERS=REVIEWER,
@@ -49,9 +48,9 @@ def stop(process: subprocess.Popen) -> str:
 
 
 def test_a_request_an_approval_a_reconnect_and_sigterm_over_socket_mode(
-    fake: FakeSlack, socket: FakeSocketMode, tmp_path: Path
+    fake: FakeSlack, socket: FakeSocketMode, database_url: str
 ) -> None:
-    process = labbot("serve", env=socket_env(fake, tmp_path))
+    process = labbot("serve", env=socket_env(fake, database_url))
     try:
         socket.wait_connected(timeout=DEADLINE)
         sender = SocketModeSender(socket, response_url_base=fake)
@@ -95,10 +94,10 @@ def test_a_request_an_approval_a_reconnect_and_sigterm_over_socket_mode(
     [("xoxb-pasted-bot-token", "not_allowed_token_type"), ("xapp-revoked", "invalid_auth")],
 )
 def test_a_refused_app_token_is_named_and_exits_2(
-    fake: FakeSlack, socket: FakeSocketMode, tmp_path: Path, app_token: str, error: str
+    fake: FakeSlack, socket: FakeSocketMode, database_url: str, app_token: str, error: str
 ) -> None:
     fake.refused_app_tokens.add("xapp-revoked")
-    process = labbot("serve", env=socket_env(fake, tmp_path, app_token))
+    process = labbot("serve", env=socket_env(fake, database_url, app_token))
     _, err = process.communicate(timeout=DEADLINE)
     assert process.returncode == 2, err
     assert f"SLACK_APP_TOKEN was refused by Slack ({error})" in err
