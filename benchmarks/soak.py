@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
-from sqlmodel import select
+from sqlmodel import col, select
 
 from benchmarks.common import workdir
 from bot.blocks import cards
@@ -314,9 +314,15 @@ def _extend_and_release(pool, procs, load, db, rng) -> None:
 
 
 def _wait_final(db: Database, timeout: float) -> bool:
+    """Every lease final and no server still on its way up or down (a failed lease is final
+    while the sweep is still deleting what came up)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if all(lease.state in FINAL for lease in leases(db)):
+        with db.read() as session:
+            busy = session.exec(
+                select(Server.id).where(col(Server.state).not_in(["deleted", "failed", "vanished"]))
+            ).first()
+        if busy is None and all(lease.state in FINAL for lease in leases(db)):
             return True
         time.sleep(2)
     return False
