@@ -5,6 +5,8 @@ from __future__ import annotations
 from bot.settings import Settings, SettingsError, require_packet
 from commands.lab import Lab
 from commands.notices import Notifier
+from metal.forge import Forge
+from metal.forge_http import HttpForge
 from metal.provider import Clock, Provider, ProviderError, utcnow
 from metal.simulated import SimulatedProvider
 from storage.db import Database
@@ -41,6 +43,17 @@ def make_provider(settings: Settings, db: Database, clock: Clock = utcnow) -> Pr
     )
 
 
+def make_forge(settings: Settings) -> Forge:
+    """The forge client: GitHub and GitLab, or wherever GITHUB_API_URL/GITLAB_API_URL point."""
+    return HttpForge(
+        github_url=settings.github_api_url,
+        gitlab_url=settings.gitlab_api_url,
+        github_token=settings.github_token,
+        gitlab_token=settings.gitlab_token,
+        timeout=(min(3.05, settings.forge_timeout), settings.forge_timeout),
+    )
+
+
 def build_lab(
     settings: Settings,
     notifier: Notifier | None,
@@ -55,4 +68,6 @@ def build_lab(
         catalog = provider.catalog()
     except ProviderError as error:
         raise SettingsError(f"the provider's plan catalog could not be read: {error}") from error
-    return Lab(db, provider, notifier, settings.policy, settings.roles, catalog)
+    return Lab(
+        db, provider, notifier, settings.policy, settings.roles, catalog, make_forge(settings)
+    )

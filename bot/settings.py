@@ -16,6 +16,7 @@ from pathlib import Path
 from commands.durations import DurationError, parse_duration
 from commands.policy import Policy, Roles
 from metal.catalog import CatalogError, dollars_to_cents, load, seed
+from metal.forge_http import GITHUB_API_URL, GITLAB_API_URL
 from metal.provider import Catalog
 from storage.db import DEFAULT_URL
 
@@ -46,6 +47,11 @@ class Settings:
     packet_api_url: str = "api.packet.net"
     packet_timeout: float = 30.0
     simulated_provision: timedelta = timedelta(seconds=60)
+    github_api_url: str = GITHUB_API_URL
+    gitlab_api_url: str = GITLAB_API_URL
+    github_token: str | None = field(default=None, repr=False)
+    gitlab_token: str | None = field(default=None, repr=False)
+    forge_timeout: float = 5.0
 
 
 _POLICY_DURATIONS = {
@@ -95,6 +101,11 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         packet_api_url=env.get("PACKET_API_URL", base.packet_api_url),
         packet_timeout=_duration(env, "PACKET_TIMEOUT", timedelta(seconds=30)).total_seconds(),
         simulated_provision=_duration(env, "LABBOT_SIMULATED_PROVISION", base.simulated_provision),
+        github_api_url=env.get("GITHUB_API_URL") or base.github_api_url,
+        gitlab_api_url=env.get("GITLAB_API_URL") or base.gitlab_api_url,
+        github_token=env.get("GITHUB_TOKEN") or None,
+        gitlab_token=env.get("GITLAB_TOKEN") or None,
+        forge_timeout=_duration(env, "LABBOT_FORGE_TIMEOUT", timedelta(seconds=5)).total_seconds(),
     )
 
 

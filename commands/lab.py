@@ -19,6 +19,7 @@ from sqlmodel import Session, col
 from commands.notices import Notifier, deliver
 from commands.policy import Policy, Roles
 from commands.states import State, can_transition
+from metal.forge import Forge
 from metal.provider import Catalog, Provider
 from storage.db import Database
 from storage.models import AuditEvent, Lease
@@ -34,6 +35,7 @@ class Lab:
     policy: Policy = field(default_factory=Policy)
     roles: Roles = field(default_factory=Roles)
     catalog: Catalog | None = None
+    forge: Forge | None = None  # None: repositories are not checked (the check stays pending)
 
     def plans(self) -> Catalog:
         """The catalog, asked of the provider once and then kept."""

@@ -86,3 +86,24 @@ def test_a_config_file_sets_policy_and_catalog(tmp_path):
     path.write_text("[policy]\nno_such_thing = 1\n")
     with pytest.raises(SettingsError, match="\\[policy\\] has no setting 'no_such_thing'"):
         from_env({"LABBOT_CONFIG": str(path)})
+
+
+def test_forge_settings_point_the_client_elsewhere_and_keep_the_token_out_of_sight():
+    from bot.runtime import make_forge
+
+    settings = from_env(
+        {
+            "GITHUB_API_URL": "http://127.0.0.1:1",
+            "GITLAB_API_URL": "http://127.0.0.1:2/api/v4",
+            "GITHUB_TOKEN": "ghp_secret",
+            "LABBOT_FORGE_TIMEOUT": "2s",
+        }
+    )
+    forge = make_forge(settings)
+    assert (forge.github_url, forge.gitlab_url) == (
+        "http://127.0.0.1:1",
+        "http://127.0.0.1:2/api/v4",
+    )
+    assert forge.github_token == "ghp_secret" and forge.timeout == (2.0, 2.0)
+    assert "ghp_secret" not in repr(settings) + repr(forge)
+    assert from_env({}).github_api_url == "https://api.github.com"
