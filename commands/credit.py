@@ -10,6 +10,7 @@ an admin records an override in the ledger.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -252,6 +253,7 @@ def _tally(
     now: datetime,
     project: str | None = None,
     exclude_lease: int | None = None,
+    classes: Collection[str] | None = None,
 ) -> Tally:
     """Three indexed reads: what deleted servers billed (summed in SQL), the live leases with
     their servers, and the servers of ended leases still billing. None of them grows with the
@@ -265,15 +267,19 @@ def _tally(
         finished = finished.where(ServerSpend.project == project)
     if exclude_lease is not None:
         finished = finished.where(ServerSpend.lease_id != exclude_lease)
+    if classes is not None:
+        finished = finished.join(Lease, col(Lease.id) == ServerSpend.lease_id).where(
+            col(Lease.applicant_class).in_(classes)
+        )
     for name, month, cents in session.exec(
         finished.group_by(ServerSpend.project, ServerSpend.month)
     ).all():
         tally.spent[name, month] += cents
-    for lease, servers in _live_leases(session, project, exclude_lease):
+    for lease, servers in _live_leases(session, project, exclude_lease, classes):
         running = [s for s in servers if s.deleted_at is None]
         _add(tally.spent, lease, _sum_months(server_spend(s, lease, now) for s in running), wanted)
         _add(tally.committed, lease, lease_commitment(lease, servers, policy, now), wanted)
-    for server, lease in _running_servers_of_ended_leases(session, project, exclude_lease):
+    for server, lease in _running_servers_of_ended_leases(session, project, exclude_lease, classes):
         _add(tally.spent, lease, server_spend(server, lease, now), wanted)
     return tally
 
@@ -286,13 +292,33 @@ def _add(
             into[lease.project, month] += amount
 
 
+def class_usage(
+    session: Session,
+    months: list[str],
+    policy: Policy,
+    now: datetime,
+    classes: Collection[str],
+    exclude_lease: int | None = None,
+) -> dict[str, int]:
+    """Spent plus committed per month by the leases of some applicant classes (the lab's
+    process keeps a share of each month from the favoured ones)."""
+    tally = _tally(session, months, policy, now, exclude_lease=exclude_lease, classes=classes)
+    used = dict.fromkeys(months, 0)
+    for (_, month), cents in [*tally.spent.items(), *tally.committed.items()]:
+        used[month] += cents
+    return used
+
+
 def project_tally(session: Session, month: str, policy: Policy, now: datetime) -> Tally:
     """The month's spent and committed money of every project at once."""
     return _tally(session, [month], policy, now)
 
 
 def _running_servers_of_ended_leases(
-    session: Session, project: str | None, exclude_lease: int | None
+    session: Session,
+    project: str | None,
+    exclude_lease: int | None,
+    classes: Collection[str] | None = None,
 ) -> list[tuple[Server, Lease]]:
     """Servers still billing for leases that are over (being released, expiring,
     quarantined, failed): the few the live leases do not already account for."""
@@ -305,22 +331,28 @@ def _running_servers_of_ended_leases(
             col(Lease.state).not_in([s.value for s in LIVE]),
         )
     )
+    return list(session.exec(_lease_filter(query, project, exclude_lease, classes)).all())
+
+
+def _lease_filter(query, project, exclude_lease, classes):
+    """Narrow a query on Lease to one project, without one lease, to some applicant classes."""
     if project is not None:
         query = query.where(Lease.project == project)
     if exclude_lease is not None:
         query = query.where(col(Lease.id) != exclude_lease)
-    return list(session.exec(query).all())
+    if classes is not None:
+        query = query.where(col(Lease.applicant_class).in_(classes))
+    return query
 
 
 def _live_leases(
-    session: Session, project: str | None, exclude_lease: int | None
+    session: Session,
+    project: str | None,
+    exclude_lease: int | None,
+    classes: Collection[str] | None = None,
 ) -> list[tuple[Lease, list[Server]]]:
     query = select(Lease).where(col(Lease.state).in_([s.value for s in LIVE]))
-    if project is not None:
-        query = query.where(Lease.project == project)
-    if exclude_lease is not None:
-        query = query.where(col(Lease.id) != exclude_lease)
-    leases = session.exec(query).all()
+    leases = session.exec(_lease_filter(query, project, exclude_lease, classes)).all()
     servers: dict[int, list[Server]] = defaultdict(list)
     if leases:
         rows = session.exec(

@@ -13,7 +13,11 @@ from datetime import datetime, timedelta
 from pydantic import BaseModel, ConfigDict, Field
 
 from commands.durations import format_duration
+from commands.process import CLASSES, OTHER, class_problem
+from metal.forge import parse_repository
 from metal.provider import Catalog
+
+ORG_LIMIT = 100
 
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
@@ -46,6 +50,14 @@ class Policy:
     provider_concurrency: int = 8
     credit_alerts: tuple[int, ...] = (80, 100)
     default_os: str = "ubuntu_16_04"
+    # The lab's process: the foundation's projects (name, maturity) and member organizations,
+    # the order classes are reviewed in, the share of each month kept for other open-source
+    # projects (basis points: 2000 is 20%), and when to remind an owner of the write-up.
+    foundation_projects: tuple[tuple[str, str], ...] = ()
+    members: tuple[str, ...] = ()
+    rank: tuple[str, ...] = CLASSES
+    reserved_share: int = 2000
+    writeup_after: timedelta = 14 * DAY
 
     backstop_margin: timedelta = DAY
 
@@ -83,6 +95,8 @@ class RequestInput(BaseModel):
     duration: timedelta = Field(default=48 * HOUR)
     ssh_key: str = ""
     allow_partial: bool = False
+    applicant: str = OTHER  # who is asking: foundation, member or other
+    org: str = ""  # the member organization, when applicant is member
 
 
 def is_link(text: str) -> bool:
@@ -120,6 +134,16 @@ def check_request(req: RequestInput, catalog: Catalog, policy: Policy) -> dict[s
         errors["duration"] = (
             f"{format_duration(req.duration)} is outside policy; ask for "
             f"{format_duration(policy.min_lease)} to {format_duration(policy.max_lease)}"
+        )
+    problem = class_problem(req.applicant, req.org)
+    if len(req.org) > ORG_LIMIT:
+        problem = f"the organization's name is longer than {ORG_LIMIT} characters; shorten it"
+    if problem:
+        errors["applicant"] = problem
+    if "repo_url" not in errors and parse_repository(req.repo_url) is None:
+        errors["repo_url"] = (
+            "labbot checks repositories on github.com and gitlab.com; give one like "
+            "repo=https://github.com/coredns/coredns"
         )
     if req.ssh_key and not _SSH_KEY.fullmatch(req.ssh_key):
         errors["ssh_key"] = (

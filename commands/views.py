@@ -16,6 +16,8 @@ from commands.credit import books, burn_rate_cents_per_day, project_tally, runs_
 from commands.facts import describe, one_line
 from commands.lab import Lab, Outcome, audit, not_found, refuse
 from commands.policy import is_link
+from commands.process import Reserve, format_share
+from commands.reserve import month_reserves, reserve_words
 from commands.states import TERMINAL, State
 from metal.provider import Catalog
 from storage.models import AuditEvent, Lease, Server
@@ -82,6 +84,8 @@ class CreditReport:
     projects: list[CreditLine]
     burn_per_day: int
     runs_out: datetime | None
+    reserve: Reserve
+    reserved_share: int
 
     def text(self) -> str:
         lines = [
@@ -94,6 +98,10 @@ class CreditReport:
                 else "the month's credit lasts the month at this rate."
             ),
         ]
+        lines.append(
+            f"Kept for other open-source projects ({format_share(self.reserved_share)}): "
+            f"{reserve_words(self.reserve)}."
+        )
         if self.projects:
             lines.append("By project:")
             lines += [_line(p) for p in self.projects]
@@ -119,8 +127,17 @@ def credit_report(lab: Lab, now: datetime, month: str | None = None) -> CreditRe
         book = books(session, [month], lab.policy, now)[month]
         burn = burn_rate_cents_per_day(session, now) if month == month_key(now) else 0
         projects = _by_project(session, lab, month, now)
+        kept = month_reserves(session, [month], lab.policy, now)[month]
     lab_line = CreditLine("lab", book.granted, book.spent, book.committed, book.available)
-    return CreditReport(month, lab_line, projects, burn, runs_out_at(book, burn, now))
+    return CreditReport(
+        month,
+        lab_line,
+        projects,
+        burn,
+        runs_out_at(book, burn, now),
+        kept,
+        lab.policy.reserved_share,
+    )
 
 
 def _by_project(session: Session, lab: Lab, month: str, now: datetime) -> list[CreditLine]:
@@ -207,6 +224,7 @@ def submit_writeup(lab: Lab, actor: str, lease_id: int, url: str, now: datetime)
         else:
             problem = None
             lease.writeup_url = url.strip()
+            lease.writeup_remind_at = None
             session.add(lease)
             audit(session, now, actor, "writeup", lease_id, url=lease.writeup_url)
     if problem:

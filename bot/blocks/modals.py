@@ -11,12 +11,19 @@ from bot.blocks.kit import OPTION_TEXT_LIMIT, Block, number, plain, truncate
 from commands.billing import format_cents
 from commands.durations import EXAMPLES, DurationError, parse_duration
 from commands.policy import RequestInput
+from commands.process import CLASSES, LABELS, OTHER
 from metal.provider import Catalog
 
 REQUEST = "lab_request"
 DENY = "lab_deny"
 WRITEUP = "lab_writeup"
 VALUE = "value"  # the action_id of every input: one input per block
+
+_CLASS_HINTS = {
+    "foundation": "one of the foundation's projects; reviewed first",
+    "member": "a member organization; name it below",
+    "other": "any other open-source project; a share of each month is kept for these",
+}
 
 View = dict[str, Any]
 Values = dict[str, dict[str, dict[str, Any]]]
@@ -28,6 +35,18 @@ def request_modal(catalog: Catalog, default_os: str) -> View:
         "Ask for servers",
         "Send request",
         [
+            _select(
+                "applicant",
+                "Who is asking",
+                [(c, LABELS[c].capitalize(), _CLASS_HINTS[c]) for c in CLASSES],
+                initial=OTHER,
+            ),
+            _text(
+                "org",
+                "Member organization (if a member is asking)",
+                "Acme",
+                optional=True,
+            ),
             _text("project", "Project", "coredns"),
             _text("repo_url", "Repository URL", "https://github.com/coredns/coredns"),
             _text(
@@ -87,6 +106,8 @@ def parse_request(values: Values) -> tuple[RequestInput, dict[str, str]]:
         count=count,
         duration=duration,
         ssh_key=answer(values, "ssh_key"),
+        applicant=answer(values, "applicant") or OTHER,
+        org=answer(values, "org"),
     )
     return request, errors
 
@@ -142,6 +163,7 @@ def _text(
     *,
     multiline: bool = False,
     initial: str | None = None,
+    optional: bool = False,
 ) -> Block:
     element: dict[str, Any] = {
         "type": "plain_text_input",
@@ -151,7 +173,13 @@ def _text(
     }
     if initial is not None:
         element["initial_value"] = initial
-    return {"type": "input", "block_id": block_id, "label": plain(label, 2000), "element": element}
+    return {
+        "type": "input",
+        "block_id": block_id,
+        "label": plain(label, 2000),
+        "optional": optional,
+        "element": element,
+    }
 
 
 def _select(

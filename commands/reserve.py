@@ -1,0 +1,114 @@
+"""The share of each month kept for other open-source projects, read from the books.
+
+The decisions are the pure functions of `commands.process`; this module gathers their numbers
+with credit's public functions (the month's grant, spent plus committed by class) and the
+ledger's reserve overrides, inside the caller's transaction, so an approval's reserve check and
+its state change see the same books.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import func
+from sqlmodel import Session, select
+
+from commands.billing import format_cents
+from commands.credit import books, class_usage, planned_cost, shortfall_words
+from commands.policy import Policy
+from commands.process import (
+    FAVOURED,
+    OTHER,
+    Reserve,
+    format_share,
+    reserve,
+    reserve_shortfall,
+)
+from storage.models import Lease, LedgerEntry
+
+RESERVE_OVERRIDE = "reserve_override"
+
+
+def month_reserves(
+    session: Session, months: list[str], policy: Policy, now: datetime
+) -> dict[str, Reserve]:
+    """Kept, used and left of each month's reserve."""
+    granted = {m: b.granted for m, b in books(session, months, policy, now).items()}
+    others = class_usage(session, months, policy, now, [OTHER])
+    overridden = _overridden(session, months)
+    return {
+        m: reserve(granted[m], policy.reserved_share, others[m], overridden.get(m, 0))
+        for m in months
+    }
+
+
+def reserve_shortfalls(
+    session: Session, lease: Lease, policy: Policy, now: datetime
+) -> dict[str, int]:
+    """Per month, how far approving `lease` would eat into the reserve; empty when it does not
+    (always empty for other open-source projects, whose share it is)."""
+    if lease.applicant_class not in FAVOURED or policy.reserved_share == 0:
+        return {}
+    need = planned_cost(lease, policy, now)
+    months = sorted(need)
+    if not months:
+        return {}
+    granted = {m: b.granted for m, b in books(session, months, policy, now).items()}
+    favoured = class_usage(session, months, policy, now, sorted(FAVOURED), exclude_lease=lease.id)
+    overridden = _overridden(session, months)
+    short = {
+        m: reserve_shortfall(
+            lease.applicant_class,
+            need[m],
+            granted[m],
+            policy.reserved_share,
+            favoured[m],
+            overridden.get(m, 0),
+        )
+        for m in months
+    }
+    return {m: cents for m, cents in short.items() if cents > 0}
+
+
+def reserve_refusal(lease: Lease, short: dict[str, int], policy: Policy) -> str:
+    return (
+        f"Approving #{lease.id} would eat into the {format_share(policy.reserved_share)} of "
+        f"the month kept for other open-source projects: {shortfall_words(short)}. Approve "
+        "requests from other projects first, ask for fewer servers or hours, or an admin can "
+        f'approve it with `approve {lease.id} override="why"`.'
+    )
+
+
+def record_reserve_override(
+    session: Session, lease_id: int, short: dict[str, int], actor: str, reason: str, now: datetime
+) -> None:
+    """An admin let a foundation or member request into the reserve: one ledger row per month,
+    for the amount it takes."""
+    for month, cents in short.items():
+        session.add(
+            LedgerEntry(
+                month=month,
+                kind=RESERVE_OVERRIDE,
+                amount_cents=cents,
+                actor=actor,
+                reason=reason,
+                lease_id=lease_id,
+                created_at=now,
+            )
+        )
+
+
+def reserve_words(state: Reserve) -> str:
+    return (
+        f"kept {format_cents(state.kept)}, used {format_cents(state.used)}, "
+        f"left {format_cents(state.left)}"
+    )
+
+
+def _overridden(session: Session, months: list[str]) -> dict[str, int]:
+    rows = session.exec(
+        select(LedgerEntry.month, func.sum(LedgerEntry.amount_cents))
+        .where(LedgerEntry.kind == RESERVE_OVERRIDE, LedgerEntry.month.in_(months))
+        .group_by(LedgerEntry.month)
+    ).all()
+    return dict(rows)
