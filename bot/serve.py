@@ -27,6 +27,8 @@ from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_sdk.errors import SlackApiError
 
 from bot.app import AppContext, build_context, create_app, web_client
+from bot.report_html import PATH as REPORT_PATH
+from bot.report_html import report_app
 from bot.scheduler import start_sweeper
 from bot.settings import Settings, SettingsError, from_env
 
@@ -72,14 +74,18 @@ def preflight(settings: Settings) -> None:
         ) from error
 
 
-def wsgi_app(app: App) -> Wsgi:
-    """Slack's endpoint plus a health check for the load balancer."""
+def wsgi_app(app: App, report: Wsgi | None = None) -> Wsgi:
+    """Slack's endpoint plus a health check for the load balancer, and the lab's public report
+    (read-only) when given."""
     slack = SlackRequestHandler(app, path=EVENTS_PATH)
 
     def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        if environ.get("PATH_INFO") == HEALTH_PATH:
+        path = environ.get("PATH_INFO") or ""
+        if path == HEALTH_PATH:
             start_response("200 OK", [("Content-Type", "text/plain; charset=utf-8")])
             return [b"ok\n"]
+        if report is not None and (path == REPORT_PATH or path.startswith(REPORT_PATH + "/")):
+            return report(environ, start_response)
         return slack(environ, start_response)
 
     return application
@@ -120,7 +126,8 @@ class _Gunicorn(BaseApplication):
 
     def load(self) -> Wsgi:
         self.running = Running(self.settings)
-        return wsgi_app(self.running.app)
+        ctx = self.running.ctx
+        return wsgi_app(self.running.app, report_app(ctx.lab, ctx.clock))
 
     def _worker_exit(self, server: Any, worker: Any) -> None:
         if self.running is not None:
@@ -164,11 +171,15 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 @contextmanager
-def local_server(app: App) -> Iterator[str]:
+def local_server(app: App, report: Wsgi | None = None) -> Iterator[str]:
     """Serve the App on 127.0.0.1 in this process, for the tests, the demo and the benchmark;
     yields the URL Slack would post to. (Production uses gunicorn: `serve_http`.)"""
     server = make_server(
-        "127.0.0.1", 0, wsgi_app(app), server_class=_ThreadingServer, handler_class=_QuietHandler
+        "127.0.0.1",
+        0,
+        wsgi_app(app, report),
+        server_class=_ThreadingServer,
+        handler_class=_QuietHandler,
     )
     thread = threading.Thread(
         target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True

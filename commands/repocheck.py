@@ -50,6 +50,7 @@ def check_repository(lab: Lab, lease_id: int, now: datetime) -> str:
         session.refresh(lease)
         if lease.state == State.PENDING and lease.repo_ok is not None:
             post_card(session, lab, lease, now, Kind.CARD_UPDATE)
+    lab.flush_notices(now, lease_id)
     return f"repository: {values['repo_check']}"
 
 
