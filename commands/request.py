@@ -132,11 +132,12 @@ def post_card(
     an edit (`Kind.CARD_UPDATE`) when the repository check comes in."""
     duration = timedelta(seconds=lease.duration_s + lease.extended_s)
     estimate = estimate_cents(lease.count, lease.hourly_cents, duration, lab.policy)
+    news = f"Repository checked: {lease.repo_check}. " if kind == Kind.CARD_UPDATE else ""
     enqueue(
         session,
         kind,
         REVIEW,
-        f"<@{lease.owner}> asks for {shape(lease)} for {lease.project} ({lease.repo_url}): "
+        f"{news}<@{lease.owner}> asks for {shape(lease)} for {lease.project} ({lease.repo_url}): "
         f"{lease.purpose}. Cost about {format_cents(estimate)}.",
         now,
         lease.id,

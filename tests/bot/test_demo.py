@@ -26,6 +26,12 @@ def test_the_demo_ends_with_the_reclaimed_lease_and_the_months_credit(
         "Write-up: https://coredns.io/blog/lab-scale-tests",
         "Credit for 2026-11",
         "The books balance: granted $25,000.00 = spent $74.40 + committed $0.00",
+        "1. [foundation project (graduated)] #1 coredns",
+        "flagged: 'Globex' is not a member organization (Intel, Packet)",
+        "Repository checked: public, Apache-2.0 (OSI-approved).",
+        "would eat into the 20% of the month kept for other open-source projects",
+        "Kept for other open-source projects (20%): kept $5,000.00",
+        f"The public report (what /report serves) is in {tmp_path / 'report' / 'index.html'}",
     ):
         assert seen in out, seen
 
