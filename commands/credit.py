@@ -198,14 +198,16 @@ def record_override(
     reason: str,
     now: datetime,
     project: str | None = None,
+    kind: str = OVERRIDE,
 ) -> None:
     """An admin's approval past the month's credit (or, with `project`, past that project's
-    cap): one ledger row per month, for the amount it goes over."""
+    cap; with another `kind`, past another limit): one ledger row per month, for the amount it
+    goes over."""
     for month, cents in short.items():
         session.add(
             LedgerEntry(
                 month=month,
-                kind=OVERRIDE,
+                kind=kind,
                 amount_cents=cents,
                 actor=actor,
                 reason=reason,

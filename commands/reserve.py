@@ -14,7 +14,7 @@ from sqlalchemy import func
 from sqlmodel import Session, select
 
 from commands.billing import format_cents
-from commands.credit import books, class_usage, planned_cost, shortfall_words
+from commands.credit import books, class_usage, planned_cost, record_override, shortfall_words
 from commands.policy import Policy
 from commands.process import (
     FAVOURED,
@@ -84,18 +84,7 @@ def record_reserve_override(
 ) -> None:
     """An admin let a foundation or member request into the reserve: one ledger row per month,
     for the amount it takes."""
-    for month, cents in short.items():
-        session.add(
-            LedgerEntry(
-                month=month,
-                kind=RESERVE_OVERRIDE,
-                amount_cents=cents,
-                actor=actor,
-                reason=reason,
-                lease_id=lease_id,
-                created_at=now,
-            )
-        )
+    record_override(session, lease_id, short, actor, reason, now, kind=RESERVE_OVERRIDE)
 
 
 def reserve_words(state: Reserve) -> str:

@@ -173,13 +173,7 @@ def _text(
     }
     if initial is not None:
         element["initial_value"] = initial
-    return {
-        "type": "input",
-        "block_id": block_id,
-        "label": plain(label, 2000),
-        "optional": optional,
-        "element": element,
-    }
+    return _input(block_id, label, element, optional)
 
 
 def _select(
@@ -195,6 +189,10 @@ def _select(
     chosen = [c for c in choices if c["value"] == initial]
     if chosen:
         element["initial_option"] = chosen[0]
+    return _input(block_id, label, element, optional)
+
+
+def _input(block_id: str, label: str, element: dict[str, Any], optional: bool) -> Block:
     return {
         "type": "input",
         "block_id": block_id,
