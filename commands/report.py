@@ -155,9 +155,15 @@ def _lease_amounts(session: Session, lab: Lab, month: str, now: datetime) -> dic
     for server, lease in running:
         amounts[lease.id] += server_spend(server, lease, now).get(month, 0)
     live = session.exec(select(Lease).where(col(Lease.state).in_([s.value for s in LIVE]))).all()
+    servers: dict[int, list[Server]] = defaultdict(list)
+    for server in session.exec(
+        select(Server).where(col(Server.lease_id).in_([lease.id for lease in live]))
+    ).all():
+        servers[server.lease_id].append(server)
     for lease in live:
-        servers = session.exec(select(Server).where(Server.lease_id == lease.id)).all()
-        amounts[lease.id] += lease_commitment(lease, list(servers), lab.policy, now).get(month, 0)
+        amounts[lease.id] += lease_commitment(lease, servers[lease.id], lab.policy, now).get(
+            month, 0
+        )
     return {lease_id: cents for lease_id, cents in amounts.items() if cents > 0}
 
 

@@ -14,7 +14,13 @@ from sqlalchemy import func
 from sqlmodel import Session, select
 
 from commands.billing import format_cents
-from commands.credit import books, class_usage, planned_cost, record_override, shortfall_words
+from commands.credit import (
+    class_usage,
+    ledger_totals,
+    planned_cost,
+    record_override,
+    shortfall_words,
+)
 from commands.policy import Policy
 from commands.process import (
     FAVOURED,
@@ -33,7 +39,7 @@ def month_reserves(
     session: Session, months: list[str], policy: Policy, now: datetime
 ) -> dict[str, Reserve]:
     """Kept, used and left of each month's reserve."""
-    granted = {m: b.granted for m, b in books(session, months, policy, now).items()}
+    granted = _granted(session, months)
     others = class_usage(session, months, policy, now, [OTHER])
     overridden = _overridden(session, months)
     return {
@@ -53,7 +59,7 @@ def reserve_shortfalls(
     months = sorted(need)
     if not months:
         return {}
-    granted = {m: b.granted for m, b in books(session, months, policy, now).items()}
+    granted = _granted(session, months)
     favoured = class_usage(session, months, policy, now, sorted(FAVOURED), exclude_lease=lease.id)
     overridden = _overridden(session, months)
     short = {
@@ -92,6 +98,12 @@ def reserve_words(state: Reserve) -> str:
         f"kept {format_cents(state.kept)}, used {format_cents(state.used)}, "
         f"left {format_cents(state.left)}"
     )
+
+
+def _granted(session: Session, months: list[str]) -> dict[str, int]:
+    """The months' grants and adjustments, from the ledger alone: the callers have read (and so
+    opened) the months' books already, so walking the live leases again would only repeat it."""
+    return {m: ledger_totals(session, m)[0] for m in months}
 
 
 def _overridden(session: Session, months: list[str]) -> dict[str, int]:
