@@ -63,12 +63,20 @@ PACKET_SHAPES = (("c1.small.x86", "ams1"), ("m1.xlarge.x86", "sjc1"))
 EC2_SHAPES = (("c7g.metal", "us-east-1"), ("m7g.metal", "us-west-2"))
 
 
-def main(workdir: Path | None = None, provider: str = "simulated") -> int:
+def main(
+    workdir: Path | None = None, provider: str = "simulated", report: Path | None = None
+) -> int:
     """`provider="packet"` tells the same story through packet-python against the fake Packet
     API, served over HTTPS on 127.0.0.1 and trusted through REQUESTS_CA_BUNDLE;
     `provider="ec2"` through boto3 against moto's server on 127.0.0.1, where each instance is
-    `pending` for four minutes and EventBridge Scheduler holds each instance's backstop."""
-    workdir = workdir or Path(tempfile.mkdtemp(prefix="labbot-demo-"))
+    `pending` for four minutes and EventBridge Scheduler holds each instance's backstop. Without
+    a `workdir` the database lives in a temporary directory that is removed afterwards; the
+    public report the story ends with is kept (in `workdir`, or a directory of its own) for the
+    reader to open."""
+    if workdir is None:
+        report = Path(tempfile.mkdtemp(prefix="labbot-report-"))
+        with tempfile.TemporaryDirectory(prefix="labbot-demo-") as throwaway:
+            return main(Path(throwaway), provider, report)
     clock = DemoClock()
     secret = secrets.token_hex(16)
     with FakeSlack() as fake, _forge() as forge, contextlib.ExitStack() as stack:
@@ -92,10 +100,10 @@ def main(workdir: Path | None = None, provider: str = "simulated") -> int:
             shapes, observe = EC2_SHAPES, lambda: ec2_view(moto.url)
             print(f"(servers come through boto3 from moto's EC2 at {moto.url}, behind {proxy.url})")
         ctx = build_context(settings, clock=clock)
-        with local_server(create_app(ctx)) as url:
+        with local_server(create_app(ctx), settings.slack_signing_secret) as url:
             sender = SlackSender(url, secret, response_url_base=fake)
             Story(ctx, fake, sender, clock, shapes, observe).run()
-        written = export(ctx.lab, workdir / "report", clock.now)
+        written = export(ctx.lab, report or workdir / "report", clock.now)
         print(
             f"\nThe public report (what /report serves) is in {written[0]}: the month's money, "
             "the reserve, spend by project and class, every lease and its write-up."

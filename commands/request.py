@@ -8,7 +8,7 @@ from sqlmodel import Session, col, func, select
 
 from commands.billing import format_cents, month_key
 from commands.credit import books, estimate_cents, planned_cost
-from commands.facts import lease_facts, shape
+from commands.facts import lease_facts, quoted, shape
 from commands.lab import Lab, Outcome, audit, move, not_found, owner_or_admin, refuse, wrong_state
 from commands.notices import REVIEW, Kind, enqueue, owner
 from commands.policy import RequestInput, check_request
@@ -137,8 +137,9 @@ def post_card(
         session,
         kind,
         REVIEW,
-        f"{news}<@{lease.owner}> asks for {shape(lease)} for {lease.project} ({lease.repo_url}): "
-        f"{lease.purpose}. Cost about {format_cents(estimate)}.",
+        f"{news}<@{lease.owner}> asks for {shape(lease)} for {lease.project} "
+        f"({quoted(lease.repo_url)}): {quoted(lease.purpose)}. "
+        f"Cost about {format_cents(estimate)}.",
         now,
         lease.id,
         **lease_facts(lease, estimate),

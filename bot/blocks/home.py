@@ -17,6 +17,7 @@ from bot.blocks.kit import (
     escape,
     fields,
     header,
+    mrkdwn,
     section,
 )
 from commands.billing import format_cents
@@ -46,7 +47,7 @@ def _mine(mine: list[Lease], now: datetime) -> list[Block]:
         return [section("You have no leases yet. Ask for servers with `/lab request`.")]
     blocks: list[Block] = []
     for lease in mine[:MAX_LEASES]:
-        blocks.append(section(escape(one_line(lease, now))))
+        blocks.append(section(mrkdwn(one_line(lease, now))))
         buttons = lease_buttons(lease.id, lease.state)
         if buttons:
             blocks.append(actions(f"home:{lease.id}", *buttons))
@@ -75,8 +76,8 @@ def _pending(pending: list[QueueEntry], now: datetime) -> list[Block]:
         lease = entry.lease
         blocks.append(
             section(
-                f"<@{lease.owner}>: {escape(entry.line(now))}\n_{escape(lease.purpose)}_\n"
-                f"Open source: {escape(repo_words(lease))}"
+                f"<@{lease.owner}>: {mrkdwn(entry.line(now))}\n_{escape(lease.purpose)}_\n"
+                f"Open source: {mrkdwn(repo_words(lease))}"
             )
         )
         blocks.append(decision_buttons(f"pending:{lease.id}", str(lease.id)))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,10 +14,15 @@ MANIFEST = Path(__file__).parents[2] / "bot" / "manifest.yaml"
 
 
 def test_the_demo_ends_with_the_reclaimed_lease_and_the_months_credit(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert main(tmp_path) == 0
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    assert main() == 0  # as `make run` runs it: on a throwaway database
     out = capsys.readouterr().out
+    page = Path(out.split("The public report (what /report serves) is in ")[1].split(":")[0])
+    assert "<h1>The lab in 2026-11</h1>" in page.read_text()  # the report it wrote is kept
+    shutil.rmtree(page.parent)
+    assert list(tmp_path.iterdir()) == []  # and the database is gone
     for seen in (
         "[#lab-review] @alice asks for",
         "[only bob (envoy) sees] Only reviewers",
@@ -31,7 +38,7 @@ def test_the_demo_ends_with_the_reclaimed_lease_and_the_months_credit(
         "Repository checked: public, Apache-2.0 (OSI-approved).",
         "would eat into the 20% of the month kept for other open-source projects",
         "Kept for other open-source projects (20%): kept $5,000.00",
-        f"The public report (what /report serves) is in {tmp_path / 'report' / 'index.html'}",
+        "The public report (what /report serves) is in ",
     ):
         assert seen in out, seen
 

@@ -93,7 +93,8 @@ def test_the_exported_site_in_a_browser(story, clock, tmp_path):
 
 
 def test_served_read_only_at_report(story, clock, slack):
-    with local_server(create_app(slack.ctx), report_app(story, clock)) as url:
+    secret = slack.ctx.settings.slack_signing_secret
+    with local_server(create_app(slack.ctx), secret, report_app(story, clock)) as url:
         base = url.removesuffix("/slack/events")
         answer = requests.get(f"{base}/report", timeout=10)
         assert answer.status_code == 200 and "text/html" in answer.headers["Content-Type"]

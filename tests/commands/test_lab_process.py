@@ -82,7 +82,10 @@ def test_an_unmatched_claim_is_flagged_not_refused(process_lab, clock):
         ({"applicant": "sponsor"}, "class 'sponsor' is not one of foundation, member, other"),
         ({"applicant": "member"}, "say which member organization is asking"),
         ({"repo_url": "https://bitbucket.org/a/b"}, "labbot checks repositories on github.com"),
-        ({"applicant": "member", "org": "x" * 101}, "longer than 100 characters"),
+        (
+            {"applicant": "member", "org": "x" * 101},
+            "the organization's name is 101 characters; the limit is 100",
+        ),
     ],
 )
 def test_bad_claims_get_a_sentence_and_change_nothing(process_lab, clock, changes, said):
