@@ -78,10 +78,17 @@ def reserve_shortfalls(
 
 def reserve_refusal(lease: Lease, short: dict[str, int], policy: Policy) -> str:
     return (
-        f"Approving #{lease.id} would eat into the {format_share(policy.reserved_share)} of "
-        f"the month kept for other open-source projects: {shortfall_words(short)}. Approve "
-        "requests from other projects first, ask for fewer servers or hours, or an admin can "
-        f'approve it with `approve {lease.id} override="why"`.'
+        f"Approving #{lease.id} would {eat_words(short, policy)}. Approve requests from other "
+        "projects first, ask for fewer servers or hours, or an admin can approve it with "
+        f'`approve {lease.id} override="why"`.'
+    )
+
+
+def eat_words(short: dict[str, int], policy: Policy) -> str:
+    """`eat into the 20% of the month kept for other open-source projects: 2026-11 by $5.00`"""
+    return (
+        f"eat into the {format_share(policy.reserved_share)} of the month kept for other "
+        f"open-source projects: {shortfall_words(short)}"
     )
 
 

@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import pytest
 
+from commands.extend import extend
 from commands.notices import Kind
 from commands.queue import queue, queue_text
 from commands.repocheck import check_repository
@@ -20,7 +21,7 @@ from commands.sweep import sweep
 from commands.views import credit_report, submit_writeup
 from fakes.forge import FakeForge
 from metal.forge_http import HttpForge
-from tests.commands.helpers import audits, file, lease, ledger, snapshot, sweep_until_quiet
+from tests.commands.helpers import active, audits, file, lease, ledger, snapshot, sweep_until_quiet
 from tests.conftest import ADMIN, OTHER, OWNER, REVIEWER, request_input, with_policy
 
 PROJECTS = (("coredns", "graduated"), ("keda", "incubating"))
@@ -247,3 +248,18 @@ def test_no_reminder_once_the_write_up_came_and_the_next_card_shows_it(process_l
     file(process_lab, clock)
     card = [m for m in process_lab.notifier.messages if m.kind == Kind.REVIEW_CARD][-1]
     assert card.data["writeups"] == [f"#{second}: pending", f"#{first}: {url}"]
+
+
+def test_an_extension_of_a_favoured_lease_may_not_eat_into_the_reserve(process_lab, clock):
+    """13 x c1.small.x86 for 48h is $254.80; 5 more days make $878.80, past the $800 a
+    foundation project may commit of $1,000 with 20% kept, though within the month."""
+    lease_id = active(process_lab, clock, applicant="foundation", count=13)
+    before = lease(process_lab.db, lease_id)
+    refused = extend(process_lab, OWNER, lease_id, timedelta(days=5), clock.now)
+    assert not refused.ok
+    assert refused.message.startswith(
+        f"Extending #{lease_id} by 5d would eat into the 20% of the month kept for other "
+        "open-source projects: 2026-11 by $"
+    )
+    assert lease(process_lab.db, lease_id).ends_at == before.ends_at
+    assert extend(process_lab, OWNER, lease_id, timedelta(days=1), clock.now).ok
