@@ -46,6 +46,9 @@ class Settings:
     packet_api_url: str = "api.packet.net"
     packet_timeout: float = 30.0
     simulated_provision: timedelta = timedelta(seconds=60)
+    web_concurrency: int = 2
+    health_sweep_age: timedelta = timedelta(minutes=10)
+    log_format: str = "text"
 
 
 _POLICY_DURATIONS = {
@@ -95,7 +98,24 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         packet_api_url=env.get("PACKET_API_URL", base.packet_api_url),
         packet_timeout=_duration(env, "PACKET_TIMEOUT", timedelta(seconds=30)).total_seconds(),
         simulated_provision=_duration(env, "LABBOT_SIMULATED_PROVISION", base.simulated_provision),
+        **_operations(env, base),
     )
+
+
+def _operations(env: Mapping[str, str], base: Settings) -> dict:
+    """How `labbot serve` runs: web workers, when it calls itself unhealthy, how it logs."""
+    sweep_interval = _duration(env, "LABBOT_SWEEP_INTERVAL", base.sweep_interval)
+    health_age = _duration(env, "LABBOT_HEALTH_SWEEP_AGE", base.health_sweep_age)
+    if health_age <= sweep_interval:
+        raise SettingsError(
+            "LABBOT_HEALTH_SWEEP_AGE must be longer than LABBOT_SWEEP_INTERVAL, or every "
+            "wait between two sweeps would look like a stopped sweep."
+        )
+    return {
+        "web_concurrency": _int(env, "WEB_CONCURRENCY", base.web_concurrency, minimum=1),
+        "health_sweep_age": health_age,
+        "log_format": _choice(env, "LABBOT_LOG_FORMAT", ("text", "json"), base.log_format),
+    }
 
 
 def require_packet(settings: Settings) -> None:
