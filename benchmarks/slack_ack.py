@@ -60,6 +60,7 @@ from fakes.slack_sender import SlackSender
 
 CLIENTS = 32
 PER_CLIENT = 5
+ROUNDS = 3  # alternating rounds per server behind gunicorn
 SECRET = "bench-signing-secret"
 TOKEN = "xoxb-bench"
 REVIEWER = "U0REVIEW"
@@ -79,10 +80,11 @@ def main() -> int:
             bare = _measure(bare_url, responses, list(range(1, CLIENTS * PER_CLIENT + 2)))
         _report_in_process(labbot, bare)
         workers = int(os.environ.get("WEB_CONCURRENCY", Settings().web_concurrency))
-        with _labbot_served(api_url, responses, Path(tmp), workers) as labbot_url:
-            served = _measure_list(labbot_url, responses)
-        with _bare_served(api_url, workers) as bare_url:
-            bare_served = _measure_list(bare_url, responses)
+        with (
+            _labbot_served(api_url, responses, Path(tmp), workers) as labbot_url,
+            _bare_served(api_url, workers) as bare_url,
+        ):
+            served, bare_served = _alternating(labbot_url, bare_url, responses)
         _report_gunicorn(served, bare_served, workers)
     return 0
 
@@ -107,7 +109,8 @@ def _report_in_process(labbot: dict[str, list[float]], bare: dict[str, list[floa
 def _report_gunicorn(labbot: list[float], bare: list[float], workers: int) -> None:
     section("Slack ack latency behind gunicorn (labbot serve against a bare bolt App)")
     note(
-        f"{CLIENTS} concurrent clients x {PER_CLIENT} requests each of /lab list; "
+        f"{CLIENTS} concurrent clients x {PER_CLIENT} requests each of /lab list, "
+        f"{ROUNDS} rounds per server, alternating; "
         f"{workers} web workers x {HTTP_THREADS} threads in both"
     )
     ours, theirs = _percentiles(labbot), _percentiles(bare)
@@ -233,7 +236,7 @@ def _bare_served(api_url: str, workers: int) -> Iterator[str]:
     try:
         yield _when_up(port, process)
     finally:
-        os.kill(process.pid, signal.SIGTERM)
+        process.terminate()  # SIGTERM: gunicorn's arbiter drains its workers and exits
         process.join(60)
 
 
@@ -282,10 +285,18 @@ def _alive(process) -> bool:
     return process.poll() is None if isinstance(process, subprocess.Popen) else process.is_alive()
 
 
-def _measure_list(url: str, responses: str) -> list[float]:
-    """One unmeasured round first: every worker pays its first-request costs in it."""
-    _run(url, responses, _list)
-    return _run(url, responses, _list)
+def _alternating(labbot_url: str, bare_url: str, responses: str) -> tuple[list, list]:
+    """Rounds of `/lab list` against each server in turn, both up throughout, so that a burst
+    of load from elsewhere on the machine falls on both alike. One unmeasured round each
+    first: every worker pays its first-request costs in it."""
+    _run(labbot_url, responses, _list)
+    _run(bare_url, responses, _list)
+    labbot: list[float] = []
+    bare: list[float] = []
+    for _ in range(ROUNDS):
+        labbot += _run(labbot_url, responses, _list)
+        bare += _run(bare_url, responses, _list)
+    return labbot, bare
 
 
 def _measure(url: str, responses: str, lease_ids: list[int]) -> dict[str, list[float]]:

@@ -16,6 +16,7 @@ import sys
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TextIO
+from urllib.parse import quote
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -41,15 +42,17 @@ def secrets_in(env: Mapping[str, str]) -> list[str]:
     """The secret values configured in `env`: the named settings, and the password inside
     DATABASE_URL. Longest first, so a secret containing another is replaced whole."""
     found = [env.get(name, "") for name in SECRET_SETTINGS]
-    found.append(_database_password(env.get("DATABASE_URL", "")))
+    found += _database_password(env.get("DATABASE_URL", ""))
     return sorted({s for s in found if len(s) >= SHORTEST_SECRET}, key=len, reverse=True)
 
 
-def _database_password(url: str) -> str:
+def _database_password(url: str) -> list[str]:
+    """The password as written in the URL (percent-encoded) and as the driver sees it."""
     try:
-        return make_url(url).password or "" if url else ""
+        password = make_url(url).password if url else None
     except ArgumentError:
-        return ""
+        return []
+    return [password, quote(password, safe="")] if password else []
 
 
 class Redact(logging.Filter):
@@ -67,8 +70,12 @@ class Redact(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if not self.secrets:
             return True
-        record.msg = self.scrub(record.getMessage())
-        record.args = None
+        try:
+            record.msg = self.scrub(record.getMessage())
+            record.args = None
+        except (TypeError, ValueError):  # a malformed call: scrub the parts, logging reports it
+            record.msg = self.scrub(str(record.msg))
+            record.args = tuple(self.scrub(str(arg)) for arg in record.args or ())
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:

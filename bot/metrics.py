@@ -34,6 +34,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from commands.gauges import Gauges, gauges
 from commands.lab import Lab
+from commands.log_context import about_lease
 from commands.notices import Message, Notifier
 from metal.provider import Catalog, Device, DeviceSpec, Provider
 
@@ -139,13 +140,17 @@ class CountedProvider:
 
 
 class CountedNotifier:
-    """A Notifier that counts and times every delivery of the one it wraps."""
+    """A Notifier that counts and times every delivery of the one it wraps; what is logged
+    while delivering carries the notice's lease."""
 
     def __init__(self, inner: Notifier) -> None:
         self.inner = inner
 
     def deliver(self, message: Message) -> str | None:
-        with _timed(SLACK_CALLS, SLACK_SECONDS, kind=str(message.kind)):
+        with (
+            about_lease(message.lease_id),
+            _timed(SLACK_CALLS, SLACK_SECONDS, kind=str(message.kind)),
+        ):
             return self.inner.deliver(message)
 
 

@@ -229,15 +229,11 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 @contextmanager
-def local_server(app: App, probes: Probes | None = None) -> Iterator[str]:
+def local_server(app: App) -> Iterator[str]:
     """Serve the App on 127.0.0.1 in this process, for the tests, the demo and the benchmark;
     yields the URL Slack would post to. (Production uses gunicorn: `serve_http`.)"""
     server = make_server(
-        "127.0.0.1",
-        0,
-        wsgi_app(app, probes),
-        server_class=_ThreadingServer,
-        handler_class=_QuietHandler,
+        "127.0.0.1", 0, wsgi_app(app), server_class=_ThreadingServer, handler_class=_QuietHandler
     )
     thread = threading.Thread(
         target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True

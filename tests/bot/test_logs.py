@@ -135,3 +135,8 @@ def test_no_secret_reaches_any_log_line_of_a_whole_lease_story(
     assert len(secrets) == 7
     for secret in secrets:
         assert secret not in text
+
+
+def test_a_database_password_is_known_as_written_and_as_decoded() -> None:
+    env = {"DATABASE_URL": "postgresql://labbot:p%40ss%2Fword@db.internal/labbot"}
+    assert sorted(secrets_in(env)) == ["p%40ss%2Fword", "p@ss/word"]

@@ -5,6 +5,7 @@ that knows how old the last sweep is, and JSON log lines."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -40,6 +41,7 @@ class Served:
     db: Database
     metrics: Path
     log: Path
+    pid: int
 
 
 @pytest.fixture
@@ -66,7 +68,7 @@ def served(fake: FakeSlack, tmp_path: Path) -> Iterator[Served]:
     try:
         wait_healthy(port, process)
         _wait_for(lambda: last_sweep(db) is not None)  # the sweeper's pass at start-up
-        yield Served(f"http://127.0.0.1:{port}", db, tmp_path / "metrics", log)
+        yield Served(f"http://127.0.0.1:{port}", db, tmp_path / "metrics", log, process.pid)
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=DEADLINE)
@@ -122,6 +124,28 @@ def test_with_json_logs_every_line_of_every_process_is_one_json_object(served: S
     assert any(m.startswith("Booting worker") for m in said)  # gunicorn's workers
     assert any(m.startswith("sweeper running") for m in said)  # the sweeper process
     assert all({"time", "level", "logger", "message", "pid"} <= line.keys() for line in lines)
+
+
+def test_one_sweeper_per_serve_restarted_by_the_arbiter_when_it_dies(served: Served) -> None:
+    [first] = _sweepers(served.pid)
+    os.kill(first, signal.SIGKILL)
+    _wait_for(lambda: len(_sweepers(served.pid)) == 1 and first not in _sweepers(served.pid))
+    swept = last_sweep(served.db)
+    _wait_for(lambda: last_sweep(served.db) != swept)  # the new one sweeps at its start-up
+    assert requests.get(f"{served.url}/healthz", timeout=5).status_code == 200
+
+
+def _sweepers(parent: int) -> list[int]:
+    """The children of `parent` running bot.sweeper (the web workers run bot.cli serve)."""
+    children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+    return [int(pid) for pid in children if b"bot.sweeper" in _cmdline(int(pid))]
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except FileNotFoundError:  # exited between the listing and the read
+        return b""
 
 
 def _scrape(url: str) -> dict[tuple[str, tuple], float]:
