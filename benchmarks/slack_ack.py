@@ -141,7 +141,7 @@ def _labbot(api_url: str, workdir: Path) -> Iterator[tuple[str, list[int]]]:
     )
     ctx = build_context(settings, clock=lambda: NOW)
     lease_ids = [_pending(ctx.lab, n) for n in range(CLIENTS * PER_CLIENT + 1)]
-    with local_server(create_app(ctx)) as url:
+    with local_server(create_app(ctx), settings.slack_signing_secret) as url:
         yield url, lease_ids
         ctx.settle(120)
     ctx.shutdown()
@@ -165,7 +165,7 @@ def _pending(lab, n: int) -> int:
 def _bare(api_url: str) -> Iterator[str]:
     """The floor: bolt, the same server, listeners that only ack."""
     app, pool = _bare_app(api_url)
-    with local_server(app) as url:
+    with local_server(app, SECRET) as url:
         yield url
     pool.shutdown(wait=True)
 
@@ -256,7 +256,7 @@ def _serve_bare(api_url: str, port: int, workers: int) -> None:
                 self.cfg.set("control_socket_disable", True)
 
         def load(self):
-            return wsgi_app(_bare_app(api_url)[0])
+            return wsgi_app(_bare_app(api_url)[0], SECRET)
 
     Bare().run()
 

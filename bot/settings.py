@@ -20,6 +20,8 @@ from metal.ec2_catalog import Ec2Offer, load_offer, missing_images
 from metal.provider import Catalog
 from storage.db import DEFAULT_URL
 
+HEALTH_SWEEPS_MISSED = 3
+
 
 class SettingsError(ValueError):
     pass
@@ -67,7 +69,9 @@ _POLICY_DURATIONS = {
     "LABBOT_ORPHAN_GRACE": "orphan_grace",
     "LABBOT_RECONCILE_EVERY": "reconcile_every",
     "LABBOT_PROVISION_TIMEOUT": "provision_timeout",
+    "LABBOT_PROVISION_POLL": "provision_poll",
 }
+_MAY_BE_ZERO = {"LABBOT_GRACE", "grace"}  # reclaiming exactly at the end is a lab's choice
 _POLICY_INTS = {
     "LABBOT_MAX_SERVERS": "max_servers",
     "LABBOT_PENDING_PER_USER": "pending_per_user",
@@ -81,7 +85,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
     base = _from_file(env.get("LABBOT_CONFIG"))
     policy = _policy(env, base.policy)
-    return replace(
+    settings = replace(
         base,
         database_url=env.get("DATABASE_URL", base.database_url),
         provider=_choice(
@@ -115,12 +119,24 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         aws_endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
         **_operations(env, base),
     )
+    if "LABBOT_PROVISION_POLL" in env or settings.provider != "simulated":
+        return settings
+    return replace(settings, policy=replace(policy, provision_poll=simulated_poll(settings)))
+
+
+def simulated_poll(settings: Settings) -> timedelta:
+    """The simulated provider brings servers up in LABBOT_SIMULATED_PROVISION: ask four times
+    in that span (at most every 30 s, at least every second) rather than on Packet's pace."""
+    quarter = settings.simulated_provision / 4
+    return max(timedelta(seconds=1), min(settings.policy.provision_poll, quarter))
 
 
 def _operations(env: Mapping[str, str], base: Settings) -> dict:
     """How `labbot serve` runs: web workers, when it calls itself unhealthy, how it logs."""
     sweep_interval = _duration(env, "LABBOT_SWEEP_INTERVAL", base.sweep_interval)
-    health_age = _duration(env, "LABBOT_HEALTH_SWEEP_AGE", base.health_sweep_age)
+    # Unset, it follows a long interval: three sweeps missed, and never under ten minutes.
+    default_age = max(base.health_sweep_age, HEALTH_SWEEPS_MISSED * sweep_interval)
+    health_age = _duration(env, "LABBOT_HEALTH_SWEEP_AGE", default_age)
     if health_age <= sweep_interval:
         raise SettingsError(
             "LABBOT_HEALTH_SWEEP_AGE must be longer than LABBOT_SWEEP_INTERVAL, or every "
@@ -181,6 +197,8 @@ def _policy(env: Mapping[str, str], base: Policy) -> Policy:
         changes["project_cap_cents"] = _money(env, "LABBOT_PROJECT_CAP")
     if "LABBOT_REMINDERS" in env:
         changes["reminders"] = _reminders(env["LABBOT_REMINDERS"])
+    if "LABBOT_ALLOW_SELF_APPROVAL" in env:
+        changes["allow_self_approval"] = _flag(env, "LABBOT_ALLOW_SELF_APPROVAL")
     policy = replace(base, **changes)
     if policy.min_lease > policy.max_lease:
         raise SettingsError("LABBOT_MIN_LEASE is longer than LABBOT_MAX_LEASE; make it shorter.")
@@ -195,7 +213,7 @@ def _duration(env: Mapping[str, str], name: str, default: timedelta) -> timedelt
     if name not in env:
         return default
     try:
-        return parse_duration(env[name])
+        return parse_duration(env[name], zero=name in _MAY_BE_ZERO)
     except DurationError as error:
         raise SettingsError(f"{name}: {error}.") from error
 
@@ -221,6 +239,15 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
             f"{name} must be a whole number of at least {minimum}, not '{env[name]}'."
         )
     return value
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    value = env[name].strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise SettingsError(f"{name} must be yes or no, not '{env[name]}'.")
 
 
 def _money(env: Mapping[str, str], name: str) -> int:
@@ -268,7 +295,7 @@ def _from_file(path: str | None) -> Settings:
         current = getattr(policy, key)
         try:
             if isinstance(current, timedelta):
-                value = parse_duration(str(value))
+                value = parse_duration(str(value), zero=key in _MAY_BE_ZERO)
             elif key.endswith("_cents"):
                 value = dollars_to_cents(value)
             elif key == "reminders":
