@@ -17,6 +17,7 @@ from sqlmodel import Session, col, select
 
 from commands.backstop import move_backstop
 from commands.facts import servers_summary, shape
+from commands.holds import hold, meter_on, release_holds
 from commands.lab import Lab, Outcome, audit, move, not_found, refuse, wrong_state
 from commands.markers import once
 from commands.notices import ADMIN, Kind, enqueue, owner
@@ -288,6 +289,8 @@ def _record_poll(lab: Lab, server: Server, device: Device | None, now: datetime)
             return
         if device is not None and device.state == DeviceState.ACTIVE:
             row.state, row.active_at, row.ips = "active", now, " ".join(device.ips)
+            session.add(row)
+            meter_on(session, row, session.get(Lease, row.lease_id))
         else:
             # Failed or vanished while provisioning: delete what is left, try a fresh device.
             row.state = "deleting" if device is not None else "deleted"
@@ -386,6 +389,7 @@ def _activate(
         count=count,
         due_at=next_due(lab.policy, now, ends_at, sent=()),
     )
+    hold(session, lease, lab.policy, now)  # the real window and count replace the approved
     # Servers that never came up in a partial lease are given up; they bill nothing.
     session.exec(
         update(Server)
@@ -423,6 +427,7 @@ def _fail(
 ) -> None:
     why = "provisioning timed out" if timed_out else "the provider could not create the servers"
     move(session, lease, State.FAILED, due_at=now, ended_at=now, reason=why)
+    release_holds(session, lease)
     session.exec(
         update(Server)
         .where(

@@ -15,8 +15,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import update
 from sqlmodel import Session, col, func, select
 
-from commands.credit import billing_stops, settle_spend
 from commands.facts import shape
+from commands.holds import billing_stops, release_holds, settle_spend
 from commands.lab import Lab, Outcome, audit, move, not_found, owner_or_admin, refuse, wrong_state
 from commands.notices import ADMIN, Kind, enqueue, owner
 from commands.states import State
@@ -70,6 +70,7 @@ def _begin(session: Session, lease: Lease, new: State, actor: str, now: datetime
     expiry: exactly one of them wins and queues the deletes."""
     if not move(session, lease, new, ended_at=now, due_at=now):
         return False
+    release_holds(session, lease)
     session.exec(
         update(Server)
         .where(Server.lease_id == lease.id, col(Server.state).in_(UP))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 from alembic import command
@@ -12,16 +13,19 @@ from storage.db import Database
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def _config(connection) -> Config:
+def _config(connection, grace: timedelta = timedelta(hours=1)) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = connection
+    config.attributes["grace"] = grace
     return config
 
 
-def upgrade(db: Database) -> None:
+def upgrade(db: Database, grace: timedelta = timedelta(hours=1)) -> None:
+    """`grace`: the lab's grace after a lease's end, which a data migration that computes
+    commitments (0003's holds) must reserve as the running lab does."""
     with db.engine.begin() as connection:
-        command.upgrade(_config(connection), "head")
+        command.upgrade(_config(connection, grace), "head")
 
 
 def revision(db: Database, message: str) -> None:

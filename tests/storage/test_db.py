@@ -29,11 +29,14 @@ def test_upgrade_creates_every_table_and_is_idempotent(db):
         "orphan",
         "marker",
         "simdevice",
+        "creditmonth",
+        "credithold",
+        "meter",
         "alembic_version",
     } <= names
     with db.engine.connect() as connection:
         assert (
-            connection.execute(text("select version_num from alembic_version")).scalar() == "0001"
+            connection.execute(text("select version_num from alembic_version")).scalar() == "0003"
         )
 
 
