@@ -21,11 +21,12 @@ def _config(connection, grace: timedelta = timedelta(hours=1)) -> Config:
     return config
 
 
-def upgrade(db: Database, grace: timedelta = timedelta(hours=1)) -> None:
+def upgrade(db: Database, grace: timedelta = timedelta(hours=1), to: str = "head") -> None:
     """`grace`: the lab's grace after a lease's end, which a data migration that computes
-    commitments (0003's holds) must reserve as the running lab does."""
+    commitments (0003's holds) must reserve as the running lab does. `to`: a revision, for
+    tests that fill a database as an earlier release left it."""
     with db.engine.begin() as connection:
-        command.upgrade(_config(connection, grace), "head")
+        command.upgrade(_config(connection, grace), to)
 
 
 def revision(db: Database, message: str) -> None:
