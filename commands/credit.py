@@ -30,6 +30,7 @@ from commands.holds import (
     planned_cost,
 )
 from commands.policy import Policy
+from commands.states import State
 from storage.models import CreditHold, CreditMonth, Lease, LedgerEntry, Meter
 
 HOUR_US = HOUR // MICROSECOND
@@ -156,9 +157,10 @@ def used_cents(
     reckoned one by one. `exclude_lease` leaves one lease out (the one being decided)."""
     key = LAB if project is None else project
     used = {m: 0 for m in months}
-    for column in (CreditMonth.settled, CreditMonth.held):
-        for month, cents in _totals(session, months, key, column).items():
-            used[month] += cents
+    for month, cents in _totals(
+        session, months, key, CreditMonth.settled + CreditMonth.held
+    ).items():
+        used[month] += cents
     for (_, month), cents in _beyond_holds(session, now, project).items():
         if month in used:
             used[month] += cents
@@ -196,7 +198,9 @@ def _shortfalls(
     for month in months:
         ensure_grant(session, month, policy, now)
     lock_months(session, months)
-    used = used_cents(session, months, now, project=project, exclude_lease=lease.id)
+    # A request never held or billed anything: nothing of its own to leave out.
+    own = None if lease.state == State.PENDING else lease.id
+    used = used_cents(session, months, now, project=project, exclude_lease=own)
     short = {}
     for month in months:
         if project is None:

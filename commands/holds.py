@@ -68,6 +68,15 @@ def hold(session: Session, lease: Lease, policy: Policy, now: datetime) -> None:
     _set_holds(session, lease, {m: max(0, c - settled.get(m, 0)) for m, c in plan.items()})
 
 
+def hold_approved(session: Session, lease: Lease, policy: Policy, now: datetime) -> None:
+    """A request just approved: nothing billed, nothing held and no server yet, so its holds
+    are its plan, and no server can bill past them."""
+    plan = planned_cost(lease, policy, now)
+    for month, cents in plan.items():
+        session.add(CreditHold(lease_id=lease.id, month=month, project=lease.project, cents=cents))
+    bump(session, lease.project, held=plan)
+
+
 def release_holds(session: Session, lease: Lease) -> None:
     """The lease ended: what it held and did not bill goes back to the months. Servers still
     being deleted go on billing on their meters until they are confirmed gone."""

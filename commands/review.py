@@ -13,7 +13,7 @@ from sqlmodel import Session
 
 from commands.credit import project_shortfalls, record_override, shortfall_words, shortfalls
 from commands.facts import shape, when
-from commands.holds import hold
+from commands.holds import hold_approved
 from commands.lab import Lab, Outcome, audit, move, not_found, refuse
 from commands.notices import REVIEW, Kind, enqueue, owner
 from commands.provision import provision
@@ -42,7 +42,7 @@ def approve(
             if override is not None:
                 _record_overrides(session, lab, lease, actor, override, now)
             move(session, lease, State.APPROVED, decided_by=actor, decided_at=now, due_at=now)
-            hold(session, lease, lab.policy, now)
+            hold_approved(session, lease, lab.policy, now)
             audit(session, now, actor, "approve", lease_id, override=override)
             _tell_decision(session, lease, actor, now, "approved", "")
     if problem:

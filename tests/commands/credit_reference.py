@@ -96,15 +96,33 @@ def reference_tally(
         finished.group_by(ServerSpend.project, ServerSpend.month)
     ).all():
         spent[name, month] += cents
-    leases = session.exec(select(Lease)).all()
+    live = select(Lease).where(col(Lease.state).in_([s.value for s in LIVE]))
+    ended = (
+        select(Lease)
+        .join(Server, col(Server.lease_id) == Lease.id)
+        .where(
+            col(Server.deleted_at).is_(None),
+            col(Server.active_at).is_not(None),
+            col(Lease.state).not_in([s.value for s in LIVE]),
+        )
+        .distinct()
+    )
+    leases = [
+        lease
+        for query in (live, ended)
+        for lease in session.exec(query).all()
+        if (project is None or lease.project == project) and lease.id != exclude_lease
+    ]
+    servers: dict[int, list[Server]] = defaultdict(list)
+    if leases:
+        ids = [lease.id for lease in leases]
+        for server in session.exec(select(Server).where(col(Server.lease_id).in_(ids))).all():
+            servers[server.lease_id].append(server)
     for lease in leases:
-        if (project is not None and lease.project != project) or lease.id == exclude_lease:
-            continue
-        servers = list(session.exec(select(Server).where(Server.lease_id == lease.id)).all())
-        for server in servers:
+        for server in servers[lease.id]:
             if server.deleted_at is None:
                 _add(spent, lease, server_spend(server, lease, now), months)
-        _add(committed, lease, lease_commitment(lease, servers, policy, now), months)
+        _add(committed, lease, lease_commitment(lease, servers[lease.id], policy, now), months)
     return spent, committed
 
 
