@@ -129,7 +129,7 @@ def settle_spend(session: Session, server: Server, lease: Lease) -> None:
                 cents=cents,
             )
         )
-    held = _holds(session, lease.id)
+    held = _locked_holds(session, lease.id, spend)
     if held:
         _set_holds(
             session,
@@ -227,13 +227,23 @@ def _holds(session: Session, lease_id: int) -> dict[str, CreditHold]:
     return {row.month: row for row in rows}
 
 
+def _locked_holds(session: Session, lease_id: int, months: Iterable[str]) -> dict[str, CreditHold]:
+    """The lease's holds, read after locking the lab's rows of every month they and `months`
+    touch. Every writer of holds or totals takes those rows first, in month order, so two
+    writers of one lease's holds (an extension, the sweep settling a vanished server) take
+    turns on PostgreSQL and never deadlock."""
+    held = session.exec(select(CreditHold.month).where(CreditHold.lease_id == lease_id)).all()
+    lock_months(session, {*held, *months})
+    return _holds(session, lease_id)
+
+
 def _set_holds(
     session: Session,
     lease: Lease,
     want: dict[str, int],
     settled: dict[str, int] | None = None,
 ) -> None:
-    old = _holds(session, lease.id)
+    old = _locked_holds(session, lease.id, want)
     change = {m: want.get(m, 0) - (old[m].cents if m in old else 0) for m in old.keys() | want}
     for month, row in old.items():
         if month not in want:
