@@ -123,7 +123,7 @@ def books(
         else:
             _, overrides = ledger_totals(session, month, project)
             granted = policy.project_cap_cents or 0
-        spent = settled.get(month, 0) + running.get((key, month), 0)
+        spent = settled.get(month, 0) + running[month]
         result[month] = MonthBooks(month, granted, overrides, spent, used[month] - spent)
     return result
 
@@ -269,59 +269,77 @@ class Tally:
     committed: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
 
 
-def project_tally(session: Session, month: str, policy: Policy, now: datetime) -> Tally:
-    """The month's spent and committed money of every project at once: one row per project,
-    the leases beyond their holds, and one SQL sum over the running servers."""
-    tally = Tally()
+@dataclass(frozen=True)
+class MonthReport:
+    books: MonthBooks
+    projects: Tally
+    burn_per_day: int  # what the servers running now cost a day
+
+
+def month_report(session: Session, month: str, policy: Policy, now: datetime) -> MonthReport:
+    """The lab's books, every project's, and the burn rate, as `/lab credit` and App Home show
+    them: the month's rows of totals, the leases reckoned one by one, and one SQL sum over the
+    running servers, grouped by project (the split into spent and committed needs it)."""
+    ensure_grant(session, month, policy, now)
+    granted, overrides = ledger_totals(session, month)
+    cents = _billed_by(month, now)
+    hourly = func.coalesce(
+        func.sum(case((Meter.start_us <= to_us(now), Meter.hourly_cents), else_=0)), 0
+    )
+    running = session.exec(select(Meter.project, cents, hourly).group_by(Meter.project)).all()
+    spent: dict[str, int] = defaultdict(int)
     used: dict[str, int] = defaultdict(int)
-    rows = session.exec(
+    for name, settled, held in session.exec(
         select(CreditMonth.project, CreditMonth.settled, CreditMonth.held).where(
-            CreditMonth.month == month, CreditMonth.project != LAB
+            CreditMonth.month == month
         )
-    ).all()
-    for name, settled, held in rows:
+    ).all():
         used[name] += settled + held
-        tally.spent[name, month] += settled
-    for (name, key), cents in _beyond_holds(session, now, None).items():
+        spent[name] += settled
+    for (name, key), beyond in _beyond_holds(session, now, None).items():
         if key == month:
-            used[name] += cents
-    for (name, _), cents in running_spend(session, [month], now, by_project=True).items():
-        tally.spent[name, month] += cents
-    for name, cents in used.items():
-        if cents or tally.spent.get((name, month)):
-            tally.committed[name, month] = cents - tally.spent.get((name, month), 0)
-    return tally
+            used[name] += beyond
+            used[LAB] += beyond
+    for name, billed, _ in running:
+        spent[name] += int(billed)
+        spent[LAB] += int(billed)
+    lab_spent = spent.pop(LAB, 0)
+    lab_used = used.pop(LAB, 0)
+    tally = Tally()
+    for name in used.keys() | spent.keys():
+        if spent.get(name):
+            tally.spent[name, month] = spent[name]
+        if used.get(name, 0) - spent.get(name, 0):
+            tally.committed[name, month] = used.get(name, 0) - spent.get(name, 0)
+    books = MonthBooks(month, granted, overrides, lab_spent, lab_used - lab_spent)
+    return MonthReport(books, tally, 24 * sum(int(h) for _, _, h in running))
 
 
 def running_spend(
-    session: Session,
-    months: list[str],
-    now: datetime,
-    project: str | None = None,
-    by_project: bool = False,
-) -> dict[tuple[str, str], int]:
-    """What the running servers have billed by `now`, per (project or the lab, month): per
-    started hour since each server came up, never past its backstop, counted in SQL."""
+    session: Session, months: list[str], now: datetime, project: str | None = None
+) -> dict[str, int]:
+    """What the running servers (of the lab, or of one project) have billed by `now`, per
+    month: per started hour since each came up, never past its backstop, counted in SQL."""
+    result = {}
+    for month in months:
+        query = select(_billed_by(month, now))
+        if project is not None:
+            query = query.where(Meter.project == project)
+        result[month] = int(session.exec(query).one())
+    return result
+
+
+def _billed_by(month: str, now: datetime):
+    """SUM over meters of what each billed in `month` by `now`."""
     at = to_us(now)
     stop = case(
         (and_(col(Meter.stop_us).is_not(None), col(Meter.stop_us) < at), Meter.stop_us),
         else_=at,
     )
-    result: dict[tuple[str, str], int] = defaultdict(int)
-    for month in months:
-        begins, ends = (to_us(t) for t in month_bounds(month))
-        end = case((stop < ends, stop), else_=ends)
-        hours = _hours_started(end) - _hours_started(literal(begins))
-        cents = func.coalesce(func.sum(case((hours > 0, hours * Meter.hourly_cents), else_=0)), 0)
-        name = Meter.project if by_project else literal(project or LAB)
-        query = select(name, cents)
-        if project is not None:
-            query = query.where(Meter.project == project)
-        if by_project:
-            query = query.group_by(Meter.project)
-        for key, total in session.exec(query).all():
-            result[key, month] += int(total)
-    return result
+    begins, ends = (to_us(t) for t in month_bounds(month))
+    end = case((stop < ends, stop), else_=ends)
+    hours = _hours_started(end) - _hours_started(literal(begins))
+    return func.coalesce(func.sum(case((hours > 0, hours * Meter.hourly_cents), else_=0)), 0)
 
 
 def _hours_started(by):

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 from sqlmodel import col, select
 
-from commands.credit import books, project_tally, used_cents
+from commands.credit import books, month_report, used_cents
 from commands.extend import extend
 from commands.reclaim import release
 from commands.request import request
@@ -154,7 +154,9 @@ def _same_books(lab, now: datetime, some_lease: int | None) -> None:
                 session, MONTHS, lab.policy, now, project=project
             ), project
         for month in MONTHS:
-            tally = project_tally(session, month, lab.policy, now)
+            report = month_report(session, month, lab.policy, now)
+            assert report.books == reference_books(session, [month], lab.policy, now)[month]
+            tally = report.projects
             spent, committed = reference_tally(session, [month], lab.policy, now, None)
             assert {k: v for k, v in tally.spent.items() if v} == {
                 k: v for k, v in spent.items() if v

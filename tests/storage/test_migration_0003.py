@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import text
 
 from commands.billing import cost_by_month
-from commands.credit import books, project_tally
+from commands.credit import books, month_report
 from commands.policy import Policy
 from storage.models import Lease, Server, ServerSpend
 from storage.schema import upgrade
@@ -126,7 +126,7 @@ def test_0003_converts_a_database_filled_by_the_previous_release(db_path):
                     assert books(session, MONTHS, POLICY, now, project=project) == (
                         reference_books(session, MONTHS, POLICY, now, project=project)
                     )
-                tally = project_tally(session, "2026-11", POLICY, now)
+                tally = month_report(session, "2026-11", POLICY, now).projects
                 spent, committed = reference_tally(session, ["2026-11"], POLICY, now, None)
                 assert dict(tally.spent) == {k: v for k, v in spent.items() if v}
                 assert {k: v for k, v in tally.committed.items() if v} == {
