@@ -16,6 +16,7 @@ projects'), so writers on PostgreSQL queue behind each other instead of deadlock
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
@@ -111,33 +112,34 @@ def backstop_moved(session: Session, lease: Lease) -> None:
     refresh_exactness(session, lease.id)
 
 
-def settle_spend(session: Session, server: Server, lease: Lease) -> None:
-    """Write down, once, what a server that is now gone billed in each month; for a live lease
-    its hold in those months shrinks by the same amount."""
-    stopped = session.exec(delete(Meter).where(col(Meter.server_id) == server.id))
-    if stopped.rowcount != 1 or server.active_at is None or server.deleted_at is None:
-        return
-    end = billing_stops(lease, server.deleted_at)
-    spend = cost_by_month(server.active_at, max(end, server.active_at), 1, server.hourly_cents)
-    for month, cents in spend.items():
-        session.add(
-            ServerSpend(
-                server_id=server.id,
-                month=month,
-                lease_id=lease.id,
-                project=lease.project,
-                cents=cents,
+def settle_spend(session: Session, servers: list[Server], lease: Lease) -> None:
+    """Write down, once, what servers of the lease that are now gone billed in each month; for
+    a live lease its holds in those months shrink by the same amount."""
+    spend: dict[str, int] = defaultdict(int)
+    for server in servers:
+        stopped = session.exec(delete(Meter).where(col(Meter.server_id) == server.id))
+        if stopped.rowcount != 1 or server.active_at is None or server.deleted_at is None:
+            continue
+        end = billing_stops(lease, server.deleted_at)
+        billed = cost_by_month(server.active_at, max(end, server.active_at), 1, server.hourly_cents)
+        for month, cents in billed.items():
+            spend[month] += cents
+            session.add(
+                ServerSpend(
+                    server_id=server.id,
+                    month=month,
+                    lease_id=lease.id,
+                    project=lease.project,
+                    cents=cents,
+                )
             )
-        )
-    held = _locked_holds(session, lease.id, spend)
-    if held:
-        _set_holds(
-            session,
-            lease,
-            {m: max(0, row.cents - spend.get(m, 0)) for m, row in held.items()},
-            settled=spend,
-        )
-    else:
+    if not spend:
+        return
+    if session.exec(select(CreditHold.month).where(CreditHold.lease_id == lease.id)).first():
+        held = _locked_holds(session, lease.id, spend)
+        want = {m: max(0, row.cents - spend.get(m, 0)) for m, row in held.items()}
+        _set_holds(session, lease, want, settled=spend)
+    else:  # a lease being reclaimed holds nothing: only the totals change
         bump(session, lease.project, settled=spend)
 
 

@@ -182,6 +182,7 @@ def _mark_gone(lab: Lab, servers: list[Server], now: datetime) -> None:
     with lab.db.write() as session:
         lease = session.get(Lease, servers[0].lease_id)
         stops = billing_stops(lease, now)
+        settled = []
         for server in servers:
             gone_at = now if server.active_at and stops < server.active_at else stops
             gone = session.exec(
@@ -190,7 +191,8 @@ def _mark_gone(lab: Lab, servers: list[Server], now: datetime) -> None:
                 .values(state="deleted", deleted_at=gone_at, retry_at=None, last_error="")
             )
             if gone.rowcount == 1:
-                settle_spend(session, session.get(Server, server.id), lease)
+                settled.append(session.get(Server, server.id))
+        settle_spend(session, settled, lease)
 
 
 def _retry_later(lab: Lab, servers: list[Server], at: datetime) -> None:
@@ -317,7 +319,7 @@ def resolve(lab: Lab, actor: str, lease_id: int, now: datetime) -> Outcome:
             for server in left:
                 server.state, server.deleted_at, server.retry_at = "deleted", now, None
                 session.add(server)
-                settle_spend(session, server, lease)
+            settle_spend(session, list(left), lease)
             finish(session, lease, now, actor)
     if problem:
         return refuse(lab, now, actor, "resolve", problem, lease_id)

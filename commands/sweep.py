@@ -279,7 +279,7 @@ def _vanished(lab: Lab, present: set[str], now: datetime) -> None:
                 continue
             row.state, row.deleted_at = "vanished", now
             lease = session.get(Lease, row.lease_id)
-            settle_spend(session, row, lease)
+            settle_spend(session, [row], lease)
             lease.flagged = f"{row.hostname} vanished from the provider at {when(now)}"
             session.add_all([row, lease])
             audit(session, now, "system", "vanished", lease.id, hostname=row.hostname)
