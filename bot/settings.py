@@ -16,6 +16,7 @@ from pathlib import Path
 from commands.durations import DurationError, parse_duration
 from commands.policy import Policy, Roles
 from metal.catalog import CatalogError, dollars_to_cents, load, seed
+from metal.ec2_catalog import Ec2Offer, load_offer, missing_images
 from metal.provider import Catalog
 from storage.db import DEFAULT_URL
 
@@ -45,6 +46,12 @@ class Settings:
     packet_project_id: str | None = None
     packet_api_url: str = "api.packet.net"
     packet_timeout: float = 30.0
+    ec2_catalog: str | None = None
+    ec2_backstop_role: str | None = None
+    ec2_timeout: float = 30.0
+    ec2_retry_mode: str = "standard"
+    ec2_max_attempts: int = 5
+    aws_endpoint_url: str | None = None
     simulated_provision: timedelta = timedelta(seconds=60)
 
 
@@ -57,7 +64,9 @@ _POLICY_DURATIONS = {
     "LABBOT_ORPHAN_GRACE": "orphan_grace",
     "LABBOT_RECONCILE_EVERY": "reconcile_every",
     "LABBOT_PROVISION_TIMEOUT": "provision_timeout",
+    "LABBOT_PROVISION_POLL": "provision_poll",
 }
+_MAY_BE_ZERO = {"LABBOT_GRACE", "grace"}  # reclaiming exactly at the end is a lab's choice
 _POLICY_INTS = {
     "LABBOT_MAX_SERVERS": "max_servers",
     "LABBOT_PENDING_PER_USER": "pending_per_user",
@@ -71,10 +80,12 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
     base = _from_file(env.get("LABBOT_CONFIG"))
     policy = _policy(env, base.policy)
-    return replace(
+    settings = replace(
         base,
         database_url=env.get("DATABASE_URL", base.database_url),
-        provider=_choice(env, "LABBOT_PROVIDER", ("simulated", "packet"), _default_provider(env)),
+        provider=_choice(
+            env, "LABBOT_PROVIDER", ("simulated", "packet", "ec2"), _default_provider(env)
+        ),
         policy=policy,
         roles=Roles(
             reviewers=_ids(env.get("LABBOT_REVIEWERS", "")),
@@ -95,7 +106,23 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         packet_api_url=env.get("PACKET_API_URL", base.packet_api_url),
         packet_timeout=_duration(env, "PACKET_TIMEOUT", timedelta(seconds=30)).total_seconds(),
         simulated_provision=_duration(env, "LABBOT_SIMULATED_PROVISION", base.simulated_provision),
+        ec2_catalog=env.get("LABBOT_EC2_CATALOG") or None,
+        ec2_backstop_role=env.get("LABBOT_EC2_BACKSTOP_ROLE") or None,
+        ec2_timeout=_duration(env, "LABBOT_EC2_TIMEOUT", timedelta(seconds=30)).total_seconds(),
+        ec2_retry_mode=_choice(env, "LABBOT_EC2_RETRY_MODE", ("standard", "adaptive"), "standard"),
+        ec2_max_attempts=_int(env, "LABBOT_EC2_MAX_ATTEMPTS", base.ec2_max_attempts, minimum=1),
+        aws_endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
     )
+    if "LABBOT_PROVISION_POLL" in env or settings.provider != "simulated":
+        return settings
+    return replace(settings, policy=replace(policy, provision_poll=simulated_poll(settings)))
+
+
+def simulated_poll(settings: Settings) -> timedelta:
+    """The simulated provider brings servers up in LABBOT_SIMULATED_PROVISION: ask four times
+    in that span (at most every 30 s, at least every second) rather than on Packet's pace."""
+    quarter = settings.simulated_provision / 4
+    return max(timedelta(seconds=1), min(settings.policy.provision_poll, quarter))
 
 
 def require_packet(settings: Settings) -> None:
@@ -105,6 +132,29 @@ def require_packet(settings: Settings) -> None:
     ):
         if not value:
             raise SettingsError(f"{name} is not set; LABBOT_PROVIDER=packet needs it.")
+
+
+def require_ec2(settings: Settings) -> Ec2Offer:
+    """The EC2 offer from LABBOT_EC2_CATALOG, with every gap said in one sentence. AWS
+    credentials are not settings of labbot's: boto3's standard chain finds them."""
+    for name, value in (
+        ("LABBOT_EC2_CATALOG", settings.ec2_catalog),
+        ("LABBOT_EC2_BACKSTOP_ROLE", settings.ec2_backstop_role),
+    ):
+        if not value:
+            raise SettingsError(f"{name} is not set; LABBOT_PROVIDER=ec2 needs it.")
+    try:
+        offer = load_offer(Path(settings.ec2_catalog))
+    except CatalogError as error:
+        raise SettingsError(f"LABBOT_EC2_CATALOG: {error}") from error
+    gaps = missing_images(offer)
+    if gaps:
+        raise SettingsError(
+            f"LABBOT_EC2_CATALOG: no [[images]] entry for {'; '.join(gaps[:5])}"
+            + (f" and {len(gaps) - 5} more" if len(gaps) > 5 else "")
+            + "; add an ami for each."
+        )
+    return offer
 
 
 def _default_provider(env: Mapping[str, str]) -> str:
@@ -123,6 +173,8 @@ def _policy(env: Mapping[str, str], base: Policy) -> Policy:
         changes["project_cap_cents"] = _money(env, "LABBOT_PROJECT_CAP")
     if "LABBOT_REMINDERS" in env:
         changes["reminders"] = _reminders(env["LABBOT_REMINDERS"])
+    if "LABBOT_ALLOW_SELF_APPROVAL" in env:
+        changes["allow_self_approval"] = _flag(env, "LABBOT_ALLOW_SELF_APPROVAL")
     policy = replace(base, **changes)
     if policy.min_lease > policy.max_lease:
         raise SettingsError("LABBOT_MIN_LEASE is longer than LABBOT_MAX_LEASE; make it shorter.")
@@ -137,7 +189,7 @@ def _duration(env: Mapping[str, str], name: str, default: timedelta) -> timedelt
     if name not in env:
         return default
     try:
-        return parse_duration(env[name])
+        return parse_duration(env[name], zero=name in _MAY_BE_ZERO)
     except DurationError as error:
         raise SettingsError(f"{name}: {error}.") from error
 
@@ -163,6 +215,15 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
             f"{name} must be a whole number of at least {minimum}, not '{env[name]}'."
         )
     return value
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    value = env[name].strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise SettingsError(f"{name} must be yes or no, not '{env[name]}'.")
 
 
 def _money(env: Mapping[str, str], name: str) -> int:
@@ -210,7 +271,7 @@ def _from_file(path: str | None) -> Settings:
         current = getattr(policy, key)
         try:
             if isinstance(current, timedelta):
-                value = parse_duration(str(value))
+                value = parse_duration(str(value), zero=key in _MAY_BE_ZERO)
             elif key.endswith("_cents"):
                 value = dollars_to_cents(value)
             elif key == "reminders":

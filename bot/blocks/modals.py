@@ -10,7 +10,7 @@ from typing import Any
 from bot.blocks.kit import OPTION_TEXT_LIMIT, Block, number, plain, truncate
 from commands.billing import format_cents
 from commands.durations import EXAMPLES, DurationError, parse_duration
-from commands.policy import RequestInput
+from commands.policy import LIMITS, RequestInput
 from metal.provider import Catalog
 
 REQUEST = "lab_request"
@@ -28,13 +28,19 @@ def request_modal(catalog: Catalog, default_os: str) -> View:
         "Ask for servers",
         "Send request",
         [
-            _text("project", "Project", "coredns"),
-            _text("repo_url", "Repository URL", "https://github.com/coredns/coredns"),
+            _text("project", "Project", "coredns", limit="project"),
+            _text(
+                "repo_url",
+                "Repository URL",
+                "https://github.com/coredns/coredns",
+                limit="repo_url",
+            ),
             _text(
                 "purpose",
                 "What are the servers for?",
                 "scale tests of the kubernetes plugin",
                 multiline=True,
+                limit="purpose",
             ),
             _select(
                 "plan",
@@ -55,7 +61,13 @@ def request_modal(catalog: Catalog, default_os: str) -> View:
             ),
             _text("count", "How many servers", "1", initial="1"),
             _text("duration", "For how long", EXAMPLES, initial="48h"),
-            _text("ssh_key", "Your public SSH key", "ssh-ed25519 AAAA... you@host", multiline=True),
+            _text(
+                "ssh_key",
+                "Your public SSH key",
+                "ssh-ed25519 AAAA... you@host",
+                multiline=True,
+                limit="ssh_key",
+            ),
         ],
     )
 
@@ -97,7 +109,7 @@ def deny_modal(kind: str, target: int, title: str) -> View:
         DENY,
         "Deny",
         "Deny",
-        [_text("reason", title, "what the requester can change", multiline=True)],
+        [_text("reason", title, "what the requester can change", multiline=True, limit="reason")],
     )
     return {**view, "private_metadata": f"{kind}:{target}"}
 
@@ -118,6 +130,7 @@ def writeup_modal(lease_id: int) -> View:
                 "url",
                 f"A link to the write-up of lease #{lease_id}",
                 "https://blog.example.org/our-lab-run",
+                limit="url",
             )
         ],
     )
@@ -142,13 +155,18 @@ def _text(
     *,
     multiline: bool = False,
     initial: str | None = None,
+    limit: str | None = None,
 ) -> Block:
+    """A text input; `limit` names the field of commands.policy.LIMITS it is held to, so Slack
+    refuses a longer answer before it is sent."""
     element: dict[str, Any] = {
         "type": "plain_text_input",
         "action_id": VALUE,
         "multiline": multiline,
         "placeholder": plain(placeholder, 150),
     }
+    if limit:
+        element["max_length"] = LIMITS[limit]
     if initial is not None:
         element["initial_value"] = initial
     return {"type": "input", "block_id": block_id, "label": plain(label, 2000), "element": element}

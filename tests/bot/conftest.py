@@ -133,7 +133,7 @@ def slack(fake: FakeSlack, db: Database, clock: Clock) -> Iterator[Slack]:
 def serve(fake: FakeSlack, db: Database, clock: Clock, settings: Settings) -> Iterator[Slack]:
     ctx = build_context(settings, clock=clock, db=db)
     app = create_app(ctx)
-    with local_server(app) as url:
+    with local_server(app, settings.slack_signing_secret) as url:
         sender = SlackSender(url, SECRET, response_url_base=fake)
         yield Slack(fake, ctx, sender, clock, db)
         ctx.settle(60)
@@ -142,3 +142,11 @@ def serve(fake: FakeSlack, db: Database, clock: Clock, settings: Settings) -> It
 
 def body_of(response: requests.Response) -> dict[str, Any]:
     return json.loads(response.text) if response.text else {}
+
+
+from tests.ec2_server import (  # noqa: E402, F401  (fixtures for the EC2 start-up tests)
+    aws_env,
+    ec2_proxy,
+    moto_server,
+    session_proxy,
+)
