@@ -86,7 +86,8 @@ def release_holds(session: Session, lease: Lease) -> None:
 
 
 def meter_on(session: Session, server: Server, lease: Lease) -> None:
-    """A server became active: it bills from now on."""
+    """A server became active: it bills from now on. The caller notes the lease's exactness
+    once it has metered every server that came up (`refresh_exactness`)."""
     session.add(
         Meter(
             server_id=server.id,
@@ -98,8 +99,6 @@ def meter_on(session: Session, server: Server, lease: Lease) -> None:
             held=State(lease.state) in LIVE,
         )
     )
-    session.flush()
-    refresh_exactness(session, lease.id)
 
 
 def backstop_moved(session: Session, lease: Lease) -> None:

@@ -17,7 +17,7 @@ from sqlmodel import Session, col, select
 
 from commands.backstop import move_backstop
 from commands.facts import servers_summary, shape
-from commands.holds import hold, meter_on, release_holds
+from commands.holds import hold, meter_on, refresh_exactness, release_holds
 from commands.lab import Lab, Outcome, audit, move, not_found, refuse, wrong_state
 from commands.markers import once
 from commands.notices import ADMIN, Kind, enqueue, owner
@@ -321,6 +321,8 @@ def _poll(lab: Lab, lease_id: int, now: datetime) -> None:
         with lab.db.write() as session:  # one transaction for the whole poll
             for server, device in answered:
                 _record_poll(session, lab, server, device, now)
+            session.flush()
+            refresh_exactness(session, lease_id)  # servers now billing against the holds
 
 
 def _record_poll(
