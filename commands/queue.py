@@ -13,8 +13,9 @@ from datetime import datetime
 from sqlmodel import Session, col, select
 
 from commands.billing import format_cents
-from commands.credit import books, planned_cost
+from commands.credit import available_cents
 from commands.facts import one_line
+from commands.holds import planned_cost
 from commands.lab import Lab, Outcome, refuse
 from commands.policy import Policy
 from commands.process import LABELS as CLASS_LABELS
@@ -71,7 +72,7 @@ def ranked(session: Session, policy: Policy, now: datetime) -> list[QueueEntry]:
     ]
     order = rank(waiting, policy.rank)
     months = sorted({m for item in waiting for m in item.cost})
-    available = {m: b.available for m, b in books(session, months, policy, now).items()}
+    available = available_cents(session, months, policy, now)
     return [
         QueueEntry(
             place,

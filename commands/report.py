@@ -13,24 +13,18 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, or_
+from sqlalchemy import or_
 from sqlmodel import Session, col, select
 
 from commands.billing import cost_by_month, month_bounds
-from commands.credit import (
-    GRANT,
-    billing_stops,
-    books,
-    lease_commitment,
-    server_spend,
-)
+from commands.credit import GRANT, books, lease_used
 from commands.durations import format_duration
+from commands.holds import billing_stops
 from commands.lab import Lab
 from commands.process import LABELS, Reserve
 from commands.queue import applicant_label
-from commands.reserve import month_reserves
-from commands.states import LIVE
-from storage.models import Lease, LedgerEntry, Server, ServerSpend
+from commands.reserve import month_leases, month_reserves
+from storage.models import Lease, LedgerEntry, Server
 
 REMOVED = "[removed]"
 _PRIVATE = re.compile(
@@ -138,32 +132,12 @@ def _row(lease: Lease, cents: int, lab: Lab) -> ReportLease:
 
 
 def _lease_amounts(session: Session, lab: Lab, month: str, now: datetime) -> dict[int, int]:
-    """Per lease, what it spent and still holds in the month: settled spend, servers still
-    running, and live commitments; together exactly the books' spent plus committed."""
-    amounts: dict[int, int] = defaultdict(int)
-    for lease_id, cents in session.exec(
-        select(ServerSpend.lease_id, func.sum(ServerSpend.cents))
-        .where(ServerSpend.month == month)
-        .group_by(ServerSpend.lease_id)
-    ).all():
-        amounts[lease_id] += cents
-    running = session.exec(
-        select(Server, Lease)
-        .join(Lease, col(Lease.id) == Server.lease_id)
-        .where(col(Server.deleted_at).is_(None), col(Server.active_at).is_not(None))
-    ).all()
-    for server, lease in running:
-        amounts[lease.id] += server_spend(server, lease, now).get(month, 0)
-    live = session.exec(select(Lease).where(col(Lease.state).in_([s.value for s in LIVE]))).all()
-    servers: dict[int, list[Server]] = defaultdict(list)
-    for server in session.exec(
-        select(Server).where(col(Server.lease_id).in_([lease.id for lease in live]))
-    ).all():
-        servers[server.lease_id].append(server)
-    for lease in live:
-        amounts[lease.id] += lease_commitment(lease, servers[lease.id], lab.policy, now).get(
-            month, 0
-        )
+    """Per lease, what it spent and still holds in the month; together the books' spent plus
+    committed."""
+    amounts = {
+        lease_id: lease_used(session, lease_id, now).get(month, 0)
+        for lease_id in month_leases(session, [month])
+    }
     return {lease_id: cents for lease_id, cents in amounts.items() if cents > 0}
 
 

@@ -11,16 +11,11 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import func
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from commands.billing import format_cents
-from commands.credit import (
-    class_usage,
-    ledger_totals,
-    planned_cost,
-    record_override,
-    shortfall_words,
-)
+from commands.credit import lease_used, ledger_totals, record_override, shortfall_words
+from commands.holds import planned_cost
 from commands.policy import Policy
 from commands.process import (
     FAVOURED,
@@ -30,7 +25,7 @@ from commands.process import (
     reserve,
     reserve_shortfall,
 )
-from storage.models import Lease, LedgerEntry
+from storage.models import CreditHold, Lease, LedgerEntry, Meter, ServerSpend
 
 RESERVE_OVERRIDE = "reserve_override"
 
@@ -40,7 +35,7 @@ def month_reserves(
 ) -> dict[str, Reserve]:
     """Kept, used and left of each month's reserve."""
     granted = _granted(session, months)
-    others = class_usage(session, months, policy, now, [OTHER])
+    others = class_usage(session, months, now, [OTHER])
     overridden = _overridden(session, months)
     return {
         m: reserve(granted[m], policy.reserved_share, others[m], overridden.get(m, 0))
@@ -60,7 +55,7 @@ def reserve_shortfalls(
     if not months:
         return {}
     granted = _granted(session, months)
-    favoured = class_usage(session, months, policy, now, sorted(FAVOURED), exclude_lease=lease.id)
+    favoured = class_usage(session, months, now, sorted(FAVOURED), exclude_lease=lease.id)
     overridden = _overridden(session, months)
     short = {
         m: reserve_shortfall(
@@ -105,6 +100,39 @@ def reserve_words(state: Reserve) -> str:
         f"kept {format_cents(state.kept)}, used {format_cents(state.used)}, "
         f"left {format_cents(state.left)}"
     )
+
+
+def month_leases(session: Session, months: list[str]) -> list[int]:
+    """The leases with money in the months: holding, settled or still billing there."""
+    ids = set(
+        session.exec(select(CreditHold.lease_id).where(col(CreditHold.month).in_(months))).all()
+    )
+    ids |= set(
+        session.exec(select(ServerSpend.lease_id).where(col(ServerSpend.month).in_(months))).all()
+    )
+    ids |= set(session.exec(select(Meter.lease_id)).all())
+    return sorted(ids)
+
+
+def class_usage(
+    session: Session,
+    months: list[str],
+    now: datetime,
+    classes: list[str],
+    exclude_lease: int | None = None,
+) -> dict[str, int]:
+    """Spent plus committed per month by the leases of some applicant classes, lease by lease
+    (the month's totals are kept per project, not per class)."""
+    ids = [i for i in month_leases(session, months) if i != exclude_lease]
+    chosen = session.exec(
+        select(Lease.id).where(col(Lease.id).in_(ids), col(Lease.applicant_class).in_(classes))
+    ).all()
+    used = dict.fromkeys(months, 0)
+    for lease_id in chosen:
+        for month, cents in lease_used(session, lease_id, now).items():
+            if month in used:
+                used[month] += cents
+    return used
 
 
 def _granted(session: Session, months: list[str]) -> dict[str, int]:
