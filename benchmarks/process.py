@@ -29,6 +29,8 @@ from benchmarks.common import (
     timed,
     workdir,
 )
+from commands.holds import hold_approved
+from commands.policy import Policy
 from commands.process import CLASSES
 from commands.queue import queue
 from commands.report import month_report
@@ -74,8 +76,11 @@ def main() -> int:
     with workdir() as tmp:
         db = new_database(tmp / "process.db")
         with db.write() as session:
-            for n in range(LIVE):
-                session.add(_lease(n, State.APPROVED, rng.choice(CLASSES), clock))
+            live = [_lease(n, State.APPROVED, rng.choice(CLASSES), clock) for n in range(LIVE)]
+            session.add_all(live)
+            session.flush()
+            for lease in live:  # as an approval leaves them: holding their plan
+                hold_approved(session, lease, Policy(), clock.now)
             for n in range(PENDING):
                 session.add(_lease(LIVE + n, State.PENDING, rng.choice(CLASSES), clock))
         lab = make_lab(db, clock, reviewers=frozenset({REVIEWER}))

@@ -13,18 +13,18 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_
+from sqlalchemy import func, or_
 from sqlmodel import Session, col, select
 
 from commands.billing import cost_by_month, month_bounds
-from commands.credit import GRANT, books, lease_used
+from commands.credit import GRANT, books
 from commands.durations import format_duration
 from commands.holds import billing_stops
 from commands.lab import Lab
 from commands.process import LABELS, Reserve
 from commands.queue import applicant_label
-from commands.reserve import month_leases, month_reserves
-from storage.models import Lease, LedgerEntry, Server
+from commands.reserve import beyond_counted, irregular_leases, month_reserves
+from storage.models import CreditHold, Lease, LedgerEntry, Server, ServerSpend
 
 REMOVED = "[removed]"
 _PRIVATE = re.compile(
@@ -132,12 +132,19 @@ def _row(lease: Lease, cents: int, lab: Lab) -> ReportLease:
 
 
 def _lease_amounts(session: Session, lab: Lab, month: str, now: datetime) -> dict[int, int]:
-    """Per lease, what it spent and still holds in the month; together the books' spent plus
+    """Per lease, what it spent and still holds in the month (holds plus settled spend, summed
+    in SQL, and the few irregular leases reckoned exactly); together the books' spent plus
     committed."""
-    amounts = {
-        lease_id: lease_used(session, lease_id, now).get(month, 0)
-        for lease_id in month_leases(session, [month])
-    }
+    amounts: dict[int, int] = defaultdict(int)
+    for table in (CreditHold, ServerSpend):
+        for lease_id, cents in session.exec(
+            select(table.lease_id, func.sum(table.cents))
+            .where(table.month == month)
+            .group_by(table.lease_id)
+        ).all():
+            amounts[lease_id] += int(cents)
+    for lease_id in irregular_leases(session, now):
+        amounts[lease_id] += beyond_counted(session, lease_id, now).get(month, 0)
     return {lease_id: cents for lease_id, cents in amounts.items() if cents > 0}
 
 

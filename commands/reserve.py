@@ -15,7 +15,7 @@ from sqlmodel import Session, col, select
 
 from commands.billing import format_cents
 from commands.credit import lease_used, ledger_totals, record_override, shortfall_words
-from commands.holds import planned_cost
+from commands.holds import lease_settled, planned_cost
 from commands.policy import Policy
 from commands.process import (
     FAVOURED,
@@ -102,18 +102,6 @@ def reserve_words(state: Reserve) -> str:
     )
 
 
-def month_leases(session: Session, months: list[str]) -> list[int]:
-    """The leases with money in the months: holding, settled or still billing there."""
-    ids = set(
-        session.exec(select(CreditHold.lease_id).where(col(CreditHold.month).in_(months))).all()
-    )
-    ids |= set(
-        session.exec(select(ServerSpend.lease_id).where(col(ServerSpend.month).in_(months))).all()
-    )
-    ids |= set(session.exec(select(Meter.lease_id)).all())
-    return sorted(ids)
-
-
 def class_usage(
     session: Session,
     months: list[str],
@@ -121,18 +109,53 @@ def class_usage(
     classes: list[str],
     exclude_lease: int | None = None,
 ) -> dict[str, int]:
-    """Spent plus committed per month by the leases of some applicant classes, lease by lease
-    (the month's totals are kept per project, not per class)."""
-    ids = [i for i in month_leases(session, months) if i != exclude_lease]
-    chosen = session.exec(
-        select(Lease.id).where(col(Lease.id).in_(ids), col(Lease.applicant_class).in_(classes))
-    ).all()
+    """Spent plus committed per month by the leases of some applicant classes. The month totals
+    are kept per project, so this sums the class's holds and settled spend in SQL (what a lease
+    uses while its servers bill within its holds), then reckons exactly the few leases whose
+    servers may bill past their holds or whose holds are gone (being reclaimed)."""
     used = dict.fromkeys(months, 0)
+    wanted = [col(Lease.applicant_class).in_(classes)]
+    if exclude_lease is not None:
+        wanted.append(col(Lease.id) != exclude_lease)
+    for table in (CreditHold, ServerSpend):
+        for month, cents in session.exec(
+            select(table.month, func.sum(table.cents))
+            .join(Lease, col(Lease.id) == table.lease_id)
+            .where(col(table.month).in_(months), *wanted)
+            .group_by(table.month)
+        ).all():
+            used[month] += int(cents)
+    irregular = irregular_leases(session, now)
+    chosen = session.exec(select(Lease.id).where(col(Lease.id).in_(irregular), *wanted)).all()
     for lease_id in chosen:
-        for month, cents in lease_used(session, lease_id, now).items():
+        for month, cents in beyond_counted(session, lease_id, now).items():
             if month in used:
                 used[month] += cents
     return used
+
+
+def irregular_leases(session: Session, now: datetime) -> set[int]:
+    """Leases whose servers may bill past their holds, or whose holds are gone: the few that
+    holds plus settled spend do not describe exactly."""
+    found = set(session.exec(select(Meter.lease_id).where(col(Meter.held).is_(False))).all())
+    return found | set(
+        session.exec(select(CreditHold.lease_id).where(col(CreditHold.exact_until) < now)).all()
+    )
+
+
+def beyond_counted(session: Session, lease_id: int, now: datetime) -> dict[str, int]:
+    """Per month, what one irregular lease uses beyond its holds plus its settled spend."""
+    exact = lease_used(session, lease_id, now)
+    counted = _counted(session, lease_id)
+    return {m: exact.get(m, 0) - counted.get(m, 0) for m in exact.keys() | counted.keys()}
+
+
+def _counted(session: Session, lease_id: int) -> dict[str, int]:
+    """What the SQL sums above counted for one lease: its holds plus its settled spend."""
+    counted = dict(lease_settled(session, lease_id))
+    for row in session.exec(select(CreditHold).where(CreditHold.lease_id == lease_id)).all():
+        counted[row.month] = counted.get(row.month, 0) + row.cents
+    return counted
 
 
 def _granted(session: Session, months: list[str]) -> dict[str, int]:
