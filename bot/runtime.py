@@ -1,10 +1,14 @@
-"""Wiring: from Settings to a ready Lab (database migrated, provider chosen and verified)."""
+"""Wiring: from Settings to a ready Lab (database migrated, provider chosen and verified, its
+provider and notifier calls counted for /metrics)."""
 
 from __future__ import annotations
 
+from bot.metrics import CountedNotifier, CountedProvider
 from bot.settings import Settings, SettingsError, require_ec2, require_packet
 from commands.lab import Lab
 from commands.notices import Notifier
+from metal.forge import Forge
+from metal.forge_http import HttpForge
 from metal.provider import Clock, Provider, ProviderError, utcnow
 from metal.simulated import SimulatedProvider
 from storage.db import Database
@@ -13,7 +17,7 @@ from storage.schema import upgrade
 
 def open_database(settings: Settings) -> Database:
     db = Database(settings.database_url)
-    upgrade(db)
+    upgrade(db, grace=settings.policy.grace)
     return db
 
 
@@ -49,6 +53,17 @@ def make_provider(settings: Settings, db: Database, clock: Clock = utcnow) -> Pr
     )
 
 
+def make_forge(settings: Settings) -> Forge:
+    """The forge client: GitHub and GitLab, or wherever GITHUB_API_URL/GITLAB_API_URL point."""
+    return HttpForge(
+        github_url=settings.github_api_url,
+        gitlab_url=settings.gitlab_api_url,
+        github_token=settings.github_token,
+        gitlab_token=settings.gitlab_token,
+        timeout=(min(3.05, settings.forge_timeout), settings.forge_timeout),
+    )
+
+
 def _verified(provider: Provider) -> Provider:
     """A refused credential stops start-up with the provider's sentence naming the setting."""
     try:
@@ -66,10 +81,13 @@ def build_lab(
     db: Database | None = None,
 ) -> Lab:
     db = db or open_database(settings)
-    provider = make_provider(settings, db, clock)
+    provider = CountedProvider(make_provider(settings, db, clock))
     # Read now, not on the first request form: a form must open within the trigger's seconds.
     try:
         catalog = provider.catalog()
     except ProviderError as error:
         raise SettingsError(f"the provider's plan catalog could not be read: {error}") from error
-    return Lab(db, provider, notifier, settings.policy, settings.roles, catalog)
+    counted = None if notifier is None else CountedNotifier(notifier)
+    return Lab(
+        db, provider, counted, settings.policy, settings.roles, catalog, make_forge(settings)
+    )

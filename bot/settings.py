@@ -15,10 +15,14 @@ from pathlib import Path
 
 from commands.durations import DurationError, parse_duration
 from commands.policy import Policy, Roles
+from commands.process import CLASSES, parse_share
 from metal.catalog import CatalogError, dollars_to_cents, load, seed
 from metal.ec2_catalog import Ec2Offer, load_offer, missing_images
+from metal.forge_http import GITHUB_API_URL, GITLAB_API_URL
 from metal.provider import Catalog
 from storage.db import DEFAULT_URL
+
+HEALTH_SWEEPS_MISSED = 3
 
 
 class SettingsError(ValueError):
@@ -53,6 +57,14 @@ class Settings:
     ec2_max_attempts: int = 5
     aws_endpoint_url: str | None = None
     simulated_provision: timedelta = timedelta(seconds=60)
+    github_api_url: str = GITHUB_API_URL
+    gitlab_api_url: str = GITLAB_API_URL
+    github_token: str | None = field(default=None, repr=False)
+    gitlab_token: str | None = field(default=None, repr=False)
+    forge_timeout: float = 5.0
+    web_concurrency: int = 2
+    health_sweep_age: timedelta = timedelta(minutes=10)
+    log_format: str = "text"
 
 
 _POLICY_DURATIONS = {
@@ -65,6 +77,7 @@ _POLICY_DURATIONS = {
     "LABBOT_RECONCILE_EVERY": "reconcile_every",
     "LABBOT_CLAIM_FOR": "claim_for",
     "LABBOT_PROVISION_TIMEOUT": "provision_timeout",
+    "LABBOT_WRITEUP_AFTER": "writeup_after",
     "LABBOT_PROVISION_POLL": "provision_poll",
 }
 _MAY_BE_ZERO = {"LABBOT_GRACE", "grace"}  # reclaiming exactly at the end is a lab's choice
@@ -107,12 +120,18 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         packet_api_url=env.get("PACKET_API_URL", base.packet_api_url),
         packet_timeout=_duration(env, "PACKET_TIMEOUT", timedelta(seconds=30)).total_seconds(),
         simulated_provision=_duration(env, "LABBOT_SIMULATED_PROVISION", base.simulated_provision),
+        github_api_url=env.get("GITHUB_API_URL") or base.github_api_url,
+        gitlab_api_url=env.get("GITLAB_API_URL") or base.gitlab_api_url,
+        github_token=env.get("GITHUB_TOKEN") or None,
+        gitlab_token=env.get("GITLAB_TOKEN") or None,
+        forge_timeout=_duration(env, "LABBOT_FORGE_TIMEOUT", timedelta(seconds=5)).total_seconds(),
         ec2_catalog=env.get("LABBOT_EC2_CATALOG") or None,
         ec2_backstop_role=env.get("LABBOT_EC2_BACKSTOP_ROLE") or None,
         ec2_timeout=_duration(env, "LABBOT_EC2_TIMEOUT", timedelta(seconds=30)).total_seconds(),
         ec2_retry_mode=_choice(env, "LABBOT_EC2_RETRY_MODE", ("standard", "adaptive"), "standard"),
         ec2_max_attempts=_int(env, "LABBOT_EC2_MAX_ATTEMPTS", base.ec2_max_attempts, minimum=1),
         aws_endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
+        **_operations(env, base),
     )
     if "LABBOT_PROVISION_POLL" in env or settings.provider != "simulated":
         return settings
@@ -124,6 +143,24 @@ def simulated_poll(settings: Settings) -> timedelta:
     in that span (at most every 30 s, at least every second) rather than on Packet's pace."""
     quarter = settings.simulated_provision / 4
     return max(timedelta(seconds=1), min(settings.policy.provision_poll, quarter))
+
+
+def _operations(env: Mapping[str, str], base: Settings) -> dict:
+    """How `labbot serve` runs: web workers, when it calls itself unhealthy, how it logs."""
+    sweep_interval = _duration(env, "LABBOT_SWEEP_INTERVAL", base.sweep_interval)
+    # Unset, it follows a long interval: three sweeps missed, and never under ten minutes.
+    default_age = max(base.health_sweep_age, HEALTH_SWEEPS_MISSED * sweep_interval)
+    health_age = _duration(env, "LABBOT_HEALTH_SWEEP_AGE", default_age)
+    if health_age <= sweep_interval:
+        raise SettingsError(
+            "LABBOT_HEALTH_SWEEP_AGE must be longer than LABBOT_SWEEP_INTERVAL, or every "
+            "wait between two sweeps would look like a stopped sweep."
+        )
+    return {
+        "web_concurrency": _int(env, "WEB_CONCURRENCY", base.web_concurrency, minimum=1),
+        "health_sweep_age": health_age,
+        "log_format": _choice(env, "LABBOT_LOG_FORMAT", ("text", "json"), base.log_format),
+    }
 
 
 def require_packet(settings: Settings) -> None:
@@ -172,6 +209,8 @@ def _policy(env: Mapping[str, str], base: Policy) -> Policy:
         changes["monthly_credit_cents"] = _money(env, "LABBOT_MONTHLY_CREDIT")
     if "LABBOT_PROJECT_CAP" in env:
         changes["project_cap_cents"] = _money(env, "LABBOT_PROJECT_CAP")
+    if "LABBOT_RESERVED_SHARE" in env:
+        changes["reserved_share"] = _share("LABBOT_RESERVED_SHARE", env["LABBOT_RESERVED_SHARE"])
     if "LABBOT_REMINDERS" in env:
         changes["reminders"] = _reminders(env["LABBOT_REMINDERS"])
     if "LABBOT_ALLOW_SELF_APPROVAL" in env:
@@ -202,6 +241,13 @@ def _reminders(text: str) -> tuple[timedelta, ...]:
         )
     except DurationError as error:
         raise SettingsError(f"LABBOT_REMINDERS: {error}; list them like 24h,1h.") from error
+
+
+def _share(name: str, text: str) -> int:
+    try:
+        return parse_share(text)
+    except ValueError as error:
+        raise SettingsError(f"{name}: {error}.") from error
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
@@ -277,7 +323,43 @@ def _from_file(path: str | None) -> Settings:
                 value = dollars_to_cents(value)
             elif key == "reminders":
                 value = tuple(parse_duration(str(v)) for v in value)
+            elif key == "reserved_share":
+                value = _share("LABBOT_CONFIG: [policy] reserved_share", str(value))
         except DurationError as error:
             raise SettingsError(f"LABBOT_CONFIG: [policy] {key}: {error}.") from error
         changes[key] = value
+    changes.update(_foundation(data.get("foundation", {})))
     return Settings(policy=replace(policy, **changes), catalog=catalog)
+
+
+def _foundation(table: dict) -> dict:
+    """[foundation]: `projects = [{ name = "coredns", maturity = "graduated" }, ...]`,
+    `members = ["Acme", ...]`, and optionally `rank = ["foundation", "member", "other"]`."""
+    where = "LABBOT_CONFIG: [foundation]"
+    unknown = set(table) - {"projects", "members", "rank"}
+    if unknown:
+        raise SettingsError(
+            f"{where} has no setting '{sorted(unknown)[0]}'; known: projects, members, rank."
+        )
+    projects = table.get("projects", [])
+    if not isinstance(projects, list) or not all(
+        isinstance(p, dict) and isinstance(p.get("name"), str) and p["name"] for p in projects
+    ):
+        raise SettingsError(
+            f"{where} projects must be a list like "
+            '[{ name = "coredns", maturity = "graduated" }].'
+        )
+    members = table.get("members", [])
+    if not isinstance(members, list) or not all(isinstance(m, str) and m for m in members):
+        raise SettingsError(f'{where} members must be a list of names like ["Acme", "Initech"].')
+    rank = tuple(table.get("rank", CLASSES))
+    if sorted(rank) != sorted(CLASSES):
+        raise SettingsError(f"{where} rank must order all of {', '.join(CLASSES)}, once each.")
+    changes: dict = {"rank": rank}
+    if projects:
+        changes["foundation_projects"] = tuple(
+            (p["name"].lower(), str(p.get("maturity", ""))) for p in projects
+        )
+    if members:
+        changes["members"] = tuple(members)
+    return changes

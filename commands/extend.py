@@ -9,9 +9,9 @@ from sqlmodel import Session, delete
 
 from commands.backstop import move_backstop
 from commands.credit import record_override, shortfall_words, shortfalls
-from commands.credit_lock import hold_months
 from commands.durations import format_duration
 from commands.facts import quoted, shape, when
+from commands.holds import hold
 from commands.lab import Lab, Outcome, audit, not_found, owner_or_admin, refuse, wrong_state
 from commands.notices import REVIEW, Kind, enqueue, owner
 from commands.policy import (
@@ -23,6 +23,7 @@ from commands.policy import (
     too_long,
 )
 from commands.reminders import next_due, reminder_times
+from commands.reserve import eat_words, record_reserve_override, reserve_shortfalls
 from commands.states import State
 from storage.locks import locked
 from storage.models import Lease, PendingExtension, SentReminder
@@ -131,7 +132,6 @@ def _apply(
             "ends_at": lease.ends_at + extra,
         }
     )
-    hold_months(session, probe, lab.policy, now)
     short = shortfalls(session, probe, lab.policy, now)
     if short and override is None:
         return (
@@ -141,6 +141,15 @@ def _apply(
         )
     if short:
         record_override(session, lease.id, short, actor, override, now)
+    kept_short = reserve_shortfalls(session, probe, lab.policy, now)
+    if kept_short and override is None:
+        return (
+            f"Extending #{lease.id} by {format_duration(extra)} would "
+            f"{eat_words(kept_short, lab.policy)}. Ask for a shorter extension or release "
+            "servers you do not need."
+        )
+    if kept_short:
+        record_reserve_override(session, lease.id, kept_short, actor, override, now)
     # Reminders still ahead of the new end are owed again.
     session.exec(delete(SentReminder).where(SentReminder.lease_id == lease.id))
     lease.extended_s = probe.extended_s
@@ -151,6 +160,7 @@ def _apply(
     lease.due_at = next_due(lab.policy, lease.starts_at, lease.ends_at, sent)
     lease.version += 1
     session.add(lease)
+    hold(session, lease, lab.policy, now)
     audit(
         session,
         now,

@@ -16,7 +16,8 @@ from commands.policy import RequestInput
 USAGE: dict[str, str] = {
     "request": (
         'request [COUNT PLAN METRO DURATION project=NAME repo=URL "why"] '
-        '[os=OS key="ssh-ed25519 ..." partial=yes]  (no arguments: a form)'
+        '[class=foundation|member|other org=NAME] [os=OS key="ssh-ed25519 ..." partial=yes]  '
+        "(no arguments: a form)"
     ),
     "list": "list  (your leases)",
     "show": "show ID",
@@ -28,6 +29,7 @@ USAGE: dict[str, str] = {
     "approve": 'approve ID [override="why"]  (reviewers)',
     "deny": "deny ID REASON  (reviewers)",
     "provision": "provision ID  (admins)",
+    "queue": "queue  (reviewers: the requests waiting, in the order they are reviewed)",
     "help": "help",
 }
 
@@ -39,7 +41,15 @@ _OPTION_FIELDS = {
     "os": "os",
     "key": "ssh_key",
     "ssh_key": "ssh_key",
+    "class": "applicant",
+    "org": "org",
 }
+CLASSES_HELP = (
+    "Who is asking: `class=foundation` (one of the foundation's projects), "
+    "`class=member org=NAME` (a member organization) or `class=other` (any other open-source "
+    "project, the default). Reviewers see requests in that order, then by how long they have "
+    "waited; a share of each month is kept for other open-source projects."
+)
 _YES = {"yes", "y", "true", "1", "on"}
 _NO = {"no", "n", "false", "0", "off"}
 # Slack clients turn straight quotes into typographic ones; people paste those back.
@@ -68,7 +78,8 @@ class Command:
 
 
 def help_text(command: str = "/lab") -> str:
-    return "Usage:\n" + "\n".join(f"• `{command} {usage}`" for usage in USAGE.values())
+    usage = "\n".join(f"• `{command} {usage}`" for usage in USAGE.values())
+    return f"Usage:\n{usage}\n{CLASSES_HELP}"
 
 
 def parse(text: str) -> Command:
@@ -136,6 +147,8 @@ def _request(verb: str, args: list[str]) -> Command:
         raise _usage(verb, "an inline request starts with COUNT PLAN METRO DURATION")
     count, plan, metro, duration = positional[:4]
     fields = {_OPTION_FIELDS[k]: v for k, v in options.items() if k in _OPTION_FIELDS}
+    if "applicant" in fields:
+        fields["applicant"] = fields["applicant"].lower()
     extra_purpose = " ".join(positional[4:])
     if extra_purpose:
         fields["purpose"] = " ".join(filter(None, [fields.get("purpose", ""), extra_purpose]))
@@ -199,6 +212,7 @@ _PARSERS = {
     "credit": _bare,
     "plans": _bare,
     "help": _bare,
+    "queue": _bare,
     "show": _with_id,
     "release": _with_id,
     "cancel": _with_id,

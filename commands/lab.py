@@ -19,6 +19,7 @@ from sqlmodel import Session, col
 from commands.notices import Notifier, deliver
 from commands.policy import Policy, Roles
 from commands.states import State, can_transition
+from metal.forge import Forge
 from metal.provider import Catalog, Provider
 from storage.claims import replica_name
 from storage.db import Database
@@ -35,6 +36,7 @@ class Lab:
     policy: Policy = field(default_factory=Policy)
     roles: Roles = field(default_factory=Roles)
     catalog: Catalog | None = None
+    forge: Forge | None = None  # None: repositories are not checked (the check stays pending)
     replica: str = field(default_factory=replica_name)  # who this process's claims name
 
     def plans(self) -> Catalog:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlmodel import Session
+from sqlalchemy import update
+from sqlmodel import Session, col
 
 from storage.locks import insert_once
 from storage.models import Marker
@@ -15,7 +16,12 @@ def once(session: Session, key: str, now: datetime) -> bool:
     return insert_once(session, Marker, key=key, at=now)
 
 
+def last(session: Session, key: str) -> datetime | None:
+    marker = session.get(Marker, key)
+    return marker.at if marker else None
+
+
 def stamp(session: Session, key: str, now: datetime) -> None:
-    marker = session.get(Marker, key) or Marker(key=key, at=now)
-    marker.at = now
-    session.add(marker)
+    """Record when `key` last happened; replicas stamping the same key at once both succeed."""
+    if not insert_once(session, Marker, key=key, at=now):
+        session.exec(update(Marker).where(col(Marker.key) == key).values(at=now))

@@ -27,7 +27,7 @@ from storage.models import Notice
 log = logging.getLogger(__name__)
 
 CLAIM_FOR = timedelta(seconds=60)
-CLAIM_BATCH = 1  # one at a time: a deliverer that dies strands one notice, for CLAIM_FOR
+CHUNK = 10  # notices claimed at once: sent well inside CLAIM_FOR even at Slack's pace
 MAX_BACKOFF = timedelta(minutes=30)
 
 
@@ -35,6 +35,7 @@ class Kind(StrEnum):
     REQUEST_RECEIVED = "request_received"
     REVIEW_CARD = "review_card"
     CARD_DECIDED = "card_decided"
+    CARD_UPDATE = "card_update"
     DECISION = "decision"
     REQUEST_EXPIRED = "request_expired"
     PROVISIONING = "provisioning"
@@ -121,33 +122,28 @@ def deliver(
     limit: int = 200,
 ) -> int:
     """Deliver due notices, oldest first: all of them (the sweep), or one lease's (right after
-    a use case, so concurrent use cases do not fight over each other's notices). Each notice is
-    claimed by `owner` just before it is sent, so replicas delivering at once share them and a
-    claim does not lapse while its holder waits out Slack's rate limits on earlier ones.
-    Returns how many were delivered."""
+    a use case, so concurrent use cases do not fight over each other's notices). Notices are
+    claimed by `owner` and their outcomes recorded a chunk at a time (two transactions per chunk,
+    not two per notice), so replicas delivering at once share them; a chunk is small enough to be
+    sent well inside its claim even when the Notifier waits out Slack's rate limits. Returns how
+    many were delivered."""
     delivered = 0
-    while limit > 0:
-        claimed = _claim(db, owner, now, lease_id, min(CLAIM_BATCH, limit))
-        if not claimed:
+    while delivered < limit:
+        chunk = _claim(db, owner, now, lease_id, min(CHUNK, limit - delivered))
+        if not chunk:
             return delivered
-        limit -= len(claimed)
-        delivered += sum(_deliver_one(db, notifier, message, now) for message in claimed)
+        sent: list[tuple[int, str | None]] = []
+        failed: list[tuple[int, Exception]] = []
+        for message in chunk:
+            try:
+                sent.append((message.id, notifier.deliver(message)))
+            except Exception as error:
+                failed.append((message.id, error))
+        _record(db, now, sent, failed)
+        delivered += len(sent)
+        if failed:
+            return delivered  # the rest waits for the next pass, as a failing Slack would
     return delivered
-
-
-def _deliver_one(db: Database, notifier: Notifier, message: Message, now: datetime) -> bool:
-    try:
-        ref = notifier.deliver(message)
-    except Exception as error:
-        _record_failure(db, message.id, now, error)
-        return False
-    with db.write() as session:
-        session.exec(
-            update(Notice)
-            .where(col(Notice.id) == message.id)
-            .values(retry_at=None, delivered_at=now, ref=ref, last_error="", claimed_until=None)
-        )
-    return True
 
 
 def _claim(
@@ -190,7 +186,7 @@ def _message(session: Session, notice: Notice) -> Message:
 
 
 def _ref_to_update(session: Session, notice: Notice) -> str | None:
-    if notice.kind != Kind.CARD_DECIDED or notice.lease_id is None:
+    if notice.kind not in (Kind.CARD_DECIDED, Kind.CARD_UPDATE) or notice.lease_id is None:
         return None
     card_kinds = (Kind.REVIEW_CARD, Kind.EXTENSION_CARD)
     return session.exec(
@@ -204,17 +200,27 @@ def _ref_to_update(session: Session, notice: Notice) -> str | None:
     ).first()
 
 
-def _record_failure(db: Database, notice_id: int, now: datetime, error: Exception) -> None:
+def _record(
+    db: Database,
+    now: datetime,
+    sent: list[tuple[int, str | None]],
+    failed: list[tuple[int, Exception]],
+) -> None:
     with db.write() as session:
-        notice = locked(session, Notice, notice_id)
-        if notice is None:
-            return
-        backoff = min(MAX_BACKOFF, timedelta(seconds=5 * 2 ** min(notice.attempts, 12)))
-        notice.retry_at = now + backoff
-        notice.claimed_until = None
-        notice.last_error = f"{type(error).__name__}: {error}"[:500]
-        session.add(notice)
-    log.warning("notice %s not delivered (%s); retrying after %s", notice_id, error, backoff)
+        for notice_id, ref in sent:
+            session.exec(
+                update(Notice)
+                .where(col(Notice.id) == notice_id)
+                .values(retry_at=None, delivered_at=now, ref=ref, last_error="", claimed_until=None)
+            )
+        for notice_id, error in failed:
+            notice = locked(session, Notice, notice_id)
+            backoff = min(MAX_BACKOFF, timedelta(seconds=5 * 2 ** min(notice.attempts, 12)))
+            notice.retry_at = now + backoff
+            notice.claimed_until = None
+            notice.last_error = f"{type(error).__name__}: {error}"[:500]
+            session.add(notice)
+            log.warning("notice %s not delivered (%s); retry after %s", notice_id, error, backoff)
 
 
 class RecordingNotifier:

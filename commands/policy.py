@@ -14,6 +14,8 @@ from enum import Enum
 from pydantic import BaseModel, ConfigDict, Field
 
 from commands.durations import format_duration
+from commands.process import CLASSES, OTHER, class_problem
+from metal.forge import parse_repository
 from metal.provider import Catalog
 
 HOUR = timedelta(hours=1)
@@ -36,6 +38,8 @@ LIMITS = {
     "ssh_key": 2000,
     "reason": 500,
     "url": 300,
+    "org": 100,
+    "applicant": 20,
 }
 _NAMES = {
     "project": "the project name",
@@ -44,6 +48,8 @@ _NAMES = {
     "ssh_key": "the SSH key",
     "reason": "the reason",
     "url": "the write-up link",
+    "org": "the organization's name",
+    "applicant": "the class",
 }
 
 
@@ -77,6 +83,14 @@ class Policy:
     provider_concurrency: int = 8
     credit_alerts: tuple[int, ...] = (80, 100)
     default_os: str = "ubuntu_16_04"
+    # The lab's process: the foundation's projects (name, maturity) and member organizations,
+    # the order classes are reviewed in, the share of each month kept for other open-source
+    # projects (basis points: 2000 is 20%), and when to remind an owner of the write-up.
+    foundation_projects: tuple[tuple[str, str], ...] = ()
+    members: tuple[str, ...] = ()
+    rank: tuple[str, ...] = CLASSES
+    reserved_share: int = 2000
+    writeup_after: timedelta = 14 * DAY
 
     backstop_margin: timedelta = DAY
     allow_self_approval: bool = False
@@ -141,6 +155,8 @@ class RequestInput(BaseModel):
     duration: timedelta = Field(default=48 * HOUR)
     ssh_key: str = ""
     allow_partial: bool = False
+    applicant: str = OTHER  # who is asking: foundation, member or other
+    org: str = ""  # the member organization, when applicant is member
 
 
 def is_link(text: str) -> bool:
@@ -151,7 +167,7 @@ def check_request(req: RequestInput, catalog: Catalog, policy: Policy) -> dict[s
     """Field name -> what is wrong with it and what would be accepted. Empty when acceptable."""
     errors = {
         name: problem
-        for name in ("project", "repo_url", "purpose", "ssh_key")
+        for name in ("project", "repo_url", "purpose", "ssh_key", "org", "applicant")
         if (problem := too_long(name, getattr(req, name)))
     }
     if "project" not in errors and not _PROJECT.fullmatch(req.project):
@@ -182,6 +198,14 @@ def check_request(req: RequestInput, catalog: Catalog, policy: Policy) -> dict[s
         errors["duration"] = (
             f"{format_duration(req.duration)} is outside policy; ask for "
             f"{format_duration(policy.min_lease)} to {format_duration(policy.max_lease)}"
+        )
+    problem = class_problem(req.applicant, req.org)
+    if "applicant" not in errors and "org" not in errors and problem:
+        errors["applicant"] = problem
+    if "repo_url" not in errors and parse_repository(req.repo_url) is None:
+        errors["repo_url"] = (
+            "labbot checks repositories on github.com and gitlab.com; give one like "
+            "repo=https://github.com/coredns/coredns"
         )
     if "ssh_key" not in errors and req.ssh_key and not _SSH_KEY.fullmatch(req.ssh_key):
         errors["ssh_key"] = (

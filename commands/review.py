@@ -1,8 +1,8 @@
 """Reviewers decide: approve (which starts provisioning) or deny with a reason.
 
 The decision is one conditional UPDATE on the lease, read FOR UPDATE, in a transaction that also
-checks the month's money while holding each month the lease would bill in (an advisory lock per
-month on PostgreSQL; SQLite's write lock does the same), so two reviewers clicking at once yield
+checks the month's money while holding the lab's row of each month the lease would bill in (FOR
+UPDATE on PostgreSQL; SQLite's write lock does the same), so two reviewers clicking at once yield
 one approval, and two approvals of different leases can never together over-commit a month.
 """
 
@@ -13,12 +13,13 @@ from datetime import datetime
 from sqlmodel import Session
 
 from commands.credit import project_shortfalls, record_override, shortfall_words, shortfalls
-from commands.credit_lock import hold_months
 from commands.facts import quoted, shape, when
+from commands.holds import hold_approved
 from commands.lab import Lab, Outcome, audit, move, not_found, refuse
 from commands.notices import REVIEW, Kind, enqueue, owner
 from commands.policy import SELF_MARK, Approver, approver, self_approval_refused, too_long
 from commands.provision import provision
+from commands.reserve import record_reserve_override, reserve_refusal, reserve_shortfalls
 from commands.states import State
 from storage.locks import locked
 from storage.models import Lease
@@ -44,13 +45,13 @@ def approve(
         lease = locked(session, Lease, lease_id)
         problem = _undecidable(lease, lease_id) or _self_approval(lab, lease, actor)
         if problem is None:
-            hold_months(session, lease, lab.policy, now)
             problem = _over_budget(session, lab, lease, now, override)
         if problem is None:
             if override is not None:
                 _record_overrides(session, lab, lease, actor, override, now)
             own = approver(lab.policy, lease.owner, actor) == Approver.SELF_ALLOWED
             move(session, lease, State.APPROVED, decided_by=actor, decided_at=now, due_at=now)
+            hold_approved(session, lease, lab.policy, now)
             audit(session, now, actor, "approve", lease_id, override=override, self_approved=own)
             _tell_decision(session, lease, actor, now, "approved", "", own=own)
     if problem:
@@ -143,6 +144,9 @@ def _over_budget(
             f"{shortfall_words(short)}. "
             f'An admin can approve it with `approve {lease.id} override="why"`.'
         )
+    short = reserve_shortfalls(session, lease, lab.policy, now)
+    if short:
+        return reserve_refusal(lease, short, lab.policy)
     return None
 
 
@@ -155,6 +159,8 @@ def _record_overrides(
     record_override(session, lease.id, short, actor, reason, now)
     project_short = project_shortfalls(session, lease, lab.policy, now)
     record_override(session, lease.id, project_short, actor, reason, now, project=lease.project)
+    reserve_short = reserve_shortfalls(session, lease, lab.policy, now)
+    record_reserve_override(session, lease.id, reserve_short, actor, reason, now)
 
 
 def _tell_decision(

@@ -16,15 +16,26 @@ from datetime import datetime, timedelta
 from sqlmodel import col, select
 
 from commands.billing import format_cents, month_key
-from commands.credit import books, burn_rate_cents_per_day, runs_out_at, settle_spend
+from commands.credit import (
+    books,
+    burn_rate_cents_per_day,
+    ensure_grant,
+    ledger_totals,
+    runs_out_at,
+    used_cents,
+)
 from commands.facts import shape, when
+from commands.holds import settle_spend
 from commands.lab import Lab, LostRace, audit, move
+from commands.log_context import about_lease
 from commands.markers import once, stamp
 from commands.notices import ADMIN, REVIEW, Kind, deliver, enqueue, owner
 from commands.provision import advance_provisioning, provision
 from commands.reclaim import CONFIRM, advance_reclaim, delete_due, expire, next_delete_at
 from commands.reminders import due_reminders, next_due, remaining_words
+from commands.repocheck import check_repository, due_checks
 from commands.states import RECLAIMING, State
+from commands.writeups import remind_writeups
 from metal.provider import TAG, Device, lease_tag
 from storage.claims import claim, claim_period, give_back_period, release
 from storage.locks import locked
@@ -102,21 +113,36 @@ def sweep(lab: Lab, now: datetime, *, dry_run: bool = False) -> SweepReport:
             report.stepped.append((lease.id, f"{lease.state}: due since {when(lease.due_at)}"))
         return report
     for lease in claim_due_leases(lab, now):
-        try:
-            report.stepped.append((lease.id, step(lab, lease, now)))
-        except LostRace:
-            report.stepped.append((lease.id, "changed meanwhile"))
-        except Exception as error:
-            log.exception("sweep: lease %s", lease.id)
-            report.errors.append(f"lease #{lease.id}: {error}")
-        finally:
-            with lab.db.write() as session:
-                release(session, Lease, [lease.id], lab.replica)
+        with about_lease(lease.id):
+            try:
+                report.stepped.append((lease.id, step(lab, lease, now)))
+            except LostRace:
+                report.stepped.append((lease.id, "changed meanwhile"))
+            except Exception as error:
+                log.exception("sweep: lease %s", lease.id)
+                report.errors.append(f"lease #{lease.id}: {error}")
+            finally:
+                with lab.db.write() as session:
+                    release(session, Lease, [lease.id], lab.replica)
+    _process(lab, now, report)
     report.reconciled = _reconcile_if_due(lab, now, report)
     _credit_alerts(lab, now)
     if lab.notifier is not None:
         report.delivered = deliver(lab.db, lab.notifier, now, owner=lab.replica)
     return report
+
+
+def _process(lab: Lab, now: datetime, report: SweepReport) -> None:
+    """The lab's process: repository checks the forge has not answered yet, write-up
+    reminders. Neither changes a lease's state, so they run beside the lease steps."""
+    for lease_id in due_checks(lab, now):
+        try:
+            report.stepped.append((lease_id, check_repository(lab, lease_id, now)))
+        except Exception as error:
+            log.exception("sweep: repository check of lease %s", lease_id)
+            report.errors.append(f"lease #{lease_id}: repository check: {error}")
+    for lease_id in remind_writeups(lab, now):
+        report.stepped.append((lease_id, "write-up reminder sent"))
 
 
 def step(lab: Lab, lease: Lease, now: datetime) -> str:
@@ -306,7 +332,7 @@ def _vanished(lab: Lab, present: set[str], now: datetime) -> None:
             if row.state != "active":
                 continue
             row.state, row.deleted_at = "vanished", now
-            settle_spend(session, row, lease)
+            settle_spend(session, [row], lease)
             lease.flagged = f"{row.hostname} vanished from the provider at {when(now)}"
             session.add_all([row, lease])
             audit(session, now, "system", "vanished", lease.id, hostname=row.hostname)
@@ -324,30 +350,38 @@ def _vanished(lab: Lab, present: set[str], now: datetime) -> None:
 
 
 def _credit_alerts(lab: Lab, now: datetime) -> None:
-    """Tell admins once when the month passes each threshold of its credit (the markers), and
-    read the books for it once per CREDIT_CHECK across replicas (the claim)."""
+    """Tell admins once when the month passes each threshold of its credit (the markers). The
+    check reads the month's totals, once per CREDIT_CHECK across replicas (the claim); the full
+    books are read only for an alert that goes out."""
     month = month_key(now)
     with lab.db.write() as session:
         if not claim_period(session, CREDIT_ALERTS, lab.replica, now, CREDIT_CHECK):
             return
-        book = books(session, [month], lab.policy, now)[month]
-        if book.granted <= 0:
+        ensure_grant(session, month, lab.policy, now)
+        granted, _ = ledger_totals(session, month)
+        if granted <= 0:
             return
-        used = (book.spent + book.committed) * 100 // book.granted
-        for pct in lab.policy.credit_alerts:
-            if used >= pct and once(session, f"credit-alert:{month}:{pct}", now):
-                burn = burn_rate_cents_per_day(session, now)
-                out = runs_out_at(book, burn, now)
-                enqueue(
-                    session,
-                    Kind.ADMIN_ALERT,
-                    ADMIN,
-                    f"{month}: {pct}% of the lab's credit is spent or committed "
-                    f"({format_cents(book.spent + book.committed)} of "
-                    f"{format_cents(book.granted)}); "
-                    f"burning {format_cents(burn)}/day"
-                    + (f", runs out {when(out)}." if out else "."),
-                    now,
-                    alert="credit",
-                    percent=pct,
-                )
+        used = used_cents(session, [month], now)[month] * 100 // granted
+        crossed = [
+            pct
+            for pct in lab.policy.credit_alerts
+            if used >= pct and once(session, f"credit-alert:{month}:{pct}", now)
+        ]
+        if not crossed:
+            return
+        book = books(session, [month], lab.policy, now)[month]
+        burn = burn_rate_cents_per_day(session, now)
+        out = runs_out_at(book, burn, now)
+        for pct in crossed:
+            enqueue(
+                session,
+                Kind.ADMIN_ALERT,
+                ADMIN,
+                f"{month}: {pct}% of the lab's credit is spent or committed "
+                f"({format_cents(book.spent + book.committed)} of "
+                f"{format_cents(book.granted)}); "
+                f"burning {format_cents(burn)}/day" + (f", runs out {when(out)}." if out else "."),
+                now,
+                alert="credit",
+                percent=pct,
+            )

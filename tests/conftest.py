@@ -41,6 +41,17 @@ class Clock:
         return self.now
 
 
+NOWHERE = "http://127.0.0.1:9"  # the discard port: a forge that refuses at once
+
+
+@pytest.fixture(autouse=True)
+def no_real_forge(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing outside 127.0.0.1 is contacted: settings read from the environment point the
+    forge client at a closed local port unless a test starts the fake Forge API."""
+    monkeypatch.setenv("GITHUB_API_URL", NOWHERE)
+    monkeypatch.setenv("GITLAB_API_URL", NOWHERE + "/api/v4")
+
+
 @pytest.fixture
 def clock() -> Clock:
     return Clock()
@@ -109,6 +120,15 @@ def database_url(request: pytest.FixtureRequest, db_path: Path) -> Iterator[str]
 @pytest.fixture
 def db(database_url: str) -> Iterator[Database]:
     database = Database(database_url)
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def sqlite_db(db_path: Path) -> Iterator[Database]:
+    """A migrated SQLite file, for what only SQLite has (its online backup API, its pragmas)."""
+    database = Database(f"sqlite:///{db_path}")
+    upgrade(database)
     yield database
     database.dispose()
 

@@ -11,12 +11,19 @@ from bot.blocks.kit import OPTION_TEXT_LIMIT, Block, number, plain, truncate
 from commands.billing import format_cents
 from commands.durations import EXAMPLES, DurationError, parse_duration
 from commands.policy import LIMITS, RequestInput
+from commands.process import CLASSES, LABELS, OTHER
 from metal.provider import Catalog
 
 REQUEST = "lab_request"
 DENY = "lab_deny"
 WRITEUP = "lab_writeup"
 VALUE = "value"  # the action_id of every input: one input per block
+
+_CLASS_HINTS = {
+    "foundation": "one of the foundation's projects; reviewed first",
+    "member": "a member organization; name it below",
+    "other": "any other open-source project; a share of each month is kept for these",
+}
 
 View = dict[str, Any]
 Values = dict[str, dict[str, dict[str, Any]]]
@@ -28,6 +35,19 @@ def request_modal(catalog: Catalog, default_os: str) -> View:
         "Ask for servers",
         "Send request",
         [
+            _select(
+                "applicant",
+                "Who is asking",
+                [(c, LABELS[c].capitalize(), _CLASS_HINTS[c]) for c in CLASSES],
+                initial=OTHER,
+            ),
+            _text(
+                "org",
+                "Member organization (if a member is asking)",
+                "Acme",
+                optional=True,
+                limit="org",
+            ),
             _text("project", "Project", "coredns", limit="project"),
             _text(
                 "repo_url",
@@ -99,6 +119,8 @@ def parse_request(values: Values) -> tuple[RequestInput, dict[str, str]]:
         count=count,
         duration=duration,
         ssh_key=answer(values, "ssh_key"),
+        applicant=answer(values, "applicant") or OTHER,
+        org=answer(values, "org"),
     )
     return request, errors
 
@@ -156,6 +178,7 @@ def _text(
     multiline: bool = False,
     initial: str | None = None,
     limit: str | None = None,
+    optional: bool = False,
 ) -> Block:
     """A text input; `limit` names the field of commands.policy.LIMITS it is held to, so Slack
     refuses a longer answer before it is sent."""
@@ -169,7 +192,7 @@ def _text(
         element["max_length"] = LIMITS[limit]
     if initial is not None:
         element["initial_value"] = initial
-    return {"type": "input", "block_id": block_id, "label": plain(label, 2000), "element": element}
+    return _input(block_id, label, element, optional)
 
 
 def _select(
@@ -185,6 +208,10 @@ def _select(
     chosen = [c for c in choices if c["value"] == initial]
     if chosen:
         element["initial_option"] = chosen[0]
+    return _input(block_id, label, element, optional)
+
+
+def _input(block_id: str, label: str, element: dict[str, Any], optional: bool) -> Block:
     return {
         "type": "input",
         "block_id": block_id,

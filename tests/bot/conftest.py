@@ -19,11 +19,12 @@ from bot.serve import local_server
 from bot.settings import Settings
 from commands.policy import Policy
 from commands.sweep import sweep
+from fakes.packet import FakePacket
 from fakes.slack import FakeSlack
 from fakes.slack_sender import SlackSender
 from storage.db import Database
 from storage.models import AuditEvent, Lease
-from tests.conftest import OWNER, REVIEWER, ROLES, Clock
+from tests.conftest import NOWHERE, OWNER, REVIEWER, ROLES, Clock
 
 TOKEN = "xoxb-test-token"
 SECRET = "test-signing-secret"
@@ -45,6 +46,8 @@ def settings_for(fake: FakeSlack, **changes: Any) -> Settings:
         slack_bot_token=TOKEN,
         slack_signing_secret=SECRET,
         simulated_provision=timedelta(seconds=120),
+        github_api_url=NOWHERE,
+        gitlab_api_url=NOWHERE,
     )
     return replace(base, **changes)
 
@@ -123,6 +126,14 @@ def lease_id_in(text: str) -> int:
 def fake() -> Iterator[FakeSlack]:
     with FakeSlack() as server:
         yield server
+
+
+@pytest.fixture
+def packet(clock: Clock, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakePacket]:
+    """The fake Packet API over HTTPS, its throwaway CA trusted by requests."""
+    with FakePacket(clock=clock, provision_seconds=60) as fake:
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", fake.ca_bundle_path)
+        yield fake
 
 
 @pytest.fixture

@@ -90,6 +90,64 @@ def test_a_config_file_sets_policy_and_catalog(tmp_path):
         from_env({"LABBOT_CONFIG": str(path)})
 
 
+def test_forge_settings_point_the_client_elsewhere_and_keep_the_token_out_of_sight():
+    from bot.runtime import make_forge
+
+    settings = from_env(
+        {
+            "GITHUB_API_URL": "http://127.0.0.1:1",
+            "GITLAB_API_URL": "http://127.0.0.1:2/api/v4",
+            "GITHUB_TOKEN": "ghp_secret",
+            "LABBOT_FORGE_TIMEOUT": "2s",
+        }
+    )
+    forge = make_forge(settings)
+    assert (forge.github_url, forge.gitlab_url) == (
+        "http://127.0.0.1:1",
+        "http://127.0.0.1:2/api/v4",
+    )
+    assert forge.github_token == "ghp_secret" and forge.timeout == (2.0, 2.0)
+    assert "ghp_secret" not in repr(settings) + repr(forge)
+    assert from_env({}).github_api_url == "https://api.github.com"
+
+
+@pytest.mark.parametrize("value", ["120%", "-1%", "lots"])
+def test_a_reserved_share_outside_0_to_100_percent_stops_start_up(value):
+    with pytest.raises(SettingsError, match=r"LABBOT_RESERVED_SHARE: .* from 0% to 100%"):
+        from_env({"LABBOT_RESERVED_SHARE": value})
+
+
+def test_the_process_settings(tmp_path):
+    config = tmp_path / "lab.toml"
+    config.write_text(
+        '[foundation]\nprojects = [{ name = "CoreDNS", maturity = "graduated" }]\n'
+        'members = ["Acme"]\nrank = ["member", "foundation", "other"]\n'
+        '[policy]\nreserved_share = "12.5%"\n'
+    )
+    settings = from_env({"LABBOT_CONFIG": str(config), "LABBOT_WRITEUP_AFTER": "7d"})
+    policy = settings.policy
+    assert policy.foundation_projects == (("coredns", "graduated"),)
+    assert (policy.members, policy.rank) == (("Acme",), ("member", "foundation", "other"))
+    assert (policy.reserved_share, policy.writeup_after) == (1250, timedelta(days=7))
+    assert from_env({"LABBOT_RESERVED_SHARE": "0%"}).policy.reserved_share == 0
+
+
+@pytest.mark.parametrize(
+    ("table", "said"),
+    [
+        ('projects = ["coredns"]', "projects must be a list like"),
+        ("members = [1]", "members must be a list of names"),
+        ('rank = ["other"]', "rank must order all of foundation, member, other"),
+        ("sponsors = []", "has no setting 'sponsors'"),
+    ],
+)
+def test_a_bad_foundation_table_says_what_is_accepted(tmp_path, table, said):
+    config = tmp_path / "lab.toml"
+    config.write_text(f"[foundation]\n{table}\n")
+    with pytest.raises(SettingsError, match=said):
+        from_env({"LABBOT_CONFIG": str(config)})
+
+
 def test_a_grace_of_nothing_is_a_lab_policy(tmp_path):
     assert from_env({"LABBOT_GRACE": "0s"}).policy.grace == timedelta(0)
     config = tmp_path / "labbot.toml"
@@ -109,3 +167,12 @@ def test_provisioning_is_polled_at_the_providers_pace_or_as_set():
     assert from_env({"LABBOT_PROVISION_POLL": "10s"}).policy.provision_poll == timedelta(seconds=10)
     packet = from_env({"PACKET_AUTH_TOKEN": "t", "PACKET_PROJECT_ID": "p"})
     assert packet.policy.provision_poll == timedelta(seconds=30)
+
+
+def test_the_health_check_follows_a_long_sweep_interval_unless_told() -> None:
+    assert from_env({}).health_sweep_age == timedelta(minutes=10)
+    assert from_env({"LABBOT_SWEEP_INTERVAL": "1h"}).health_sweep_age == timedelta(hours=3)
+    told = {"LABBOT_SWEEP_INTERVAL": "1h", "LABBOT_HEALTH_SWEEP_AGE": "90m"}
+    assert from_env(told).health_sweep_age == timedelta(minutes=90)
+    with pytest.raises(SettingsError, match="LABBOT_HEALTH_SWEEP_AGE must be longer"):
+        from_env({"LABBOT_SWEEP_INTERVAL": "1h", "LABBOT_HEALTH_SWEEP_AGE": "30m"})

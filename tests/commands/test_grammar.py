@@ -137,3 +137,13 @@ def test_an_inline_request_round_trips(
 def test_extend_round_trips(lease_id: int, minutes: int) -> None:
     command = parse(f"extend {lease_id} {format_duration(timedelta(minutes=minutes))}")
     assert (command.lease_id, command.duration) == (lease_id, timedelta(minutes=minutes))
+
+
+def test_an_inline_request_says_who_is_asking():
+    command = parse(
+        "request 3 c1.small.x86 ams1 48h project=keda repo=https://github.com/kedacore/keda "
+        'class=Member org="Acme Corp" "autoscaling tests"'
+    )
+    assert (command.request.applicant, command.request.org) == ("member", "Acme Corp")
+    assert parse("queue").verb == "queue"
+    assert "class=member org=NAME" in help_text()

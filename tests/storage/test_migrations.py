@@ -36,7 +36,7 @@ def test_a_database_filled_by_the_previous_release_upgrades_and_carries_on(
     blank_database_url, clock
 ):
     db = Database(blank_database_url)
-    upgrade(db, "0001")
+    upgrade(db, to="0001")
     with db.engine.begin() as connection:
         for statement in PREVIOUS_RELEASE:
             connection.execute(text(statement))
