@@ -32,13 +32,20 @@ from commands.billing import format_cents
 from commands.policy import Policy, Roles
 from commands.sweep import sweep
 from commands.views import credit_report
+from fakes.keys import public_key
 from fakes.packet import FakePacket
 from fakes.slack import Call, FakeSlack
 from fakes.slack_sender import SlackSender, field
 
 START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
-ALICE, BOB, RITA, ADA = "U0ALICE", "U0BOB", "U0RITA", "U0ADA"
-NAMES = {ALICE: "alice (coredns)", BOB: "bob (envoy)", RITA: "rita (reviewer)", ADA: "ada (admin)"}
+ALICE, CAROL, BOB, RITA, ADA = "U0ALICE", "U0CAROL", "U0BOB", "U0RITA", "U0ADA"
+NAMES = {
+    ALICE: "alice (coredns)",
+    CAROL: "carol (coredns)",
+    BOB: "bob (envoy)",
+    RITA: "rita (reviewer)",
+    ADA: "ada (admin)",
+}
 CHANNELS = {"C0REVIEW": "#lab-review", "C0ADMIN": "#lab-admin"}
 TOKEN = "xoxb-demo"
 _MENTION = re.compile(r"<@(\w+)>")
@@ -220,25 +227,29 @@ class Story:
     # -- the story -----------------------------------------------------------------------------
 
     def run(self) -> None:
+        self.type(ALICE, f"keys add {public_key('alice', 'alice@laptop')}")
+        self.type(CAROL, f"keys add {public_key('carol', 'carol@workstation')}")
         first = _lease_id(
             self.type(
                 ALICE,
                 "request 3 c1.small.x86 ams1 48h project=coredns "
-                'repo=https://github.com/coredns/coredns "scale tests of the kubernetes plugin"',
+                'repo=https://github.com/coredns/coredns "scale tests of the kubernetes plugin" '
+                f"with=<@{CAROL}>",
             )
         )
+        bob_key = public_key("bob", "bob@ci")
         big = _lease_id(
             self.type(
                 BOB,
                 "request 100 m1.xlarge.x86 sjc1 14d project=envoy "
-                'repo=https://github.com/envoyproxy/envoy "a month of ARM CI"',
+                f'repo=https://github.com/envoyproxy/envoy "a month of ARM CI" key="{bob_key}"',
             )
         )
         odd = _lease_id(
             self.type(
                 BOB,
                 "request 2 m1.xlarge.x86 sjc1 12h project=envoy "
-                'repo=https://github.com/envoyproxy/envoy "mine cryptocurrency"',
+                f'repo=https://github.com/envoyproxy/envoy "mine cryptocurrency" key="{bob_key}"',
             )
         )
         self.clock.now += timedelta(minutes=20)
@@ -250,9 +261,10 @@ class Story:
         self.click_card(ADA, cards.APPROVE, first)
         self.wait("servers come up", minutes=5)
         self.wait("a day before the end", hours=24)
-        self.type(ALICE, f"extend {first} 12h")
+        self.type(CAROL, f"extend {first} 12h")
         self.wait("an hour before the new end", hours=35)
-        self.wait("the lease ends", hours=1)
+        self.wait("nobody answered the last reminder", minutes=30)
+        self.wait("the lease ends", minutes=30)
         self.wait("grace is over", hours=1, minutes=1)
         self.wait("deletes confirmed", minutes=1)
         self.click_dm(ALICE, dms.WRITEUP, str(first), "Send the write-up link")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -121,10 +122,15 @@ def not_found(lease_id: int) -> str:
     return f"There is no lease #{lease_id}; `list` shows yours."
 
 
-def owner_or_admin(lab: Lab, lease: Lease, actor: str, verb: str) -> str | None:
-    if lease.owner == actor or lab.roles.is_admin(actor):
+def owner_or_admin(
+    lab: Lab, lease: Lease, actor: str, verb: str, co_owners: Collection[str] = ()
+) -> str | None:
+    """None when `actor` may `verb` the lease: its owner, an admin, or (for the verbs that
+    pass them) one of its co-owners."""
+    if lease.owner == actor or actor in co_owners or lab.roles.is_admin(actor):
         return None
-    return f"Lease #{lease.id} is <@{lease.owner}>'s; only its owner or an admin can {verb} it."
+    who = "its owner, a co-owner" if co_owners else "its owner"
+    return f"Lease #{lease.id} is <@{lease.owner}>'s; only {who} or an admin can {verb} it."
 
 
 def wrong_state(lease: Lease, verb: str, allowed: str) -> str:

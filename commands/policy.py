@@ -13,17 +13,15 @@ from datetime import datetime, timedelta
 from pydantic import BaseModel, ConfigDict, Field
 
 from commands.durations import format_duration
+from commands.pubkeys import KeyProblem, read_key
 from metal.provider import Catalog
 
+MAX_CO_OWNERS = 10
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
 
 _REPO = re.compile(r"https?://[^\s/]+\.[^\s/]+/\S+")
 _PROJECT = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}", re.IGNORECASE)
-_SSH_KEY = re.compile(
-    r"(ssh-(rsa|ed25519|dss)|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com)"
-    r"\s+[A-Za-z0-9+/=]+(\s+\S.*)?"
-)
 
 
 @dataclass(frozen=True)
@@ -83,6 +81,7 @@ class RequestInput(BaseModel):
     duration: timedelta = Field(default=48 * HOUR)
     ssh_key: str = ""
     allow_partial: bool = False
+    co_owners: tuple[str, ...] = ()  # Slack user ids
 
 
 def is_link(text: str) -> bool:
@@ -121,10 +120,11 @@ def check_request(req: RequestInput, catalog: Catalog, policy: Policy) -> dict[s
             f"{format_duration(req.duration)} is outside policy; ask for "
             f"{format_duration(policy.min_lease)} to {format_duration(policy.max_lease)}"
         )
-    if req.ssh_key and not _SSH_KEY.fullmatch(req.ssh_key):
-        errors["ssh_key"] = (
-            "that is not a public SSH key; paste one line like 'ssh-ed25519 AAAA... you@host'"
-        )
+    key = read_key(req.ssh_key) if req.ssh_key else None
+    if isinstance(key, KeyProblem):
+        errors["ssh_key"] = key.sentence[0].lower() + key.sentence[1:].rstrip(".")
+    if len(req.co_owners) > MAX_CO_OWNERS:
+        errors["co_owners"] = f"name at most {MAX_CO_OWNERS} co-owners"
     return errors
 
 

@@ -77,6 +77,31 @@ class Server(SQLModel, table=True):
     delete_attempts: int = 0
     retry_at: datetime | None = None
     last_error: str = ""
+    key_fingerprints: str = ""  # the keys sent in its create call, space-separated
+
+
+class SshKey(SQLModel, table=True):
+    """A person's public SSH key, saved once and put on every server they own or co-own.
+    Public keys are not secrets; a private key never gets this far."""
+
+    __table_args__ = (UniqueConstraint("user", "fingerprint"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    user: str = Field(index=True)
+    key: str
+    fingerprint: str
+    source: str = "pasted"  # or "github:LOGIN", "gitlab:LOGIN"
+    added_at: datetime
+
+
+class CoOwner(SQLModel, table=True):
+    """Someone who shares a lease with its owner: gets its DMs, may extend or release it, and
+    has their saved keys put on the servers created for it."""
+
+    lease_id: int = Field(foreign_key="lease.id", primary_key=True)
+    user: str = Field(primary_key=True, index=True)
+    added_by: str
+    added_at: datetime
 
 
 class ServerSpend(SQLModel, table=True):

@@ -1,0 +1,61 @@
+"""saved SSH keys, co-owners, and the keys each server was created with
+
+Revision ID: 0005
+Revises: 0001
+"""
+
+import sqlalchemy as sa
+import sqlmodel
+from alembic import op
+
+revision = "0005"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "sshkey",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("user", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("key", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("fingerprint", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("source", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("added_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("user", "fingerprint"),
+    )
+    with op.batch_alter_table("sshkey", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_sshkey_user"), ["user"], unique=False)
+    op.create_table(
+        "coowner",
+        sa.Column("lease_id", sa.Integer(), nullable=False),
+        sa.Column("user", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("added_by", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("added_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(["lease_id"], ["lease.id"]),
+        sa.PrimaryKeyConstraint("lease_id", "user"),
+    )
+    with op.batch_alter_table("coowner", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_coowner_user"), ["user"], unique=False)
+    with op.batch_alter_table("server", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column(
+                "key_fingerprints",
+                sqlmodel.sql.sqltypes.AutoString(),
+                nullable=False,
+                server_default="",
+            )
+        )
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("server", schema=None) as batch_op:
+        batch_op.drop_column("key_fingerprints")
+    with op.batch_alter_table("coowner", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_coowner_user"))
+    op.drop_table("coowner")
+    with op.batch_alter_table("sshkey", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_sshkey_user"))
+    op.drop_table("sshkey")
