@@ -9,16 +9,18 @@ import json
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
+from sqlalchemy import or_
 from sqlmodel import Session, col, select
 
 from commands.billing import format_cents, month_key
+from commands.coowners import co_owner_ids
 from commands.credit import books, burn_rate_cents_per_day, project_tally, runs_out_at
 from commands.facts import describe, one_line
 from commands.lab import Lab, Outcome, audit, not_found, refuse
 from commands.policy import is_link
 from commands.states import TERMINAL, State
 from metal.provider import Catalog
-from storage.models import AuditEvent, Lease, Server
+from storage.models import AuditEvent, CoOwner, Lease, Server
 
 
 def leases(
@@ -30,8 +32,9 @@ def leases(
 ) -> list[Lease]:
     with lab.db.read() as session:
         query = select(Lease)
-        if owner is not None:
-            query = query.where(Lease.owner == owner)
+        if owner is not None:  # and the leases they co-own
+            shared = select(CoOwner.lease_id).where(CoOwner.user == owner)
+            query = query.where(or_(Lease.owner == owner, col(Lease.id).in_(shared)))
         if states:
             query = query.where(col(Lease.state).in_(states))
         return list(session.exec(query.order_by(col(Lease.id).desc()).limit(limit)).all())
@@ -53,7 +56,9 @@ def show(lab: Lab, actor: str, lease_id: int, now: datetime) -> Outcome:
     lease, servers = lease_with_servers(lab, lease_id)
     if lease is None:
         return refuse(lab, now, actor, "show", not_found(lease_id), lease_id)
-    return Outcome(True, describe(lease, servers, now), lease_id)
+    with lab.db.read() as session:
+        sharing = co_owner_ids(session, lease_id)
+    return Outcome(True, describe(lease, servers, now, sharing), lease_id)
 
 
 def lease_with_servers(lab: Lab, lease_id: int) -> tuple[Lease | None, list[Server]]:

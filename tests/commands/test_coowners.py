@@ -15,6 +15,7 @@ from commands.pubkeys import read_key
 from commands.reclaim import release
 from commands.review import approve
 from commands.sweep import sweep
+from commands.views import my_leases_text, show
 from fakes.keys import public_key
 from storage.models import AuditEvent, CoOwner
 from tests.commands.helpers import PROVISION, active, file, lease, servers
@@ -138,3 +139,12 @@ def test_a_reviewer_may_extend_a_silent_lease_on_the_teams_behalf(lab, clock):
     outcome = extend(lab, REVIEWER, lease_id, timedelta(hours=24), ends_at - timedelta(minutes=20))
     assert outcome.ok and lease(lab.db, lease_id).ends_at == ends_at + timedelta(hours=24)
     assert not extend(lab, OTHER, lease_id, timedelta(hours=1), clock.now).ok
+
+
+def test_a_co_owner_sees_the_lease_in_list_and_show_names_the_co_owners(lab, clock):
+    lease_id = active(lab, clock, co_owners=(CAROL,))
+    assert f"#{lease_id} coredns" in my_leases_text(lab, CAROL, clock.now)
+    assert "You have no leases" in my_leases_text(lab, STRANGER, clock.now)
+    assert (
+        f"owner <@{OWNER}>, co-owners <@{CAROL}>" in show(lab, ADMIN, lease_id, clock.now).message
+    )

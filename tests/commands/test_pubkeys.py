@@ -97,7 +97,8 @@ def test_key_shaped_strings_are_read_only_when_their_blob_names_their_type(
     kind: str, payload: bytes, comment: str
 ) -> None:
     """A type, some base64, a comment: accepted only when the blob really is that type."""
-    text = f"{kind} {base64.b64encode(payload).decode()} {comment}"
+    blob = base64.b64encode(payload).decode()
+    text = f"{kind} {blob} {comment}"
     found = read_key(text)
     name = kind.encode()
     names_its_type = payload[:4] == len(name).to_bytes(4, "big") and payload[4:].startswith(name)
@@ -105,7 +106,8 @@ def test_key_shaped_strings_are_read_only_when_their_blob_names_their_type(
         assert names_its_type and len(payload) > 4 + len(name)
         assert found.kind == kind and found.fingerprint.startswith("SHA256:")
     else:
-        assert found.sentence.endswith(".") and payload.hex() not in found.sentence
+        assert found.sentence.endswith(".")
+        assert len(blob) < 8 or blob not in found.sentence  # the paste is not repeated
 
 
 @given(st.sampled_from(KEY_TYPES), st.binary(min_size=1, max_size=200), st.text(max_size=60))
