@@ -37,11 +37,12 @@ _PRIVATE = re.compile(
 )
 _COMMENT = re.compile(r"[\x21-\x7e][\x20-\x7e]*")
 
+# The rotate advice comes first: a form shows only the first 150 characters under the field.
 PRIVATE_KEY_REFUSAL = (
-    "That is a private SSH key, which must never leave your computer: labbot did not keep it, "
-    "but it has now been sent through Slack, so treat it as exposed and rotate it (make a new "
-    "key pair with `ssh-keygen -t ed25519`, remove the old public key wherever it is trusted) "
-    "and give labbot only the one line of the `.pub` file, like `ssh-ed25519 AAAA... you@host`."
+    "That is a private SSH key: treat it as exposed and rotate it (it went through Slack; "
+    "labbot kept none of it): make a new pair with `ssh-keygen -t ed25519`, remove the old "
+    "public key wherever it is trusted, and give labbot only the one line of the `.pub` file, "
+    "like `ssh-ed25519 AAAA... you@host`."
 )
 EXAMPLE = "one line from your `.pub` file, like `ssh-ed25519 AAAA... you@host`"
 

@@ -8,7 +8,9 @@ from bot.blocks import dms, modals
 from commands.pubkeys import read_key
 from commands.sweep import sweep
 from fakes.keys import public_key
+from fakes.slack_sender import field
 from tests.bot.conftest import Slack, active_lease, body_of
+from tests.bot.test_commands import request_values
 from tests.commands.test_keys import PRIVATE
 from tests.conftest import OWNER, REVIEWER
 
@@ -100,3 +102,35 @@ def test_the_reviewers_channel_hears_of_a_silent_lease_once_and_a_reviewer_exten
     assert [m["channel"] for m in notices] == ["C0REVIEW"]
     slack.click(dms.EXTEND, f"{lease_id}-24h", REVIEWER)
     assert slack.lease(lease_id).ends_at == ends_at + timedelta(hours=24)
+
+
+def test_the_request_form_offers_the_saved_keys_and_takes_co_owners(slack: Slack) -> None:
+    slack.command("request", OWNER)
+    first = {b["block_id"]: b for b in slack.fake.calls("views.open")[-1].params["view"]["blocks"]}
+    assert (
+        first["ssh_key"]["optional"] is False
+        and "no saved keys" in first["ssh_key"]["hint"]["text"]
+    )
+
+    key = public_key("owner-saved", "owner@laptop")
+    slack.command(f"keys add {key}", OWNER)
+    slack.command("request", OWNER)
+    view = slack.fake.calls("views.open")[-1].params["view"]
+    blocks = {b["block_id"]: b for b in view["blocks"]}
+    assert blocks["ssh_key"]["optional"] is True
+    assert read_key(key).fingerprint in blocks["ssh_key"]["hint"]["text"]
+    assert blocks["co_owners"]["element"]["type"] == "multi_users_select"
+
+    private = request_values(ssh_key={"value": field(PRIVATE)})
+    refused = body_of(slack.sender.view_submission(view["callback_id"], private, OWNER))
+    assert refused["response_action"] == "errors"
+    assert (
+        "rotate it" in refused["errors"]["ssh_key"] and "b3Bl" not in refused["errors"]["ssh_key"]
+    )
+
+    picked = {"value": {"type": "multi_users_select", "selected_users": [CAROL]}}
+    values = request_values(ssh_key={"value": field(None)}, co_owners=picked)
+    slack.sender.view_submission(view["callback_id"], values, OWNER)
+    slack.settle()
+    assert any("made you a co-owner" in t for t in dm_texts(slack, CAROL))
+    assert slack.audits("request")[-1].outcome == "ok"
