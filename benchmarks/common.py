@@ -8,6 +8,7 @@ error (an exception, a broken invariant) makes `python -m benchmarks` exit non-z
 from __future__ import annotations
 
 import gc
+import resource
 import shutil
 import statistics
 import tempfile
@@ -16,16 +17,19 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from multiprocessing import Queue, get_context
 from pathlib import Path
 from typing import Any
 
 from commands.lab import Lab
 from commands.notices import RecordingNotifier
-from commands.policy import Policy, Roles
+from commands.policy import Policy, RequestInput, Roles
+from commands.request import request
+from metal.provider import utcnow
 from metal.simulated import SimulatedProvider
 from storage.db import Database
+from storage.models import Lease
 from storage.schema import upgrade
 
 WIDTH = 78
@@ -176,3 +180,52 @@ def target_row(label: str, value: float, target: float, fmt: str = "{:.2f}") -> 
     met = value <= target
     row(label, fmt.format(value), f"target <= {fmt.format(target)}  {verdict(met)}")
     return met
+
+
+# provider scale runs (packet_scale, ec2_scale) ----------------------------------------------
+OWNER, REVIEWER = "U0BENCH", "U0REVIEW"
+
+
+def file_lease(lab: Lab, plan: str, metro: str, count: int, os: str = "") -> int:
+    """One large request, as a 5k-node scale test would file it."""
+    filed = request(
+        lab,
+        OWNER,
+        RequestInput(
+            project="kubernetes",
+            repo_url="https://github.com/kubernetes/kubernetes",
+            purpose="5k-node scale test",
+            plan=plan,
+            metro=metro,
+            os=os,
+            count=count,
+            duration=timedelta(hours=12),
+        ),
+        utcnow(),
+    )
+    assert filed.ok, filed.message
+    return filed.lease_id
+
+
+def measured(fn: Callable[[], object]) -> tuple[tuple[float, int], object]:
+    """Wall time of one call, and the process's peak resident memory after it (tracemalloc
+    would triple the wall time it is measuring)."""
+    wall, result = timed(fn)
+    return (wall, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024), result
+
+
+def report_scale(
+    what: str, result: tuple[float, int], ideal: float, done: int, total: int, target: float
+) -> float:
+    """Prints the rows of one direction of a scale run; returns wall / ideal."""
+    wall, peak = result
+    row(f"{what} done", f"{done} of {total}")
+    row(f"{what}: wall time", seconds(wall), f"ideal {seconds(ideal)}")
+    target_row(f"{what}: wall / ideal", wall / ideal, target)
+    row(f"{what}: peak RSS of labbot's process", f"{peak / 2**20:.0f} MB")
+    return wall / ideal
+
+
+def lease_state(lab: Lab, lease_id: int) -> str:
+    with lab.db.read() as session:
+        return session.get(Lease, lease_id).state

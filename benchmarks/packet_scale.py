@@ -9,43 +9,41 @@ they are created, so the waiting measured is the injected latency and labbot's o
 
 from __future__ import annotations
 
-import resource
 import time
-from collections.abc import Callable
-from datetime import timedelta
 from multiprocessing import Queue
 
 from benchmarks.common import (
+    OWNER,
+    REVIEWER,
+    file_lease,
     heading,
+    lease_state,
+    measured,
     new_database,
     note,
+    report_scale,
     row,
     seconds,
     section,
     serve_forever,
     served_elsewhere,
-    target_row,
-    timed,
     workdir,
 )
 from commands.lab import Lab
 from commands.notices import RecordingNotifier
-from commands.policy import Policy, RequestInput, Roles
+from commands.policy import Policy, Roles
 from commands.provision import advance_provisioning
 from commands.reclaim import release
-from commands.request import request
 from commands.review import approve
 from commands.states import State
 from fakes.packet import FakePacket
 from metal.packet import PacketProvider
 from metal.provider import lease_tag, utcnow
-from storage.models import Lease
 
 SERVERS = 500
 LATENCY = 0.2
 CONCURRENCY = 8
 TARGET = 1.3
-OWNER, REVIEWER = "U0BENCH", "U0REVIEW"
 PLAN, METRO = "t1.small.x86", "ams1"
 PROVISION_SECONDS = 2.0
 
@@ -65,20 +63,22 @@ def main() -> int:
         )
         reviewers = Roles(reviewers=frozenset({REVIEWER}))
         lab = Lab(new_database(tmp / "scale.db"), provider, RecordingNotifier(), policy, reviewers)
-        lease_id = _file(lab)
+        lease_id = file_lease(lab, PLAN, METRO, SERVERS)
 
         heading("provision")
-        created, _ = _measured(lambda: approve(lab, REVIEWER, lease_id, utcnow()))
-        _report("creates", created, ideal, len(provider.list(lease_tag(lease_id))))
+        created, _ = measured(lambda: approve(lab, REVIEWER, lease_id, utcnow()))
+        done = len(provider.list(lease_tag(lease_id)))
+        report_scale("creates", created, ideal, done, SERVERS, TARGET)
         time.sleep(PROVISION_SECONDS)  # the fake's devices come up on the real clock
-        polled, _ = _measured(lambda: advance_provisioning(lab, lease_id, utcnow()))
+        polled, _ = measured(lambda: advance_provisioning(lab, lease_id, utcnow()))
         row("one provisioning pass polling every server", seconds(polled[0]))
-        assert _state(lab, lease_id) == State.ACTIVE, _state(lab, lease_id)
+        assert lease_state(lab, lease_id) == State.ACTIVE, lease_state(lab, lease_id)
 
         heading("reclaim")
-        deleted, _ = _measured(lambda: release(lab, OWNER, lease_id, utcnow()))
-        _report("deletes", deleted, ideal, SERVERS - len(provider.list(lease_tag(lease_id))))
-        assert _state(lab, lease_id) == State.RECLAIMED, _state(lab, lease_id)
+        deleted, _ = measured(lambda: release(lab, OWNER, lease_id, utcnow()))
+        done = SERVERS - len(provider.list(lease_tag(lease_id)))
+        report_scale("deletes", deleted, ideal, done, SERVERS, TARGET)
+        assert lease_state(lab, lease_id) == State.RECLAIMED, lease_state(lab, lease_id)
         note("memory is the benchmark process's peak RSS; the fake runs in its own process")
         lab.db.dispose()
     return 0
@@ -90,42 +90,3 @@ def _serve_fake(ready: Queue) -> None:
     fake.latency(LATENCY)
     ready.put((fake.token, fake.project_id, fake.end_point, fake.ca_bundle_path))
     serve_forever()
-
-
-def _file(lab: Lab) -> int:
-    filed = request(
-        lab,
-        OWNER,
-        RequestInput(
-            project="kubernetes",
-            repo_url="https://github.com/kubernetes/kubernetes",
-            purpose="5k-node scale test",
-            plan="t1.small.x86",
-            metro="ams1",
-            count=SERVERS,
-            duration=timedelta(hours=12),
-        ),
-        utcnow(),
-    )
-    assert filed.ok, filed.message
-    return filed.lease_id
-
-
-def _measured(fn: Callable[[], object]) -> tuple[tuple[float, int], object]:
-    """Wall time of one call, and the process's peak resident memory after it (tracemalloc
-    would triple the wall time it is measuring)."""
-    wall, result = timed(fn)
-    return (wall, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024), result
-
-
-def _report(what: str, measured: tuple[float, int], ideal: float, done: int) -> None:
-    wall, peak = measured
-    row(f"{what} done", f"{done} of {SERVERS}")
-    row(f"{what}: wall time", seconds(wall), f"ideal {seconds(ideal)}")
-    target_row(f"{what}: wall / ideal", wall / ideal, TARGET)
-    row(f"{what}: peak RSS of labbot's process", f"{peak / 2**20:.0f} MB")
-
-
-def _state(lab: Lab, lease_id: int) -> str:
-    with lab.db.read() as session:
-        return session.get(Lease, lease_id).state

@@ -36,9 +36,10 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="tell a whole lease story on a throwaway database")
     demo.add_argument(
         "--provider",
-        choices=["simulated", "packet"],
+        choices=["simulated", "packet", "ec2"],
         default="simulated",
-        help="which backend the story provisions through (packet: a local fake Packet API)",
+        help="which backend the story provisions through (packet: a local fake Packet API; "
+        "ec2: boto3 against a local moto server)",
     )
     demo.set_defaults(run=_demo)
 

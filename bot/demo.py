@@ -19,6 +19,7 @@ import os
 import re
 import secrets
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -36,6 +37,7 @@ from fakes.keys import public_key
 from fakes.packet import FakePacket
 from fakes.slack import Call, FakeSlack
 from fakes.slack_sender import SlackSender, field
+from metal.ec2_catalog import EXAMPLE
 
 START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 ALICE, CAROL, BOB, RITA, ADA = "U0ALICE", "U0CAROL", "U0BOB", "U0RITA", "U0ADA"
@@ -59,9 +61,16 @@ class DemoClock:
         return self.now
 
 
+# What alice and bob ask for: (plan, metro) of the small lease and of the large ones.
+PACKET_SHAPES = (("c1.small.x86", "ams1"), ("m1.xlarge.x86", "sjc1"))
+EC2_SHAPES = (("c7g.metal", "us-east-1"), ("m7g.metal", "us-west-2"))
+
+
 def main(workdir: Path | None = None, provider: str = "simulated") -> int:
     """`provider="packet"` tells the same story through packet-python against the fake Packet
-    API, served over HTTPS on 127.0.0.1 and trusted through REQUESTS_CA_BUNDLE."""
+    API, served over HTTPS on 127.0.0.1 and trusted through REQUESTS_CA_BUNDLE;
+    `provider="ec2"` through boto3 against moto's server on 127.0.0.1, where each instance is
+    `pending` for four minutes and EventBridge Scheduler holds each instance's backstop."""
     workdir = workdir or Path(tempfile.mkdtemp(prefix="labbot-demo-"))
     clock = DemoClock()
     secret = secrets.token_hex(16)
@@ -74,9 +83,21 @@ def main(workdir: Path | None = None, provider: str = "simulated") -> int:
             print(
                 f"(servers come through packet-python from a fake Packet API at {metal.end_point})"
             )
+        shapes, observe = PACKET_SHAPES, None
+        if provider == "ec2":
+            # moto is a test dependency: imported only for the story that uses it.
+            from fakes.ec2 import CREDENTIALS, FaultProxy, MotoServer
+
+            moto = stack.enter_context(MotoServer())
+            proxy = stack.enter_context(FaultProxy(moto.url, clock=clock, pending_seconds=240))
+            os.environ.update(CREDENTIALS)  # fake keys for the local server, through boto3's chain
+            settings = on_moto(settings, proxy.url)
+            shapes, observe = EC2_SHAPES, lambda: ec2_view(moto.url)
+            print(f"(servers come through boto3 from moto's EC2 at {moto.url}, behind {proxy.url})")
         ctx = build_context(settings, clock=clock)
         with local_server(create_app(ctx)) as url:
-            Story(ctx, fake, SlackSender(url, secret, response_url_base=fake), clock).run()
+            sender = SlackSender(url, secret, response_url_base=fake)
+            Story(ctx, fake, sender, clock, shapes, observe).run()
         ctx.shutdown()
         ctx.lab.db.dispose()
     return 0
@@ -92,6 +113,33 @@ def on_fake_packet(settings: Settings, metal: FakePacket, **changes: Any) -> Set
         packet_api_url=metal.end_point,
         **changes,
     )
+
+
+def on_moto(settings: Settings, endpoint: str, **changes: Any) -> Settings:
+    """The same settings, with servers from EC2 at `endpoint` (a local moto server)."""
+    from fakes.ec2 import SCHEDULER_ROLE
+
+    return replace(
+        settings,
+        provider="ec2",
+        policy=replace(settings.policy, default_os="ubuntu_24_04"),
+        ec2_catalog=str(EXAMPLE),
+        ec2_backstop_role=SCHEDULER_ROLE,
+        ec2_max_attempts=3,
+        aws_endpoint_url=endpoint,
+        **changes,
+    )
+
+
+def ec2_view(endpoint: str) -> str:
+    """What the AWS console would show: instances by state, and when their backstops fire."""
+    from fakes.ec2 import instances, schedules
+
+    states = sorted(i["State"]["Name"] for i in instances(endpoint))
+    counts = ", ".join(f"{states.count(s)} {s}" for s in dict.fromkeys(states)) or "no instances"
+    fire = sorted({s["ScheduleExpression"] for s in schedules(endpoint).values()})
+    backstop = f"; termination schedules {', '.join(fire)} UTC" if fire else ""
+    return f"[EC2 console] {counts}{backstop}"
 
 
 def _settings(workdir: Path, fake: FakeSlack, secret: str) -> Settings:
@@ -159,9 +207,17 @@ def _buttons(params: dict[str, Any]) -> str:
 
 class Story:
     def __init__(
-        self, ctx: AppContext, fake: FakeSlack, sender: SlackSender, clock: DemoClock
+        self,
+        ctx: AppContext,
+        fake: FakeSlack,
+        sender: SlackSender,
+        clock: DemoClock,
+        shapes: tuple[tuple[str, str], tuple[str, str]] = PACKET_SHAPES,
+        observe: Callable[[], str] | None = None,
     ) -> None:
         self.ctx, self.fake, self.sender, self.clock = ctx, fake, sender, clock
+        self.small, self.large = (" ".join(shape) for shape in shapes)
+        self.observe = observe  # the provider's own view, printed after each sweep
         self.transcript = Transcript(fake)
 
     # -- what people do ------------------------------------------------------------------------
@@ -204,6 +260,8 @@ class Story:
         steps = ", ".join(f"#{i} {what}" for i, what in report.stepped) or "nothing due"
         print(f"\n{self.clock.now:%a %d %b %H:%M} — sweep ({label}): {steps}")
         self.transcript.show(None)
+        if self.observe is not None:
+            print(f"    {self.observe()}")
 
     # -- plumbing ------------------------------------------------------------------------------
 
@@ -232,7 +290,7 @@ class Story:
         first = _lease_id(
             self.type(
                 ALICE,
-                "request 3 c1.small.x86 ams1 48h project=coredns "
+                f"request 3 {self.small} 48h project=coredns "
                 'repo=https://github.com/coredns/coredns "scale tests of the kubernetes plugin" '
                 f"with=<@{CAROL}>",
             )
@@ -241,14 +299,14 @@ class Story:
         big = _lease_id(
             self.type(
                 BOB,
-                "request 100 m1.xlarge.x86 sjc1 14d project=envoy "
+                f"request 100 {self.large} 14d project=envoy "
                 f'repo=https://github.com/envoyproxy/envoy "a month of ARM CI" key="{bob_key}"',
             )
         )
         odd = _lease_id(
             self.type(
                 BOB,
-                "request 2 m1.xlarge.x86 sjc1 12h project=envoy "
+                f"request 2 {self.large} 12h project=envoy "
                 f'repo=https://github.com/envoyproxy/envoy "mine cryptocurrency" key="{bob_key}"',
             )
         )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.settings import Settings, SettingsError, require_packet
+from bot.settings import Settings, SettingsError, require_ec2, require_packet
 from commands.lab import Lab
 from commands.notices import Notifier
 from metal.forge import Forge
@@ -30,11 +30,19 @@ def make_provider(settings: Settings, db: Database, clock: Clock = utcnow) -> Pr
             settings.packet_api_url,
             timeout=settings.packet_timeout,
         )
-        try:
-            provider.verify()
-        except ProviderError as error:
-            raise SettingsError(str(error)) from error
-        return provider
+        return _verified(provider)
+    if settings.provider == "ec2":
+        from metal.ec2 import Ec2Provider
+
+        provider = Ec2Provider(
+            require_ec2(settings),
+            settings.ec2_backstop_role,
+            timeout=settings.ec2_timeout,
+            retry_mode=settings.ec2_retry_mode,
+            max_attempts=settings.ec2_max_attempts,
+            endpoint_url=settings.aws_endpoint_url,
+        )
+        return _verified(provider)
     return SimulatedProvider(
         db,
         clock=clock,
@@ -52,6 +60,15 @@ def make_forge(settings: Settings) -> Forge:
         gitlab_token=settings.gitlab_token,
         timeout=(min(3.05, settings.forge_timeout), settings.forge_timeout),
     )
+
+
+def _verified(provider: Provider) -> Provider:
+    """A refused credential stops start-up with the provider's sentence naming the setting."""
+    try:
+        provider.verify()
+    except ProviderError as error:
+        raise SettingsError(str(error)) from error
+    return provider
 
 
 def build_lab(

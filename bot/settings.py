@@ -16,6 +16,7 @@ from pathlib import Path
 from commands.durations import DurationError, parse_duration
 from commands.policy import Policy, Roles
 from metal.catalog import CatalogError, dollars_to_cents, load, seed
+from metal.ec2_catalog import Ec2Offer, load_offer, missing_images
 from metal.forge_http import GITHUB_API_URL, GITLAB_API_URL
 from metal.provider import Catalog
 from storage.db import DEFAULT_URL
@@ -46,6 +47,12 @@ class Settings:
     packet_project_id: str | None = None
     packet_api_url: str = "api.packet.net"
     packet_timeout: float = 30.0
+    ec2_catalog: str | None = None
+    ec2_backstop_role: str | None = None
+    ec2_timeout: float = 30.0
+    ec2_retry_mode: str = "standard"
+    ec2_max_attempts: int = 5
+    aws_endpoint_url: str | None = None
     simulated_provision: timedelta = timedelta(seconds=60)
     github_api_url: str = GITHUB_API_URL
     gitlab_api_url: str = GITLAB_API_URL
@@ -80,7 +87,9 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
     return replace(
         base,
         database_url=env.get("DATABASE_URL", base.database_url),
-        provider=_choice(env, "LABBOT_PROVIDER", ("simulated", "packet"), _default_provider(env)),
+        provider=_choice(
+            env, "LABBOT_PROVIDER", ("simulated", "packet", "ec2"), _default_provider(env)
+        ),
         policy=policy,
         roles=Roles(
             reviewers=_ids(env.get("LABBOT_REVIEWERS", "")),
@@ -106,6 +115,12 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         github_token=env.get("GITHUB_TOKEN") or None,
         gitlab_token=env.get("GITLAB_TOKEN") or None,
         forge_timeout=_duration(env, "LABBOT_FORGE_TIMEOUT", timedelta(seconds=5)).total_seconds(),
+        ec2_catalog=env.get("LABBOT_EC2_CATALOG") or None,
+        ec2_backstop_role=env.get("LABBOT_EC2_BACKSTOP_ROLE") or None,
+        ec2_timeout=_duration(env, "LABBOT_EC2_TIMEOUT", timedelta(seconds=30)).total_seconds(),
+        ec2_retry_mode=_choice(env, "LABBOT_EC2_RETRY_MODE", ("standard", "adaptive"), "standard"),
+        ec2_max_attempts=_int(env, "LABBOT_EC2_MAX_ATTEMPTS", base.ec2_max_attempts, minimum=1),
+        aws_endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
     )
 
 
@@ -116,6 +131,29 @@ def require_packet(settings: Settings) -> None:
     ):
         if not value:
             raise SettingsError(f"{name} is not set; LABBOT_PROVIDER=packet needs it.")
+
+
+def require_ec2(settings: Settings) -> Ec2Offer:
+    """The EC2 offer from LABBOT_EC2_CATALOG, with every gap said in one sentence. AWS
+    credentials are not settings of labbot's: boto3's standard chain finds them."""
+    for name, value in (
+        ("LABBOT_EC2_CATALOG", settings.ec2_catalog),
+        ("LABBOT_EC2_BACKSTOP_ROLE", settings.ec2_backstop_role),
+    ):
+        if not value:
+            raise SettingsError(f"{name} is not set; LABBOT_PROVIDER=ec2 needs it.")
+    try:
+        offer = load_offer(Path(settings.ec2_catalog))
+    except CatalogError as error:
+        raise SettingsError(f"LABBOT_EC2_CATALOG: {error}") from error
+    gaps = missing_images(offer)
+    if gaps:
+        raise SettingsError(
+            f"LABBOT_EC2_CATALOG: no [[images]] entry for {'; '.join(gaps[:5])}"
+            + (f" and {len(gaps) - 5} more" if len(gaps) > 5 else "")
+            + "; add an ami for each."
+        )
+    return offer
 
 
 def _default_provider(env: Mapping[str, str]) -> str:

@@ -26,7 +26,15 @@ from commands.pubkeys import PublicKey
 from commands.reclaim import delete_due, next_delete_at
 from commands.reminders import next_due
 from commands.states import State
-from metal.provider import TAG, Device, DeviceSpec, DeviceState, ProviderError, lease_tag
+from metal.provider import (
+    TAG,
+    Device,
+    DeviceSpec,
+    DeviceState,
+    NoCapacity,
+    ProviderError,
+    lease_tag,
+)
 from storage.models import Lease, Server
 
 log = logging.getLogger(__name__)
@@ -124,11 +132,11 @@ def _recover_lost_creates(lab: Lab, lease_id: int, now: datetime) -> None:
             else {"state": "pending", "retry_at": now}
         )
         with lab.db.write() as session:
-            session.exec(
+            changed = session.exec(
                 update(Server)
                 .where(col(Server.id) == server.id, col(Server.state) == server.state)
                 .values(**values)
-            )
+            ).rowcount
             audit(
                 session,
                 now,
@@ -138,6 +146,29 @@ def _recover_lost_creates(lab: Lab, lease_id: int, now: datetime) -> None:
                 hostname=server.hostname,
                 adopted=device.id if device else None,
             )
+        if device and changed == 1:
+            _guard_adopted(lab, lease_id, device, now)
+
+
+def _guard_adopted(lab: Lab, lease_id: int, device: Device, now: datetime) -> None:
+    """A device whose create never answered may not carry its backstop (on EC2 the schedule is
+    made after the launch): set it now, or tell the admins it is unguarded."""
+    with lab.db.read() as session:
+        lease = session.get(Lease, lease_id)
+    if lease is None or lease.backstop_at is None:
+        return
+    try:
+        lab.provider.set_termination_time(device.id, lease.backstop_at)
+    except Exception as error:
+        _backstop_alert(
+            lab,
+            lease_id,
+            f"the provider would not set the deletion backstop of {device.hostname} ({error})",
+            f"Lease #{lease_id}: {device.hostname} was found after a lost create answer, but "
+            f"the provider would not set its deletion backstop ({error}): if labbot stops, "
+            "nothing deletes it.",
+            now,
+        )
 
 
 def _maybe_created(server: Server, now: datetime) -> bool:
@@ -255,6 +286,11 @@ def _record_create(
         )
         audit(session, now, "system", "create", lease.id, hostname=row.hostname, device=result.id)
         return
+    if isinstance(result, NoCapacity):
+        # Waited out until the provisioning deadline fails the lease, not counted as an attempt.
+        row.state, row.retry_at, row.last_error = "pending", now + CAPACITY_WAIT, str(result)[:500]
+        audit(session, now, "system", "capacity", lease.id, "waiting", hostname=row.hostname)
+        return
     retryable = not isinstance(result, ProviderError) or result.retryable
     exhausted = row.create_attempts >= lab.policy.create_attempts or not retryable
     row.state = "failed" if exhausted else "pending"
@@ -365,18 +401,20 @@ def _late_backstop(lab: Lab, lease_id: int, ends_at: datetime, now: datetime) ->
     refused = move_backstop(lab, lease_id, ends_at, now)
     if refused is None:
         return
+    _backstop_alert(
+        lab,
+        lease_id,
+        refused,
+        f"Lease #{lease_id} ends {ends_at:%Y-%m-%d %H:%M} UTC, but {refused}: its servers "
+        "may be deleted before the lease ends.",
+        now,
+    )
+
+
+def _backstop_alert(lab: Lab, lease_id: int, reason: str, text: str, now: datetime) -> None:
     with lab.db.write() as session:
-        audit(session, now, "system", "backstop_moved", lease_id, "failed", reason=refused)
-        enqueue(
-            session,
-            Kind.ADMIN_ALERT,
-            ADMIN,
-            f"Lease #{lease_id} ends {ends_at:%Y-%m-%d %H:%M} UTC, but {refused}: its servers "
-            "may be deleted before the lease ends.",
-            now,
-            lease_id,
-            alert="backstop",
-        )
+        audit(session, now, "system", "backstop_moved", lease_id, "failed", reason=reason)
+        enqueue(session, Kind.ADMIN_ALERT, ADMIN, text, now, lease_id, alert="backstop")
 
 
 def _provision_deadline(lab: Lab, lease: Lease) -> datetime:

@@ -113,6 +113,11 @@ class ProviderError(Exception):
         self.retryable = retryable
 
 
+class NoCapacity(ProviderError):
+    """The provider has no room for the device now (EC2's InsufficientInstanceCapacity). Not a
+    failed attempt: the engine waits and creates again until the provisioning deadline."""
+
+
 @runtime_checkable
 class Provider(Protocol):
     name: str

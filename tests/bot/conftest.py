@@ -142,3 +142,11 @@ def serve(fake: FakeSlack, db: Database, clock: Clock, settings: Settings) -> It
 
 def body_of(response: requests.Response) -> dict[str, Any]:
     return json.loads(response.text) if response.text else {}
+
+
+from tests.ec2_server import (  # noqa: E402, F401  (fixtures for the EC2 start-up tests)
+    aws_env,
+    ec2_proxy,
+    moto_server,
+    session_proxy,
+)

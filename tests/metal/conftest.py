@@ -77,3 +77,13 @@ def make_provider(
 @pytest.fixture
 def packet_provider(make_provider: Callable[..., PacketProvider]) -> PacketProvider:
     return make_provider()
+
+
+from tests.ec2_server import (  # noqa: E402, F401  (fixtures for the EC2 tests)
+    aws_env,
+    boto_session,
+    ec2_proxy,
+    make_ec2,
+    moto_server,
+    session_proxy,
+)

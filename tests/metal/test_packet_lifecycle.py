@@ -9,16 +9,12 @@ from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
-from sqlmodel import select
 
 from commands.billing import month_key
 from commands.keys import add_key
 from commands.lab import Lab
 from commands.notices import Kind, RecordingNotifier
-from commands.policy import Policy
 from commands.pubkeys import read_key
-from commands.request import request
-from commands.review import approve
 from commands.states import State
 from commands.sweep import sweep
 from commands.views import credit_report
@@ -27,43 +23,15 @@ from fakes.packet import FakePacket
 from metal.packet import PacketProvider
 from metal.provider import TAG, DeviceSpec
 from storage.db import Database
-from storage.models import Lease, Orphan, Server
-from tests.conftest import OWNER, REVIEWER, ROLES, request_input
+from storage.models import Orphan
+from tests.conftest import OWNER, ROLES
 from tests.metal.conftest import SteppedClock
-
-POLICY = Policy(reconcile_every=timedelta(minutes=1), orphan_grace=timedelta(minutes=30))
+from tests.metal.lifecycle import POLICY, approved_lease, lease_of, run_until_active, servers_of
 
 
 @pytest.fixture
 def packet_lab(db: Database, make_provider: Callable[..., PacketProvider]) -> Lab:
     return Lab(db, make_provider(), RecordingNotifier(), POLICY, ROLES)
-
-
-def lease_of(db: Database, lease_id: int) -> Lease:
-    with db.read() as session:
-        return session.get(Lease, lease_id)
-
-
-def servers_of(db: Database, lease_id: int) -> list[Server]:
-    with db.read() as session:
-        return list(session.exec(select(Server).where(Server.lease_id == lease_id)).all())
-
-
-def approved_lease(lab: Lab, clock: SteppedClock, **changes: object) -> int:
-    filed = request(lab, OWNER, request_input(**changes), clock.now)
-    assert filed.ok, filed.message
-    decided = approve(lab, REVIEWER, filed.lease_id, clock.now)
-    assert decided.ok, decided.message
-    return filed.lease_id
-
-
-def run_until_active(lab: Lab, clock: SteppedClock, lease_id: int, rounds: int = 10) -> None:
-    for _ in range(rounds):
-        if lease_of(lab.db, lease_id).state == State.ACTIVE:
-            return
-        clock.advance(10)
-        sweep(lab, clock.now)
-    raise AssertionError(f"lease {lease_id} is {lease_of(lab.db, lease_id).state}")
 
 
 def test_a_whole_lifecycle_through_packet(

@@ -1,0 +1,88 @@
+"""Choosing and checking the EC2 backend at start-up, against moto's server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.runtime import build_lab
+from bot.settings import Settings, SettingsError, from_env
+from commands.notices import RecordingNotifier
+from fakes.ec2 import SCHEDULER_ROLE, FaultProxy
+from metal.ec2 import Ec2Provider
+from metal.ec2_catalog import EXAMPLE
+
+
+def ec2_settings(proxy: FaultProxy, tmp_path: Path, **env: str) -> Settings:
+    base = {
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'labbot.db'}",
+        "LABBOT_PROVIDER": "ec2",
+        "LABBOT_EC2_CATALOG": str(EXAMPLE),
+        "LABBOT_EC2_BACKSTOP_ROLE": SCHEDULER_ROLE,
+        "LABBOT_EC2_MAX_ATTEMPTS": "2",
+        "AWS_ENDPOINT_URL": proxy.url,
+    }
+    return from_env({**base, **env})
+
+
+def test_ec2_is_chosen_by_name_with_the_operators_catalog(
+    ec2_proxy: FaultProxy, tmp_path: Path
+) -> None:
+    settings = ec2_settings(ec2_proxy, tmp_path, LABBOT_EC2_RETRY_MODE="adaptive")
+    lab = build_lab(settings, RecordingNotifier())
+    assert isinstance(lab.provider, Ec2Provider)
+    plans = lab.plans().plans
+    assert plans["c7g.metal"].hourly_cents == 232 and plans["c7g.metal"].arch == "aarch64"
+    assert plans["m5.metal"].hourly_cents == 461
+    assert set(lab.plans().metros) == {"us-east-1", "us-west-2"}
+    assert ec2_proxy.calls("DescribeRegions") == 2  # the credential was checked in each region
+
+
+def test_a_refused_credential_stops_start_up_naming_the_setting(
+    ec2_proxy: FaultProxy, tmp_path: Path
+) -> None:
+    ec2_proxy.fail("DescribeRegions", 401)
+    with pytest.raises(SettingsError) as refused:
+        build_lab(ec2_settings(ec2_proxy, tmp_path), RecordingNotifier())
+    assert "AWS_ACCESS_KEY_ID" in str(refused.value)
+    assert "testing" not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("env", "said"),
+    [
+        ({"LABBOT_EC2_CATALOG": ""}, "LABBOT_EC2_CATALOG is not set"),
+        ({"LABBOT_EC2_BACKSTOP_ROLE": ""}, "LABBOT_EC2_BACKSTOP_ROLE is not set"),
+        ({"LABBOT_EC2_RETRY_MODE": "legacy"}, "LABBOT_EC2_RETRY_MODE must be one of"),
+        ({"LABBOT_EC2_MAX_ATTEMPTS": "0"}, "LABBOT_EC2_MAX_ATTEMPTS must be a whole number"),
+    ],
+)
+def test_ec2_settings_are_refused_by_name(
+    ec2_proxy: FaultProxy, tmp_path: Path, env: dict[str, str], said: str
+) -> None:
+    with pytest.raises(SettingsError, match=said):
+        build_lab(ec2_settings(ec2_proxy, tmp_path, **env), RecordingNotifier())
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        (
+            '[regions.us-east-1]\n[types."c7g.metal"]\narch = "aarch64"\n',
+            "c7g.metal in .* has no hourly price",
+        ),
+        (
+            '[regions.us-east-1]\n[types."c7g.metal"]\nhourly = 2.32\narch = "aarch64"\n',
+            "no \\[\\[images\\]\\] entry for ubuntu_24_04 on aarch64 in us-east-1",
+        ),
+    ],
+)
+def test_a_catalog_with_a_gap_stops_start_up_saying_where(
+    ec2_proxy: FaultProxy, tmp_path: Path, text: str, said: str
+) -> None:
+    path = tmp_path / "ec2.toml"
+    path.write_text('os = ["ubuntu_24_04"]\n' + text)
+    settings = ec2_settings(ec2_proxy, tmp_path, LABBOT_EC2_CATALOG=str(path))
+    with pytest.raises(SettingsError, match=f"LABBOT_EC2_CATALOG: .*{said}"):
+        build_lab(settings, RecordingNotifier())
