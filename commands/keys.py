@@ -46,7 +46,7 @@ def list_keys(lab: Lab, actor: str) -> str:
     with lab.db.read() as session:
         keys = saved_keys(session, [actor])
     if not keys:
-        return f"You have no saved SSH keys. {HOW_TO_ADD[0].upper()}{HOW_TO_ADD[1:]}."
+        return f"You have no saved SSH keys: {HOW_TO_ADD}."
     lines = [f"{n}. {_label(k)}" for n, k in enumerate(keys, 1)]
     return (
         "Your saved SSH keys (they go on every server you own or co-own):\n"
@@ -55,11 +55,11 @@ def list_keys(lab: Lab, actor: str) -> str:
     )
 
 
-def add_key(lab: Lab, actor: str, text: str, now: datetime, source: str = "pasted") -> Outcome:
+def add_key(lab: Lab, actor: str, text: str, now: datetime) -> Outcome:
     found = read_key(text)
     if isinstance(found, KeyProblem):
         return _refuse_key(lab, now, actor, found)
-    added, problem = _save(lab, actor, [found], source, now)
+    added, problem = _save(lab, actor, [found], "pasted", now)
     if problem:
         return refuse(lab, now, actor, "key_add", problem)
     if not added:
