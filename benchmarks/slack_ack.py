@@ -97,7 +97,7 @@ def _labbot(api_url: str, workdir: Path) -> Iterator[tuple[str, list[int]]]:
     )
     ctx = build_context(settings, clock=lambda: NOW)
     lease_ids = [_pending(ctx.lab, n) for n in range(CLIENTS * PER_CLIENT + 1)]
-    with local_server(create_app(ctx)) as url:
+    with local_server(create_app(ctx), settings.slack_signing_secret) as url:
         yield url, lease_ids
         ctx.settle(120)
     ctx.shutdown()
@@ -129,7 +129,7 @@ def _bare(api_url: str) -> Iterator[str]:
     )
     app.command("/lab")(lambda ack: ack())
     app.action(re.compile(".*"))(lambda ack: ack())
-    with local_server(app) as url:
+    with local_server(app, SECRET) as url:
         yield url
     pool.shutdown(wait=True)
 

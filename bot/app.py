@@ -17,18 +17,19 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 
-from slack_bolt import App, BoltResponse
+from slack_bolt import App, BoltRequest, BoltResponse
 from slack_bolt.error import BoltUnhandledRequestError
 from slack_sdk import WebClient
 
 from bot.blocks.kit import ephemeral
+from bot.gate import VERIFIED
 from bot.listeners import actions, commands, events, views
 from bot.listeners.reply import tell
 from bot.roles import GroupMembers, GroupRoles
 from bot.runtime import Clock, build_lab, utcnow
 from bot.settings import Settings, SettingsError
 from bot.slack_notifier import SlackNotifier
-from commands.facts import shape
+from commands.facts import quoted, shape
 from commands.lab import Lab
 from commands.views import lease_with_servers
 from storage.db import Database
@@ -161,7 +162,7 @@ def _summary(lab: Lab, lease_id: int) -> str | None:
         return None
     return (
         f"<@{lease.owner}> asked for {shape(lease)} for {lease.project} "
-        f"({lease.repo_url}): {lease.purpose}"
+        f"({quoted(lease.repo_url)}): {quoted(lease.purpose)}"
     )
 
 
@@ -189,11 +190,24 @@ def create_app(ctx: AppContext) -> App:
 
 
 def _on_error(
-    ctx: AppContext, error: Exception, body: dict[str, Any], response: BoltResponse | None
+    ctx: AppContext,
+    error: Exception,
+    body: dict[str, Any],
+    request: BoltRequest,
+    response: BoltResponse | None,
 ) -> None:
     """Never a 500 or silence. A payload no listener matches (a missing action, a stray event)
     is acknowledged and, when a person sent it, explained; anything else is a bug: logged, and
-    the person told that whatever the use case committed stands."""
+    the person told that whatever the use case committed stands.
+
+    This is also bolt's handler for errors before any listener, signature checks included:
+    a body that was not verified (by bot.gate, or by arriving over Socket Mode's
+    authenticated connection) gets 401, and nothing in it is read or answered."""
+    if not trusted(request):
+        log.warning("refused an unverified request (%s)", type(error).__name__)
+        if response is not None:
+            response.status, response.headers, response.body = 401, {}, ""
+        return
     unhandled = isinstance(error, BoltUnhandledRequestError)
     if not unhandled:
         log.error("listener failed: %s", error, exc_info=error)
@@ -204,3 +218,9 @@ def _on_error(
         response.body = json.dumps(ephemeral(sentence)) if body.get("command") else ""
     if body.get("type") != "event_callback" and not body.get("command"):
         ctx.work.submit(tell, ctx, body, sentence)
+
+
+def trusted(request: BoltRequest) -> bool:
+    """Whether a request's body may be read and answered: bot.gate verified its signature, or
+    it came over Socket Mode, whose connection Slack opened with the app token."""
+    return request.mode == "socket_mode" or request.context.get(VERIFIED) is True

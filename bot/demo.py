@@ -70,8 +70,11 @@ def main(workdir: Path | None = None, provider: str = "simulated") -> int:
     """`provider="packet"` tells the same story through packet-python against the fake Packet
     API, served over HTTPS on 127.0.0.1 and trusted through REQUESTS_CA_BUNDLE;
     `provider="ec2"` through boto3 against moto's server on 127.0.0.1, where each instance is
-    `pending` for four minutes and EventBridge Scheduler holds each instance's backstop."""
-    workdir = workdir or Path(tempfile.mkdtemp(prefix="labbot-demo-"))
+    `pending` for four minutes and EventBridge Scheduler holds each instance's backstop. Without
+    a `workdir` the database lives in a temporary directory that is removed afterwards."""
+    if workdir is None:
+        with tempfile.TemporaryDirectory(prefix="labbot-demo-") as throwaway:
+            return main(Path(throwaway), provider)
     clock = DemoClock()
     secret = secrets.token_hex(16)
     with FakeSlack() as fake, contextlib.ExitStack() as stack:
@@ -95,7 +98,7 @@ def main(workdir: Path | None = None, provider: str = "simulated") -> int:
             shapes, observe = EC2_SHAPES, lambda: ec2_view(moto.url)
             print(f"(servers come through boto3 from moto's EC2 at {moto.url}, behind {proxy.url})")
         ctx = build_context(settings, clock=clock)
-        with local_server(create_app(ctx)) as url:
+        with local_server(create_app(ctx), settings.slack_signing_secret) as url:
             sender = SlackSender(url, secret, response_url_base=fake)
             Story(ctx, fake, sender, clock, shapes, observe).run()
         ctx.shutdown()

@@ -23,10 +23,10 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from gunicorn.app.base import BaseApplication
 from slack_bolt import App
-from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_sdk.errors import SlackApiError
 
 from bot.app import AppContext, build_context, create_app, web_client
+from bot.gate import slack_endpoint
 from bot.scheduler import start_sweeper
 from bot.settings import Settings, SettingsError, from_env
 
@@ -70,11 +70,27 @@ def preflight(settings: Settings) -> None:
         raise SettingsError(
             f"Slack's Web API is not reachable ({error}); check SLACK_API_URL and the network."
         ) from error
+    if settings.slack_app_token:
+        check_app_token(settings)
 
 
-def wsgi_app(app: App) -> Wsgi:
-    """Slack's endpoint plus a health check for the load balancer."""
-    slack = SlackRequestHandler(app, path=EVENTS_PATH)
+def check_app_token(settings: Settings) -> None:
+    """Socket Mode's token is checked the way Socket Mode uses it: by asking for a connection
+    URL (an `xoxb-` token pasted here gets `not_allowed_token_type`)."""
+    try:
+        web_client(settings).apps_connections_open(app_token=settings.slack_app_token)
+    except SlackApiError as error:
+        raise SettingsError(
+            f"SLACK_APP_TOKEN was refused by Slack ({error.response.get('error')}); "
+            "create an App-Level Token (xapp-...) with the connections:write scope on the "
+            "app's Basic Information page."
+        ) from error
+
+
+def wsgi_app(app: App, secret: str | None) -> Wsgi:
+    """Slack's endpoint, behind the signature check of bot.gate, plus a health check for the
+    load balancer."""
+    slack = slack_endpoint(app, secret, EVENTS_PATH)
 
     def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if environ.get("PATH_INFO") == HEALTH_PATH:
@@ -120,7 +136,7 @@ class _Gunicorn(BaseApplication):
 
     def load(self) -> Wsgi:
         self.running = Running(self.settings)
-        return wsgi_app(self.running.app)
+        return wsgi_app(self.running.app, self.settings.slack_signing_secret)
 
     def _worker_exit(self, server: Any, worker: Any) -> None:
         if self.running is not None:
@@ -145,11 +161,17 @@ def serve_socket_mode(settings: Settings) -> int:
     stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.set())
-    handler.connect()
-    log.info("labbot connected to Slack in Socket Mode")
-    stopping.wait()
-    handler.close()
-    running.stop()
+    try:
+        handler.connect()
+        log.info("labbot connected to Slack in Socket Mode")
+        stopping.wait()
+    except SlackApiError as error:  # the token was refused after preflight accepted it
+        raise SettingsError(
+            f"SLACK_APP_TOKEN was refused by Slack ({error.response.get('error')})."
+        ) from error
+    finally:
+        handler.close()
+        running.stop()  # the sweep's scheduler never outlives the connection
     return 0
 
 
@@ -164,11 +186,15 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 @contextmanager
-def local_server(app: App) -> Iterator[str]:
+def local_server(app: App, secret: str | None) -> Iterator[str]:
     """Serve the App on 127.0.0.1 in this process, for the tests, the demo and the benchmark;
     yields the URL Slack would post to. (Production uses gunicorn: `serve_http`.)"""
     server = make_server(
-        "127.0.0.1", 0, wsgi_app(app), server_class=_ThreadingServer, handler_class=_QuietHandler
+        "127.0.0.1",
+        0,
+        wsgi_app(app, secret),
+        server_class=_ThreadingServer,
+        handler_class=_QuietHandler,
     )
     thread = threading.Thread(
         target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True

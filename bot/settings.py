@@ -70,7 +70,9 @@ _POLICY_DURATIONS = {
     "LABBOT_ORPHAN_GRACE": "orphan_grace",
     "LABBOT_RECONCILE_EVERY": "reconcile_every",
     "LABBOT_PROVISION_TIMEOUT": "provision_timeout",
+    "LABBOT_PROVISION_POLL": "provision_poll",
 }
+_MAY_BE_ZERO = {"LABBOT_GRACE", "grace"}  # reclaiming exactly at the end is a lab's choice
 _POLICY_INTS = {
     "LABBOT_MAX_SERVERS": "max_servers",
     "LABBOT_PENDING_PER_USER": "pending_per_user",
@@ -84,7 +86,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
     base = _from_file(env.get("LABBOT_CONFIG"))
     policy = _policy(env, base.policy)
-    return replace(
+    settings = replace(
         base,
         database_url=env.get("DATABASE_URL", base.database_url),
         provider=_choice(
@@ -122,6 +124,16 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         ec2_max_attempts=_int(env, "LABBOT_EC2_MAX_ATTEMPTS", base.ec2_max_attempts, minimum=1),
         aws_endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
     )
+    if "LABBOT_PROVISION_POLL" in env or settings.provider != "simulated":
+        return settings
+    return replace(settings, policy=replace(policy, provision_poll=simulated_poll(settings)))
+
+
+def simulated_poll(settings: Settings) -> timedelta:
+    """The simulated provider brings servers up in LABBOT_SIMULATED_PROVISION: ask four times
+    in that span (at most every 30 s, at least every second) rather than on Packet's pace."""
+    quarter = settings.simulated_provision / 4
+    return max(timedelta(seconds=1), min(settings.policy.provision_poll, quarter))
 
 
 def require_packet(settings: Settings) -> None:
@@ -172,6 +184,8 @@ def _policy(env: Mapping[str, str], base: Policy) -> Policy:
         changes["project_cap_cents"] = _money(env, "LABBOT_PROJECT_CAP")
     if "LABBOT_REMINDERS" in env:
         changes["reminders"] = _reminders(env["LABBOT_REMINDERS"])
+    if "LABBOT_ALLOW_SELF_APPROVAL" in env:
+        changes["allow_self_approval"] = _flag(env, "LABBOT_ALLOW_SELF_APPROVAL")
     policy = replace(base, **changes)
     if policy.min_lease > policy.max_lease:
         raise SettingsError("LABBOT_MIN_LEASE is longer than LABBOT_MAX_LEASE; make it shorter.")
@@ -186,7 +200,7 @@ def _duration(env: Mapping[str, str], name: str, default: timedelta) -> timedelt
     if name not in env:
         return default
     try:
-        return parse_duration(env[name])
+        return parse_duration(env[name], zero=name in _MAY_BE_ZERO)
     except DurationError as error:
         raise SettingsError(f"{name}: {error}.") from error
 
@@ -212,6 +226,15 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
             f"{name} must be a whole number of at least {minimum}, not '{env[name]}'."
         )
     return value
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    value = env[name].strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise SettingsError(f"{name} must be yes or no, not '{env[name]}'.")
 
 
 def _money(env: Mapping[str, str], name: str) -> int:
@@ -259,7 +282,7 @@ def _from_file(path: str | None) -> Settings:
         current = getattr(policy, key)
         try:
             if isinstance(current, timedelta):
-                value = parse_duration(str(value))
+                value = parse_duration(str(value), zero=key in _MAY_BE_ZERO)
             elif key.endswith("_cents"):
                 value = dollars_to_cents(value)
             elif key == "reminders":

@@ -20,7 +20,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.blocks.cards import decided_card, extension_card, review_card
 from bot.blocks.dms import dm_blocks, silent_lease
-from bot.blocks.kit import Block, escape, message, section
+from bot.blocks.kit import Block, message, mrkdwn, section
 from commands.notices import ADMIN, REVIEW, Kind, Message
 
 log = logging.getLogger(__name__)
@@ -88,7 +88,7 @@ class SlackNotifier:
             return silent_lease(notice)
         if notice.user:
             return dm_blocks(notice)
-        return [section(escape(notice.text))]
+        return [section(mrkdwn(notice.text))]
 
     def _update_card(self, notice: Message) -> str:
         channel, _, ts = notice.update_ref.partition(":")

@@ -11,10 +11,17 @@ from commands.backstop import move_backstop
 from commands.coowners import audiences, co_owner_ids
 from commands.credit import record_override, shortfall_words, shortfalls
 from commands.durations import format_duration
-from commands.facts import shape, when
+from commands.facts import quoted, shape, when
 from commands.lab import Lab, Outcome, audit, not_found, owner_or_admin, refuse, wrong_state
 from commands.notices import REVIEW, Kind, enqueue, owner
-from commands.policy import check_extension
+from commands.policy import (
+    SELF_MARK,
+    Approver,
+    approver,
+    check_extension,
+    self_approval_refused,
+    too_long,
+)
 from commands.reminders import next_due, reminder_times
 from commands.states import State
 from storage.models import Lease, PendingExtension, SentReminder
@@ -57,8 +64,12 @@ def decide_extension(
 ) -> Outcome:
     if not lab.roles.is_reviewer(actor):
         return refuse(lab, now, actor, "decide_extension", "Only reviewers can decide extensions.")
+    if long := too_long("reason", reason) or too_long("reason", override or ""):
+        return refuse(lab, now, actor, "decide_extension", f"That is too long: {long}.")
     with lab.db.read() as session:
         pending = session.get(PendingExtension, extension_id)
+    if approve and pending is not None and (own := _self_approval(lab, pending, actor)):
+        return refuse(lab, now, actor, "decide_extension", own, pending.lease_id)
     moved = None
     if approve and pending is not None and pending.state == "pending":
         moved = _move_backstop(lab, pending.lease_id, timedelta(seconds=pending.seconds), now)
@@ -101,9 +112,8 @@ def _cannot_extend(
         return wrong_state(lease, "extended", "an active lease")
     if extra <= timedelta(0):
         return "An extension must be longer than zero, for example `extend 5 24h`."
-    if lab.roles.is_reviewer(actor):
-        return None  # on a silent team's behalf (the reviewers are told of silent leases)
-    return owner_or_admin(lab, lease, actor, "extend", co_owners)
+    # Reviewers too: on a silent team's behalf (they are told of leases nobody answers).
+    return owner_or_admin(lab, lease, actor, "extend", co_owners, reviewers=True)
 
 
 def _apply(
@@ -203,6 +213,12 @@ def _ask_reviewers(
     return ext
 
 
+def _self_approval(lab: Lab, ext: PendingExtension, actor: str) -> str | None:
+    if approver(lab.policy, ext.requested_by, actor) == Approver.SELF_REFUSED:
+        return self_approval_refused(f"extension {ext.id}")
+    return None
+
+
 def _undecidable(
     ext: PendingExtension | None, lease: Lease | None, extension_id: int
 ) -> str | None:
@@ -217,13 +233,17 @@ def _tell_extension_decision(
     session: Session, lease: Lease, ext: PendingExtension, actor: str, now: datetime
 ) -> None:
     extra = format_duration(ext.seconds)
-    why = f" Reason: {ext.reason}" if ext.reason else ""
-    audit(session, now, actor, f"extension_{ext.state}", lease.id, extension=ext.id)
+    why = f" Reason: {quoted(ext.reason)}" if ext.reason else ""
+    own = ext.state == "approved" and actor == ext.requested_by
+    audit(
+        session, now, actor, f"extension_{ext.state}", lease.id, extension=ext.id, self_approved=own
+    )
+    mark = SELF_MARK if own else ""
     enqueue(
         session,
         Kind.CARD_DECIDED,
         REVIEW,
-        f"Extension of #{lease.id} by {extra} {ext.state} by <@{actor}> at {when(now)}.{why}",
+        f"Extension of #{lease.id} by {extra} {ext.state}{mark} by <@{actor}> at {when(now)}.{why}",
         now,
         lease.id,
         decision=ext.state,

@@ -11,6 +11,14 @@ from commands.states import DESCRIPTIONS, State
 from storage.models import Lease, Server
 
 
+def quoted(text: str) -> str:
+    """A person's words inside one of our sentences, inert. The sentences are written in
+    Slack's message format (they carry `<@U…>` mentions on purpose), so the words are escaped
+    the way that format escapes them: a purpose saying `<@U123>` or `<!channel>` is shown,
+    never acted on."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def lease_facts(lease: Lease, estimate: int | None = None) -> dict[str, Any]:
     facts: dict[str, Any] = {
         "id": lease.id,
@@ -60,11 +68,11 @@ def describe(
 ) -> str:
     sharing = ", co-owners " + ", ".join(f"<@{u}>" for u in co_owners) if co_owners else ""
     lines = [
-        f"Lease #{lease.id} for {lease.project} ({lease.repo_url}), owner <@{lease.owner}>"
-        + sharing,
+        f"Lease #{lease.id} for {lease.project} ({quoted(lease.repo_url)}), "
+        f"owner <@{lease.owner}>{sharing}",
         f"{shape(lease)}, {lease.os}, {format_cents(lease.hourly_cents)}/h per server",
         f"State: {lease.state} ({DESCRIPTIONS[State(lease.state)]})",
-        f"Purpose: {lease.purpose}",
+        f"Purpose: {quoted(lease.purpose)}",
         f"Requested {when(lease.created_at)}"
         + (
             f"; decided by <@{lease.decided_by}> {when(lease.decided_at)}"
@@ -73,7 +81,7 @@ def describe(
         ),
     ]
     if lease.reason:
-        lines.append(f"Reason: {lease.reason}")
+        lines.append(f"Reason: {quoted(lease.reason)}")
     if lease.starts_at:
         lines.append(
             f"Started {when(lease.starts_at)}, ends {when(lease.ends_at)} ({time_left(lease, now)})"
@@ -81,7 +89,7 @@ def describe(
     if lease.flagged:
         lines.append(f"Flagged: {lease.flagged}")
     if lease.writeup_url:
-        lines.append(f"Write-up: {lease.writeup_url}")
+        lines.append(f"Write-up: {quoted(lease.writeup_url)}")
     for server in servers:
         ips = f" {server.ips}" if server.ips else ""
         lines.append(f"  {server.hostname} [{server.state}]{ips}")

@@ -16,7 +16,7 @@ from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from commands.facts import when
+from commands.facts import quoted, when
 from commands.lab import Lab, Outcome, audit, refuse
 from commands.pubkeys import KeyProblem, PublicKey, read_key
 from metal.forge import ForgeName, NotFound, Unchecked
@@ -63,8 +63,8 @@ def add_key(lab: Lab, actor: str, text: str, now: datetime) -> Outcome:
     if problem:
         return refuse(lab, now, actor, "key_add", problem)
     if not added:
-        return Outcome(True, f"That key is already saved: {found.label}.")
-    return Outcome(True, f"Saved {found.label}. It goes on every server you own or co-own.")
+        return Outcome(True, f"That key is already saved: {_shown(found)}.")
+    return Outcome(True, f"Saved {_shown(found)}. It goes on every server you own or co-own.")
 
 
 def remove_key(lab: Lab, actor: str, which: str, now: datetime) -> Outcome:
@@ -82,7 +82,8 @@ def remove_key(lab: Lab, actor: str, which: str, now: datetime) -> Outcome:
             now,
             actor,
             "key_remove",
-            f"You have no saved key '{which[:80]}'; `/lab keys` lists yours with their numbers.",
+            f"You have no saved key '{quoted(which[:80])}'; `/lab keys` lists yours with their "
+            "numbers.",
         )
     return Outcome(
         True,
@@ -106,7 +107,11 @@ def import_keys(lab: Lab, actor: str, forge: str, login: str, now: datetime) -> 
     lines = lab.forge.public_keys(ForgeName(forge), login)
     if isinstance(lines, NotFound):
         return refuse(
-            lab, now, actor, "key_import", f"{forge} has no account '{login}'; check the name."
+            lab,
+            now,
+            actor,
+            "key_import",
+            f"{forge} has no account '{quoted(login)}'; check the name.",
         )
     if isinstance(lines, Unchecked):
         later = f" after {when(lines.retry_at)}" if lines.retry_at else " later"
@@ -125,17 +130,19 @@ def import_keys(lab: Lab, actor: str, forge: str, login: str, now: datetime) -> 
             now,
             actor,
             "key_import",
-            f"{forge} publishes no public SSH key for '{login}'; add one there, or paste one "
-            "with `/lab keys add`.",
+            f"{forge} publishes no public SSH key for '{quoted(login)}'; add one there, or paste "
+            "one with `/lab keys add`.",
         )
     added, problem = _save(lab, actor, keys, f"{forge}:{login}", now)
     if problem:
         return refuse(lab, now, actor, "key_import", problem)
     fresh = {k.fingerprint for k in added}
-    lines_out = [f"• {k.label}{'' if k.fingerprint in fresh else ' (already saved)'}" for k in keys]
+    lines_out = [
+        f"• {_shown(k)}{'' if k.fingerprint in fresh else ' (already saved)'}" for k in keys
+    ]
     return Outcome(
         True,
-        f"Imported {len(added)} of the {len(keys)} keys {forge} publishes for {login}:\n"
+        f"Imported {len(added)} of the {len(keys)} keys {forge} publishes for {quoted(login)}:\n"
         + "\n".join(lines_out),
     )
 
@@ -194,9 +201,14 @@ def _choose(keys: list[SshKey], which: str) -> SshKey | None:
     return next((k for k in keys if bare and k.fingerprint == f"SHA256:{bare}"), None)
 
 
+def _shown(key: PublicKey) -> str:
+    """A key as people see it in our sentences: its comment is the person's words."""
+    return quoted(key.label)
+
+
 def _label(key: SshKey) -> str:
     found = read_key(key.key)
-    shown = found.label if isinstance(found, PublicKey) else key.fingerprint
+    shown = _shown(found) if isinstance(found, PublicKey) else key.fingerprint
     origin = f" from {key.source}" if key.source != "pasted" else ""
     return f"{shown}{origin}"
 
@@ -228,7 +240,7 @@ def keys_on(
     """What the servers were created with (recorded per server at its create), labelled where
     the key is still known, marked when only some of the servers carry it."""
     counts = Counter(fp for s in servers for fp in s.key_fingerprints.split())
-    known = {k.fingerprint: k.label for k in lease_keys(session, lease, co_owners)}
+    known = {k.fingerprint: _shown(k) for k in lease_keys(session, lease, co_owners)}
     return [
         known.get(fp, fp) + ("" if n == len(servers) else f" (on {n} of {len(servers)} servers)")
         for fp, n in counts.items()

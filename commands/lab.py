@@ -123,13 +123,29 @@ def not_found(lease_id: int) -> str:
 
 
 def owner_or_admin(
-    lab: Lab, lease: Lease, actor: str, verb: str, co_owners: Collection[str] = ()
+    lab: Lab,
+    lease: Lease,
+    actor: str,
+    verb: str,
+    co_owners: Collection[str] | None = None,
+    reviewers: bool = False,
 ) -> str | None:
-    """None when `actor` may `verb` the lease: its owner, an admin, or (for the verbs that
-    pass them) one of its co-owners."""
-    if lease.owner == actor or actor in co_owners or lab.roles.is_admin(actor):
+    """None when `actor` may `verb` the lease: its owner or an admin; its co-owners for the
+    verbs that pass them (extend, release); reviewers for the verbs that admit them (extend,
+    on a silent team's behalf). Otherwise the sentence, naming exactly who may."""
+    allowed = (
+        lease.owner == actor
+        or actor in (co_owners or ())
+        or (reviewers and lab.roles.is_reviewer(actor))
+        or lab.roles.is_admin(actor)
+    )
+    if allowed:
         return None
-    who = "its owner, a co-owner" if co_owners else "its owner"
+    who = ", ".join(
+        ["its owner"]
+        + (["a co-owner"] if co_owners is not None else [])
+        + (["a reviewer"] if reviewers else [])
+    )
     return f"Lease #{lease.id} is <@{lease.owner}>'s; only {who} or an admin can {verb} it."
 
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from enum import Enum
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from commands.durations import format_duration
-from commands.pubkeys import KeyProblem, read_key
+from commands.pubkeys import MAX_KEY_CHARS, KeyProblem, read_key
 from metal.provider import Catalog
 
 MAX_CO_OWNERS = 10
@@ -22,6 +23,33 @@ DAY = timedelta(days=1)
 
 _REPO = re.compile(r"https?://[^\s/]+\.[^\s/]+/\S+")
 _PROJECT = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}", re.IGNORECASE)
+
+
+# The longest text a person may give, per field: stated in the form (Slack enforces it there)
+# and checked by every use case (the slash command and the CLI have no form).
+LIMITS = {
+    "project": 63,
+    "repo_url": 200,
+    "purpose": 500,
+    "ssh_key": MAX_KEY_CHARS,
+    "reason": 500,
+    "url": 300,
+}
+_NAMES = {
+    "project": "the project name",
+    "repo_url": "the repository URL",
+    "purpose": "the purpose",
+    "ssh_key": "the SSH key",
+    "reason": "the reason",
+    "url": "the write-up link",
+}
+
+
+def too_long(name: str, text: str) -> str | None:
+    """Why `text` is too long for field `name` (naming the limit), or None."""
+    if len(text) <= LIMITS[name]:
+        return None
+    return f"{_NAMES[name]} is {len(text):,} characters; the limit is {LIMITS[name]:,}"
 
 
 @dataclass(frozen=True)
@@ -39,6 +67,7 @@ class Policy:
     delete_attempts: int = 5
     create_attempts: int = 3
     provision_timeout: timedelta = 2 * HOUR
+    provision_poll: timedelta = timedelta(seconds=30)  # how often a provisioning lease is asked
     orphan_grace: timedelta = HOUR
     reconcile_every: timedelta = timedelta(minutes=10)
     provider_concurrency: int = 8
@@ -46,11 +75,38 @@ class Policy:
     default_os: str = "ubuntu_16_04"
 
     backstop_margin: timedelta = DAY
+    allow_self_approval: bool = False
 
     def backstop(self, ends_at: datetime) -> datetime:
         """When the provider may delete a lease's servers on its own, should labbot be down:
         the end plus grace plus a margin. Extensions move it before they take effect."""
         return ends_at + self.grace + self.backstop_margin
+
+
+class Approver(Enum):
+    """Who is approving a request, as far as the rule on self-approval cares."""
+
+    ANOTHER = "another reviewer"
+    SELF_ALLOWED = "its requester, as the operator allows"
+    SELF_REFUSED = "its requester"
+
+
+def approver(policy: Policy, requester: str, reviewer: str) -> Approver:
+    """A reviewer does not approve their own request unless the operator allows it
+    (LABBOT_ALLOW_SELF_APPROVAL); then the approval is marked as such."""
+    if requester != reviewer:
+        return Approver.ANOTHER
+    return Approver.SELF_ALLOWED if policy.allow_self_approval else Approver.SELF_REFUSED
+
+
+def self_approval_refused(what: str) -> str:
+    return (
+        f"You asked for {what} yourself, so another reviewer must approve it: ask in the "
+        "review channel (or an admin)."
+    )
+
+
+SELF_MARK = " (their own request)"
 
 
 @dataclass(frozen=True)
@@ -90,12 +146,16 @@ def is_link(text: str) -> bool:
 
 def check_request(req: RequestInput, catalog: Catalog, policy: Policy) -> dict[str, str]:
     """Field name -> what is wrong with it and what would be accepted. Empty when acceptable."""
-    errors: dict[str, str] = {}
-    if not _PROJECT.fullmatch(req.project):
+    errors = {
+        name: problem
+        for name in ("project", "repo_url", "purpose", "ssh_key")
+        if (problem := too_long(name, getattr(req, name)))
+    }
+    if "project" not in errors and not _PROJECT.fullmatch(req.project):
         errors["project"] = (
             "give the project's name (letters, digits, dots, dashes), for example project=coredns"
         )
-    if not is_link(req.repo_url):
+    if "repo_url" not in errors and not is_link(req.repo_url):
         errors["repo_url"] = (
             "give the project's open-source repository URL, for example "
             "repo=https://github.com/coredns/coredns"
@@ -120,7 +180,7 @@ def check_request(req: RequestInput, catalog: Catalog, policy: Policy) -> dict[s
             f"{format_duration(req.duration)} is outside policy; ask for "
             f"{format_duration(policy.min_lease)} to {format_duration(policy.max_lease)}"
         )
-    key = read_key(req.ssh_key) if req.ssh_key else None
+    key = read_key(req.ssh_key) if req.ssh_key and "ssh_key" not in errors else None
     if isinstance(key, KeyProblem):
         errors["ssh_key"] = key.sentence[0].lower() + key.sentence[1:].rstrip(".")
     if len(req.co_owners) > MAX_CO_OWNERS:

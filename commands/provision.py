@@ -39,7 +39,6 @@ from storage.models import Lease, Server
 
 log = logging.getLogger(__name__)
 
-POLL = timedelta(seconds=30)
 CREATE_CLAIM = timedelta(minutes=5)
 CAPACITY_WAIT = timedelta(minutes=5)
 PROGRESS_STEPS = (25, 50, 75)
@@ -383,7 +382,7 @@ def _settle(lab: Lab, lease_id: int, now: datetime) -> None:
         waiting = len(servers) - len(active) - len(failed)
         if waiting and not timed_out:
             _progress(session, lease, len(active), now)
-            lease.due_at = now + POLL
+            lease.due_at = now + lab.policy.provision_poll
             session.add(lease)
             return
         if active and ((not failed and not waiting) or lease.allow_partial):

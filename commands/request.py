@@ -9,7 +9,7 @@ from sqlmodel import Session, col, func, select
 from commands.billing import format_cents, month_key
 from commands.coowners import add_co_owners
 from commands.credit import books, estimate_cents, planned_cost
-from commands.facts import lease_facts, shape
+from commands.facts import lease_facts, quoted, shape
 from commands.keys import NO_KEY, has_saved_key
 from commands.lab import Lab, Outcome, audit, move, not_found, owner_or_admin, refuse, wrong_state
 from commands.notices import REVIEW, Kind, enqueue, owner
@@ -96,8 +96,8 @@ def _file(session: Session, lab: Lab, actor: str, req: RequestInput, now: dateti
         session,
         Kind.REVIEW_CARD,
         REVIEW,
-        f"<@{actor}> asks for {shape(lease)} for {lease.project} ({lease.repo_url}): "
-        f"{lease.purpose}. Cost about {format_cents(estimate)}.",
+        f"<@{actor}> asks for {shape(lease)} for {lease.project} ({quoted(lease.repo_url)}): "
+        f"{quoted(lease.purpose)}. Cost about {format_cents(estimate)}.",
         now,
         lease.id,
         **facts,

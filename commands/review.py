@@ -12,9 +12,10 @@ from datetime import datetime
 from sqlmodel import Session
 
 from commands.credit import project_shortfalls, record_override, shortfall_words, shortfalls
-from commands.facts import shape, when
+from commands.facts import quoted, shape, when
 from commands.lab import Lab, Outcome, audit, move, not_found, refuse
 from commands.notices import REVIEW, Kind, enqueue, owner
+from commands.policy import SELF_MARK, Approver, approver, self_approval_refused, too_long
 from commands.provision import provision
 from commands.states import State
 from storage.models import Lease
@@ -34,15 +35,22 @@ def approve(
             "Only an admin can approve over the month's credit.",
             lease_id,
         )
+    if override is not None and (long := too_long("reason", override)):
+        return refuse(lab, now, actor, "approve", f"That override is too long: {long}.", lease_id)
     with lab.db.write() as session:
         lease = session.get(Lease, lease_id)
-        problem = _undecidable(lease, lease_id) or _over_budget(session, lab, lease, now, override)
+        problem = (
+            _undecidable(lease, lease_id)
+            or _self_approval(lab, lease, actor)
+            or _over_budget(session, lab, lease, now, override)
+        )
         if problem is None:
             if override is not None:
                 _record_overrides(session, lab, lease, actor, override, now)
+            own = approver(lab.policy, lease.owner, actor) == Approver.SELF_ALLOWED
             move(session, lease, State.APPROVED, decided_by=actor, decided_at=now, due_at=now)
-            audit(session, now, actor, "approve", lease_id, override=override)
-            _tell_decision(session, lease, actor, now, "approved", "")
+            audit(session, now, actor, "approve", lease_id, override=override, self_approved=own)
+            _tell_decision(session, lease, actor, now, "approved", "", own=own)
     if problem:
         return refuse(lab, now, actor, "approve", problem, lease_id)
     # Approval starts provisioning at once; the sweep finishes it if this process dies here.
@@ -64,6 +72,8 @@ def deny(lab: Lab, actor: str, lease_id: int, reason: str, now: datetime) -> Out
             f"Say why, so the requester can fix it: deny {lease_id} <reason>.",
             lease_id,
         )
+    if long := too_long("reason", reason):
+        return refuse(lab, now, actor, "deny", f"That reason is too long: {long}.", lease_id)
     with lab.db.write() as session:
         lease = session.get(Lease, lease_id)
         problem = _undecidable(lease, lease_id)
@@ -100,6 +110,12 @@ def _undecidable(lease: Lease | None, lease_id: int) -> str | None:
             f"at {when(lease.decided_at)}."
         )
     return f"Lease #{lease_id} is {lease.state}; only a pending request can be decided."
+
+
+def _self_approval(lab: Lab, lease: Lease, actor: str) -> str | None:
+    if approver(lab.policy, lease.owner, actor) == Approver.SELF_REFUSED:
+        return self_approval_refused(f"#{lease.id}")
+    return None
 
 
 def _decision_word(lease: Lease) -> str:
@@ -140,9 +156,18 @@ def _record_overrides(
 
 
 def _tell_decision(
-    session: Session, lease: Lease, actor: str, now: datetime, decision: str, reason: str
+    session: Session,
+    lease: Lease,
+    actor: str,
+    now: datetime,
+    decision: str,
+    reason: str,
+    own: bool = False,
 ) -> None:
-    why = f" Reason: {reason}" if reason else ""
+    """The owner's DM and the card's new text; an approval of one's own request (allowed by
+    the operator) says so on the card for everyone to see."""
+    why = f" Reason: {quoted(reason)}" if reason else ""
+    mark = SELF_MARK if own else ""
     enqueue(
         session,
         Kind.DECISION,
@@ -158,7 +183,7 @@ def _tell_decision(
         session,
         Kind.CARD_DECIDED,
         REVIEW,
-        f"Request #{lease.id} {decision} by <@{actor}> at {when(now)}.{why}",
+        f"Request #{lease.id} {decision}{mark} by <@{actor}> at {when(now)}.{why}",
         now,
         lease.id,
         decision=decision,

@@ -17,7 +17,7 @@ from commands.coowners import co_owner_ids
 from commands.credit import books, burn_rate_cents_per_day, project_tally, runs_out_at
 from commands.facts import describe, one_line
 from commands.lab import Lab, Outcome, audit, not_found, refuse
-from commands.policy import is_link
+from commands.policy import is_link, too_long
 from commands.states import TERMINAL, State
 from metal.provider import Catalog
 from storage.models import AuditEvent, CoOwner, Lease, Server
@@ -53,12 +53,26 @@ def my_leases_text(lab: Lab, user: str, now: datetime) -> str:
 
 
 def show(lab: Lab, actor: str, lease_id: int, now: datetime) -> Outcome:
+    """Any lease's purpose and shape are open to the lab (the process is public); where its
+    servers are and how to reach them only to the owner, reviewers and admins."""
     lease, servers = lease_with_servers(lab, lease_id)
     if lease is None:
         return refuse(lab, now, actor, "show", not_found(lease_id), lease_id)
     with lab.db.read() as session:
         sharing = co_owner_ids(session, lease_id)
-    return Outcome(True, describe(lease, servers, now, sharing), lease_id)
+    if may_see_addresses(lab, lease, actor, sharing):
+        return Outcome(True, describe(lease, servers, now, sharing), lease_id)
+    hidden = f"\n{len(servers)} server(s); {ADDRESSES_HIDDEN}" if servers else ""
+    return Outcome(True, describe(lease, [], now, sharing) + hidden, lease_id)
+
+
+ADDRESSES_HIDDEN = (
+    "their names and addresses are shown to the owner, co-owners, reviewers and admins."
+)
+
+
+def may_see_addresses(lab: Lab, lease: Lease, actor: str, co_owners: list[str]) -> bool:
+    return actor == lease.owner or actor in co_owners or lab.roles.is_reviewer(actor)
 
 
 def lease_with_servers(lab: Lab, lease_id: int) -> tuple[Lease | None, list[Server]]:
@@ -192,6 +206,8 @@ def plans_text(catalog: Catalog) -> str:
 def submit_writeup(lab: Lab, actor: str, lease_id: int, url: str, now: datetime) -> Outcome:
     """After a lease, its owner sends a link to a short write-up; it stays on the project's
     history."""
+    if long := too_long("url", url.strip()):
+        return refuse(lab, now, actor, "writeup", f"That link is too long: {long}.", lease_id)
     if not is_link(url.strip()):
         return refuse(
             lab,

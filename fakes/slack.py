@@ -110,11 +110,12 @@ def _parse_params(content_type: str, body: bytes, query: str) -> JsonDict:
     return _decode_json_fields(params)
 
 
-def _pop_token(headers: Any, params: JsonDict) -> bool:
+def _pop_token(headers: Any, params: JsonDict) -> str:
     """Read and drop the token so it can never leak into recorded calls."""
-    form_token = params.pop("token", None)
+    form_token = str(params.pop("token", None) or "")
     auth = headers.get("Authorization", "")
-    return bool(form_token) or (auth.startswith("Bearer ") and len(auth) > len("Bearer "))
+    bearer = auth.removeprefix("Bearer ").strip() if auth.startswith("Bearer ") else ""
+    return form_token or bearer
 
 
 def _section_invalid(block: Any) -> bool:
@@ -191,6 +192,8 @@ class FakeSlack:
         self._faults: dict[str, list[_Fault]] = {}
         self._delays: dict[str, float] = {}
         self._usergroups: dict[str, list[str]] = {}
+        self.socket_mode_url: str | None = None  # where apps.connections.open sends clients
+        self.refused_app_tokens: set[str] = set()
         self._messages: dict[tuple[str, str], JsonDict] = {}
         self._views: dict[str, JsonDict] = {}
         self._home_views: dict[str, str] = {}
@@ -347,14 +350,15 @@ class FakeSlack:
         length = int(handler.headers.get("Content-Length") or 0)
         body = handler.rfile.read(length)
         params = _parse_params(handler.headers.get("Content-Type", ""), body, url.query)
-        authorized = _pop_token(handler.headers, params)
+        token = _pop_token(handler.headers, params)
+        authorized = bool(token)
         method = self._method_of(url.path)
         with self._lock:
             delay = self._delays.get(method, 0.0)
         time.sleep(delay)
         with self._lock:
             fault = self._take_fault(method)
-            reply = fault or self._answer(method, url.path, params, authorized)
+            reply = fault or self._answer(method, url.path, params, token)
             self._calls.append(
                 Call(
                     method=method,
@@ -398,17 +402,30 @@ class FakeSlack:
             return _Reply(fault.status, b"", content_type="text/plain")
         return _json_reply(_error("internal_error"), fault.status)
 
-    def _answer(self, method: str, path: str, params: JsonDict, authorized: bool) -> _Reply:
+    def _answer(self, method: str, path: str, params: JsonDict, token: str) -> _Reply:
         if method == "response_url":
             return _Reply(200, b"ok", content_type="text/html")
         if not path.startswith(_API_PREFIX):
             return _Reply(404, b"Not Found", content_type="text/plain")
+        if method == "apps.connections.open":
+            return _json_reply(self._open_connection(token))
         handle = self._handlers.get(method)
         if handle is None:
             return _json_reply(_error("unknown_method"))
-        if not authorized:
+        if not token:
             return _json_reply(_error("not_authed"))
         return _json_reply(handle(params))
+
+    def _open_connection(self, token: str) -> JsonDict:
+        """Socket Mode's apps.connections.open: only an app-level token (xapp-) may open a
+        connection, and only one this workspace knows; the answer is the WebSocket URL."""
+        if not token:
+            return _error("not_authed")
+        if not token.startswith("xapp-"):
+            return _error("not_allowed_token_type")
+        if token in self.refused_app_tokens or self.socket_mode_url is None:
+            return _error("invalid_auth")
+        return {"ok": True, "url": self.socket_mode_url}
 
     # -- Web API methods (called with the lock held) -------------------------------------------
 

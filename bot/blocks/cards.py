@@ -13,6 +13,7 @@ from bot.blocks.kit import (
     escape,
     fields,
     header,
+    mrkdwn,
     number,
     section,
 )
@@ -33,11 +34,11 @@ def review_card(message: Message) -> list[Block]:
     history = data.get("history") or []
     return [
         header(f"Request #{lease_id}: {data.get('project', '')}"[:150]),
-        section(escape(message.text)),
+        section(mrkdwn(message.text)),
         fields(
             ("Requester", f"<@{data.get('owner', '')}>"),
-            ("Project", str(data.get("project", ""))),
-            ("Repository", str(data.get("repo_url", ""))),
+            ("Project", escape(str(data.get("project", "")))),
+            ("Repository", escape(str(data.get("repo_url", "")))),
             ("Servers", _servers(data)),
             ("Cost", f"{data.get('estimate', '?')} ({data.get('hourly', '?')}/h each)"),
             ("Left this month after it", ", ".join(f"{m}: {v}" for m, v in left.items()) or "-"),
@@ -53,7 +54,7 @@ def extension_card(message: Message) -> list[Block]:
     extension_id = str(message.data.get("extension_id", ""))
     return [
         header(f"Extension of lease #{message.lease_id}"),
-        section(escape(message.text)),
+        section(mrkdwn(message.text)),
         decision_buttons(
             f"extension:{extension_id}", extension_id, EXTENSION_APPROVE, EXTENSION_DENY
         ),
@@ -71,8 +72,8 @@ def decision_buttons(block_id: str, target: str, approve: str = APPROVE, deny: s
 
 def decided_card(message: Message, summary: str | None) -> list[Block]:
     """What the card becomes: what was asked (when we still know it) and who decided."""
-    blocks = [section(escape(summary))] if summary else []
-    return [*blocks, context(f":white_check_mark: {escape(message.text)}")]
+    blocks = [section(mrkdwn(summary))] if summary else []
+    return [*blocks, context(f":white_check_mark: {mrkdwn(message.text)}")]
 
 
 def _servers(data: dict[str, Any]) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 
-from bot.blocks.kit import Block, actions, button, context, escape, number, section
+from bot.blocks.kit import Block, actions, button, context, escape, mrkdwn, number, section
 from commands.durations import DurationError, format_duration, parse_duration
 from commands.notices import Kind, Message
 
@@ -54,7 +54,7 @@ def dm_blocks(message: Message) -> list[Block]:
 
 
 def _sentence(message: Message) -> list[Block]:
-    return [section(escape(message.text))]
+    return [section(mrkdwn(message.text))]
 
 
 def _with_buttons(message: Message, state: str) -> list[Block]:

@@ -17,6 +17,7 @@ from bot.blocks.kit import (
     escape,
     fields,
     header,
+    mrkdwn,
     section,
 )
 from commands.billing import format_cents
@@ -43,7 +44,7 @@ def _mine(mine: list[Lease], now: datetime) -> list[Block]:
         return [section("You have no leases yet. Ask for servers with `/lab request`.")]
     blocks: list[Block] = []
     for lease in mine[:MAX_LEASES]:
-        blocks.append(section(escape(one_line(lease, now))))
+        blocks.append(section(mrkdwn(one_line(lease, now))))
         buttons = lease_buttons(lease.id, lease.state)
         if buttons:
             blocks.append(actions(f"home:{lease.id}", *buttons))
@@ -69,7 +70,7 @@ def _pending(pending: list[Lease], now: datetime) -> list[Block]:
     blocks: list[Block] = []
     for lease in pending[:MAX_PENDING]:
         blocks.append(
-            section(f"<@{lease.owner}>: {escape(one_line(lease, now))}\n_{escape(lease.purpose)}_")
+            section(f"<@{lease.owner}>: {mrkdwn(one_line(lease, now))}\n_{escape(lease.purpose)}_")
         )
         blocks.append(decision_buttons(f"pending:{lease.id}", str(lease.id)))
     return blocks

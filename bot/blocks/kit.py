@@ -1,6 +1,11 @@
 """The primitives every surface is built from, and the two rules every one of them obeys:
-user text is escaped (no @channel, no spoofed links), and Slack's size limits are respected
-(Slack rejects an oversized message outright, which would lose the notice)."""
+user text is inert (no @channel, no mentions, no spoofed links), and Slack's size limits are
+respected (Slack rejects an oversized message outright, which would lose the notice).
+
+Two kinds of text reach Slack: a person's own words (a purpose, a repository URL), which
+`escape` renders inert whole, and the sentences the use cases write, which `mrkdwn` renders
+keeping the `<@U…>` mentions the use cases put there on purpose; whatever user text those
+sentences carry, the use case has already quoted (commands.facts.quoted)."""
 
 from __future__ import annotations
 
@@ -16,15 +21,26 @@ VIEW_BLOCK_LIMIT = 100
 BUTTON_TEXT_LIMIT = 75
 OPTION_TEXT_LIMIT = 75
 
-# Our own user mentions survive escaping; broadcasts and links never do.
-_ESCAPED_MENTION = re.compile(r"&lt;@([UW][A-Z0-9]{2,})&gt;")
+_MENTION = re.compile(r"(<@[UW][A-Z0-9]{2,}>)")
+_BARE_AMPERSAND = re.compile(r"&(?!(?:amp|lt|gt);)")
 
 
 def escape(text: str) -> str:
-    """Escape what Slack would parse as markup (&, <, >), then restore plain user mentions
-    (`<@U123>`), which the use cases write on purpose."""
-    escaped = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return _ESCAPED_MENTION.sub(r"<@\1>", escaped)
+    """A person's words, inert: everything Slack would parse as markup (&, <, >) escaped."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def mrkdwn(sentence: str) -> str:
+    """A use case's sentence: its user mentions (`<@U123>`) stay live; any other markup is
+    escaped, and text the use case already escaped is not escaped twice."""
+    return "".join(
+        part if _MENTION.fullmatch(part) else _escape_rest(part)
+        for part in _MENTION.split(sentence)
+    )
+
+
+def _escape_rest(text: str) -> str:
+    return _BARE_AMPERSAND.sub("&amp;", text).replace("<", "&lt;").replace(">", "&gt;")
 
 
 def truncate(text: str, limit: int) -> str:
@@ -41,11 +57,12 @@ def section(text: str) -> Block:
 
 
 def fields(*pairs: tuple[str, str]) -> Block:
-    """Up to ten labelled facts side by side; values are user text and get escaped."""
+    """Up to ten labelled facts side by side; values are ours (`mrkdwn`): a person's words
+    among them are passed through `escape` by the caller."""
     return {
         "type": "section",
         "fields": [
-            {"type": "mrkdwn", "text": truncate(f"*{label}*\n{escape(value)}", 2000)}
+            {"type": "mrkdwn", "text": truncate(f"*{label}*\n{mrkdwn(value)}", 2000)}
             for label, value in pairs[:10]
         ],
     }
@@ -84,14 +101,14 @@ def actions(block_id: str, *buttons: dict[str, Any]) -> Block:
 def message(text: str, blocks: list[Block]) -> dict[str, Any]:
     """chat.postMessage / chat.update arguments: escaped fallback text within limits."""
     return {
-        "text": truncate(escape(text), MESSAGE_TEXT_LIMIT),
+        "text": truncate(mrkdwn(text), MESSAGE_TEXT_LIMIT),
         "blocks": blocks[:MESSAGE_BLOCK_LIMIT],
     }
 
 
 def ephemeral(text: str) -> dict[str, Any]:
     """A reply only the person who asked can see, escaped like every other message."""
-    return {"response_type": "ephemeral", "text": truncate(escape(text), MESSAGE_TEXT_LIMIT)}
+    return {"response_type": "ephemeral", "text": truncate(mrkdwn(text), MESSAGE_TEXT_LIMIT)}
 
 
 def matching(action: str) -> re.Pattern[str]:

@@ -10,7 +10,7 @@ from typing import Any
 from bot.blocks.kit import OPTION_TEXT_LIMIT, Block, number, plain, truncate
 from commands.billing import format_cents
 from commands.durations import EXAMPLES, DurationError, parse_duration
-from commands.policy import RequestInput
+from commands.policy import LIMITS, RequestInput
 from metal.provider import Catalog
 
 REQUEST = "lab_request"
@@ -32,13 +32,19 @@ def request_modal(catalog: Catalog, default_os: str, saved_keys: list[str]) -> V
         "Ask for servers",
         "Send request",
         [
-            _text("project", "Project", "coredns"),
-            _text("repo_url", "Repository URL", "https://github.com/coredns/coredns"),
+            _text("project", "Project", "coredns", limit="project"),
+            _text(
+                "repo_url",
+                "Repository URL",
+                "https://github.com/coredns/coredns",
+                limit="repo_url",
+            ),
             _text(
                 "purpose",
                 "What are the servers for?",
                 "scale tests of the kubernetes plugin",
                 multiline=True,
+                limit="purpose",
             ),
             _select(
                 "plan",
@@ -65,6 +71,7 @@ def request_modal(catalog: Catalog, default_os: str, saved_keys: list[str]) -> V
                 + (" (leave empty to use your saved keys)" if saved_keys else ""),
                 "ssh-ed25519 AAAA... you@host",
                 multiline=True,
+                limit="ssh_key",
                 optional=bool(saved_keys),
                 hint=_keys_hint(saved_keys),
             ),
@@ -134,7 +141,7 @@ def deny_modal(kind: str, target: int, title: str) -> View:
         DENY,
         "Deny",
         "Deny",
-        [_text("reason", title, "what the requester can change", multiline=True)],
+        [_text("reason", title, "what the requester can change", multiline=True, limit="reason")],
     )
     return {**view, "private_metadata": f"{kind}:{target}"}
 
@@ -155,6 +162,7 @@ def writeup_modal(lease_id: int) -> View:
                 "url",
                 f"A link to the write-up of lease #{lease_id}",
                 "https://blog.example.org/our-lab-run",
+                limit="url",
             )
         ],
     )
@@ -179,15 +187,20 @@ def _text(
     *,
     multiline: bool = False,
     initial: str | None = None,
+    limit: str | None = None,
     optional: bool = False,
     hint: str = "",
 ) -> Block:
+    """A text input; `limit` names the field of commands.policy.LIMITS it is held to, so Slack
+    refuses a longer answer before it is sent."""
     element: dict[str, Any] = {
         "type": "plain_text_input",
         "action_id": VALUE,
         "multiline": multiline,
         "placeholder": plain(placeholder, 150),
     }
+    if limit:
+        element["max_length"] = LIMITS[limit]
     if initial is not None:
         element["initial_value"] = initial
     block = {

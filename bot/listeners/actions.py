@@ -14,7 +14,7 @@ from slack_bolt import Ack, App
 from slack_sdk.errors import SlackApiError
 
 from bot.blocks import cards, dms
-from bot.blocks.kit import matching
+from bot.blocks.kit import escape, matching
 from bot.blocks.modals import deny_modal, share_modal, writeup_modal
 from bot.listeners.reply import UNKNOWN_USER, refresh_home, tell, user_of
 from bot.listeners.views import deny_with_reason
@@ -84,7 +84,7 @@ def decision(kind: str, approving: bool) -> Click:
     def click(ctx: AppContext, body: Body, user: str, value: str) -> None:
         target = cards.target_of(value)
         if target is None:
-            tell(ctx, body, BROKEN_BUTTON.format(value=value))
+            tell(ctx, body, BROKEN_BUTTON.format(value=escape(value)))
         elif approving:
             tell(ctx, body, APPROVERS[kind](ctx, user, target).message)
         else:
@@ -106,7 +106,7 @@ def ask_reason(ctx: AppContext, body: Body, user: str, kind: str, target: int) -
 def on_extend(ctx: AppContext, body: Body, user: str, value: str) -> None:
     target = dms.extend_target(value)
     if target is None:
-        tell(ctx, body, BROKEN_BUTTON.format(value=value))
+        tell(ctx, body, BROKEN_BUTTON.format(value=escape(value)))
         return
     lease_id, extra = target
     tell(ctx, body, extend(ctx.lab, user, lease_id, extra, ctx.clock()).message)
@@ -118,7 +118,7 @@ def on_lease(use_case: Callable[..., Outcome]) -> Click:
     def click(ctx: AppContext, body: Body, user: str, value: str) -> None:
         lease_id = cards.target_of(value)
         if lease_id is None:
-            tell(ctx, body, BROKEN_BUTTON.format(value=value))
+            tell(ctx, body, BROKEN_BUTTON.format(value=escape(value)))
             return
         tell(ctx, body, use_case(ctx.lab, user, lease_id, ctx.clock()).message)
 
@@ -128,7 +128,7 @@ def on_lease(use_case: Callable[..., Outcome]) -> Click:
 def on_writeup(ctx: AppContext, body: Body, user: str, value: str) -> None:
     lease_id = cards.target_of(value)
     if lease_id is None:
-        tell(ctx, body, BROKEN_BUTTON.format(value=value))
+        tell(ctx, body, BROKEN_BUTTON.format(value=escape(value)))
         return
     _open(ctx, body, writeup_modal(lease_id))
 
@@ -146,7 +146,7 @@ def unknown_button(ctx: AppContext, body: Body, user: str, value: str) -> None:
     tell(
         ctx,
         body,
-        f"labbot does not know the button `{action_id}`; it may come from an old message. "
+        f"labbot does not know the button `{escape(action_id)}`; it may come from an old message. "
         "`/lab list` shows your leases, and `/lab help` everything you can do.",
     )
 

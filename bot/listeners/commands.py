@@ -15,7 +15,7 @@ from slack_bolt import Ack, App
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.blocks.kit import ephemeral
+from bot.blocks.kit import ephemeral, escape
 from bot.blocks.modals import request_modal
 from bot.listeners.reply import UNKNOWN_USER, refresh_home, tell, user_of
 from commands.coowners import share, unshare
@@ -48,7 +48,7 @@ def on_command(ctx: AppContext, ack: Ack, body: dict[str, Any], client: WebClien
     try:
         command = parse(str(body.get("text") or ""))
     except GrammarError as error:
-        ack(**ephemeral(f"{error} (`{ctx.settings.command} help` lists everything.)"))
+        ack(**ephemeral(f"{escape(str(error))} (`{ctx.settings.command} help` lists everything.)"))
         return
     if not user:
         ack(**ephemeral(UNKNOWN_USER))

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from slack_bolt import Ack, App
 
 from bot.blocks import modals
-from bot.blocks.kit import number, truncate
+from bot.blocks.kit import escape, number, truncate
 from bot.listeners.reply import UNKNOWN_USER, refresh_home, tell, tell_refusal, user_of
 from commands.coowners import share
 from commands.extend import decide_extension
@@ -55,7 +55,8 @@ def register(app: App, ctx: AppContext) -> None:
         tell(
             ctx,
             body,
-            f"labbot does not know the form `{view.get('callback_id', '')}`; it may be from an "
+            f"labbot does not know the form `{escape(str(view.get('callback_id', '')))}`; it may "
+            "be from an "
             "older version. `/lab help` lists what you can do.",
         )
 

@@ -133,7 +133,7 @@ def slack(fake: FakeSlack, db: Database, clock: Clock) -> Iterator[Slack]:
 def serve(fake: FakeSlack, db: Database, clock: Clock, settings: Settings) -> Iterator[Slack]:
     ctx = build_context(settings, clock=clock, db=db)
     app = create_app(ctx)
-    with local_server(app) as url:
+    with local_server(app, settings.slack_signing_secret) as url:
         sender = SlackSender(url, SECRET, response_url_base=fake)
         yield Slack(fake, ctx, sender, clock, db)
         ctx.settle(60)

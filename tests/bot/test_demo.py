@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,9 +13,11 @@ MANIFEST = Path(__file__).parents[2] / "bot" / "manifest.yaml"
 
 
 def test_the_demo_ends_with_the_reclaimed_lease_and_the_months_credit(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert main(tmp_path) == 0
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    assert main() == 0  # as `make run` runs it: on a throwaway database
+    assert list(tmp_path.iterdir()) == []  # which is gone afterwards
     out = capsys.readouterr().out
     for seen in (
         "[#lab-review] @alice asks for",

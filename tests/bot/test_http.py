@@ -78,13 +78,14 @@ def test_payloads_missing_fields_get_an_answer_not_a_500(slack: Slack) -> None:
         "response_url": slack.fake.response_url("bare"),
         "team": {"id": "T0FAKELAB"},
     }
-    no_actions = {
-        "type": "block_actions",
+    no_listener = {
+        "type": "shortcut",
+        "callback_id": "lab_rocket",
         "user": {"id": REVIEWER},
         "response_url": slack.fake.response_url("bare2"),
         "team": {"id": "T0FAKELAB"},
     }
-    for payload in (no_user, no_actions):
+    for payload in (no_user, no_listener):
         body = ("payload=" + json.dumps(payload)).encode()
         answer = slack.sender.post(body, "application/x-www-form-urlencoded")
         slack.settle()

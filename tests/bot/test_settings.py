@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -13,7 +14,8 @@ from commands.policy import Policy
 def test_defaults():
     settings = from_env({})
     assert settings.provider == "simulated"
-    assert settings.policy == Policy()
+    # the simulated provider's servers take a minute: provisioning is polled every 15 s
+    assert settings.policy == replace(Policy(), provision_poll=timedelta(seconds=15))
     assert settings.database_url == "sqlite:///labbot.db"
     assert "c1.small.x86" in settings.catalog.plans
 
@@ -107,3 +109,24 @@ def test_forge_settings_point_the_client_elsewhere_and_keep_the_token_out_of_sig
     assert forge.github_token == "ghp_secret" and forge.timeout == (2.0, 2.0)
     assert "ghp_secret" not in repr(settings) + repr(forge)
     assert from_env({}).github_api_url == "https://api.github.com"
+
+
+def test_a_grace_of_nothing_is_a_lab_policy(tmp_path):
+    assert from_env({"LABBOT_GRACE": "0s"}).policy.grace == timedelta(0)
+    config = tmp_path / "labbot.toml"
+    config.write_text('[policy]\ngrace = "0s"\n')
+    assert from_env({"LABBOT_CONFIG": str(config)}).policy.grace == timedelta(0)
+    with pytest.raises(SettingsError, match="LABBOT_MAX_LEASE: '0s' is zero"):
+        from_env({"LABBOT_MAX_LEASE": "0s"})
+
+
+def test_provisioning_is_polled_at_the_providers_pace_or_as_set():
+    assert from_env({"LABBOT_SIMULATED_PROVISION": "20s"}).policy.provision_poll == timedelta(
+        seconds=5
+    )
+    assert from_env({"LABBOT_SIMULATED_PROVISION": "2s"}).policy.provision_poll == timedelta(
+        seconds=1
+    )
+    assert from_env({"LABBOT_PROVISION_POLL": "10s"}).policy.provision_poll == timedelta(seconds=10)
+    packet = from_env({"PACKET_AUTH_TOKEN": "t", "PACKET_PROJECT_ID": "p"})
+    assert packet.policy.provision_poll == timedelta(seconds=30)

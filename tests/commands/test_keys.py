@@ -183,3 +183,11 @@ def test_an_account_with_no_usable_keys_imports_nothing(
     forge.add_keys("github", "ada", ["ssh-rsa AAAA-not-a-key"])
     outcome = import_keys(forge_lab, OWNER, "github", "ada", clock.now)
     assert not outcome.ok and "publishes no public SSH key" in outcome.message
+
+
+def test_a_key_comment_is_shown_inert(lab: Lab, clock: Clock) -> None:
+    """The comment is the person's words: a mention or a broadcast in it is shown, not sent."""
+    key = public_key("sneaky", "<!channel>@<@U0VICTIM>")
+    added = add_key(lab, OWNER, key, clock.now)
+    assert added.ok and "&lt;!channel&gt;" in added.message and "<@U0VICTIM>" not in added.message
+    assert "<@U0VICTIM>" not in list_keys(lab, OWNER)

@@ -312,3 +312,21 @@ def test_the_reconcile_reads_the_providers_catalog_again(lab, clock):
     lab.provider.offered = replace(lab.plans(), plans=plans)  # the provider changed its list
     sweep(lab, clock.now)
     assert lab.plans().plans["c1.small.x86"].hourly_cents == 55
+
+
+def test_with_no_grace_a_lease_is_reclaimed_exactly_at_its_end(lab, clock):
+    lab = with_policy(lab, grace=timedelta(0))
+    lease_id = active(lab, clock)
+    ends = lease(lab.db, lease_id).ends_at
+    sweep(lab, ends - timedelta(seconds=1))
+    assert lease(lab.db, lease_id).state == State.ACTIVE
+    sweep(lab, ends)
+    assert lease(lab.db, lease_id).state != State.ACTIVE
+
+
+def test_a_provisioning_lease_is_asked_again_after_the_policys_poll_interval(lab, clock):
+    lab = with_policy(lab, provision_poll=timedelta(seconds=5))
+    lease_id = approved(lab, clock)
+    sweep(lab, clock.advance(seconds=10))  # the simulated servers take 120 s
+    assert lease(lab.db, lease_id).state == State.PROVISIONING
+    assert lease(lab.db, lease_id).due_at == clock.now + timedelta(seconds=5)
