@@ -5,30 +5,33 @@ created with no recorded keys."""
 from __future__ import annotations
 
 from alembic import command
+from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 from sqlmodel import select
 
 from storage.db import Database
 from storage.models import CoOwner, Lease, Server, SshKey
-from storage.schema import _config
+from storage.schema import MIGRATIONS, _config
 from tests.conftest import OWNER, START
 
-PREVIOUS = "0001"
+# The release before this migration, whatever the chain says it is.
+PREVIOUS = ScriptDirectory(str(MIGRATIONS)).get_revision("0005").down_revision
 
 
-def test_a_database_of_the_previous_release_upgrades(db_path):
-    db = Database(f"sqlite:///{db_path}")
+def test_a_database_of_the_previous_release_upgrades(db: Database) -> None:
     with db.engine.begin() as connection:
-        command.upgrade(_config(connection), PREVIOUS)
+        command.downgrade(_config(connection), PREVIOUS)
+    assert "sshkey" not in inspect(db.engine).get_table_names()
+    with db.engine.begin() as connection:
         connection.execute(
             text(
                 "insert into lease (id, state, version, owner, project, repo_url, purpose, plan,"
                 " metro, os, count, duration_s, extended_s, ssh_key, allow_partial,"
                 " hourly_cents, created_at, reason, flagged) values (1, 'active', 3, :owner,"
                 " 'coredns', 'https://github.com/coredns/coredns', 'tests', 'c1.small.x86',"
-                " 'ams1', 'ubuntu_16_04', 1, 172800, 0, '', 0, 40, :at, '', '')"
+                " 'ams1', 'ubuntu_16_04', 1, 172800, 0, '', :partial, 40, :at, '', '')"
             ),
-            {"owner": OWNER, "at": START.isoformat()},
+            {"owner": OWNER, "at": START, "partial": False},
         )
         connection.execute(
             text(
@@ -47,4 +50,3 @@ def test_a_database_of_the_previous_release_upgrades(db_path):
         assert (server.hostname, server.key_fingerprints) == ("coredns-1-1", "")
         assert session.exec(select(SshKey)).all() == []
         assert session.exec(select(CoOwner)).all() == []
-    db.dispose()
