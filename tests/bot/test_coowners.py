@@ -7,12 +7,15 @@ from datetime import timedelta
 from bot.blocks import dms, modals
 from commands.pubkeys import read_key
 from commands.sweep import sweep
+from fakes.forge import FakeForge
 from fakes.keys import public_key
+from fakes.slack import FakeSlack
 from fakes.slack_sender import field
-from tests.bot.conftest import Slack, active_lease, body_of
+from storage.db import Database
+from tests.bot.conftest import Slack, active_lease, body_of, serve, settings_for
 from tests.bot.test_commands import request_values
 from tests.commands.test_keys import PRIVATE
-from tests.conftest import OWNER, REVIEWER
+from tests.conftest import OWNER, REVIEWER, Clock
 
 CAROL, STRANGER = "U0CAROL", "U0STRANGER"
 CAROL_KEY = public_key("carol", "carol@box")
@@ -134,3 +137,18 @@ def test_the_request_form_offers_the_saved_keys_and_takes_co_owners(slack: Slack
     slack.settle()
     assert any("made you a co-owner" in t for t in dm_texts(slack, CAROL))
     assert slack.audits("request")[-1].outcome == "ok"
+
+
+def test_keys_are_imported_from_the_forge_through_slack(
+    fake: FakeSlack, db: Database, clock: Clock
+) -> None:
+    with FakeForge(clock=clock) as forge:
+        forge.add_keys("github", "carol-gh", [CAROL_KEY])
+        settings = settings_for(fake, github_api_url=forge.github_url)
+        for slack in serve(fake, db, clock, settings):
+            slack.command("keys import github carol-gh", CAROL)
+            assert "Imported 1 of the 1 keys github publishes for carol-gh" in slack.replies()[-1]
+            slack.command("keys import github nobody", CAROL)
+            assert "github has no account 'nobody'" in slack.replies()[-1]
+            slack.command("keys", CAROL)
+            assert "from github:carol-gh" in slack.replies()[-1]
