@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from commands.durations import DurationError, parse_duration
-from commands.facts import quoted
 from commands.keys import FORGES
 from commands.policy import MAX_CO_OWNERS, RequestInput
 from commands.pubkeys import PRIVATE_KEY_REFUSAL, looks_private
@@ -212,7 +211,7 @@ def _users(verb: str, words: list[str]) -> tuple[str, ...]:
         if match is None:
             raise _usage(
                 verb,
-                f"I cannot tell who '{quoted(word[:40])}' is; name people with a Slack mention or "
+                f"I cannot tell who '{word[:40]}' is; name people with a Slack mention or "
                 "their member ID (profile, then Copy member ID), or use the co-owner menu in the "
                 "lease's DM",
             )
