@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import Sequence
 from datetime import datetime
+from pathlib import Path
 
 from bot.settings import SettingsError, from_env
 from metal.provider import utcnow
@@ -86,6 +87,11 @@ def _parser() -> argparse.ArgumentParser:
     db_sub = db.add_subparsers(metavar="ACTION")
     upgrade = db_sub.add_parser("upgrade", help="apply schema migrations")
     upgrade.set_defaults(run=_db_upgrade)
+    backup = db_sub.add_parser(
+        "backup", help="copy the SQLite database to PATH while labbot keeps serving"
+    )
+    backup.add_argument("path", help="the new file to write (never overwritten)")
+    backup.set_defaults(run=_db_backup)
     return parser
 
 
@@ -108,9 +114,12 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from bot.serve import main as serve_main
+    from bot.multiproc import metrics_dir
 
-    return serve_main()
+    with metrics_dir():  # before prometheus_client is imported: it reads the setting once
+        from bot.serve import main as serve_main
+
+        return serve_main()
 
 
 def _leases(args: argparse.Namespace) -> int:
@@ -179,6 +188,22 @@ def _db_upgrade(args: argparse.Namespace) -> int:
 
     db = open_database(from_env())
     print(f"database at {db.url} is up to date")
+    return 0
+
+
+def _db_backup(args: argparse.Namespace) -> int:
+    from storage.backup import BackupError, backup
+    from storage.db import Database
+
+    db = Database(from_env().database_url)
+    try:
+        copy = backup(db, Path(args.path))
+    except BackupError as error:
+        print(f"labbot: {error}", file=sys.stderr)
+        return 1
+    finally:
+        db.dispose()
+    print(f"backed up {db.path} to {copy}")
     return 0
 
 

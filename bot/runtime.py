@@ -1,7 +1,9 @@
-"""Wiring: from Settings to a ready Lab (database migrated, provider chosen and verified)."""
+"""Wiring: from Settings to a ready Lab (database migrated, provider chosen and verified, its
+provider and notifier calls counted for /metrics)."""
 
 from __future__ import annotations
 
+from bot.metrics import CountedNotifier, CountedProvider
 from bot.settings import Settings, SettingsError, require_ec2, require_packet
 from commands.lab import Lab
 from commands.notices import Notifier
@@ -79,12 +81,13 @@ def build_lab(
     db: Database | None = None,
 ) -> Lab:
     db = db or open_database(settings)
-    provider = make_provider(settings, db, clock)
+    provider = CountedProvider(make_provider(settings, db, clock))
     # Read now, not on the first request form: a form must open within the trigger's seconds.
     try:
         catalog = provider.catalog()
     except ProviderError as error:
         raise SettingsError(f"the provider's plan catalog could not be read: {error}") from error
+    counted = None if notifier is None else CountedNotifier(notifier)
     return Lab(
-        db, provider, notifier, settings.policy, settings.roles, catalog, make_forge(settings)
+        db, provider, counted, settings.policy, settings.roles, catalog, make_forge(settings)
     )

@@ -14,7 +14,9 @@ from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from bot.metrics import sweep_timer
 from bot.runtime import Clock
+from commands.health import record_sweep
 from commands.lab import Lab
 from commands.sweep import sweep
 
@@ -24,9 +26,13 @@ JOB_ID = "labbot-sweep"
 
 
 def run_sweep(lab: Lab, clock: Clock) -> None:
-    """One pass; a failure is logged and the next pass tries again (the sweep is idempotent)."""
+    """One pass, timed for /metrics and recorded in the database for /healthz; a failure is
+    logged and the next pass tries again (the sweep is idempotent)."""
+    now = clock()
     try:
-        report = sweep(lab, clock())
+        with sweep_timer():
+            report = sweep(lab, now)
+        record_sweep(lab.db, now)
     except Exception:
         log.exception("sweep failed; the next run retries")
         return

@@ -1,13 +1,18 @@
 """`labbot serve`: the bolt App behind a production server, and the sweep beside it.
 
-HTTP mode (the default) runs gunicorn programmatically: one worker process, because the sweep's
-scheduler and SQLite both want exactly one process, with threads, because bolt answers each
-request as soon as the listener acks and keeps working on its own executor. The App and the
-scheduler are built in the worker (threads do not survive a fork). Socket Mode, when
-SLACK_APP_TOKEN is set, needs no public URL: it connects out to Slack over a WebSocket.
+HTTP mode (the default) runs gunicorn programmatically with WEB_CONCURRENCY worker processes
+(as platforms set it), each with threads: an ack then never waits behind another request's
+after-ack work in the same interpreter. The App is built in each worker (threads do not survive
+a fork). The sweep's scheduler runs once per `labbot serve`, in a process of its own that the
+arbiter starts, restarts and stops (bot/sweeper.py says why neither a worker nor the arbiter).
+Several processes on one SQLite file are correct because every write is BEGIN IMMEDIATE with a
+busy timeout and every state change a conditional update. Counters for /metrics are kept in
+prometheus_client's multiprocess directory (bot/multiproc.py), retired per process as gunicorn
+reports each child's exit. Socket Mode, when SLACK_APP_TOKEN is set, needs no public URL: it
+connects out to Slack over a WebSocket, in one process with the scheduler beside it.
 
-SIGTERM stops either cleanly: gunicorn drains its worker, whose exit hook stops the scheduler;
-Socket Mode closes the connection and the scheduler.
+SIGTERM stops either cleanly: gunicorn drains its workers and then the sweeper; Socket Mode
+closes the connection and the scheduler.
 """
 
 from __future__ import annotations
@@ -17,23 +22,31 @@ import signal
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
+from gunicorn import glogging
 from gunicorn.app.base import BaseApplication
+from gunicorn.arbiter import Arbiter
+from prometheus_client.multiprocess import mark_process_dead
 from slack_bolt import App
 from slack_sdk.errors import SlackApiError
 
 from bot.app import AppContext, build_context, create_app, web_client
 from bot.gate import slack_endpoint
+from bot.logs import configure
+from bot.probes import HEALTH_PATH, METRICS_PATH, Probes
+from bot.runtime import open_database
 from bot.scheduler import start_sweeper
 from bot.settings import Settings, SettingsError, from_env
+from bot.sweeper import Sweeper
+from metal.provider import utcnow
 
 log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/slack/events"
-HEALTH_PATH = "/healthz"
 HTTP_THREADS = 32
 GRACEFUL_TIMEOUT = 10
 
@@ -41,10 +54,8 @@ Wsgi = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
 def main() -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     settings = from_env()
+    configure(settings.log_format)
     preflight(settings)
     if settings.slack_app_token:
         return serve_socket_mode(settings)
@@ -87,13 +98,17 @@ def check_app_token(settings: Settings) -> None:
         ) from error
 
 
-def wsgi_app(app: App, secret: str | None) -> Wsgi:
-    """Slack's endpoint, behind the signature check of bot.gate, plus a health check for the
-    load balancer."""
+def wsgi_app(app: App, secret: str | None, probes: Probes | None = None) -> Wsgi:
+    """Slack's endpoint, behind the signature check of bot.gate, plus the health check and the
+    metrics (without probes, as the bare App of the benchmark runs, the health check only says
+    the process answers)."""
     slack = slack_endpoint(app, secret, EVENTS_PATH)
 
     def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        if environ.get("PATH_INFO") == HEALTH_PATH:
+        path = environ.get("PATH_INFO")
+        if probes is not None and path in (HEALTH_PATH, METRICS_PATH):
+            return probes.answer(path, start_response)
+        if path == HEALTH_PATH:
             start_response("200 OK", [("Content-Type", "text/plain; charset=utf-8")])
             return [b"ok\n"]
         return slack(environ, start_response)
@@ -102,48 +117,98 @@ def wsgi_app(app: App, secret: str | None) -> Wsgi:
 
 
 class Running:
-    """What a serving process owns and must stop: the context (its thread pools) and the
-    sweep's scheduler."""
+    """What a serving process owns and must stop: the context (its thread pools) and, where
+    this process sweeps, the scheduler."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, started: datetime, sweep: bool) -> None:
         self.ctx: AppContext = build_context(settings)
         self.app = create_app(self.ctx)
-        self.scheduler = start_sweeper(self.ctx.lab, self.ctx.clock, settings.sweep_interval)
+        self.probes = Probes(self.ctx.lab, self.ctx.clock, settings.health_sweep_age, started)
+        self.scheduler = (
+            start_sweeper(self.ctx.lab, self.ctx.clock, settings.sweep_interval) if sweep else None
+        )
 
     def stop(self) -> None:
-        self.scheduler.shutdown(wait=True)
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=True)
         self.ctx.shutdown()
         self.ctx.lab.db.dispose()
+
+
+class _RootLogs(glogging.Logger):
+    """gunicorn's own lines go through labbot's one handler: the same format, the same
+    redaction."""
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        for logger in (self.error_log, self.access_log):
+            logger.handlers.clear()
+            logger.propagate = True
+
+
+class _Arbiter(Arbiter):
+    """gunicorn's arbiter, which also keeps the sweeper process running: its loop calls
+    `manage_workers` about once a second."""
+
+    def manage_workers(self) -> None:
+        super().manage_workers()
+        self.app.sweeper.keep_running()
 
 
 class _Gunicorn(BaseApplication):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.started = utcnow()
         self.running: Running | None = None
+        self.sweeper = Sweeper()
         super().__init__()
 
     def load_config(self) -> None:
         for key, value in {
             "bind": f"0.0.0.0:{self.settings.port}",
-            "workers": 1,
+            "workers": self.settings.web_concurrency,
             "worker_class": "gthread",
             "threads": HTTP_THREADS,
             "graceful_timeout": GRACEFUL_TIMEOUT,
             "accesslog": None,
+            "logger_class": _RootLogs,
             "worker_exit": self._worker_exit,
+            "child_exit": self._child_exit,
+            "on_exit": self._on_exit,
         }.items():
             self.cfg.set(key, value)
+        if "control_socket_disable" in self.cfg.settings:
+            # gunicorn 27 opens an admin socket in $HOME by default, one path shared by every
+            # gunicorn of the user; labbot has no use for it.
+            self.cfg.set("control_socket_disable", True)
 
     def load(self) -> Wsgi:
-        self.running = Running(self.settings)
-        return wsgi_app(self.running.app, self.settings.slack_signing_secret)
+        self.running = Running(self.settings, started=self.started, sweep=False)
+        return wsgi_app(self.running.app, self.settings.slack_signing_secret, self.running.probes)
+
+    def run(self) -> None:
+        _Arbiter(self).run()
 
     def _worker_exit(self, server: Any, worker: Any) -> None:
+        """In the worker: stop its thread pools and close its database connections."""
         if self.running is not None:
             self.running.stop()
 
+    def _child_exit(self, server: Any, worker: Any) -> None:
+        """In the arbiter: the worker's counters stay in the directory (a counter must not go
+        down), its live-gauge files go."""
+        mark_process_dead(worker.pid)
+
+    def _on_exit(self, server: Any) -> None:
+        pid = self.sweeper.stop()
+        if pid is not None:
+            mark_process_dead(pid)
+
 
 def serve_http(settings: Settings) -> int:
+    # Migrate once, here, before the workers and the sweeper open the database: several
+    # processes upgrading a fresh SQLite file at once would trip over each other's DDL.
+    open_database(settings).dispose()
     log.info("labbot serving %s on port %s", EVENTS_PATH, settings.port)
     try:
         _Gunicorn(settings).run()
@@ -156,7 +221,7 @@ def serve_socket_mode(settings: Settings) -> int:
     """Socket Mode: no public URL, no signature (Slack authenticates the xapp- token)."""
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
-    running = Running(settings)
+    running = Running(settings, started=utcnow(), sweep=True)
     handler = SocketModeHandler(running.app, settings.slack_app_token)
     stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -21,6 +21,8 @@ from metal.forge_http import GITHUB_API_URL, GITLAB_API_URL
 from metal.provider import Catalog
 from storage.db import DEFAULT_URL
 
+HEALTH_SWEEPS_MISSED = 3
+
 
 class SettingsError(ValueError):
     pass
@@ -59,6 +61,9 @@ class Settings:
     github_token: str | None = field(default=None, repr=False)
     gitlab_token: str | None = field(default=None, repr=False)
     forge_timeout: float = 5.0
+    web_concurrency: int = 2
+    health_sweep_age: timedelta = timedelta(minutes=10)
+    log_format: str = "text"
 
 
 _POLICY_DURATIONS = {
@@ -123,6 +128,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         ec2_retry_mode=_choice(env, "LABBOT_EC2_RETRY_MODE", ("standard", "adaptive"), "standard"),
         ec2_max_attempts=_int(env, "LABBOT_EC2_MAX_ATTEMPTS", base.ec2_max_attempts, minimum=1),
         aws_endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
+        **_operations(env, base),
     )
     if "LABBOT_PROVISION_POLL" in env or settings.provider != "simulated":
         return settings
@@ -134,6 +140,24 @@ def simulated_poll(settings: Settings) -> timedelta:
     in that span (at most every 30 s, at least every second) rather than on Packet's pace."""
     quarter = settings.simulated_provision / 4
     return max(timedelta(seconds=1), min(settings.policy.provision_poll, quarter))
+
+
+def _operations(env: Mapping[str, str], base: Settings) -> dict:
+    """How `labbot serve` runs: web workers, when it calls itself unhealthy, how it logs."""
+    sweep_interval = _duration(env, "LABBOT_SWEEP_INTERVAL", base.sweep_interval)
+    # Unset, it follows a long interval: three sweeps missed, and never under ten minutes.
+    default_age = max(base.health_sweep_age, HEALTH_SWEEPS_MISSED * sweep_interval)
+    health_age = _duration(env, "LABBOT_HEALTH_SWEEP_AGE", default_age)
+    if health_age <= sweep_interval:
+        raise SettingsError(
+            "LABBOT_HEALTH_SWEEP_AGE must be longer than LABBOT_SWEEP_INTERVAL, or every "
+            "wait between two sweeps would look like a stopped sweep."
+        )
+    return {
+        "web_concurrency": _int(env, "WEB_CONCURRENCY", base.web_concurrency, minimum=1),
+        "health_sweep_age": health_age,
+        "log_format": _choice(env, "LABBOT_LOG_FORMAT", ("text", "json"), base.log_format),
+    }
 
 
 def require_packet(settings: Settings) -> None:

@@ -19,6 +19,7 @@ from commands.coowners import audiences, co_owner_ids
 from commands.credit import books, burn_rate_cents_per_day, runs_out_at, settle_spend
 from commands.facts import shape, when
 from commands.lab import Lab, audit, move
+from commands.log_context import about_lease
 from commands.markers import last, once, stamp
 from commands.notices import ADMIN, REVIEW, Kind, deliver, enqueue, owner
 from commands.provision import advance_provisioning, provision
@@ -79,11 +80,12 @@ def sweep(lab: Lab, now: datetime, *, dry_run: bool = False) -> SweepReport:
         if dry_run:
             report.stepped.append((lease.id, f"{lease.state}: due since {when(lease.due_at)}"))
             continue
-        try:
-            report.stepped.append((lease.id, step(lab, lease, now)))
-        except Exception as error:
-            log.exception("sweep: lease %s", lease.id)
-            report.errors.append(f"lease #{lease.id}: {error}")
+        with about_lease(lease.id):
+            try:
+                report.stepped.append((lease.id, step(lab, lease, now)))
+            except Exception as error:
+                log.exception("sweep: lease %s", lease.id)
+                report.errors.append(f"lease #{lease.id}: {error}")
     if dry_run:
         return report
     report.reconciled = _reconcile_if_due(lab, now, report)

@@ -19,6 +19,7 @@ from bot.serve import local_server
 from bot.settings import Settings
 from commands.policy import Policy
 from commands.sweep import sweep
+from fakes.packet import FakePacket
 from fakes.slack import FakeSlack
 from fakes.slack_sender import SlackSender
 from storage.db import Database
@@ -123,6 +124,14 @@ def lease_id_in(text: str) -> int:
 def fake() -> Iterator[FakeSlack]:
     with FakeSlack() as server:
         yield server
+
+
+@pytest.fixture
+def packet(clock: Clock, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakePacket]:
+    """The fake Packet API over HTTPS, its throwaway CA trusted by requests."""
+    with FakePacket(clock=clock, provision_seconds=60) as fake:
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", fake.ca_bundle_path)
+        yield fake
 
 
 @pytest.fixture

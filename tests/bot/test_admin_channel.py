@@ -17,7 +17,7 @@ def admin_texts(slack: Slack) -> list[str]:
 def test_a_lease_whose_deletes_keep_failing_is_reported_to_the_admins(slack: Slack) -> None:
     lease_id = active_lease(slack)
     for server in slack.ctx.lab.provider.list(f"lease-{lease_id}"):
-        slack.ctx.lab.provider.fail_deletes(server.id, times=100)
+        slack.ctx.lab.provider.inner.fail_deletes(server.id, times=100)
     slack.command(f"release {lease_id}", "U0OWNER")
     for _ in range(slack.ctx.lab.policy.delete_attempts + 1):
         sweep(slack.ctx.lab, slack.clock.advance(hours=1))

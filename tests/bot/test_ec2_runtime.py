@@ -31,7 +31,7 @@ def test_ec2_is_chosen_by_name_with_the_operators_catalog(
 ) -> None:
     settings = ec2_settings(ec2_proxy, tmp_path, LABBOT_EC2_RETRY_MODE="adaptive")
     lab = build_lab(settings, RecordingNotifier())
-    assert isinstance(lab.provider, Ec2Provider)
+    assert isinstance(lab.provider.inner, Ec2Provider)
     plans = lab.plans().plans
     assert plans["c7g.metal"].hourly_cents == 232 and plans["c7g.metal"].arch == "aarch64"
     assert plans["m5.metal"].hourly_cents == 461

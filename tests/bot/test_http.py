@@ -101,7 +101,7 @@ def test_approve_is_acknowledged_within_three_seconds_while_the_provider_takes_t
     slack: Slack,
 ) -> None:
     lease_id = file_request(slack)
-    slack.ctx.lab.provider.create_delay = 10
+    slack.ctx.lab.provider.inner.create_delay = 10
     channel, ts = slack.card_ref(lease_id)
     started = time.monotonic()
     answer = slack.sender.block_action(

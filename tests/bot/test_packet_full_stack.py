@@ -20,13 +20,6 @@ from tests.conftest import OWNER, REVIEWER, Clock
 
 
 @pytest.fixture
-def packet(clock: Clock, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakePacket]:
-    with FakePacket(clock=clock, provision_seconds=60) as fake:
-        monkeypatch.setenv("REQUESTS_CA_BUNDLE", fake.ca_bundle_path)
-        yield fake
-
-
-@pytest.fixture
 def slack(fake: FakeSlack, db: Database, clock: Clock, packet: FakePacket) -> Iterator[Slack]:
     settings = on_fake_packet(settings_for(fake), packet, packet_timeout=1.0)
     yield from serve(fake, db, clock, settings)

@@ -39,7 +39,7 @@ def test_a_packet_token_selects_the_packet_backend_and_its_catalog(
     settings = packet_settings(fake, tmp_path)
     assert settings.provider == "packet"
     lab = build_lab(settings, RecordingNotifier())
-    assert isinstance(lab.provider, PacketProvider)
+    assert isinstance(lab.provider.inner, PacketProvider)
     assert lab.plans().plans["c1.small.x86"].hourly_cents == 40
     assert "ams1" in lab.plans().metros
 
@@ -65,4 +65,4 @@ def test_packet_without_a_project_is_refused_by_name(tmp_path: Path) -> None:
 
 def test_no_token_means_the_simulated_backend(tmp_path: Path) -> None:
     settings = from_env({"DATABASE_URL": f"sqlite:///{tmp_path / 'labbot.db'}"})
-    assert isinstance(build_lab(settings, RecordingNotifier()).provider, SimulatedProvider)
+    assert isinstance(build_lab(settings, RecordingNotifier()).provider.inner, SimulatedProvider)

@@ -58,7 +58,7 @@ def wait_healthy(port: int, process: subprocess.Popen) -> None:
         try:
             if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
                 return
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # workers still booting
             time.sleep(0.1)
     raise AssertionError("labbot serve never became healthy")
 

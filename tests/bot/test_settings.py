@@ -130,3 +130,12 @@ def test_provisioning_is_polled_at_the_providers_pace_or_as_set():
     assert from_env({"LABBOT_PROVISION_POLL": "10s"}).policy.provision_poll == timedelta(seconds=10)
     packet = from_env({"PACKET_AUTH_TOKEN": "t", "PACKET_PROJECT_ID": "p"})
     assert packet.policy.provision_poll == timedelta(seconds=30)
+
+
+def test_the_health_check_follows_a_long_sweep_interval_unless_told() -> None:
+    assert from_env({}).health_sweep_age == timedelta(minutes=10)
+    assert from_env({"LABBOT_SWEEP_INTERVAL": "1h"}).health_sweep_age == timedelta(hours=3)
+    told = {"LABBOT_SWEEP_INTERVAL": "1h", "LABBOT_HEALTH_SWEEP_AGE": "90m"}
+    assert from_env(told).health_sweep_age == timedelta(minutes=90)
+    with pytest.raises(SettingsError, match="LABBOT_HEALTH_SWEEP_AGE must be longer"):
+        from_env({"LABBOT_SWEEP_INTERVAL": "1h", "LABBOT_HEALTH_SWEEP_AGE": "30m"})

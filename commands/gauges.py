@@ -1,0 +1,86 @@
+"""What the lab looks like right now, in numbers an operator graphs and alerts on.
+
+Read from the database at the moment of asking, so every process and every replica gives the
+same answer. Each figure is a count or a minimum over an indexed column (or the books, which
+sum a few rows per month): asking costs the same in a small lab and a large one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func
+from sqlmodel import col, select
+
+from commands.billing import months_between
+from commands.health import last_sweep
+from commands.lab import Lab
+from commands.states import State
+from commands.views import CreditLine, credit_report
+from storage.models import Lease, Notice, Server
+
+SERVER_STATES = (
+    "pending",
+    "creating",
+    "provisioning",
+    "active",
+    "deleting",
+    "deleted",
+    "failed",
+    "vanished",
+)
+
+
+@dataclass(frozen=True)
+class Gauges:
+    leases: dict[str, int]
+    servers: dict[str, int]
+    credit: dict[str, CreditLine]  # month -> the lab's line of the books
+    sweep_lag_s: float  # how long the oldest due lease has waited for the sweep; 0 if none
+    last_sweep_age_s: float | None
+    outbox_depth: int
+    outbox_age_s: float  # age of the oldest undelivered notice; 0 if none
+
+    @property
+    def quarantined(self) -> int:
+        return self.leases.get(State.QUARANTINED, 0)
+
+
+def gauges(lab: Lab, now: datetime) -> Gauges:
+    with lab.db.read() as session:
+        leases = dict(session.exec(select(Lease.state, func.count()).group_by(Lease.state)).all())
+        servers = dict(
+            session.exec(select(Server.state, func.count()).group_by(Server.state)).all()
+        )
+        oldest_due = session.exec(
+            select(func.min(Lease.due_at)).where(col(Lease.due_at) <= now)
+        ).one()
+        depth, oldest_notice = session.exec(
+            select(func.count(), func.min(Notice.created_at)).where(
+                col(Notice.retry_at).is_not(None)
+            )
+        ).one()
+    swept = last_sweep(lab.db)
+    return Gauges(
+        leases={state.value: leases.get(state.value, 0) for state in State},
+        servers={state: servers.get(state, 0) for state in SERVER_STATES},
+        credit={month: credit_report(lab, now, month).lab for month in _months(lab, now)},
+        sweep_lag_s=_age(now, oldest_due),
+        last_sweep_age_s=None if swept is None else _age(now, swept),
+        outbox_depth=depth,
+        outbox_age_s=_age(now, oldest_notice),
+    )
+
+
+def _months(lab: Lab, now: datetime) -> list[str]:
+    """This month and every later month a lease approved now could still bill."""
+    return list(months_between(now, now + lab.policy.max_total + lab.policy.grace))
+
+
+def _age(now: datetime, then: datetime | None) -> float:
+    if then is None:
+        return 0.0
+    if then.tzinfo is None:  # SQLite hands back naive values from aggregate functions
+        then = then.replace(tzinfo=now.tzinfo)
+    return max(0.0, (now - then).total_seconds())
