@@ -17,7 +17,7 @@ from storage.schema import upgrade
 
 def open_database(settings: Settings) -> Database:
     db = Database(settings.database_url)
-    upgrade(db)
+    upgrade(db, grace=settings.policy.grace)
     return db
 
 

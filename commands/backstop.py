@@ -8,6 +8,7 @@ from datetime import datetime
 
 from sqlmodel import select
 
+from commands.holds import backstop_moved
 from commands.lab import Lab, audit
 from storage.models import Lease, Server
 
@@ -38,5 +39,6 @@ def move_backstop(lab: Lab, lease_id: int, ends_at: datetime, now: datetime) -> 
         row = session.get(Lease, lease_id)
         row.backstop_at = max(row.backstop_at, needed)
         session.add(row)
+        backstop_moved(session, row)
         audit(session, now, "system", "backstop_moved", lease_id, to=needed)
     return None

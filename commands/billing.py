@@ -6,8 +6,10 @@ started hour is attributed to the calendar month (UTC) in which it starts.
 
 from __future__ import annotations
 
+import heapq
 import math
-from collections.abc import Iterator
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 
 HOUR = timedelta(hours=1)
@@ -67,3 +69,43 @@ def format_cents(cents: int) -> str:
     sign = "-" if cents < 0 else ""
     dollars, rest = divmod(abs(cents), 100)
     return f"{sign}${dollars:,}.{rest:02d}"
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MICROSECOND = timedelta(microseconds=1)
+
+
+def to_us(at: datetime) -> int:
+    """Microseconds since the epoch: exact, and countable in SQL."""
+    return (at - EPOCH) // MICROSECOND
+
+
+def from_us(us: int) -> datetime:
+    return EPOCH + us * MICROSECOND
+
+
+def first_overrun(
+    caps: dict[str, int], meters: Iterable[tuple[datetime, datetime | None, int]]
+) -> datetime | None:
+    """The first moment at which servers billing per started hour from `start` (never past
+    `stop`) at `cents` an hour would together have billed more in some month than `caps`
+    allows there (a month without a cap allows nothing); None if they never would. Until that
+    moment the caps bound their spend exactly. Servers that started together are counted
+    together, so a lease costs a few hundred steps, not one per server-hour."""
+    groups: dict[tuple[datetime, datetime | None], int] = defaultdict(int)
+    for start, stop, cents in meters:
+        groups[start, stop] += cents
+    # (when the next hour starts, which group, when the group stops, its cents an hour)
+    hours = [(start, n, stop, cents) for n, ((start, stop), cents) in enumerate(groups.items())]
+    heapq.heapify(hours)
+    spent: dict[str, int] = defaultdict(int)
+    while hours:
+        at, n, stop, cents = heapq.heappop(hours)
+        if stop is not None and at >= stop:
+            continue
+        key = month_key(at)
+        spent[key] += cents
+        if spent[key] > caps.get(key, 0):
+            return at
+        heapq.heappush(hours, (at + HOUR, n, stop, cents))
+    return None

@@ -5,6 +5,10 @@ committed is what live leases will still bill until their planned end plus grace
 what is left. `granted = spent + committed + available` holds to the cent by construction, and
 approval and extension refuse anything that would make available negative for any month unless
 an admin records an override in the ledger.
+
+The books are read from the holds and totals that `commands.holds` writes: a month's spent plus
+committed is its row of totals plus the few leases reckoned one by one, whatever the number of
+live leases. Only the split into spent and committed sums the running servers (one SQL sum).
 """
 
 from __future__ import annotations
@@ -13,13 +17,23 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import func
+from sqlalchemy import and_, case, func, literal
 from sqlmodel import Session, col, select
 
-from commands.billing import cost_by_month, format_cents, month_bounds, started_hours
+from commands.billing import HOUR, MICROSECOND, format_cents, month_bounds, started_hours, to_us
+from commands.holds import (
+    LAB,
+    lease_settled,
+    lock_months,
+    meter_spend,
+    open_month,
+    planned_cost,
+)
 from commands.policy import Policy
-from commands.states import LIVE, State
-from storage.models import Lease, LedgerEntry, Server, ServerSpend
+from commands.states import State
+from storage.models import CreditHold, CreditMonth, Lease, LedgerEntry, Meter
+
+HOUR_US = HOUR // MICROSECOND
 
 GRANT = "grant"
 ADJUSTMENT = "adjustment"
@@ -49,6 +63,7 @@ def ensure_grant(session: Session, month: str, policy: Policy, now: datetime) ->
     key makes a second writer's insert a no-op)."""
     key = f"grant:{month}"
     if session.exec(select(LedgerEntry.id).where(LedgerEntry.key == key)).first() is None:
+        open_month(session, month)
         session.add(
             LedgerEntry(
                 month=month,
@@ -75,54 +90,10 @@ def ledger_totals(session: Session, month: str, project: str | None = None) -> t
     return sums.get(GRANT, 0) + sums.get(ADJUSTMENT, 0), sums.get(OVERRIDE, 0)
 
 
-def server_spend(server: Server, lease: Lease, now: datetime) -> dict[str, int]:
-    """A server bills until it is deleted; one not yet confirmed deleted bills until now, but
-    never past its lease's provider backstop, when the provider deletes it by itself."""
-    if server.active_at is None:
-        return {}
-    end = billing_stops(lease, server.deleted_at or now)
-    return cost_by_month(server.active_at, max(end, server.active_at), 1, server.hourly_cents)
-
-
-def billing_stops(lease: Lease, gone_by: datetime) -> datetime:
-    """When a server known to be gone by `gone_by` stopped billing: the provider's backstop
-    deleted it then, if that came first."""
-    if lease.backstop_at is None:
-        return gone_by
-    return min(gone_by, lease.backstop_at)
-
-
-def planned_window(lease: Lease, policy: Policy, now: datetime) -> tuple[datetime, datetime]:
-    """When the lease's servers will run: from start (or now, before they are up) to the planned
-    end plus grace, because servers bill until they are deleted."""
-    start = lease.starts_at or now
-    end = lease.ends_at or start + timedelta(seconds=lease.duration_s + lease.extended_s)
-    return start, end + policy.grace
-
-
-def planned_cost(lease: Lease, policy: Policy, now: datetime) -> dict[str, int]:
-    start, end = planned_window(lease, policy, now)
-    return cost_by_month(start, end, lease.count, lease.hourly_cents)
-
-
 def estimate_cents(count: int, hourly_cents: int, duration: timedelta, policy: Policy) -> int:
     return (
         count * hourly_cents * started_hours(datetime.min, datetime.min + duration + policy.grace)
     )
-
-
-def lease_commitment(
-    lease: Lease, servers: list[Server], policy: Policy, now: datetime
-) -> dict[str, int]:
-    """What a live lease will still bill, per month: planned minus already spent."""
-    if State(lease.state) not in LIVE:
-        return {}
-    spent = _sum_months(server_spend(s, lease, now) for s in servers)
-    return {
-        key: cents - spent.get(key, 0)
-        for key, cents in planned_cost(lease, policy, now).items()
-        if cents > spent.get(key, 0)
-    }
 
 
 def books(
@@ -133,14 +104,17 @@ def books(
     project: str | None = None,
     exclude_lease: int | None = None,
 ) -> dict[str, MonthBooks]:
-    """The books of several months at once, optionally for one project."""
-    tally = _tally(session, months, policy, now, project, exclude_lease)
-    spent: dict[str, int] = defaultdict(int)
-    committed: dict[str, int] = defaultdict(int)
-    for (_, month), cents in tally.spent.items():
-        spent[month] += cents
-    for (_, month), cents in tally.committed.items():
-        committed[month] += cents
+    """The books of several months at once, optionally for one project. Spent counts what
+    running servers have billed so far, which is the one figure that reads every running
+    server (in one SQL sum); the credit check needs only `used_cents`."""
+    used = used_cents(session, months, now, project, exclude_lease)
+    key = LAB if project is None else project
+    running = running_spend(session, months, now, project)
+    settled = _totals(session, months, key, CreditMonth.settled)
+    if exclude_lease is not None:
+        own_spent, _ = _lease_parts(session, exclude_lease, now)
+        for month, cents in own_spent.items():
+            settled[month] = settled.get(month, 0) - cents
     result = {}
     for month in months:
         if project is None:
@@ -149,8 +123,53 @@ def books(
         else:
             _, overrides = ledger_totals(session, month, project)
             granted = policy.project_cap_cents or 0
-        result[month] = MonthBooks(month, granted, overrides, spent[month], committed[month])
+        spent = settled.get(month, 0) + running[month]
+        result[month] = MonthBooks(month, granted, overrides, spent, used[month] - spent)
     return result
+
+
+def available_cents(
+    session: Session,
+    months: list[str],
+    policy: Policy,
+    now: datetime,
+    exclude_lease: int | None = None,
+) -> dict[str, int]:
+    """What each month has left, from its totals alone (the reviewer card's figure)."""
+    used = used_cents(session, months, now, exclude_lease=exclude_lease)
+    left = {}
+    for month in months:
+        ensure_grant(session, month, policy, now)
+        granted, _ = ledger_totals(session, month)
+        left[month] = granted - used[month]
+    return left
+
+
+def used_cents(
+    session: Session,
+    months: list[str],
+    now: datetime,
+    project: str | None = None,
+    exclude_lease: int | None = None,
+) -> dict[str, int]:
+    """Spent plus committed, per month: the months' totals (settled and held), plus the few
+    leases whose servers bill past what they hold or whose holds are gone (being reclaimed),
+    reckoned one by one. `exclude_lease` leaves one lease out (the one being decided)."""
+    key = LAB if project is None else project
+    used = {m: 0 for m in months}
+    for month, cents in _totals(
+        session, months, key, CreditMonth.settled + CreditMonth.held
+    ).items():
+        used[month] += cents
+    for (_, month), cents in _beyond_holds(session, now, project).items():
+        if month in used:
+            used[month] += cents
+    if exclude_lease is not None:
+        _, own_used = _lease_parts(session, exclude_lease, now)
+        for month, cents in own_used.items():
+            if month in used:
+                used[month] -= cents
+    return used
 
 
 def shortfalls(session: Session, lease: Lease, policy: Policy, now: datetime) -> dict[str, int]:
@@ -176,11 +195,20 @@ def _shortfalls(
     if not need:
         return {}
     months = sorted(need)
-    month_books = books(session, months, policy, now, project=project, exclude_lease=lease.id)
-    short = {
-        m: need[m] - (month_books[m].allowance - month_books[m].spent - month_books[m].committed)
-        for m in months
-    }
+    for month in months:
+        ensure_grant(session, month, policy, now)
+    lock_months(session, months)
+    # A request never held or billed anything: nothing of its own to leave out.
+    own = None if lease.state == State.PENDING else lease.id
+    used = used_cents(session, months, now, project=project, exclude_lease=own)
+    short = {}
+    for month in months:
+        if project is None:
+            granted, overrides = ledger_totals(session, month)
+        else:
+            _, overrides = ledger_totals(session, month, project)
+            granted = policy.project_cap_cents or 0
+        short[month] = need[month] - (granted + overrides - used[month])
     return {m: cents for m, cents in short.items() if cents > 0}
 
 
@@ -218,11 +246,7 @@ def record_override(
 def burn_rate_cents_per_day(session: Session, now: datetime) -> int:
     """What the servers running right now cost per day."""
     hourly = session.exec(
-        select(func.coalesce(func.sum(Server.hourly_cents), 0)).where(
-            col(Server.active_at).is_not(None),
-            col(Server.active_at) <= now,
-            col(Server.deleted_at).is_(None),
-        )
+        select(func.coalesce(func.sum(Meter.hourly_cents), 0)).where(Meter.start_us <= to_us(now))
     ).one()
     return int(hourly) * 24
 
@@ -245,111 +269,147 @@ class Tally:
     committed: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
 
 
-def _tally(
-    session: Session,
-    months: list[str],
-    policy: Policy,
-    now: datetime,
-    project: str | None = None,
-    exclude_lease: int | None = None,
-) -> Tally:
-    """Three indexed reads: what deleted servers billed (summed in SQL), the live leases with
-    their servers, and the servers of ended leases still billing. None of them grows with the
-    lab's history."""
-    tally = Tally()
-    wanted = set(months)
-    finished = select(ServerSpend.project, ServerSpend.month, func.sum(ServerSpend.cents)).where(
-        col(ServerSpend.month).in_(months)
+@dataclass(frozen=True)
+class MonthReport:
+    books: MonthBooks
+    projects: Tally
+    burn_per_day: int  # what the servers running now cost a day
+
+
+def month_report(session: Session, month: str, policy: Policy, now: datetime) -> MonthReport:
+    """The lab's books, every project's, and the burn rate, as `/lab credit` and App Home show
+    them: the month's rows of totals, the leases reckoned one by one, and one SQL sum over the
+    running servers, grouped by project (the split into spent and committed needs it)."""
+    ensure_grant(session, month, policy, now)
+    granted, overrides = ledger_totals(session, month)
+    cents = _billed_by(month, now)
+    hourly = func.coalesce(
+        func.sum(case((Meter.start_us <= to_us(now), Meter.hourly_cents), else_=0)), 0
     )
-    if project is not None:
-        finished = finished.where(ServerSpend.project == project)
-    if exclude_lease is not None:
-        finished = finished.where(ServerSpend.lease_id != exclude_lease)
-    for name, month, cents in session.exec(
-        finished.group_by(ServerSpend.project, ServerSpend.month)
+    running = session.exec(select(Meter.project, cents, hourly).group_by(Meter.project)).all()
+    spent: dict[str, int] = defaultdict(int)
+    used: dict[str, int] = defaultdict(int)
+    for name, settled, held in session.exec(
+        select(CreditMonth.project, CreditMonth.settled, CreditMonth.held).where(
+            CreditMonth.month == month
+        )
     ).all():
-        tally.spent[name, month] += cents
-    for lease, servers in _live_leases(session, project, exclude_lease):
-        running = [s for s in servers if s.deleted_at is None]
-        _add(tally.spent, lease, _sum_months(server_spend(s, lease, now) for s in running), wanted)
-        _add(tally.committed, lease, lease_commitment(lease, servers, policy, now), wanted)
-    for server, lease in _running_servers_of_ended_leases(session, project, exclude_lease):
-        _add(tally.spent, lease, server_spend(server, lease, now), wanted)
-    return tally
+        used[name] += settled + held
+        spent[name] += settled
+    for (name, key), beyond in _beyond_holds(session, now, None).items():
+        if key == month:
+            used[name] += beyond
+            used[LAB] += beyond
+    for name, billed, _ in running:
+        spent[name] += int(billed)
+        spent[LAB] += int(billed)
+    lab_spent = spent.pop(LAB, 0)
+    lab_used = used.pop(LAB, 0)
+    tally = Tally()
+    for name in used.keys() | spent.keys():
+        if spent.get(name):
+            tally.spent[name, month] = spent[name]
+        if used.get(name, 0) - spent.get(name, 0):
+            tally.committed[name, month] = used.get(name, 0) - spent.get(name, 0)
+    books = MonthBooks(month, granted, overrides, lab_spent, lab_used - lab_spent)
+    return MonthReport(books, tally, 24 * sum(int(h) for _, _, h in running))
 
 
-def _add(
-    into: dict[tuple[str, str], int], lease: Lease, cents: dict[str, int], wanted: set[str]
-) -> None:
-    for month, amount in cents.items():
-        if month in wanted:
-            into[lease.project, month] += amount
+def running_spend(
+    session: Session, months: list[str], now: datetime, project: str | None = None
+) -> dict[str, int]:
+    """What the running servers (of the lab, or of one project) have billed by `now`, per
+    month: per started hour since each came up, never past its backstop, counted in SQL."""
+    result = {}
+    for month in months:
+        query = select(_billed_by(month, now))
+        if project is not None:
+            query = query.where(Meter.project == project)
+        result[month] = int(session.exec(query).one())
+    return result
 
 
-def project_tally(session: Session, month: str, policy: Policy, now: datetime) -> Tally:
-    """The month's spent and committed money of every project at once."""
-    return _tally(session, [month], policy, now)
-
-
-def _running_servers_of_ended_leases(
-    session: Session, project: str | None, exclude_lease: int | None
-) -> list[tuple[Server, Lease]]:
-    """Servers still billing for leases that are over (being released, expiring,
-    quarantined, failed): the few the live leases do not already account for."""
-    query = (
-        select(Server, Lease)
-        .join(Lease, col(Lease.id) == Server.lease_id)
-        .where(
-            col(Server.deleted_at).is_(None),
-            col(Server.active_at).is_not(None),
-            col(Lease.state).not_in([s.value for s in LIVE]),
-        )
+def _billed_by(month: str, now: datetime):
+    """SUM over meters of what each billed in `month` by `now`."""
+    at = to_us(now)
+    stop = case(
+        (and_(col(Meter.stop_us).is_not(None), col(Meter.stop_us) < at), Meter.stop_us),
+        else_=at,
     )
-    if project is not None:
-        query = query.where(Lease.project == project)
-    if exclude_lease is not None:
-        query = query.where(col(Lease.id) != exclude_lease)
-    return list(session.exec(query).all())
+    begins, ends = (to_us(t) for t in month_bounds(month))
+    end = case((stop < ends, stop), else_=ends)
+    hours = _hours_started(end) - _hours_started(literal(begins))
+    return func.coalesce(func.sum(case((hours > 0, hours * Meter.hourly_cents), else_=0)), 0)
 
 
-def _live_leases(
-    session: Session, project: str | None, exclude_lease: int | None
-) -> list[tuple[Lease, list[Server]]]:
-    query = select(Lease).where(col(Lease.state).in_([s.value for s in LIVE]))
-    if project is not None:
-        query = query.where(Lease.project == project)
-    if exclude_lease is not None:
-        query = query.where(col(Lease.id) != exclude_lease)
-    leases = session.exec(query).all()
-    servers: dict[int, list[Server]] = defaultdict(list)
-    if leases:
-        rows = session.exec(
-            select(Server).where(col(Server.lease_id).in_([lease.id for lease in leases]))
-        ).all()
-        for row in rows:
-            servers[row.lease_id].append(row)
-    return [(lease, servers[lease.id]) for lease in leases]
+def _hours_started(by):
+    """How many hours a meter started before `by`: ceil((by - start) / 1 h), at least 0."""
+    return case(
+        (by > Meter.start_us, (by - Meter.start_us + HOUR_US - 1) // HOUR_US),
+        else_=0,
+    )
 
 
-def settle_spend(session: Session, server: Server, lease: Lease) -> None:
-    """Write down, once, what a server that is now gone billed in each month."""
-    if server.active_at is None or server.deleted_at is None:
-        return
-    for month, cents in server_spend(server, lease, server.deleted_at).items():
-        session.merge(
-            ServerSpend(
-                server_id=server.id,
-                month=month,
-                lease_id=lease.id,
-                project=lease.project,
-                cents=cents,
-            )
+def _totals(session: Session, months: list[str], project: str, column) -> dict[str, int]:
+    rows = session.exec(
+        select(CreditMonth.month, column).where(
+            col(CreditMonth.month).in_(months), CreditMonth.project == project
         )
+    ).all()
+    return dict(rows)
 
 
-def _sum_months(parts) -> dict[str, int]:
-    total: dict[str, int] = defaultdict(int)
-    for part in parts:
-        for key, cents in part.items():
-            total[key] += cents
-    return dict(total)
+def _beyond_holds(
+    session: Session, now: datetime, project: str | None
+) -> dict[tuple[str, str], int]:
+    """Per (project, month), what the totals do not already count: for a live lease whose
+    servers may now bill past its holds, the excess; for a lease being reclaimed (its holds
+    gone), what its servers still running have billed. Both are few, and found by index."""
+    overrun = select(CreditHold).where(col(CreditHold.exact_until) < now)
+    if project is not None:
+        overrun = overrun.where(CreditHold.project == project)
+    held: dict[int, dict[str, int]] = defaultdict(dict)
+    for row in session.exec(overrun).all():
+        held[row.lease_id][row.month] = row.cents
+    # Two indexed reads rather than one with OR, which SQLite answers by reading every meter.
+    reckoned = [select(Meter).where(col(Meter.held).is_(False))]
+    if held:
+        reckoned.append(select(Meter).where(col(Meter.lease_id).in_(list(held))))
+    billed: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    names: dict[int, str] = {}
+    meters = [
+        meter
+        for query in reckoned
+        for meter in session.exec(
+            query if project is None else query.where(Meter.project == project)
+        ).all()
+    ]
+    for meter in meters:
+        names[meter.lease_id] = meter.project
+        for month, cents in meter_spend(meter, now).items():
+            billed[meter.lease_id][month] += cents
+    result: dict[tuple[str, str], int] = defaultdict(int)
+    for lease_id, spend in billed.items():
+        caps = held.get(lease_id)
+        for month, cents in spend.items():
+            beyond = cents if caps is None else max(0, cents - caps.get(month, 0))
+            result[names[lease_id], month] += beyond
+    return result
+
+
+def _lease_parts(session: Session, lease_id: int, now: datetime) -> tuple[dict, dict]:
+    """One lease's own (spent, spent + committed) per month, to leave it out of the books."""
+    spent: dict[str, int] = defaultdict(int, lease_settled(session, lease_id))
+    used = defaultdict(int, spent)
+    caps = {
+        row.month: row.cents
+        for row in session.exec(select(CreditHold).where(CreditHold.lease_id == lease_id)).all()
+    }
+    billed: dict[str, int] = defaultdict(int)
+    for meter in session.exec(select(Meter).where(Meter.lease_id == lease_id)).all():
+        for month, cents in meter_spend(meter, now).items():
+            billed[month] += cents
+    for month in billed.keys() | caps.keys():
+        spent[month] += billed.get(month, 0)
+        used[month] += max(caps.get(month, 0), billed.get(month, 0))
+    return spent, used

@@ -12,6 +12,7 @@ from commands.coowners import audiences, co_owner_ids
 from commands.credit import record_override, shortfall_words, shortfalls
 from commands.durations import format_duration
 from commands.facts import quoted, shape, when
+from commands.holds import hold
 from commands.lab import Lab, Outcome, audit, not_found, owner_or_admin, refuse, wrong_state
 from commands.notices import REVIEW, Kind, enqueue, owner
 from commands.policy import (
@@ -154,6 +155,7 @@ def _apply(
     lease.due_at = next_due(lab.policy, lease.starts_at, lease.ends_at, sent)
     lease.version += 1
     session.add(lease)
+    hold(session, lease, lab.policy, now)
     audit(
         session,
         now,

@@ -20,7 +20,7 @@ from commands.facts import quoted, when
 from commands.lab import Lab, Outcome, audit, refuse
 from commands.pubkeys import KeyProblem, PublicKey, read_key
 from metal.forge import ForgeName, NotFound, Unchecked
-from storage.models import Lease, Server, SshKey
+from storage.models import Lease, Server, ServerKeys, SshKey
 
 MAX_KEYS = 20
 FORGES = tuple(f.value for f in ForgeName)
@@ -239,7 +239,12 @@ def keys_on(
 ) -> list[str]:
     """What the servers were created with (recorded per server at its create), labelled where
     the key is still known, marked when only some of the servers carry it."""
-    counts = Counter(fp for s in servers for fp in s.key_fingerprints.split())
+    recorded = session.exec(
+        select(ServerKeys.fingerprints).where(
+            col(ServerKeys.server_id).in_([s.id for s in servers])
+        )
+    ).all()
+    counts = Counter(fp for line in recorded for fp in line.split())
     known = {k.fingerprint: _shown(k) for k in lease_keys(session, lease, co_owners)}
     return [
         known.get(fp, fp) + ("" if n == len(servers) else f" (on {n} of {len(servers)} servers)")

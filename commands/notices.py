@@ -24,6 +24,7 @@ from storage.models import Notice
 log = logging.getLogger(__name__)
 
 CLAIM_FOR = timedelta(seconds=60)
+CHUNK = 20  # notices claimed at once: sent well inside CLAIM_FOR even at Slack's pace
 MAX_BACKOFF = timedelta(minutes=30)
 
 
@@ -112,57 +113,65 @@ def deliver(
     limit: int = 200,
 ) -> int:
     """Deliver due notices, oldest first: all of them (the sweep), or one lease's (right after
-    a use case, so concurrent use cases do not fight over each other's notices). Returns how
-    many were delivered."""
-    with db.read() as session:
+    a use case, so concurrent use cases do not fight over each other's notices). Notices are
+    claimed and their outcomes recorded a chunk at a time (two transactions per chunk, not two
+    per notice); a chunk is small enough to be sent well inside its claim. Returns how many
+    were delivered."""
+    delivered = 0
+    while delivered < limit:
+        chunk = _claim(db, now, lease_id, min(CHUNK, limit - delivered))
+        if not chunk:
+            return delivered
+        sent: list[tuple[int, str | None]] = []
+        failed: list[tuple[int, Exception]] = []
+        for message in chunk:
+            try:
+                sent.append((message.id, notifier.deliver(message)))
+            except Exception as error:
+                failed.append((message.id, error))
+        _record(db, now, sent, failed)
+        delivered += len(sent)
+        if failed:
+            return delivered  # the rest waits for the next pass, as a failing Slack would
+    return delivered
+
+
+def _claim(db: Database, now: datetime, lease_id: int | None, limit: int) -> list[Message]:
+    """Take up to `limit` due notices for CLAIM_FOR, so a second deliverer (the sweep racing
+    the post-commit delivery) skips them; a deliverer that dies leaves them to be retried after
+    the claim lapses. Only the notices this conditional UPDATE changed are ours."""
+    with db.write() as session:
         query = select(Notice.id).where(col(Notice.retry_at) <= now)
         if lease_id is not None:
             query = query.where(Notice.lease_id == lease_id)
         # Ordered by the indexed deadline first: the outbox keeps every delivered notice.
         due = session.exec(query.order_by(col(Notice.retry_at), col(Notice.id)).limit(limit)).all()
-    return sum(_deliver_one(db, notifier, notice_id, now) for notice_id in due)
-
-
-def _deliver_one(db: Database, notifier: Notifier, notice_id: int, now: datetime) -> bool:
-    claimed = _claim(db, notice_id, now)
-    if claimed is None:
-        return False
-    try:
-        ref = notifier.deliver(claimed)
-    except Exception as error:
-        _record_failure(db, notice_id, now, error)
-        return False
-    with db.write() as session:
-        session.exec(
-            update(Notice)
-            .where(col(Notice.id) == notice_id)
-            .values(retry_at=None, delivered_at=now, ref=ref, last_error="")
+        if not due:
+            return []
+        taken = set(
+            session.exec(
+                update(Notice)
+                .where(col(Notice.id).in_(due), col(Notice.retry_at) <= now)
+                .values(retry_at=now + CLAIM_FOR, attempts=Notice.attempts + 1)
+                .returning(Notice.id)
+            ).scalars()
         )
-    return True
+        notices = session.exec(select(Notice).where(col(Notice.id).in_(taken))).all()
+        by_id = {notice.id: notice for notice in notices}
+        return [_message(session, by_id[i]) for i in due if i in by_id]
 
 
-def _claim(db: Database, notice_id: int, now: datetime) -> Message | None:
-    """Take the notice for CLAIM_FOR, so a second deliverer (the sweep racing the post-commit
-    delivery) skips it; a deliverer that dies leaves it to be retried after the claim lapses."""
-    with db.write() as session:
-        taken = session.exec(
-            update(Notice)
-            .where(col(Notice.id) == notice_id, col(Notice.retry_at) <= now)
-            .values(retry_at=now + CLAIM_FOR, attempts=Notice.attempts + 1)
-        )
-        if taken.rowcount != 1:
-            return None
-        notice = session.get(Notice, notice_id)
-        payload = json.loads(notice.payload)
-        return Message(
-            id=notice_id,
-            kind=Kind(notice.kind),
-            audience=notice.audience,
-            text=payload.pop("text"),
-            lease_id=notice.lease_id,
-            data=payload,
-            update_ref=_ref_to_update(session, notice),
-        )
+def _message(session: Session, notice: Notice) -> Message:
+    payload = json.loads(notice.payload)
+    return Message(
+        id=notice.id,
+        kind=Kind(notice.kind),
+        audience=notice.audience,
+        text=payload.pop("text"),
+        lease_id=notice.lease_id,
+        data=payload,
+        update_ref=_ref_to_update(session, notice),
+    )
 
 
 def _ref_to_update(session: Session, notice: Notice) -> str | None:
@@ -180,16 +189,26 @@ def _ref_to_update(session: Session, notice: Notice) -> str | None:
     ).first()
 
 
-def _record_failure(db: Database, notice_id: int, now: datetime, error: Exception) -> None:
+def _record(
+    db: Database,
+    now: datetime,
+    sent: list[tuple[int, str | None]],
+    failed: list[tuple[int, Exception]],
+) -> None:
     with db.write() as session:
-        notice = session.get(Notice, notice_id)
-        if notice is None:
-            return
-        backoff = min(MAX_BACKOFF, timedelta(seconds=5 * 2 ** min(notice.attempts, 12)))
-        notice.retry_at = now + backoff
-        notice.last_error = f"{type(error).__name__}: {error}"[:500]
-        session.add(notice)
-    log.warning("notice %s not delivered (%s); retrying after %s", notice_id, error, backoff)
+        for notice_id, ref in sent:
+            session.exec(
+                update(Notice)
+                .where(col(Notice.id) == notice_id)
+                .values(retry_at=None, delivered_at=now, ref=ref, last_error="")
+            )
+        for notice_id, error in failed:
+            notice = session.get(Notice, notice_id)
+            backoff = min(MAX_BACKOFF, timedelta(seconds=5 * 2 ** min(notice.attempts, 12)))
+            notice.retry_at = now + backoff
+            notice.last_error = f"{type(error).__name__}: {error}"[:500]
+            session.add(notice)
+            log.warning("notice %s not delivered (%s); retry after %s", notice_id, error, backoff)
 
 
 class RecordingNotifier:

@@ -18,6 +18,7 @@ from sqlmodel import Session, col, select
 from commands.backstop import move_backstop
 from commands.coowners import audiences, co_owner_ids
 from commands.facts import servers_summary, shape
+from commands.holds import hold, meter_on, refresh_exactness, release_holds
 from commands.keys import keys_on, keys_words, lease_keys
 from commands.lab import Lab, Outcome, audit, move, not_found, refuse, wrong_state
 from commands.markers import once
@@ -35,7 +36,7 @@ from metal.provider import (
     ProviderError,
     lease_tag,
 )
-from storage.models import Lease, Server
+from storage.models import Lease, Server, ServerKeys
 
 log = logging.getLogger(__name__)
 
@@ -269,8 +270,10 @@ def _record_creates(
             row = session.get(Server, server.id)
             if row is not None and row.state == "creating":
                 _record_create(session, lab, lease, row, result, now)
-                row.key_fingerprints = " ".join(k.fingerprint for k in keys)
                 session.add(row)
+                session.merge(
+                    ServerKeys(server_id=row.id, fingerprints=" ".join(k.fingerprint for k in keys))
+                )
 
 
 def _record_create(
@@ -323,50 +326,61 @@ def _poll(lab: Lab, lease_id: int, now: datetime) -> None:
     except Exception as error:
         log.warning("lease %s: polling failed, next pass retries: %s", lease_id, error)
         return
-    for server in waiting:
-        device = devices.get(server.provider_id)
-        if device is None or device.state in (DeviceState.ACTIVE, *GAVE_UP):
-            _record_poll(lab, server, device, now)
+    answered = [
+        (server, devices.get(server.provider_id))
+        for server in waiting
+        if server.provider_id not in devices
+        or devices[server.provider_id].state in (DeviceState.ACTIVE, *GAVE_UP)
+    ]
+    if answered:
+        with lab.db.write() as session:  # one transaction for the whole poll
+            for server, device in answered:
+                _record_poll(session, lab, server, device, now)
+            session.flush()
+            refresh_exactness(session, lease_id)  # servers now billing against the holds
 
 
-def _record_poll(lab: Lab, server: Server, device: Device | None, now: datetime) -> None:
-    with lab.db.write() as session:
-        row = session.get(Server, server.id)
-        if row is None or row.state != "provisioning":
-            return
-        if device is not None and device.state == DeviceState.ACTIVE:
-            row.state, row.active_at, row.ips = "active", now, " ".join(device.ips)
-        else:
-            # Failed or vanished while provisioning: delete what is left, try a fresh device.
-            row.state = "deleting" if device is not None else "deleted"
-            row.retry_at = now
-            if device is None:
-                row.deleted_at = now
-            retry = row.create_attempts < lab.policy.create_attempts
-            session.add(
-                Server(
-                    lease_id=row.lease_id,
-                    hostname=row.hostname,
-                    plan=row.plan,
-                    metro=row.metro,
-                    hourly_cents=row.hourly_cents,
-                    state="pending" if retry else "failed",
-                    create_attempts=row.create_attempts,
-                    retry_at=now if retry else None,
-                    last_error="device failed provisioning",
-                )
-            )
-            audit(
-                session,
-                now,
-                "system",
-                "provision_failed",
-                row.lease_id,
-                hostname=row.hostname,
-                device=row.provider_id,
-                retry=retry,
-            )
+def _record_poll(
+    session: Session, lab: Lab, server: Server, device: Device | None, now: datetime
+) -> None:
+    row = session.get(Server, server.id)
+    if row is None or row.state != "provisioning":
+        return
+    if device is not None and device.state == DeviceState.ACTIVE:
+        row.state, row.active_at, row.ips = "active", now, " ".join(device.ips)
         session.add(row)
+        meter_on(session, row, session.get(Lease, row.lease_id))
+    else:
+        # Failed or vanished while provisioning: delete what is left, try a fresh device.
+        row.state = "deleting" if device is not None else "deleted"
+        row.retry_at = now
+        if device is None:
+            row.deleted_at = now
+        retry = row.create_attempts < lab.policy.create_attempts
+        session.add(
+            Server(
+                lease_id=row.lease_id,
+                hostname=row.hostname,
+                plan=row.plan,
+                metro=row.metro,
+                hourly_cents=row.hourly_cents,
+                state="pending" if retry else "failed",
+                create_attempts=row.create_attempts,
+                retry_at=now if retry else None,
+                last_error="device failed provisioning",
+            )
+        )
+        audit(
+            session,
+            now,
+            "system",
+            "provision_failed",
+            row.lease_id,
+            hostname=row.hostname,
+            device=row.provider_id,
+            retry=retry,
+        )
+    session.add(row)
 
 
 def _settle(lab: Lab, lease_id: int, now: datetime) -> None:
@@ -436,6 +450,7 @@ def _activate(
         count=count,
         due_at=next_due(lab.policy, now, ends_at, sent=()),
     )
+    hold(session, lease, lab.policy, now)  # the real window and count replace the approved
     # Servers that never came up in a partial lease are given up; they bill nothing.
     session.exec(
         update(Server)
@@ -479,6 +494,7 @@ def _fail(
 ) -> None:
     why = "provisioning timed out" if timed_out else "the provider could not create the servers"
     move(session, lease, State.FAILED, due_at=now, ended_at=now, reason=why)
+    release_holds(session, lease)
     session.exec(
         update(Server)
         .where(

@@ -16,8 +16,8 @@ from sqlalchemy import update
 from sqlmodel import Session, col, func, select
 
 from commands.coowners import audiences, co_owner_ids
-from commands.credit import billing_stops, settle_spend
 from commands.facts import shape
+from commands.holds import billing_stops, release_holds, settle_spend
 from commands.lab import Lab, Outcome, audit, move, not_found, owner_or_admin, refuse, wrong_state
 from commands.notices import ADMIN, Kind, enqueue, owner
 from commands.states import State
@@ -73,6 +73,7 @@ def _begin(session: Session, lease: Lease, new: State, actor: str, now: datetime
     expiry: exactly one of them wins and queues the deletes."""
     if not move(session, lease, new, ended_at=now, due_at=now):
         return False
+    release_holds(session, lease)
     session.exec(
         update(Server)
         .where(Server.lease_id == lease.id, col(Server.state).in_(UP))
@@ -109,9 +110,10 @@ def delete_due(lab: Lab, lease_id: int, now: datetime) -> None:
                 col(Server.retry_at) <= now,
             )
         ).all()
-    # Claim each delete first, so a release and a sweep (or two sweeps) racing on one lease
-    # send one delete per server; a claim lapses after CONFIRM if its holder dies.
-    due = [server for server in due if _claim_delete(lab, server, now)]
+    # Claim the deletes first, in one statement, so a release and a sweep (or two sweeps)
+    # racing on one lease send one delete per server; a claim lapses after CONFIRM if its
+    # holder dies.
+    due = _claim_deletes(lab, due, now)
     if not due:
         return
     workers = max(1, min(lab.policy.provider_concurrency, len(due)))
@@ -120,18 +122,25 @@ def delete_due(lab: Lab, lease_id: int, now: datetime) -> None:
     _confirm_gone(lab, lease_id, [s for s, ok in zip(due, sent, strict=True) if ok], now)
 
 
-def _claim_delete(lab: Lab, server: Server, now: datetime) -> bool:
+def _claim_deletes(lab: Lab, servers: list[Server], now: datetime) -> list[Server]:
+    """The servers whose delete this caller now holds: only those its conditional UPDATE
+    changed."""
+    if not servers:
+        return []
     with lab.db.write() as session:
-        result = session.exec(
-            update(Server)
-            .where(
-                col(Server.id) == server.id,
-                Server.state == "deleting",
-                col(Server.retry_at) <= now,
-            )
-            .values(retry_at=now + CONFIRM)
+        taken = set(
+            session.exec(
+                update(Server)
+                .where(
+                    col(Server.id).in_([s.id for s in servers]),
+                    Server.state == "deleting",
+                    col(Server.retry_at) <= now,
+                )
+                .values(retry_at=now + CONFIRM)
+                .returning(Server.id)
+            ).scalars()
         )
-        return result.rowcount == 1
+    return [s for s in servers if s.id in taken]
 
 
 def next_delete_at(session: Session, lease_id: int) -> datetime | None:
@@ -146,7 +155,7 @@ def next_delete_at(session: Session, lease_id: int) -> datetime | None:
 def _send_delete(lab: Lab, server: Server, now: datetime) -> bool:
     """True when the provider accepted the delete (or the device never existed)."""
     if server.provider_id is None:
-        _mark_gone(lab, server, now)
+        _mark_gone(lab, [server], now)
         return False
     try:
         lab.provider.delete(server.provider_id)
@@ -158,8 +167,8 @@ def _send_delete(lab: Lab, server: Server, now: datetime) -> bool:
 
 def _confirm_gone(lab: Lab, lease_id: int, servers: list[Server], now: datetime) -> None:
     """A delete counts once the device is gone. One list call for the lease confirms them all
-    (a 500-server lease costs a few paged requests, not 500 gets); what is still there, or
-    cannot be checked now, is looked at again shortly."""
+    (a 500-server lease costs a few paged requests, not 500 gets), and one transaction records
+    them; what is still there, or cannot be checked now, is looked at again shortly."""
     if not servers:
         return
     try:
@@ -167,33 +176,36 @@ def _confirm_gone(lab: Lab, lease_id: int, servers: list[Server], now: datetime)
     except Exception as error:
         log.warning("lease %s: cannot confirm deletes yet: %s", lease_id, error)
         present = {s.provider_id for s in servers}
-    for server in servers:
-        if server.provider_id in present:
-            _retry_later(lab, server, now + CONFIRM)
-        else:
-            _mark_gone(lab, server, now)
+    _retry_later(lab, [s for s in servers if s.provider_id in present], now + CONFIRM)
+    _mark_gone(lab, [s for s in servers if s.provider_id not in present], now)
 
 
-def _mark_gone(lab: Lab, server: Server, now: datetime) -> None:
+def _mark_gone(lab: Lab, servers: list[Server], now: datetime) -> None:
+    if not servers:
+        return
     with lab.db.write() as session:
-        lease = session.get(Lease, server.lease_id)
-        gone_at = billing_stops(lease, now)
-        if server.active_at and gone_at < server.active_at:
-            gone_at = now
-        gone = session.exec(
-            update(Server)
-            .where(col(Server.id) == server.id, Server.state == "deleting")
-            .values(state="deleted", deleted_at=gone_at, retry_at=None, last_error="")
-        )
-        if gone.rowcount == 1:
-            settle_spend(session, session.get(Server, server.id), lease)
+        lease = session.get(Lease, servers[0].lease_id)
+        stops = billing_stops(lease, now)
+        settled = []
+        for server in servers:
+            gone_at = now if server.active_at and stops < server.active_at else stops
+            gone = session.exec(
+                update(Server)
+                .where(col(Server.id) == server.id, Server.state == "deleting")
+                .values(state="deleted", deleted_at=gone_at, retry_at=None, last_error="")
+            )
+            if gone.rowcount == 1:
+                settled.append(session.get(Server, server.id))
+        settle_spend(session, settled, lease)
 
 
-def _retry_later(lab: Lab, server: Server, at: datetime) -> None:
+def _retry_later(lab: Lab, servers: list[Server], at: datetime) -> None:
+    if not servers:
+        return
     with lab.db.write() as session:
         session.exec(
             update(Server)
-            .where(col(Server.id) == server.id, Server.state == "deleting")
+            .where(col(Server.id).in_([s.id for s in servers]), Server.state == "deleting")
             .values(retry_at=at)
         )
 
@@ -311,7 +323,7 @@ def resolve(lab: Lab, actor: str, lease_id: int, now: datetime) -> Outcome:
             for server in left:
                 server.state, server.deleted_at, server.retry_at = "deleted", now, None
                 session.add(server)
-                settle_spend(session, server, lease)
+            settle_spend(session, list(left), lease)
             finish(session, lease, now, actor)
     if problem:
         return refuse(lab, now, actor, "resolve", problem, lease_id)

@@ -8,8 +8,9 @@ from sqlmodel import Session, col, func, select
 
 from commands.billing import format_cents, month_key
 from commands.coowners import add_co_owners
-from commands.credit import books, estimate_cents, planned_cost
+from commands.credit import available_cents, estimate_cents
 from commands.facts import lease_facts, quoted, shape
+from commands.holds import planned_cost
 from commands.keys import NO_KEY, has_saved_key
 from commands.lab import Lab, Outcome, audit, move, not_found, owner_or_admin, refuse, wrong_state
 from commands.notices import REVIEW, Kind, enqueue, owner
@@ -111,8 +112,8 @@ def review_context(session: Session, lab: Lab, lease: Lease, now: datetime) -> d
     past leases, and whether the provider has the capacity."""
     need = planned_cost(lease, lab.policy, now)
     months = sorted(need) or [month_key(now)]
-    lab_books = books(session, months, lab.policy, now, exclude_lease=lease.id)
-    left_after = {m: format_cents(lab_books[m].available - need.get(m, 0)) for m in months}
+    left = available_cents(session, months, lab.policy, now, exclude_lease=lease.id)
+    left_after = {m: format_cents(left[m] - need.get(m, 0)) for m in months}
     history = session.exec(
         select(Lease.id, Lease.project, Lease.state)
         .where(Lease.owner == lease.owner, col(Lease.id) != lease.id)

@@ -13,6 +13,7 @@ from sqlmodel import Session
 
 from commands.credit import project_shortfalls, record_override, shortfall_words, shortfalls
 from commands.facts import quoted, shape, when
+from commands.holds import hold_approved
 from commands.lab import Lab, Outcome, audit, move, not_found, refuse
 from commands.notices import REVIEW, Kind, enqueue, owner
 from commands.policy import SELF_MARK, Approver, approver, self_approval_refused, too_long
@@ -49,6 +50,7 @@ def approve(
                 _record_overrides(session, lab, lease, actor, override, now)
             own = approver(lab.policy, lease.owner, actor) == Approver.SELF_ALLOWED
             move(session, lease, State.APPROVED, decided_by=actor, decided_at=now, due_at=now)
+            hold_approved(session, lease, lab.policy, now)
             audit(session, now, actor, "approve", lease_id, override=override, self_approved=own)
             _tell_decision(session, lease, actor, now, "approved", "", own=own)
     if problem:

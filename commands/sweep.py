@@ -16,8 +16,16 @@ from sqlmodel import Session, col, select
 
 from commands.billing import format_cents, month_key
 from commands.coowners import audiences, co_owner_ids
-from commands.credit import books, burn_rate_cents_per_day, runs_out_at, settle_spend
+from commands.credit import (
+    books,
+    burn_rate_cents_per_day,
+    ensure_grant,
+    ledger_totals,
+    runs_out_at,
+    used_cents,
+)
 from commands.facts import shape, when
+from commands.holds import settle_spend
 from commands.lab import Lab, audit, move
 from commands.log_context import about_lease
 from commands.markers import last, once, stamp
@@ -336,7 +344,7 @@ def _vanished(lab: Lab, present: set[str], now: datetime) -> None:
                 continue
             row.state, row.deleted_at = "vanished", now
             lease = session.get(Lease, row.lease_id)
-            settle_spend(session, row, lease)
+            settle_spend(session, [row], lease)
             lease.flagged = f"{row.hostname} vanished from the provider at {when(now)}"
             session.add_all([row, lease])
             audit(session, now, "system", "vanished", lease.id, hostname=row.hostname)
@@ -354,27 +362,35 @@ def _vanished(lab: Lab, present: set[str], now: datetime) -> None:
 
 
 def _credit_alerts(lab: Lab, now: datetime) -> None:
-    """Tell admins once when the month passes each threshold of its credit."""
+    """Tell admins once when the month passes each threshold of its credit. The check reads
+    the month's totals; the full books are read only for an alert that goes out."""
     month = month_key(now)
     with lab.db.write() as session:
-        book = books(session, [month], lab.policy, now)[month]
-        if book.granted <= 0:
+        ensure_grant(session, month, lab.policy, now)
+        granted, _ = ledger_totals(session, month)
+        if granted <= 0:
             return
-        used = (book.spent + book.committed) * 100 // book.granted
-        for pct in lab.policy.credit_alerts:
-            if used >= pct and once(session, f"credit-alert:{month}:{pct}", now):
-                burn = burn_rate_cents_per_day(session, now)
-                out = runs_out_at(book, burn, now)
-                enqueue(
-                    session,
-                    Kind.ADMIN_ALERT,
-                    ADMIN,
-                    f"{month}: {pct}% of the lab's credit is spent or committed "
-                    f"({format_cents(book.spent + book.committed)} of "
-                    f"{format_cents(book.granted)}); "
-                    f"burning {format_cents(burn)}/day"
-                    + (f", runs out {when(out)}." if out else "."),
-                    now,
-                    alert="credit",
-                    percent=pct,
-                )
+        used = used_cents(session, [month], now)[month] * 100 // granted
+        crossed = [
+            pct
+            for pct in lab.policy.credit_alerts
+            if used >= pct and once(session, f"credit-alert:{month}:{pct}", now)
+        ]
+        if not crossed:
+            return
+        book = books(session, [month], lab.policy, now)[month]
+        burn = burn_rate_cents_per_day(session, now)
+        out = runs_out_at(book, burn, now)
+        for pct in crossed:
+            enqueue(
+                session,
+                Kind.ADMIN_ALERT,
+                ADMIN,
+                f"{month}: {pct}% of the lab's credit is spent or committed "
+                f"({format_cents(book.spent + book.committed)} of "
+                f"{format_cents(book.granted)}); "
+                f"burning {format_cents(burn)}/day" + (f", runs out {when(out)}." if out else "."),
+                now,
+                alert="credit",
+                percent=pct,
+            )

@@ -10,11 +10,11 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 
 from sqlalchemy import or_
-from sqlmodel import Session, col, select
+from sqlmodel import col, select
 
 from commands.billing import format_cents, month_key
 from commands.coowners import co_owner_ids
-from commands.credit import books, burn_rate_cents_per_day, project_tally, runs_out_at
+from commands.credit import Tally, month_report, runs_out_at
 from commands.facts import describe, one_line
 from commands.lab import Lab, Outcome, audit, not_found, refuse
 from commands.policy import is_link, too_long
@@ -135,18 +135,17 @@ def _line(line: CreditLine) -> str:
 def credit_report(lab: Lab, now: datetime, month: str | None = None) -> CreditReport:
     month = month or month_key(now)
     with lab.db.write() as session:  # write: the month's grant row may be created
-        book = books(session, [month], lab.policy, now)[month]
-        burn = burn_rate_cents_per_day(session, now) if month == month_key(now) else 0
-        projects = _by_project(session, lab, month, now)
+        report = month_report(session, month, lab.policy, now)
+    book = report.books
+    burn = report.burn_per_day if month == month_key(now) else 0
     lab_line = CreditLine("lab", book.granted, book.spent, book.committed, book.available)
+    projects = _by_project(report.projects, lab.policy.project_cap_cents)
     return CreditReport(month, lab_line, projects, burn, runs_out_at(book, burn, now))
 
 
-def _by_project(session: Session, lab: Lab, month: str, now: datetime) -> list[CreditLine]:
-    tally = project_tally(session, month, lab.policy, now)
+def _by_project(tally: Tally, cap: int | None) -> list[CreditLine]:
     spent = {p: c for (p, _), c in tally.spent.items()}
     committed = {p: c for (p, _), c in tally.committed.items()}
-    cap = lab.policy.project_cap_cents
     lines = []
     for p in sorted(spent.keys() | committed.keys()):
         used, held = spent.get(p, 0), committed.get(p, 0)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import UniqueConstraint
+from sqlalchemy import BigInteger, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -77,7 +77,14 @@ class Server(SQLModel, table=True):
     delete_attempts: int = 0
     retry_at: datetime | None = None
     last_error: str = ""
-    key_fingerprints: str = ""  # the keys sent in its create call, space-separated
+
+
+class ServerKeys(SQLModel, table=True):
+    """The SSH keys a server was created with (fingerprints, space-separated), written when its
+    create is recorded: what the ready DM reports, whatever the saved keys are by then."""
+
+    server_id: int = Field(foreign_key="server.id", primary_key=True)
+    fingerprints: str = ""
 
 
 class SshKey(SQLModel, table=True):
@@ -114,6 +121,48 @@ class ServerSpend(SQLModel, table=True):
     lease_id: int = Field(index=True)
     project: str = Field(index=True)
     cents: int
+
+
+class CreditMonth(SQLModel, table=True):
+    """A month's running totals, for the lab (`project` '') and for each project: what servers
+    now gone billed (`settled`) and what live leases hold (`held`). Every change of a hold or a
+    settlement updates these rows in its own transaction, so the books read one row per month
+    instead of walking the live leases. An approval locks the lab's rows of its months before
+    it checks and writes, so competing approvals are decided one after the other."""
+
+    month: str = Field(primary_key=True)
+    project: str = Field(primary_key=True)
+    settled: int = 0
+    held: int = 0
+
+
+class CreditHold(SQLModel, table=True):
+    """What a live lease may still bill in a month: its plan (servers x hourly price x started
+    hours of its window plus grace) less what its servers already gone billed there. Written
+    when it is approved, extended or becomes active; dropped when it ends. `exact_until`: until
+    then the lease's running servers cannot bill past this hold; after it, the books reckon the
+    lease exactly (None: never, the backstop stops billing first)."""
+
+    lease_id: int = Field(foreign_key="lease.id", primary_key=True)
+    month: str = Field(primary_key=True)
+    project: str
+    cents: int
+    exact_until: datetime | None = Field(default=None, index=True)
+
+
+class Meter(SQLModel, table=True):
+    """A server that is billing: from `start_us` until it is confirmed gone, never past
+    `stop_us` (its lease's provider backstop). Times are integer microseconds since the epoch,
+    so SQL can count started hours. `held`: its lease is live and holds its cost; otherwise
+    (the lease is being reclaimed) what it bills is counted as it goes."""
+
+    server_id: int = Field(foreign_key="server.id", primary_key=True)
+    lease_id: int = Field(index=True)
+    project: str
+    hourly_cents: int
+    start_us: int = Field(sa_type=BigInteger)
+    stop_us: int | None = Field(default=None, sa_type=BigInteger)
+    held: bool = Field(default=True, index=True)
 
 
 class LedgerEntry(SQLModel, table=True):

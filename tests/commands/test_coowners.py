@@ -18,7 +18,7 @@ from commands.sweep import sweep
 from commands.views import my_leases_text, show
 from fakes.keys import public_key
 from storage.models import AuditEvent, CoOwner
-from tests.commands.helpers import PROVISION, active, file, lease, servers
+from tests.commands.helpers import PROVISION, active, created_with, file, lease
 from tests.conftest import ADMIN, OTHER, OWNER, REVIEWER
 
 CAROL, STRANGER = "U0CAROL", "U0STRANGER"
@@ -35,7 +35,7 @@ def test_co_owners_named_in_the_request_get_the_dms_and_their_keys_on_the_server
     assert audiences(lab, Kind.SHARED) == [f"user:{CAROL}"]
     assert audiences(lab, Kind.READY) == [f"user:{OWNER}", f"user:{CAROL}"]
     fingerprint = read_key(CAROL_KEY).fingerprint
-    assert all(fingerprint in s.key_fingerprints.split() for s in servers(lab.db, lease_id))
+    assert all(fingerprint in keys.split() for keys in created_with(lab.db, lease_id))
     assert "(ed25519, carol@box)" in lab.notifier.texts(Kind.READY)[1]
     sweep(lab, lease(lab.db, lease_id).ends_at - timedelta(hours=24))
     assert audiences(lab, Kind.REMINDER) == [f"user:{OWNER}", f"user:{CAROL}"]
@@ -76,9 +76,9 @@ def test_keys_of_a_co_owner_added_later_go_on_servers_created_later(lab, clock):
     assert "the servers already running do not carry them" in lab.notifier.texts(Kind.SHARED)[-1]
     for _ in range(4):
         sweep(lab, clock.advance(seconds=PROVISION.total_seconds() + 30))
-    first, *rest = servers(lab.db, lease_id)
-    assert carol not in first.key_fingerprints.split()
-    assert rest and all(carol in s.key_fingerprints.split() for s in rest)
+    first, *rest = created_with(lab.db, lease_id)
+    assert carol not in first.split()
+    assert rest and all(carol in keys.split() for keys in rest)
     assert lease(lab.db, lease_id).state == "active"
     assert "carol@box" in lab.notifier.texts(Kind.READY)[0]
 

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from sqlmodel import select
 
-from commands.credit import OVERRIDE, books, lease_commitment
+from commands.credit import OVERRIDE, books
 from commands.extend import extend
 from commands.lab import Lab
 from commands.notices import RecordingNotifier
@@ -32,6 +32,7 @@ from metal.simulated import SimulatedProvider
 from storage.db import Database
 from storage.models import Lease, LedgerEntry, Server
 from storage.schema import upgrade
+from tests.commands.credit_reference import lease_commitment
 from tests.conftest import ADMIN, OWNER, REVIEWER, ROLES, Clock, request_input
 
 MONTHS = ["2026-11", "2026-12", "2027-01"]

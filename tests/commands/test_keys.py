@@ -19,7 +19,7 @@ from fakes.forge import FakeForge
 from fakes.keys import public_key
 from metal.forge_http import HttpForge
 from storage.models import AuditEvent, Notice, SshKey
-from tests.commands.helpers import active, servers
+from tests.commands.helpers import active, created_with
 from tests.conftest import OTHER, OWNER, Clock, request_input
 
 PRIVATE = (
@@ -105,7 +105,7 @@ def test_a_request_without_a_key_puts_the_saved_keys_on_the_servers(lab: Lab, cl
         add_key(lab, OWNER, key, clock.now)
     lease_id = active(lab, clock, ssh_key="")
     expected = " ".join(fingerprint(k) for k in keys)
-    assert {s.key_fingerprints for s in servers(lab.db, lease_id)} == {expected}
+    assert set(created_with(lab.db, lease_id)) == {expected}
     [ready] = lab.notifier.texts("ready")
     assert all(fingerprint(k) in ready for k in keys) and "log in as root" in ready
 
@@ -114,7 +114,7 @@ def test_a_request_with_a_key_puts_that_key_and_not_the_saved_ones(lab: Lab, clo
     add_key(lab, OWNER, public_key("saved"), clock.now)
     given = public_key("given")
     lease_id = active(lab, clock, ssh_key=given)
-    assert {s.key_fingerprints for s in servers(lab.db, lease_id)} == {fingerprint(given)}
+    assert set(created_with(lab.db, lease_id)) == {fingerprint(given)}
 
 
 # --- import from the forge ---------------------------------------------------------------------

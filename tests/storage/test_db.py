@@ -30,6 +30,9 @@ def test_upgrade_creates_every_table_and_is_idempotent(db):
         "orphan",
         "marker",
         "simdevice",
+        "creditmonth",
+        "credithold",
+        "meter",
         "alembic_version",
     } <= names
     with db.engine.connect() as connection:

@@ -1,4 +1,4 @@
-"""Migration 0005 (saved SSH keys, co-owners, the keys a server was created with) upgrades a
+"""Migration 0005 (saved SSH keys, co-owners, the keys each server was created with) upgrades a
 database filled by the previous release: its leases and servers survive, and the servers read as
 created with no recorded keys."""
 
@@ -10,7 +10,7 @@ from sqlalchemy import inspect, text
 from sqlmodel import select
 
 from storage.db import Database
-from storage.models import CoOwner, Lease, Server, SshKey
+from storage.models import CoOwner, Lease, Server, ServerKeys, SshKey
 from storage.schema import MIGRATIONS, _config
 from tests.conftest import OWNER, START
 
@@ -43,10 +43,11 @@ def test_a_database_of_the_previous_release_upgrades(db: Database) -> None:
         )
     with db.engine.begin() as connection:
         command.upgrade(_config(connection), "head")
-    assert {"sshkey", "coowner"} <= set(inspect(db.engine).get_table_names())
+    assert {"sshkey", "coowner", "serverkeys"} <= set(inspect(db.engine).get_table_names())
     with db.read() as session:
         assert session.get(Lease, 1).owner == OWNER
         server = session.get(Server, 1)
-        assert (server.hostname, server.key_fingerprints) == ("coredns-1-1", "")
+        assert server.hostname == "coredns-1-1"
+        assert session.exec(select(ServerKeys)).all() == []
         assert session.exec(select(SshKey)).all() == []
         assert session.exec(select(CoOwner)).all() == []

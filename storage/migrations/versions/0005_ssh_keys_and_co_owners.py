@@ -1,7 +1,8 @@
-"""saved SSH keys, co-owners, and the keys each server was created with
+"""saved SSH keys, co-owners, and the keys each server was created with (a table of its own,
+so the server table and the code that reads it at older revisions are untouched)
 
 Revision ID: 0005
-Revises: 0001
+Revises: 0003
 """
 
 import sqlalchemy as sa
@@ -9,7 +10,7 @@ import sqlmodel
 from alembic import op
 
 revision = "0005"
-down_revision = "0001"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
@@ -39,20 +40,17 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("coowner", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_coowner_user"), ["user"], unique=False)
-    with op.batch_alter_table("server", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column(
-                "key_fingerprints",
-                sqlmodel.sql.sqltypes.AutoString(),
-                nullable=False,
-                server_default="",
-            )
-        )
+    op.create_table(
+        "serverkeys",
+        sa.Column("server_id", sa.Integer(), nullable=False),
+        sa.Column("fingerprints", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.ForeignKeyConstraint(["server_id"], ["server.id"]),
+        sa.PrimaryKeyConstraint("server_id"),
+    )
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("server", schema=None) as batch_op:
-        batch_op.drop_column("key_fingerprints")
+    op.drop_table("serverkeys")
     with op.batch_alter_table("coowner", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_coowner_user"))
     op.drop_table("coowner")

@@ -1,0 +1,260 @@
+"""Commitments as holds in the ledger, the way Chameleon charges an allocation up front and
+refunds the rest.
+
+Approving a lease writes, in the approval's own transaction, what it may bill into each month
+its window touches (a `CreditHold` row per month, and the month's totals in `CreditMonth`).
+Extending it and its servers coming up rewrite the holds to the new plan. Each running server
+has a `Meter`. When a server is confirmed gone, what it billed is settled (`ServerSpend`, and
+the month's `settled` total) and the lease's hold in that month shrinks by as much: spend
+replaces hold. When the lease ends (released, expired, failed) its holds are dropped, which
+gives back whatever was not billed; servers still being deleted bill on their meters until
+they are gone.
+
+Every total is changed with an atomic increment, rows in one order (the lab's months, then the
+projects'), so writers on PostgreSQL queue behind each other instead of deadlocking.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel import Session, col, func, select
+
+from commands.billing import cost_by_month, first_overrun, from_us, to_us
+from commands.policy import Policy
+from commands.states import LIVE, State
+from storage.models import CreditHold, CreditMonth, Lease, Meter, Server, ServerSpend
+
+LAB = ""  # the project key of the lab's own totals
+
+
+def planned_window(lease: Lease, policy: Policy, now: datetime) -> tuple[datetime, datetime]:
+    """When the lease's servers will run: from their start (before that, from the approval,
+    or now for a request) to the planned end plus grace, because servers bill until deleted."""
+    start = lease.starts_at or lease.decided_at or now
+    end = lease.ends_at or start + timedelta(seconds=lease.duration_s + lease.extended_s)
+    return start, end + policy.grace
+
+
+def planned_cost(lease: Lease, policy: Policy, now: datetime) -> dict[str, int]:
+    start, end = planned_window(lease, policy, now)
+    return cost_by_month(start, end, lease.count, lease.hourly_cents)
+
+
+def billing_stops(lease: Lease, gone_by: datetime) -> datetime:
+    """When a server known to be gone by `gone_by` stopped billing: the provider's backstop
+    deleted it then, if that came first."""
+    if lease.backstop_at is None:
+        return gone_by
+    return min(gone_by, lease.backstop_at)
+
+
+def meter_spend(meter: Meter, now: datetime) -> dict[str, int]:
+    """What a running server has billed by `now`, per month."""
+    start = from_us(meter.start_us)
+    end = now if meter.stop_us is None else min(now, from_us(meter.stop_us))
+    return cost_by_month(start, max(end, start), 1, meter.hourly_cents)
+
+
+def hold(session: Session, lease: Lease, policy: Policy, now: datetime) -> None:
+    """Hold what the live lease may still bill: its plan less what its gone servers billed,
+    per month."""
+    settled = lease_settled(session, lease.id)
+    plan = planned_cost(lease, policy, now)
+    _set_holds(session, lease, {m: max(0, c - settled.get(m, 0)) for m, c in plan.items()})
+
+
+def hold_approved(session: Session, lease: Lease, policy: Policy, now: datetime) -> None:
+    """A request just approved: nothing billed, nothing held and no server yet, so its holds
+    are its plan, and no server can bill past them."""
+    plan = planned_cost(lease, policy, now)
+    for month, cents in plan.items():
+        session.add(CreditHold(lease_id=lease.id, month=month, project=lease.project, cents=cents))
+    bump(session, lease.project, held=plan)
+
+
+def release_holds(session: Session, lease: Lease) -> None:
+    """The lease ended: what it held and did not bill goes back to the months. Servers still
+    being deleted go on billing on their meters until they are confirmed gone."""
+    _set_holds(session, lease, {})
+    session.exec(update(Meter).where(col(Meter.lease_id) == lease.id).values(held=False))
+
+
+def meter_on(session: Session, server: Server, lease: Lease) -> None:
+    """A server became active: it bills from now on. The caller notes the lease's exactness
+    once it has metered every server that came up (`refresh_exactness`)."""
+    session.add(
+        Meter(
+            server_id=server.id,
+            lease_id=lease.id,
+            project=lease.project,
+            hourly_cents=server.hourly_cents,
+            start_us=to_us(server.active_at),
+            stop_us=None if lease.backstop_at is None else to_us(lease.backstop_at),
+            held=State(lease.state) in LIVE,
+        )
+    )
+
+
+def backstop_moved(session: Session, lease: Lease) -> None:
+    """The provider now deletes the lease's servers later, so they may bill longer."""
+    session.exec(
+        update(Meter)
+        .where(col(Meter.lease_id) == lease.id)
+        .values(stop_us=to_us(lease.backstop_at))
+    )
+    refresh_exactness(session, lease.id)
+
+
+def settle_spend(session: Session, servers: list[Server], lease: Lease) -> None:
+    """Write down, once, what servers of the lease that are now gone billed in each month; for
+    a live lease its holds in those months shrink by the same amount."""
+    spend: dict[str, int] = defaultdict(int)
+    for server in servers:
+        stopped = session.exec(delete(Meter).where(col(Meter.server_id) == server.id))
+        if stopped.rowcount != 1 or server.active_at is None or server.deleted_at is None:
+            continue
+        end = billing_stops(lease, server.deleted_at)
+        billed = cost_by_month(server.active_at, max(end, server.active_at), 1, server.hourly_cents)
+        for month, cents in billed.items():
+            spend[month] += cents
+            session.add(
+                ServerSpend(
+                    server_id=server.id,
+                    month=month,
+                    lease_id=lease.id,
+                    project=lease.project,
+                    cents=cents,
+                )
+            )
+    if not spend:
+        return
+    if session.exec(select(CreditHold.month).where(CreditHold.lease_id == lease.id)).first():
+        held = _locked_holds(session, lease.id, spend)
+        want = {m: max(0, row.cents - spend.get(m, 0)) for m, row in held.items()}
+        _set_holds(session, lease, want, settled=spend)
+    else:  # a lease being reclaimed holds nothing: only the totals change
+        bump(session, lease.project, settled=spend)
+
+
+def lease_settled(session: Session, lease_id: int) -> dict[str, int]:
+    return dict(
+        session.exec(
+            select(ServerSpend.month, func.sum(ServerSpend.cents))
+            .where(ServerSpend.lease_id == lease_id)
+            .group_by(ServerSpend.month)
+        ).all()
+    )
+
+
+def refresh_exactness(session: Session, lease_id: int) -> None:
+    """Note from when on the lease's running servers could bill past its holds; the books
+    reckon the lease exactly from then on."""
+    held = _holds(session, lease_id)
+    if not held:
+        return
+    meters = session.exec(select(Meter).where(Meter.lease_id == lease_id)).all()
+    until = first_overrun(
+        {m: row.cents for m, row in held.items()},
+        [
+            (from_us(m.start_us), None if m.stop_us is None else from_us(m.stop_us), m.hourly_cents)
+            for m in meters
+        ],
+    )
+    session.exec(
+        update(CreditHold).where(col(CreditHold.lease_id) == lease_id).values(exact_until=until)
+    )
+
+
+def open_month(session: Session, month: str) -> None:
+    """The lab's row of totals for the month, there for approvals to lock."""
+    _upsert(session, month, LAB, 0, 0)
+
+
+def lock_months(session: Session, months: Iterable[str]) -> None:
+    """Take the lab's rows of totals of these months for this transaction, so that a competing
+    approval or extension waits for this one's holds before it checks (PostgreSQL: row locks,
+    in month order; SQLite: BEGIN IMMEDIATE already serialises writers and FOR UPDATE is
+    dropped). Every check locks the lab's rows, so a project's cap needs no lock of its own."""
+    keys = sorted(months)
+    for month in keys:
+        open_month(session, month)
+    session.exec(
+        select(CreditMonth.month)
+        .where(col(CreditMonth.month).in_(keys), CreditMonth.project == LAB)
+        .order_by(col(CreditMonth.month))
+        .with_for_update()
+    ).all()
+
+
+def bump(
+    session: Session,
+    project: str,
+    *,
+    settled: dict[str, int] | None = None,
+    held: dict[str, int] | None = None,
+) -> None:
+    """Add to the months' totals, the lab's rows first and then the project's, each in month
+    order: the one order every writer takes the rows in."""
+    settled, held = settled or {}, held or {}
+    months = sorted(m for m in settled.keys() | held.keys() if settled.get(m) or held.get(m))
+    for key in (LAB, project):
+        for month in months:
+            _upsert(session, month, key, settled.get(month, 0), held.get(month, 0))
+
+
+def _upsert(session: Session, month: str, project: str, settled: int, held: int) -> None:
+    dialect = session.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    table = CreditMonth.__table__
+    statement = insert(table).values(month=month, project=project, settled=settled, held=held)
+    statement = statement.on_conflict_do_update(
+        index_elements=[table.c.month, table.c.project],
+        set_={
+            "settled": table.c.settled + statement.excluded.settled,
+            "held": table.c.held + statement.excluded.held,
+        },
+    )
+    session.exec(statement)
+
+
+def _holds(session: Session, lease_id: int) -> dict[str, CreditHold]:
+    rows = session.exec(select(CreditHold).where(CreditHold.lease_id == lease_id)).all()
+    return {row.month: row for row in rows}
+
+
+def _locked_holds(session: Session, lease_id: int, months: Iterable[str]) -> dict[str, CreditHold]:
+    """The lease's holds, read after locking the lab's rows of every month they and `months`
+    touch. Every writer of holds or totals takes those rows first, in month order, so two
+    writers of one lease's holds (an extension, the sweep settling a vanished server) take
+    turns on PostgreSQL and never deadlock."""
+    held = session.exec(select(CreditHold.month).where(CreditHold.lease_id == lease_id)).all()
+    lock_months(session, {*held, *months})
+    return _holds(session, lease_id)
+
+
+def _set_holds(
+    session: Session,
+    lease: Lease,
+    want: dict[str, int],
+    settled: dict[str, int] | None = None,
+) -> None:
+    old = _locked_holds(session, lease.id, want)
+    change = {m: want.get(m, 0) - (old[m].cents if m in old else 0) for m in old.keys() | want}
+    for month, row in old.items():
+        if month not in want:
+            session.delete(row)
+    for month, cents in want.items():
+        row = old.get(month) or CreditHold(
+            lease_id=lease.id, month=month, project=lease.project, cents=0
+        )
+        row.cents = cents
+        session.add(row)
+    bump(session, lease.project, settled=settled, held=change)
+    session.flush()
+    refresh_exactness(session, lease.id)

@@ -1,0 +1,171 @@
+"""The ledger's holds give the same books as reckoning every lease from scratch (the previous
+release's computation, kept in tests/commands/credit_reference.py), to the cent, after every
+step of random sequences of request, approve, override, extend, release, partial failure,
+vanished servers, waiting with no sweep, backstop deletions (a bot down past the provider's
+backstop) and sweeps at random times across month boundaries: for the lab, for each project,
+and with one lease left out (as an approval's check leaves out the lease it decides)."""
+
+from __future__ import annotations
+
+import tempfile
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from hypothesis import HealthCheck, Phase, example, given, settings
+from hypothesis import strategies as st
+from sqlmodel import col, select
+
+from commands.credit import books, month_report, used_cents
+from commands.extend import extend
+from commands.reclaim import release
+from commands.request import request
+from commands.review import approve
+from commands.sweep import sweep
+from storage.models import Server
+from tests.commands.credit_reference import reference_books, reference_tally
+from tests.commands.test_credit_properties import POLICY, fresh_lab, template  # noqa: F401
+from tests.conftest import ADMIN, OWNER, REVIEWER, request_input
+
+MONTHS = ["2026-11", "2026-12", "2027-01"]
+PROJECTS = ["coredns", "envoy"]
+CAPPED = POLICY.__class__(**{**POLICY.__dict__, "project_cap_cents": 6_000})
+
+steps = st.lists(
+    st.tuples(
+        st.sampled_from(
+            [
+                "request",
+                "request",
+                "approve",
+                "approve",
+                "override",
+                "extend",
+                "release",
+                "fail_some",
+                "vanish",
+                "sweep",
+                "sweep",
+                "sweep",
+                "wait",
+            ]
+        ),
+        st.integers(0, 7),  # which lease / how many servers / which project
+        st.integers(1, 80),  # hours
+        st.sampled_from([0, 1, 7, 29, 45, 90, 200, 24 * 60, 3 * 24 * 60]),  # minutes first
+    ),
+    min_size=4,
+    max_size=18,
+)
+
+
+@settings(
+    max_examples=30,
+    deadline=None,
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(ops=steps, capped=st.booleans())
+# A bot down for days: servers bill past the lease's end, then past the month's end.
+@example(
+    ops=[("request", 1, 4, 0), ("approve", 0, 1, 0), ("sweep", 0, 1, 7), ("wait", 0, 1, 4320)],
+    capped=False,
+)
+# Servers that come up in different sweeps (one device fails and is made again), a lease
+# over the month's end, extended, a server vanishing, then released.
+@example(
+    ops=[
+        ("request", 4, 60, 0),
+        ("fail_some", 0, 1, 0),
+        ("approve", 0, 1, 0),
+        ("sweep", 0, 1, 3),
+        ("sweep", 0, 1, 45),
+        ("sweep", 0, 1, 7),
+        ("extend", 0, 30, 200),
+        ("vanish", 1, 1, 29),
+        ("wait", 0, 1, 1440),
+        ("sweep", 0, 1, 1),
+        ("release", 0, 1, 90),
+        ("sweep", 0, 1, 1),
+    ],
+    capped=True,
+)
+def test_holds_equal_the_reference_books_at_every_step(template, ops, capped):  # noqa: F811
+    with tempfile.TemporaryDirectory() as workdir:
+        lab, clock = fresh_lab(template, Path(workdir))
+        if capped:
+            lab.policy = CAPPED
+        try:
+            ids: list[int] = []
+            for kind, which, hours, wait in ops:
+                clock.advance(minutes=wait)
+                _step(lab, clock.now, ids, kind, which, hours)
+                _same_books(lab, clock.now, ids[which % len(ids)] if ids else None)
+        finally:
+            lab.db.dispose()
+
+
+def _step(lab, now: datetime, ids: list[int], kind: str, which: int, hours: int) -> None:
+    lease_id = ids[which % len(ids)] if ids else None
+    if kind == "request":
+        outcome = request(
+            lab,
+            OWNER,
+            request_input(
+                project=PROJECTS[which % 2],
+                plan="c1.small.x86" if which % 3 else "t1.small.x86",
+                count=which % 3 + 1,
+                duration=timedelta(hours=hours),
+                allow_partial=which % 2 == 0,
+            ),
+            now,
+        )
+        if outcome.ok:
+            ids.append(outcome.lease_id)
+    elif kind == "approve" and lease_id is not None:
+        approve(lab, REVIEWER, lease_id, now)
+    elif kind == "override" and lease_id is not None:
+        approve(lab, ADMIN, lease_id, now, override="equivalence test")
+    elif kind == "extend" and lease_id is not None:
+        extend(lab, OWNER, lease_id, timedelta(hours=hours), now)
+    elif kind == "release" and lease_id is not None:
+        release(lab, OWNER, lease_id, now)
+    elif kind == "fail_some":
+        lab.provider.fail_next_provisioning(which % 3 + 1)
+    elif kind == "vanish":
+        with lab.db.read() as session:
+            device = session.exec(
+                select(Server.provider_id)
+                .where(Server.state == "active", col(Server.provider_id).is_not(None))
+                .order_by(col(Server.id))
+            ).all()
+        if device:
+            lab.provider.vanish(device[which % len(device)])
+    elif kind == "sweep":
+        sweep(lab, now)
+
+
+def _same_books(lab, now: datetime, some_lease: int | None) -> None:
+    with lab.db.write() as session:
+        assert books(session, MONTHS, lab.policy, now) == reference_books(
+            session, MONTHS, lab.policy, now
+        )
+        for project in PROJECTS:
+            assert books(session, MONTHS, lab.policy, now, project=project) == reference_books(
+                session, MONTHS, lab.policy, now, project=project
+            ), project
+        for month in MONTHS:
+            report = month_report(session, month, lab.policy, now)
+            assert report.books == reference_books(session, [month], lab.policy, now)[month]
+            tally = report.projects
+            spent, committed = reference_tally(session, [month], lab.policy, now, None)
+            assert {k: v for k, v in tally.spent.items() if v} == {
+                k: v for k, v in spent.items() if v
+            }, month
+            assert {k: v for k, v in tally.committed.items() if v} == {
+                k: v for k, v in committed.items() if v
+            }, month
+        if some_lease is not None:
+            expected = reference_books(session, MONTHS, lab.policy, now, exclude_lease=some_lease)
+            assert used_cents(session, MONTHS, now, exclude_lease=some_lease) == {
+                m: b.spent + b.committed for m, b in expected.items()
+            }
