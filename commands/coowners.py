@@ -71,7 +71,7 @@ def share(lab: Lab, actor: str, lease_id: int, users: list[str], now: datetime) 
         if problem is None and len({*current, *users}) > MAX_CO_OWNERS:
             problem = (
                 f"A lease has at most {MAX_CO_OWNERS} co-owners; lease #{lease_id} has "
-                f"{len(current)}. Remove one with `/lab unshare {lease_id} @user` first."
+                f"{len(current)}; remove one with `/lab unshare {lease_id} @user` first."
             )
         if problem is None:
             added = add_co_owners(session, lease, users, actor, now)
