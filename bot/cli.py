@@ -10,6 +10,7 @@ from datetime import datetime
 from pathlib import Path
 
 from bot.settings import SettingsError, from_env
+from commands.report import is_month
 from metal.provider import utcnow
 
 
@@ -83,6 +84,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     resolve.set_defaults(run=_resolve)
 
+    report = sub.add_parser(
+        "report", help="export the public report as a static site (HTML with SVG charts)"
+    )
+    report.add_argument("--month", help="YYYY-MM (default: every month the books have opened)")
+    report.add_argument("--out", required=True, help="the directory to write the pages into")
+    report.set_defaults(run=_report)
+
     db = sub.add_parser("db", help="database maintenance")
     db_sub = db.add_subparsers(metavar="ACTION")
     upgrade = db_sub.add_parser("upgrade", help="apply schema migrations")
@@ -147,7 +155,7 @@ def _credit(args: argparse.Namespace) -> int:
     from commands.views import credit_report
 
     month = args.month
-    if month and not _is_month(month):
+    if month and not is_month(month):
         print(f"labbot: --month takes YYYY-MM, like 2026-11, not '{month}'", file=sys.stderr)
         return 2
     report = credit_report(_operator_lab(), _now(), month)
@@ -155,9 +163,23 @@ def _credit(args: argparse.Namespace) -> int:
     return 0
 
 
-def _is_month(text: str) -> bool:
-    parts = text.split("-")
-    return len(parts) == 2 and all(p.isdigit() for p in parts) and 1 <= int(parts[1]) <= 12
+def _report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from bot.report_html import export
+    from commands.report import report_months
+
+    lab = _operator_lab()
+    if args.month and (not is_month(args.month) or args.month not in report_months(lab)):
+        print(
+            f"labbot: --month takes YYYY-MM of a month the books have opened "
+            f"({', '.join(report_months(lab)) or 'none yet'}), not '{args.month}'",
+            file=sys.stderr,
+        )
+        return 2
+    written = export(lab, Path(args.out), _now(), args.month)
+    print(f"The report is in {written[0]} ({len(written) - 1} month pages).")
+    return 0
 
 
 def _sweep(args: argparse.Namespace) -> int:

@@ -6,9 +6,11 @@ submissions), and the transcript prints what each person saw: channel cards, DMs
 answers, forms, the card updated after the decision. A simulated clock lets a week pass in a
 second: the listeners read it from the app context, and the sweep is called with it.
 
-Two projects, three requests: one denied, one refused because it would over-commit the month,
-one approved, provisioned, reminded at 24h and 1h, extended, expired and reclaimed; then the
-write-up, the reclaimed lease and the month's books.
+Two projects of the foundation and a stranger, five requests: the queue ranked by class, one
+denied, one refused because it would over-commit the month, one refused because it would eat
+into the share kept for other open-source projects, one approved, provisioned, reminded at 24h
+and 1h, extended, expired and reclaimed; then the write-up, the month's books and the public
+report written to a directory.
 """
 
 from __future__ import annotations
@@ -27,12 +29,14 @@ from typing import Any
 
 from bot.app import AppContext, build_context, create_app
 from bot.blocks import cards, dms, modals
+from bot.report_html import export
 from bot.serve import local_server
 from bot.settings import Settings
 from commands.billing import format_cents
 from commands.policy import Policy, Roles
 from commands.sweep import sweep
 from commands.views import credit_report
+from fakes.forge import FakeForge
 from fakes.keys import public_key
 from fakes.packet import FakePacket
 from fakes.slack import Call, FakeSlack
@@ -66,19 +70,24 @@ PACKET_SHAPES = (("c1.small.x86", "ams1"), ("m1.xlarge.x86", "sjc1"))
 EC2_SHAPES = (("c7g.metal", "us-east-1"), ("m7g.metal", "us-west-2"))
 
 
-def main(workdir: Path | None = None, provider: str = "simulated") -> int:
+def main(
+    workdir: Path | None = None, provider: str = "simulated", report: Path | None = None
+) -> int:
     """`provider="packet"` tells the same story through packet-python against the fake Packet
     API, served over HTTPS on 127.0.0.1 and trusted through REQUESTS_CA_BUNDLE;
     `provider="ec2"` through boto3 against moto's server on 127.0.0.1, where each instance is
     `pending` for four minutes and EventBridge Scheduler holds each instance's backstop. Without
-    a `workdir` the database lives in a temporary directory that is removed afterwards."""
+    a `workdir` the database lives in a temporary directory that is removed afterwards; the
+    public report the story ends with is kept (in `workdir`, or a directory of its own) for the
+    reader to open."""
     if workdir is None:
+        report = Path(tempfile.mkdtemp(prefix="labbot-report-"))
         with tempfile.TemporaryDirectory(prefix="labbot-demo-") as throwaway:
-            return main(Path(throwaway), provider)
+            return main(Path(throwaway), provider, report)
     clock = DemoClock()
     secret = secrets.token_hex(16)
-    with FakeSlack() as fake, contextlib.ExitStack() as stack:
-        settings = _settings(workdir, fake, secret)
+    with FakeSlack() as fake, _forge() as forge, contextlib.ExitStack() as stack:
+        settings = _settings(workdir, fake, secret, forge)
         if provider == "packet":
             metal = stack.enter_context(FakePacket(clock=clock, provision_seconds=240))
             os.environ["REQUESTS_CA_BUNDLE"] = metal.ca_bundle_path
@@ -101,6 +110,11 @@ def main(workdir: Path | None = None, provider: str = "simulated") -> int:
         with local_server(create_app(ctx), settings.slack_signing_secret) as url:
             sender = SlackSender(url, secret, response_url_base=fake)
             Story(ctx, fake, sender, clock, shapes, observe).run()
+        written = export(ctx.lab, report or workdir / "report", clock.now)
+        print(
+            f"\nThe public report (what /report serves) is in {written[0]}: the month's money, "
+            "the reserve, spend by project and class, every lease and its write-up."
+        )
         ctx.shutdown()
         ctx.lab.db.dispose()
     return 0
@@ -145,10 +159,23 @@ def ec2_view(endpoint: str) -> str:
     return f"[EC2 console] {counts}{backstop}"
 
 
-def _settings(workdir: Path, fake: FakeSlack, secret: str) -> Settings:
+def _forge() -> FakeForge:
+    """The forges the story's repositories live on, served locally."""
+    forge = FakeForge()
+    for path in ("coredns/coredns", "envoyproxy/envoy", "left-pad/left-pad"):
+        forge.add_repo("github", path, license="Apache-2.0" if "pad" not in path else "WTFPL")
+    return forge
+
+
+def _settings(workdir: Path, fake: FakeSlack, secret: str, forge: FakeForge) -> Settings:
     return Settings(
         database_url=f"sqlite:///{workdir / 'demo.db'}",
-        policy=Policy(),
+        policy=Policy(
+            foundation_projects=(("coredns", "graduated"), ("envoy", "graduated")),
+            members=("Packet", "Intel"),
+        ),
+        github_api_url=forge.github_url,
+        gitlab_api_url=forge.gitlab_url,
         roles=Roles(reviewers=frozenset({RITA}), admins=frozenset({ADA})),
         review_channel="C0REVIEW",
         admin_channel="C0ADMIN",
@@ -287,22 +314,32 @@ class Story:
 
     # -- the story -----------------------------------------------------------------------------
 
+    def _count_costing(self, cents: int, hours: int) -> int:
+        """How many of the large plan cost about `cents` for `hours` (plus the grace hour)."""
+        hourly = self.ctx.lab.plans().plans[self.large.split()[0]].hourly_cents
+        return min(self.ctx.lab.policy.max_servers, -(-cents // (hourly * (hours + 1))))
+
     def run(self) -> None:
         self.type(ALICE, f"keys add {public_key('alice', 'alice@laptop')}")
         self.type(CAROL, f"keys add {public_key('carol', 'carol@workstation')}")
         first = _lease_id(
             self.type(
                 ALICE,
-                f"request 3 {self.small} 48h project=coredns "
+                f"request 3 {self.small} 48h project=coredns class=foundation "
                 'repo=https://github.com/coredns/coredns "scale tests of the kubernetes plugin" '
                 f"with=<@{CAROL}>",
             )
+        )
+        self.type(
+            ALICE,
+            f"request 1 {self.small} 4h project=left-pad class=member org=Globex "
+            'repo=https://github.com/left-pad/left-pad "a quick benchmark"',
         )
         bob_key = public_key("bob", "bob@ci")
         big = _lease_id(
             self.type(
                 BOB,
-                f"request 100 {self.large} 14d project=envoy "
+                f"request 100 {self.large} 14d project=envoy class=foundation "
                 f'repo=https://github.com/envoyproxy/envoy "a month of ARM CI" key="{bob_key}"',
             )
         )
@@ -318,8 +355,20 @@ class Story:
         self.click_card(RITA, cards.DENY, odd)
         self.submit(RITA, modals.DENY, "reason", "not what the lab is for")
         self.click_card(RITA, cards.APPROVE, big)
+        self.type(RITA, "queue")
         self.click_card(RITA, cards.APPROVE, first)
         self.click_card(ADA, cards.APPROVE, first)
+        self.click_card(RITA, cards.DENY, big)
+        self.submit(RITA, modals.DENY, "reason", "too big for one month; split it")
+        scale = _lease_id(
+            self.type(
+                BOB,
+                f"request {self._count_costing(2_050_000, 12 * 24)} {self.large} 12d "
+                "project=envoy class=foundation "
+                f'repo=https://github.com/envoyproxy/envoy "load tests at scale" key="{bob_key}"',
+            )
+        )
+        self.click_card(RITA, cards.APPROVE, scale)
         self.wait("servers come up", minutes=5)
         self.wait("a day before the end", hours=24)
         self.type(CAROL, f"extend {first} 12h")

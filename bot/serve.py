@@ -38,6 +38,8 @@ from bot.app import AppContext, build_context, create_app, web_client
 from bot.gate import slack_endpoint
 from bot.logs import configure
 from bot.probes import HEALTH_PATH, METRICS_PATH, Probes
+from bot.report_html import PATH as REPORT_PATH
+from bot.report_html import report_app
 from bot.runtime import open_database
 from bot.scheduler import start_sweeper
 from bot.settings import Settings, SettingsError, from_env
@@ -98,19 +100,23 @@ def check_app_token(settings: Settings) -> None:
         ) from error
 
 
-def wsgi_app(app: App, secret: str | None, probes: Probes | None = None) -> Wsgi:
+def wsgi_app(
+    app: App, secret: str | None, probes: Probes | None = None, report: Wsgi | None = None
+) -> Wsgi:
     """Slack's endpoint, behind the signature check of bot.gate, plus the health check and the
     metrics (without probes, as the bare App of the benchmark runs, the health check only says
-    the process answers)."""
+    the process answers), and the lab's public report (read-only) when given."""
     slack = slack_endpoint(app, secret, EVENTS_PATH)
 
     def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        path = environ.get("PATH_INFO")
+        path = environ.get("PATH_INFO") or ""
         if probes is not None and path in (HEALTH_PATH, METRICS_PATH):
             return probes.answer(path, start_response)
         if path == HEALTH_PATH:
             start_response("200 OK", [("Content-Type", "text/plain; charset=utf-8")])
             return [b"ok\n"]
+        if report is not None and (path == REPORT_PATH or path.startswith(REPORT_PATH + "/")):
+            return report(environ, start_response)
         return slack(environ, start_response)
 
     return application
@@ -184,7 +190,13 @@ class _Gunicorn(BaseApplication):
 
     def load(self) -> Wsgi:
         self.running = Running(self.settings, started=self.started, sweep=False)
-        return wsgi_app(self.running.app, self.settings.slack_signing_secret, self.running.probes)
+        ctx = self.running.ctx
+        return wsgi_app(
+            self.running.app,
+            self.settings.slack_signing_secret,
+            self.running.probes,
+            report_app(ctx.lab, ctx.clock),
+        )
 
     def run(self) -> None:
         _Arbiter(self).run()
@@ -251,13 +263,13 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 @contextmanager
-def local_server(app: App, secret: str | None) -> Iterator[str]:
+def local_server(app: App, secret: str | None, report: Wsgi | None = None) -> Iterator[str]:
     """Serve the App on 127.0.0.1 in this process, for the tests, the demo and the benchmark;
     yields the URL Slack would post to. (Production uses gunicorn: `serve_http`.)"""
     server = make_server(
         "127.0.0.1",
         0,
-        wsgi_app(app, secret),
+        wsgi_app(app, secret, report=report),
         server_class=_ThreadingServer,
         handler_class=_QuietHandler,
     )

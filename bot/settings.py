@@ -15,6 +15,7 @@ from pathlib import Path
 
 from commands.durations import DurationError, parse_duration
 from commands.policy import Policy, Roles
+from commands.process import CLASSES, parse_share
 from metal.catalog import CatalogError, dollars_to_cents, load, seed
 from metal.ec2_catalog import Ec2Offer, load_offer, missing_images
 from metal.forge_http import GITHUB_API_URL, GITLAB_API_URL
@@ -75,6 +76,7 @@ _POLICY_DURATIONS = {
     "LABBOT_ORPHAN_GRACE": "orphan_grace",
     "LABBOT_RECONCILE_EVERY": "reconcile_every",
     "LABBOT_PROVISION_TIMEOUT": "provision_timeout",
+    "LABBOT_WRITEUP_AFTER": "writeup_after",
     "LABBOT_PROVISION_POLL": "provision_poll",
 }
 _MAY_BE_ZERO = {"LABBOT_GRACE", "grace"}  # reclaiming exactly at the end is a lab's choice
@@ -206,6 +208,8 @@ def _policy(env: Mapping[str, str], base: Policy) -> Policy:
         changes["monthly_credit_cents"] = _money(env, "LABBOT_MONTHLY_CREDIT")
     if "LABBOT_PROJECT_CAP" in env:
         changes["project_cap_cents"] = _money(env, "LABBOT_PROJECT_CAP")
+    if "LABBOT_RESERVED_SHARE" in env:
+        changes["reserved_share"] = _share("LABBOT_RESERVED_SHARE", env["LABBOT_RESERVED_SHARE"])
     if "LABBOT_REMINDERS" in env:
         changes["reminders"] = _reminders(env["LABBOT_REMINDERS"])
     if "LABBOT_ALLOW_SELF_APPROVAL" in env:
@@ -236,6 +240,13 @@ def _reminders(text: str) -> tuple[timedelta, ...]:
         )
     except DurationError as error:
         raise SettingsError(f"LABBOT_REMINDERS: {error}; list them like 24h,1h.") from error
+
+
+def _share(name: str, text: str) -> int:
+    try:
+        return parse_share(text)
+    except ValueError as error:
+        raise SettingsError(f"{name}: {error}.") from error
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
@@ -311,7 +322,43 @@ def _from_file(path: str | None) -> Settings:
                 value = dollars_to_cents(value)
             elif key == "reminders":
                 value = tuple(parse_duration(str(v)) for v in value)
+            elif key == "reserved_share":
+                value = _share("LABBOT_CONFIG: [policy] reserved_share", str(value))
         except DurationError as error:
             raise SettingsError(f"LABBOT_CONFIG: [policy] {key}: {error}.") from error
         changes[key] = value
+    changes.update(_foundation(data.get("foundation", {})))
     return Settings(policy=replace(policy, **changes), catalog=catalog)
+
+
+def _foundation(table: dict) -> dict:
+    """[foundation]: `projects = [{ name = "coredns", maturity = "graduated" }, ...]`,
+    `members = ["Acme", ...]`, and optionally `rank = ["foundation", "member", "other"]`."""
+    where = "LABBOT_CONFIG: [foundation]"
+    unknown = set(table) - {"projects", "members", "rank"}
+    if unknown:
+        raise SettingsError(
+            f"{where} has no setting '{sorted(unknown)[0]}'; known: projects, members, rank."
+        )
+    projects = table.get("projects", [])
+    if not isinstance(projects, list) or not all(
+        isinstance(p, dict) and isinstance(p.get("name"), str) and p["name"] for p in projects
+    ):
+        raise SettingsError(
+            f"{where} projects must be a list like "
+            '[{ name = "coredns", maturity = "graduated" }].'
+        )
+    members = table.get("members", [])
+    if not isinstance(members, list) or not all(isinstance(m, str) and m for m in members):
+        raise SettingsError(f'{where} members must be a list of names like ["Acme", "Initech"].')
+    rank = tuple(table.get("rank", CLASSES))
+    if sorted(rank) != sorted(CLASSES):
+        raise SettingsError(f"{where} rank must order all of {', '.join(CLASSES)}, once each.")
+    changes: dict = {"rank": rank}
+    if projects:
+        changes["foundation_projects"] = tuple(
+            (p["name"].lower(), str(p.get("maturity", ""))) for p in projects
+        )
+    if members:
+        changes["members"] = tuple(members)
+    return changes

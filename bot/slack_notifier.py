@@ -53,6 +53,8 @@ class SlackNotifier:
     def deliver(self, notice: Message) -> str | None:
         if notice.kind == Kind.CARD_DECIDED and notice.update_ref:
             return self._update_card(notice)
+        if notice.kind == Kind.CARD_UPDATE:
+            return self._refresh_card(notice)
         channel = self._channel_for(notice)
         answer = self._call(
             "chat_postMessage", channel=channel, **message(notice.text, self._blocks(notice))
@@ -98,6 +100,17 @@ class SlackNotifier:
             channel=channel,
             ts=ts,
             **message(notice.text, decided_card(notice, summary)),
+        )
+        return notice.update_ref
+
+    def _refresh_card(self, notice: Message) -> str | None:
+        """A pending request's card with news (the repository check): edited in place. With
+        no card to edit (its post never went out) there is nothing to refresh."""
+        if not notice.update_ref:
+            return None
+        channel, _, ts = notice.update_ref.partition(":")
+        self._call(
+            "chat_update", channel=channel, ts=ts, **message(notice.text, review_card(notice))
         )
         return notice.update_ref
 

@@ -225,14 +225,16 @@ def record_override(
     reason: str,
     now: datetime,
     project: str | None = None,
+    kind: str = OVERRIDE,
 ) -> None:
     """An admin's approval past the month's credit (or, with `project`, past that project's
-    cap): one ledger row per month, for the amount it goes over."""
+    cap; with another `kind`, past another limit): one ledger row per month, for the amount it
+    goes over."""
     for month, cents in short.items():
         session.add(
             LedgerEntry(
                 month=month,
-                kind=OVERRIDE,
+                kind=kind,
                 amount_cents=cents,
                 actor=actor,
                 reason=reason,
@@ -413,3 +415,8 @@ def _lease_parts(session: Session, lease_id: int, now: datetime) -> tuple[dict, 
         spent[month] += billed.get(month, 0)
         used[month] += max(caps.get(month, 0), billed.get(month, 0))
     return spent, used
+
+
+def lease_used(session: Session, lease_id: int, now: datetime) -> dict[str, int]:
+    """One lease's spent plus committed per month (the lab's process sums these by class)."""
+    return dict(_lease_parts(session, lease_id, now)[1])

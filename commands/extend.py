@@ -24,6 +24,7 @@ from commands.policy import (
     too_long,
 )
 from commands.reminders import next_due, reminder_times
+from commands.reserve import eat_words, record_reserve_override, reserve_shortfalls
 from commands.states import State
 from storage.models import Lease, PendingExtension, SentReminder
 
@@ -145,6 +146,15 @@ def _apply(
         )
     if short:
         record_override(session, lease.id, short, actor, override, now)
+    kept_short = reserve_shortfalls(session, probe, lab.policy, now)
+    if kept_short and override is None:
+        return (
+            f"Extending #{lease.id} by {format_duration(extra)} would "
+            f"{eat_words(kept_short, lab.policy)}. Ask for a shorter extension or release "
+            "servers you do not need."
+        )
+    if kept_short:
+        record_reserve_override(session, lease.id, kept_short, actor, override, now)
     # Reminders still ahead of the new end are owed again.
     session.exec(delete(SentReminder).where(SentReminder.lease_id == lease.id))
     lease.extended_s = probe.extended_s

@@ -19,7 +19,8 @@ from commands.pubkeys import PRIVATE_KEY_REFUSAL, looks_private
 USAGE: dict[str, str] = {
     "request": (
         'request [COUNT PLAN METRO DURATION project=NAME repo=URL "why"] '
-        '[os=OS key="ssh-ed25519 ..." with=@user,@user partial=yes]  (no arguments: a form)'
+        '[class=foundation|member|other org=NAME] [os=OS key="ssh-ed25519 ..." '
+        "with=@user,@user partial=yes]  (no arguments: a form)"
     ),
     "keys": (
         "keys [add ssh-ed25519 AAAA... | remove NUMBER | import github|gitlab LOGIN]  "
@@ -37,6 +38,7 @@ USAGE: dict[str, str] = {
     "approve": 'approve ID [override="why"]  (reviewers)',
     "deny": "deny ID REASON  (reviewers)",
     "provision": "provision ID  (admins)",
+    "queue": "queue  (reviewers: the requests waiting, in the order they are reviewed)",
     "help": "help",
 }
 
@@ -48,9 +50,17 @@ _OPTION_FIELDS = {
     "os": "os",
     "key": "ssh_key",
     "ssh_key": "ssh_key",
+    "class": "applicant",
+    "org": "org",
 }
 _MENTION = re.compile(r"<@([UW][A-Z0-9]{2,20})(?:\|[^>]{0,80})?>|([UW][A-Z0-9]{2,20})")
 _LOGIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+CLASSES_HELP = (
+    "Who is asking: `class=foundation` (one of the foundation's projects), "
+    "`class=member org=NAME` (a member organization) or `class=other` (any other open-source "
+    "project, the default). Reviewers see requests in that order, then by how long they have "
+    "waited; a share of each month is kept for other open-source projects."
+)
 _YES = {"yes", "y", "true", "1", "on"}
 _NO = {"no", "n", "false", "0", "off"}
 # Slack clients turn straight quotes into typographic ones; people paste those back.
@@ -83,7 +93,8 @@ class Command:
 
 
 def help_text(command: str = "/lab") -> str:
-    return "Usage:\n" + "\n".join(f"• `{command} {usage}`" for usage in USAGE.values())
+    usage = "\n".join(f"• `{command} {usage}`" for usage in USAGE.values())
+    return f"Usage:\n{usage}\n{CLASSES_HELP}"
 
 
 def parse(text: str) -> Command:
@@ -160,6 +171,8 @@ def _request(verb: str, args: list[str]) -> Command:
     fields: dict = {_OPTION_FIELDS[k]: v for k, v in options.items() if k in _OPTION_FIELDS}
     if "with" in options:
         fields["co_owners"] = _users(verb, [options["with"]])
+    if "applicant" in fields:
+        fields["applicant"] = fields["applicant"].lower()
     extra_purpose = " ".join(positional[4:])
     if extra_purpose:
         fields["purpose"] = " ".join(filter(None, [fields.get("purpose", ""), extra_purpose]))
@@ -270,6 +283,7 @@ _PARSERS = {
     "credit": _bare,
     "plans": _bare,
     "help": _bare,
+    "queue": _bare,
     "show": _with_id,
     "release": _with_id,
     "cancel": _with_id,

@@ -32,6 +32,7 @@ class Kind(StrEnum):
     REQUEST_RECEIVED = "request_received"
     REVIEW_CARD = "review_card"
     CARD_DECIDED = "card_decided"
+    CARD_UPDATE = "card_update"
     DECISION = "decision"
     REQUEST_EXPIRED = "request_expired"
     PROVISIONING = "provisioning"
@@ -175,7 +176,7 @@ def _message(session: Session, notice: Notice) -> Message:
 
 
 def _ref_to_update(session: Session, notice: Notice) -> str | None:
-    if notice.kind != Kind.CARD_DECIDED or notice.lease_id is None:
+    if notice.kind not in (Kind.CARD_DECIDED, Kind.CARD_UPDATE) or notice.lease_id is None:
         return None
     card_kinds = (Kind.REVIEW_CARD, Kind.EXTENSION_CARD)
     return session.exec(

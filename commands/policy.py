@@ -14,7 +14,9 @@ from enum import Enum
 from pydantic import BaseModel, ConfigDict, Field
 
 from commands.durations import format_duration
+from commands.process import CLASSES, OTHER, class_problem
 from commands.pubkeys import MAX_KEY_CHARS, KeyProblem, read_key
+from metal.forge import parse_repository
 from metal.provider import Catalog
 
 MAX_CO_OWNERS = 10
@@ -34,6 +36,8 @@ LIMITS = {
     "ssh_key": MAX_KEY_CHARS,
     "reason": 500,
     "url": 300,
+    "org": 100,
+    "applicant": 20,
 }
 _NAMES = {
     "project": "the project name",
@@ -42,6 +46,8 @@ _NAMES = {
     "ssh_key": "the SSH key",
     "reason": "the reason",
     "url": "the write-up link",
+    "org": "the organization's name",
+    "applicant": "the class",
 }
 
 
@@ -73,6 +79,14 @@ class Policy:
     provider_concurrency: int = 8
     credit_alerts: tuple[int, ...] = (80, 100)
     default_os: str = "ubuntu_16_04"
+    # The lab's process: the foundation's projects (name, maturity) and member organizations,
+    # the order classes are reviewed in, the share of each month kept for other open-source
+    # projects (basis points: 2000 is 20%), and when to remind an owner of the write-up.
+    foundation_projects: tuple[tuple[str, str], ...] = ()
+    members: tuple[str, ...] = ()
+    rank: tuple[str, ...] = CLASSES
+    reserved_share: int = 2000
+    writeup_after: timedelta = 14 * DAY
 
     backstop_margin: timedelta = DAY
     allow_self_approval: bool = False
@@ -137,6 +151,8 @@ class RequestInput(BaseModel):
     duration: timedelta = Field(default=48 * HOUR)
     ssh_key: str = ""
     allow_partial: bool = False
+    applicant: str = OTHER  # who is asking: foundation, member or other
+    org: str = ""  # the member organization, when applicant is member
     co_owners: tuple[str, ...] = ()  # Slack user ids
 
 
@@ -148,7 +164,7 @@ def check_request(req: RequestInput, catalog: Catalog, policy: Policy) -> dict[s
     """Field name -> what is wrong with it and what would be accepted. Empty when acceptable."""
     errors = {
         name: problem
-        for name in ("project", "repo_url", "purpose", "ssh_key")
+        for name in ("project", "repo_url", "purpose", "ssh_key", "org", "applicant")
         if (problem := too_long(name, getattr(req, name)))
     }
     if "project" not in errors and not _PROJECT.fullmatch(req.project):
@@ -179,6 +195,14 @@ def check_request(req: RequestInput, catalog: Catalog, policy: Policy) -> dict[s
         errors["duration"] = (
             f"{format_duration(req.duration)} is outside policy; ask for "
             f"{format_duration(policy.min_lease)} to {format_duration(policy.max_lease)}"
+        )
+    problem = class_problem(req.applicant, req.org)
+    if "applicant" not in errors and "org" not in errors and problem:
+        errors["applicant"] = problem
+    if "repo_url" not in errors and parse_repository(req.repo_url) is None:
+        errors["repo_url"] = (
+            "labbot checks repositories on github.com and gitlab.com; give one like "
+            "repo=https://github.com/coredns/coredns"
         )
     key = read_key(req.ssh_key) if req.ssh_key and "ssh_key" not in errors else None
     if isinstance(key, KeyProblem):

@@ -278,11 +278,12 @@ def _settle(lab: Lab, lease_id: int, now: datetime) -> None:
             session.add(lease)
             return
         if lease.state in (State.RELEASING, State.EXPIRING, State.QUARANTINED):
-            finish(session, lease, now, "system")
+            finish(session, lab, lease, now, "system")
 
 
-def finish(session: Session, lease: Lease, now: datetime, actor: str) -> None:
-    move(session, lease, State.RECLAIMED, due_at=None)
+def finish(session: Session, lab: Lab, lease: Lease, now: datetime, actor: str) -> None:
+    remind_at = now + lab.policy.writeup_after  # the write-up's one reminder, if none came
+    move(session, lease, State.RECLAIMED, due_at=None, writeup_remind_at=remind_at)
     audit(session, now, actor, "reclaimed", lease.id)
     enqueue(
         session,
@@ -324,7 +325,7 @@ def resolve(lab: Lab, actor: str, lease_id: int, now: datetime) -> Outcome:
                 server.state, server.deleted_at, server.retry_at = "deleted", now, None
                 session.add(server)
             settle_spend(session, list(left), lease)
-            finish(session, lease, now, actor)
+            finish(session, lab, lease, now, actor)
     if problem:
         return refuse(lab, now, actor, "resolve", problem, lease_id)
     lab.flush_notices(now, lease_id)

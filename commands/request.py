@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlmodel import Session, col, func, select
 
@@ -15,6 +15,8 @@ from commands.keys import NO_KEY, has_saved_key
 from commands.lab import Lab, Outcome, audit, move, not_found, owner_or_admin, refuse, wrong_state
 from commands.notices import REVIEW, Kind, enqueue, owner
 from commands.policy import RequestInput, check_request
+from commands.process import classify
+from commands.queue import applicant_label, place_in_queue, project_writeups, repo_words
 from commands.states import State
 from storage.models import Lease
 
@@ -42,10 +44,16 @@ def request(lab: Lab, actor: str, req: RequestInput, now: datetime) -> Outcome:
     if problem:
         return refuse(lab, now, actor, "request", f"That request cannot be filed: {problem}.")
     lab.flush_notices(now, lease.id)
+    flagged = (
+        f" Note: {lease.class_note}; reviewers see the claim flagged, and the request waits "
+        "with other open-source projects until they decide."
+        if lease.class_note
+        else ""
+    )
     return Outcome(
         True,
         f"Request #{lease.id} filed: {shape(lease)} for {lease.project}. "
-        "Reviewers have been asked; you will get a DM with their decision.",
+        f"Reviewers have been asked; you will get a DM with their decision.{flagged}",
         lease.id,
     )
 
@@ -59,6 +67,13 @@ def _pending_count(session: Session, user: str) -> int:
 def _file(session: Session, lab: Lab, actor: str, req: RequestInput, now: datetime) -> Lease:
     plan = lab.plans().plans[req.plan]
     decide_by = now + lab.policy.decide_within
+    who = classify(
+        req.applicant,
+        req.project,
+        req.org,
+        dict(lab.policy.foundation_projects),
+        lab.policy.members,
+    )
     lease = Lease(
         state=State.PENDING,
         owner=actor,
@@ -76,35 +91,66 @@ def _file(session: Session, lab: Lab, actor: str, req: RequestInput, now: dateti
         created_at=now,
         decide_by=decide_by,
         due_at=decide_by,
+        applicant_class=who.effective,
+        claimed_class=who.claimed,
+        member_org=who.org,
+        class_note=who.note,
+        repo_check_at=now,  # pending: asked of the forge after the commit, never before
     )
     session.add(lease)
     session.flush()
     add_co_owners(session, lease, list(req.co_owners), actor, now)
     estimate = estimate_cents(req.count, plan.hourly_cents, req.duration, lab.policy)
-    audit(session, now, actor, "request", lease.id, estimate_cents=estimate)
+    audit(
+        session,
+        now,
+        actor,
+        "request",
+        lease.id,
+        estimate_cents=estimate,
+        applicant=who.claimed,
+        class_note=who.note,
+    )
     facts = lease_facts(lease, estimate)
     enqueue(
         session,
         Kind.REQUEST_RECEIVED,
         owner(actor),
         f"Request #{lease.id} received: {shape(lease)} for {lease.project}, about "
-        f"{format_cents(estimate)}. Reviewers have been asked.",
+        f"{format_cents(estimate)}. Reviewers have been asked."
+        + (
+            f" Note: {lease.class_note}; reviewers see the claim flagged."
+            if lease.class_note
+            else ""
+        ),
         now,
         lease.id,
         **facts,
     )
+    post_card(session, lab, lease, now)
+    return lease
+
+
+def post_card(
+    session: Session, lab: Lab, lease: Lease, now: datetime, kind: Kind = Kind.REVIEW_CARD
+) -> None:
+    """Queue the reviewers' card for a pending request: posted at filing, and posted again as
+    an edit (`Kind.CARD_UPDATE`) when the repository check comes in."""
+    duration = timedelta(seconds=lease.duration_s + lease.extended_s)
+    estimate = estimate_cents(lease.count, lease.hourly_cents, duration, lab.policy)
+    news = f"Repository checked: {lease.repo_check}. " if kind == Kind.CARD_UPDATE else ""
     enqueue(
         session,
-        Kind.REVIEW_CARD,
+        kind,
         REVIEW,
-        f"<@{actor}> asks for {shape(lease)} for {lease.project} ({quoted(lease.repo_url)}): "
-        f"{quoted(lease.purpose)}. Cost about {format_cents(estimate)}.",
+        f"{news}<@{lease.owner}> asks for {shape(lease)} for {lease.project} "
+        f"({quoted(lease.repo_url)}): {quoted(lease.purpose)}. "
+        f"Cost about {format_cents(estimate)}.",
         now,
         lease.id,
-        **facts,
+        **lease_facts(lease, estimate),
         **review_context(session, lab, lease, now),
     )
-    return lease
 
 
 def review_context(session: Session, lab: Lab, lease: Lease, now: datetime) -> dict:
@@ -128,6 +174,11 @@ def review_context(session: Session, lab: Lab, lease: Lease, now: datetime) -> d
         "left_after": left_after,
         "history": [f"#{i} {p} ({s})" for i, p, s in history],
         "capacity": capacity,
+        "applicant": applicant_label(lease, lab.policy),
+        "class_note": lease.class_note,
+        "place": place_in_queue(session, lab.policy, lease.id, now),
+        "repo_check": repo_words(lease),
+        "writeups": project_writeups(session, lease),
     }
 
 

@@ -18,6 +18,7 @@ from commands.lab import Lab, Outcome, audit, move, not_found, refuse
 from commands.notices import REVIEW, Kind, enqueue, owner
 from commands.policy import SELF_MARK, Approver, approver, self_approval_refused, too_long
 from commands.provision import provision
+from commands.reserve import record_reserve_override, reserve_refusal, reserve_shortfalls
 from commands.states import State
 from storage.models import Lease
 
@@ -143,6 +144,9 @@ def _over_budget(
             f"{shortfall_words(short)}. "
             f'An admin can approve it with `approve {lease.id} override="why"`.'
         )
+    short = reserve_shortfalls(session, lease, lab.policy, now)
+    if short:
+        return reserve_refusal(lease, short, lab.policy)
     return None
 
 
@@ -155,6 +159,8 @@ def _record_overrides(
     record_override(session, lease.id, short, actor, reason, now)
     project_short = project_shortfalls(session, lease, lab.policy, now)
     record_override(session, lease.id, project_short, actor, reason, now, project=lease.project)
+    reserve_short = reserve_shortfalls(session, lease, lab.policy, now)
+    record_reserve_override(session, lease.id, reserve_short, actor, reason, now)
 
 
 def _tell_decision(

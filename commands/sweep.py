@@ -40,7 +40,9 @@ from commands.reminders import (
     reminder_times,
     silent_check_at,
 )
+from commands.repocheck import check_repository, due_checks
 from commands.states import RECLAIMING, State
+from commands.writeups import remind_writeups
 from metal.provider import TAG, Device, lease_tag
 from storage.models import AuditEvent, Lease, Orphan, SentReminder, Server
 
@@ -96,11 +98,25 @@ def sweep(lab: Lab, now: datetime, *, dry_run: bool = False) -> SweepReport:
                 report.errors.append(f"lease #{lease.id}: {error}")
     if dry_run:
         return report
+    _process(lab, now, report)
     report.reconciled = _reconcile_if_due(lab, now, report)
     _credit_alerts(lab, now)
     if lab.notifier is not None:
         report.delivered = deliver(lab.db, lab.notifier, now)
     return report
+
+
+def _process(lab: Lab, now: datetime, report: SweepReport) -> None:
+    """The lab's process: repository checks the forge has not answered yet, write-up
+    reminders. Neither changes a lease's state, so they run beside the lease steps."""
+    for lease_id in due_checks(lab, now):
+        try:
+            report.stepped.append((lease_id, check_repository(lab, lease_id, now)))
+        except Exception as error:
+            log.exception("sweep: repository check of lease %s", lease_id)
+            report.errors.append(f"lease #{lease_id}: repository check: {error}")
+    for lease_id in remind_writeups(lab, now):
+        report.stepped.append((lease_id, "write-up reminder sent"))
 
 
 def step(lab: Lab, lease: Lease, now: datetime) -> str:

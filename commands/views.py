@@ -18,6 +18,8 @@ from commands.credit import Tally, month_report, runs_out_at
 from commands.facts import describe, one_line
 from commands.lab import Lab, Outcome, audit, not_found, refuse
 from commands.policy import is_link, too_long
+from commands.process import Reserve, format_share
+from commands.reserve import month_reserves, reserve_words
 from commands.states import TERMINAL, State
 from metal.provider import Catalog
 from storage.models import AuditEvent, CoOwner, Lease, Server
@@ -101,6 +103,8 @@ class CreditReport:
     projects: list[CreditLine]
     burn_per_day: int
     runs_out: datetime | None
+    reserve: Reserve
+    reserved_share: int
 
     def text(self) -> str:
         lines = [
@@ -113,6 +117,10 @@ class CreditReport:
                 else "the month's credit lasts the month at this rate."
             ),
         ]
+        lines.append(
+            f"Kept for other open-source projects ({format_share(self.reserved_share)}): "
+            f"{reserve_words(self.reserve)}."
+        )
         if self.projects:
             lines.append("By project:")
             lines += [_line(p) for p in self.projects]
@@ -136,11 +144,20 @@ def credit_report(lab: Lab, now: datetime, month: str | None = None) -> CreditRe
     month = month or month_key(now)
     with lab.db.write() as session:  # write: the month's grant row may be created
         report = month_report(session, month, lab.policy, now)
+        kept = month_reserves(session, [month], lab.policy, now)[month]
     book = report.books
     burn = report.burn_per_day if month == month_key(now) else 0
     lab_line = CreditLine("lab", book.granted, book.spent, book.committed, book.available)
     projects = _by_project(report.projects, lab.policy.project_cap_cents)
-    return CreditReport(month, lab_line, projects, burn, runs_out_at(book, burn, now))
+    return CreditReport(
+        month,
+        lab_line,
+        projects,
+        burn,
+        runs_out_at(book, burn, now),
+        kept,
+        lab.policy.reserved_share,
+    )
 
 
 def _by_project(tally: Tally, cap: int | None) -> list[CreditLine]:
@@ -227,6 +244,7 @@ def submit_writeup(lab: Lab, actor: str, lease_id: int, url: str, now: datetime)
         else:
             problem = None
             lease.writeup_url = url.strip()
+            lease.writeup_remind_at = None
             session.add(lease)
             audit(session, now, actor, "writeup", lease_id, url=lease.writeup_url)
     if problem:

@@ -42,6 +42,16 @@ class Lease(SQLModel, table=True):
     backstop_at: datetime | None = None
     writeup_url: str | None = None
     flagged: str = ""
+    # The lab's process (issue 11). `applicant_class` is the class the lease ranks and is
+    # budgeted as: the claimed class once matched to the configured lists, else "other".
+    applicant_class: str = Field(default="other", index=True)
+    claimed_class: str = "other"
+    member_org: str = ""
+    class_note: str = ""  # why a claim could not be matched; shown to reviewers
+    repo_check: str = ""  # what the forge said, for people; "" while the check is pending
+    repo_ok: bool | None = None  # public, not archived, OSI-approved; None while pending
+    repo_check_at: datetime | None = Field(default=None, index=True)  # next forge attempt
+    writeup_remind_at: datetime | None = Field(default=None, index=True)
 
 
 class PendingExtension(SQLModel, table=True):

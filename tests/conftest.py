@@ -34,6 +34,17 @@ class Clock:
         return self.now
 
 
+NOWHERE = "http://127.0.0.1:9"  # the discard port: a forge that refuses at once
+
+
+@pytest.fixture(autouse=True)
+def no_real_forge(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing outside 127.0.0.1 is contacted: settings read from the environment point the
+    forge client at a closed local port unless a test starts the fake Forge API."""
+    monkeypatch.setenv("GITHUB_API_URL", NOWHERE)
+    monkeypatch.setenv("GITLAB_API_URL", NOWHERE + "/api/v4")
+
+
 @pytest.fixture
 def clock() -> Clock:
     return Clock()

@@ -45,6 +45,13 @@ def review_card(message: Message) -> list[Block]:
             ("Capacity", _capacity(data.get("capacity"))),
             ("Past leases", ", ".join(history) or "none"),
         ),
+        fields(
+            ("Who is asking", str(data.get("applicant", "other open-source project"))),
+            ("Place in queue", str(data.get("place", "-"))),
+            ("Open source", str(data.get("repo_check", "check pending"))),
+            ("Write-ups", ", ".join(data.get("writeups") or []) or "no earlier leases"),
+        ),
+        *_flag(data),
         section(f"*Why:* {escape(str(data.get('purpose', '')))}"),
         decision_buttons(f"review:{lease_id}", lease_id),
     ]
@@ -74,6 +81,11 @@ def decided_card(message: Message, summary: str | None) -> list[Block]:
     """What the card becomes: what was asked (when we still know it) and who decided."""
     blocks = [section(mrkdwn(summary))] if summary else []
     return [*blocks, context(f":white_check_mark: {mrkdwn(message.text)}")]
+
+
+def _flag(data: dict[str, Any]) -> list[Block]:
+    note = data.get("class_note")
+    return [context(f":warning: Flagged for reviewers: {escape(str(note))}")] if note else []
 
 
 def _servers(data: dict[str, Any]) -> str:

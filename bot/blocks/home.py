@@ -22,6 +22,8 @@ from bot.blocks.kit import (
 )
 from commands.billing import format_cents
 from commands.facts import one_line
+from commands.queue import QueueEntry, repo_words
+from commands.reserve import reserve_words
 from commands.views import CreditReport
 from storage.models import Lease
 
@@ -30,9 +32,10 @@ MAX_PENDING = 15
 
 
 def home_view(
-    mine: list[Lease], report: CreditReport, pending: list[Lease] | None, now: datetime
+    mine: list[Lease], report: CreditReport, pending: list[QueueEntry] | None, now: datetime
 ) -> dict[str, Any]:
-    """`pending` is None for people who are not reviewers (they do not see the queue)."""
+    """`pending` is None for people who are not reviewers (they do not see the queue); for
+    reviewers it is the queue in review order."""
     blocks = [header("Your leases"), *_mine(mine, now), divider(), *_credit(report)]
     if pending is not None:
         blocks += [divider(), header("Waiting for review"), *_pending(pending, now)]
@@ -60,17 +63,22 @@ def _credit(report: CreditReport) -> list[Block]:
             ("Spent", format_cents(lab.spent)),
             ("Committed", format_cents(lab.committed)),
             ("Available", format_cents(lab.available)),
+            ("Kept for other open-source projects", reserve_words(report.reserve)),
         ),
     ]
 
 
-def _pending(pending: list[Lease], now: datetime) -> list[Block]:
+def _pending(pending: list[QueueEntry], now: datetime) -> list[Block]:
     if not pending:
         return [context("Nothing is waiting for a decision.")]
     blocks: list[Block] = []
-    for lease in pending[:MAX_PENDING]:
+    for entry in pending[:MAX_PENDING]:
+        lease = entry.lease
         blocks.append(
-            section(f"<@{lease.owner}>: {mrkdwn(one_line(lease, now))}\n_{escape(lease.purpose)}_")
+            section(
+                f"<@{lease.owner}>: {mrkdwn(entry.line(now))}\n_{escape(lease.purpose)}_\n"
+                f"Open source: {mrkdwn(repo_words(lease))}"
+            )
         )
         blocks.append(decision_buttons(f"pending:{lease.id}", str(lease.id)))
     return blocks

@@ -11,6 +11,7 @@ from bot.blocks.kit import OPTION_TEXT_LIMIT, Block, number, plain, truncate
 from commands.billing import format_cents
 from commands.durations import EXAMPLES, DurationError, parse_duration
 from commands.policy import LIMITS, RequestInput
+from commands.process import CLASSES, LABELS, OTHER
 from metal.provider import Catalog
 
 REQUEST = "lab_request"
@@ -19,6 +20,12 @@ DENY = "lab_deny"
 WRITEUP = "lab_writeup"
 VALUE = "value"  # the action_id of every input: one input per block
 HINT_LIMIT = 2000
+
+_CLASS_HINTS = {
+    "foundation": "one of the foundation's projects; reviewed first",
+    "member": "a member organization; name it below",
+    "other": "any other open-source project; a share of each month is kept for these",
+}
 
 View = dict[str, Any]
 Values = dict[str, dict[str, dict[str, Any]]]
@@ -32,6 +39,19 @@ def request_modal(catalog: Catalog, default_os: str, saved_keys: list[str]) -> V
         "Ask for servers",
         "Send request",
         [
+            _select(
+                "applicant",
+                "Who is asking",
+                [(c, LABELS[c].capitalize(), _CLASS_HINTS[c]) for c in CLASSES],
+                initial=OTHER,
+            ),
+            _text(
+                "org",
+                "Member organization (if a member is asking)",
+                "Acme",
+                optional=True,
+                limit="org",
+            ),
             _text("project", "Project", "coredns", limit="project"),
             _text(
                 "repo_url",
@@ -130,6 +150,8 @@ def parse_request(values: Values) -> tuple[RequestInput, dict[str, str]]:
         count=count,
         duration=duration,
         ssh_key=answer(values, "ssh_key"),
+        applicant=answer(values, "applicant") or OTHER,
+        org=answer(values, "org"),
         co_owners=chosen_users(values, "co_owners"),
     )
     return request, errors
@@ -203,24 +225,13 @@ def _text(
         element["max_length"] = LIMITS[limit]
     if initial is not None:
         element["initial_value"] = initial
-    block = {
-        "type": "input",
-        "block_id": block_id,
-        "label": plain(label, 2000),
-        "optional": optional,
-        "element": element,
-    }
+    block = _input(block_id, label, element, optional)
     return {**block, "hint": plain(hint, HINT_LIMIT)} if hint else block
 
 
 def _users(block_id: str, label: str, *, optional: bool = True) -> Block:
-    return {
-        "type": "input",
-        "block_id": block_id,
-        "label": plain(label, 2000),
-        "optional": optional,
-        "element": {"type": "multi_users_select", "action_id": VALUE, "max_selected_items": 10},
-    }
+    element = {"type": "multi_users_select", "action_id": VALUE, "max_selected_items": 10}
+    return _input(block_id, label, element, optional)
 
 
 def _select(
@@ -236,6 +247,10 @@ def _select(
     chosen = [c for c in choices if c["value"] == initial]
     if chosen:
         element["initial_option"] = chosen[0]
+    return _input(block_id, label, element, optional)
+
+
+def _input(block_id: str, label: str, element: dict[str, Any], optional: bool) -> Block:
     return {
         "type": "input",
         "block_id": block_id,

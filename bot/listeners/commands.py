@@ -17,13 +17,14 @@ from slack_sdk.errors import SlackApiError
 
 from bot.blocks.kit import ephemeral, escape
 from bot.blocks.modals import request_modal
-from bot.listeners.reply import UNKNOWN_USER, refresh_home, tell, user_of
+from bot.listeners.reply import UNKNOWN_USER, check_after_filing, refresh_home, tell, user_of
 from commands.coowners import share, unshare
 from commands.extend import extend
 from commands.grammar import Command, GrammarError, help_text, parse
 from commands.keys import add_key, import_keys, list_keys, remove_key, saved_keys
 from commands.lab import Outcome
 from commands.provision import provision
+from commands.queue import queue_text
 from commands.reclaim import release
 from commands.request import cancel, request
 from commands.review import approve, deny
@@ -68,6 +69,8 @@ def answer(ctx: AppContext, body: dict[str, Any], user: str, command: Command) -
     tell(ctx, body, said.message if isinstance(said, Outcome) else said)
     if command.verb not in READ_ONLY:
         refresh_home(ctx, user)
+    if command.verb == "request" and isinstance(said, Outcome):
+        check_after_filing(ctx, said)
 
 
 def open_request_form(ctx: AppContext, client: WebClient, body: dict[str, Any]) -> None:
@@ -89,7 +92,7 @@ def open_request_form(ctx: AppContext, client: WebClient, body: dict[str, Any]) 
         )
 
 
-READ_ONLY = {"list", "show", "credit", "plans", "keys"}
+READ_ONLY = {"list", "show", "credit", "plans", "queue", "keys"}
 
 
 def keys_answer(ctx: AppContext, user: str, command: Command) -> Outcome | str:
@@ -112,6 +115,7 @@ ANSWERS: dict[str, Answer] = {
     "cancel": lambda ctx, user, c: cancel(ctx.lab, user, c.lease_id, ctx.clock()),
     "credit": lambda ctx, user, c: credit_report(ctx.lab, ctx.clock()).text(),
     "plans": lambda ctx, user, c: plans_text(ctx.lab.plans()),
+    "queue": lambda ctx, user, c: queue_text(ctx.lab, user, ctx.clock()),
     "approve": lambda ctx, user, c: approve(
         ctx.lab, user, c.lease_id, ctx.clock(), override=c.override
     ),

@@ -17,7 +17,8 @@ from slack_sdk.webhook import WebhookClient
 from bot.blocks.home import home_view
 from bot.blocks.kit import ephemeral
 from commands.lab import Outcome
-from commands.states import State
+from commands.queue import queue
+from commands.repocheck import check_repository
 from commands.views import credit_report, leases
 
 if TYPE_CHECKING:
@@ -62,16 +63,21 @@ def tell_refusal(ctx: AppContext, body: Body, outcome: Outcome) -> None:
         tell(ctx, body, outcome.message)
 
 
+def check_after_filing(ctx: AppContext, outcome: Outcome) -> None:
+    """Ask the forge about a new request's repository, after its person has been answered: a
+    slow forge delays nothing but this thread, and the sweep asks again if it does not answer."""
+    if outcome.ok and outcome.lease_id is not None:
+        check_repository(ctx.lab, outcome.lease_id, ctx.clock())
+
+
 def refresh_home(ctx: AppContext, user: str) -> None:
     if not user:
         return
     now = ctx.clock()
     lab = ctx.lab
     mine = leases(lab, owner=user, limit=20)
-    pending = leases(lab, states=[State.PENDING], limit=15)
-    view = home_view(
-        mine, credit_report(lab, now), pending if lab.roles.is_reviewer(user) else None, now
-    )
+    waiting = queue(lab, now) if lab.roles.is_reviewer(user) else None
+    view = home_view(mine, credit_report(lab, now), waiting, now)
     try:
         ctx.client.views_publish(user_id=user, view=view)
     except SlackApiError as error:

@@ -14,7 +14,14 @@ from slack_bolt import Ack, App
 
 from bot.blocks import modals
 from bot.blocks.kit import escape, number, truncate
-from bot.listeners.reply import UNKNOWN_USER, refresh_home, tell, tell_refusal, user_of
+from bot.listeners.reply import (
+    UNKNOWN_USER,
+    check_after_filing,
+    refresh_home,
+    tell,
+    tell_refusal,
+    user_of,
+)
 from commands.coowners import share
 from commands.extend import decide_extension
 from commands.lab import Outcome
@@ -76,8 +83,10 @@ def on_request(ctx: AppContext, ack: Ack, body: Body, view: dict[str, Any]) -> N
 
 
 def _file(ctx: AppContext, body: Body, user: str, answer: RequestInput) -> None:
-    tell_refusal(ctx, body, request(ctx.lab, user, answer, ctx.clock()))
+    outcome = request(ctx.lab, user, answer, ctx.clock())
+    tell_refusal(ctx, body, outcome)
     refresh_home(ctx, user)
+    check_after_filing(ctx, outcome)
 
 
 def on_deny(ctx: AppContext, ack: Ack, body: Body, view: dict[str, Any]) -> None:

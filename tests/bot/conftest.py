@@ -24,7 +24,7 @@ from fakes.slack import FakeSlack
 from fakes.slack_sender import SlackSender
 from storage.db import Database
 from storage.models import AuditEvent, Lease
-from tests.conftest import OWNER, OWNER_KEY, REVIEWER, ROLES, Clock
+from tests.conftest import NOWHERE, OWNER, OWNER_KEY, REVIEWER, ROLES, Clock
 
 TOKEN = "xoxb-test-token"
 SECRET = "test-signing-secret"
@@ -46,6 +46,8 @@ def settings_for(fake: FakeSlack, **changes: Any) -> Settings:
         slack_bot_token=TOKEN,
         slack_signing_secret=SECRET,
         simulated_provision=timedelta(seconds=120),
+        github_api_url=NOWHERE,
+        gitlab_api_url=NOWHERE,
     )
     return replace(base, **changes)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -17,8 +18,11 @@ def test_the_demo_ends_with_the_reclaimed_lease_and_the_months_credit(
 ) -> None:
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     assert main() == 0  # as `make run` runs it: on a throwaway database
-    assert list(tmp_path.iterdir()) == []  # which is gone afterwards
     out = capsys.readouterr().out
+    page = Path(out.split("The public report (what /report serves) is in ")[1].split(":")[0])
+    assert "<h1>The lab in 2026-11</h1>" in page.read_text()  # the report it wrote is kept
+    shutil.rmtree(page.parent)
+    assert list(tmp_path.iterdir()) == []  # and the database is gone
     for seen in (
         "[#lab-review] @alice asks for",
         "[only bob (envoy) sees] Only reviewers",
@@ -34,6 +38,12 @@ def test_the_demo_ends_with_the_reclaimed_lease_and_the_months_credit(
         "Write-up: https://coredns.io/blog/lab-scale-tests",
         "Credit for 2026-11",
         "The books balance: granted $25,000.00 = spent $74.40 + committed $0.00",
+        "1. [foundation project (graduated)] #1 coredns",
+        "flagged: 'Globex' is not a member organization (Intel, Packet)",
+        "Repository checked: public, Apache-2.0 (OSI-approved).",
+        "would eat into the 20% of the month kept for other open-source projects",
+        "Kept for other open-source projects (20%): kept $5,000.00",
+        "The public report (what /report serves) is in ",
     ):
         assert seen in out, seen
 

@@ -73,6 +73,8 @@ def test_serve_answers_slack_and_stops_cleanly_on_sigterm(fake: FakeSlack, tmp_p
         assert answer.status_code == 200 and "/lab request" in answer.json()["text"]
         assert sender.slash_command(text="help", signature="bad").status_code == 401
         fake.wait_for(lambda c: c.method == "auth.test", timeout=DEADLINE)
+        report = requests.get(f"http://127.0.0.1:{port}/report", timeout=DEADLINE)
+        assert report.status_code == 200 and "text/html" in report.headers["Content-Type"]
     finally:
         process.send_signal(signal.SIGTERM)
         _, err = process.communicate(timeout=DEADLINE)

@@ -111,6 +111,43 @@ def test_forge_settings_point_the_client_elsewhere_and_keep_the_token_out_of_sig
     assert from_env({}).github_api_url == "https://api.github.com"
 
 
+@pytest.mark.parametrize("value", ["120%", "-1%", "lots"])
+def test_a_reserved_share_outside_0_to_100_percent_stops_start_up(value):
+    with pytest.raises(SettingsError, match=r"LABBOT_RESERVED_SHARE: .* from 0% to 100%"):
+        from_env({"LABBOT_RESERVED_SHARE": value})
+
+
+def test_the_process_settings(tmp_path):
+    config = tmp_path / "lab.toml"
+    config.write_text(
+        '[foundation]\nprojects = [{ name = "CoreDNS", maturity = "graduated" }]\n'
+        'members = ["Acme"]\nrank = ["member", "foundation", "other"]\n'
+        '[policy]\nreserved_share = "12.5%"\n'
+    )
+    settings = from_env({"LABBOT_CONFIG": str(config), "LABBOT_WRITEUP_AFTER": "7d"})
+    policy = settings.policy
+    assert policy.foundation_projects == (("coredns", "graduated"),)
+    assert (policy.members, policy.rank) == (("Acme",), ("member", "foundation", "other"))
+    assert (policy.reserved_share, policy.writeup_after) == (1250, timedelta(days=7))
+    assert from_env({"LABBOT_RESERVED_SHARE": "0%"}).policy.reserved_share == 0
+
+
+@pytest.mark.parametrize(
+    ("table", "said"),
+    [
+        ('projects = ["coredns"]', "projects must be a list like"),
+        ("members = [1]", "members must be a list of names"),
+        ('rank = ["other"]', "rank must order all of foundation, member, other"),
+        ("sponsors = []", "has no setting 'sponsors'"),
+    ],
+)
+def test_a_bad_foundation_table_says_what_is_accepted(tmp_path, table, said):
+    config = tmp_path / "lab.toml"
+    config.write_text(f"[foundation]\n{table}\n")
+    with pytest.raises(SettingsError, match=said):
+        from_env({"LABBOT_CONFIG": str(config)})
+
+
 def test_a_grace_of_nothing_is_a_lab_policy(tmp_path):
     assert from_env({"LABBOT_GRACE": "0s"}).policy.grace == timedelta(0)
     config = tmp_path / "labbot.toml"

@@ -79,6 +79,7 @@ def test_the_forms_state_their_limits_so_slack_enforces_them_too(slack: Slack) -
         if b["element"]["type"] == "plain_text_input"
     }
     assert limits == {
+        "org": LIMITS["org"],
         "project": LIMITS["project"],
         "repo_url": LIMITS["repo_url"],
         "purpose": LIMITS["purpose"],

@@ -183,3 +183,13 @@ def test_share_takes_mentions_and_member_ids_and_request_takes_co_owners() -> No
     for bad in ("share 4 @carol", "unshare 4 U0A U0B", "share 4"):
         with pytest.raises(GrammarError):
             parse(bad)
+
+
+def test_an_inline_request_says_who_is_asking():
+    command = parse(
+        "request 3 c1.small.x86 ams1 48h project=keda repo=https://github.com/kedacore/keda "
+        'class=Member org="Acme Corp" "autoscaling tests"'
+    )
+    assert (command.request.applicant, command.request.org) == ("member", "Acme Corp")
+    assert parse("queue").verb == "queue"
+    assert "class=member org=NAME" in help_text()

@@ -35,11 +35,9 @@ def test_upgrade_creates_every_table_and_is_idempotent(db):
         "meter",
         "alembic_version",
     } <= names
+    head = ScriptDirectory(str(MIGRATIONS)).get_current_head()
     with db.engine.connect() as connection:
-        assert (
-            connection.execute(text("select version_num from alembic_version")).scalar()
-            == ScriptDirectory(str(MIGRATIONS)).get_current_head()
-        )
+        assert connection.execute(text("select version_num from alembic_version")).scalar() == head
 
 
 def test_every_connection_gets_wal_foreign_keys_and_a_busy_timeout(db):

@@ -109,7 +109,7 @@ def test_0003_converts_a_database_filled_by_the_previous_release(db_path):
 
     db = Database(f"sqlite:///{db_path}")
     try:
-        upgrade(db, to="0001")
+        upgrade(db, to="0004")  # the release before 0003 (0001 and issue 11's 0004)
         fill_as_the_previous_release(db)
         with db.write() as session:  # what the previous release's books said
             before = reference_tally(session, MONTHS, POLICY, NOW, None)

@@ -1,7 +1,7 @@
 """credit holds: monthly totals, per-lease holds and meters of running servers
 
 Revision ID: 0003
-Revises: 0001
+Revises: 0004 (0001 on main; issue 11 put its 0004 between them, see below)
 Create Date: 2026-11-29 07:00:00
 
 Converts a database written by the previous release: what gone servers billed (serverspend)
@@ -25,7 +25,7 @@ import sqlmodel
 from alembic import context, op
 
 revision = "0003"
-down_revision = "0001"
+down_revision = "0004"  # re-chained by issue 11: its 0004 adds lease columns the tests fill through the models
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,134 @@
+"""The requests waiting for a decision, in the order reviewers see them, and what else a
+reviewer is shown about who is asking: their class, their repository's check, their write-ups.
+
+The order itself is `commands.process.rank`; this module reads the pending leases and the
+month's money and hands them over.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlmodel import Session, col, select
+
+from commands.billing import format_cents
+from commands.credit import available_cents
+from commands.facts import one_line
+from commands.holds import planned_cost
+from commands.lab import Lab, Outcome, refuse
+from commands.policy import Policy
+from commands.process import LABELS as CLASS_LABELS
+from commands.process import MEMBER, Waiting, left_after, rank
+from commands.states import State
+from storage.models import Lease
+
+MAX_WRITEUPS = 5
+PENDING_CHECK = "check pending"
+
+
+@dataclass(frozen=True)
+class QueueEntry:
+    place: int
+    lease: Lease
+    label: str
+    cost: int
+    left: dict[str, int]
+
+    def line(self, now: datetime) -> str:
+        left = ", ".join(f"{m}: {format_cents(c)}" for m, c in self.left.items())
+        flag = f" — flagged: {self.lease.class_note}" if self.lease.class_note else ""
+        return (
+            f"{self.place}. [{self.label}] {one_line(self.lease, now)}, "
+            f"costs {format_cents(self.cost)}, leaves {left}{flag}"
+        )
+
+
+def applicant_label(lease: Lease, policy: Policy) -> str:
+    """`foundation project (graduated)`, `member organization Acme`, `other open-source
+    project (claimed foundation)`."""
+    words = CLASS_LABELS.get(lease.applicant_class, lease.applicant_class)
+    maturity = dict(policy.foundation_projects).get(lease.project, "")
+    if lease.applicant_class == "foundation" and maturity:
+        words += f" ({maturity})"
+    if lease.applicant_class == MEMBER:
+        words += f" {lease.member_org}"
+    if lease.claimed_class != lease.applicant_class:
+        words += f" (claimed {lease.claimed_class}, not matched)"
+    return words
+
+
+def ranked(session: Session, policy: Policy, now: datetime) -> list[QueueEntry]:
+    """Every pending request in review order, each with what the months it touches would have
+    left if it and everything above it were approved. Call in a write transaction: reading a
+    month's books may write its grant row."""
+    pending = {
+        lease.id: lease
+        for lease in session.exec(select(Lease).where(Lease.state == State.PENDING)).all()
+    }
+    waiting = [
+        Waiting(lease.id, lease.applicant_class, lease.created_at, planned_cost(lease, policy, now))
+        for lease in pending.values()
+    ]
+    order = rank(waiting, policy.rank)
+    months = sorted({m for item in waiting for m in item.cost})
+    available = available_cents(session, months, policy, now)
+    return [
+        QueueEntry(
+            place,
+            pending[item.lease_id],
+            applicant_label(pending[item.lease_id], policy),
+            sum(item.cost.values()),
+            left,
+        )
+        for place, (item, left) in enumerate(
+            zip(order, left_after(order, available), strict=True), start=1
+        )
+    ]
+
+
+def queue(lab: Lab, now: datetime) -> list[QueueEntry]:
+    with lab.db.write() as session:
+        return ranked(session, lab.policy, now)
+
+
+def queue_text(lab: Lab, actor: str, now: datetime) -> Outcome:
+    """`/lab queue`: reviewers only, since it shows everyone's requests."""
+    if not lab.roles.is_reviewer(actor):
+        return refuse(
+            lab, now, actor, "queue", "Only reviewers see the queue; `list` shows your leases."
+        )
+    entries = queue(lab, now)
+    if not entries:
+        return Outcome(True, "Nothing is waiting for a decision.")
+    lines = ["Waiting for review, in review order (class, then longest wait):"]
+    return Outcome(True, "\n".join([*lines, *(e.line(now) for e in entries)]))
+
+
+def place_in_queue(session: Session, policy: Policy, lease_id: int, now: datetime) -> str:
+    entries = ranked(session, policy, now)
+    place = next((e.place for e in entries if e.lease.id == lease_id), None)
+    return f"{place} of {len(entries)}" if place else "-"
+
+
+def repo_words(lease: Lease) -> str:
+    """What the forge said, or that the check is still pending (and why, once it failed)."""
+    if lease.repo_check_at is not None:
+        return f"{PENDING_CHECK} ({lease.repo_check})" if lease.repo_check else PENDING_CHECK
+    return lease.repo_check or PENDING_CHECK
+
+
+def project_writeups(session: Session, lease: Lease) -> list[str]:
+    """The project's earlier leases that ended, with their write-up link or "pending": so
+    reviewers see who gave back."""
+    rows = session.exec(
+        select(Lease.id, Lease.writeup_url)
+        .where(
+            Lease.project == lease.project,
+            col(Lease.id) != lease.id,
+            Lease.state == State.RECLAIMED,
+        )
+        .order_by(col(Lease.id).desc())
+        .limit(MAX_WRITEUPS)
+    ).all()
+    return [f"#{i}: {url or 'pending'}" for i, url in rows]

@@ -1,0 +1,188 @@
+"""The public report: per month, what the lab was given, what each project used and why, the
+share kept for other open-source projects, and who wrote up their run.
+
+It is read-only (months the books have opened, read in a read transaction) and public: it
+carries no Slack ids, no addresses and no SSH keys. Purposes are people's own words, so mentions,
+e-mail and IP addresses and keys are taken out of them before they are shown.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, or_
+from sqlmodel import Session, col, select
+
+from commands.billing import cost_by_month, month_bounds
+from commands.credit import GRANT, books
+from commands.durations import format_duration
+from commands.holds import billing_stops
+from commands.lab import Lab
+from commands.process import LABELS, Reserve
+from commands.queue import applicant_label
+from commands.reserve import beyond_counted, irregular_leases, month_reserves
+from storage.models import CreditHold, Lease, LedgerEntry, Server, ServerSpend
+
+REMOVED = "[removed]"
+_PRIVATE = re.compile(
+    r"<[@#!][^>]*>"  # Slack mentions, channels, broadcasts
+    r"|(?-i:\b[UW](?=[A-Z]*\d)[A-Z0-9]{6,}\b)"  # bare Slack user ids
+    r"|[\w.+-]+@[\w-]+\.[\w.-]+"  # e-mail addresses
+    r"|\b\d{1,3}(?:\.\d{1,3}){3}(?:/\d+)?\b"  # IPv4
+    r"|\b[0-9a-f]{1,4}(?::[0-9a-f]{0,4}){2,7}\b"  # IPv6
+    r"|(?:ssh-|ecdsa-|sk-)\S+\s+[A-Za-z0-9+/=]{16,}",  # SSH public keys
+    re.IGNORECASE,
+)
+
+
+def public_text(text: str) -> str:
+    """People's words with anything private taken out."""
+    return _PRIVATE.sub(REMOVED, text)
+
+
+@dataclass(frozen=True)
+class ReportLease:
+    id: int
+    project: str
+    applicant: str
+    repository: str
+    purpose: str
+    shape: str  # 3 x c1.small.x86 x 48h
+    cents: int  # spent plus still committed in the month
+    writeup: str | None
+    state: str
+
+
+@dataclass(frozen=True)
+class MonthReport:
+    month: str
+    granted: int
+    spent: int
+    committed: int
+    available: int
+    reserve: Reserve
+    reserved_share: int
+    leases: list[ReportLease]
+    burn: list[tuple[int, int]]  # (day of month, spent by the end of it)
+    by_project: list[tuple[str, int]] = field(default_factory=list)
+    by_class: list[tuple[str, int]] = field(default_factory=list)
+
+
+def report_months(lab: Lab) -> list[str]:
+    """The months the books have opened (a grant row exists), newest first."""
+    with lab.db.read() as session:
+        return list(
+            session.exec(
+                select(LedgerEntry.month)
+                .where(LedgerEntry.kind == GRANT)
+                .distinct()
+                .order_by(col(LedgerEntry.month).desc())
+            ).all()
+        )
+
+
+def month_report(lab: Lab, month: str, now: datetime) -> MonthReport:
+    """One month of the report. Only for months in `report_months`: reading them writes
+    nothing."""
+    with lab.db.read() as session:
+        book = books(session, [month], lab.policy, now)[month]
+        kept = month_reserves(session, [month], lab.policy, now)[month]
+        amounts = _lease_amounts(session, lab, month, now)
+        leases = session.exec(select(Lease).where(col(Lease.id).in_(list(amounts)))).all()
+        burn = _burn(session, month, now)
+    rows = sorted(
+        (_row(lease, amounts[lease.id], lab) for lease in leases), key=lambda r: (-r.cents, r.id)
+    )
+    by_project: dict[str, int] = defaultdict(int)
+    by_class: dict[str, int] = defaultdict(int)
+    for lease in leases:
+        by_project[lease.project] += amounts[lease.id]
+        by_class[LABELS.get(lease.applicant_class, lease.applicant_class)] += amounts[lease.id]
+    return MonthReport(
+        month=month,
+        granted=book.granted,
+        spent=book.spent,
+        committed=book.committed,
+        available=book.available,
+        reserve=kept,
+        reserved_share=lab.policy.reserved_share,
+        leases=rows,
+        burn=burn,
+        by_project=sorted(by_project.items(), key=lambda kv: (-kv[1], kv[0])),
+        by_class=sorted(by_class.items(), key=lambda kv: (-kv[1], kv[0])),
+    )
+
+
+def _row(lease: Lease, cents: int, lab: Lab) -> ReportLease:
+    hours = format_duration(lease.duration_s + lease.extended_s)
+    return ReportLease(
+        id=lease.id,
+        project=public_text(lease.project),
+        applicant=applicant_label(lease, lab.policy),
+        repository=public_text(lease.repo_url),
+        purpose=public_text(lease.purpose),
+        shape=f"{lease.plan} x {lease.count} servers x {hours}",
+        cents=cents,
+        writeup=public_text(lease.writeup_url) if lease.writeup_url else None,
+        state=lease.state,
+    )
+
+
+def _lease_amounts(session: Session, lab: Lab, month: str, now: datetime) -> dict[int, int]:
+    """Per lease, what it spent and still holds in the month (holds plus settled spend, summed
+    in SQL, and the few irregular leases reckoned exactly); together the books' spent plus
+    committed."""
+    amounts: dict[int, int] = defaultdict(int)
+    for table in (CreditHold, ServerSpend):
+        for lease_id, cents in session.exec(
+            select(table.lease_id, func.sum(table.cents))
+            .where(table.month == month)
+            .group_by(table.lease_id)
+        ).all():
+            amounts[lease_id] += int(cents)
+    for lease_id in irregular_leases(session, now):
+        amounts[lease_id] += beyond_counted(session, lease_id, now).get(month, 0)
+    return {lease_id: cents for lease_id, cents in amounts.items() if cents > 0}
+
+
+def _burn(session: Session, month: str, now: datetime) -> list[tuple[int, int]]:
+    """What the month had spent by the end of each day, up to today."""
+    start, end = month_bounds(month)
+    servers = session.exec(
+        select(Server, Lease)
+        .join(Lease, col(Lease.id) == Server.lease_id)
+        .where(
+            col(Server.active_at).is_not(None),
+            col(Server.active_at) < end,
+            or_(col(Server.deleted_at).is_(None), col(Server.deleted_at) > start),
+        )
+    ).all()
+    days = []
+    day = start
+    while day < end and day < now:
+        cut = min(day + timedelta(days=1), now)
+        spent = sum(
+            cost_by_month(
+                server.active_at,
+                max(server.active_at, min(billing_stops(lease, server.deleted_at or now), cut)),
+                1,
+                server.hourly_cents,
+            ).get(month, 0)
+            for server, lease in servers
+        )
+        days.append((day.day, spent))
+        day += timedelta(days=1)
+    return days
+
+
+def is_month(text: str) -> bool:
+    parts = text.split("-")
+    return (
+        len(parts) == 2
+        and all(p.isascii() and p.isdigit() for p in parts)
+        and len(parts[0]) == 4
+        and 1 <= int(parts[1]) <= 12
+    )

@@ -1,0 +1,173 @@
+"""The share of each month kept for other open-source projects, read from the books.
+
+The decisions are the pure functions of `commands.process`; this module gathers their numbers
+with credit's public functions (the month's grant, spent plus committed by class) and the
+ledger's reserve overrides, inside the caller's transaction, so an approval's reserve check and
+its state change see the same books.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from commands.billing import format_cents
+from commands.credit import lease_used, ledger_totals, record_override, shortfall_words
+from commands.holds import lease_settled, planned_cost
+from commands.policy import Policy
+from commands.process import (
+    FAVOURED,
+    OTHER,
+    Reserve,
+    format_share,
+    reserve,
+    reserve_shortfall,
+)
+from storage.models import CreditHold, Lease, LedgerEntry, Meter, ServerSpend
+
+RESERVE_OVERRIDE = "reserve_override"
+
+
+def month_reserves(
+    session: Session, months: list[str], policy: Policy, now: datetime
+) -> dict[str, Reserve]:
+    """Kept, used and left of each month's reserve."""
+    granted = _granted(session, months)
+    others = class_usage(session, months, now, [OTHER])
+    overridden = _overridden(session, months)
+    return {
+        m: reserve(granted[m], policy.reserved_share, others[m], overridden.get(m, 0))
+        for m in months
+    }
+
+
+def reserve_shortfalls(
+    session: Session, lease: Lease, policy: Policy, now: datetime
+) -> dict[str, int]:
+    """Per month, how far approving `lease` would eat into the reserve; empty when it does not
+    (always empty for other open-source projects, whose share it is)."""
+    if lease.applicant_class not in FAVOURED or policy.reserved_share == 0:
+        return {}
+    need = planned_cost(lease, policy, now)
+    months = sorted(need)
+    if not months:
+        return {}
+    granted = _granted(session, months)
+    favoured = class_usage(session, months, now, sorted(FAVOURED), exclude_lease=lease.id)
+    overridden = _overridden(session, months)
+    short = {
+        m: reserve_shortfall(
+            lease.applicant_class,
+            need[m],
+            granted[m],
+            policy.reserved_share,
+            favoured[m],
+            overridden.get(m, 0),
+        )
+        for m in months
+    }
+    return {m: cents for m, cents in short.items() if cents > 0}
+
+
+def reserve_refusal(lease: Lease, short: dict[str, int], policy: Policy) -> str:
+    return (
+        f"Approving #{lease.id} would {eat_words(short, policy)}. Approve requests from other "
+        "projects first, ask for fewer servers or hours, or an admin can approve it with "
+        f'`approve {lease.id} override="why"`.'
+    )
+
+
+def eat_words(short: dict[str, int], policy: Policy) -> str:
+    """`eat into the 20% of the month kept for other open-source projects: 2026-11 by $5.00`"""
+    return (
+        f"eat into the {format_share(policy.reserved_share)} of the month kept for other "
+        f"open-source projects: {shortfall_words(short)}"
+    )
+
+
+def record_reserve_override(
+    session: Session, lease_id: int, short: dict[str, int], actor: str, reason: str, now: datetime
+) -> None:
+    """An admin let a foundation or member request into the reserve: one ledger row per month,
+    for the amount it takes."""
+    record_override(session, lease_id, short, actor, reason, now, kind=RESERVE_OVERRIDE)
+
+
+def reserve_words(state: Reserve) -> str:
+    return (
+        f"kept {format_cents(state.kept)}, used {format_cents(state.used)}, "
+        f"left {format_cents(state.left)}"
+    )
+
+
+def class_usage(
+    session: Session,
+    months: list[str],
+    now: datetime,
+    classes: list[str],
+    exclude_lease: int | None = None,
+) -> dict[str, int]:
+    """Spent plus committed per month by the leases of some applicant classes. The month totals
+    are kept per project, so this sums the class's holds and settled spend in SQL (what a lease
+    uses while its servers bill within its holds), then reckons exactly the few leases whose
+    servers may bill past their holds or whose holds are gone (being reclaimed)."""
+    used = dict.fromkeys(months, 0)
+    wanted = [col(Lease.applicant_class).in_(classes)]
+    if exclude_lease is not None:
+        wanted.append(col(Lease.id) != exclude_lease)
+    for table in (CreditHold, ServerSpend):
+        for month, cents in session.exec(
+            select(table.month, func.sum(table.cents))
+            .join(Lease, col(Lease.id) == table.lease_id)
+            .where(col(table.month).in_(months), *wanted)
+            .group_by(table.month)
+        ).all():
+            used[month] += int(cents)
+    irregular = irregular_leases(session, now)
+    chosen = session.exec(select(Lease.id).where(col(Lease.id).in_(irregular), *wanted)).all()
+    for lease_id in chosen:
+        for month, cents in beyond_counted(session, lease_id, now).items():
+            if month in used:
+                used[month] += cents
+    return used
+
+
+def irregular_leases(session: Session, now: datetime) -> set[int]:
+    """Leases whose servers may bill past their holds, or whose holds are gone: the few that
+    holds plus settled spend do not describe exactly."""
+    found = set(session.exec(select(Meter.lease_id).where(col(Meter.held).is_(False))).all())
+    return found | set(
+        session.exec(select(CreditHold.lease_id).where(col(CreditHold.exact_until) < now)).all()
+    )
+
+
+def beyond_counted(session: Session, lease_id: int, now: datetime) -> dict[str, int]:
+    """Per month, what one irregular lease uses beyond its holds plus its settled spend."""
+    exact = lease_used(session, lease_id, now)
+    counted = _counted(session, lease_id)
+    return {m: exact.get(m, 0) - counted.get(m, 0) for m in exact.keys() | counted.keys()}
+
+
+def _counted(session: Session, lease_id: int) -> dict[str, int]:
+    """What the SQL sums above counted for one lease: its holds plus its settled spend."""
+    counted = dict(lease_settled(session, lease_id))
+    for row in session.exec(select(CreditHold).where(CreditHold.lease_id == lease_id)).all():
+        counted[row.month] = counted.get(row.month, 0) + row.cents
+    return counted
+
+
+def _granted(session: Session, months: list[str]) -> dict[str, int]:
+    """The months' grants and adjustments, from the ledger alone: the callers have read (and so
+    opened) the months' books already, so walking the live leases again would only repeat it."""
+    return {m: ledger_totals(session, m)[0] for m in months}
+
+
+def _overridden(session: Session, months: list[str]) -> dict[str, int]:
+    rows = session.exec(
+        select(LedgerEntry.month, func.sum(LedgerEntry.amount_cents))
+        .where(LedgerEntry.kind == RESERVE_OVERRIDE, LedgerEntry.month.in_(months))
+        .group_by(LedgerEntry.month)
+    ).all()
+    return dict(rows)
