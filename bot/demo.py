@@ -37,14 +37,21 @@ from commands.policy import Policy, Roles
 from commands.sweep import sweep
 from commands.views import credit_report
 from fakes.forge import FakeForge
+from fakes.keys import public_key
 from fakes.packet import FakePacket
 from fakes.slack import Call, FakeSlack
 from fakes.slack_sender import SlackSender, field
 from metal.ec2_catalog import EXAMPLE
 
 START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
-ALICE, BOB, RITA, ADA = "U0ALICE", "U0BOB", "U0RITA", "U0ADA"
-NAMES = {ALICE: "alice (coredns)", BOB: "bob (envoy)", RITA: "rita (reviewer)", ADA: "ada (admin)"}
+ALICE, CAROL, BOB, RITA, ADA = "U0ALICE", "U0CAROL", "U0BOB", "U0RITA", "U0ADA"
+NAMES = {
+    ALICE: "alice (coredns)",
+    CAROL: "carol (coredns)",
+    BOB: "bob (envoy)",
+    RITA: "rita (reviewer)",
+    ADA: "ada (admin)",
+}
 CHANNELS = {"C0REVIEW": "#lab-review", "C0ADMIN": "#lab-admin"}
 TOKEN = "xoxb-demo"
 _MENTION = re.compile(r"<@(\w+)>")
@@ -313,11 +320,14 @@ class Story:
         return min(self.ctx.lab.policy.max_servers, -(-cents // (hourly * (hours + 1))))
 
     def run(self) -> None:
+        self.type(ALICE, f"keys add {public_key('alice', 'alice@laptop')}")
+        self.type(CAROL, f"keys add {public_key('carol', 'carol@workstation')}")
         first = _lease_id(
             self.type(
                 ALICE,
                 f"request 3 {self.small} 48h project=coredns class=foundation "
-                'repo=https://github.com/coredns/coredns "scale tests of the kubernetes plugin"',
+                'repo=https://github.com/coredns/coredns "scale tests of the kubernetes plugin" '
+                f"with=<@{CAROL}>",
             )
         )
         self.type(
@@ -325,18 +335,19 @@ class Story:
             f"request 1 {self.small} 4h project=left-pad class=member org=Globex "
             'repo=https://github.com/left-pad/left-pad "a quick benchmark"',
         )
+        bob_key = public_key("bob", "bob@ci")
         big = _lease_id(
             self.type(
                 BOB,
                 f"request 100 {self.large} 14d project=envoy class=foundation "
-                'repo=https://github.com/envoyproxy/envoy "a month of ARM CI"',
+                f'repo=https://github.com/envoyproxy/envoy "a month of ARM CI" key="{bob_key}"',
             )
         )
         odd = _lease_id(
             self.type(
                 BOB,
                 f"request 2 {self.large} 12h project=envoy "
-                'repo=https://github.com/envoyproxy/envoy "mine cryptocurrency"',
+                f'repo=https://github.com/envoyproxy/envoy "mine cryptocurrency" key="{bob_key}"',
             )
         )
         self.clock.now += timedelta(minutes=20)
@@ -354,15 +365,16 @@ class Story:
                 BOB,
                 f"request {self._count_costing(2_050_000, 12 * 24)} {self.large} 12d "
                 "project=envoy class=foundation "
-                'repo=https://github.com/envoyproxy/envoy "load tests at scale"',
+                f'repo=https://github.com/envoyproxy/envoy "load tests at scale" key="{bob_key}"',
             )
         )
         self.click_card(RITA, cards.APPROVE, scale)
         self.wait("servers come up", minutes=5)
         self.wait("a day before the end", hours=24)
-        self.type(ALICE, f"extend {first} 12h")
+        self.type(CAROL, f"extend {first} 12h")
         self.wait("an hour before the new end", hours=35)
-        self.wait("the lease ends", hours=1)
+        self.wait("nobody answered the last reminder", minutes=30)
+        self.wait("the lease ends", minutes=30)
         self.wait("grace is over", hours=1, minutes=1)
         self.wait("deletes confirmed", minutes=1)
         self.click_dm(ALICE, dms.WRITEUP, str(first), "Send the write-up link")

@@ -19,7 +19,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.blocks.cards import decided_card, extension_card, review_card
-from bot.blocks.dms import dm_blocks
+from bot.blocks.dms import dm_blocks, silent_lease
 from bot.blocks.kit import Block, message, mrkdwn, section
 from commands.notices import ADMIN, REVIEW, Kind, Message
 
@@ -86,6 +86,8 @@ class SlackNotifier:
             return review_card(notice)
         if notice.kind == Kind.EXTENSION_CARD:
             return extension_card(notice)
+        if notice.kind == Kind.SILENT_LEASE:
+            return silent_lease(notice)
         if notice.user:
             return dm_blocks(notice)
         return [section(mrkdwn(notice.text))]

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from sqlmodel import Session, delete
 
 from commands.backstop import move_backstop
+from commands.coowners import audiences, co_owner_ids
 from commands.credit import record_override, shortfall_words, shortfalls
 from commands.durations import format_duration
 from commands.facts import quoted, shape, when
@@ -32,7 +33,8 @@ from storage.models import Lease, PendingExtension, SentReminder
 def extend(lab: Lab, actor: str, lease_id: int, extra: timedelta, now: datetime) -> Outcome:
     with lab.db.read() as session:
         lease = session.get(Lease, lease_id)
-    problem = _cannot_extend(lab, lease, actor, lease_id, extra)
+        sharing = co_owner_ids(session, lease_id)
+    problem = _cannot_extend(lab, lease, actor, lease_id, extra, sharing)
     beyond = None if problem else check_extension(_total(lease), extra, lab.policy)
     if problem is None and beyond is None:
         problem = _move_backstop(lab, lease_id, extra, now)
@@ -102,7 +104,12 @@ def _total(lease: Lease) -> timedelta:
 
 
 def _cannot_extend(
-    lab: Lab, lease: Lease | None, actor: str, lease_id: int, extra: timedelta
+    lab: Lab,
+    lease: Lease | None,
+    actor: str,
+    lease_id: int,
+    extra: timedelta,
+    co_owners: list[str],
 ) -> str | None:
     if lease is None:
         return not_found(lease_id)
@@ -110,7 +117,8 @@ def _cannot_extend(
         return wrong_state(lease, "extended", "an active lease")
     if extra <= timedelta(0):
         return "An extension must be longer than zero, for example `extend 5 24h`."
-    return owner_or_admin(lab, lease, actor, "extend")
+    # Reviewers too: on a silent team's behalf (they are told of leases nobody answers).
+    return owner_or_admin(lab, lease, actor, "extend", co_owners, reviewers=True)
 
 
 def _apply(
@@ -170,15 +178,16 @@ def _apply(
         seconds=int(extra.total_seconds()),
         override=override,
     )
-    enqueue(
-        session,
-        Kind.EXTENDED,
-        owner(lease.owner),
-        _extended_words(lease, extra),
-        now,
-        lease.id,
-        ends_at=lease.ends_at.isoformat(),
-    )
+    for audience in audiences(session, lease):
+        enqueue(
+            session,
+            Kind.EXTENDED,
+            audience,
+            _extended_words(lease, extra),
+            now,
+            lease.id,
+            ends_at=lease.ends_at.isoformat(),
+        )
     return None
 
 

@@ -63,9 +63,13 @@ def one_line(lease: Lease, now: datetime) -> str:
     return f"#{lease.id} {lease.project}: {shape(lease)} — {state.value}{left}"
 
 
-def describe(lease: Lease, servers: list[Server], now: datetime) -> str:
+def describe(
+    lease: Lease, servers: list[Server], now: datetime, co_owners: list[str] | None = None
+) -> str:
+    sharing = ", co-owners " + ", ".join(f"<@{u}>" for u in co_owners) if co_owners else ""
     lines = [
-        f"Lease #{lease.id} for {lease.project} ({quoted(lease.repo_url)}), owner <@{lease.owner}>",
+        f"Lease #{lease.id} for {lease.project} ({quoted(lease.repo_url)}), "
+        f"owner <@{lease.owner}>{sharing}",
         f"{shape(lease)}, {lease.os}, {format_cents(lease.hourly_cents)}/h per server",
         f"State: {lease.state} ({DESCRIPTIONS[State(lease.state)]})",
         f"Purpose: {quoted(lease.purpose)}",

@@ -6,19 +6,28 @@ Kept pure so hypothesis can throw any string at it: the only exception it raises
 
 from __future__ import annotations
 
+import re
 import shlex
 from dataclasses import dataclass
 from datetime import timedelta
 
 from commands.durations import DurationError, parse_duration
-from commands.policy import RequestInput
+from commands.keys import FORGES
+from commands.policy import MAX_CO_OWNERS, RequestInput
+from commands.pubkeys import PRIVATE_KEY_REFUSAL, looks_private
 
 USAGE: dict[str, str] = {
     "request": (
         'request [COUNT PLAN METRO DURATION project=NAME repo=URL "why"] '
-        '[class=foundation|member|other org=NAME] [os=OS key="ssh-ed25519 ..." partial=yes]  '
-        "(no arguments: a form)"
+        '[class=foundation|member|other org=NAME] [os=OS key="ssh-ed25519 ..." '
+        "with=@user,@user partial=yes]  (no arguments: a form)"
     ),
+    "keys": (
+        "keys [add ssh-ed25519 AAAA... | remove NUMBER | import github|gitlab LOGIN]  "
+        "(your saved SSH keys)"
+    ),
+    "share": "share ID @user  (a co-owner gets the DMs and may extend or release)",
+    "unshare": "unshare ID @user",
     "list": "list  (your leases)",
     "show": "show ID",
     "extend": "extend ID DURATION  (like 24h or 3d)",
@@ -44,6 +53,8 @@ _OPTION_FIELDS = {
     "class": "applicant",
     "org": "org",
 }
+_MENTION = re.compile(r"<@([UW][A-Z0-9]{2,20})(?:\|[^>]{0,80})?>|([UW][A-Z0-9]{2,20})")
+_LOGIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 CLASSES_HELP = (
     "Who is asking: `class=foundation` (one of the foundation's projects), "
     "`class=member org=NAME` (a member organization) or `class=other` (any other open-source "
@@ -70,6 +81,10 @@ class Command:
     reason: str = ""
     override: str | None = None
     request: RequestInput | None = None
+    action: str = ""  # keys: list, add, remove, import
+    subject: str = ""  # keys: the key, its number or fingerprint, or the forge login
+    forge: str = ""
+    users: tuple[str, ...] = ()  # share, unshare: Slack user ids
 
     @property
     def opens_form(self) -> bool:
@@ -83,6 +98,11 @@ def help_text(command: str = "/lab") -> str:
 
 
 def parse(text: str) -> Command:
+    head, _, rest = text.strip().partition(" ")
+    if head.lower() == "keys":
+        return _keys(rest.strip())
+    if looks_private(text):
+        raise GrammarError(PRIVATE_KEY_REFUSAL)
     words = _split(text)
     if not words:
         return Command("help")
@@ -142,11 +162,15 @@ def _request(verb: str, args: list[str]) -> Command:
     if not args:
         return Command(verb)
     positional = [a for a in args if "=" not in a]
-    options = _options(verb, [a for a in args if "=" in a], allowed={*_OPTION_FIELDS, "partial"})
+    options = _options(
+        verb, [a for a in args if "=" in a], allowed={*_OPTION_FIELDS, "partial", "with"}
+    )
     if len(positional) < 4:
         raise _usage(verb, "an inline request starts with COUNT PLAN METRO DURATION")
     count, plan, metro, duration = positional[:4]
-    fields = {_OPTION_FIELDS[k]: v for k, v in options.items() if k in _OPTION_FIELDS}
+    fields: dict = {_OPTION_FIELDS[k]: v for k, v in options.items() if k in _OPTION_FIELDS}
+    if "with" in options:
+        fields["co_owners"] = _users(verb, [options["with"]])
     if "applicant" in fields:
         fields["applicant"] = fields["applicant"].lower()
     extra_purpose = " ".join(positional[4:])
@@ -161,6 +185,53 @@ def _request(verb: str, args: list[str]) -> Command:
         **fields,
     )
     return Command(verb, request=request)
+
+
+def _keys(rest: str) -> Command:
+    """Read from the raw text, not shlex: a key's comment may hold quotes, and a pasted private
+    key must reach the use case whole, to be refused (and audited) there."""
+    action, _, arg = rest.partition(" ")
+    action, arg = action.lower() or "list", arg.strip()
+    if action == "list" and not arg:
+        return Command("keys", action="list")
+    if action == "add" and arg:
+        return Command("keys", action="add", subject=arg)
+    if action == "remove" and arg and len(arg.split()) == 1:
+        return Command("keys", action="remove", subject=arg)
+    if action == "import":
+        words = arg.split()
+        if len(words) == 2 and words[0].lower() in FORGES and _LOGIN.fullmatch(words[1]):
+            return Command("keys", action="import", forge=words[0].lower(), subject=words[1])
+        raise _usage("keys", "`keys import` takes github or gitlab and an account name")
+    if looks_private(rest):
+        raise GrammarError(PRIVATE_KEY_REFUSAL)
+    raise _usage("keys", "`keys` lists your keys; `add`, `remove` and `import` change them")
+
+
+def _share(verb: str, args: list[str]) -> Command:
+    if len(args) < 2:
+        raise _usage(verb, f"`{verb}` takes a lease number and a person")
+    users = _users(verb, args[1:])
+    if verb == "unshare" and len(users) != 1:
+        raise _usage(verb, "`unshare` takes a lease number and one person")
+    return Command(verb, lease_id=_lease_id(verb, args[0]), users=users)
+
+
+def _users(verb: str, words: list[str]) -> tuple[str, ...]:
+    found = []
+    for word in (w for chunk in words for w in chunk.split(",") if w):
+        match = _MENTION.fullmatch(word)
+        if match is None:
+            raise _usage(
+                verb,
+                f"I cannot tell who '{word[:40]}' is; name people with a Slack mention or "
+                "their member ID (profile, then Copy member ID), or use the co-owner menu in the "
+                "lease's DM",
+            )
+        found.append(match[1] or match[2])
+    if len(found) > MAX_CO_OWNERS:
+        raise _usage(verb, f"name at most {MAX_CO_OWNERS} people")
+    return tuple(dict.fromkeys(found))
 
 
 def _options(verb: str, args: list[str], allowed: set[str]) -> dict[str, str]:
@@ -220,4 +291,6 @@ _PARSERS = {
     "extend": _extend,
     "approve": _approve,
     "deny": _deny,
+    "share": _share,
+    "unshare": _share,
 }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -134,10 +135,31 @@ def not_found(lease_id: int) -> str:
     return f"There is no lease #{lease_id}; `list` shows yours."
 
 
-def owner_or_admin(lab: Lab, lease: Lease, actor: str, verb: str) -> str | None:
-    if lease.owner == actor or lab.roles.is_admin(actor):
+def owner_or_admin(
+    lab: Lab,
+    lease: Lease,
+    actor: str,
+    verb: str,
+    co_owners: Collection[str] | None = None,
+    reviewers: bool = False,
+) -> str | None:
+    """None when `actor` may `verb` the lease: its owner or an admin; its co-owners for the
+    verbs that pass them (extend, release); reviewers for the verbs that admit them (extend,
+    on a silent team's behalf). Otherwise the sentence, naming exactly who may."""
+    allowed = (
+        lease.owner == actor
+        or actor in (co_owners or ())
+        or (reviewers and lab.roles.is_reviewer(actor))
+        or lab.roles.is_admin(actor)
+    )
+    if allowed:
         return None
-    return f"Lease #{lease.id} is <@{lease.owner}>'s; only its owner or an admin can {verb} it."
+    who = ", ".join(
+        ["its owner"]
+        + (["a co-owner"] if co_owners is not None else [])
+        + (["a reviewer"] if reviewers else [])
+    )
+    return f"Lease #{lease.id} is <@{lease.owner}>'s; only {who} or an admin can {verb} it."
 
 
 def wrong_state(lease: Lease, verb: str, allowed: str) -> str:

@@ -49,6 +49,8 @@ class Kind(StrEnum):
     FAILED = "failed"
     WRITEUP_REQUEST = "writeup_request"
     ADMIN_ALERT = "admin_alert"
+    SHARED = "shared"
+    SILENT_LEASE = "silent_lease"
 
 
 REVIEW = "review"

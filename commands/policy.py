@@ -15,18 +15,16 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from commands.durations import format_duration
 from commands.process import CLASSES, OTHER, class_problem
+from commands.pubkeys import MAX_KEY_CHARS, KeyProblem, read_key
 from metal.forge import parse_repository
 from metal.provider import Catalog
 
+MAX_CO_OWNERS = 10
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
 
 _REPO = re.compile(r"https?://[^\s/]+\.[^\s/]+/\S+")
 _PROJECT = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}", re.IGNORECASE)
-_SSH_KEY = re.compile(
-    r"(ssh-(rsa|ed25519|dss)|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com)"
-    r"\s+[A-Za-z0-9+/=]+(\s+\S.*)?"
-)
 
 
 # The longest text a person may give, per field: stated in the form (Slack enforces it there)
@@ -35,7 +33,7 @@ LIMITS = {
     "project": 63,
     "repo_url": 200,
     "purpose": 500,
-    "ssh_key": 2000,
+    "ssh_key": MAX_KEY_CHARS,
     "reason": 500,
     "url": 300,
     "org": 100,
@@ -157,6 +155,7 @@ class RequestInput(BaseModel):
     allow_partial: bool = False
     applicant: str = OTHER  # who is asking: foundation, member or other
     org: str = ""  # the member organization, when applicant is member
+    co_owners: tuple[str, ...] = ()  # Slack user ids
 
 
 def is_link(text: str) -> bool:
@@ -207,10 +206,11 @@ def check_request(req: RequestInput, catalog: Catalog, policy: Policy) -> dict[s
             "labbot checks repositories on github.com and gitlab.com; give one like "
             "repo=https://github.com/coredns/coredns"
         )
-    if "ssh_key" not in errors and req.ssh_key and not _SSH_KEY.fullmatch(req.ssh_key):
-        errors["ssh_key"] = (
-            "that is not a public SSH key; paste one line like 'ssh-ed25519 AAAA... you@host'"
-        )
+    key = read_key(req.ssh_key) if req.ssh_key and "ssh_key" not in errors else None
+    if isinstance(key, KeyProblem):
+        errors["ssh_key"] = key.sentence[0].lower() + key.sentence[1:].rstrip(".")
+    if len(req.co_owners) > MAX_CO_OWNERS:
+        errors["co_owners"] = f"name at most {MAX_CO_OWNERS} co-owners"
     return errors
 
 

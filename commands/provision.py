@@ -16,11 +16,14 @@ from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from commands.backstop import move_backstop
+from commands.coowners import audiences, co_owner_ids
 from commands.facts import servers_summary, shape
 from commands.holds import hold, meter_on, refresh_exactness, release_holds
+from commands.keys import keys_on, keys_words, lease_keys
 from commands.lab import Lab, Outcome, audit, move, not_found, refuse, wrong_state
 from commands.markers import once
 from commands.notices import ADMIN, Kind, enqueue, owner
+from commands.pubkeys import PublicKey
 from commands.reclaim import delete_due, next_delete_at
 from commands.reminders import next_due
 from commands.states import State
@@ -34,7 +37,7 @@ from metal.provider import (
     lease_tag,
 )
 from storage.locks import locked
-from storage.models import Lease, Server
+from storage.models import Lease, Server, ServerKeys
 
 log = logging.getLogger(__name__)
 
@@ -181,6 +184,8 @@ def _maybe_created(server: Server, now: datetime) -> bool:
 def _create_missing(lab: Lab, lease_id: int, now: datetime) -> None:
     with lab.db.read() as session:
         lease = session.get(Lease, lease_id)
+        # Read at each pass, so a co-owner added while the lease provisions is on what follows.
+        keys = lease_keys(session, lease, co_owner_ids(session, lease_id)) if lease else []
     if lease is None or lease.state != State.PROVISIONING:
         return
     todo = [
@@ -191,12 +196,13 @@ def _create_missing(lab: Lab, lease_id: int, now: datetime) -> None:
     claimed = _claim_creates(lab, todo, now)
     workers = max(1, min(lab.policy.provider_concurrency, len(claimed) or 1))
     with ThreadPoolExecutor(workers, thread_name_prefix=f"create-{lease_id}") as pool:
-        sent = {pool.submit(_send_create, lab, lease, server): server for server in claimed}
+        sent = {pool.submit(_send_create, lab, lease, server, keys): server for server in claimed}
         # Answers are recorded as they arrive, all those in hand in one transaction, so a
         # crash loses at most the creates in flight (found again by tag and hostname).
         while sent:
             done, _ = wait(sent, return_when=FIRST_COMPLETED)
-            _record_creates(lab, lease, [(sent.pop(f), f.result()) for f in done], now)
+            answers = [(sent.pop(f), f.result()) for f in done]
+            _record_creates(lab, lease, answers, keys, now)
 
 
 def _has_capacity(lab: Lab, lease: Lease, todo: list[Server], now: datetime) -> bool:
@@ -237,13 +243,15 @@ def _claim_creates(lab: Lab, servers: list[Server], now: datetime) -> list[Serve
     return [s for s in servers if s.id in taken]
 
 
-def _send_create(lab: Lab, lease: Lease, server: Server) -> Device | Exception:
+def _send_create(
+    lab: Lab, lease: Lease, server: Server, keys: list[PublicKey]
+) -> Device | Exception:
     spec = DeviceSpec(
         hostname=server.hostname,
         plan=server.plan,
         metro=server.metro,
         os=lease.os,
-        ssh_keys=(lease.ssh_key,) if lease.ssh_key else (),
+        ssh_keys=tuple(k.line for k in keys),
         tags=(TAG, lease_tag(lease.id)),
         termination_time=lease.backstop_at,
     )
@@ -254,7 +262,11 @@ def _send_create(lab: Lab, lease: Lease, server: Server) -> Device | Exception:
 
 
 def _record_creates(
-    lab: Lab, lease: Lease, answers: list[tuple[Server, Device | Exception]], now: datetime
+    lab: Lab,
+    lease: Lease,
+    answers: list[tuple[Server, Device | Exception]],
+    keys: list[PublicKey],
+    now: datetime,
 ) -> None:
     with lab.db.write() as session:
         for server, result in answers:
@@ -262,6 +274,9 @@ def _record_creates(
             if row is not None and row.state == "creating":
                 _record_create(session, lab, lease, row, result, now)
                 session.add(row)
+                session.merge(
+                    ServerKeys(server_id=row.id, fingerprints=" ".join(k.fingerprint for k in keys))
+                )
 
 
 def _record_create(
@@ -455,18 +470,24 @@ def _activate(
         session.add(lease)
     audit(session, now, "system", "active", lease.id, servers=count)
     partial = f" ({count} of the {asked} asked for)" if count < asked else ""
+    login = lab.plans().login_user(lease.os)
     lines = "\n".join(f"• {s.hostname}: {s.ips or 'no IP yet'}" for s in active)
-    enqueue(
-        session,
-        Kind.READY,
-        owner(lease.owner),
-        f"Lease #{lease.id} is ready{partial}: log in as root with your SSH key.\n{lines}\n"
-        f"It ends {ends_at:%Y-%m-%d %H:%M} UTC; you will be reminded before then.",
-        now,
-        lease.id,
-        servers=servers_summary(active),
-        ends_at=ends_at.isoformat(),
-    )
+    keys = keys_on(session, lease, active, co_owner_ids(session, lease.id))
+    for audience in audiences(session, lease):
+        enqueue(
+            session,
+            Kind.READY,
+            audience,
+            f"Lease #{lease.id} is ready{partial}: log in as {login} (`ssh {login}@ADDRESS`)."
+            f"\n{lines}\n{keys_words(keys)}\n"
+            f"It ends {ends_at:%Y-%m-%d %H:%M} UTC; you will be reminded before then.",
+            now,
+            lease.id,
+            servers=servers_summary(active),
+            login=login,
+            keys=keys,
+            ends_at=ends_at.isoformat(),
+        )
 
     return ends_at
 

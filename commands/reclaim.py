@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import update
 from sqlmodel import Session, col, func, select
 
+from commands.coowners import audiences, co_owner_ids
 from commands.facts import shape
 from commands.holds import billing_stops, release_holds, settle_spend
 from commands.lab import Lab, Outcome, audit, move, not_found, owner_or_admin, refuse, wrong_state
@@ -34,7 +35,7 @@ UP = ("pending", "creating", "provisioning", "active")
 def release(lab: Lab, actor: str, lease_id: int, now: datetime) -> Outcome:
     with lab.db.write() as session:
         lease = locked(session, Lease, lease_id)
-        problem = _cannot_release(lab, lease, actor, lease_id)
+        problem = _cannot_release(lab, lease, actor, lease_id, co_owner_ids(session, lease_id))
         if problem is None:
             problem = (
                 None
@@ -48,12 +49,14 @@ def release(lab: Lab, actor: str, lease_id: int, now: datetime) -> Outcome:
     return Outcome(True, f"Lease #{lease_id} released; its servers are being deleted.", lease_id)
 
 
-def _cannot_release(lab: Lab, lease: Lease | None, actor: str, lease_id: int) -> str | None:
+def _cannot_release(
+    lab: Lab, lease: Lease | None, actor: str, lease_id: int, co_owners: list[str]
+) -> str | None:
     if lease is None:
         return not_found(lease_id)
     if lease.state != State.ACTIVE:
         return wrong_state(lease, "released", "an active lease (cancel a pending request)")
-    return owner_or_admin(lab, lease, actor, "release")
+    return owner_or_admin(lab, lease, actor, "release", co_owners)
 
 
 def expire(lab: Lab, lease: Lease, now: datetime) -> bool:
@@ -80,14 +83,15 @@ def _begin(session: Session, lease: Lease, new: State, actor: str, now: datetime
     )
     verb = "released" if new == State.RELEASING else "ended"
     audit(session, now, actor, "release" if new == State.RELEASING else "expire", lease.id)
-    enqueue(
-        session,
-        Kind.RELEASED,
-        owner(lease.owner),
-        f"Lease #{lease.id} ({shape(lease)}) has {verb}; its servers are being deleted.",
-        now,
-        lease.id,
-    )
+    for audience in audiences(session, lease):
+        enqueue(
+            session,
+            Kind.RELEASED,
+            audience,
+            f"Lease #{lease.id} ({shape(lease)}) has {verb}; its servers are being deleted.",
+            now,
+            lease.id,
+        )
     return True
 
 

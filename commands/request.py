@@ -7,9 +7,11 @@ from datetime import datetime, timedelta
 from sqlmodel import Session, col, func, select
 
 from commands.billing import format_cents, month_key
+from commands.coowners import add_co_owners
 from commands.credit import available_cents, estimate_cents
 from commands.facts import lease_facts, quoted, shape
 from commands.holds import planned_cost
+from commands.keys import NO_KEY, has_saved_key
 from commands.lab import Lab, Outcome, audit, move, not_found, owner_or_admin, refuse, wrong_state
 from commands.notices import REVIEW, Kind, enqueue, owner
 from commands.policy import RequestInput, check_request
@@ -36,6 +38,8 @@ def request(lab: Lab, actor: str, req: RequestInput, now: datetime) -> Outcome:
                 f"you already have {waiting} requests waiting for a decision (the limit is "
                 f"{lab.policy.pending_per_user}); cancel one or wait for a reviewer"
             )
+        elif not req.ssh_key and not has_saved_key(session, actor):
+            problem = NO_KEY
         else:
             problem = None
             lease = _file(session, lab, actor, req, now)
@@ -97,6 +101,7 @@ def _file(session: Session, lab: Lab, actor: str, req: RequestInput, now: dateti
     )
     session.add(lease)
     session.flush()
+    add_co_owners(session, lease, list(req.co_owners), actor, now)
     estimate = estimate_cents(req.count, plan.hourly_cents, req.duration, lab.policy)
     audit(
         session,

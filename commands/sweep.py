@@ -13,9 +13,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from commands.billing import format_cents, month_key
+from commands.coowners import audiences, co_owner_ids
 from commands.credit import (
     books,
     burn_rate_cents_per_day,
@@ -32,14 +33,21 @@ from commands.markers import once, stamp
 from commands.notices import ADMIN, REVIEW, Kind, deliver, enqueue, owner
 from commands.provision import advance_provisioning, provision
 from commands.reclaim import CONFIRM, advance_reclaim, delete_due, expire, next_delete_at
-from commands.reminders import due_reminders, next_due, remaining_words
+from commands.reminders import (
+    SILENT_CHECK,
+    due_reminders,
+    next_due,
+    remaining_words,
+    reminder_times,
+    silent_check_at,
+)
 from commands.repocheck import check_repository, due_checks
 from commands.states import RECLAIMING, State
 from commands.writeups import remind_writeups
 from metal.provider import TAG, Device, lease_tag
 from storage.claims import claim, claim_period, give_back_period, release
 from storage.locks import locked
-from storage.models import Lease, Orphan, SentReminder, Server
+from storage.models import AuditEvent, Lease, Orphan, SentReminder, Server
 
 log = logging.getLogger(__name__)
 
@@ -212,24 +220,79 @@ def _active(lab: Lab, lease: Lease, now: datetime) -> str:
             session.add(SentReminder(lease_id=lease.id, offset_s=offset, sent_at=now))
         if due:
             left = remaining_words(fresh.ends_at, now)
-            enqueue(
-                session,
-                Kind.REMINDER,
-                owner(fresh.owner),
-                f"Lease #{lease.id} ({shape(fresh)}) ends in {left}, at {when(fresh.ends_at)}. "
-                "Extend it if you still need the servers, or release them now.",
-                now,
-                lease.id,
-                left=left,
-                ends_at=fresh.ends_at.isoformat(),
-            )
+            for audience in audiences(session, fresh):
+                enqueue(
+                    session,
+                    Kind.REMINDER,
+                    audience,
+                    f"Lease #{lease.id} ({shape(fresh)}) ends in {left}, at "
+                    f"{when(fresh.ends_at)}. Extend it if you still need the servers, or "
+                    "release them now.",
+                    now,
+                    lease.id,
+                    left=left,
+                    ends_at=fresh.ends_at.isoformat(),
+                )
             audit(session, now, "system", "remind", lease.id, offsets=due)
-        fresh.due_at = next_due(lab.policy, fresh.starts_at, fresh.ends_at, [*sent, *due])
+        checked, silent = _silent_check(session, lab, fresh, sent, now)
+        done = [*sent, *due, *checked]
+        fresh.due_at = next_due(lab.policy, fresh.starts_at, fresh.ends_at, done)
         stray = next_delete_at(session, lease.id)
         if stray is not None and stray < fresh.due_at:
             fresh.due_at = max(stray, now + CONFIRM)
         session.add(fresh)
+    if silent:
+        return "nobody answered the last reminder; reviewers told"
     return f"reminded ({len(due)})" if due else "not due"
+
+
+def _silent_check(
+    session: Session, lab: Lab, lease: Lease, sent: list[int], now: datetime
+) -> tuple[list[int], bool]:
+    """Once per lease end, after the last reminder: if no owner or co-owner has done anything
+    with the lease since it went out, tell the reviewers, who may extend on the team's behalf.
+    The lease still ends on time. Returns the offsets recorded ([SILENT_CHECK] once the check
+    ran) and whether the reviewers were told."""
+    at = silent_check_at(lab.policy, lease.starts_at, lease.ends_at)
+    if at is None or at > now or SILENT_CHECK in sent:
+        return [], False
+    last_offset = reminder_times(lab.policy, lease.starts_at, lease.ends_at)[-1][0]
+    reminded = session.get(SentReminder, (lease.id, last_offset))
+    session.add(SentReminder(lease_id=lease.id, offset_s=SILENT_CHECK, sent_at=now))
+    people = [lease.owner, *co_owner_ids(session, lease.id)]
+    if reminded is None or _answered(session, lease.id, people, reminded.sent_at):
+        return [SILENT_CHECK], False
+    reclaim_at = lease.ends_at + lab.policy.grace
+    audit(session, now, "system", "silent_lease", lease.id, reminded_at=reminded.sent_at)
+    enqueue(
+        session,
+        Kind.SILENT_LEASE,
+        REVIEW,
+        f"Lease #{lease.id} ({shape(lease)} for {lease.project}) will be reclaimed at "
+        f"{when(reclaim_at)}, and nobody has answered its last reminder "
+        f"({when(reminded.sent_at)}): "
+        f"{', '.join(f'<@{p}>' for p in people)}. If the team still needs it, a reviewer can "
+        f"extend it on their behalf: `/lab extend {lease.id} 24h`.",
+        now,
+        lease.id,
+        reclaim_at=reclaim_at.isoformat(),
+        people=people,
+    )
+    return [SILENT_CHECK], True
+
+
+def _answered(session: Session, lease_id: int, people: list[str], since: datetime) -> bool:
+    """Whether any of them did anything with the lease (audited, refused or not) since."""
+    return (
+        session.exec(
+            select(AuditEvent.id).where(
+                AuditEvent.lease_id == lease_id,
+                col(AuditEvent.at) >= since,
+                col(AuditEvent.actor).in_(people),
+            )
+        ).first()
+        is not None
+    )
 
 
 def _reconcile_if_due(lab: Lab, now: datetime, report: SweepReport) -> bool:

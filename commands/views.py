@@ -9,9 +9,11 @@ import json
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
+from sqlalchemy import or_
 from sqlmodel import col, select
 
 from commands.billing import format_cents, month_key
+from commands.coowners import co_owner_ids
 from commands.credit import Tally, month_report, runs_out_at
 from commands.facts import describe, one_line
 from commands.lab import Lab, Outcome, audit, not_found, refuse
@@ -20,7 +22,7 @@ from commands.process import Reserve, format_share
 from commands.reserve import month_reserves, reserve_words
 from commands.states import TERMINAL, State
 from metal.provider import Catalog
-from storage.models import AuditEvent, Lease, Server
+from storage.models import AuditEvent, CoOwner, Lease, Server
 
 
 def leases(
@@ -32,8 +34,9 @@ def leases(
 ) -> list[Lease]:
     with lab.db.read() as session:
         query = select(Lease)
-        if owner is not None:
-            query = query.where(Lease.owner == owner)
+        if owner is not None:  # and the leases they co-own
+            shared = select(CoOwner.lease_id).where(CoOwner.user == owner)
+            query = query.where(or_(Lease.owner == owner, col(Lease.id).in_(shared)))
         if states:
             query = query.where(col(Lease.state).in_(states))
         return list(session.exec(query.order_by(col(Lease.id).desc()).limit(limit)).all())
@@ -57,17 +60,21 @@ def show(lab: Lab, actor: str, lease_id: int, now: datetime) -> Outcome:
     lease, servers = lease_with_servers(lab, lease_id)
     if lease is None:
         return refuse(lab, now, actor, "show", not_found(lease_id), lease_id)
-    if may_see_addresses(lab, lease, actor):
-        return Outcome(True, describe(lease, servers, now), lease_id)
+    with lab.db.read() as session:
+        sharing = co_owner_ids(session, lease_id)
+    if may_see_addresses(lab, lease, actor, sharing):
+        return Outcome(True, describe(lease, servers, now, sharing), lease_id)
     hidden = f"\n{len(servers)} server(s); {ADDRESSES_HIDDEN}" if servers else ""
-    return Outcome(True, describe(lease, [], now) + hidden, lease_id)
+    return Outcome(True, describe(lease, [], now, sharing) + hidden, lease_id)
 
 
-ADDRESSES_HIDDEN = "their names and addresses are shown to the owner, reviewers and admins."
+ADDRESSES_HIDDEN = (
+    "their names and addresses are shown to the owner, co-owners, reviewers and admins."
+)
 
 
-def may_see_addresses(lab: Lab, lease: Lease, actor: str) -> bool:
-    return actor == lease.owner or lab.roles.is_reviewer(actor)
+def may_see_addresses(lab: Lab, lease: Lease, actor: str, co_owners: list[str]) -> bool:
+    return actor == lease.owner or actor in co_owners or lab.roles.is_reviewer(actor)
 
 
 def lease_with_servers(lab: Lab, lease_id: int) -> tuple[Lease | None, list[Server]]:

@@ -19,6 +19,9 @@ TOML file (LABBOT_EC2_CATALOG); a type without a price is refused with a sentenc
     region = "us-east-1"
     arch = "aarch64"
     ami = "ami-0123456789abcdef0"
+
+    [logins]               # optional: the user each image's SSH keys go to (cloud-init's
+    ubuntu_24_04 = "ubuntu"  # default user); guessed from the OS name otherwise
 """
 
 from __future__ import annotations
@@ -32,6 +35,18 @@ from metal.catalog import CatalogError, dollars_to_cents
 from metal.provider import Catalog, Metro, Plan
 
 ARCHES = ("x86_64", "aarch64")
+# cloud-init's default user on the common images, by the start of the OS slug.
+DEFAULT_LOGINS = (
+    ("ubuntu", "ubuntu"),
+    ("debian", "admin"),
+    ("amazon", "ec2-user"),
+    ("al20", "ec2-user"),
+    ("rhel", "ec2-user"),
+    ("centos", "centos"),
+    ("rocky", "rocky"),
+    ("alma", "ec2-user"),
+    ("fedora", "fedora"),
+)
 EXAMPLE = Path(__file__).with_name("ec2_catalog.example.toml")  # the demo's, and a template
 
 
@@ -70,7 +85,14 @@ def parse_offer(data: dict[str, Any], where: str) -> Ec2Offer:
     }
     oses = tuple(data.get("os") or sorted({os for os, _, _ in images}))
     subnets = {code: str(spec["subnet"]) for code, spec in regions.items() if spec.get("subnet")}
-    return Ec2Offer(Catalog(plans, metros, oses), images, subnets)
+    named = data.get("logins") or {}
+    logins = {os: str(named.get(os) or _default_login(os)) for os in oses}
+    return Ec2Offer(Catalog(plans, metros, oses, logins), images, subnets)
+
+
+def _default_login(os: str) -> str:
+    """The user an image's cloud-init puts SSH keys on; root only for an OS we do not know."""
+    return next((user for prefix, user in DEFAULT_LOGINS if os.startswith(prefix)), "root")
 
 
 def _types(data: dict[str, Any], where: str) -> dict[str, Any]:

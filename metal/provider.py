@@ -65,6 +65,11 @@ class Catalog:
     plans: dict[str, Plan]
     metros: dict[str, Metro]
     oses: tuple[str, ...]
+    # OS slug -> the user to log in as; Packet's images all take root, an EC2 AMI may not.
+    logins: dict[str, str] = field(default_factory=dict)
+
+    def login_user(self, os: str) -> str:
+        return self.logins.get(os, "root")
 
     def plan_available(self, plan: str, metro: str) -> bool:
         found = self.plans.get(plan)

@@ -91,6 +91,38 @@ class Server(SQLModel, table=True):
     last_error: str = ""
 
 
+class ServerKeys(SQLModel, table=True):
+    """The SSH keys a server was created with (fingerprints, space-separated), written when its
+    create is recorded: what the ready DM reports, whatever the saved keys are by then."""
+
+    server_id: int = Field(foreign_key="server.id", primary_key=True)
+    fingerprints: str = ""
+
+
+class SshKey(SQLModel, table=True):
+    """A person's public SSH key, saved once and put on every server they own or co-own.
+    Public keys are not secrets; a private key never gets this far."""
+
+    __table_args__ = (UniqueConstraint("user", "fingerprint"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    user: str = Field(index=True)
+    key: str
+    fingerprint: str
+    source: str = "pasted"  # or "github:LOGIN", "gitlab:LOGIN"
+    added_at: datetime
+
+
+class CoOwner(SQLModel, table=True):
+    """Someone who shares a lease with its owner: gets its DMs, may extend or release it, and
+    has their saved keys put on the servers created for it."""
+
+    lease_id: int = Field(foreign_key="lease.id", primary_key=True)
+    user: str = Field(primary_key=True, index=True)
+    added_by: str
+    added_at: datetime
+
+
 class ServerSpend(SQLModel, table=True):
     """What a server billed in a month, written once when it is confirmed gone. The books sum
     these in SQL and compute only the servers still running, so reading a month's money costs

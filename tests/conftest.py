@@ -19,6 +19,7 @@ import pytest
 from commands.lab import Lab
 from commands.notices import RecordingNotifier
 from commands.policy import Policy, RequestInput, Roles
+from fakes.keys import public_key
 from metal.simulated import SimulatedProvider
 from storage.db import Database
 from storage.schema import upgrade
@@ -143,6 +144,9 @@ def lab(db: Database, clock: Clock) -> Lab:
     return make_lab(db, clock)
 
 
+OWNER_KEY = public_key("owner", "owner@laptop")
+
+
 def request_input(**changes) -> RequestInput:
     base = RequestInput(
         project="coredns",
@@ -152,6 +156,7 @@ def request_input(**changes) -> RequestInput:
         metro="ams1",
         count=3,
         duration=timedelta(hours=48),
+        ssh_key=OWNER_KEY,
     )
     return base.model_copy(update=changes)
 

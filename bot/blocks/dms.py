@@ -14,9 +14,8 @@ EXTEND = "lease_extend"
 RELEASE = "lease_release"
 CANCEL = "lease_cancel"
 WRITEUP = "writeup_open"
+SHARE = "lease_share"
 EXTENSIONS = (timedelta(hours=24), timedelta(hours=72))
-
-LOGIN_HELP = "Log in as root with the SSH key you gave: `ssh root@<address>`."
 
 
 def extend_button(lease_id: int, extra: timedelta) -> dict:
@@ -38,13 +37,15 @@ def extend_target(value: str | None) -> tuple[int, timedelta] | None:
 
 def lease_buttons(lease_id: int, state: str) -> list[dict]:
     """The buttons an owner gets for a lease in this state (in DMs and on App Home)."""
+    share = button("Add co-owners", SHARE, str(lease_id))
     if state == "active":
         return [
             *(extend_button(lease_id, extra) for extra in EXTENSIONS),
+            share,
             button("Release now", RELEASE, str(lease_id), "danger"),
         ]
     if state == "pending":
-        return [button("Cancel request", CANCEL, str(lease_id))]
+        return [share, button("Cancel request", CANCEL, str(lease_id))]
     return []
 
 
@@ -70,18 +71,27 @@ def _with_lease_buttons(message: Message) -> list[Block]:
 
 
 def _ready(message: Message) -> list[Block]:
+    """The sentence, then what to type: one `ssh` line per server, as the OS's login user."""
+    login = str(message.data.get("login") or "root")
     servers = message.data.get("servers") or []
     logins = [
-        f"`ssh root@{escape(s['ips'].split(',')[0].strip())}`  ({escape(s['hostname'])})"
+        f"`ssh {escape(login)}@{escape(_first(s['ips']))}`  ({escape(s['hostname'])})"
         for s in servers
         if s.get("ips")
     ]
     blocks = _with_lease_buttons(message)
-    return [
-        *blocks[:1],
-        context(LOGIN_HELP + ("\n" + "\n".join(logins) if logins else "")),
-        *blocks[1:],
-    ]
+    return [*blocks[:1], *([context("\n".join(logins))] if logins else []), *blocks[1:]]
+
+
+def _first(ips: str) -> str:
+    return ips.replace(",", " ").split()[0]
+
+
+def silent_lease(message: Message) -> list[Block]:
+    """For the reviewers' channel: a lease nobody answered, with the Extend buttons a reviewer
+    may use on the team's behalf."""
+    extend = [extend_button(message.lease_id, extra) for extra in EXTENSIONS]
+    return [*_sentence(message), actions(f"silent:{message.lease_id}", *extend)]
 
 
 def _writeup(message: Message) -> list[Block]:

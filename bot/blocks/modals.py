@@ -15,9 +15,11 @@ from commands.process import CLASSES, LABELS, OTHER
 from metal.provider import Catalog
 
 REQUEST = "lab_request"
+SHARE = "lab_share"
 DENY = "lab_deny"
 WRITEUP = "lab_writeup"
 VALUE = "value"  # the action_id of every input: one input per block
+HINT_LIMIT = 2000
 
 _CLASS_HINTS = {
     "foundation": "one of the foundation's projects; reviewed first",
@@ -29,7 +31,9 @@ View = dict[str, Any]
 Values = dict[str, dict[str, dict[str, Any]]]
 
 
-def request_modal(catalog: Catalog, default_os: str) -> View:
+def request_modal(catalog: Catalog, default_os: str, saved_keys: list[str]) -> View:
+    """`saved_keys` are the labels (fingerprints) of the requester's saved keys: the form offers
+    them, and the key field is only needed when there are none."""
     return _modal(
         REQUEST,
         "Ask for servers",
@@ -83,13 +87,40 @@ def request_modal(catalog: Catalog, default_os: str) -> View:
             _text("duration", "For how long", EXAMPLES, initial="48h"),
             _text(
                 "ssh_key",
-                "Your public SSH key",
+                "Your public SSH key"
+                + (" (leave empty to use your saved keys)" if saved_keys else ""),
                 "ssh-ed25519 AAAA... you@host",
                 multiline=True,
                 limit="ssh_key",
+                optional=bool(saved_keys),
+                hint=_keys_hint(saved_keys),
             ),
+            _users("co_owners", "Co-owners (they get the DMs, may extend or release)"),
         ],
     )
+
+
+def _keys_hint(saved_keys: list[str]) -> str:
+    if not saved_keys:
+        return "You have no saved keys: paste one here, or save one with `/lab keys add`."
+    return truncate("Your saved keys: " + "; ".join(saved_keys), HINT_LIMIT)
+
+
+def share_modal(lease_id: int) -> View:
+    view = _modal(
+        SHARE,
+        "Add co-owners",
+        "Add",
+        [_users("co_owners", f"Who shares lease #{lease_id}?", optional=False)],
+    )
+    return {**view, "private_metadata": str(lease_id)}
+
+
+def chosen_users(values: Values, block_id: str) -> tuple[str, ...]:
+    """The user ids picked in a multi_users_select (Slack sends None when nobody is)."""
+    entry = next(iter((values.get(block_id) or {}).values()), None) or {}
+    users = entry.get("selected_users") or []
+    return tuple(u for u in users if isinstance(u, str) and u.isascii() and u.isalnum())[:20]
 
 
 def parse_request(values: Values) -> tuple[RequestInput, dict[str, str]]:
@@ -121,6 +152,7 @@ def parse_request(values: Values) -> tuple[RequestInput, dict[str, str]]:
         ssh_key=answer(values, "ssh_key"),
         applicant=answer(values, "applicant") or OTHER,
         org=answer(values, "org"),
+        co_owners=chosen_users(values, "co_owners"),
     )
     return request, errors
 
@@ -179,6 +211,7 @@ def _text(
     initial: str | None = None,
     limit: str | None = None,
     optional: bool = False,
+    hint: str = "",
 ) -> Block:
     """A text input; `limit` names the field of commands.policy.LIMITS it is held to, so Slack
     refuses a longer answer before it is sent."""
@@ -192,6 +225,12 @@ def _text(
         element["max_length"] = LIMITS[limit]
     if initial is not None:
         element["initial_value"] = initial
+    block = _input(block_id, label, element, optional)
+    return {**block, "hint": plain(hint, HINT_LIMIT)} if hint else block
+
+
+def _users(block_id: str, label: str, *, optional: bool = True) -> Block:
+    element = {"type": "multi_users_select", "action_id": VALUE, "max_selected_items": 10}
     return _input(block_id, label, element, optional)
 
 

@@ -15,7 +15,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.blocks import cards, dms
 from bot.blocks.kit import escape, matching
-from bot.blocks.modals import deny_modal, writeup_modal
+from bot.blocks.modals import deny_modal, share_modal, writeup_modal
 from bot.listeners.reply import UNKNOWN_USER, refresh_home, tell, user_of
 from bot.listeners.views import deny_with_reason
 from commands.extend import decide_extension, extend
@@ -133,6 +133,14 @@ def on_writeup(ctx: AppContext, body: Body, user: str, value: str) -> None:
     _open(ctx, body, writeup_modal(lease_id))
 
 
+def on_share(ctx: AppContext, body: Body, user: str, value: str) -> None:
+    lease_id = cards.target_of(value)
+    if lease_id is None:
+        tell(ctx, body, BROKEN_BUTTON.format(value=value))
+        return
+    _open(ctx, body, share_modal(lease_id))
+
+
 def unknown_button(ctx: AppContext, body: Body, user: str, value: str) -> None:
     action_id = str((body.get("actions") or [{}])[0].get("action_id", ""))
     tell(
@@ -151,7 +159,7 @@ def _open(ctx: AppContext, body: Body, view: dict[str, Any]) -> None:
         tell(ctx, body, "The form did not open; Slack may have been slow. Click again.")
 
 
-OPENS_MODAL = {cards.DENY, cards.EXTENSION_DENY, dms.WRITEUP}
+OPENS_MODAL = {cards.DENY, cards.EXTENSION_DENY, dms.WRITEUP, dms.SHARE}
 
 CLICKS: dict[str, Click] = {
     cards.APPROVE: decision("lease", approving=True),
@@ -162,4 +170,5 @@ CLICKS: dict[str, Click] = {
     dms.RELEASE: on_lease(release),
     dms.CANCEL: on_lease(cancel),
     dms.WRITEUP: on_writeup,
+    dms.SHARE: on_share,
 }

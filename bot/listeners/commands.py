@@ -18,8 +18,10 @@ from slack_sdk.errors import SlackApiError
 from bot.blocks.kit import ephemeral, escape
 from bot.blocks.modals import request_modal
 from bot.listeners.reply import UNKNOWN_USER, check_after_filing, refresh_home, tell, user_of
+from commands.coowners import share, unshare
 from commands.extend import extend
 from commands.grammar import Command, GrammarError, help_text, parse
+from commands.keys import add_key, import_keys, list_keys, remove_key, saved_keys
 from commands.lab import Outcome
 from commands.provision import provision
 from commands.queue import queue_text
@@ -73,7 +75,9 @@ def answer(ctx: AppContext, body: dict[str, Any], user: str, command: Command) -
 
 def open_request_form(ctx: AppContext, client: WebClient, body: dict[str, Any]) -> None:
     """Right after the ack, before anything slow: the trigger_id dies within seconds."""
-    view = request_modal(ctx.lab.plans(), ctx.lab.policy.default_os)
+    with ctx.lab.db.read() as session:
+        saved = [k.fingerprint for k in saved_keys(session, [user_of(body)])]
+    view = request_modal(ctx.lab.plans(), ctx.lab.policy.default_os, saved)
     try:
         client.views_open(trigger_id=str(body.get("trigger_id") or ""), view=view)
     except SlackApiError as error:
@@ -88,7 +92,19 @@ def open_request_form(ctx: AppContext, client: WebClient, body: dict[str, Any]) 
         )
 
 
-READ_ONLY = {"list", "show", "credit", "plans", "queue"}
+READ_ONLY = {"list", "show", "credit", "plans", "queue", "keys"}
+
+
+def keys_answer(ctx: AppContext, user: str, command: Command) -> Outcome | str:
+    now = ctx.clock()
+    if command.action == "add":
+        return add_key(ctx.lab, user, command.subject, now)
+    if command.action == "remove":
+        return remove_key(ctx.lab, user, command.subject, now)
+    if command.action == "import":
+        return import_keys(ctx.lab, user, command.forge, command.subject, now)
+    return list_keys(ctx.lab, user)
+
 
 ANSWERS: dict[str, Answer] = {
     "request": lambda ctx, user, c: request(ctx.lab, user, c.request, ctx.clock()),
@@ -105,4 +121,7 @@ ANSWERS: dict[str, Answer] = {
     ),
     "deny": lambda ctx, user, c: deny(ctx.lab, user, c.lease_id, c.reason, ctx.clock()),
     "provision": lambda ctx, user, c: provision(ctx.lab, user, c.lease_id, ctx.clock()),
+    "keys": keys_answer,
+    "share": lambda ctx, user, c: share(ctx.lab, user, c.lease_id, list(c.users), ctx.clock()),
+    "unshare": lambda ctx, user, c: unshare(ctx.lab, user, c.lease_id, c.users[0], ctx.clock()),
 }

@@ -22,6 +22,7 @@ from bot.listeners.reply import (
     tell_refusal,
     user_of,
 )
+from commands.coowners import share
 from commands.extend import decide_extension
 from commands.lab import Outcome
 from commands.policy import RequestInput, check_request
@@ -46,6 +47,10 @@ def register(app: App, ctx: AppContext) -> None:
     @app.view(modals.DENY)
     def deny_form(ack: Ack, body: Body, view: dict[str, Any]) -> None:
         on_deny(ctx, ack, body, view)
+
+    @app.view(modals.SHARE)
+    def share_form(ack: Ack, body: Body, view: dict[str, Any]) -> None:
+        on_share(ctx, ack, body, view)
 
     @app.view(modals.WRITEUP)
     def writeup_form(ack: Ack, body: Body, view: dict[str, Any]) -> None:
@@ -123,6 +128,25 @@ def on_writeup(ctx: AppContext, ack: Ack, body: Body, view: dict[str, Any]) -> N
 
 def _writeup(ctx: AppContext, body: Body, user: str, lease_id: int, url: str) -> None:
     tell(ctx, body, submit_writeup(ctx.lab, user, lease_id, url, ctx.clock()).message)
+
+
+def on_share(ctx: AppContext, ack: Ack, body: Body, view: dict[str, Any]) -> None:
+    users = modals.chosen_users(_values(view), "co_owners")
+    if not users:
+        ack(response_action="errors", errors={"co_owners": "Choose at least one person."})
+        return
+    ack()
+    user = user_of(body)
+    lease_id = number(str(view.get("private_metadata") or ""))
+    if lease_id is None:
+        tell(ctx, body, "That form lost track of its lease; click Add co-owners again.")
+        return
+    ctx.later(body, _share, ctx, body, user, lease_id, users)
+
+
+def _share(ctx: AppContext, body: Body, user: str, lease_id: int, users: tuple[str, ...]) -> None:
+    tell(ctx, body, share(ctx.lab, user, lease_id, list(users), ctx.clock()).message)
+    refresh_home(ctx, user)
 
 
 def _values(view: dict[str, Any]) -> modals.Values:

@@ -24,7 +24,7 @@ from fakes.slack import FakeSlack
 from fakes.slack_sender import SlackSender
 from storage.db import Database
 from storage.models import AuditEvent, Lease
-from tests.conftest import NOWHERE, OWNER, REVIEWER, ROLES, Clock
+from tests.conftest import NOWHERE, OWNER, OWNER_KEY, REVIEWER, ROLES, Clock
 
 TOKEN = "xoxb-test-token"
 SECRET = "test-signing-secret"
@@ -32,7 +32,7 @@ REVIEW_CHANNEL = "C0REVIEW"
 ADMIN_CHANNEL = "C0ADMIN"
 INLINE = (
     "request 3 c1.small.x86 ams1 48h project=coredns repo=https://github.com/coredns/coredns "
-    '"scale tests of the kubernetes plugin"'
+    f'"scale tests of the kubernetes plugin" key="{OWNER_KEY}"'
 )
 
 

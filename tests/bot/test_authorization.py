@@ -12,6 +12,7 @@ import pytest
 from sqlmodel import select
 
 from bot.blocks import cards, dms, modals
+from commands.coowners import share
 from commands.extend import extend
 from commands.policy import Policy
 from commands.sweep import sweep
@@ -22,29 +23,40 @@ from storage.models import PendingExtension
 from tests.bot.conftest import Slack, serve, settings_for
 from tests.bot.test_commands import request_values
 from tests.commands.helpers import approved, file, snapshot
-from tests.conftest import ADMIN, OTHER, OWNER, REVIEWER, Clock
+from tests.conftest import ADMIN, OTHER, OWNER, OWNER_KEY, REVIEWER, Clock
 
+CO_OWNER = "U0COOWNER"  # every lease in this table is shared with them
 # role -> (the lease's owner, who acts)
 ROLES = {
     "owner": (OWNER, OWNER),
+    "co-owner": (OWNER, CO_OWNER),
     "other user": (OWNER, OTHER),
     "reviewer": (OWNER, REVIEWER),
     "reviewer who is the owner": (REVIEWER, REVIEWER),
     "admin": (OWNER, ADMIN),
 }
-NOT_REVIEWERS = ("owner", "other user")
-NOT_ADMINS = ("owner", "other user", "reviewer", "reviewer who is the owner")
+NOT_REVIEWERS = ("owner", "co-owner", "other user")
+NOT_ADMINS = ("owner", "co-owner", "other user", "reviewer", "reviewer who is the owner")
 STRANGERS = ("other user", "reviewer")
+NOT_OWNERS = ("co-owner", *STRANGERS)
 
 
 def owner_only(verb: str) -> str:
     return f"only its owner or an admin can {verb} it"
 
 
+def co_owners_too(verb: str) -> str:
+    return f"only its owner, a co-owner or an admin can {verb} it"
+
+
+EXTENDERS = "only its owner, a co-owner, a reviewer or an admin can extend it"
+
+
 SELF = "yourself, so another reviewer must approve it"
 REVIEWERS_DECIDE = "Only reviewers can decide extensions."
 
 Send = Callable[[Slack, str, int], object]
+PICKED = {"type": "multi_users_select", "selected_users": ["U0NEW"]}
 
 
 @dataclass(frozen=True)
@@ -86,30 +98,49 @@ ACTIONS = [
     Action(
         "/lab request",
         "nothing",
-        command('request 1 c1.small.x86 ams1 24h project=p repo=https://github.com/p/p "why"'),
+        command(
+            'request 1 c1.small.x86 ams1 24h project=p repo=https://github.com/p/p "why" '
+            f'key="{OWNER_KEY}"'
+        ),
     ),
     Action("request form", "nothing", form(modals.REQUEST, request_values())),
     Action("/lab list", "active", command("list"), changes=False),
     Action("/lab show", "active", command("show {id}"), changes=False),
     Action("/lab credit", "active", command("credit"), changes=False),
     Action("/lab plans", "nothing", command("plans"), changes=False),
+    Action("/lab extend", "active", command("extend {id} 1d"), {"other user": EXTENDERS}),
+    Action("Extend button", "active", click(dms.EXTEND, "{id}-1d"), {"other user": EXTENDERS}),
     Action(
-        "/lab extend", "active", command("extend {id} 1d"), every(STRANGERS, owner_only("extend"))
-    ),
-    Action(
-        "Extend button",
+        "/lab release",
         "active",
-        click(dms.EXTEND, "{id}-1d"),
-        every(STRANGERS, owner_only("extend")),
+        command("release {id}"),
+        every(STRANGERS, co_owners_too("release")),
     ),
     Action(
-        "/lab release", "active", command("release {id}"), every(STRANGERS, owner_only("release"))
+        "Release button", "active", click(dms.RELEASE), every(STRANGERS, co_owners_too("release"))
     ),
-    Action("Release button", "active", click(dms.RELEASE), every(STRANGERS, owner_only("release"))),
     Action(
-        "/lab cancel", "pending", command("cancel {id}"), every(STRANGERS, owner_only("cancel"))
+        "/lab cancel", "pending", command("cancel {id}"), every(NOT_OWNERS, owner_only("cancel"))
     ),
-    Action("Cancel button", "pending", click(dms.CANCEL), every(STRANGERS, owner_only("cancel"))),
+    Action("Cancel button", "pending", click(dms.CANCEL), every(NOT_OWNERS, owner_only("cancel"))),
+    Action(
+        "/lab share", "active", command("share {id} U0NEW"), every(NOT_OWNERS, owner_only("share"))
+    ),
+    Action("Add co-owners button (opens the form)", "active", click(dms.SHARE), changes=False),
+    Action(
+        "co-owners form",
+        "active",
+        form(modals.SHARE, {"co_owners": {"value": PICKED}}, "{id}"),
+        every(NOT_OWNERS, owner_only("share")),
+    ),
+    Action(
+        "/lab unshare (the co-owner)",
+        "active",
+        command(f"unshare {{id}} <@{CO_OWNER}>"),
+        every(STRANGERS, owner_only("unshare")),
+    ),
+    Action("/lab keys", "nothing", command("keys"), changes=False),
+    Action("/lab keys add", "nothing", command(f"keys add {OWNER_KEY}")),
     Action(
         "/lab approve",
         "pending",
@@ -173,7 +204,10 @@ ACTIONS = [
         form(
             modals.WRITEUP, {"url": {"value": text_field("https://blog.example.org/run")}}, "{id}"
         ),
-        every(("other user", "reviewer", "admin"), "Only the lease's owner can add its write-up."),
+        every(
+            ("co-owner", "other user", "reviewer", "admin"),
+            "Only the lease's owner can add its write-up.",
+        ),
     ),
 ]
 
@@ -183,8 +217,11 @@ def prepare(slack: Slack, needs: str, owner: str) -> int:
     if needs == "nothing":
         return 0
     if needs == "pending":
-        return file(lab, clock, actor=owner)
+        lease_id = file(lab, clock, actor=owner)
+        share(lab, owner, lease_id, [CO_OWNER], clock.now)
+        return lease_id
     lease_id = approved(lab, clock, actor=owner)
+    share(lab, owner, lease_id, [CO_OWNER], clock.now)
     sweep(lab, clock.advance(minutes=3))
     if needs == "active":
         return lease_id

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fakes.slack_sender import field, select
 from tests.bot.conftest import INLINE, Slack, body_of, file_request, lease_id_in
-from tests.conftest import OTHER, OWNER
+from tests.conftest import OTHER, OWNER, OWNER_KEY
 
 
 def test_help_is_answered_inside_the_ack(slack: Slack) -> None:
@@ -40,7 +40,7 @@ def request_values(**changes: dict) -> dict:
         "os": {"value": select(None)},
         "count": {"value": field("2")},
         "duration": {"value": field("36h")},
-        "ssh_key": {"value": field("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5 me@laptop")},
+        "ssh_key": {"value": field(OWNER_KEY)},
     }
     return {**values, **changes}
 
@@ -131,7 +131,7 @@ def test_an_inline_request_with_bad_fields_says_each_problem(slack: Slack) -> No
 def test_user_text_cannot_ping_the_channel_or_spoof_links(slack: Slack) -> None:
     slack.command(
         "request 1 c1.small.x86 ams1 24h project=coredns repo=https://github.com/coredns/coredns "
-        '"<!channel> see <https://evil.example|github.com> & more"',
+        f'"<!channel> see <https://evil.example|github.com> & more" key="{OWNER_KEY}"',
         OWNER,
     )
     [card] = [m for m in slack.fake.messages() if m["channel"] == "C0REVIEW"]

@@ -16,7 +16,7 @@ from fakes.slack_sender import field, select
 from storage.db import Database
 from tests.bot.conftest import INLINE, Slack, lease_id_in, serve, settings_for
 from tests.bot.test_commands import request_values
-from tests.conftest import OTHER, OWNER, REVIEWER, Clock
+from tests.conftest import OTHER, OWNER, OWNER_KEY, REVIEWER, Clock
 
 POLICY = Policy(
     monthly_credit_cents=100_000,
@@ -104,7 +104,7 @@ def test_reviewers_read_the_ranked_queue(lab_slack: Slack) -> None:
 def test_a_reserve_refusal_reaches_the_reviewer(lab_slack: Slack) -> None:
     lab_slack.command(
         "request 14 c1.small.x86 ams1 6d project=coredns class=foundation "
-        'repo=https://github.com/coredns/coredns "a week of scale tests"',
+        f'repo=https://github.com/coredns/coredns "a week of scale tests" key="{OWNER_KEY}"',
         OWNER,
     )
     lease_id = lease_id_in(lab_slack.replies()[-1])

@@ -17,11 +17,12 @@ from bot.serve import local_server
 from commands.report import month_report, public_text
 from commands.review import approve
 from commands.views import credit_report, submit_writeup
+from fakes.keys import public_key
 from tests.bot.browser import dump_dom, pixels, screenshot
 from tests.commands.helpers import file, lease, sweep_until_quiet
 from tests.conftest import ADMIN, OTHER, OWNER, REVIEWER, with_policy
 
-KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB8Ht8Z3j6yDWPBHQtOp9R9rvWbBQ1JBzUqLQl8rS6N ada@lab"
+KEY = public_key("ada", "ada@lab")  # a well-formed key: requests check the blob
 SLACK_IDS = (OWNER, OTHER, REVIEWER, ADMIN)
 IPV4 = re.compile(r"\b\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}\b")
 BURN_RGB = tuple(int(BURN_COLOUR[i : i + 2], 16) for i in (1, 3, 5))

@@ -21,7 +21,7 @@ from bot.blocks import cards
 from fakes.slack_sender import sign
 from storage.models import AuditEvent, Lease
 from tests.bot.conftest import SECRET, Slack
-from tests.conftest import OWNER, REVIEWER
+from tests.conftest import OWNER, OWNER_KEY, REVIEWER
 
 FORM = "application/x-www-form-urlencoded"
 
@@ -224,7 +224,8 @@ def test_fuzzed_requests_are_never_a_5xx_and_unverified_ones_leave_no_trace(
 
 def test_a_command_that_says_payload_is_read_as_the_command_it_is(slack: Slack) -> None:
     slack.command(
-        'request 1 c1.small.x86 ams1 24h project=p repo=https://github.com/p/p "payload tests"',
+        'request 1 c1.small.x86 ams1 24h project=p repo=https://github.com/p/p "payload tests" '
+        f'key="{OWNER_KEY}"',
         OWNER,
     )
     assert slack.replies()[-1].startswith("Request #")

@@ -16,7 +16,7 @@ from fakes.slack_sender import field
 from storage.models import Lease, Server
 from tests.bot.conftest import Slack, active_lease, body_of, file_request, lease_id_in
 from tests.bot.test_commands import request_values
-from tests.conftest import ADMIN, OTHER, OWNER, REVIEWER
+from tests.conftest import ADMIN, OTHER, OWNER, OWNER_KEY, REVIEWER
 
 HUGE = ["99999999999d", "9" * 5000 + "h", "1" + "0" * 40 + "w"]
 REQUEST = (
@@ -98,7 +98,7 @@ def test_a_mention_in_user_text_stays_inert_on_every_surface(slack: Slack) -> No
     ping = f"<@{VICTIM}>"
     slack.command(
         f"request 1 c1.small.x86 ams1 24h project=coredns "
-        f'repo=https://github.com/coredns/{ping} "ask {ping} about it"',
+        f'repo=https://github.com/coredns/{ping} "ask {ping} about it" key="{OWNER_KEY}"',
         OWNER,
     )
     lease_id = lease_id_in(slack.replies()[-1])
@@ -128,4 +128,4 @@ def test_show_gives_addresses_only_to_the_owner_reviewers_and_admins(slack: Slac
     shown = slack.replies()[-1]
     assert "load tests" in shown or "scale tests" in shown  # the purpose stays open
     assert not any(secret in shown for secret in secrets)
-    assert "shown to the owner, reviewers and admins" in shown
+    assert "shown to the owner, co-owners, reviewers and admins" in shown

@@ -14,7 +14,7 @@ from commands.review import approve
 from commands.states import State
 from commands.sweep import sweep
 from storage.db import Database
-from storage.models import AuditEvent, Lease, LedgerEntry, Notice, Server
+from storage.models import AuditEvent, Lease, LedgerEntry, Notice, Server, ServerKeys
 from tests.conftest import ADMIN, OWNER, REVIEWER, Clock, request_input
 
 PROVISION = timedelta(seconds=120)
@@ -107,3 +107,16 @@ def sweep_until_quiet(lab: Lab, clock: Clock, step: timedelta, limit: int = 50) 
 
 def table_names(db: Database) -> list[str]:
     return inspect(db.engine).get_table_names()
+
+
+def created_with(db: Database, lease_id: int) -> list[str]:
+    """Per server of the lease, in order, the fingerprints its create call carried ("" when
+    none were recorded)."""
+    with db.read() as session:
+        rows = session.exec(
+            select(Server.id, ServerKeys.fingerprints)
+            .join(ServerKeys, col(ServerKeys.server_id) == col(Server.id), isouter=True)
+            .where(Server.lease_id == lease_id)
+            .order_by(col(Server.id))
+        ).all()
+    return [fingerprints or "" for _, fingerprints in rows]

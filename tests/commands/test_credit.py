@@ -204,7 +204,8 @@ def test_audit_export_csv_and_json(lab, clock):
     refused = [r for r in rows if r["outcome"] == "refused"]
     assert refused[0]["actor"] == "U0NOBODY"
     assert (
-        "only its owner or an admin can release it" in json.loads(refused[0]["details"])["reason"]
+        "only its owner, a co-owner or an admin can release it"
+        in json.loads(refused[0]["details"])["reason"]
     )
     table = list(csv.DictReader(io.StringIO(audit_export(events, "csv"))))
     assert [r["action"] for r in table] == [r["action"] for r in rows]

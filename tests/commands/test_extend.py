@@ -143,7 +143,11 @@ def test_extension_input_errors(lab, clock):
     lease_id = active(lab, clock)
     for actor, extra, phrase in [
         (OWNER, timedelta(0), "An extension must be longer than zero"),
-        (OTHER, timedelta(hours=1), "only its owner or an admin can extend it"),
+        (
+            OTHER,
+            timedelta(hours=1),
+            "only its owner, a co-owner, a reviewer or an admin can extend it",
+        ),
     ]:
         before = snapshot(lab.db)
         outcome = extend(lab, actor, lease_id, extra, clock.now)

@@ -139,6 +139,52 @@ def test_extend_round_trips(lease_id: int, minutes: int) -> None:
     assert (command.lease_id, command.duration) == (lease_id, timedelta(minutes=minutes))
 
 
+@pytest.mark.parametrize(
+    ("text", "action", "subject", "forge"),
+    [
+        ("keys", "list", "", ""),
+        ("keys list", "list", "", ""),
+        ('keys add ssh-ed25519 AAAA "quoted" me', "add", 'ssh-ed25519 AAAA "quoted" me', ""),
+        ("keys remove 2", "remove", "2", ""),
+        ("keys import GitHub ada-l", "import", "ada-l", "github"),
+        ("keys import gitlab group.user", "import", "group.user", "gitlab"),
+    ],
+)
+def test_keys_subcommands(text: str, action: str, subject: str, forge: str) -> None:
+    command = parse(text)
+    assert (command.verb, command.action, command.subject, command.forge) == (
+        "keys",
+        action,
+        subject,
+        forge,
+    )
+
+
+@pytest.mark.parametrize(
+    "text", ["keys import bitbucket ada", "keys import github", "keys remove 1 2", "keys frob"]
+)
+def test_bad_keys_subcommands_say_the_usage(text: str) -> None:
+    with pytest.raises(GrammarError, match="Usage: `keys"):
+        parse(text)
+
+
+def test_a_private_key_pasted_into_any_command_is_refused_with_the_rotate_sentence() -> None:
+    with pytest.raises(GrammarError, match="rotate it") as raised:
+        parse('request 1 c1.small.x86 ams1 1h key="-----BEGIN RSA PRIVATE KEY----- MIIE"')
+    assert "MIIE" not in str(raised.value)
+
+
+def test_share_takes_mentions_and_member_ids_and_request_takes_co_owners() -> None:
+    shared = parse("share #4 <@U0CAROL|carol>, W0DAVE")
+    assert (shared.lease_id, shared.users) == (4, ("U0CAROL", "W0DAVE"))
+    assert parse("unshare 4 <@U0CAROL>").users == ("U0CAROL",)
+    filed = parse("request 1 c1.small.x86 ams1 24h project=p repo=https://g.com/a/b x with=U0A,U0B")
+    assert filed.request.co_owners == ("U0A", "U0B")
+    for bad in ("share 4 @carol", "unshare 4 U0A U0B", "share 4"):
+        with pytest.raises(GrammarError):
+            parse(bad)
+
+
 def test_an_inline_request_says_who_is_asking():
     command = parse(
         "request 3 c1.small.x86 ams1 48h project=keda repo=https://github.com/kedacore/keda "

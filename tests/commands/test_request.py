@@ -70,7 +70,7 @@ BAD_INPUTS = [
     ({"project": ""}, "project", "project's name"),
     ({"purpose": ""}, "purpose", "what the servers are for"),
     ({"os": "windows_95"}, "os", "unknown OS 'windows_95'; choose one of ubuntu_16_04"),
-    ({"ssh_key": "hunter2"}, "ssh_key", "not a public SSH key; paste one line like"),
+    ({"ssh_key": "hunter2"}, "ssh_key", "not a public SSH key (it should start with"),
 ]
 
 

@@ -256,12 +256,15 @@ def test_acting_on_someone_elses_lease(lab, clock):
         "only its owner or an admin can cancel it",
     )
     running = active(lab, clock, project="envoy", repo_url="https://github.com/envoyproxy/envoy")
-    for act, verb in [
-        (lambda: release(lab, OTHER, running, clock.now), "release"),
-        (lambda: extend(lab, OTHER, running, timedelta(hours=1), clock.now), "extend"),
+    for act, who in [
+        (lambda: release(lab, OTHER, running, clock.now), "a co-owner or an admin can release"),
+        (
+            lambda: extend(lab, OTHER, running, timedelta(hours=1), clock.now),
+            "a co-owner, a reviewer or an admin can extend",
+        ),
     ]:
         before = snapshot(lab.db)
-        _refused(lab, act(), running, before, f"only its owner or an admin can {verb} it")
+        _refused(lab, act(), running, before, f"only its owner, {who} it")
     # An admin may act on anyone's lease.
     assert release(lab, ADMIN, running, clock.now).ok
 

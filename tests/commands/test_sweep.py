@@ -98,7 +98,11 @@ def test_a_lease_shorter_than_an_offset_is_reminded_at_once(lab, clock):
     assert "ends in 2h" in reminder
     sweep(lab, clock.advance(hours=1))
     assert "ends in 1h" in lab.notifier.texts(Kind.REMINDER)[1]
-    assert lease(lab.db, lease_id).due_at == lease(lab.db, lease_id).ends_at + lab.policy.grace
+    # Next: halfway to the end, whether anyone answered the last reminder; then expiry.
+    ends_at = lease(lab.db, lease_id).ends_at
+    assert lease(lab.db, lease_id).due_at == ends_at - timedelta(minutes=30)
+    sweep(lab, ends_at - timedelta(minutes=30))
+    assert lease(lab.db, lease_id).due_at == ends_at + lab.policy.grace
 
 
 def test_a_late_sweep_sends_the_due_reminders_in_one_message(lab, clock):

@@ -281,3 +281,15 @@ def test_a_list_that_keeps_failing_raises_a_provider_error(
     with pytest.raises(ProviderError, match="list instances in us-east-1 failed") as raised:
         make_ec2(max_attempts=2).list(TAG)
     assert raised.value.retryable
+
+
+def test_the_login_user_comes_from_the_catalog_or_the_os_name() -> None:
+    """The ready DM names the user cloud-init puts the keys on: ubuntu on Ubuntu, not root."""
+    guessed = parse_offer({**OFFER, "os": ["ubuntu_24_04", "debian_12", "mystery"]}, "x").catalog
+    assert [guessed.login_user(os) for os in ("ubuntu_24_04", "debian_12", "mystery")] == [
+        "ubuntu",
+        "admin",
+        "root",
+    ]
+    named = parse_offer({**OFFER, "logins": {"ubuntu_24_04": "lab"}}, "x").catalog
+    assert named.login_user("ubuntu_24_04") == "lab"

@@ -11,17 +11,20 @@ from datetime import timedelta
 import pytest
 
 from commands.billing import month_key
+from commands.keys import add_key
 from commands.lab import Lab
 from commands.notices import Kind, RecordingNotifier
+from commands.pubkeys import read_key
 from commands.states import State
 from commands.sweep import sweep
 from commands.views import credit_report
+from fakes.keys import public_key
 from fakes.packet import FakePacket
 from metal.packet import PacketProvider
 from metal.provider import TAG, DeviceSpec
 from storage.db import Database
 from storage.models import Orphan
-from tests.conftest import ROLES
+from tests.conftest import OWNER, ROLES
 from tests.metal.conftest import SteppedClock
 from tests.metal.lifecycle import POLICY, approved_lease, lease_of, run_until_active, servers_of
 
@@ -187,3 +190,23 @@ def test_a_request_that_never_answers_does_not_hang_the_sweep(
     assert finished.wait(timeout=15), "the sweep hung on a request that never answers"
     assert time.monotonic() - started < 15
     assert lease_of(db, lease_id).state == State.PROVISIONING  # nothing lost: retried later
+
+
+def test_the_owners_saved_keys_and_the_co_owners_reach_packets_create_call(
+    packet_lab: Lab, fake_packet: FakePacket, clock: SteppedClock
+) -> None:
+    """A request without a key: the owner's saved keys and the co-owner's go in every create
+    body, as `ssh_keys` objects (so Packet adds no project keys), and the ready DM names them."""
+    owner_key, carol_key = public_key("owner", "owner@laptop"), public_key("carol", "carol@box")
+    add_key(packet_lab, OWNER, owner_key, clock.now)
+    add_key(packet_lab, "U0CAROL", carol_key, clock.now)
+    lease_id = approved_lease(packet_lab, clock, ssh_key="", co_owners=("U0CAROL",))
+    run_until_active(packet_lab, clock, lease_id)
+
+    creates = [r.body for r in fake_packet.requests if r.method == "POST" and "devices" in r.path]
+    assert len(creates) == 3
+    for body in creates:
+        assert [k["key"] for k in body["ssh_keys"]] == [owner_key, carol_key]
+    ready = packet_lab.notifier.texts(Kind.READY)
+    assert len(ready) == 2  # the owner and the co-owner
+    assert all(read_key(k).fingerprint in ready[0] for k in (owner_key, carol_key))

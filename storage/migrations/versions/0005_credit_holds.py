@@ -1,7 +1,7 @@
 """credit holds: monthly totals, per-lease holds and meters of running servers
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004
 Create Date: 2026-11-29 07:00:00
 
 Converts a database written by the previous release: what gone servers billed (serverspend)
@@ -25,7 +25,7 @@ import sqlmodel
 from alembic import context, op
 
 revision = "0005"
-down_revision = "0003"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,261 @@
+"""A person's saved public SSH keys: listed, added, removed, imported from a forge, and the set
+of keys a lease's servers are created with.
+
+Keys follow the person, not the request: the servers of a lease carry the key given in the
+request (or else the owner's saved keys) plus every co-owner's saved keys, read when each server
+is created, so a co-owner added later is on the servers created after that.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from datetime import datetime
+
+from sqlalchemy import delete
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from commands.facts import quoted, when
+from commands.lab import Lab, Outcome, audit, refuse
+from commands.pubkeys import KeyProblem, PublicKey, read_key
+from metal.forge import ForgeName, NotFound, Unchecked
+from storage.models import Lease, Server, ServerKeys, SshKey
+
+MAX_KEYS = 20
+FORGES = tuple(f.value for f in ForgeName)
+
+HOW_TO_ADD = (
+    "`/lab keys add ssh-ed25519 AAAA... you@host` saves a public key, and "
+    "`/lab keys import github LOGIN` (or gitlab) saves the keys your forge account publishes"
+)
+
+
+def saved_keys(session: Session, users: Iterable[str]) -> list[SshKey]:
+    wanted = list(dict.fromkeys(users))
+    if not wanted:
+        return []
+    return list(
+        session.exec(
+            select(SshKey).where(col(SshKey.user).in_(wanted)).order_by(col(SshKey.id))
+        ).all()
+    )
+
+
+def list_keys(lab: Lab, actor: str) -> str:
+    with lab.db.read() as session:
+        keys = saved_keys(session, [actor])
+    if not keys:
+        return f"You have no saved SSH keys: {HOW_TO_ADD}."
+    lines = [f"{n}. {_label(k)}" for n, k in enumerate(keys, 1)]
+    return (
+        "Your saved SSH keys (they go on every server you own or co-own):\n"
+        + "\n".join(lines)
+        + "\n`/lab keys remove NUMBER` removes one."
+    )
+
+
+def add_key(lab: Lab, actor: str, text: str, now: datetime) -> Outcome:
+    found = read_key(text)
+    if isinstance(found, KeyProblem):
+        return _refuse_key(lab, now, actor, found)
+    added, problem = _save(lab, actor, [found], "pasted", now)
+    if problem:
+        return refuse(lab, now, actor, "key_add", problem)
+    if not added:
+        return Outcome(True, f"That key is already saved: {_shown(found)}.")
+    return Outcome(True, f"Saved {_shown(found)}. It goes on every server you own or co-own.")
+
+
+def remove_key(lab: Lab, actor: str, which: str, now: datetime) -> Outcome:
+    """`which` is the number `keys` shows or the fingerprint."""
+    with lab.db.write() as session:
+        keys = saved_keys(session, [actor])
+        chosen = _choose(keys, which)
+        if chosen is not None:
+            gone = session.exec(delete(SshKey).where(col(SshKey.id) == chosen.id)).rowcount
+            if gone == 1:
+                audit(session, now, actor, "key_remove", fingerprint=chosen.fingerprint)
+    if chosen is None or gone != 1:
+        return refuse(
+            lab,
+            now,
+            actor,
+            "key_remove",
+            f"You have no saved key '{quoted(which[:80])}'; `/lab keys` lists yours with their "
+            "numbers.",
+        )
+    return Outcome(
+        True,
+        f"Removed {_label(chosen)}. Servers already running keep it (labbot cannot reach into a "
+        "running server); servers created from now on will not carry it.",
+    )
+
+
+def import_keys(lab: Lab, actor: str, forge: str, login: str, now: datetime) -> Outcome:
+    """Save the keys a forge account publishes, through the same forge client as the
+    repository check. A forge that is slow, rate limited or down changes nothing."""
+    if forge not in FORGES or lab.forge is None:
+        return refuse(
+            lab,
+            now,
+            actor,
+            "key_import",
+            f"This lab imports keys from {' or '.join(FORGES)} only when a forge is configured; "
+            "paste a key with `/lab keys add` instead.",
+        )
+    lines = lab.forge.public_keys(ForgeName(forge), login)
+    if isinstance(lines, NotFound):
+        return refuse(
+            lab,
+            now,
+            actor,
+            "key_import",
+            f"{forge} has no account '{quoted(login)}'; check the name.",
+        )
+    if isinstance(lines, Unchecked):
+        later = f" after {when(lines.retry_at)}" if lines.retry_at else " later"
+        return refuse(
+            lab,
+            now,
+            actor,
+            "key_import",
+            f"No keys were imported: {lines.reason}. Try again{later}, or paste a key with "
+            "`/lab keys add`.",
+        )
+    keys = [k for k in map(read_key, lines) if isinstance(k, PublicKey)]
+    if not keys:
+        return refuse(
+            lab,
+            now,
+            actor,
+            "key_import",
+            f"{forge} publishes no public SSH key for '{quoted(login)}'; add one there, or paste "
+            "one with `/lab keys add`.",
+        )
+    added, problem = _save(lab, actor, keys, f"{forge}:{login}", now)
+    if problem:
+        return refuse(lab, now, actor, "key_import", problem)
+    fresh = {k.fingerprint for k in added}
+    lines_out = [
+        f"• {_shown(k)}{'' if k.fingerprint in fresh else ' (already saved)'}" for k in keys
+    ]
+    return Outcome(
+        True,
+        f"Imported {len(added)} of the {len(keys)} keys {forge} publishes for {quoted(login)}:\n"
+        + "\n".join(lines_out),
+    )
+
+
+def _save(
+    lab: Lab, actor: str, keys: list[PublicKey], source: str, now: datetime
+) -> tuple[list[PublicKey], str | None]:
+    """Insert the keys not saved yet; the unique (user, fingerprint) keeps two adds of one key
+    racing each other from saving it twice."""
+    with lab.db.write() as session:
+        known = {k.fingerprint for k in saved_keys(session, [actor])}
+        new = list({k.fingerprint: k for k in keys if k.fingerprint not in known}.values())
+        if len(known) + len(new) > MAX_KEYS:
+            return [], (
+                f"You would have {len(known) + len(new)} saved keys; the limit is {MAX_KEYS}. "
+                "Remove some with `/lab keys remove NUMBER`."
+            )
+        try:
+            with session.begin_nested():
+                session.add_all(
+                    SshKey(
+                        user=actor,
+                        key=key.line,
+                        fingerprint=key.fingerprint,
+                        source=source,
+                        added_at=now,
+                    )
+                    for key in new
+                )
+        except IntegrityError:
+            return [], "That key was being saved at the same moment; `/lab keys` shows it."
+        if new:
+            audit(
+                session,
+                now,
+                actor,
+                "key_add",
+                source=source,
+                fingerprints=[k.fingerprint for k in new],
+            )
+    return new, None
+
+
+def _refuse_key(lab: Lab, now: datetime, actor: str, problem: KeyProblem) -> Outcome:
+    """The sentence, audited; a private key is recorded as such, and nothing of it is kept."""
+    with lab.db.write() as session:
+        audit(session, now, actor, "key_add", None, "refused", private_key=problem.private)
+    return Outcome(False, problem.sentence)
+
+
+def _choose(keys: list[SshKey], which: str) -> SshKey | None:
+    word = which.strip().removeprefix("#")
+    if word.isascii() and word.isdigit() and 1 <= int(word) <= len(keys):
+        return keys[int(word) - 1]
+    bare = word.removeprefix("SHA256:")
+    return next((k for k in keys if bare and k.fingerprint == f"SHA256:{bare}"), None)
+
+
+def _shown(key: PublicKey) -> str:
+    """A key as people see it in our sentences: its comment is the person's words."""
+    return quoted(key.label)
+
+
+def _label(key: SshKey) -> str:
+    found = read_key(key.key)
+    shown = _shown(found) if isinstance(found, PublicKey) else key.fingerprint
+    origin = f" from {key.source}" if key.source != "pasted" else ""
+    return f"{shown}{origin}"
+
+
+def lease_keys(session: Session, lease: Lease, co_owners: Iterable[str]) -> list[PublicKey]:
+    """The keys a server of this lease is created with: the request's key, or else the owner's
+    saved keys; then every co-owner's saved keys. One of each, in that order."""
+    own = [lease.ssh_key] if lease.ssh_key else []
+    users = [*([] if own else [lease.owner]), *co_owners]
+    lines = own + [k.key for k in saved_keys(session, users)]
+    keys = [k for k in map(read_key, lines) if isinstance(k, PublicKey)]
+    return list({k.fingerprint: k for k in keys}.values())
+
+
+def has_saved_key(session: Session, user: str) -> bool:
+    return session.exec(select(SshKey.id).where(SshKey.user == user).limit(1)).first() is not None
+
+
+NO_KEY = (
+    "a request needs an SSH key for the servers and you have none saved: "
+    + HOW_TO_ADD
+    + ', or put key="..." in the request'
+)
+
+
+def keys_on(
+    session: Session, lease: Lease, servers: list[Server], co_owners: Iterable[str]
+) -> list[str]:
+    """What the servers were created with (recorded per server at its create), labelled where
+    the key is still known, marked when only some of the servers carry it."""
+    recorded = session.exec(
+        select(ServerKeys.fingerprints).where(
+            col(ServerKeys.server_id).in_([s.id for s in servers])
+        )
+    ).all()
+    counts = Counter(fp for line in recorded for fp in line.split())
+    known = {k.fingerprint: _shown(k) for k in lease_keys(session, lease, co_owners)}
+    return [
+        known.get(fp, fp) + ("" if n == len(servers) else f" (on {n} of {len(servers)} servers)")
+        for fp, n in counts.items()
+    ]
+
+
+def keys_words(labels: list[str]) -> str:
+    if not labels:
+        return (
+            "labbot sent no SSH key with these servers, so only keys the provider adds by "
+            "itself are on them; `/lab keys add` saves yours for the next lease."
+        )
+    return "Keys on the servers:\n" + "\n".join(f"• {label}" for label in labels)
