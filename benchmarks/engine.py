@@ -1216,6 +1216,7 @@ def _books_runs(sources: dict[int, Path], work: Path, ids: list[int]) -> dict[in
     """Both labs open at once and measured in turns (approvals ten at a time, reads one at a
     time), so a machine whose load changes during the run colours both sides alike."""
     from bot.blocks.home import home_view
+    from commands.queue import queue
     from commands.views import credit_report, leases
     from tests.commands.credit_reference import reference_books
 
@@ -1239,8 +1240,7 @@ def _books_runs(sources: dict[int, Path], work: Path, ids: list[int]) -> dict[in
 
         def home(lab: Lab) -> None:
             mine = leases(lab, owner=REVIEWERS[0], limit=20)
-            pending = leases(lab, states=["pending"], limit=15)
-            home_view(mine, credit_report(lab, NOW), pending, NOW)
+            home_view(mine, credit_report(lab, NOW), queue(lab, NOW), NOW)  # as a reviewer sees it
 
         def reference(lab: Lab) -> None:
             with lab.db.write() as session:
