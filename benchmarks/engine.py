@@ -1173,9 +1173,7 @@ def bench_approvals(work: Path) -> None:
     )
     note(
         "writes run one at a time (the process's writer queue, then SQLite's lock) and the rest "
-        "is Python under one GIL, so threads add waiting, not throughput. Each approval "
-        "re-reads every live lease for the month's books, so the rate falls as approved "
-        "leases accumulate"
+        "is Python under one GIL, so threads add waiting, not throughput"
     )
 
     heading(f"Contention: {THREADS} threads approve the same lease, {CONTENTION_ROUNDS} rounds")

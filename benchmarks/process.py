@@ -70,7 +70,7 @@ def _lease(n: int, state: State, applicant: str, clock: FixedClock) -> Lease:
 
 def main() -> int:
     section("The lab's process: queue, reserve, report (1,000 pending, 1,000 live leases)")
-    note("seven engineers shared the machine's 2 cores while this ran; ratios, not absolutes")
+    note("ratios against /lab credit measured in the same run; absolute times vary by machine")
     clock = FixedClock()
     rng = random.Random(11)
     with workdir() as tmp:
