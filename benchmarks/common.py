@@ -26,6 +26,7 @@ from commands.lab import Lab
 from commands.notices import RecordingNotifier
 from commands.policy import Policy, RequestInput, Roles
 from commands.request import request
+from fakes.keys import public_key
 from metal.provider import utcnow
 from metal.simulated import SimulatedProvider
 from storage.db import Database
@@ -200,6 +201,7 @@ def file_lease(lab: Lab, plan: str, metro: str, count: int, os: str = "") -> int
             os=os,
             count=count,
             duration=timedelta(hours=12),
+            ssh_key=public_key("scale-test"),  # a request needs a key to put on its servers
         ),
         utcnow(),
     )

@@ -41,6 +41,7 @@ from benchmarks.common import workdir
 from bot.blocks import cards
 from commands.billing import cost_by_month
 from commands.states import State
+from fakes.keys import public_key
 from fakes.packet import FakePacket
 from fakes.slack import FakeSlack
 from fakes.slack_sender import SlackSender
@@ -222,7 +223,7 @@ def _file(pool, procs, load: Load, n: int, users: int) -> None:
         user, proc = f"U0USER{i % users:02d}", procs[i % len(procs)]
         text = (
             f"request 1 t1.small.x86 ams1 {LEASE} project=soak{i % users} "
-            f'repo=https://github.com/soak/p{i % users} "soak run {i}"'
+            f'repo=https://github.com/soak/p{i % users} key="{public_key(user)}" "soak run {i}"'
         )
         load.post(lambda: proc.sender.slash_command(text=text, user_id=user))
 
