@@ -15,10 +15,10 @@ import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from fakes.served import Served
 from metal.provider import Clock, utcnow
 
 JsonDict = dict[str, Any]
@@ -60,8 +60,10 @@ class Recorded:
     authorized: bool
 
 
-class FakeForge:
+class FakeForge(Served):
     """Thread safe; a context manager that starts and stops the server."""
+
+    name = "fakeforge"
 
     def __init__(self, *, clock: Clock = utcnow) -> None:
         self.clock = clock
@@ -88,45 +90,20 @@ class FakeForge:
             def log_message(self, format: str, *args: Any) -> None:
                 """Quiet: tests read `FakeForge.requests`."""
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="fakeforge",
-            daemon=True,
-        )
-        self._thread.start()
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server.daemon_threads = True
+        self._serve_on(server)
         return self
 
     def close(self) -> None:
         """Stop serving; slow answers still waiting are released at once."""
         self._closed.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> FakeForge:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+        self._stop_serving()
 
     @property
     def github_url(self) -> str:
         """The base URL to give as GITHUB_API_URL."""
-        if self._server is None:
-            raise RuntimeError("FakeForge is not started")
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return f"http://127.0.0.1:{self._port()}"
 
     @property
     def gitlab_url(self) -> str:

@@ -27,12 +27,12 @@ from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import TracebackType
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, quote, urlsplit
 
 import trustme
 
+from fakes.served import Served
 from metal.provider import Clock, utcnow
 
 JsonDict = dict[str, Any]
@@ -356,8 +356,10 @@ class _TLSServer(ThreadingHTTPServer):
         """Quiet: clients that time out or hang up mid-request are what the tests provoke."""
 
 
-class FakePacket:
+class FakePacket(Served):
     """The Packet API labbot uses, on 127.0.0.1 over HTTPS. Thread safe."""
+
+    name = "fakepacket"
 
     def __init__(
         self,
@@ -414,47 +416,21 @@ class FakePacket:
         ca.cert_pem.write_to_path(str(self._tmpdir / "ca.pem"))
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
-        self._server = _TLSServer(self, context)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="fakepacket",
-            daemon=True,
-        )
-        self._thread.start()
+        self._serve_on(_TLSServer(self, context))
         return self
 
     def close(self) -> None:
         """Stop serving; requests held by `hang_next` are released without an answer."""
         self._closed.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        self._stop_serving()
         if self._tmpdir is not None:
             shutil.rmtree(self._tmpdir, ignore_errors=True)
             self._tmpdir = None
 
-    def __enter__(self) -> FakePacket:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
     @property
     def end_point(self) -> str:
         """host:port, as packet-python's `Manager.end_point` and `PACKET_API_URL` take it."""
-        if self._server is None:
-            raise RuntimeError("FakePacket is not started")
-        return f"127.0.0.1:{self._server.server_address[1]}"
+        return f"127.0.0.1:{self._port()}"
 
     @property
     def ca_bundle_path(self) -> str:

@@ -17,9 +17,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
+
+from fakes.served import Served
 
 JsonDict = dict[str, Any]
 
@@ -181,8 +182,11 @@ class _Handler(BaseHTTPRequestHandler):
         """Silenced: test output should show failures, not one line per request."""
 
 
-class FakeSlack:
+class FakeSlack(Served):
     """Slack's Web API, served locally: realistic answers, Slack's validation, faults on demand."""
+
+    name = "fakeslack"
+    poll_interval = 0.02
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -217,41 +221,12 @@ class FakeSlack:
     # -- lifecycle -----------------------------------------------------------------------------
 
     def start(self) -> FakeSlack:
-        self._server = _Server(self)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.02},
-            name="fakeslack",
-            daemon=True,
-        )
-        self._thread.start()
+        self._serve_on(_Server(self))
         return self
-
-    def close(self) -> None:
-        if self._server is None:
-            return
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join()
-        self._server = self._thread = None
-
-    def __enter__(self) -> FakeSlack:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     @property
     def root_url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("FakeSlack is not started")
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return f"http://127.0.0.1:{self._port()}"
 
     @property
     def base_url(self) -> str:

@@ -31,7 +31,7 @@ LEASES = 6
 # the instant given. `hang` makes every provider delete block, so a kill lands mid-step.
 REPLICA = textwrap.dedent(
     """
-    import json, sys, time
+    import json, sys, threading
     from datetime import datetime
     from commands.lab import Lab
     from commands.notices import RecordingNotifier
@@ -46,7 +46,7 @@ REPLICA = textwrap.dedent(
     class Provider(SimulatedProvider):
         def delete(self, device_id):
             if hang:
-                time.sleep(600)
+                threading.Event().wait()  # hang mid-step until the test kills us
             super().delete(device_id)
 
     db = Database(url)
