@@ -61,6 +61,7 @@ FINAL = {
 }
 ACK_LIMIT = 3.0
 LEASE = "2m"
+PLAN, METRO = "t1.small.x86", "ams1"
 ROOT = Path(__file__).parents[1]
 LABBOT = str(Path(sys.executable).parent / "labbot")
 
@@ -143,7 +144,9 @@ def environment(url: str, slack: FakeSlack, packet: FakePacket) -> dict[str, str
         "LABBOT_REMINDERS": "1m",
         "LABBOT_CLAIM_FOR": "20s",
         "LABBOT_RECONCILE_EVERY": "30s",
-        "LABBOT_PROVISION_TIMEOUT": "5m",
+        # Longer than a create's claim (5 minutes), so that the creates the killed replica
+        # had in flight are looked for and adopted, not left to fail the lease at the deadline.
+        "LABBOT_PROVISION_TIMEOUT": "8m",
         "LABBOT_PENDING_PER_USER": "1000",
     }
 
@@ -189,6 +192,9 @@ def drive(name: str, url: str, replicas: int, n: int, users: int, kill: bool) ->
     load = Load()
     stop = threading.Event()
     with FakeSlack() as slack, FakePacket(provision_seconds=3) as packet, workdir() as logs:
+        # The lab has room for the whole load: servers waiting for capacity would only measure
+        # the fake's default (100 of a plan per location) against the provisioning deadline.
+        packet.set_capacity(PLAN, METRO, n)
         env = environment(url, slack, packet)
         procs = [Replica(env, logs / f"replica-{i}.log", slack) for i in range(replicas)]
         for proc in procs:
@@ -222,7 +228,7 @@ def _file(pool, procs, load: Load, n: int, users: int) -> None:
     def one(i: int) -> None:
         user, proc = f"U0USER{i % users:02d}", procs[i % len(procs)]
         text = (
-            f"request 1 t1.small.x86 ams1 {LEASE} project=soak{i % users} "
+            f"request 1 {PLAN} {METRO} {LEASE} project=soak{i % users} "
             f'repo=https://github.com/soak/p{i % users} key="{public_key(user)}" "soak run {i}"'
         )
         load.post(lambda: proc.sender.slash_command(text=text, user_id=user))

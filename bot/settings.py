@@ -87,6 +87,7 @@ _POLICY_INTS = {
     "LABBOT_DELETE_ATTEMPTS": "delete_attempts",
     "LABBOT_CREATE_ATTEMPTS": "create_attempts",
     "LABBOT_PROVIDER_CONCURRENCY": "provider_concurrency",
+    "LABBOT_SWEEP_CONCURRENCY": "sweep_concurrency",
 }
 
 

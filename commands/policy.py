@@ -79,6 +79,8 @@ class Policy:
     # How long a replica may hold a due lease before another takes it over (storage.claims).
     claim_for: timedelta = timedelta(minutes=2)
     provider_concurrency: int = 8
+    # Leases the sweep steps at once (each step's own provider calls run beside the others').
+    sweep_concurrency: int = 8
     credit_alerts: tuple[int, ...] = (80, 100)
     default_os: str = "ubuntu_16_04"
     # The lab's process: the foundation's projects (name, maturity) and member organizations,

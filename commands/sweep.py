@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -120,24 +121,44 @@ def sweep(lab: Lab, now: datetime, *, dry_run: bool = False) -> SweepReport:
         for lease in due_leases(lab, now):
             report.stepped.append((lease.id, f"{lease.state}: due since {when(lease.due_at)}"))
         return report
-    for lease in claim_due_leases(lab, now):
-        with about_lease(lease.id):
-            try:
-                report.stepped.append((lease.id, step(lab, lease, now)))
-            except LostRace:
-                report.stepped.append((lease.id, "changed meanwhile"))
-            except Exception as error:
-                log.exception("sweep: lease %s", lease.id)
-                report.errors.append(f"lease #{lease.id}: {error}")
-            finally:
-                with lab.db.write() as session:
-                    release(session, Lease, [lease.id], lab.replica)
+    _step_due(lab, now, report)
     _process(lab, now, report)
     report.reconciled = _reconcile_if_due(lab, now, report)
     _credit_alerts(lab, now)
     if lab.notifier is not None:
         report.delivered = deliver(lab.db, lab.notifier, now, owner=lab.replica)
     return report
+
+
+def _step_due(lab: Lab, now: datetime, report: SweepReport) -> None:
+    """Step the claimed leases `sweep_concurrency` at a time, so that one lease waiting on a
+    slow or failing provider (a call in its retry back-off) does not hold up every other lease's
+    step. Leases are claimed only as workers free up, so this replica holds few claims it is
+    not working on and the other replicas take the rest."""
+    workers = max(1, lab.policy.sweep_concurrency)
+    with ThreadPoolExecutor(workers, thread_name_prefix="sweep") as pool:
+        running: set[Future[None]] = set()
+        for lease in claim_due_leases(lab, now):
+            if len(running) >= workers:
+                _, running = wait(running, return_when=FIRST_COMPLETED)
+            running.add(pool.submit(_step_claimed, lab, lease, now, report))
+        wait(running)
+
+
+def _step_claimed(lab: Lab, lease: Lease, now: datetime, report: SweepReport) -> None:
+    """One step of a lease this replica claimed, then the claim given back. A step that
+    raises is logged and reported; the lease stays due, so the next pass tries again."""
+    with about_lease(lease.id):
+        try:
+            report.stepped.append((lease.id, step(lab, lease, now)))
+        except LostRace:
+            report.stepped.append((lease.id, "changed meanwhile"))
+        except Exception as error:
+            log.exception("sweep: lease %s", lease.id)
+            report.errors.append(f"lease #{lease.id}: {error}")
+        finally:
+            with lab.db.write() as session:
+                release(session, Lease, [lease.id], lab.replica)
 
 
 def _process(lab: Lab, now: datetime, report: SweepReport) -> None:

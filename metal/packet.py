@@ -129,6 +129,7 @@ class PacketProvider:
         retries: int = 5,
         backoff: float = 0.5,
         max_backoff: float = 30.0,
+        patience: float = 60.0,
         clock: Callable[[], datetime] = utcnow,
         sleep: Callable[[float], None] = time.sleep,
         ca_bundle: str | None = None,
@@ -140,6 +141,7 @@ class PacketProvider:
         self._retries = retries
         self._backoff = backoff
         self._max_backoff = max_backoff
+        self._patience = patience
         self._clock = clock
         self._sleep = sleep
         self._ca_bundle = ca_bundle  # None: requests falls back to REQUESTS_CA_BUNDLE itself
@@ -274,13 +276,18 @@ class PacketProvider:
         return self._retrying(f"{method} {path}", lambda: self._once(method, path, params))
 
     def _retrying(self, what: str, attempt: Callable[[], T]) -> T:
+        """Retries within one call are bounded in number and in time (`patience`: no pause
+        reaches past it, no attempt starts after it), so a call never outlasts the claim its
+        caller holds; what is still failing then is the caller's to try again later."""
         failures = 0
+        give_up_at = time.monotonic() + self._patience
         while True:
             try:
                 return attempt()
             except _Transient as failure:
                 failures += 1
-                if failures > self._retries:
+                pause = self._pause(failure, failures)
+                if failures > self._retries or time.monotonic() + pause > give_up_at:
                     raise ProviderError(
                         self._scrub(
                             f"Packet API at {self._host}: {what} failed {failures} times, "
@@ -288,7 +295,7 @@ class PacketProvider:
                         ),
                         retryable=True,
                     ) from failure
-                self._sleep(self._pause(failure, failures))
+                self._sleep(pause)
 
     def _pause(self, failure: _Transient, failures: int) -> float:
         if failure.reset is not None:

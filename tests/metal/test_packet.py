@@ -263,6 +263,24 @@ def test_rate_limit_wait_is_capped(
     assert waits == [30.0]
 
 
+def test_a_wait_past_the_calls_patience_gives_up_at_once_as_retryable(
+    make_provider: MakeProvider,
+    fake_packet: FakePacket,
+    clock: SteppedClock,
+    waits: list[float],
+) -> None:
+    """A call never outlasts its patience: the caller (a sweep step holding a claim) gets a
+    retryable error now and tries again on a later pass, instead of sleeping through it."""
+    reset = str(int(clock.now.timestamp()) + 20)
+    fake_packet.fail_next("GET", "plans", 429, headers={"X-RateLimit-Reset": reset})
+
+    with pytest.raises(ProviderError) as failed:
+        make_provider(patience=10).catalog()
+
+    assert failed.value.retryable
+    assert waits == []
+
+
 @pytest.mark.parametrize("status", [500, 502, 503])
 def test_server_errors_are_retried_with_growing_backoff(
     packet_provider: PacketProvider, fake_packet: FakePacket, waits: list[float], status: int

@@ -210,3 +210,44 @@ def test_the_owners_saved_keys_and_the_co_owners_reach_packets_create_call(
     ready = packet_lab.notifier.texts(Kind.READY)
     assert len(ready) == 2  # the owner and the co-owner
     assert all(read_key(k).fingerprint in ready[0] for k in (owner_key, carol_key))
+
+
+def test_a_lease_in_retry_back_off_does_not_hold_up_the_other_leases(
+    db: Database,
+    make_provider: Callable[..., PacketProvider],
+    fake_packet: FakePacket,
+    clock: SteppedClock,
+) -> None:
+    """The first lease's delete fails once and its provider call backs off; while it waits,
+    the same pass deletes the second lease's server. The back-off here lasts until the fake
+    has seen that delete (or 10 s): a sweep that stepped one lease after the other would sit
+    out the whole wait first."""
+    others: list[str] = []
+    seen_while_waiting: list[bool] = []
+
+    def back_off(_: float) -> None:
+        deadline = time.monotonic() + 10
+        while not _deleted(fake_packet, others) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        seen_while_waiting.append(_deleted(fake_packet, others))
+
+    lab = Lab(db, make_provider(sleep=back_off), RecordingNotifier(), POLICY, ROLES)
+    first = approved_lease(lab, clock, count=1)
+    run_until_active(lab, clock, first)
+    clock.advance(60)
+    second = approved_lease(lab, clock, count=1)
+    run_until_active(lab, clock, second)
+    (slow,) = [s.provider_id for s in servers_of(db, first)]
+    others += [s.provider_id for s in servers_of(db, second)]
+
+    fake_packet.fail_delete(slow, times=1, status=500)
+    clock.now = lease_of(db, second).ends_at + POLICY.grace
+    sweep(lab, clock.now)
+
+    assert seen_while_waiting == [True]
+    assert fake_packet.devices() == []
+    assert {lease_of(db, first).state, lease_of(db, second).state} == {State.RECLAIMED}
+
+
+def _deleted(fake: FakePacket, device_ids: list[str]) -> bool:
+    return all(fake.count("DELETE", f"devices/{d}") for d in device_ids)
