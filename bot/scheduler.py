@@ -10,6 +10,7 @@ fell due while the bot was down.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -24,14 +25,19 @@ log = logging.getLogger(__name__)
 
 JOB_ID = "labbot-sweep"
 
+Also = Callable[[datetime], object]
 
-def run_sweep(lab: Lab, clock: Clock) -> None:
+
+def run_sweep(lab: Lab, clock: Clock, also: Also | None = None) -> None:
     """One pass, timed for /metrics and recorded in the database for /healthz; a failure is
-    logged and the next pass tries again (the sweep is idempotent)."""
+    logged and the next pass tries again (the sweep is idempotent). `also` is the Slack side's
+    share of the pass (clicks a dead replica acked: bot.takeover)."""
     now = clock()
     try:
         with sweep_timer():
             report = sweep(lab, now)
+            if also is not None:
+                also(now)
         record_sweep(lab.db, now)
     except Exception:
         log.exception("sweep failed; the next run retries")
@@ -40,12 +46,14 @@ def run_sweep(lab: Lab, clock: Clock) -> None:
         log.warning("sweep: %s", line)
 
 
-def start_sweeper(lab: Lab, clock: Clock, every: timedelta) -> BackgroundScheduler:
+def start_sweeper(
+    lab: Lab, clock: Clock, every: timedelta, also: Also | None = None
+) -> BackgroundScheduler:
     scheduler = BackgroundScheduler(timezone="UTC")
     scheduler.add_job(
         run_sweep,
         "interval",
-        args=(lab, clock),
+        args=(lab, clock, also),
         seconds=every.total_seconds(),
         id=JOB_ID,
         replace_existing=True,

@@ -23,6 +23,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from functools import partial
 from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -44,6 +45,7 @@ from bot.runtime import open_database
 from bot.scheduler import start_sweeper
 from bot.settings import Settings, SettingsError, from_env
 from bot.sweeper import Sweeper
+from bot.takeover import take_over
 from metal.provider import utcnow
 
 log = logging.getLogger(__name__)
@@ -131,7 +133,14 @@ class Running:
         self.app = create_app(self.ctx)
         self.probes = Probes(self.ctx.lab, self.ctx.clock, settings.health_sweep_age, started)
         self.scheduler = (
-            start_sweeper(self.ctx.lab, self.ctx.clock, settings.sweep_interval) if sweep else None
+            start_sweeper(
+                self.ctx.lab,
+                self.ctx.clock,
+                settings.sweep_interval,
+                also=partial(take_over, self.ctx),
+            )
+            if sweep
+            else None
         )
 
     def stop(self) -> None:

@@ -18,11 +18,13 @@ import subprocess
 import sys
 import threading
 import time
+from functools import partial
 
 from bot.app import build_context
 from bot.logs import configure
 from bot.scheduler import start_sweeper
 from bot.settings import SettingsError, from_env
+from bot.takeover import take_over
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +40,9 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the arbiter stops us when it stops
     ctx = build_context(settings)
-    scheduler = start_sweeper(ctx.lab, ctx.clock, settings.sweep_interval)
+    scheduler = start_sweeper(
+        ctx.lab, ctx.clock, settings.sweep_interval, also=partial(take_over, ctx)
+    )
     log.info("sweeper running every %s", settings.sweep_interval)
     while not stopping.wait(1.0) and os.getppid() == parent:
         pass

@@ -261,6 +261,20 @@ class Claim(SQLModel, table=True):
     claimed_until: datetime | None = None
 
 
+class InboxItem(SQLModel, table=True):
+    """A click Slack was told we have: kept before the ack, deleted when its work is done. A
+    replica that dies in between leaves it behind; once its claim lapses, any replica's
+    sweeper does the work (bot.inbox). Only work not yet done is here, so the table stays
+    as small as the clicks in flight."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    received_at: datetime
+    body: str  # the verified payload as JSON, without Slack's verification token
+    attempts: int = 0
+    claimed_by: str | None = None
+    claimed_until: datetime | None = None
+
+
 class SimDevice(SQLModel, table=True):
     """The simulated provider's devices, kept in the same database so they survive a restart."""
 

@@ -16,6 +16,7 @@ from slack_sdk.errors import SlackApiError
 from bot.blocks import cards, dms
 from bot.blocks.kit import escape, matching
 from bot.blocks.modals import deny_modal, share_modal, writeup_modal
+from bot.inbox import keep, then_finish
 from bot.listeners.reply import UNKNOWN_USER, refresh_home, tell, user_of
 from bot.listeners.views import deny_with_reason
 from commands.extend import decide_extension, extend
@@ -40,23 +41,40 @@ BROKEN_BUTTON = (
 
 def register(app: App, ctx: AppContext) -> None:
     for action, on_click in CLICKS.items():
-        _listen(app, ctx, matching(action), on_click, opens_modal=action in OPENS_MODAL)
-    _listen(app, ctx, re.compile(".*"), unknown_button, opens_modal=False)
+        _listen(app, ctx, matching(action), on_click, action)
+    _listen(app, ctx, re.compile(".*"), unknown_button, None)
 
 
 def _listen(
-    app: App, ctx: AppContext, action_id: re.Pattern[str], on_click: Click, opens_modal: bool
+    app: App, ctx: AppContext, action_id: re.Pattern[str], on_click: Click, action: str | None
 ) -> None:
     """A click that opens a modal is handled right after the ack, while the trigger_id is
-    good; every other click on the worker pool."""
+    good; every other click on the worker pool. A click whose work is safe to repeat is kept
+    in the inbox before the ack (bot.inbox), so that it is done even if this replica dies
+    right after acking it."""
 
     @app.action(action_id)
     def listener(ack: Ack, body: Body) -> None:
-        ack()
-        if opens_modal:
+        if action in OPENS_MODAL:
+            ack()
             _handle(ctx, body, on_click)
+        elif action in KEPT:
+            item = keep(ctx.lab, body, ctx.clock())
+            ack()
+            ctx.later(body, then_finish, ctx.lab, item, _handle, ctx, body, on_click)
         else:
+            ack()
             ctx.later(body, _handle, ctx, body, on_click)
+
+
+def redo(ctx: AppContext, body: Body) -> None:
+    """A kept click's work, done by a replica other than the one that acked it."""
+    action_id = str((body.get("actions") or [{}])[0].get("action_id", ""))
+    for action in KEPT:
+        if matching(action).match(action_id):
+            _handle(ctx, body, CLICKS[action])
+            return
+    log.warning("a kept click names no button labbot keeps: %s", action_id)
 
 
 def _handle(ctx: AppContext, body: Body, on_click: Click) -> None:
@@ -160,6 +178,8 @@ def _open(ctx: AppContext, body: Body, view: dict[str, Any]) -> None:
 
 
 OPENS_MODAL = {cards.DENY, cards.EXTENSION_DENY, dms.WRITEUP, dms.SHARE}
+# Clicks whose work is a conditional change a second run refuses (bot.inbox): kept before the ack.
+KEPT = {cards.APPROVE, cards.EXTENSION_APPROVE, dms.RELEASE, dms.CANCEL}
 
 CLICKS: dict[str, Click] = {
     cards.APPROVE: decision("lease", approving=True),

@@ -34,6 +34,7 @@ def test_upgrade_creates_every_table_and_is_idempotent(db):
         "creditmonth",
         "credithold",
         "meter",
+        "inboxitem",
         "alembic_version",
     } <= names
     head = ScriptDirectory(str(MIGRATIONS)).get_current_head()
