@@ -211,7 +211,7 @@ def drive(name: str, url: str, replicas: int, n: int, users: int, kill: bool) ->
                 say(f"{name}: decided")
                 _extend_and_release(pool, procs, load, db, rng)
             say(f"{name}: extensions and releases sent; waiting for every lease to end")
-            settled = _wait_final(db, timeout=900)
+            settled = _wait_final(db, timeout=max(900, n))
         finally:
             stop.set()
             for proc in procs:
@@ -238,7 +238,7 @@ def _file(pool, procs, load: Load, n: int, users: int) -> None:
 
 def _decide(pool, procs, load, slack, db, rng, n: int, kill: bool) -> None:
     """Deny a tenth, approve the rest; a third of approvals clicked on every replica at once."""
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + max(120, n / 10)
     filed: list[Lease] = []
     refs: dict[int, tuple[str, str]] = {}
     # A request is acked before it is filed: wait for every lease row and its review card.
