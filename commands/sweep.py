@@ -140,9 +140,17 @@ def _step_due(lab: Lab, now: datetime, report: SweepReport) -> None:
         running: set[Future[None]] = set()
         for lease in claim_due_leases(lab, now):
             if len(running) >= workers:
-                _, running = wait(running, return_when=FIRST_COMPLETED)
+                done, running = wait(running, return_when=FIRST_COMPLETED)
+                _reraise(done)
             running.add(pool.submit(_step_claimed, lab, lease, now, report))
-        wait(running)
+        _reraise(wait(running).done)
+
+
+def _reraise(steps: set[Future[None]]) -> None:
+    """What a step let through (not an Exception: the process is going down) stops the sweep
+    here as it would have in this thread."""
+    for finished in steps:
+        finished.result()
 
 
 def _step_claimed(lab: Lab, lease: Lease, now: datetime, report: SweepReport) -> None:
