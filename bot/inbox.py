@@ -5,7 +5,8 @@ between would leave a reviewer's Approve acknowledged but never done, the card s
 So a click whose work is safe to do again (deciding a request or an extension, releasing,
 cancelling: each a conditional change that a second run refuses as already done) is kept in the
 database before the ack, claimed by the replica that acks it, and deleted when its work is done.
-A kept click whose claim lapsed belongs to a replica that died: any replica's sweeper claims it,
+While that replica lives it renews its claims (`Renewal`), however long its queue of work; a
+kept click whose claim lapsed belongs to a replica that died: any replica's sweeper claims it,
 as storage.claims claims due leases, and does the work. Work that is not safe to repeat (filing a
 request, an extension by a button) is not kept: a replica dying there loses it, as before.
 """
@@ -14,11 +15,13 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete
+from sqlalchemy import delete, update
 from sqlmodel import col, select
 
 from commands.lab import Lab
@@ -60,6 +63,40 @@ def keep(lab: Lab, body: Body, now: datetime) -> int:
 def finished(lab: Lab, item_id: int) -> None:
     with lab.db.write() as session:
         session.exec(delete(InboxItem).where(col(InboxItem.id) == item_id))
+
+
+def renew(lab: Lab, now: datetime) -> None:
+    """This process is alive: its kept clicks stay its own for another `claim_for`."""
+    with lab.db.write() as session:
+        session.execute(
+            update(InboxItem)
+            .where(col(InboxItem.claimed_by) == lab.replica)
+            .values(claimed_until=now + lab.policy.claim_for)
+        )
+
+
+class Renewal:
+    """A serving process's kept clicks renewed every third of `claim_for` until it stops, so
+    that only a dead process's clicks lapse (a long queue of work after a burst is no death)."""
+
+    def __init__(self, lab: Lab, clock: Callable[[], datetime]) -> None:
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(lab, clock), name="inbox-renewal", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, lab: Lab, clock: Callable[[], datetime]) -> None:
+        every = lab.policy.claim_for.total_seconds() / 3
+        while not self._stopping.wait(every):
+            try:
+                renew(lab, clock())
+            except Exception:
+                log.exception("renewing the kept clicks failed; the next round tries again")
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join(timeout=5)
 
 
 def claim_lapsed(lab: Lab, now: datetime) -> list[Kept]:

@@ -37,6 +37,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.app import AppContext, build_context, create_app, web_client
 from bot.gate import slack_endpoint
+from bot.inbox import Renewal
 from bot.logs import configure
 from bot.probes import HEALTH_PATH, METRICS_PATH, Probes
 from bot.report_html import PATH as REPORT_PATH
@@ -132,6 +133,7 @@ class Running:
         self.ctx: AppContext = build_context(settings)
         self.app = create_app(self.ctx)
         self.probes = Probes(self.ctx.lab, self.ctx.clock, settings.health_sweep_age, started)
+        self.renewal = Renewal(self.ctx.lab, self.ctx.clock)  # the clicks this process keeps
         self.scheduler = (
             start_sweeper(
                 self.ctx.lab,
@@ -147,6 +149,7 @@ class Running:
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=True)
         self.ctx.shutdown()
+        self.renewal.stop()
         self.ctx.lab.db.dispose()
 
 
