@@ -499,6 +499,12 @@ class FakePacket(Served):
         with self._lock:
             self._devices.pop(device_id, None)
 
+    def retag(self, device_id: str, tags: list[str]) -> None:
+        """Someone edits a device's tags in the provider's console: it still exists (and bills)
+        but no longer shows up under its old tags."""
+        with self._lock:
+            self._devices[device_id].tags = list(tags)
+
     def set_capacity(self, plan: str, location: str, servers: int) -> None:
         """How many more `plan` servers fit in a metro or facility (default 100 each)."""
         with self._lock:

@@ -251,3 +251,21 @@ def test_a_lease_in_retry_back_off_does_not_hold_up_the_other_leases(
 
 def _deleted(fake: FakePacket, device_ids: list[str]) -> bool:
     return all(fake.count("DELETE", f"devices/{d}") for d in device_ids)
+
+
+def test_a_device_missing_from_the_list_but_still_there_is_not_taken_for_vanished(
+    packet_lab: Lab, fake_packet: FakePacket, clock: SteppedClock
+) -> None:
+    """Its tags were edited (a list read in pages while devices come and go can skip one the
+    same way): the device is asked about before its server is given up, and it still bills."""
+    lease_id = approved_lease(packet_lab, clock, count=2)
+    run_until_active(packet_lab, clock, lease_id)
+    kept, gone = servers_of(packet_lab.db, lease_id)
+    fake_packet.retag(kept.provider_id, ["someone-else"])
+    fake_packet.vanish(gone.provider_id)
+
+    clock.advance(POLICY.reconcile_every.total_seconds())
+    sweep(packet_lab, clock.now)
+
+    states = {s.hostname: s.state for s in servers_of(packet_lab.db, lease_id)}
+    assert states == {kept.hostname: "active", gone.hostname: "vanished"}
