@@ -57,6 +57,7 @@ _ERRORS = {
     400: ("RequestLimitExceeded", "Request limit exceeded."),
     500: ("InsufficientInstanceCapacity", "There is no Metal capacity available."),
     401: ("AuthFailure", "AWS was not able to validate the provided access credentials"),
+    404: ("ResourceNotFoundException", "The resource does not exist."),
 }
 
 
@@ -129,7 +130,8 @@ class FaultProxy:
     def fail(self, action: str, status: int = 503, times: int = 1, matching: str = "") -> None:
         """Answer the next `times` calls of `action` (whose request contains `matching`) with
         an AWS error of `status` (503 Unavailable, 400 RequestLimitExceeded, 500
-        InsufficientInstanceCapacity, 401 AuthFailure) without forwarding them."""
+        InsufficientInstanceCapacity, 401 AuthFailure, 404 ResourceNotFoundException) without
+        forwarding them."""
         with self._lock:
             self._faults.append(_Fault(action, "status", times, status, matching))
 
@@ -277,6 +279,7 @@ class FaultProxy:
                 ).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "text/xml")
+                self.send_header("x-amzn-ErrorType", code)  # how REST-JSON services name it
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)

@@ -6,11 +6,15 @@ EC2-compatible clouds), time limits from botocore's `connect_timeout`/`read_time
 retries of throttling (RequestLimitExceeded, Throttling), 5xx and dropped connections from
 botocore's `standard` or `adaptive` retry mode. This module adds only what EC2 leaves to us:
 
+- **Several servers a call.** A lease's servers are launched up to `max_batch` to a
+  RunInstances and terminated as many to a TerminateInstances. A launch cannot name each of
+  its instances, so it writes its hostnames in launch order as tags (`labbot-hosts-N`):
+  instance N of the launch (its AmiLaunchIndex) is the Nth server, read from the launch alone.
 - **Never create twice.** Every RunInstances carries a ClientToken, which makes botocore's
   retries of one call idempotent on AWS. Emulators (moto among them) ignore the token, so
   before botocore retries a RunInstances whose answer was lost or failed on the server, a hook
-  on botocore's `needs-retry` event looks for an instance carrying the lease's tag and the
-  server's hostname, and adopts it instead of letting the retry create another.
+  on botocore's `needs-retry` event looks for the instances carrying the lease's tag and the
+  launch's token (`labbot-launch`), and adopts them instead of letting the retry launch more.
 - **A provider-side backstop.** EC2 has no termination time. Each lease gets one
   EventBridge Scheduler one-time schedule, `at(<lease end + grace + margin>)`, made before its
   first instance is launched, whose target starts Systems Manager's `AWS-TerminateEC2Instance`

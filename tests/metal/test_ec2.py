@@ -191,6 +191,21 @@ def test_moving_the_backstop_rewrites_the_schedule_later_never_earlier(
     assert ec2_proxy.calls("PUT /schedules/labbot-lease-7") == 1
 
 
+def test_a_schedule_another_replica_made_first_is_moved_not_refused(
+    make_ec2: Callable[..., Ec2Provider], moto_server: MotoServer, ec2_proxy: FaultProxy
+) -> None:
+    """This replica looked (not there yet), the other made it, this one's create conflicts:
+    it reads the schedule again and moves it later."""
+    provider = make_ec2()
+    provider.set_backstop("lease-7", "us-east-1", BACKSTOP, ())
+    ec2_proxy.fail("GET /schedules", 404)
+    later = datetime(2026, 11, 9, 22, 30, tzinfo=UTC)
+    provider.set_backstop("lease-7", "us-east-1", later, ())
+    [schedule] = schedules(moto_server.url).values()
+    assert schedule["ScheduleExpression"] == "at(2026-11-09T22:30:00)"
+    assert ec2_proxy.calls("POST /schedules/labbot-lease-7") == 2  # the second one conflicted
+
+
 def test_the_backstop_role_is_checked_at_start_up(
     make_ec2: Callable[..., Ec2Provider], moto_server: MotoServer
 ) -> None:
