@@ -114,7 +114,7 @@ def parse(text: str) -> Command:
     verb, args = plain(words[0]).lower(), words[1:]
     if verb not in USAGE:
         raise GrammarError(
-            f"I don't know `{verb}`; try one of {', '.join(USAGE)} (`help` explains each)."
+            f"I don't know `{verb[:40]}`; try one of {', '.join(USAGE)} (`help` explains each)."
         )
     return _PARSERS[verb](verb, args)
 

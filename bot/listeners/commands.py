@@ -17,7 +17,14 @@ from slack_sdk.errors import SlackApiError
 
 from bot.blocks.kit import ephemeral, escape
 from bot.blocks.modals import request_modal
-from bot.listeners.reply import UNKNOWN_USER, check_after_filing, refresh_home, tell, user_of
+from bot.listeners.reply import (
+    UNKNOWN_USER,
+    audit_refusal,
+    check_after_filing,
+    refresh_home,
+    tell,
+    user_of,
+)
 from commands.coowners import share, unshare
 from commands.extend import extend
 from commands.grammar import Command, GrammarError, help_text, parse
@@ -50,6 +57,7 @@ def on_command(ctx: AppContext, ack: Ack, body: dict[str, Any], client: WebClien
         command = parse(str(body.get("text") or ""))
     except GrammarError as error:
         ack(**ephemeral(f"{escape(str(error))} (`{ctx.settings.command} help` lists everything.)"))
+        audit_refusal(ctx, body, user, "command", str(error))
         return
     if not user:
         ack(**ephemeral(UNKNOWN_USER))

@@ -16,6 +16,7 @@ from bot.blocks import modals
 from bot.blocks.kit import escape, number, truncate
 from bot.listeners.reply import (
     UNKNOWN_USER,
+    audit_refusal,
     check_after_filing,
     refresh_home,
     tell,
@@ -74,6 +75,13 @@ def on_request(ctx: AppContext, ack: Ack, body: Body, view: dict[str, Any]) -> N
     errors = {**check_request(answer, ctx.lab.plans(), ctx.lab.policy), **errors}
     if errors:
         ack(response_action="errors", errors=_shortened(errors))
+        audit_refusal(
+            ctx,
+            body,
+            user,
+            "request",
+            "That request cannot be filed: " + "; ".join(errors.values()) + ".",
+        )
         return
     ack()
     if not user:
