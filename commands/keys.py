@@ -1,9 +1,10 @@
 """A person's saved public SSH keys: listed, added, removed, imported from a forge, and the set
 of keys a lease's servers are created with.
 
-Keys follow the person, not the request: the servers of a lease carry the key given in the
-request (or else the owner's saved keys) plus every co-owner's saved keys, read when each server
-is created, so a co-owner added later is on the servers created after that.
+Keys follow the person, not the request: the servers of a lease carry the keys the request
+names (pasted with `key=`, or checked and pasted in the form) or, when it names none, the
+owner's saved keys; plus every co-owner's saved keys, read when each server is created, so a
+co-owner added later is on the servers created after that.
 """
 
 from __future__ import annotations
@@ -40,6 +41,13 @@ def saved_keys(session: Session, users: Iterable[str]) -> list[SshKey]:
             select(SshKey).where(col(SshKey.user).in_(wanted)).order_by(col(SshKey.id))
         ).all()
     )
+
+
+def public_keys(lab: Lab, user: str) -> list[PublicKey]:
+    """A person's saved keys as keys (what the request form offers, one checkbox each)."""
+    with lab.db.read() as session:
+        lines = [k.key for k in saved_keys(session, [user])]
+    return [k for k in map(read_key, lines) if isinstance(k, PublicKey)]
 
 
 def list_keys(lab: Lab, actor: str) -> str:
@@ -213,10 +221,36 @@ def _label(key: SshKey) -> str:
     return f"{shown}{origin}"
 
 
+def request_keys(
+    session: Session, actor: str, pasted: str, chosen: tuple[str, ...] | None
+) -> tuple[str, str | None]:
+    """The keys a new request carries, one line each, and why it cannot be filed if it cannot.
+
+    `chosen` is the fingerprints checked in the form (None when no choice was offered: an
+    inline request, or a form for someone with no saved keys). What the person checked is what
+    goes on the servers, so the lines are kept with the request; a request that names no key
+    carries none and takes the owner's saved keys when each server is created."""
+    if chosen is None:
+        if pasted or has_saved_key(session, actor):
+            return pasted, None
+        return "", NO_KEY
+    saved = {k.fingerprint: k.key for k in saved_keys(session, [actor])}
+    gone = [fp for fp in chosen if fp not in saved]
+    if gone:
+        return "", (
+            f"{quoted(gone[0][:60])} is no longer one of your saved keys; open the form again "
+            "to see the keys you have now"
+        )
+    lines = [saved[fp] for fp in chosen] + ([pasted] if pasted else [])
+    if not lines:
+        return "", "check at least one of your saved keys, or paste a public key"
+    return "\n".join(lines), None
+
+
 def lease_keys(session: Session, lease: Lease, co_owners: Iterable[str]) -> list[PublicKey]:
-    """The keys a server of this lease is created with: the request's key, or else the owner's
-    saved keys; then every co-owner's saved keys. One of each, in that order."""
-    own = [lease.ssh_key] if lease.ssh_key else []
+    """The keys a server of this lease is created with: the request's keys, or else the
+    owner's saved keys; then every co-owner's saved keys. One of each, in that order."""
+    own = lease.ssh_key.splitlines()
     users = [*([] if own else [lease.owner]), *co_owners]
     lines = own + [k.key for k in saved_keys(session, users)]
     keys = [k for k in map(read_key, lines) if isinstance(k, PublicKey)]

@@ -89,6 +89,12 @@ def field(value: str | None) -> JsonDict:
     return {"type": "plain_text_input", "value": value}
 
 
+def checkboxes(values: list[str]) -> JsonDict:
+    """A checkboxes element's state entry: the options left checked (Slack sends [] for none)."""
+    chosen = [{"text": {"type": "plain_text", "text": v}, "value": v} for v in values]
+    return {"type": "checkboxes", "selected_options": chosen}
+
+
 def select(value: str | None) -> JsonDict:
     """A static_select's state entry; Slack sends ``None`` when nothing is chosen."""
     option = None

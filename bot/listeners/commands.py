@@ -28,7 +28,7 @@ from bot.listeners.reply import (
 from commands.coowners import share, unshare
 from commands.extend import extend
 from commands.grammar import Command, GrammarError, help_text, parse
-from commands.keys import add_key, import_keys, list_keys, remove_key, saved_keys
+from commands.keys import add_key, import_keys, list_keys, public_keys, remove_key
 from commands.lab import Outcome
 from commands.provision import provision
 from commands.queue import queue_text
@@ -83,8 +83,7 @@ def answer(ctx: AppContext, body: dict[str, Any], user: str, command: Command) -
 
 def open_request_form(ctx: AppContext, client: WebClient, body: dict[str, Any]) -> None:
     """Right after the ack, before anything slow: the trigger_id dies within seconds."""
-    with ctx.lab.db.read() as session:
-        saved = [k.fingerprint for k in saved_keys(session, [user_of(body)])]
+    saved = public_keys(ctx.lab, user_of(body))
     view = request_modal(ctx.lab.plans(), ctx.lab.policy.default_os, saved)
     try:
         client.views_open(trigger_id=str(body.get("trigger_id") or ""), view=view)

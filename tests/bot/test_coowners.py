@@ -10,7 +10,7 @@ from commands.sweep import sweep
 from fakes.forge import FakeForge
 from fakes.keys import public_key
 from fakes.slack import FakeSlack
-from fakes.slack_sender import field
+from fakes.slack_sender import checkboxes, field
 from storage.db import Database
 from tests.bot.conftest import Slack, active_lease, body_of, serve, settings_for
 from tests.bot.test_commands import request_values
@@ -119,7 +119,8 @@ def test_the_request_form_offers_the_saved_keys_and_takes_co_owners(slack: Slack
     view = slack.fake.calls("views.open")[-1].params["view"]
     blocks = {b["block_id"]: b for b in view["blocks"]}
     assert blocks["ssh_key"]["optional"] is True
-    assert read_key(key).fingerprint in blocks["ssh_key"]["hint"]["text"]
+    [offered] = blocks[modals.SAVED_KEYS]["element"]["options"]
+    assert offered["value"] == read_key(key).fingerprint
     assert blocks["co_owners"]["element"]["type"] == "multi_users_select"
 
     private = request_values(ssh_key={"value": field(PRIVATE)})
@@ -130,7 +131,8 @@ def test_the_request_form_offers_the_saved_keys_and_takes_co_owners(slack: Slack
     )
 
     picked = {"value": {"type": "multi_users_select", "selected_users": [CAROL]}}
-    values = request_values(ssh_key={"value": field(None)}, co_owners=picked)
+    saved = {"value": checkboxes([read_key(key).fingerprint])}  # as Slack sends it: all checked
+    values = request_values(ssh_key={"value": field(None)}, co_owners=picked, saved_keys=saved)
     slack.sender.view_submission(view["callback_id"], values, OWNER)
     slack.settle()
     assert any("made you a co-owner" in t for t in dm_texts(slack, CAROL))

@@ -117,6 +117,22 @@ def test_a_request_with_a_key_puts_that_key_and_not_the_saved_ones(lab: Lab, clo
     assert set(created_with(lab.db, lease_id)) == {fingerprint(given)}
 
 
+def test_a_request_puts_the_saved_keys_checked_and_the_one_pasted_and_no_other(
+    lab: Lab, clock: Clock
+) -> None:
+    chosen, unchecked, pasted = (public_key(n) for n in ("chosen", "unchecked", "pasted"))
+    for key in (chosen, unchecked):
+        add_key(lab, OWNER, key, clock.now)
+    lease_id = active(lab, clock, ssh_key=pasted, saved_keys=(fingerprint(chosen),))
+    assert set(created_with(lab.db, lease_id)) == {f"{fingerprint(chosen)} {fingerprint(pasted)}"}
+
+    remove_key(lab, OWNER, fingerprint(chosen), clock.now)
+    refused = request(lab, OWNER, request_input(saved_keys=(fingerprint(chosen),)), clock.now)
+    assert not refused.ok and "no longer one of your saved keys" in refused.message
+    nothing = request(lab, OWNER, request_input(ssh_key="", saved_keys=()), clock.now)
+    assert not nothing.ok and "check at least one of your saved keys" in nothing.message
+
+
 # --- import from the forge ---------------------------------------------------------------------
 
 
