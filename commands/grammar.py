@@ -245,10 +245,12 @@ def _users(verb: str, words: list[str]) -> tuple[str, ...]:
 
 
 def _options(verb: str, args: list[str], allowed: set[str]) -> dict[str, str]:
+    """`key=value` words as Slack sent them: the key as typed (a link with `=` in it is named
+    as the person wrote it), the value still escaped for the caller to read."""
     options: dict[str, str] = {}
     for arg in args:
-        key, _, value = arg.partition("=")
-        key = plain(key).lower()
+        value = arg.partition("=")[2]
+        key = plain(arg).partition("=")[0].lower()
         if key not in allowed:
             raise _usage(verb, f"`{key}=` means nothing to `{verb}`")
         options[key] = value

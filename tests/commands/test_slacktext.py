@@ -36,6 +36,7 @@ PIECES = [
     "project=coredns",
     "repo=https://github.com/a/b",
     "repo=github.com/a/b",
+    "https://x.org/?a=b",
     "with=@alice,@carol",
     "@here",
     "#general",
