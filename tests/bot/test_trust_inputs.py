@@ -147,7 +147,11 @@ def test_a_command_labbot_cannot_read_is_answered_audited_and_changes_nothing(
     form = request_values(ssh_key={"value": field(PRIVATE)})
     errors = body_of(slack.sender.view_submission("lab_request", form, OWNER))["errors"]
     assert "rotate it" in errors["ssh_key"]
+    no_reason = {"reason": {"value": field(None)}}
+    slack.sender.view_submission("lab_deny", no_reason, REVIEWER, private_metadata="lease:1")
+    slack.sender.view_submission("lab_from_last_year", {}, OWNER)
     slack.settle()
+    assert [e.outcome for e in slack.audits("deny") + slack.audits("form")] == ["refused"] * 2
 
     refused = [(e.action, e.actor, e.outcome) for e in slack.audits("command")]
     assert refused == [("command", OWNER, "refused")] * 2
