@@ -15,12 +15,14 @@ from commands.keys import MAX_KEYS, add_key, import_keys, list_keys, remove_key
 from commands.lab import Lab
 from commands.pubkeys import read_key
 from commands.request import request
+from commands.review import approve
+from commands.sweep import sweep
 from fakes.forge import FakeForge
 from fakes.keys import public_key
 from metal.forge_http import HttpForge
 from storage.models import AuditEvent, Notice, SshKey
-from tests.commands.helpers import active, created_with
-from tests.conftest import OTHER, OWNER, Clock, request_input
+from tests.commands.helpers import active, created_with, file
+from tests.conftest import OTHER, OWNER, REVIEWER, Clock, request_input
 
 PRIVATE = (
     "-----BEGIN OPENSSH PRIVATE KEY-----\n"
@@ -125,6 +127,12 @@ def test_a_request_puts_the_saved_keys_checked_and_the_one_pasted_and_no_other(
         add_key(lab, OWNER, key, clock.now)
     lease_id = active(lab, clock, ssh_key=pasted, saved_keys=(fingerprint(chosen),))
     assert set(created_with(lab.db, lease_id)) == {f"{fingerprint(chosen)} {fingerprint(pasted)}"}
+
+    both = file(lab, clock, ssh_key="", saved_keys=(fingerprint(chosen), fingerprint(unchecked)))
+    remove_key(lab, OWNER, fingerprint(unchecked), clock.now)  # before its servers exist
+    assert approve(lab, REVIEWER, both, clock.now).ok
+    sweep(lab, clock.advance(minutes=5))
+    assert set(created_with(lab.db, both)) == {fingerprint(chosen)}
 
     remove_key(lab, OWNER, fingerprint(chosen), clock.now)
     refused = request(lab, OWNER, request_input(saved_keys=(fingerprint(chosen),)), clock.now)
