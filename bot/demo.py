@@ -134,15 +134,15 @@ def on_fake_packet(settings: Settings, metal: FakePacket, **changes: Any) -> Set
 
 
 def on_moto(settings: Settings, endpoint: str, **changes: Any) -> Settings:
-    """The same settings, with servers from EC2 at `endpoint` (a local moto server)."""
-    from fakes.ec2 import SCHEDULER_ROLE
+    """The same settings, with servers from EC2 at `endpoint` (a local moto server), where the
+    backstop role is made as the README says."""
+    from fakes.ec2 import backstop_role
 
     return replace(
         settings,
         provider="ec2",
-        policy=replace(settings.policy, default_os="ubuntu_24_04"),
         ec2_catalog=str(EXAMPLE),
-        ec2_backstop_role=SCHEDULER_ROLE,
+        ec2_backstop_role=backstop_role(endpoint),
         ec2_max_attempts=3,
         aws_endpoint_url=endpoint,
         **changes,
@@ -155,8 +155,8 @@ def ec2_view(endpoint: str) -> str:
 
     states = sorted(i["State"]["Name"] for i in instances(endpoint))
     counts = ", ".join(f"{states.count(s)} {s}" for s in dict.fromkeys(states)) or "no instances"
-    fire = sorted({s["ScheduleExpression"] for s in schedules(endpoint).values()})
-    backstop = f"; termination schedules {', '.join(fire)} UTC" if fire else ""
+    fire = sorted(f"{n} {s['ScheduleExpression']}" for n, s in schedules(endpoint).items())
+    backstop = f"; backstop schedules {', '.join(fire)} UTC" if fire else ""
     return f"[EC2 console] {counts}{backstop}"
 
 

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import update
 from sqlmodel import Session, col, func, select
 
+from commands.batches import batches
 from commands.coowners import audiences, co_owner_ids
 from commands.facts import shape
 from commands.holds import billing_stops, release_holds, settle_spend
@@ -120,8 +121,12 @@ def delete_due(lab: Lab, lease_id: int, now: datetime) -> None:
         return
     workers = max(1, min(lab.policy.provider_concurrency, len(due)))
     with ThreadPoolExecutor(workers, thread_name_prefix=f"delete-{lease_id}") as pool:
-        sent = list(pool.map(lambda server: _send_delete(lab, server, now), due))
-    _confirm_gone(lab, lease_id, [s for s, ok in zip(due, sent, strict=True) if ok], now)
+        sent = pool.map(
+            lambda batch: _send_deletes(lab, batch, now),
+            batches(due, workers, lab.provider.max_batch),
+        )
+        accepted = [server for batch in sent for server in batch]
+    _confirm_gone(lab, lease_id, accepted, now)
 
 
 def _claim_deletes(lab: Lab, servers: list[Server], now: datetime) -> list[Server]:
@@ -154,17 +159,21 @@ def next_delete_at(session: Session, lease_id: int) -> datetime | None:
     ).one()
 
 
-def _send_delete(lab: Lab, server: Server, now: datetime) -> bool:
-    """True when the provider accepted the delete (or the device never existed)."""
-    if server.provider_id is None:
-        _mark_gone(lab, [server], now)
-        return False
+def _send_deletes(lab: Lab, servers: list[Server], now: datetime) -> list[Server]:
+    """One provider call for a batch of servers; returns those whose delete the provider
+    accepted. A server whose device never existed is gone at once."""
+    _mark_gone(lab, [s for s in servers if s.provider_id is None], now)
+    sending = [s for s in servers if s.provider_id is not None]
+    if not sending:
+        return []
     try:
-        lab.provider.delete(server.provider_id)
+        errors = lab.provider.delete_many([s.provider_id for s in sending])
     except Exception as error:
-        _record_delete_failure(lab, server, now, error)
-        return False
-    return True
+        errors = [error] * len(sending)
+    for server, error in zip(sending, errors, strict=True):
+        if error is not None:
+            _record_delete_failure(lab, server, now, error)
+    return [s for s, error in zip(sending, errors, strict=True) if error is None]
 
 
 def _confirm_gone(lab: Lab, lease_id: int, servers: list[Server], now: datetime) -> None:

@@ -14,7 +14,7 @@ from commands.holds import planned_cost
 from commands.keys import request_keys
 from commands.lab import Lab, Outcome, audit, move, not_found, owner_or_admin, refuse, wrong_state
 from commands.notices import REVIEW, Kind, enqueue, owner
-from commands.policy import RequestInput, check_request
+from commands.policy import RequestInput, check_request, default_os
 from commands.process import classify
 from commands.queue import applicant_label, place_in_queue, project_writeups, repo_words
 from commands.states import State
@@ -25,7 +25,7 @@ from storage.models import Lease
 def request(lab: Lab, actor: str, req: RequestInput, now: datetime) -> Outcome:
     catalog = lab.plans()
     if not req.os:
-        req = req.model_copy(update={"os": lab.policy.default_os})
+        req = req.model_copy(update={"os": default_os(lab.policy, catalog)})
     errors = check_request(req, catalog, lab.policy)
     if errors:
         message = "That request cannot be filed: " + "; ".join(errors.values()) + "."

@@ -30,6 +30,7 @@ from commands.extend import extend
 from commands.grammar import Command, GrammarError, help_text, parse
 from commands.keys import add_key, import_keys, list_keys, public_keys, remove_key
 from commands.lab import Outcome
+from commands.policy import default_os
 from commands.provision import provision
 from commands.queue import queue_text
 from commands.reclaim import release
@@ -84,7 +85,8 @@ def answer(ctx: AppContext, body: dict[str, Any], user: str, command: Command) -
 def open_request_form(ctx: AppContext, client: WebClient, body: dict[str, Any]) -> None:
     """Right after the ack, before anything slow: the trigger_id dies within seconds."""
     saved = public_keys(ctx.lab, user_of(body))
-    view = request_modal(ctx.lab.plans(), ctx.lab.policy.default_os, saved)
+    catalog = ctx.lab.plans()
+    view = request_modal(catalog, default_os(ctx.lab.policy, catalog), saved)
     try:
         client.views_open(trigger_id=str(body.get("trigger_id") or ""), view=view)
     except SlackApiError as error:
