@@ -52,6 +52,7 @@ NAMES = {
     RITA: "rita (reviewer)",
     ADA: "ada (admin)",
 }
+MEMBERS = {name.split()[0]: user for user, name in NAMES.items()}  # what @ offers: carol -> U0CAROL
 CHANNELS = {"C0REVIEW": "#lab-review", "C0ADMIN": "#lab-admin"}
 TOKEN = "xoxb-demo"
 _MENTION = re.compile(r"<@(\w+)>")
@@ -108,7 +109,7 @@ def main(
             print(f"(servers come through boto3 from moto's EC2 at {moto.url}, behind {proxy.url})")
         ctx = build_context(settings, clock=clock)
         with local_server(create_app(ctx), settings.slack_signing_secret) as url:
-            sender = SlackSender(url, secret, response_url_base=fake)
+            sender = SlackSender(url, secret, response_url_base=fake, members=MEMBERS)
             Story(ctx, fake, sender, clock, shapes, observe).run()
         written = export(ctx.lab, report or workdir / "report", clock.now)
         print(
@@ -327,7 +328,7 @@ class Story:
                 ALICE,
                 f"request 3 {self.small} 48h project=coredns class=foundation "
                 'repo=https://github.com/coredns/coredns "scale tests of the kubernetes plugin" '
-                f"with=<@{CAROL}>",
+                "with=@carol",
             )
         )
         self.type(

@@ -174,6 +174,7 @@ class RequestInput(BaseModel):
     applicant: str = OTHER  # who is asking: foundation, member or other
     org: str = ""  # the member organization, when applicant is member
     co_owners: tuple[str, ...] = ()  # Slack user ids
+    saved_keys: tuple[str, ...] | None = None  # fingerprints checked in the form; None: not asked
 
 
 def is_link(text: str) -> bool:
