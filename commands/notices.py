@@ -193,12 +193,19 @@ def _claim(
             limit=limit,
             attempts=Notice.attempts + 1,
         )
-        notices = session.exec(select(Notice).where(col(Notice.id).in_(ids))).all()
-        return [_message(session, notice) for notice in sorted(notices, key=lambda n: n.id)]
+        notices = sorted(
+            session.exec(select(Notice).where(col(Notice.id).in_(ids))).all(), key=lambda n: n.id
+        )
+        refs = _cards(session, [n.lease_id for n in notices if n.kind in CARD_EDITS])
+        return [_message(notice, refs) for notice in notices]
 
 
-def _message(session: Session, notice: Notice) -> Message:
+CARD_EDITS = (Kind.CARD_DECIDED, Kind.CARD_UPDATE)  # notices that edit a review card in place
+
+
+def _message(notice: Notice, cards: dict[int, str]) -> Message:
     payload = json.loads(notice.payload)
+    edits = notice.kind in CARD_EDITS and notice.lease_id is not None
     return Message(
         id=notice.id,
         kind=Kind(notice.kind),
@@ -206,23 +213,26 @@ def _message(session: Session, notice: Notice) -> Message:
         text=payload.pop("text"),
         lease_id=notice.lease_id,
         data=payload,
-        update_ref=_ref_to_update(session, notice),
+        update_ref=cards.get(notice.lease_id) if edits else None,
     )
 
 
-def _ref_to_update(session: Session, notice: Notice) -> str | None:
-    if notice.kind not in (Kind.CARD_DECIDED, Kind.CARD_UPDATE) or notice.lease_id is None:
-        return None
-    card_kinds = (Kind.REVIEW_CARD, Kind.EXTENSION_CARD)
-    return session.exec(
-        select(Notice.ref)
+def _cards(session: Session, lease_ids: list[int | None]) -> dict[int, str]:
+    """The reference of each lease's latest review or extension card that was sent, in one
+    query."""
+    wanted = [i for i in lease_ids if i is not None]
+    if not wanted:
+        return {}
+    rows = session.exec(
+        select(Notice.lease_id, Notice.ref)
         .where(
-            Notice.lease_id == notice.lease_id,
-            col(Notice.kind).in_(card_kinds),
+            col(Notice.lease_id).in_(wanted),
+            col(Notice.kind).in_((Kind.REVIEW_CARD, Kind.EXTENSION_CARD)),
             col(Notice.ref).is_not(None),
         )
-        .order_by(col(Notice.id).desc())
-    ).first()
+        .order_by(col(Notice.id))
+    ).all()
+    return dict(rows)  # in id order, so each lease keeps its latest card
 
 
 def _record(

@@ -25,7 +25,7 @@ from commands.lab import Lab, Outcome, audit, move, move_all, not_found, refuse,
 from commands.markers import once
 from commands.notices import ADMIN, Draft, Kind, enqueue, enqueue_all, owner
 from commands.pubkeys import PublicKey
-from commands.reclaim import delete_due_all, next_delete_at
+from commands.reclaim import delete_due_all
 from commands.reminders import next_due
 from commands.states import State
 from metal.provider import (
@@ -46,6 +46,7 @@ CREATE_CLAIM = timedelta(minutes=5)
 CAPACITY_WAIT = timedelta(minutes=5)
 PROGRESS_STEPS = (25, 50, 75)
 GAVE_UP = (DeviceState.FAILED, DeviceState.DELETED)
+COMING = ("pending", "creating", "provisioning")  # a server row on its way up
 LARGE = 10
 
 
@@ -128,9 +129,9 @@ def advance_provisioning_all(lab: Lab, lease_ids: list[int], now: datetime) -> N
             _recover_lost_creates(lab, lease_id, rows, now)
         if any(s.state in ("pending", "creating") for s in rows):
             _create_missing(lab, lease_id, now)
-    activated = _poll_and_decide(lab, lease_ids, _poll(lab, lease_ids), now)
+    late = _poll_and_decide(lab, lease_ids, _poll(lab, lease_ids), now)
     delete_due_all(lab, lease_ids, now)  # devices that failed provisioning, or were given up
-    for lease_id, ends_at in activated:
+    for lease_id, ends_at in late:
         _late_backstop(lab, lease_id, ends_at, now)
 
 
@@ -396,7 +397,8 @@ def _poll_and_decide(
 ) -> list[tuple[int, datetime]]:
     """One transaction for the pass: record the polls' answers, then decide each lease once no
     server is on its way any more (active, or failed), or report progress. The leases are
-    locked first, then their servers. Returns the leases activated, with their ends."""
+    locked first, then their servers. Returns the leases activated whose end lies past the
+    provider's backstop set at creation (servers that came up late), with their ends."""
     with lab.db.write() as session:
         leases = [
             lease
@@ -416,14 +418,19 @@ def _poll_and_decide(
             rows[row.lease_id].append(row)
         co_owners = co_owners_of(session, [lease.id for lease in leases])
         changed = {s.lease_id for s, _ in answered}
-        activated = []
+        late, drafts = [], []
         for lease in leases:
-            ends_at = _decide(session, lab, lease, rows[lease.id], co_owners[lease.id], now)
-            if ends_at is not None:
-                activated.append((lease.id, ends_at))
-            elif lease.id in changed:
-                refresh_exactness(session, lease.id)  # servers now billing against the holds
-    return activated
+            active = _decide(session, lab, lease, rows[lease.id], co_owners[lease.id], now)
+            if active is None:
+                if lease.id in changed:
+                    refresh_exactness(session, lease.id)  # servers now billing against holds
+                continue
+            ends_at, ready = active
+            drafts += ready
+            if lease.backstop_at is not None and lab.policy.backstop(ends_at) > lease.backstop_at:
+                late.append((lease.id, ends_at))
+        enqueue_all(session, drafts, now)
+    return late
 
 
 def _listed(lab: Lab, lease_id: int) -> dict[str, Device] | None:
@@ -504,9 +511,9 @@ def _decide(
     rows: list[Server],
     co_owners: list[str],
     now: datetime,
-) -> datetime | None:
-    """Activate the lease, fail it, or wait for the servers still on their way; the end of an
-    activated lease (its holds rewritten for the real window) or None."""
+) -> tuple[datetime, list[Draft]] | None:
+    """Activate the lease, fail it, or wait for the servers still on their way. For an
+    activated lease (its holds rewritten for the real window): its end and the DMs to queue."""
     servers = [s for s in rows if s.state not in ("deleting", "deleted")]
     active = [s for s in servers if s.state == "active"]
     failed = [s for s in servers if s.state == "failed"]
@@ -517,7 +524,7 @@ def _decide(
         lease.due_at = now + lab.policy.provision_poll
         return None
     if active and ((not failed and not waiting) or lease.allow_partial):
-        return _activate(session, lab, lease, active, co_owners, now)
+        return _activate(session, lab, lease, rows, co_owners, now)
     _fail(session, lease, servers, now, timed_out)
     return None
 
@@ -555,10 +562,13 @@ def _activate(
     session: Session,
     lab: Lab,
     lease: Lease,
-    active: list[Server],
+    rows: list[Server],
     co_owners: list[str],
     now: datetime,
-) -> datetime:
+) -> tuple[datetime, list[Draft]]:
+    """provisioning -> active with the servers that came up; returns the lease's end and the
+    ready DMs to queue."""
+    active = [s for s in rows if s.state == "active"]
     ends_at = now + timedelta(seconds=lease.duration_s + lease.extended_s)
     count, asked = len(active), lease.count
     move(
@@ -572,16 +582,16 @@ def _activate(
     )
     hold(session, lease, lab.policy, now)  # the real window and count replace the approved
     # Servers that never came up in a partial lease are given up; they bill nothing.
-    session.exec(
-        update(Server)
-        .where(
-            Server.lease_id == lease.id,
-            col(Server.state).in_(["pending", "creating", "provisioning"]),
+    given_up = [s.id for s in rows if s.state in COMING]
+    if given_up:
+        session.exec(
+            update(Server)
+            .where(col(Server.id).in_(given_up), col(Server.state).in_(COMING))
+            .values(state="deleting", retry_at=now)
         )
-        .values(state="deleting", retry_at=now)
-    )
     # Devices given up or failed are deleted by the sweep while the lease runs.
-    stray = next_delete_at(session, lease.id)
+    deletes = [s.retry_at for s in rows if s.state == "deleting" and s.retry_at is not None]
+    stray = min([*deletes, *([now] if given_up else [])], default=None)
     if stray is not None and stray < lease.due_at:
         lease.due_at = stray
         session.add(lease)
@@ -590,23 +600,24 @@ def _activate(
     login = lab.plans().login_user(lease.os)
     lines = "\n".join(f"• {s.hostname}: {s.ips or 'no IP yet'}" for s in active)
     keys = keys_on(session, lease, active, co_owners)
-    for audience in audiences(session, lease, co_owners):
-        enqueue(
-            session,
+    ready = [
+        Draft(
             Kind.READY,
             audience,
             f"Lease #{lease.id} is ready{partial}: log in as {login} (`ssh {login}@ADDRESS`)."
             f"\n{lines}\n{keys_words(keys)}\n"
             f"It ends {ends_at:%Y-%m-%d %H:%M} UTC; you will be reminded before then.",
-            now,
             lease.id,
-            servers=servers_summary(active),
-            login=login,
-            keys=keys,
-            ends_at=ends_at.isoformat(),
+            {
+                "servers": servers_summary(active),
+                "login": login,
+                "keys": keys,
+                "ends_at": ends_at.isoformat(),
+            },
         )
-
-    return ends_at
+        for audience in audiences(session, lease, co_owners)
+    ]
+    return ends_at, ready
 
 
 def _fail(

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
 from sqlalchemy import update
-from sqlmodel import Session, col, func, select
+from sqlmodel import Session, col, select
 
 from commands.coowners import audiences, co_owner_ids, co_owners_of
 from commands.facts import shape
@@ -207,15 +207,6 @@ def _claim_deletes(lab: Lab, servers: list[Server], now: datetime) -> list[Serve
             ).scalars()
         )
     return [s for s in servers if s.id in taken]
-
-
-def next_delete_at(session: Session, lease_id: int) -> datetime | None:
-    """When the next queued delete of the lease is due, if any."""
-    return session.exec(
-        select(func.min(Server.retry_at)).where(
-            Server.lease_id == lease_id, Server.state == "deleting"
-        )
-    ).one()
 
 
 def _send_delete(lab: Lab, server: Server, now: datetime) -> bool:
