@@ -217,6 +217,22 @@ def refresh_exactness(session: Session, lease_id: int) -> None:
     )
 
 
+def renote_lapsed_exactness(session: Session, now: datetime) -> list[int]:
+    """Note afresh the exactness of every lease whose holds say it may bill past them by now
+    (`exact_until` passed): live leases of a database upgraded from a release without holds
+    carry a time in the past until their holds are next written, and are reckoned one by one
+    meanwhile. Those whose servers stay within their holds become exact again; those that
+    really bill past them keep being reckoned. Each lease's months are locked first, as every
+    writer of holds does. Returns the leases looked at."""
+    lapsed = session.exec(
+        select(CreditHold.lease_id).where(col(CreditHold.exact_until) < now).distinct()
+    ).all()
+    for lease_id in sorted(lapsed):
+        _locked_holds(session, lease_id, ())
+        refresh_exactness(session, lease_id)
+    return list(lapsed)
+
+
 def open_month(session: Session, month: str) -> None:
     """The lab's row of totals for the month, there for approvals to lock."""
     _upsert(session, month, LAB, 0, 0)

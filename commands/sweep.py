@@ -27,7 +27,7 @@ from commands.credit import (
     used_cents,
 )
 from commands.facts import shape, when
-from commands.holds import settle_spend
+from commands.holds import renote_lapsed_exactness, settle_spend
 from commands.lab import Lab, LostRace, audit, move_all
 from commands.log_context import about_lease
 from commands.markers import once, stamp
@@ -56,6 +56,7 @@ BATCH = 500
 CLAIM_CHUNK = 50  # leases claimed at once: stepped together, shared between replicas
 RECONCILE = "reconcile"
 CREDIT_ALERTS = "credit-alerts"
+EXACTNESS = "exactness"
 CREDIT_CHECK = timedelta(minutes=1)
 
 
@@ -136,6 +137,7 @@ def sweep(lab: Lab, now: datetime, *, dry_run: bool = False) -> SweepReport:
     _process(lab, now, report)
     report.reconciled = _reconcile_if_due(lab, now, report)
     _credit_alerts(lab, now)
+    _renote_exactness(lab, now)
     if lab.notifier is not None:
         report.delivered = deliver(lab.db, lab.notifier, now, owner=lab.replica)
     return report
@@ -513,6 +515,15 @@ def _vanished(lab: Lab, present: set[str], now: datetime) -> None:
                     lease.id,
                     alert="vanished",
                 )
+
+
+def _renote_exactness(lab: Lab, now: datetime) -> None:
+    """Once per `reconcile_every` across replicas: leases reckoned one by one because their
+    exactness lapsed (all live leases right after an upgrade) are looked at again, so the
+    books go back to reading totals for those within their holds."""
+    with lab.db.write() as session:
+        if claim_period(session, EXACTNESS, lab.replica, now, lab.policy.reconcile_every):
+            renote_lapsed_exactness(session, now)
 
 
 def _credit_alerts(lab: Lab, now: datetime) -> None:
