@@ -52,6 +52,7 @@ NAMES = {
     RITA: "rita (reviewer)",
     ADA: "ada (admin)",
 }
+MEMBERS = {name.split()[0]: user for user, name in NAMES.items()}  # what @ offers: carol -> U0CAROL
 CHANNELS = {"C0REVIEW": "#lab-review", "C0ADMIN": "#lab-admin"}
 TOKEN = "xoxb-demo"
 _MENTION = re.compile(r"<@(\w+)>")
@@ -108,7 +109,7 @@ def main(
             print(f"(servers come through boto3 from moto's EC2 at {moto.url}, behind {proxy.url})")
         ctx = build_context(settings, clock=clock)
         with local_server(create_app(ctx), settings.slack_signing_secret) as url:
-            sender = SlackSender(url, secret, response_url_base=fake)
+            sender = SlackSender(url, secret, response_url_base=fake, members=MEMBERS)
             Story(ctx, fake, sender, clock, shapes, observe).run()
         written = export(ctx.lab, report or workdir / "report", clock.now)
         print(
@@ -133,15 +134,15 @@ def on_fake_packet(settings: Settings, metal: FakePacket, **changes: Any) -> Set
 
 
 def on_moto(settings: Settings, endpoint: str, **changes: Any) -> Settings:
-    """The same settings, with servers from EC2 at `endpoint` (a local moto server)."""
-    from fakes.ec2 import SCHEDULER_ROLE
+    """The same settings, with servers from EC2 at `endpoint` (a local moto server), where the
+    backstop role is made as the README says."""
+    from fakes.ec2 import backstop_role
 
     return replace(
         settings,
         provider="ec2",
-        policy=replace(settings.policy, default_os="ubuntu_24_04"),
         ec2_catalog=str(EXAMPLE),
-        ec2_backstop_role=SCHEDULER_ROLE,
+        ec2_backstop_role=backstop_role(endpoint),
         ec2_max_attempts=3,
         aws_endpoint_url=endpoint,
         **changes,
@@ -154,8 +155,8 @@ def ec2_view(endpoint: str) -> str:
 
     states = sorted(i["State"]["Name"] for i in instances(endpoint))
     counts = ", ".join(f"{states.count(s)} {s}" for s in dict.fromkeys(states)) or "no instances"
-    fire = sorted({s["ScheduleExpression"] for s in schedules(endpoint).values()})
-    backstop = f"; termination schedules {', '.join(fire)} UTC" if fire else ""
+    fire = sorted(f"{n} {s['ScheduleExpression']}" for n, s in schedules(endpoint).items())
+    backstop = f"; backstop schedules {', '.join(fire)} UTC" if fire else ""
     return f"[EC2 console] {counts}{backstop}"
 
 
@@ -327,7 +328,7 @@ class Story:
                 ALICE,
                 f"request 3 {self.small} 48h project=coredns class=foundation "
                 'repo=https://github.com/coredns/coredns "scale tests of the kubernetes plugin" '
-                f"with=<@{CAROL}>",
+                "with=@carol",
             )
         )
         self.type(

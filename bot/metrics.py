@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -109,6 +109,7 @@ class CountedProvider:
     def __init__(self, inner: Provider) -> None:
         self.inner = inner
         self.name = inner.name
+        self.max_batch = inner.max_batch
 
     def _call(self, call: str, fn: Callable[..., Any], *args: Any) -> Any:
         with _timed(PROVIDER_CALLS, PROVIDER_SECONDS, provider=self.name, call=call):
@@ -120,11 +121,17 @@ class CountedProvider:
     def create(self, spec: DeviceSpec) -> Device:
         return self._call("create", self.inner.create, spec)
 
+    def create_many(self, specs: Sequence[DeviceSpec]) -> list[Device | Exception]:
+        return self._call("create_many", self.inner.create_many, specs)
+
     def get(self, device_id: str) -> Device | None:
         return self._call("get", self.inner.get, device_id)
 
     def delete(self, device_id: str) -> None:
         self._call("delete", self.inner.delete, device_id)
+
+    def delete_many(self, device_ids: Sequence[str]) -> list[Exception | None]:
+        return self._call("delete_many", self.inner.delete_many, device_ids)
 
     def list(self, tag: str) -> list[Device]:
         return self._call("list", self.inner.list, tag)
@@ -132,8 +139,8 @@ class CountedProvider:
     def capacity(self, plan: str, metro: str, quantity: int) -> bool | None:
         return self._call("capacity", self.inner.capacity, plan, metro, quantity)
 
-    def set_termination_time(self, device_id: str, when: datetime) -> None:
-        self._call("set_termination_time", self.inner.set_termination_time, device_id, when)
+    def set_backstop(self, tag: str, metro: str, when: datetime, device_ids: Sequence[str]) -> None:
+        self._call("set_backstop", self.inner.set_backstop, tag, metro, when, device_ids)
 
     def verify(self) -> None:
         self._call("verify", self.inner.verify)

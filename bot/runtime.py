@@ -7,6 +7,7 @@ from bot.metrics import CountedNotifier, CountedProvider
 from bot.settings import Settings, SettingsError, require_ec2, require_packet
 from commands.lab import Lab
 from commands.notices import Notifier
+from commands.policy import default_os_problem
 from metal.forge import Forge
 from metal.forge_http import HttpForge
 from metal.provider import Clock, Provider, ProviderError, utcnow
@@ -87,6 +88,9 @@ def build_lab(
         catalog = provider.catalog()
     except ProviderError as error:
         raise SettingsError(f"the provider's plan catalog could not be read: {error}") from error
+    problem = default_os_problem(settings.policy, catalog)
+    if problem:
+        raise SettingsError(f"LABBOT_CONFIG: [policy] {problem}.")
     counted = None if notifier is None else CountedNotifier(notifier)
     return Lab(
         db, provider, counted, settings.policy, settings.roles, catalog, make_forge(settings)

@@ -10,14 +10,16 @@ from sqlmodel import select
 
 from commands.holds import backstop_moved
 from commands.lab import Lab, audit
+from metal.provider import lease_tag
 from storage.locks import locked
 from storage.models import Lease, Server
 
 
 def move_backstop(lab: Lab, lease_id: int, ends_at: datetime, now: datetime) -> str | None:
-    """Push every server's termination time past `ends_at` (plus grace and margin) when it is
-    not already there. Returns the provider's refusal as a sentence, or None when the backstop
-    is safe. A backstop moved for an end that then does not happen only deletes later."""
+    """Push the lease's backstop past `ends_at` (plus grace and margin) when it is not already
+    there: one provider call for the whole lease. Returns the provider's refusal as a sentence,
+    or None when the backstop is safe. A backstop moved for an end that then does not happen
+    only deletes later."""
     with lab.db.read() as session:
         lease = session.get(Lease, lease_id)
         servers = session.exec(
@@ -28,14 +30,15 @@ def move_backstop(lab: Lab, lease_id: int, ends_at: datetime, now: datetime) -> 
     needed = lab.policy.backstop(ends_at)
     if needed <= lease.backstop_at:
         return None
-    for server in servers:
-        try:
-            lab.provider.set_termination_time(server.provider_id, needed)
-        except Exception as error:
-            return (
-                f"the provider would not move the deletion backstop of {server.hostname} past "
-                f"{lease.backstop_at:%Y-%m-%d %H:%M} UTC ({error})"
-            )
+    try:
+        lab.provider.set_backstop(
+            lease_tag(lease_id), lease.metro, needed, [s.provider_id for s in servers]
+        )
+    except Exception as error:
+        return (
+            f"the provider would not move the deletion backstop of lease #{lease_id}'s servers "
+            f"past {lease.backstop_at:%Y-%m-%d %H:%M} UTC ({error})"
+        )
     with lab.db.write() as session:
         row = locked(session, Lease, lease_id)
         row.backstop_at = max(row.backstop_at, needed)

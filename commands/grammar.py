@@ -2,6 +2,9 @@
 
 Kept pure so hypothesis can throw any string at it: the only exception it raises is
 `GrammarError`, whose message is the sentence the person sees (what was wrong, what is right).
+The text is Slack's, escaped (`commands/slacktext.py`): words are split as Slack sent them, the
+people in `with=`, `share` and `unshare` are read from Slack's mentions, and every other value
+is read back into what the person typed.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from commands.durations import DurationError, parse_duration
 from commands.keys import FORGES
 from commands.policy import MAX_CO_OWNERS, RequestInput
 from commands.pubkeys import PRIVATE_KEY_REFUSAL, looks_private
+from commands.slacktext import plain
 
 USAGE: dict[str, str] = {
     "request": (
@@ -98,18 +102,19 @@ def help_text(command: str = "/lab") -> str:
 
 
 def parse(text: str) -> Command:
-    head, _, rest = text.strip().partition(" ")
+    typed = plain(text)
+    head, _, rest = typed.strip().partition(" ")
     if head.lower() == "keys":
         return _keys(rest.strip())
-    if looks_private(text):
+    if looks_private(typed):
         raise GrammarError(PRIVATE_KEY_REFUSAL)
     words = _split(text)
     if not words:
         return Command("help")
-    verb, args = words[0].lower(), words[1:]
+    verb, args = plain(words[0]).lower(), words[1:]
     if verb not in USAGE:
         raise GrammarError(
-            f"I don't know `{verb}`; try one of {', '.join(USAGE)} (`help` explains each)."
+            f"I don't know `{verb[:40]}`; try one of {', '.join(USAGE)} (`help` explains each)."
         )
     return _PARSERS[verb](verb, args)
 
@@ -139,13 +144,15 @@ def _with_id(verb: str, args: list[str]) -> Command:
 def _extend(verb: str, args: list[str]) -> Command:
     if len(args) != 2:
         raise _usage(verb, "`extend` takes a lease number and a duration")
-    return Command(verb, lease_id=_lease_id(verb, args[0]), duration=_duration(verb, args[1]))
+    return Command(
+        verb, lease_id=_lease_id(verb, args[0]), duration=_duration(verb, plain(args[1]))
+    )
 
 
 def _deny(verb: str, args: list[str]) -> Command:
     if len(args) < 2:
         raise _usage(verb, "`deny` takes a lease number and a reason the requester can act on")
-    return Command(verb, lease_id=_lease_id(verb, args[0]), reason=" ".join(args[1:]))
+    return Command(verb, lease_id=_lease_id(verb, args[0]), reason=plain(" ".join(args[1:])))
 
 
 def _approve(verb: str, args: list[str]) -> Command:
@@ -155,7 +162,8 @@ def _approve(verb: str, args: list[str]) -> Command:
     if any("=" not in arg for arg in args[1:]):
         raise _usage(verb, 'after the lease number `approve` only takes override="why"')
     options = _options(verb, args[1:], allowed={"override"})
-    return Command(verb, lease_id=lease_id, override=options.get("override"))
+    override = options.get("override")
+    return Command(verb, lease_id=lease_id, override=None if override is None else plain(override))
 
 
 def _request(verb: str, args: list[str]) -> Command:
@@ -167,13 +175,13 @@ def _request(verb: str, args: list[str]) -> Command:
     )
     if len(positional) < 4:
         raise _usage(verb, "an inline request starts with COUNT PLAN METRO DURATION")
-    count, plan, metro, duration = positional[:4]
-    fields: dict = {_OPTION_FIELDS[k]: v for k, v in options.items() if k in _OPTION_FIELDS}
+    count, plan, metro, duration = map(plain, positional[:4])
+    fields: dict = {_OPTION_FIELDS[k]: plain(v) for k, v in options.items() if k in _OPTION_FIELDS}
     if "with" in options:
         fields["co_owners"] = _users(verb, [options["with"]])
     if "applicant" in fields:
         fields["applicant"] = fields["applicant"].lower()
-    extra_purpose = " ".join(positional[4:])
+    extra_purpose = plain(" ".join(positional[4:]))
     if extra_purpose:
         fields["purpose"] = " ".join(filter(None, [fields.get("purpose", ""), extra_purpose]))
     request = RequestInput(
@@ -181,15 +189,15 @@ def _request(verb: str, args: list[str]) -> Command:
         metro=metro,
         count=_count(count),
         duration=_duration(verb, duration),
-        allow_partial=_yes_no(options.get("partial", "no")),
+        allow_partial=_yes_no(plain(options.get("partial", "no"))),
         **fields,
     )
     return Command(verb, request=request)
 
 
 def _keys(rest: str) -> Command:
-    """Read from the raw text, not shlex: a key's comment may hold quotes, and a pasted private
-    key must reach the use case whole, to be refused (and audited) there."""
+    """Read from the typed text, not shlex: a key's comment may hold quotes, and a pasted
+    private key must reach the use case whole, to be refused (and audited) there."""
     action, _, arg = rest.partition(" ")
     action, arg = action.lower() or "list", arg.strip()
     if action == "list" and not arg:
@@ -218,15 +226,17 @@ def _share(verb: str, args: list[str]) -> Command:
 
 
 def _users(verb: str, words: list[str]) -> tuple[str, ...]:
+    """People as Slack sent them: a mention Slack resolved, `<@U123|alice>`; or a member ID,
+    bare or in a mention typed by hand (which Slack sends as text, `&lt;@U123&gt;`)."""
     found = []
     for word in (w for chunk in words for w in chunk.split(",") if w):
-        match = _MENTION.fullmatch(word)
+        match = _MENTION.fullmatch(word) or _MENTION.fullmatch(plain(word))
         if match is None:
             raise _usage(
                 verb,
-                f"I cannot tell who '{word[:40]}' is; name people with a Slack mention or "
-                "their member ID (profile, then Copy member ID), or use the co-owner menu in the "
-                "lease's DM",
+                f"Slack did not recognise '{plain(word)[:40]}' as a member of this workspace; "
+                "pick each person from the list Slack offers as you type @, or give their member "
+                "ID (profile, then Copy member ID)",
             )
         found.append(match[1] or match[2])
     if len(found) > MAX_CO_OWNERS:
@@ -235,17 +245,20 @@ def _users(verb: str, words: list[str]) -> tuple[str, ...]:
 
 
 def _options(verb: str, args: list[str], allowed: set[str]) -> dict[str, str]:
+    """`key=value` words as Slack sent them: the key as typed (a link with `=` in it is named
+    as the person wrote it), the value still escaped for the caller to read."""
     options: dict[str, str] = {}
     for arg in args:
-        key, _, value = arg.partition("=")
-        key = key.lower()
+        value = arg.partition("=")[2]
+        key = plain(arg).partition("=")[0].lower()
         if key not in allowed:
             raise _usage(verb, f"`{key}=` means nothing to `{verb}`")
         options[key] = value
     return options
 
 
-def _lease_id(verb: str, word: str) -> int:
+def _lease_id(verb: str, escaped: str) -> int:
+    word = plain(escaped)
     digits = word.removeprefix("#")
     if not (digits.isascii() and digits.isdigit()) or len(digits) > 12 or int(digits) == 0:
         raise _usage(verb, f"'{word}' is not a lease number (like 12 or #12)")

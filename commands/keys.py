@@ -1,9 +1,10 @@
 """A person's saved public SSH keys: listed, added, removed, imported from a forge, and the set
 of keys a lease's servers are created with.
 
-Keys follow the person, not the request: the servers of a lease carry the key given in the
-request (or else the owner's saved keys) plus every co-owner's saved keys, read when each server
-is created, so a co-owner added later is on the servers created after that.
+Keys follow the person, not the request: the servers of a lease carry the keys the request
+names (pasted with `key=`, or checked and pasted in the form) or, when it names none, the
+owner's saved keys; plus every co-owner's saved keys, read when each server is created, so a
+co-owner added later is on the servers created after that.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from metal.forge import ForgeName, NotFound, Unchecked
 from storage.models import Lease, Server, ServerKeys, SshKey
 
 MAX_KEYS = 20
+FINGERPRINT = "SHA256:"  # how `lease.ssh_key` names a saved key, where it does not hold one
 FORGES = tuple(f.value for f in ForgeName)
 
 HOW_TO_ADD = (
@@ -40,6 +42,13 @@ def saved_keys(session: Session, users: Iterable[str]) -> list[SshKey]:
             select(SshKey).where(col(SshKey.user).in_(wanted)).order_by(col(SshKey.id))
         ).all()
     )
+
+
+def public_keys(lab: Lab, user: str) -> list[PublicKey]:
+    """A person's saved keys as keys (what the request form offers, one checkbox each)."""
+    with lab.db.read() as session:
+        lines = [k.key for k in saved_keys(session, [user])]
+    return [k for k in map(read_key, lines) if isinstance(k, PublicKey)]
 
 
 def list_keys(lab: Lab, actor: str) -> str:
@@ -213,12 +222,43 @@ def _label(key: SshKey) -> str:
     return f"{shown}{origin}"
 
 
+def request_keys(
+    session: Session, actor: str, pasted: str, chosen: tuple[str, ...] | None
+) -> tuple[str, str | None]:
+    """The keys a new request names, one a line (`lease.ssh_key`), and why it cannot be filed
+    if it cannot.
+
+    `chosen` is the fingerprints checked in the form (None when no choice was offered: an
+    inline request, or a form for someone with no saved keys). A checked key is named by its
+    fingerprint, so that, like every saved key, it is read when each server is created and a
+    key removed in the meantime goes on no server created after; a pasted key is kept whole. A
+    request that names no key takes all the owner's saved keys at each create."""
+    if chosen is None:
+        if pasted or has_saved_key(session, actor):
+            return pasted, None
+        return "", NO_KEY
+    saved = {k.fingerprint: k.key for k in saved_keys(session, [actor])}
+    gone = [fp for fp in chosen if fp not in saved]
+    if gone:
+        return "", (
+            f"{quoted(gone[0][:60])} is no longer one of your saved keys; open the form again "
+            "to see the keys you have now"
+        )
+    lines = [*chosen, *([pasted] if pasted else [])]
+    if not lines:
+        return "", "check at least one of your saved keys, or paste a public key"
+    return "\n".join(lines), None
+
+
 def lease_keys(session: Session, lease: Lease, co_owners: Iterable[str]) -> list[PublicKey]:
-    """The keys a server of this lease is created with: the request's key, or else the owner's
-    saved keys; then every co-owner's saved keys. One of each, in that order."""
-    own = [lease.ssh_key] if lease.ssh_key else []
-    users = [*([] if own else [lease.owner]), *co_owners]
-    lines = own + [k.key for k in saved_keys(session, users)]
+    """The keys a server of this lease is created with: the keys the request names (a pasted
+    line as it is, a checked saved key by its fingerprint while the owner still has it saved),
+    or else all the owner's saved keys; then every co-owner's saved keys. One of each, in that
+    order."""
+    named = lease.ssh_key.splitlines()
+    saved = {k.fingerprint: k.key for k in saved_keys(session, [lease.owner])}
+    own = [saved.get(n, "") if n.startswith(FINGERPRINT) else n for n in named] or [*saved.values()]
+    lines = own + [k.key for k in saved_keys(session, co_owners)]
     keys = [k for k in map(read_key, lines) if isinstance(k, PublicKey)]
     return list({k.fingerprint: k for k in keys}.values())
 

@@ -80,7 +80,7 @@ class Policy:
     claim_for: timedelta = timedelta(minutes=2)
     provider_concurrency: int = 8
     credit_alerts: tuple[int, ...] = (80, 100)
-    default_os: str = "ubuntu_16_04"
+    default_os: str = ""  # empty: the provider catalog's own default (Catalog.default_os)
     # The lab's process: the foundation's projects (name, maturity) and member organizations,
     # the order classes are reviewed in, the share of each month kept for other open-source
     # projects (basis points: 2000 is 20%), and when to remind an owner of the write-up.
@@ -97,6 +97,22 @@ class Policy:
         """When the provider may delete a lease's servers on its own, should labbot be down:
         the end plus grace plus a margin. Extensions move it before they take effect."""
         return ends_at + self.grace + self.backstop_margin
+
+
+def default_os(policy: Policy, catalog: Catalog) -> str:
+    """The OS of a request that names none: the operator's choice, else the provider's."""
+    return policy.default_os or catalog.default_os()
+
+
+def default_os_problem(policy: Policy, catalog: Catalog) -> str | None:
+    """A default_os the provider's catalog does not offer, in one sentence (checked at start-up,
+    so that no request form offers what no server can boot)."""
+    if not policy.default_os or not catalog.oses or policy.default_os in catalog.oses:
+        return None
+    return (
+        f"default_os '{policy.default_os}' is not offered by the provider's catalog; choose one "
+        f"of {', '.join(catalog.oses)}, or leave it out for {catalog.default_os()}"
+    )
 
 
 class Approver(Enum):
@@ -156,6 +172,7 @@ class RequestInput(BaseModel):
     applicant: str = OTHER  # who is asking: foundation, member or other
     org: str = ""  # the member organization, when applicant is member
     co_owners: tuple[str, ...] = ()  # Slack user ids
+    saved_keys: tuple[str, ...] | None = None  # fingerprints checked in the form; None: not asked
 
 
 def is_link(text: str) -> bool:

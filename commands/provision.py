@@ -17,6 +17,7 @@ from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from commands.backstop import move_backstop
+from commands.batches import batches
 from commands.coowners import audiences, co_owner_ids, co_owners_of
 from commands.facts import servers_summary, shape
 from commands.holds import hold, meter_on, refresh_exactness, release_holds
@@ -193,29 +194,6 @@ def _recover_lost_creates(lab: Lab, lease_id: int, rows: list[Server], now: date
                 hostname=server.hostname,
                 adopted=device.id if device else None,
             )
-        if device and changed == 1:
-            _guard_adopted(lab, lease_id, device, now)
-
-
-def _guard_adopted(lab: Lab, lease_id: int, device: Device, now: datetime) -> None:
-    """A device whose create never answered may not carry its backstop (on EC2 the schedule is
-    made after the launch): set it now, or tell the admins it is unguarded."""
-    with lab.db.read() as session:
-        lease = session.get(Lease, lease_id)
-    if lease is None or lease.backstop_at is None:
-        return
-    try:
-        lab.provider.set_termination_time(device.id, lease.backstop_at)
-    except Exception as error:
-        _backstop_alert(
-            lab,
-            lease_id,
-            f"the provider would not set the deletion backstop of {device.hostname} ({error})",
-            f"Lease #{lease_id}: {device.hostname} was found after a lost create answer, but "
-            f"the provider would not set its deletion backstop ({error}): if labbot stops, "
-            "nothing deletes it.",
-            now,
-        )
 
 
 def _maybe_created(server: Server, now: datetime) -> bool:
@@ -235,17 +213,20 @@ def _create_missing(lab: Lab, lease_id: int, now: datetime) -> None:
     todo = [
         s for s in _servers(lab, lease_id, "pending") if s.retry_at is None or s.retry_at <= now
     ]
-    if not todo or not _has_capacity(lab, lease, todo, now):
+    if not todo or not _has_capacity(lab, lease, todo, now) or not _guarded(lab, lease, todo, now):
         return
     claimed = _claim_creates(lab, todo, now)
     workers = max(1, min(lab.policy.provider_concurrency, len(claimed) or 1))
     with ThreadPoolExecutor(workers, thread_name_prefix=f"create-{lease_id}") as pool:
-        sent = {pool.submit(_send_create, lab, lease, server, keys): server for server in claimed}
+        sent = {
+            pool.submit(_send_creates, lab, lease, batch, keys): batch
+            for batch in batches(claimed, workers, lab.provider.max_batch)
+        }
         # Answers are recorded as they arrive, all those in hand in one transaction, so a
         # crash loses at most the creates in flight (found again by tag and hostname).
         while sent:
             done, _ = wait(sent, return_when=FIRST_COMPLETED)
-            answers = [(sent.pop(f), f.result()) for f in done]
+            answers = [answer for f in done for answer in zip(sent.pop(f), f.result(), strict=True)]
             _record_creates(lab, lease, answers, keys, now)
 
 
@@ -268,6 +249,37 @@ def _has_capacity(lab: Lab, lease: Lease, todo: list[Server], now: datetime) -> 
     return False
 
 
+def _guarded(lab: Lab, lease: Lease, todo: list[Server], now: datetime) -> bool:
+    """The backstop is set before anything is created, so no device of the lease is ever
+    without one (one call per pass for the whole lease; idempotent). If the provider refuses,
+    nothing is created: the servers wait, the admins are told once, and the provisioning
+    deadline fails the lease if it never works."""
+    try:
+        lab.provider.set_backstop(lease_tag(lease.id), lease.metro, lease.backstop_at, ())
+        return True
+    except Exception as error:
+        reason = f"the provider would not set the deletion backstop ({error})"
+    with lab.db.write() as session:
+        session.exec(
+            update(Server)
+            .where(col(Server.id).in_([s.id for s in todo]), Server.state == "pending")
+            .values(retry_at=now + CAPACITY_WAIT, last_error=reason[:500])
+        )
+        audit(session, now, "system", "backstop_set", lease.id, "failed", reason=reason)
+        if once(session, f"backstop:{lease.id}", now):
+            enqueue(
+                session,
+                Kind.ADMIN_ALERT,
+                ADMIN,
+                f"Lease #{lease.id} cannot be provisioned yet: {reason}. Nothing is created "
+                "without it; labbot tries again until the provisioning deadline.",
+                now,
+                lease.id,
+                alert="backstop",
+            )
+    return False
+
+
 def _claim_creates(lab: Lab, servers: list[Server], now: datetime) -> list[Server]:
     """One statement claims every pending row this pass will create; a pass running at the
     same time claims none of them twice."""
@@ -287,22 +299,26 @@ def _claim_creates(lab: Lab, servers: list[Server], now: datetime) -> list[Serve
     return [s for s in servers if s.id in taken]
 
 
-def _send_create(
-    lab: Lab, lease: Lease, server: Server, keys: list[PublicKey]
-) -> Device | Exception:
-    spec = DeviceSpec(
-        hostname=server.hostname,
-        plan=server.plan,
-        metro=server.metro,
-        os=lease.os,
-        ssh_keys=tuple(k.line for k in keys),
-        tags=(TAG, lease_tag(lease.id)),
-        termination_time=lease.backstop_at,
-    )
+def _send_creates(
+    lab: Lab, lease: Lease, servers: list[Server], keys: list[PublicKey]
+) -> list[Device | Exception]:
+    """One provider call for a batch of the lease's servers: an answer for each."""
+    specs = [
+        DeviceSpec(
+            hostname=server.hostname,
+            plan=server.plan,
+            metro=server.metro,
+            os=lease.os,
+            ssh_keys=tuple(k.line for k in keys),
+            tags=(TAG, lease_tag(lease.id)),
+            termination_time=lease.backstop_at,
+        )
+        for server in servers
+    ]
     try:
-        return lab.provider.create(spec)
+        return lab.provider.create_many(specs)
     except Exception as error:
-        return error
+        return [error] * len(servers)
 
 
 def _record_creates(

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
+from commands.batches import batches
 from commands.coowners import audiences, co_owner_ids, co_owners_of
 from commands.facts import shape
 from commands.holds import billing_stops, release_all_holds, settle_all_spend, settle_spend
@@ -165,11 +166,13 @@ def delete_due_all(lab: Lab, lease_ids: list[int], now: datetime) -> None:
         return
     workers = max(1, min(lab.policy.provider_concurrency, len(due)))
     with ThreadPoolExecutor(workers, thread_name_prefix="delete") as pool:
-        sent = list(pool.map(lambda server: _send_delete(lab, server, now), due))
+        sent = pool.map(
+            lambda batch: _send_deletes(lab, batch, now),
+            batches(due, workers, lab.provider.max_batch),
+        )
         by_lease: dict[int, list[Server]] = defaultdict(list)
-        for server, ok in zip(due, sent, strict=True):
-            if ok:
-                by_lease[server.lease_id].append(server)
+        for server in (server for batch in sent for server in batch):
+            by_lease[server.lease_id].append(server)
         present = set().union(*pool.map(lambda item: _still_there(lab, *item), by_lease.items()))
     accepted = [server for servers in by_lease.values() for server in servers]
     _retry_later(lab, [s for s in accepted if s.provider_id in present], now + CONFIRM)
@@ -209,17 +212,21 @@ def _claim_deletes(lab: Lab, servers: list[Server], now: datetime) -> list[Serve
     return [s for s in servers if s.id in taken]
 
 
-def _send_delete(lab: Lab, server: Server, now: datetime) -> bool:
-    """True when the provider accepted the delete (or the device never existed)."""
-    if server.provider_id is None:
-        _mark_gone(lab, [server], now)
-        return False
+def _send_deletes(lab: Lab, servers: list[Server], now: datetime) -> list[Server]:
+    """One provider call for a batch of servers; returns those whose delete the provider
+    accepted. A server whose device never existed is gone at once."""
+    _mark_gone(lab, [s for s in servers if s.provider_id is None], now)
+    sending = [s for s in servers if s.provider_id is not None]
+    if not sending:
+        return []
     try:
-        lab.provider.delete(server.provider_id)
+        errors = lab.provider.delete_many([s.provider_id for s in sending])
     except Exception as error:
-        _record_delete_failure(lab, server, now, error)
-        return False
-    return True
+        errors = [error] * len(sending)
+    for server, error in zip(sending, errors, strict=True):
+        if error is not None:
+            _record_delete_failure(lab, server, now, error)
+    return [s for s, error in zip(sending, errors, strict=True) if error is None]
 
 
 def _mark_gone(lab: Lab, servers: list[Server], now: datetime) -> None:

@@ -11,10 +11,10 @@ from commands.coowners import add_co_owners
 from commands.credit import available_cents, estimate_cents
 from commands.facts import lease_facts, quoted, shape
 from commands.holds import planned_cost
-from commands.keys import NO_KEY, has_saved_key
+from commands.keys import request_keys
 from commands.lab import Lab, Outcome, audit, move, not_found, owner_or_admin, refuse, wrong_state
 from commands.notices import REVIEW, Kind, enqueue, owner
-from commands.policy import RequestInput, check_request
+from commands.policy import RequestInput, check_request, default_os
 from commands.process import classify
 from commands.queue import applicant_label, place_in_queue, project_writeups, repo_words
 from commands.states import State
@@ -25,7 +25,7 @@ from storage.models import Lease
 def request(lab: Lab, actor: str, req: RequestInput, now: datetime) -> Outcome:
     catalog = lab.plans()
     if not req.os:
-        req = req.model_copy(update={"os": lab.policy.default_os})
+        req = req.model_copy(update={"os": default_os(lab.policy, catalog)})
     errors = check_request(req, catalog, lab.policy)
     if errors:
         message = "That request cannot be filed: " + "; ".join(errors.values()) + "."
@@ -33,16 +33,14 @@ def request(lab: Lab, actor: str, req: RequestInput, now: datetime) -> Outcome:
     with lab.db.write() as session:
         serialize(session, f"requests-of:{actor}")  # the count below decides the insert
         waiting = _pending_count(session, actor)
+        keys, problem = request_keys(session, actor, req.ssh_key, req.saved_keys)
         if waiting >= lab.policy.pending_per_user:
             problem = (
                 f"you already have {waiting} requests waiting for a decision (the limit is "
                 f"{lab.policy.pending_per_user}); cancel one or wait for a reviewer"
             )
-        elif not req.ssh_key and not has_saved_key(session, actor):
-            problem = NO_KEY
-        else:
-            problem = None
-            lease = _file(session, lab, actor, req, now)
+        if problem is None:
+            lease = _file(session, lab, actor, req.model_copy(update={"ssh_key": keys}), now)
     if problem:
         return refuse(lab, now, actor, "request", f"That request cannot be filed: {problem}.")
     lab.flush_notices(now, lease.id)

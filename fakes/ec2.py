@@ -7,11 +7,15 @@ proxy of our own in front of it that does what moto does not: faults and time.
   fault: an error answer (503 ``Unavailable``, 400 ``RequestLimitExceeded``, 500
   ``InsufficientInstanceCapacity``) instead of forwarding, or the answer of a request that moto
   did carry out dropped (the connection closes with no reply), or latency added to every call.
+- moto launches MinCount instances where EC2 launches as many as it has room for, up to
+  MaxCount: the proxy asks moto for MaxCount, EC2 with room for all.
 - moto starts an instance ``running`` at once. The proxy models the ``pending`` time of a
   real bare-metal instance: an instance stays ``pending`` in every DescribeInstances answer for
   `pending_seconds` of the injected clock after the proxy saw it created.
-- `fire_due_schedules` plays EventBridge Scheduler's part, which moto stores but never runs:
-  every one-time ``at(...)`` schedule whose time has come calls its EC2 target.
+- `fire_due_schedules` plays EventBridge Scheduler's and Systems Manager's parts, which moto
+  stores but never runs: every one-time ``at(...)`` schedule whose time has come starts its
+  terminate automation on the instances its tag targets name.
+- `backstop_role` creates the backstop role in moto's IAM, trusting what the README says.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlencode
 
 import boto3
 from moto.server import ThreadedMotoServer
@@ -43,7 +47,8 @@ SCHEDULER_ROLE = f"arn:aws:iam::{ACCOUNT}:role/labbot-backstop"
 # Fake credentials for the local server: boto3's chain reads them like any others.
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 
-_TERMINATE_TARGET = "arn:aws:scheduler:::aws-sdk:ec2:terminateInstances"
+_AUTOMATION_TARGET = "arn:aws:scheduler:::aws-sdk:ssm:startAutomationExecution"
+_TERMINATE_RUNBOOK = "AWS-TerminateEC2Instance"
 _AT = re.compile(r"at\((\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)\)")
 _INSTANCE_ID = re.compile(r"<instanceId>(i-[0-9a-f]+)</instanceId>")
 _RUNNING = re.compile(r"<code>16</code>(\s*)<name>running</name>")
@@ -52,6 +57,7 @@ _ERRORS = {
     400: ("RequestLimitExceeded", "Request limit exceeded."),
     500: ("InsufficientInstanceCapacity", "There is no Metal capacity available."),
     401: ("AuthFailure", "AWS was not able to validate the provided access credentials"),
+    404: ("ResourceNotFoundException", "The resource does not exist."),
 }
 
 
@@ -124,7 +130,8 @@ class FaultProxy:
     def fail(self, action: str, status: int = 503, times: int = 1, matching: str = "") -> None:
         """Answer the next `times` calls of `action` (whose request contains `matching`) with
         an AWS error of `status` (503 Unavailable, 400 RequestLimitExceeded, 500
-        InsufficientInstanceCapacity, 401 AuthFailure) without forwarding them."""
+        InsufficientInstanceCapacity, 401 AuthFailure, 404 ResourceNotFoundException) without
+        forwarding them."""
         with self._lock:
             self._faults.append(_Fault(action, "status", times, status, matching))
 
@@ -149,6 +156,11 @@ class FaultProxy:
         """How many calls of `action` reached the proxy (faulted or not)."""
         with self._lock:
             return self._counts[action]
+
+    def actions(self) -> list[str]:
+        """Every action that reached the proxy since it was last cleared."""
+        with self._lock:
+            return list(self._counts)
 
     # --- serving ---
 
@@ -236,7 +248,13 @@ class FaultProxy:
                 if fault is not None and fault.kind == "status":
                     self._error(fault.status)
                     return
-                headers = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
+                body = _as_ec2_launches(action, body)
+                headers = {
+                    k: v
+                    for k, v in self.headers.items()
+                    if k.lower() not in ("connection", "content-length")
+                }
+                headers["Content-Length"] = str(len(body))
                 status, answer_headers, answer = proxy._forward(
                     self.command, self.path, headers, body
                 )
@@ -261,6 +279,7 @@ class FaultProxy:
                 ).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "text/xml")
+                self.send_header("x-amzn-ErrorType", code)  # how REST-JSON services name it
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
@@ -268,6 +287,17 @@ class FaultProxy:
             do_GET = do_POST = do_PUT = do_DELETE = _any
 
         return Handler
+
+
+def _as_ec2_launches(action: str, body: bytes) -> bytes:
+    """EC2 launches as many instances as it has room for, up to MaxCount; moto launches
+    MinCount. With room for all (the proxy's model), that is MaxCount."""
+    if action != "RunInstances":
+        return body
+    form = parse_qs(body.decode(), keep_blank_values=True)
+    if "MaxCount" in form:
+        form["MinCount"] = form["MaxCount"]
+    return urlencode(form, doseq=True).encode()
 
 
 def _action(method: str, path: str, body: bytes) -> str:
@@ -278,10 +308,11 @@ def _action(method: str, path: str, body: bytes) -> str:
 
 
 def fire_due_schedules(endpoint: str, now: datetime, region: str = REGION) -> list[str]:
-    """What EventBridge Scheduler would have done by `now`: for each one-time schedule whose
-    time has passed and whose target is EC2's TerminateInstances, terminate the instances it
-    names and, with ActionAfterCompletion DELETE, delete the schedule. Returns the instances
-    terminated."""
+    """What EventBridge Scheduler and Systems Manager would have done by `now`: for each
+    one-time schedule whose time has passed and whose target starts the
+    AWS-TerminateEC2Instance automation, resolve the automation's `tag:<key>` targets to the
+    instances carrying that tag now, as Automation does, terminate them and, with
+    ActionAfterCompletion DELETE, delete the schedule. Returns the instances terminated."""
     scheduler = _client("scheduler", endpoint, region)
     ec2 = _client("ec2", endpoint, region)
     terminated: list[str] = []
@@ -289,16 +320,58 @@ def fire_due_schedules(endpoint: str, now: datetime, region: str = REGION) -> li
         schedule = scheduler.get_schedule(Name=name)
         due = _AT.fullmatch(schedule["ScheduleExpression"])
         target = schedule["Target"]
-        if not due or target["Arn"] != _TERMINATE_TARGET:
+        if not due or target["Arn"] != _AUTOMATION_TARGET:
             continue
         if datetime.fromisoformat(due[1]).replace(tzinfo=UTC) > now:
             continue
-        instances = json.loads(target["Input"])["InstanceIds"]
-        ec2.terminate_instances(InstanceIds=instances)
-        terminated += instances
+        automation = json.loads(target["Input"])
+        if automation.get("DocumentName") == _TERMINATE_RUNBOOK:
+            found = _targets(ec2, automation["Targets"])
+            if found:
+                ec2.terminate_instances(InstanceIds=found)
+            terminated += found
         if schedule.get("ActionAfterCompletion") == "DELETE":
             scheduler.delete_schedule(Name=name)
     return terminated
+
+
+def _targets(ec2: Any, targets: list[dict[str, Any]]) -> list[str]:
+    """Automation's `Key=tag:<key>,Values=[...]` targets as the live instances they name."""
+    filters = [
+        {"Name": f"tag:{t['Key'].removeprefix('tag:')}", "Values": t["Values"]}
+        for t in targets
+        if t["Key"].startswith("tag:")
+    ]
+    if not filters:
+        return []
+    filters.append({"Name": "instance-state-name", "Values": ["pending", "running", "stopped"]})
+    return [
+        i["InstanceId"]
+        for page in ec2.get_paginator("describe_instances").paginate(Filters=filters)
+        for r in page["Reservations"]
+        for i in r["Instances"]
+    ]
+
+
+def backstop_role(
+    endpoint: str, trusts: tuple[str, ...] = ("scheduler.amazonaws.com", "ssm.amazonaws.com")
+) -> str:
+    """Create SCHEDULER_ROLE in moto's IAM, trusting `trusts`, as an operator following the
+    README would; returns its ARN."""
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": list(trusts)}, "Action": "sts:AssumeRole"}
+        ],
+    }
+    iam = _client("iam", endpoint, REGION)
+    name = SCHEDULER_ROLE.rpartition("/")[2]
+    try:
+        iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))
+    except iam.exceptions.EntityAlreadyExistsException:
+        # moto's servers in one process share one account: the role may be there already.
+        iam.update_assume_role_policy(RoleName=name, PolicyDocument=json.dumps(trust))
+    return SCHEDULER_ROLE
 
 
 def _schedule_names(scheduler: Any) -> Iterator[str]:

@@ -36,6 +36,7 @@ MAX_SECTION_TEXT = 3_000
 MAX_SECTION_FIELDS = 10
 MAX_FIELD_TEXT = 2_000
 MAX_VIEW_BLOCKS = 100
+MAX_CHECKBOXES = 10
 
 _API_PREFIX = "/api/"
 _RESPONSE_PREFIX = "/response/"
@@ -152,7 +153,19 @@ def _view_invalid(view: Any) -> bool:
     if not isinstance(view, dict):
         return True
     blocks = view.get("blocks") or []
-    return not isinstance(blocks, list) or len(blocks) > MAX_VIEW_BLOCKS
+    if not isinstance(blocks, list) or len(blocks) > MAX_VIEW_BLOCKS:
+        return True
+    elements = [b.get("element") for b in blocks if isinstance(b, dict)]
+    return any(_checkboxes_invalid(e) for e in elements if isinstance(e, dict))
+
+
+def _checkboxes_invalid(element: JsonDict) -> bool:
+    """Slack's rule for checkboxes: 1 to 10 options, and initial options among them."""
+    if element.get("type") != "checkboxes":
+        return False
+    options = element.get("options") or []
+    initial = element.get("initial_options") or []
+    return not 1 <= len(options) <= MAX_CHECKBOXES or any(o not in options for o in initial)
 
 
 def _short(params: JsonDict, limit: int = 120) -> str:

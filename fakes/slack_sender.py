@@ -10,8 +10,10 @@ import hashlib
 import hmac
 import itertools
 import json
+import re
 import secrets
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlencode
 
@@ -41,9 +43,56 @@ def sign(signing_secret: str, body: bytes, timestamp: int | None = None) -> dict
     return {"X-Slack-Request-Timestamp": str(ts), "X-Slack-Signature": f"v0={digest}"}
 
 
+_SPECIALS = ("here", "channel", "everyone")
+_RECOGNISED = re.compile(
+    r"(?P<url>https?://[^\s\"'|]+)"
+    r"|(?P<email>(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+)"
+    r"|(?P<domain>(?<![\w@/.:-])(?:[a-z0-9-]+\.)+(?:com|org|net|io|dev)(?:/[^\s\"'|]*)?)"
+    r"|(?<![\w&])@(?P<name>[\w.-]*\w)"
+    r"|(?<![\w&;])#(?P<channel>[\w-]+)"
+)
+
+
+def as_slack_sends(
+    typed: str, members: Mapping[str, str] = {}, channels: Mapping[str, str] = {}
+) -> str:
+    """The `text` of a slash command whose manifest says `should_escape: true`, for what a
+    person typed: `&`, `<` and `>` as entities, then what Slack recognises wrapped: a link as
+    `<https://...>` (typed without its scheme, `<http://coredns.io|coredns.io>`), an address as
+    `<mailto:a@b.org|a@b.org>`, `@here` as `<!here>`, a member picked as `@alice` as
+    `<@U123|alice>` and a channel as `<#C123|general>`. ``members`` and ``channels`` map the
+    workspace's names to their ids; a name that is in neither stays as it was typed."""
+    text = typed.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _RECOGNISED.sub(lambda m: _wrapped(m, members, channels), text)
+
+
+def _wrapped(match: re.Match[str], members: Mapping[str, str], channels: Mapping[str, str]) -> str:
+    word = match[0]
+    if match["url"]:
+        return f"<{word}>"
+    if match["email"]:
+        return f"<mailto:{word}|{word}>"
+    if match["domain"]:
+        return f"<http://{word}|{word}>"
+    name = match["name"]
+    if name in _SPECIALS:
+        return f"<!{name}>"
+    if name in members:
+        return f"<@{members[name]}|{name}>"
+    if match["channel"] in channels:
+        return f"<#{channels[match['channel']]}|{match['channel']}>"
+    return word
+
+
 def field(value: str | None) -> JsonDict:
     """A plain_text_input's state entry; Slack sends ``None`` for an empty input."""
     return {"type": "plain_text_input", "value": value}
+
+
+def checkboxes(values: list[str]) -> JsonDict:
+    """A checkboxes element's state entry: the options left checked (Slack sends [] for none)."""
+    chosen = [{"text": {"type": "plain_text", "text": v}, "value": v} for v in values]
+    return {"type": "checkboxes", "selected_options": chosen}
 
 
 def select(value: str | None) -> JsonDict:
@@ -64,8 +113,10 @@ class SlackSender:
         *,
         team_id: str = TEAM_ID,
         response_url_base: FakeSlack | str | None = None,
+        members: Mapping[str, str] | None = None,
     ) -> None:
         self.url = url
+        self.members = dict(members or {})  # the workspace's people: name -> member id
         self.signing_secret = signing_secret
         self.team_id = team_id
         self.response_url_base = response_url_base
@@ -132,8 +183,11 @@ class SlackSender:
     def _team(self) -> JsonDict:
         return {"id": self.team_id, "domain": TEAM_DOMAIN}
 
+    def _name(self, user_id: str) -> str:
+        return next((n for n, u in self.members.items() if u == user_id), user_id.lower())
+
     def _user(self, user_id: str) -> JsonDict:
-        name = user_id.lower()
+        name = self._name(user_id)
         return {"id": user_id, "username": name, "name": name, "team_id": self.team_id}
 
     @staticmethod
@@ -152,7 +206,10 @@ class SlackSender:
         trigger_id: str | None = None,
         *,
         signature: Signature = "good",
+        escaped: bool = True,
     ) -> requests.Response:
+        """``text`` is what the person typed; Slack escapes it as labbot's manifest asks unless
+        ``escaped`` is False (then it goes as given, for a test of what Slack never sends)."""
         fields = {
             "token": VERIFICATION_TOKEN,
             "team_id": self.team_id,
@@ -160,9 +217,9 @@ class SlackSender:
             "channel_id": channel_id,
             "channel_name": self._channel_name(channel_id),
             "user_id": user_id,
-            "user_name": user_name or user_id.lower(),
+            "user_name": user_name or self._name(user_id),
             "command": command,
-            "text": text,
+            "text": as_slack_sends(text, self.members) if escaped else text,
             "api_app_id": APP_ID,
             "is_enterprise_install": "false",
             "response_url": self._response_url("commands"),

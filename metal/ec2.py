@@ -6,17 +6,23 @@ EC2-compatible clouds), time limits from botocore's `connect_timeout`/`read_time
 retries of throttling (RequestLimitExceeded, Throttling), 5xx and dropped connections from
 botocore's `standard` or `adaptive` retry mode. This module adds only what EC2 leaves to us:
 
+- **Several servers a call.** A lease's servers are launched up to `max_batch` to a
+  RunInstances and terminated as many to a TerminateInstances. A launch cannot name each of
+  its instances, so it writes its hostnames in launch order as tags (`labbot-hosts-N`):
+  instance N of the launch (its AmiLaunchIndex) is the Nth server, read from the launch alone.
 - **Never create twice.** Every RunInstances carries a ClientToken, which makes botocore's
   retries of one call idempotent on AWS. Emulators (moto among them) ignore the token, so
   before botocore retries a RunInstances whose answer was lost or failed on the server, a hook
-  on botocore's `needs-retry` event looks for an instance carrying the lease's tag and the
-  server's hostname, and adopts it instead of letting the retry create another.
-- **A provider-side backstop.** EC2 has no termination time. Each instance gets an
-  EventBridge Scheduler one-time schedule, `at(<lease end + grace + margin>)`, whose target is
-  the universal `ec2:terminateInstances` with the instance's id: AWS terminates the instance by
-  itself even if labbot is down for days. `set_termination_time` moves the schedule; a create
-  that cannot schedule the backstop terminates the instance it made rather than leave it
-  unguarded.
+  on botocore's `needs-retry` event looks for the instances carrying the lease's tag and the
+  launch's token (`labbot-launch`), and adopts them instead of letting the retry launch more.
+- **A provider-side backstop.** EC2 has no termination time. Each lease gets one
+  EventBridge Scheduler one-time schedule, `at(<lease end + grace + margin>)`, made before its
+  first instance is launched, whose target starts Systems Manager's `AWS-TerminateEC2Instance`
+  automation on every instance tagged `labbot=lease-<id>` at that moment: AWS terminates the
+  lease's instances by itself even if labbot is down for days, including instances launched
+  after the schedule was made, and none of them is ever without it. Since the target names a
+  tag rather than instance ids, a launch costs no schedule call, an instance that vanished does
+  not spoil the call for the others, and an extension moves one schedule, never earlier.
 - **No capacity is not a failure.** InsufficientInstanceCapacity raises `NoCapacity`, which the
   engine waits out until the provisioning deadline.
 
@@ -25,17 +31,18 @@ Device ids are `<region>/<instance id>`, so a lab may lend servers in several re
 
 from __future__ import annotations
 
-import contextlib
 import json
-import logging
+import re
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import replace
 from datetime import UTC, datetime
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from typing import Any, TypeVar
+from urllib.parse import unquote
 
 import boto3
 from botocore.config import Config
@@ -52,12 +59,23 @@ from metal.provider import (
     ProviderError,
 )
 
-log = logging.getLogger(__name__)
-
 T = TypeVar("T")
 
-TERMINATE_TARGET = "arn:aws:scheduler:::aws-sdk:ec2:terminateInstances"
+# EventBridge Scheduler's universal target for SSM's StartAutomationExecution, and the
+# AWS-owned runbook it starts: terminate every instance the automation's targets resolve to.
+AUTOMATION_TARGET = "arn:aws:scheduler:::aws-sdk:ssm:startAutomationExecution"
+TERMINATE_RUNBOOK = "AWS-TerminateEC2Instance"
 SCHEDULE_PREFIX = "labbot-"
+LAUNCH_TAG = "labbot-launch"  # the launch's ClientToken
+HOSTS_TAG = "labbot-hosts-"  # the launch's hostnames: labbot-hosts-0, labbot-hosts-1, ...
+TAG_VALUE = 256
+# Servers per RunInstances (and instances per TerminateInstances): the hostnames of a launch
+# fit in a few tags, and a launch EC2 has no room for costs one call, not many.
+BATCH = 25
+_INSTANCE_IDS = re.compile(r"i-[0-9a-f]+")
+# The service principals the backstop role must trust: Scheduler runs the target as it, and the
+# automation runs as it too (its AutomationAssumeRole).
+BACKSTOP_TRUSTS = ("scheduler.amazonaws.com", "ssm.amazonaws.com")
 PAGE_SIZE = 1000
 _LIVE = ("pending", "running", "shutting-down", "stopping", "stopped")
 _STATES = {
@@ -68,6 +86,7 @@ _STATES = {
     "stopping": DeviceState.POWERING_OFF,
     "stopped": DeviceState.INACTIVE,
 }
+_AT = re.compile(r"at\((\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)\)")
 _GONE = frozenset({"InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed"})
 _NO_CAPACITY = frozenset({"InsufficientInstanceCapacity", "InsufficientHostCapacity"})
 _CREDENTIALS = frozenset(
@@ -81,15 +100,15 @@ _CREDENTIAL_HINT = (
 
 # The create in progress on this thread, for the needs-retry hook (botocore calls it on the
 # thread that made the call).
-_CREATING: ContextVar[tuple[str, DeviceSpec] | None] = ContextVar("ec2_creating", default=None)
+_CREATING: ContextVar[tuple[str, DeviceSpec, str] | None] = ContextVar("ec2_creating", default=None)
 
 
 class _Adopted(Exception):
-    """Raised from inside botocore's retry loop: the lost RunInstances did create the instance."""
+    """Raised from inside botocore's retry loop: the lost RunInstances did launch these."""
 
-    def __init__(self, instance: dict[str, Any]) -> None:
-        super().__init__(instance.get("InstanceId"))
-        self.instance = instance
+    def __init__(self, instances: list[dict[str, Any]]) -> None:
+        super().__init__(", ".join(str(i.get("InstanceId")) for i in instances))
+        self.instances = instances
 
 
 class Ec2Provider:
@@ -109,7 +128,9 @@ class Ec2Provider:
         endpoint_url: str | None = None,
         session: boto3.session.Session | None = None,
         page_size: int = PAGE_SIZE,
+        max_batch: int = BATCH,
     ) -> None:
+        self.max_batch = max_batch
         self._offer = offer
         self._role = backstop_role
         self._page_size = page_size
@@ -128,6 +149,10 @@ class Ec2Provider:
             region: session.client("scheduler", region, endpoint_url=endpoint_url, config=config)
             for region in offer.regions
         }
+        # IAM is global; its client is only for checking the backstop role at start-up.
+        self._iam = session.client(
+            "iam", offer.regions[0], endpoint_url=endpoint_url, config=config
+        )
         for client in self._ec2.values():
             client.meta.events.register_first("needs-retry.ec2.RunInstances", self._before_retry)
 
@@ -137,27 +162,50 @@ class Ec2Provider:
         return self._offer.catalog
 
     def create(self, spec: DeviceSpec) -> Device:
-        region, arch = self._where(spec)
-        image = self._offer.image(spec.os, region, arch)
+        [answer] = self.create_many([spec])
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    def create_many(self, specs: Sequence[DeviceSpec]) -> list[Device | Exception]:
+        """One RunInstances for each group of specs that differ only in hostname (the engine
+        sends one group: servers of one lease)."""
+        answers: dict[int, Device | Exception] = {}
+        for group in _alike(specs):
+            try:
+                launched = self._launch([spec for _, spec in group])
+            except ProviderError as error:
+                launched = [error] * len(group)
+            answers.update((n, answer) for (n, _), answer in zip(group, launched, strict=True))
+        return [answers[n] for n in range(len(specs))]
+
+    def _launch(self, specs: list[DeviceSpec]) -> list[Device | Exception]:
+        """RunInstances with MaxCount = len(specs) and MinCount 1: EC2 launches what it has room
+        for, and the rest are told NoCapacity. Instance n (its AmiLaunchIndex) is specs[n]."""
+        first = specs[0]
+        region, arch = self._where(first)
+        image = self._offer.image(first.os, region, arch)
         if image is None:
             raise ProviderError(
-                f"the EC2 catalog has no image of {spec.os} for {arch} in {region}; add one "
+                f"the EC2 catalog has no image of {first.os} for {arch} in {region}; add one "
                 "under [[images]] in LABBOT_EC2_CATALOG",
                 retryable=False,
             )
-        params = self._run_params(spec, region, image)
-        bound = _CREATING.set((region, spec))
+        token = uuid.uuid4().hex
+        params = self._run_params(specs, region, image, token)
+        bound = _CREATING.set((region, first, token))
+        what = f"create {first.hostname}" + (f" and {len(specs) - 1} more" if specs[1:] else "")
         try:
-            answer = self._call(f"create {spec.hostname}", self._ec2[region].run_instances, params)
-            instance = answer["Instances"][0]
+            launched = self._call(what, self._ec2[region].run_instances, params)["Instances"]
         except _Adopted as adopted:
-            instance = adopted.instance
+            launched = adopted.instances
         finally:
             _CREATING.reset(bound)
-        device = _device(region, instance)
-        if spec.termination_time is not None:
-            self._guard(device, spec.termination_time)
-        return device
+        devices = {d.hostname: d for d in (_device(region, i) for i in launched)}
+        short = NoCapacity(
+            f"EC2 had room for {len(devices)} of the {len(specs)} instances asked for at once"
+        )
+        return [devices.get(spec.hostname, short) for spec in specs]
 
     def get(self, device_id: str) -> Device | None:
         region, instance_id = self._split(device_id)
@@ -174,14 +222,45 @@ class Ec2Provider:
         return None if device is None or device.state is DeviceState.DELETED else device
 
     def delete(self, device_id: str) -> None:
-        region, instance_id = self._split(device_id)
-        with contextlib.suppress(_Gone):
-            self._call(
-                f"terminate {instance_id}",
-                self._ec2[region].terminate_instances,
-                {"InstanceIds": [instance_id]},
-            )
-        self._unschedule(region, instance_id)
+        [error] = self.delete_many([device_id])
+        if error is not None:
+            raise error
+
+    def delete_many(self, device_ids: Sequence[str]) -> list[Exception | None]:
+        """One TerminateInstances per region for all of them; terminating is idempotent."""
+        answers: dict[str, Exception | None] = {}
+        by_region: dict[str, list[str]] = {}
+        for device_id in device_ids:
+            try:
+                region, instance_id = self._split(device_id)
+            except ProviderError as error:
+                answers[device_id] = error
+                continue
+            by_region.setdefault(region, []).append(instance_id)
+        for region, instance_ids in by_region.items():
+            try:
+                self._terminate(region, instance_ids)
+                failed: Exception | None = None
+            except ProviderError as error:
+                failed = error
+            answers.update((f"{region}/{i}", failed) for i in instance_ids)
+        return [answers[device_id] for device_id in device_ids]
+
+    def _terminate(self, region: str, instance_ids: list[str]) -> None:
+        """A call naming an instance EC2 no longer knows fails for all of them: those it names
+        are gone already (success), and the call is made again for the rest."""
+        left = list(instance_ids)
+        while left:
+            try:
+                self._call(
+                    f"terminate {left[0]}" + (f" and {len(left) - 1} more" if left[1:] else ""),
+                    self._ec2[region].terminate_instances,
+                    {"InstanceIds": left},
+                )
+                return
+            except _Gone as gone:
+                unknown = set(_INSTANCE_IDS.findall(gone.text)) & set(left)
+                left = [i for i in left if i not in unknown] if unknown else left[1:]
 
     def list(self, tag: str) -> list[Device]:
         return [
@@ -194,17 +273,41 @@ class Ec2Provider:
         """EC2 cannot say in advance; RunInstances answers InsufficientInstanceCapacity."""
         return None
 
-    def set_termination_time(self, device_id: str, when: datetime) -> None:
-        region, instance_id = self._split(device_id)
-        self._schedule(region, instance_id, when, hostname="")
+    def set_backstop(self, tag: str, metro: str, when: datetime, device_ids: Sequence[str]) -> None:
+        """The lease's one schedule, made or moved later (never earlier: a pass that read the
+        lease before an extension cannot undo it). The instances need nothing: the schedule
+        finds them by tag when it fires."""
+        if metro not in self._scheduler:
+            raise ProviderError(f"{metro} is not a region of the EC2 catalog", retryable=False)
+        scheduler = self._scheduler[metro]
+        name = schedule_name(tag)
+        what = f"schedule the backstop of {tag} in {metro}"
+        try:
+            current = self._call(what, scheduler.get_schedule, {"Name": name})
+        except _Failure as error:
+            if error.code != "ResourceNotFoundException":
+                raise
+            try:
+                self._call(what, scheduler.create_schedule, self._schedule_params(tag, when))
+                return
+            except _Failure as conflict:  # another replica made it since: move it, if need be
+                if conflict.code != "ConflictException":
+                    raise
+            current = self._call(what, scheduler.get_schedule, {"Name": name})
+        if scheduled_at(current.get("ScheduleExpression", "")) >= when:
+            return
+        # UpdateSchedule resets whatever it is not given: it gets everything again.
+        self._call(what, scheduler.update_schedule, self._schedule_params(tag, when))
 
     def verify(self) -> None:
         """DescribeRegions in each configured region: signed like every other call, so a refused
-        or missing credential fails here, at start-up, and nowhere later."""
+        or missing credential fails here, at start-up, and nowhere later. Then the backstop
+        role, which would otherwise fail only when the first lease's schedule is made."""
         for region, client in self._ec2.items():
             self._call(
                 f"describe region {region}", client.describe_regions, {"RegionNames": [region]}
             )
+        self._verify_role()
 
     # --- creating ---
 
@@ -216,22 +319,30 @@ class Ec2Provider:
             )
         return spec.metro, catalog.plans[spec.plan].arch
 
-    def _run_params(self, spec: DeviceSpec, region: str, image: str) -> dict[str, Any]:
-        tags = [{"Key": t, "Value": ""} for t in dict.fromkeys((TAG, *spec.tags))]
+    def _run_params(
+        self, specs: list[DeviceSpec], region: str, image: str, token: str
+    ) -> dict[str, Any]:
+        spec = specs[0]
+        # `labbot=lease-<id>` is what the lease's backstop schedule targets; every tag is also
+        # a key of its own, as the engine lists devices by tag. The launch's token and its
+        # hostnames in launch order are tags too, so that an instance whose answer was lost
+        # is found, and knows its hostname, from the launch alone.
+        tags = [
+            {"Key": TAG, "Value": _lease_of(spec)},
+            *({"Key": t, "Value": ""} for t in dict.fromkeys(spec.tags) if t != TAG),
+            {"Key": LAUNCH_TAG, "Value": token},
+            *hostname_tags([s.hostname for s in specs]),
+            {"Key": "Name", "Value": console_name([s.hostname for s in specs])},
+        ]
         params: dict[str, Any] = {
             "ImageId": image,
             "InstanceType": spec.plan,
             "MinCount": 1,
-            "MaxCount": 1,
-            # One token per create call: botocore's retries of the call repeat it, so AWS makes
+            "MaxCount": len(specs),
+            # One token per launch: botocore's retries of the call repeat it, so AWS makes
             # them one launch. A later call after a raise is guarded by the tag look-up instead.
-            "ClientToken": uuid.uuid4().hex,
-            "TagSpecifications": [
-                {
-                    "ResourceType": "instance",
-                    "Tags": [*tags, {"Key": "Name", "Value": spec.hostname}],
-                }
-            ],
+            "ClientToken": token,
+            "TagSpecifications": [{"ResourceType": "instance", "Tags": tags}],
             # A shutdown from inside ends the lease's billing instead of parking a stopped server.
             "InstanceInitiatedShutdownBehavior": "terminate",
             "UserData": user_data(spec),
@@ -251,81 +362,86 @@ class Ec2Provider:
         creating = _CREATING.get()
         if creating is None or not _maybe_launched(response, caught_exception):
             return
-        region, spec = creating
-        found = self._find(region, spec)
-        if found is not None:
+        region, spec, token = creating
+        found = self._find(region, spec, token)
+        if found:
             raise _Adopted(found)
 
-    def _find(self, region: str, spec: DeviceSpec) -> dict[str, Any] | None:
-        lease = next((t for t in spec.tags if t != TAG), TAG)
+    def _find(self, region: str, spec: DeviceSpec, token: str) -> list[dict[str, Any]]:
         filters = [
-            {"Name": "tag-key", "Values": [lease]},
-            {"Name": "tag:Name", "Values": [spec.hostname]},
+            {"Name": "tag-key", "Values": [_lease_of(spec)]},
+            {"Name": f"tag:{LAUNCH_TAG}", "Values": [token]},
         ]
         try:
-            found = self._instances(region, filters, states=("pending", "running"))
+            return self._instances(region, filters, states=("pending", "running"))
         except ProviderError as error:
             raise ProviderError(
                 f"EC2: a RunInstances answer for {spec.hostname} was lost and the look-up for "
                 f"the instance failed too ({error}); the next pass looks again"
             ) from error
-        return found[0] if found else None
 
     # --- the backstop ---
 
-    def _guard(self, device: Device, when: datetime) -> None:
-        """Schedule the instance's termination; an instance that cannot be guarded is not kept."""
-        region, instance_id = self._split(device.id)
-        try:
-            self._schedule(region, instance_id, when, hostname=device.hostname)
-        except ProviderError as error:
-            try:
-                self.delete(device.id)
-            except ProviderError:
-                log.warning("EC2: %s has no backstop and could not be terminated", device.id)
-            raise ProviderError(
-                f"EC2: the termination backstop of {device.hostname} could not be scheduled, so "
-                f"its instance was terminated ({error})"
-            ) from error
-
-    def _schedule(self, region: str, instance_id: str, when: datetime, hostname: str) -> None:
-        """Create the instance's one-time schedule, or move it if it exists."""
-        scheduler = self._scheduler[region]
-        params = {
-            "Name": schedule_name(instance_id),
+    def _schedule_params(self, tag: str, when: datetime) -> dict[str, Any]:
+        automation = {
+            "DocumentName": TERMINATE_RUNBOOK,
+            "TargetParameterName": "InstanceId",
+            "Targets": [{"Key": f"tag:{TAG}", "Values": [tag]}],
+            "Parameters": {"AutomationAssumeRole": [self._role]},
+            "MaxConcurrency": "50",
+            "MaxErrors": "100%",  # one instance that cannot be terminated stops none of the others
+        }
+        return {
+            "Name": schedule_name(tag),
             "ScheduleExpression": at_expression(when),
             "ScheduleExpressionTimezone": "UTC",
             "FlexibleTimeWindow": {"Mode": "OFF"},
             "Target": {
-                "Arn": TERMINATE_TARGET,
+                "Arn": AUTOMATION_TARGET,
                 "RoleArn": self._role,
-                "Input": json.dumps({"InstanceIds": [instance_id]}),
+                "Input": json.dumps(automation),
             },
-            "Description": f"labbot backstop: terminate {hostname or instance_id}",
+            "Description": f"labbot backstop: terminate every instance tagged {TAG}={tag}",
             "ActionAfterCompletion": "DELETE",
             "State": "ENABLED",
         }
-        what = f"schedule the backstop of {instance_id}"
-        try:
-            self._call(what, scheduler.create_schedule, params)
-        except ProviderError as error:
-            if getattr(error, "code", "") != "ConflictException":
-                raise
-            # UpdateSchedule resets whatever it is not given: it gets everything again.
-            self._call(what, scheduler.update_schedule, params)
 
-    def _unschedule(self, region: str, instance_id: str) -> None:
-        """Best effort: a schedule left behind fires once on a terminated instance, harmlessly,
-        and then deletes itself."""
-        try:
-            self._call(
-                f"delete the backstop of {instance_id}",
-                self._scheduler[region].delete_schedule,
-                {"Name": schedule_name(instance_id)},
+    def _verify_role(self) -> None:
+        """LABBOT_EC2_BACKSTOP_ROLE must name a role that exists and that both Scheduler and
+        Systems Manager may assume; anything else stops start-up with one sentence."""
+        setting = f"LABBOT_EC2_BACKSTOP_ROLE ({self._role})"
+        _, found, name = self._role.partition(":role/")
+        if not self._role.startswith("arn:") or not found or not name:
+            raise ProviderError(
+                f"{setting} is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)",
+                retryable=False,
             )
-        except ProviderError as error:
-            if getattr(error, "code", "") != "ResourceNotFoundException":
-                log.warning("EC2: %s", error)
+        try:
+            role = self._call(
+                "read the backstop role (iam:GetRole)",
+                self._iam.get_role,
+                {"RoleName": name.rpartition("/")[2]},
+            )["Role"]
+        except _Failure as error:
+            if error.code != "NoSuchEntity":
+                raise ProviderError(
+                    f"{setting} cannot be checked: {error}", retryable=False
+                ) from error
+            raise ProviderError(
+                f"{setting} names no role in this account", retryable=False
+            ) from error
+        if role.get("Arn") != self._role:
+            raise ProviderError(
+                f"{setting} does not match the role of that name, {role.get('Arn')}",
+                retryable=False,
+            )
+        missing = [p for p in BACKSTOP_TRUSTS if p not in trusted_services(role)]
+        if missing:
+            raise ProviderError(
+                f"{setting} does not trust {' and '.join(missing)}, which run the backstop as "
+                "it; see the README's IAM section",
+                retryable=False,
+            )
 
     # --- plumbing ---
 
@@ -375,7 +491,9 @@ def _said(what: str) -> Iterator[None]:
 
 
 class _Gone(ProviderError):
-    """The instance does not exist (any more)."""
+    """The instance does not exist (any more); `text` is EC2's message, which names it."""
+
+    text = ""
 
 
 class _Failure(ProviderError):
@@ -388,7 +506,9 @@ def _client_failure(what: str, error: ClientError) -> ProviderError:
     code = str(error.response.get("Error", {}).get("Code") or "Unknown")
     message = str(error.response.get("Error", {}).get("Message") or "")[:300]
     if code in _GONE:
-        return _Gone(f"EC2: {what}: {code}", retryable=False)
+        gone = _Gone(f"EC2: {what}: {code}", retryable=False)
+        gone.text = str(error.response.get("Error", {}).get("Message") or "")
+        return gone
     if code in _NO_CAPACITY:
         return NoCapacity(f"EC2 has no capacity for this now ({code}): {message}")
     if code in _CREDENTIALS:
@@ -420,6 +540,7 @@ def _maybe_launched(response: Any, caught_exception: Exception | None) -> bool:
 
 def _device(region: str, instance: dict[str, Any]) -> Device:
     tags = {t["Key"]: t.get("Value", "") for t in instance.get("Tags") or ()}
+    hostname = launched_hostname(tags, int(instance.get("AmiLaunchIndex") or 0))
     ips = [
         instance.get("PublicIpAddress"),
         instance.get("Ipv6Address"),
@@ -428,24 +549,91 @@ def _device(region: str, instance: dict[str, Any]) -> Device:
     launched = instance.get("LaunchTime")
     return Device(
         id=f"{region}/{instance['InstanceId']}",
-        hostname=tags.get("Name", ""),
+        hostname=hostname or tags.get("Name", ""),
         state=_STATES.get(instance.get("State", {}).get("Name", ""), DeviceState.PROVISIONING),
         plan=str(instance.get("InstanceType", "")),
         metro=region,
-        tags=tuple(k for k in tags if k != "Name"),
+        tags=tuple(k for k in tags if k != "Name" and not k.startswith(HOSTS_TAG)),
         ips=tuple(ip for ip in ips if ip),
         created_at=launched.astimezone(UTC) if isinstance(launched, datetime) else None,
     )
 
 
-def schedule_name(instance_id: str) -> str:
-    return f"{SCHEDULE_PREFIX}{instance_id}"
+def hostname_tags(hostnames: list[str]) -> list[dict[str, str]]:
+    """The hostnames of one launch, in launch order, comma-joined across as many tags as their
+    length needs (a tag value holds 256 characters; hostnames hold no comma)."""
+    joined = ",".join(hostnames)
+    chunks = [joined[n : n + TAG_VALUE] for n in range(0, len(joined), TAG_VALUE)]
+    return [{"Key": f"{HOSTS_TAG}{n}", "Value": chunk} for n, chunk in enumerate(chunks)]
+
+
+def console_name(hostnames: list[str]) -> str:
+    """The Name people see in the console: a launch names all its instances alike, so one of
+    several reads as the launch's range (naming each after would cost a call per server)."""
+    if len(hostnames) == 1:
+        return hostnames[0]
+    return f"{hostnames[0]} to {hostnames[-1]} ({len(hostnames)}, see {HOSTS_TAG}*)"
+
+
+def launched_hostname(tags: dict[str, str], launch_index: int) -> str:
+    """The hostname an instance was launched for: its place in its launch's hostname tags."""
+    chunks = sorted(
+        (int(key.removeprefix(HOSTS_TAG)), value)
+        for key, value in tags.items()
+        if key.startswith(HOSTS_TAG) and key.removeprefix(HOSTS_TAG).isdigit()
+    )
+    hostnames = "".join(value for _, value in chunks).split(",")
+    return hostnames[launch_index] if chunks and launch_index < len(hostnames) else ""
+
+
+def _alike(specs: Sequence[DeviceSpec]) -> list[list[tuple[int, DeviceSpec]]]:
+    """The specs (with their places) grouped by everything but the hostname: one launch each."""
+    groups: dict[DeviceSpec, list[tuple[int, DeviceSpec]]] = {}
+    for n, spec in enumerate(specs):
+        groups.setdefault(replace(spec, hostname=""), []).append((n, spec))
+    return list(groups.values())
+
+
+def _lease_of(spec: DeviceSpec) -> str:
+    """The spec's lease tag (`lease-<id>`), the one besides `labbot`."""
+    return next((t for t in spec.tags if t != TAG), TAG)
+
+
+def schedule_name(tag: str) -> str:
+    return f"{SCHEDULE_PREFIX}{tag}"
 
 
 def at_expression(when: datetime) -> str:
     if when.tzinfo is None:
         raise ValueError("termination times must be timezone-aware (UTC)")
     return f"at({when.astimezone(UTC):%Y-%m-%dT%H:%M:%S})"
+
+
+def scheduled_at(expression: str) -> datetime:
+    """When an `at(...)` schedule fires (UTC); the distant past for anything else, so that a
+    schedule of another shape is replaced rather than trusted."""
+    found = _AT.fullmatch(expression)
+    if found is None:
+        return datetime.min.replace(tzinfo=UTC)
+    return datetime.fromisoformat(found[1]).replace(tzinfo=UTC)
+
+
+def trusted_services(role: dict[str, Any]) -> set[str]:
+    """The service principals a role's trust policy lets assume it (boto3 hands the policy
+    over decoded; some endpoints leave it URL-encoded JSON)."""
+    policy = role.get("AssumeRolePolicyDocument") or {}
+    if isinstance(policy, str):
+        policy = json.loads(unquote(policy))
+    statements = policy.get("Statement") or []
+    if isinstance(statements, dict):
+        statements = [statements]
+    services: set[str] = set()
+    for statement in statements:
+        if statement.get("Effect") != "Allow":
+            continue
+        service = (statement.get("Principal") or {}).get("Service") or []
+        services.update([service] if isinstance(service, str) else service)
+    return services
 
 
 def user_data(spec: DeviceSpec) -> str:

@@ -21,7 +21,7 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
@@ -39,6 +39,7 @@ from metal.provider import (
     DeviceSpec,
     DeviceState,
     Metro,
+    OneAtATime,
     Plan,
     ProviderError,
     utcnow,
@@ -114,7 +115,7 @@ class _Refused(ProviderError):
         self.status = status
 
 
-class PacketProvider:
+class PacketProvider(OneAtATime):
     """`Provider` on the Packet API. Thread safe: the lease engine calls it from many threads."""
 
     name = "packet"
@@ -226,11 +227,14 @@ class PacketProvider:
             return None
         return all(isinstance(s, dict) and bool(s.get("available")) for s in servers)
 
-    def set_termination_time(self, device_id: str, when: datetime) -> None:
-        """PATCH, not PUT: packet-python's call_api speaks GET/POST/DELETE/PATCH only, and the
-        API takes device updates on both."""
+    def set_backstop(self, tag: str, metro: str, when: datetime, device_ids: Sequence[str]) -> None:
+        """Packet's backstop is each device's own termination_time: devices still to come
+        carry it from their create, those there now are moved one PATCH each (not PUT:
+        packet-python's call_api speaks GET/POST/DELETE/PATCH only, and the API takes device
+        updates on both)."""
         body = {"termination_time": _timestamp(when)}
-        self._request("PATCH", _device_path(device_id), body)
+        for device_id in device_ids:
+            self._request("PATCH", _device_path(device_id), body)
 
     def verify(self) -> None:
         self._request("GET", f"projects/{self._project_id}")

@@ -8,13 +8,16 @@ never has to decide policy, only to report what happened.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
 
 TAG = "labbot"
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 Clock = Callable[[], datetime]
 
@@ -71,6 +74,11 @@ class Catalog:
     def login_user(self, os: str) -> str:
         return self.logins.get(os, "root")
 
+    def default_os(self) -> str:
+        """What a request gets when it names no OS: the first the catalog lists (the seed's and
+        Packet's ubuntu_16_04, the first `os` of an EC2 catalog file)."""
+        return self.oses[0] if self.oses else ""
+
     def plan_available(self, plan: str, metro: str) -> bool:
         found = self.plans.get(plan)
         return (
@@ -121,6 +129,9 @@ class NoCapacity(ProviderError):
 @runtime_checkable
 class Provider(Protocol):
     name: str
+    # How many devices one create_many/delete_many call may carry: 1 where the API makes and
+    # deletes one device per call (Packet), more where one call can do several (EC2).
+    max_batch: int
 
     def catalog(self) -> Catalog:
         """Plans with hourly prices, metros and operating systems."""
@@ -128,11 +139,19 @@ class Provider(Protocol):
     def create(self, spec: DeviceSpec) -> Device:
         """Start creating a device; returns as soon as the provider accepted it."""
 
+    def create_many(self, specs: Sequence[DeviceSpec]) -> list[Device | Exception]:
+        """Start creating devices of one lease (at most `max_batch`), answering for each spec in
+        order: its device, or the error that kept it from being made."""
+
     def get(self, device_id: str) -> Device | None:
         """The device, or None once it is gone."""
 
     def delete(self, device_id: str) -> None:
         """Ask for deletion. Idempotent: a device already gone is success."""
+
+    def delete_many(self, device_ids: Sequence[str]) -> list[Exception | None]:
+        """`delete` for several devices (at most `max_batch`): None for each one deleted or
+        already gone, in order, or the error that kept it."""
 
     def list(self, tag: str) -> list[Device]:
         """Every device carrying `tag`, across all pages."""
@@ -141,9 +160,36 @@ class Provider(Protocol):
         """Whether `quantity` devices of `plan` fit in `metro` now; None when the provider
         cannot say. Advisory: shown to reviewers and checked again before creating."""
 
-    def set_termination_time(self, device_id: str, when: datetime) -> None:
-        """Move the provider-side deletion backstop of a device (on extension). Raises
-        ProviderError(retryable=False) where the provider cannot move it."""
+    def set_backstop(self, tag: str, metro: str, when: datetime, device_ids: Sequence[str]) -> None:
+        """Make the provider delete the lease's devices by itself at `when`, even if labbot is
+        down: those it has now (`device_ids`, every one carrying `tag`, in `metro`) and those
+        created for it later with `termination_time=when`. One call per lease: the engine
+        makes it before a lease's creates and before its end moves later; it is idempotent.
+        Packet moves each device's termination time (new devices carry theirs from their
+        create); EC2 keeps one schedule per lease that terminates whatever carries the tag.
+        Raises ProviderError(retryable=False) where the provider cannot."""
 
     def verify(self) -> None:
         """One cheap call that proves the credentials work; raises ProviderError otherwise."""
+
+
+class OneAtATime:
+    """`create_many` and `delete_many` for a provider whose API makes and deletes one device
+    per call (Packet, the simulated backend): the engine sends one device per call, as many
+    calls in flight as its concurrency allows."""
+
+    max_batch = 1
+
+    def create_many(self, specs: Sequence[DeviceSpec]) -> list[Device | Exception]:
+        return [_attempt(self.create, spec) for spec in specs]  # type: ignore[attr-defined]
+
+    def delete_many(self, device_ids: Sequence[str]) -> list[Exception | None]:
+        return [_attempt(self.delete, device_id) for device_id in device_ids]  # type: ignore[attr-defined]
+
+
+def _attempt(call: Callable[[T], R], argument: T) -> R | Exception:
+    """The call's answer, or what it raised: one device's failure is that device's answer."""
+    try:
+        return call(argument)
+    except Exception as error:
+        return error

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from itertools import count
 
@@ -23,6 +24,7 @@ from metal.provider import (
     Device,
     DeviceSpec,
     DeviceState,
+    OneAtATime,
     ProviderError,
     utcnow,
 )
@@ -31,7 +33,7 @@ from storage.locks import locked
 from storage.models import SimDevice
 
 
-class SimulatedProvider:
+class SimulatedProvider(OneAtATime):
     name = "simulated"
 
     def __init__(
@@ -144,8 +146,9 @@ class SimulatedProvider:
     def capacity(self, plan: str, metro: str, quantity: int) -> bool | None:
         return self.offered.plan_available(plan, metro)
 
-    def set_termination_time(self, device_id: str, when: datetime) -> None:
-        self._update(device_id, termination_time=when)
+    def set_backstop(self, tag: str, metro: str, when: datetime, device_ids: Sequence[str]) -> None:
+        for device_id in device_ids:
+            self._update(device_id, termination_time=when)
 
     def verify(self) -> None:
         return None

@@ -27,7 +27,7 @@ class Lease(SQLModel, table=True):
     count: int
     duration_s: int
     extended_s: int = 0
-    ssh_key: str = ""
+    ssh_key: str = ""  # the keys the request names, one a line: a public key, or SHA256:... (saved)
     allow_partial: bool = False
     hourly_cents: int
     created_at: datetime

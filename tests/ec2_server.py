@@ -94,7 +94,10 @@ def make_ec2(
 
     def make(**overrides: Any) -> Ec2Provider:
         options: dict[str, Any] = {
-            "timeout": 5.0,
+            # The product's default: under a loaded machine moto can take seconds to answer,
+            # and a timed-out launch that moto then completes is one that only the ClientToken
+            # moto ignores would have made idempotent.
+            "timeout": 30.0,
             "max_attempts": 3,
             "endpoint_url": ec2_proxy.url,
             "session": boto_session,

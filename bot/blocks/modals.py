@@ -10,8 +10,10 @@ from typing import Any
 from bot.blocks.kit import OPTION_TEXT_LIMIT, Block, number, plain, truncate
 from commands.billing import format_cents
 from commands.durations import EXAMPLES, DurationError, parse_duration
+from commands.keys import MAX_KEYS
 from commands.policy import LIMITS, RequestInput
 from commands.process import CLASSES, LABELS, OTHER
+from commands.pubkeys import PublicKey
 from metal.provider import Catalog
 
 REQUEST = "lab_request"
@@ -20,6 +22,8 @@ DENY = "lab_deny"
 WRITEUP = "lab_writeup"
 VALUE = "value"  # the action_id of every input: one input per block
 HINT_LIMIT = 2000
+SAVED_KEYS = "saved_keys"  # block ids saved_keys, saved_keys_2, ...: checkboxes of saved keys
+CHECKBOXES_LIMIT = 10  # options Slack allows in one checkboxes element
 
 _CLASS_HINTS = {
     "foundation": "one of the foundation's projects; reviewed first",
@@ -31,9 +35,9 @@ View = dict[str, Any]
 Values = dict[str, dict[str, dict[str, Any]]]
 
 
-def request_modal(catalog: Catalog, default_os: str, saved_keys: list[str]) -> View:
-    """`saved_keys` are the labels (fingerprints) of the requester's saved keys: the form offers
-    them, and the key field is only needed when there are none."""
+def request_modal(catalog: Catalog, default_os: str, saved_keys: list[PublicKey]) -> View:
+    """The requester's saved keys are offered as checkboxes, all checked; the key field is for
+    a key that is not saved, and is only needed when there are none."""
     return _modal(
         REQUEST,
         "Ask for servers",
@@ -85,10 +89,10 @@ def request_modal(catalog: Catalog, default_os: str, saved_keys: list[str]) -> V
             ),
             _text("count", "How many servers", "1", initial="1"),
             _text("duration", "For how long", EXAMPLES, initial="48h"),
+            *_key_choices(saved_keys),
             _text(
                 "ssh_key",
-                "Your public SSH key"
-                + (" (leave empty to use your saved keys)" if saved_keys else ""),
+                "Another public SSH key" if saved_keys else "Your public SSH key",
                 "ssh-ed25519 AAAA... you@host",
                 multiline=True,
                 limit="ssh_key",
@@ -100,10 +104,49 @@ def request_modal(catalog: Catalog, default_os: str, saved_keys: list[str]) -> V
     )
 
 
-def _keys_hint(saved_keys: list[str]) -> str:
+def _keys_hint(saved_keys: list[PublicKey]) -> str:
     if not saved_keys:
         return "You have no saved keys: paste one here, or save one with `/lab keys add`."
-    return truncate("Your saved keys: " + "; ".join(saved_keys), HINT_LIMIT)
+    return "A key you have not saved; it goes on the servers with the keys checked above."
+
+
+def _key_choices(saved_keys: list[PublicKey]) -> list[Block]:
+    """One checkbox per saved key (its comment, its fingerprint), all checked, ten to a block
+    as Slack allows."""
+    groups = [
+        saved_keys[n : n + CHECKBOXES_LIMIT] for n in range(0, len(saved_keys), CHECKBOXES_LIMIT)
+    ]
+    blocks = []
+    for n, group in enumerate(groups, 1):
+        options = [_option(k.fingerprint, _key_text(k), k.fingerprint) for k in group]
+        element = {
+            "type": "checkboxes",
+            "action_id": VALUE,
+            "options": options,
+            "initial_options": options,
+        }
+        label = "Saved keys to put on the servers" + (f" ({n})" if len(groups) > 1 else "")
+        blocks.append(_input(SAVED_KEYS if n == 1 else f"{SAVED_KEYS}_{n}", label, element, True))
+    return blocks
+
+
+def _key_text(key: PublicKey) -> str:
+    kind = key.kind.removeprefix("ssh-").removesuffix("@openssh.com")
+    return f"{key.comment} ({kind})" if key.comment else kind
+
+
+def chosen_keys(values: Values) -> tuple[str, ...] | None:
+    """The fingerprints checked among the saved keys; None when the form offered none."""
+    groups = [v for block_id, v in values.items() if block_id.startswith(SAVED_KEYS)]
+    if not groups:
+        return None
+    picked = (
+        option.get("value")
+        for group in groups
+        for option in ((group.get(VALUE) or {}).get("selected_options") or [])
+        if isinstance(option, dict)
+    )
+    return tuple(dict.fromkeys(p for p in picked if isinstance(p, str)))[:MAX_KEYS]
 
 
 def share_modal(lease_id: int) -> View:
@@ -140,6 +183,9 @@ def parse_request(values: Values) -> tuple[RequestInput, dict[str, str]]:
     except DurationError as error:
         errors["duration"] = str(error)
         duration = timedelta(0)
+    saved_keys = chosen_keys(values)
+    if saved_keys == () and not answer(values, "ssh_key"):
+        errors[SAVED_KEYS] = "Check at least one of your saved keys, or paste a public key below."
     request = RequestInput(
         project=answer(values, "project"),
         repo_url=answer(values, "repo_url"),
@@ -153,6 +199,7 @@ def parse_request(values: Values) -> tuple[RequestInput, dict[str, str]]:
         applicant=answer(values, "applicant") or OTHER,
         org=answer(values, "org"),
         co_owners=chosen_users(values, "co_owners"),
+        saved_keys=saved_keys,
     )
     return request, errors
 

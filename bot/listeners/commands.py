@@ -17,12 +17,20 @@ from slack_sdk.errors import SlackApiError
 
 from bot.blocks.kit import ephemeral, escape
 from bot.blocks.modals import request_modal
-from bot.listeners.reply import UNKNOWN_USER, check_after_filing, refresh_home, tell, user_of
+from bot.listeners.reply import (
+    UNKNOWN_USER,
+    audit_refusal,
+    check_after_filing,
+    refresh_home,
+    tell,
+    user_of,
+)
 from commands.coowners import share, unshare
 from commands.extend import extend
 from commands.grammar import Command, GrammarError, help_text, parse
-from commands.keys import add_key, import_keys, list_keys, remove_key, saved_keys
+from commands.keys import add_key, import_keys, list_keys, public_keys, remove_key
 from commands.lab import Outcome
+from commands.policy import default_os
 from commands.provision import provision
 from commands.queue import queue_text
 from commands.reclaim import release
@@ -50,6 +58,7 @@ def on_command(ctx: AppContext, ack: Ack, body: dict[str, Any], client: WebClien
         command = parse(str(body.get("text") or ""))
     except GrammarError as error:
         ack(**ephemeral(f"{escape(str(error))} (`{ctx.settings.command} help` lists everything.)"))
+        audit_refusal(ctx, body, user, "command", str(error))
         return
     if not user:
         ack(**ephemeral(UNKNOWN_USER))
@@ -75,9 +84,9 @@ def answer(ctx: AppContext, body: dict[str, Any], user: str, command: Command) -
 
 def open_request_form(ctx: AppContext, client: WebClient, body: dict[str, Any]) -> None:
     """Right after the ack, before anything slow: the trigger_id dies within seconds."""
-    with ctx.lab.db.read() as session:
-        saved = [k.fingerprint for k in saved_keys(session, [user_of(body)])]
-    view = request_modal(ctx.lab.plans(), ctx.lab.policy.default_os, saved)
+    saved = public_keys(ctx.lab, user_of(body))
+    catalog = ctx.lab.plans()
+    view = request_modal(catalog, default_os(ctx.lab.policy, catalog), saved)
     try:
         client.views_open(trigger_id=str(body.get("trigger_id") or ""), view=view)
     except SlackApiError as error:

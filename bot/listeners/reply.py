@@ -16,7 +16,7 @@ from slack_sdk.webhook import WebhookClient
 
 from bot.blocks.home import home_view
 from bot.blocks.kit import ephemeral
-from commands.lab import Outcome
+from commands.lab import Outcome, refuse
 from commands.queue import queue
 from commands.repocheck import check_repository
 from commands.views import credit_report, leases
@@ -54,6 +54,13 @@ def tell(ctx: AppContext, body: Body, text: str) -> None:
             ctx.client.chat_postMessage(channel=user, text=reply["text"])
     except (SlackApiError, OSError) as error:
         log.warning("could not answer %s: %s", user, error)
+
+
+def audit_refusal(ctx: AppContext, body: Body, user: str, action: str, sentence: str) -> None:
+    """Input refused inside the ack (a command labbot could not read, a form answered wrongly)
+    is audited like any refusal, after the ack: the row holds the sentence the person was shown,
+    never their text, so a secret pasted in the wrong place is not kept."""
+    ctx.later(body, refuse, ctx.lab, ctx.clock(), user or "unknown", action, sentence)
 
 
 def tell_refusal(ctx: AppContext, body: Body, outcome: Outcome) -> None:

@@ -16,6 +16,7 @@ from bot.blocks import modals
 from bot.blocks.kit import escape, number, truncate
 from bot.listeners.reply import (
     UNKNOWN_USER,
+    audit_refusal,
     check_after_filing,
     refresh_home,
     tell,
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 Body = dict[str, Any]
 
 NO_REASON = "Say why, so the requester knows what to change."
+NO_ONE = "Choose at least one person."
 ERROR_LIMIT = 150  # Slack shows a few lines under the field; keep the sentence whole enough
 
 
@@ -59,13 +61,12 @@ def register(app: App, ctx: AppContext) -> None:
     @app.view(re.compile(".*"))
     def unknown_form(ack: Ack, body: Body, view: dict[str, Any]) -> None:
         ack()
-        tell(
-            ctx,
-            body,
-            f"labbot does not know the form `{escape(str(view.get('callback_id', '')))}`; it may "
-            "be from an "
-            "older version. `/lab help` lists what you can do.",
+        sentence = (
+            f"labbot does not know the form `{escape(str(view.get('callback_id', ''))[:40])}`; "
+            "it may be from an older version. `/lab help` lists what you can do."
         )
+        tell(ctx, body, sentence)
+        audit_refusal(ctx, body, user_of(body), "form", sentence)
 
 
 def on_request(ctx: AppContext, ack: Ack, body: Body, view: dict[str, Any]) -> None:
@@ -74,6 +75,13 @@ def on_request(ctx: AppContext, ack: Ack, body: Body, view: dict[str, Any]) -> N
     errors = {**check_request(answer, ctx.lab.plans(), ctx.lab.policy), **errors}
     if errors:
         ack(response_action="errors", errors=_shortened(errors))
+        audit_refusal(
+            ctx,
+            body,
+            user,
+            "request",
+            "That request cannot be filed: " + "; ".join(errors.values()) + ".",
+        )
         return
     ack()
     if not user:
@@ -93,6 +101,7 @@ def on_deny(ctx: AppContext, ack: Ack, body: Body, view: dict[str, Any]) -> None
     reason = modals.answer(_values(view), "reason")
     if not reason:
         ack(response_action="errors", errors={"reason": NO_REASON})
+        audit_refusal(ctx, body, user_of(body), "deny", NO_REASON)
         return
     ack()
     user = user_of(body)
@@ -133,7 +142,8 @@ def _writeup(ctx: AppContext, body: Body, user: str, lease_id: int, url: str) ->
 def on_share(ctx: AppContext, ack: Ack, body: Body, view: dict[str, Any]) -> None:
     users = modals.chosen_users(_values(view), "co_owners")
     if not users:
-        ack(response_action="errors", errors={"co_owners": "Choose at least one person."})
+        ack(response_action="errors", errors={"co_owners": NO_ONE})
+        audit_refusal(ctx, body, user_of(body), "share", NO_ONE)
         return
     ack()
     user = user_of(body)

@@ -30,6 +30,12 @@ TOKEN = "xoxb-test-token"
 SECRET = "test-signing-secret"
 REVIEW_CHANNEL = "C0REVIEW"
 ADMIN_CHANNEL = "C0ADMIN"
+# The fake workspace's people by name, as Slack's @ menu offers them: a test types `@carol`
+# and the sender sends what Slack sends, `<@U0CAROL|carol>`.
+MEMBERS = {
+    name: f"U0{name.upper()}"
+    for name in ("owner", "other", "review", "admin", "carol", "coowner", "victim", "stranger")
+}
 INLINE = (
     "request 3 c1.small.x86 ams1 48h project=coredns repo=https://github.com/coredns/coredns "
     f'"scale tests of the kubernetes plugin" key="{OWNER_KEY}"'
@@ -145,7 +151,7 @@ def serve(fake: FakeSlack, db: Database, clock: Clock, settings: Settings) -> It
     ctx = build_context(settings, clock=clock, db=db)
     app = create_app(ctx)
     with local_server(app, settings.slack_signing_secret) as url:
-        sender = SlackSender(url, SECRET, response_url_base=fake)
+        sender = SlackSender(url, SECRET, response_url_base=fake, members=MEMBERS)
         yield Slack(fake, ctx, sender, clock, db)
         ctx.settle(60)
     ctx.shutdown()

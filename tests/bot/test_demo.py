@@ -70,6 +70,7 @@ def test_the_manifest_asks_for_the_scopes_events_and_surfaces_labbot_uses() -> N
         "- app_home_opened",
         "home_tab_enabled: true",
         "command: /lab",
+        "should_escape: true",  # a typed @name arrives as the member picked
         "/slack/events",
     ):
         assert needed in text, needed

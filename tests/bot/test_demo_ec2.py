@@ -19,7 +19,8 @@ def test_the_ec2_demo_provisions_extends_and_reclaims_through_boto3(
     out = capsys.readouterr().out
     assert "from moto's EC2 at http://127.0.0.1:" in out
     assert "request 3 c7g.metal us-east-1 48h" in out
-    assert "[EC2 console] 3 running; termination schedules at(2026-11-05T12:20:00) UTC" in out
-    assert "termination schedules at(2026-11-05T22:25:00) UTC" in out  # moved by the extension
+    console = "[EC2 console] 3 running; backstop schedules labbot-lease-1 at(2026-11-05T12:20:00)"
+    assert console in out
+    assert "labbot-lease-1 at(2026-11-05T22:25:00) UTC" in out  # moved by the extension
     assert "[EC2 console] no instances" in out
     assert "State: reclaimed" in out and "The books balance" in out

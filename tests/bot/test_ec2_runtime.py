@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -9,9 +10,19 @@ import pytest
 from bot.runtime import build_lab
 from bot.settings import Settings, SettingsError, from_env
 from commands.notices import RecordingNotifier
-from fakes.ec2 import SCHEDULER_ROLE, FaultProxy
+from commands.policy import RequestInput
+from commands.request import request
+from fakes.ec2 import SCHEDULER_ROLE, FaultProxy, MotoServer, backstop_role
+from fakes.keys import public_key
 from metal.ec2 import Ec2Provider
 from metal.ec2_catalog import EXAMPLE
+from storage.models import Lease
+
+
+@pytest.fixture(autouse=True)
+def role(moto_server: MotoServer, ec2_proxy: FaultProxy) -> str:
+    """The backstop role, made in moto's IAM as the README says (a test names another)."""
+    return backstop_role(moto_server.url)
 
 
 def ec2_settings(proxy: FaultProxy, tmp_path: Path, **env: str) -> Settings:
@@ -86,3 +97,62 @@ def test_a_catalog_with_a_gap_stops_start_up_saying_where(
     settings = ec2_settings(ec2_proxy, tmp_path, LABBOT_EC2_CATALOG=str(path))
     with pytest.raises(SettingsError, match=f"LABBOT_EC2_CATALOG: .*{said}"):
         build_lab(settings, RecordingNotifier())
+
+
+def test_a_missing_backstop_role_stops_start_up_naming_the_setting(
+    ec2_proxy: FaultProxy, moto_server: MotoServer, tmp_path: Path
+) -> None:
+    missing = SCHEDULER_ROLE.replace("labbot-backstop", "labbot-nobody")
+    settings = ec2_settings(ec2_proxy, tmp_path, LABBOT_EC2_BACKSTOP_ROLE=missing)
+    with pytest.raises(SettingsError) as refused:
+        build_lab(settings, RecordingNotifier())
+    assert str(refused.value) == (
+        f"LABBOT_EC2_BACKSTOP_ROLE ({missing}) names no role in this account"
+    )
+
+
+def test_a_request_on_ec2_gets_the_catalogs_os_and_a_sentence_for_another(
+    ec2_proxy: FaultProxy, tmp_path: Path
+) -> None:
+    lab = build_lab(ec2_settings(ec2_proxy, tmp_path), RecordingNotifier())
+    assert lab.policy.default_os == ""  # nothing set by hand
+
+    def ask(os: str):
+        return request(
+            lab,
+            "U0ALICE",
+            RequestInput(
+                project="coredns",
+                repo_url="https://github.com/coredns/coredns",
+                purpose="CI",
+                plan="c7g.metal",
+                metro="us-east-1",
+                os=os,
+                count=1,
+                duration=timedelta(hours=4),
+                ssh_key=public_key("alice"),
+            ),
+            datetime(2026, 11, 5, 9, 0, tzinfo=UTC),
+        )
+
+    filed = ask("")
+    assert filed.ok, filed.message
+    with lab.db.read() as session:
+        assert session.get(Lease, filed.lease_id).os == "ubuntu_24_04"
+    refused = ask("ubuntu_16_04")
+    assert not refused.ok
+    assert "unknown OS 'ubuntu_16_04'; choose one of ubuntu_24_04" in refused.message
+
+
+def test_a_default_os_the_catalog_does_not_offer_stops_start_up(
+    ec2_proxy: FaultProxy, tmp_path: Path
+) -> None:
+    config = tmp_path / "labbot.toml"
+    config.write_text('[policy]\ndefault_os = "ubuntu_16_04"\n')
+    settings = ec2_settings(ec2_proxy, tmp_path, LABBOT_CONFIG=str(config))
+    with pytest.raises(SettingsError) as refused:
+        build_lab(settings, RecordingNotifier())
+    assert str(refused.value) == (
+        "LABBOT_CONFIG: [policy] default_os 'ubuntu_16_04' is not offered by the provider's "
+        "catalog; choose one of ubuntu_24_04, or leave it out for ubuntu_24_04."
+    )

@@ -4,6 +4,7 @@ can hold, text of any length, mentions in user text, and lease details asked by 
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 from sqlmodel import func, select
@@ -12,10 +13,12 @@ from bot.app import SORRY
 from bot.blocks import dms
 from bot.blocks.modals import deny_modal, writeup_modal
 from commands.policy import LIMITS
+from commands.pubkeys import PRIVATE_KEY_REFUSAL
 from fakes.slack_sender import field
-from storage.models import Lease, Server
+from storage.models import AuditEvent, Lease, Server
 from tests.bot.conftest import Slack, active_lease, body_of, file_request, lease_id_in
 from tests.bot.test_commands import request_values
+from tests.commands.test_keys import PRIVATE
 from tests.conftest import ADMIN, OTHER, OWNER, OWNER_KEY, REVIEWER
 
 HUGE = ["99999999999d", "9" * 5000 + "h", "1" + "0" * 40 + "w"]
@@ -129,3 +132,37 @@ def test_show_gives_addresses_only_to_the_owner_reviewers_and_admins(slack: Slac
     assert "load tests" in shown or "scale tests" in shown  # the purpose stays open
     assert not any(secret in shown for secret in secrets)
     assert "shown to the owner, co-owners, reviewers and admins" in shown
+
+
+def test_a_command_labbot_cannot_read_is_answered_audited_and_changes_nothing(
+    slack: Slack, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    answer = body_of(slack.command("frobnicate 3", OWNER))
+    assert "I don't know `frobnicate`" in answer["text"]
+
+    inline = REQUEST.format("24h") + f' key="{PRIVATE}"'
+    answer = body_of(slack.command(inline, OWNER))
+    assert answer["text"].startswith(PRIVATE_KEY_REFUSAL)
+    form = request_values(ssh_key={"value": field(PRIVATE)})
+    errors = body_of(slack.sender.view_submission("lab_request", form, OWNER))["errors"]
+    assert "rotate it" in errors["ssh_key"]
+    no_reason = {"reason": {"value": field(None)}}
+    slack.sender.view_submission("lab_deny", no_reason, REVIEWER, private_metadata="lease:1")
+    slack.sender.view_submission("lab_from_last_year", {}, OWNER)
+    slack.settle()
+    assert [e.outcome for e in slack.audits("deny") + slack.audits("form")] == ["refused"] * 2
+
+    refused = [(e.action, e.actor, e.outcome) for e in slack.audits("command")]
+    assert refused == [("command", OWNER, "refused")] * 2
+    reasons = [json.loads(e.details)["reason"] for e in slack.audits("command")]
+    assert "I don't know `frobnicate`" in reasons[0] and reasons[1] == PRIVATE_KEY_REFUSAL
+    [form_refusal] = slack.audits("request")
+    assert form_refusal.outcome == "refused" and "rotate it" in form_refusal.details
+    with slack.db.read() as session:
+        assert session.exec(select(func.count()).select_from(Lease)).one() == 0
+        rows = session.exec(select(AuditEvent)).all()
+    kept = [json.dumps([e.model_dump(mode="json") for e in rows]), caplog.text]
+    kept += [json.dumps(c.params) for c in slack.fake.calls()]
+    for secret in ("b3BlbnNzaC1", "secretsecret", "QyNTUxOQ"):
+        assert not any(secret in text for text in kept), secret

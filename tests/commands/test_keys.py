@@ -15,12 +15,14 @@ from commands.keys import MAX_KEYS, add_key, import_keys, list_keys, remove_key
 from commands.lab import Lab
 from commands.pubkeys import read_key
 from commands.request import request
+from commands.review import approve
+from commands.sweep import sweep
 from fakes.forge import FakeForge
 from fakes.keys import public_key
 from metal.forge_http import HttpForge
 from storage.models import AuditEvent, Notice, SshKey
-from tests.commands.helpers import active, created_with
-from tests.conftest import OTHER, OWNER, Clock, request_input
+from tests.commands.helpers import active, created_with, file
+from tests.conftest import OTHER, OWNER, REVIEWER, Clock, request_input
 
 PRIVATE = (
     "-----BEGIN OPENSSH PRIVATE KEY-----\n"
@@ -115,6 +117,28 @@ def test_a_request_with_a_key_puts_that_key_and_not_the_saved_ones(lab: Lab, clo
     given = public_key("given")
     lease_id = active(lab, clock, ssh_key=given)
     assert set(created_with(lab.db, lease_id)) == {fingerprint(given)}
+
+
+def test_a_request_puts_the_saved_keys_checked_and_the_one_pasted_and_no_other(
+    lab: Lab, clock: Clock
+) -> None:
+    chosen, unchecked, pasted = (public_key(n) for n in ("chosen", "unchecked", "pasted"))
+    for key in (chosen, unchecked):
+        add_key(lab, OWNER, key, clock.now)
+    lease_id = active(lab, clock, ssh_key=pasted, saved_keys=(fingerprint(chosen),))
+    assert set(created_with(lab.db, lease_id)) == {f"{fingerprint(chosen)} {fingerprint(pasted)}"}
+
+    both = file(lab, clock, ssh_key="", saved_keys=(fingerprint(chosen), fingerprint(unchecked)))
+    remove_key(lab, OWNER, fingerprint(unchecked), clock.now)  # before its servers exist
+    assert approve(lab, REVIEWER, both, clock.now).ok
+    sweep(lab, clock.advance(minutes=5))
+    assert set(created_with(lab.db, both)) == {fingerprint(chosen)}
+
+    remove_key(lab, OWNER, fingerprint(chosen), clock.now)
+    refused = request(lab, OWNER, request_input(saved_keys=(fingerprint(chosen),)), clock.now)
+    assert not refused.ok and "no longer one of your saved keys" in refused.message
+    nothing = request(lab, OWNER, request_input(ssh_key="", saved_keys=()), clock.now)
+    assert not nothing.ok and "check at least one of your saved keys" in nothing.message
 
 
 # --- import from the forge ---------------------------------------------------------------------

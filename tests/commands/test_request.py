@@ -28,7 +28,7 @@ def test_a_request_is_a_pending_lease_and_reviewers_are_asked(lab, clock):
     )
     row = lease(lab.db, outcome.lease_id)
     assert row.state == State.PENDING
-    assert row.os == lab.policy.default_os
+    assert row.os == lab.plans().default_os() == "ubuntu_16_04"
     assert row.hourly_cents == 40
     assert row.decide_by == row.due_at == clock.now + lab.policy.decide_within
     assert row.starts_at is None and row.ends_at is None

@@ -7,6 +7,7 @@ the stepped clock, so provisioning takes sweeps as it would on EC2."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import timedelta
 
 import boto3
@@ -16,12 +17,13 @@ from commands.billing import month_key
 from commands.extend import extend
 from commands.lab import Lab
 from commands.notices import Kind, RecordingNotifier
+from commands.reclaim import release
 from commands.review import approve
 from commands.states import State
 from commands.sweep import sweep
 from commands.views import credit_report
 from fakes.ec2 import FaultProxy, MotoServer, fire_due_schedules, instances, schedules
-from metal.ec2 import Ec2Provider
+from metal.ec2 import Ec2Provider, launched_hostname
 from metal.provider import TAG, DeviceSpec
 from storage.db import Database
 from storage.models import Orphan
@@ -63,7 +65,11 @@ def ec2_lab(make_lab: Callable[..., Lab]) -> Lab:
 
 
 def hostnames(moto: MotoServer) -> list[str]:
-    return sorted(t["Value"] for i in instances(moto.url) for t in i["Tags"] if t["Key"] == "Name")
+    """Each live instance's server, as its launch's tags say (a one-server launch's Name too)."""
+    return sorted(
+        launched_hostname({t["Key"]: t["Value"] for t in i["Tags"]}, i["AmiLaunchIndex"])
+        for i in instances(moto.url)
+    )
 
 
 def backstops(moto: MotoServer) -> set[str]:
@@ -85,10 +91,10 @@ def test_a_whole_lifecycle_on_ec2(
     assert hostnames(moto_server) == [f"coredns-{lease_id}-{n}" for n in (1, 2, 3)]
     for instance in instances(moto_server.url):
         keys = {t["Key"] for t in instance["Tags"]}
-        assert keys == {TAG, f"lease-{lease_id}", "Name"}
+        assert keys == {TAG, f"lease-{lease_id}", "Name", "labbot-launch", "labbot-hosts-0"}
         assert instance["InstanceType"] == "c7g.metal"
     lease = lease_of(ec2_lab.db, lease_id)
-    assert len(schedules(moto_server.url)) == 3
+    assert list(schedules(moto_server.url)) == [f"labbot-lease-{lease_id}"]  # one per lease
     assert backstops(moto_server) == {at(lease)}
     ready = ec2_lab.notifier.texts(Kind.READY)
     assert len(ready) == 1 and all(s.ips in ready[0] for s in servers_of(ec2_lab.db, lease_id))
@@ -97,8 +103,70 @@ def test_a_whole_lifecycle_on_ec2(
     sweep(ec2_lab, clock.now)
     assert lease_of(ec2_lab.db, lease_id).state == State.RECLAIMED
     assert instances(moto_server.url) == []
-    assert schedules(moto_server.url) == {}
     assert ec2_lab.notifier.texts(Kind.RECLAIMED)
+    # The schedule stays until its time, then finds nothing left to terminate and goes.
+    assert fire_due_schedules(moto_server.url, lease.backstop_at) == []
+    assert schedules(moto_server.url) == {}
+
+
+def test_creating_costs_one_call_per_server_and_one_schedule_call_per_lease(
+    ec2_lab: Lab, ec2_proxy: FaultProxy, clock: SteppedClock
+) -> None:
+    lease_id = approved_lease(ec2_lab, clock, count=6, **SHAPE)
+    assert ec2_proxy.calls("RunInstances") == 6
+    assert ec2_proxy.calls(f"POST /schedules/labbot-lease-{lease_id}") == 1
+    run_until_active(ec2_lab, clock, lease_id)
+    release(ec2_lab, OWNER, lease_id, clock.now)
+    assert ec2_proxy.calls("TerminateInstances") == 6
+    assert not [a for a in ec2_proxy.actions() if a.startswith(("DELETE", "PUT"))]
+
+
+def test_a_large_lease_is_launched_and_terminated_a_batch_a_call_exactly_once(
+    make_lab: Callable[..., Lab],
+    ec2_proxy: FaultProxy,
+    moto_server: MotoServer,
+    clock: SteppedClock,
+) -> None:
+    """Two calls in flight, so 12 servers go in two launches of 6; one launch's answer is
+    lost and the other first meets a 503: still one instance per server."""
+    lab = make_lab(replace(POLICY, provider_concurrency=2))
+    ec2_proxy.drop_answer("RunInstances")
+    ec2_proxy.fail("RunInstances", 503)
+    lease_id = approved_lease(lab, clock, count=12, **SHAPE)
+    run_until_active(lab, clock, lease_id)
+
+    assert hostnames(moto_server) == sorted(f"coredns-{lease_id}-{n}" for n in range(1, 13))
+    assert ec2_proxy.calls("RunInstances") == 3  # two launches, one of them retried
+    assert lease_of(lab.db, lease_id).count == 12
+    release(lab, OWNER, lease_id, clock.now)
+    assert ec2_proxy.calls("TerminateInstances") == 2
+    assert instances(moto_server.url) == []
+    assert lease_of(lab.db, lease_id).state == State.RECLAIMED
+
+
+def test_nothing_is_created_until_the_lease_has_its_backstop(
+    make_lab: Callable[..., Lab],
+    ec2_proxy: FaultProxy,
+    moto_server: MotoServer,
+    clock: SteppedClock,
+) -> None:
+    """Scheduler refuses: no instance is launched without a backstop, the admins are told
+    once, and the servers are created once Scheduler takes the schedule."""
+    lab = make_lab(max_attempts=1)
+    ec2_proxy.fail("POST /schedules", 503)
+    lease_id = approved_lease(lab, clock, count=2, **SHAPE)
+    assert instances(moto_server.url) == [] and schedules(moto_server.url) == {}
+    clock.advance(60)
+    sweep(lab, clock.now)  # still waiting: nothing asked again before the wait is over
+    assert instances(moto_server.url) == []
+    [alert] = lab.notifier.texts(Kind.ADMIN_ALERT)
+    assert "would not set the deletion backstop" in alert
+
+    clock.advance(6 * 60)
+    run_until_active(lab, clock, lease_id)
+    assert hostnames(moto_server) == [f"coredns-{lease_id}-1", f"coredns-{lease_id}-2"]
+    assert backstops(moto_server) == {at(lease_of(lab.db, lease_id))}
+    assert len(lab.notifier.texts(Kind.ADMIN_ALERT)) == 1
 
 
 def test_an_extension_moves_every_backstop_before_it_takes_effect(
@@ -114,7 +182,7 @@ def test_an_extension_moves_every_backstop_before_it_takes_effect(
     assert after.backstop_at > before.backstop_at
     assert after.backstop_at >= after.ends_at + POLICY.grace
     assert backstops(moto_server) == {at(after)}
-    assert len(schedules(moto_server.url)) == 2
+    assert len(schedules(moto_server.url)) == 1
 
 
 def test_an_extension_the_scheduler_refuses_does_not_take_effect(
@@ -123,7 +191,7 @@ def test_an_extension_the_scheduler_refuses_does_not_take_effect(
     lease_id = approved_lease(ec2_lab, clock, count=1, **SHAPE)
     run_until_active(ec2_lab, clock, lease_id)
     before = lease_of(ec2_lab.db, lease_id)
-    ec2_proxy.fail("POST /schedules", 503, times=10)
+    ec2_proxy.fail("PUT /schedules", 503, times=10)
 
     outcome = extend(ec2_lab, OWNER, lease_id, timedelta(days=3), clock.now)
     assert not outcome.ok
@@ -182,27 +250,30 @@ def test_lost_run_instances_answers_leave_exactly_one_instance_per_server(
     lease_id = approved_lease(ec2_lab, clock, count=4, **SHAPE)
     run_until_active(ec2_lab, clock, lease_id, rounds=20)
     assert hostnames(moto_server) == [f"coredns-{lease_id}-{n}" for n in (1, 2, 3, 4)]
-    assert len(schedules(moto_server.url)) == 4
+    assert len(schedules(moto_server.url)) == 1
 
 
-def test_a_create_whose_answer_and_look_up_both_failed_is_adopted_with_its_backstop(
+def test_a_launch_whose_answer_and_look_up_both_failed_is_adopted_already_guarded(
     make_lab: Callable[..., Lab],
     ec2_proxy: FaultProxy,
     moto_server: MotoServer,
     clock: SteppedClock,
 ) -> None:
-    """botocore gives up (one attempt; the answer lost and the look-up refused), the server
-    goes back to pending; the next pass finds the instance by tag and hostname, adopts it and
-    schedules the backstop its lost create never got."""
-    lab = make_lab(max_attempts=1)
+    """One launch of four (one call in flight); botocore gives up (one attempt; the answer
+    lost and the look-up refused), the servers go back to pending; the next pass finds the
+    instances by the lease's tag, each's hostname read from the launch's own tags, and adopts
+    them. The lease's schedule was made before the launch: they were never unguarded."""
+    lab = make_lab(replace(POLICY, provider_concurrency=1), max_attempts=1)
     ec2_proxy.drop_answer("RunInstances")
     ec2_proxy.fail("DescribeInstances", 503)
-    lease_id = approved_lease(lab, clock, count=1, **SHAPE)
-    assert servers_of(lab.db, lease_id)[0].state == "pending"
-    assert schedules(moto_server.url) == {}
+    lease_id = approved_lease(lab, clock, count=4, **SHAPE)
+    assert {s.state for s in servers_of(lab.db, lease_id)} == {"pending"}
+    assert len(instances(moto_server.url)) == 4
+    assert backstops(moto_server) == {at(lease_of(lab.db, lease_id))}
 
     run_until_active(lab, clock, lease_id)
-    assert hostnames(moto_server) == [f"coredns-{lease_id}-1"]
+    assert hostnames(moto_server) == [f"coredns-{lease_id}-{n}" for n in (1, 2, 3, 4)]
+    assert ec2_proxy.calls("RunInstances") == 1
     assert backstops(moto_server) == {at(lease_of(lab.db, lease_id))}
 
 

@@ -128,17 +128,21 @@ def test_termination_time_is_sent_and_enforced(
     assert fake_packet.backstop_deleted == {device.id}
 
 
-def test_termination_time_can_be_moved(
+def test_the_lease_backstop_moves_each_devices_termination_time(
     packet_provider: PacketProvider, fake_packet: FakePacket, clock: SteppedClock
 ) -> None:
     device = packet_provider.create(spec(termination_time=clock.now + timedelta(hours=1)))
+    other = packet_provider.create(spec("other-1", termination_time=clock.now + timedelta(hours=1)))
 
-    packet_provider.set_termination_time(device.id, clock.now + timedelta(hours=3))
+    later = clock.now + timedelta(hours=3)
+    packet_provider.set_backstop("lease-1", "am", later, [device.id, other.id])
+    packet_provider.set_backstop("lease-1", "am", later, [])  # nothing there yet: no call
     clock.advance(2 * 3600)
     assert packet_provider.get(device.id) is not None
+    assert packet_provider.get(other.id) is not None
 
     with pytest.raises(ProviderError) as refused:
-        packet_provider.set_termination_time(device.id, clock.now - timedelta(minutes=1))
+        packet_provider.set_backstop("lease-1", "am", clock.now - timedelta(minutes=1), [device.id])
     assert not refused.value.retryable
     assert "future" in str(refused.value)
 

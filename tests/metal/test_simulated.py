@@ -94,7 +94,7 @@ def test_the_termination_time_is_a_backstop(sim, clock):
     device = sim.create(spec(termination_time=clock.now + timedelta(hours=1)))
     clock.advance(minutes=59)
     assert sim.get(device.id) is not None
-    sim.set_termination_time(device.id, clock.now + timedelta(hours=2))
+    sim.set_backstop("lease-1", "ams1", clock.now + timedelta(hours=2), [device.id])
     clock.advance(hours=1)
     assert sim.get(device.id) is not None
     clock.advance(hours=1)
