@@ -696,7 +696,7 @@ class StatementLog:
 
 
 # The phases of one sweep call, timed by wrapping the names `commands.sweep.sweep` calls.
-PHASES = ("due_leases", "step", "_reconcile_if_due", "_credit_alerts", "deliver")
+PHASES = ("step_all", "_process", "_reconcile_if_due", "_credit_alerts", "deliver")
 
 
 class PhaseClock:

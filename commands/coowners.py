@@ -7,6 +7,7 @@ sentence says what labbot cannot do: take their key off a server that is already
 
 from __future__ import annotations
 
+from collections import defaultdict
 from datetime import datetime
 
 from sqlalchemy import delete
@@ -30,16 +31,26 @@ STAYS_ON_SERVERS = (
 
 
 def co_owner_ids(session: Session, lease_id: int) -> list[str]:
-    return list(
-        session.exec(
-            select(CoOwner.user).where(CoOwner.lease_id == lease_id).order_by(col(CoOwner.added_at))
-        ).all()
-    )
+    return co_owners_of(session, [lease_id])[lease_id]
 
 
-def audiences(session: Session, lease: Lease) -> list[str]:
-    """Who is told about the lease: its owner, then its co-owners."""
-    return [owner(lease.owner), *(owner(u) for u in co_owner_ids(session, lease.id))]
+def co_owners_of(session: Session, lease_ids: list[int]) -> defaultdict[int, list[str]]:
+    """Each lease's co-owners, in the order they were added, read in one query."""
+    rows = session.exec(
+        select(CoOwner.lease_id, CoOwner.user)
+        .where(col(CoOwner.lease_id).in_(lease_ids))
+        .order_by(col(CoOwner.added_at))
+    ).all()
+    people: defaultdict[int, list[str]] = defaultdict(list)
+    for lease_id, user in rows:
+        people[lease_id].append(user)
+    return people
+
+
+def audiences(session: Session, lease: Lease, co_owners: list[str] | None = None) -> list[str]:
+    """Who is told about the lease: its owner, then its co-owners (read here unless given)."""
+    people = co_owner_ids(session, lease.id) if co_owners is None else co_owners
+    return [owner(lease.owner), *(owner(u) for u in people)]
 
 
 def add_co_owners(

@@ -17,7 +17,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, case, func, literal
+from sqlalchemy import case, func, literal
 from sqlmodel import Session, col, select
 
 from commands.billing import HOUR, MICROSECOND, format_cents, month_bounds, started_hours, to_us
@@ -284,7 +284,7 @@ def month_report(session: Session, month: str, policy: Policy, now: datetime) ->
     running servers, grouped by project (the split into spent and committed needs it)."""
     ensure_grant(session, month, policy, now)
     granted, overrides = ledger_totals(session, month)
-    cents = _billed_by(month, now)
+    cents = _billed_by(session, month, now)
     hourly = func.coalesce(
         func.sum(case((Meter.start_us <= to_us(now), Meter.hourly_cents), else_=0)), 0
     )
@@ -324,32 +324,38 @@ def running_spend(
     month: per started hour since each came up, never past its backstop, counted in SQL."""
     result = {}
     for month in months:
-        query = select(_billed_by(month, now))
+        query = select(_billed_by(session, month, now))
         if project is not None:
             query = query.where(Meter.project == project)
         result[month] = int(session.exec(query).one())
     return result
 
 
-def _billed_by(month: str, now: datetime):
-    """SUM over meters of what each billed in `month` by `now`."""
-    at = to_us(now)
-    stop = case(
-        (and_(col(Meter.stop_us).is_not(None), col(Meter.stop_us) < at), Meter.stop_us),
-        else_=at,
-    )
+def _billed_by(session: Session, month: str, now: datetime):
+    """SUM over meters of what each billed in `month` by `now`: per meter, the hours started
+    from its start until the first of its stop, `now` and the month's end, less those started
+    before the month began. Written with scalar least/greatest so each meter costs a handful
+    of operations (nested CASEs repeat their operands: this sum reads every running meter)."""
+    least, greatest = _scalar_min_max(session)
     begins, ends = (to_us(t) for t in month_bounds(month))
-    end = case((stop < ends, stop), else_=ends)
-    hours = _hours_started(end) - _hours_started(literal(begins))
-    return func.coalesce(func.sum(case((hours > 0, hours * Meter.hourly_cents), else_=0)), 0)
+    at = to_us(now)
+    end = least(func.coalesce(Meter.stop_us, at), at, ends)
+    hours = greatest(_hours_started(end, greatest) - _hours_started(literal(begins), greatest), 0)
+    return func.coalesce(func.sum(hours * Meter.hourly_cents), 0)
 
 
-def _hours_started(by):
-    """How many hours a meter started before `by`: ceil((by - start) / 1 h), at least 0."""
-    return case(
-        (by > Meter.start_us, (by - Meter.start_us + HOUR_US - 1) // HOUR_US),
-        else_=0,
-    )
+def _scalar_min_max(session: Session):
+    """SQLite's min() and max() with several arguments are scalar; PostgreSQL calls them
+    least() and greatest()."""
+    if session.get_bind().dialect.name == "postgresql":
+        return func.least, func.greatest
+    return func.min, func.max
+
+
+def _hours_started(by, greatest):
+    """How many hours a meter started before `by`: ceil((by - start) / 1 h), at least 0
+    (a negative quotient, truncated or floored, is clamped)."""
+    return greatest((by - Meter.start_us + HOUR_US - 1) // HOUR_US, 0)
 
 
 def _totals(session: Session, months: list[str], project: str, column) -> dict[str, int]:

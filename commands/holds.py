@@ -81,8 +81,29 @@ def hold_approved(session: Session, lease: Lease, policy: Policy, now: datetime)
 def release_holds(session: Session, lease: Lease) -> None:
     """The lease ended: what it held and did not bill goes back to the months. Servers still
     being deleted go on billing on their meters until they are confirmed gone."""
-    _set_holds(session, lease, {})
-    session.exec(update(Meter).where(col(Meter.lease_id) == lease.id).values(held=False))
+    release_all_holds(session, [lease])
+
+
+def release_all_holds(session: Session, leases: list[Lease]) -> None:
+    """`release_holds` for many ended leases at once (a sweep pass's expiries): the lab's
+    rows of every month they hold are locked once, and each total changes once."""
+    ids = [lease.id for lease in leases]
+    months = session.exec(
+        select(CreditHold.month).where(col(CreditHold.lease_id).in_(ids)).distinct()
+    ).all()
+    if months:
+        lock_months(session, months)
+        held = session.exec(
+            select(CreditHold.project, CreditHold.month, func.sum(CreditHold.cents))
+            .where(col(CreditHold.lease_id).in_(ids))
+            .group_by(CreditHold.project, CreditHold.month)
+        ).all()
+        session.exec(delete(CreditHold).where(col(CreditHold.lease_id).in_(ids)))
+        given_back: dict[str, dict[str, int]] = defaultdict(dict)
+        for project, month, cents in held:
+            given_back[project][month] = -int(cents)
+        bump_all(session, held=given_back)
+    session.exec(update(Meter).where(col(Meter.lease_id).in_(ids)).values(held=False))
 
 
 def meter_on(session: Session, server: Server, lease: Lease) -> None:
@@ -114,15 +135,30 @@ def backstop_moved(session: Session, lease: Lease) -> None:
 def settle_spend(session: Session, servers: list[Server], lease: Lease) -> None:
     """Write down, once, what servers of the lease that are now gone billed in each month; for
     a live lease its holds in those months shrink by the same amount."""
-    spend: dict[str, int] = defaultdict(int)
+    settle_all_spend(session, servers, {lease.id: lease})
+
+
+def settle_all_spend(session: Session, servers: list[Server], leases: dict[int, Lease]) -> None:
+    """`settle_spend` for gone servers of many leases at once. A server is settled by the
+    call that stopped its meter (the DELETE's RETURNING says which), so never twice."""
+    if not servers:
+        return
+    stopped = set(
+        session.scalars(
+            delete(Meter)
+            .where(col(Meter.server_id).in_([s.id for s in servers]))
+            .returning(Meter.server_id)
+        ).all()
+    )
+    spend: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for server in servers:
-        stopped = session.exec(delete(Meter).where(col(Meter.server_id) == server.id))
-        if stopped.rowcount != 1 or server.active_at is None or server.deleted_at is None:
+        if server.id not in stopped or server.active_at is None or server.deleted_at is None:
             continue
+        lease = leases[server.lease_id]
         end = billing_stops(lease, server.deleted_at)
         billed = cost_by_month(server.active_at, max(end, server.active_at), 1, server.hourly_cents)
         for month, cents in billed.items():
-            spend[month] += cents
+            spend[lease.id][month] += cents
             session.add(
                 ServerSpend(
                     server_id=server.id,
@@ -134,12 +170,22 @@ def settle_spend(session: Session, servers: list[Server], lease: Lease) -> None:
             )
     if not spend:
         return
-    if session.exec(select(CreditHold.month).where(CreditHold.lease_id == lease.id)).first():
-        held = _locked_holds(session, lease.id, spend)
-        want = {m: max(0, row.cents - spend.get(m, 0)) for m, row in held.items()}
-        _set_holds(session, lease, want, settled=spend)
-    else:  # a lease being reclaimed holds nothing: only the totals change
-        bump(session, lease.project, settled=spend)
+    holding = set(
+        session.exec(
+            select(CreditHold.lease_id).where(col(CreditHold.lease_id).in_(list(spend))).distinct()
+        ).all()
+    )
+    for lease_id in sorted(holding):  # a live lease: spend replaces hold
+        held = _locked_holds(session, lease_id, spend[lease_id])
+        want = {m: max(0, row.cents - spend[lease_id].get(m, 0)) for m, row in held.items()}
+        _set_holds(session, leases[lease_id], want, settled=spend[lease_id])
+    # Leases being reclaimed hold nothing: only the totals change, once per project and month.
+    settled: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for lease_id, months in spend.items():
+        if lease_id not in holding:
+            for month, cents in months.items():
+                settled[leases[lease_id].project][month] += cents
+    bump_all(session, settled=settled)
 
 
 def lease_settled(session: Session, lease_id: int) -> dict[str, int]:
@@ -171,6 +217,22 @@ def refresh_exactness(session: Session, lease_id: int) -> None:
     )
 
 
+def renote_lapsed_exactness(session: Session, now: datetime) -> list[int]:
+    """Note afresh the exactness of every lease whose holds say it may bill past them by now
+    (`exact_until` passed): live leases of a database upgraded from a release without holds
+    carry a time in the past until their holds are next written, and are reckoned one by one
+    meanwhile. Those whose servers stay within their holds become exact again; those that
+    really bill past them keep being reckoned. Each lease's months are locked first, as every
+    writer of holds does. Returns the leases looked at."""
+    lapsed = session.exec(
+        select(CreditHold.lease_id).where(col(CreditHold.exact_until) < now).distinct()
+    ).all()
+    for lease_id in sorted(lapsed):
+        _locked_holds(session, lease_id, ())
+        refresh_exactness(session, lease_id)
+    return list(lapsed)
+
+
 def open_month(session: Session, month: str) -> None:
     """The lab's row of totals for the month, there for approvals to lock."""
     _upsert(session, month, LAB, 0, 0)
@@ -199,13 +261,31 @@ def bump(
     settled: dict[str, int] | None = None,
     held: dict[str, int] | None = None,
 ) -> None:
-    """Add to the months' totals, the lab's rows first and then the project's, each in month
-    order: the one order every writer takes the rows in."""
+    """Add to the months' totals of the lab and one project."""
+    bump_all(session, settled={project: settled or {}}, held={project: held or {}})
+
+
+def bump_all(
+    session: Session,
+    *,
+    settled: dict[str, dict[str, int]] | None = None,
+    held: dict[str, dict[str, int]] | None = None,
+) -> None:
+    """Add to the months' totals of the lab and of each project ({project: {month: cents}}):
+    the lab's rows first and then the projects' in name order, each in month order, the one
+    order every writer takes the rows in."""
     settled, held = settled or {}, held or {}
-    months = sorted(m for m in settled.keys() | held.keys() if settled.get(m) or held.get(m))
-    for key in (LAB, project):
-        for month in months:
-            _upsert(session, month, key, settled.get(month, 0), held.get(month, 0))
+    rows: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+    for n, amounts in enumerate((settled, held)):
+        for project, months in amounts.items():
+            for month, cents in months.items():
+                rows[LAB, month][n] += cents
+                rows[project, month][n] += cents
+    for (project, month), (add_settled, add_held) in sorted(
+        rows.items(), key=lambda item: (item[0][0] != LAB, item[0])
+    ):
+        if add_settled or add_held:
+            _upsert(session, month, project, add_settled, add_held)
 
 
 def _upsert(session: Session, month: str, project: str, settled: int, held: int) -> None:

@@ -131,6 +131,31 @@ def move(session: Session, lease: Lease, new: State, **values: Any) -> None:
     session.expire(lease)
 
 
+def move_all(session: Session, leases: list[Lease], new: State, **values: Any) -> list[Lease]:
+    """Change many leases' state with one conditional UPDATE; returns the leases it moved, the
+    only ones the caller may act on (the others changed meanwhile: a release, another replica).
+    `values` are set on every moved lease."""
+    by_state: dict[State, list[int]] = {}
+    for lease in leases:
+        by_state.setdefault(State(lease.state), []).append(lease.id)
+    for old in by_state:
+        if not can_transition(old, new):
+            raise ValueError(f"{old} -> {new} is not a legal transition")
+    won: set[int] = set()
+    for old, ids in by_state.items():
+        won.update(
+            session.scalars(
+                update(Lease)
+                .where(col(Lease.id).in_(ids), col(Lease.state) == old)
+                .values(state=new, version=Lease.version + 1, **values)
+                .returning(Lease.id)
+            ).all()
+        )
+    # The session's copies of the moved leases now carry the new values (the ORM UPDATE
+    # synchronizes them), so the caller reads them without another SELECT.
+    return [lease for lease in leases if lease.id in won]
+
+
 def not_found(lease_id: int) -> str:
     return f"There is no lease #{lease_id}; `list` shows yours."
 

@@ -17,6 +17,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from sqlalchemy import update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
 from storage.claims import claim
@@ -99,19 +100,41 @@ def enqueue(
     """Queue a notice in the caller's transaction; False when the same notice (same kind,
     audience, lease and content) is already queued. A Slack post has no idempotency key, so this
     unique key is what keeps a step done twice from telling someone twice."""
-    payload = json.dumps({"text": text, **data}, default=str, sort_keys=True)
-    key = hashlib.sha256(json.dumps([kind, audience, lease_id, payload]).encode()).hexdigest()
-    return insert_once(
-        session,
-        Notice,
-        kind=kind,
-        audience=audience,
-        lease_id=lease_id,
-        payload=payload,
-        created_at=now,
-        retry_at=now,
-        key=key,
-    )
+    return insert_once(session, Notice, **_row(Draft(kind, audience, text, lease_id, data), now))
+
+
+@dataclass(frozen=True)
+class Draft:
+    """A notice to queue with others in one statement (`enqueue_all`)."""
+
+    kind: Kind
+    audience: str
+    text: str
+    lease_id: int | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+def enqueue_all(session: Session, drafts: list[Draft], now: datetime) -> None:
+    """Queue many notices in the caller's transaction with one statement (the sweep's passes);
+    the same unique key as `enqueue` skips any already queued."""
+    if not drafts:
+        return
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    session.execute(dialect.insert(Notice).on_conflict_do_nothing(), [_row(d, now) for d in drafts])
+
+
+def _row(draft: Draft, now: datetime) -> dict[str, Any]:
+    payload = json.dumps({"text": draft.text, **draft.data}, default=str, sort_keys=True)
+    key = json.dumps([draft.kind, draft.audience, draft.lease_id, payload])
+    return {
+        "kind": draft.kind,
+        "audience": draft.audience,
+        "lease_id": draft.lease_id,
+        "payload": payload,
+        "created_at": now,
+        "retry_at": now,
+        "key": hashlib.sha256(key.encode()).hexdigest(),
+    }
 
 
 def deliver(
@@ -170,12 +193,19 @@ def _claim(
             limit=limit,
             attempts=Notice.attempts + 1,
         )
-        notices = session.exec(select(Notice).where(col(Notice.id).in_(ids))).all()
-        return [_message(session, notice) for notice in sorted(notices, key=lambda n: n.id)]
+        notices = sorted(
+            session.exec(select(Notice).where(col(Notice.id).in_(ids))).all(), key=lambda n: n.id
+        )
+        refs = _cards(session, [n.lease_id for n in notices if n.kind in CARD_EDITS])
+        return [_message(notice, refs) for notice in notices]
 
 
-def _message(session: Session, notice: Notice) -> Message:
+CARD_EDITS = (Kind.CARD_DECIDED, Kind.CARD_UPDATE)  # notices that edit a review card in place
+
+
+def _message(notice: Notice, cards: dict[int, str]) -> Message:
     payload = json.loads(notice.payload)
+    edits = notice.kind in CARD_EDITS and notice.lease_id is not None
     return Message(
         id=notice.id,
         kind=Kind(notice.kind),
@@ -183,23 +213,26 @@ def _message(session: Session, notice: Notice) -> Message:
         text=payload.pop("text"),
         lease_id=notice.lease_id,
         data=payload,
-        update_ref=_ref_to_update(session, notice),
+        update_ref=cards.get(notice.lease_id) if edits else None,
     )
 
 
-def _ref_to_update(session: Session, notice: Notice) -> str | None:
-    if notice.kind not in (Kind.CARD_DECIDED, Kind.CARD_UPDATE) or notice.lease_id is None:
-        return None
-    card_kinds = (Kind.REVIEW_CARD, Kind.EXTENSION_CARD)
-    return session.exec(
-        select(Notice.ref)
+def _cards(session: Session, lease_ids: list[int | None]) -> dict[int, str]:
+    """The reference of each lease's latest review or extension card that was sent, in one
+    query."""
+    wanted = [i for i in lease_ids if i is not None]
+    if not wanted:
+        return {}
+    rows = session.exec(
+        select(Notice.lease_id, Notice.ref)
         .where(
-            Notice.lease_id == notice.lease_id,
-            col(Notice.kind).in_(card_kinds),
+            col(Notice.lease_id).in_(wanted),
+            col(Notice.kind).in_((Kind.REVIEW_CARD, Kind.EXTENSION_CARD)),
             col(Notice.ref).is_not(None),
         )
-        .order_by(col(Notice.id).desc())
-    ).first()
+        .order_by(col(Notice.id))
+    ).all()
+    return dict(rows)  # in id order, so each lease keeps its latest card
 
 
 def _record(
@@ -209,11 +242,20 @@ def _record(
     failed: list[tuple[int, Exception]],
 ) -> None:
     with db.write() as session:
-        for notice_id, ref in sent:
-            session.exec(
-                update(Notice)
-                .where(col(Notice.id) == notice_id)
-                .values(retry_at=None, delivered_at=now, ref=ref, last_error="", claimed_until=None)
+        if sent:  # one executemany by primary key for the whole chunk
+            session.execute(
+                update(Notice),
+                [
+                    {
+                        "id": notice_id,
+                        "retry_at": None,
+                        "delivered_at": now,
+                        "ref": ref,
+                        "last_error": "",
+                        "claimed_until": None,
+                    }
+                    for notice_id, ref in sent
+                ],
             )
         for notice_id, error in failed:
             notice = locked(session, Notice, notice_id)

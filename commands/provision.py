@@ -9,6 +9,7 @@ tag and the server's hostname before creating again, so a server is never create
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from datetime import datetime, timedelta
 
@@ -17,15 +18,15 @@ from sqlmodel import Session, col, select
 
 from commands.backstop import move_backstop
 from commands.batches import batches
-from commands.coowners import audiences, co_owner_ids
+from commands.coowners import audiences, co_owner_ids, co_owners_of
 from commands.facts import servers_summary, shape
 from commands.holds import hold, meter_on, refresh_exactness, release_holds
 from commands.keys import keys_on, keys_words, lease_keys
-from commands.lab import Lab, Outcome, audit, move, not_found, refuse, wrong_state
+from commands.lab import Lab, Outcome, audit, move, move_all, not_found, refuse, wrong_state
 from commands.markers import once
-from commands.notices import ADMIN, Kind, enqueue, owner
+from commands.notices import ADMIN, Draft, Kind, enqueue, enqueue_all, owner
 from commands.pubkeys import PublicKey
-from commands.reclaim import delete_due, next_delete_at
+from commands.reclaim import delete_due_all
 from commands.reminders import next_due
 from commands.states import State
 from metal.provider import (
@@ -37,7 +38,7 @@ from metal.provider import (
     ProviderError,
     lease_tag,
 )
-from storage.locks import locked
+from storage.locks import locked, locked_all
 from storage.models import Lease, Server, ServerKeys
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ CREATE_CLAIM = timedelta(minutes=5)
 CAPACITY_WAIT = timedelta(minutes=5)
 PROGRESS_STEPS = (25, 50, 75)
 GAVE_UP = (DeviceState.FAILED, DeviceState.DELETED)
+COMING = ("pending", "creating", "provisioning")  # a server row on its way up
 LARGE = 10
 
 
@@ -61,59 +63,117 @@ def provision(lab: Lab, actor: str, lease_id: int, now: datetime) -> Outcome:
             problem = wrong_state(lease, "provisioned", "an approved lease")
         else:
             problem = None
-            planned_end = now + lab.policy.provision_timeout + timedelta(seconds=lease.duration_s)
-            backstop = lab.policy.backstop(planned_end)
-            move(session, lease, State.PROVISIONING, due_at=now, backstop_at=backstop)
-            for n in range(1, lease.count + 1):
-                session.add(
-                    Server(
-                        lease_id=lease_id,
-                        hostname=f"{lease.project}-{lease_id}-{n}",
-                        plan=lease.plan,
-                        metro=lease.metro,
-                        hourly_cents=lease.hourly_cents,
-                    )
-                )
-            audit(session, now, actor, "provision", lease_id, backstop=backstop)
-            enqueue(
-                session,
-                Kind.PROVISIONING,
-                owner(lease.owner),
-                f"Provisioning {shape(lease)} for lease #{lease_id}; servers usually take a few "
-                "minutes. You will get a DM when they are ready.",
-                now,
-                lease_id,
-            )
+            _start(session, lab, [lease], actor, now)
     if problem:
         return refuse(lab, now, actor, "provision", problem, lease_id)
     advance_provisioning(lab, lease_id, now)
     return Outcome(True, f"Lease #{lease_id} is provisioning.", lease_id)
 
 
+def provision_all(lab: Lab, lease_ids: list[int], now: datetime) -> list[int]:
+    """The sweep's `provision` of approved leases, all started in one transaction and then
+    advanced together; returns the ids it started (the others changed meanwhile)."""
+    with lab.db.write() as session:
+        leases = [
+            lease
+            for lease in locked_all(session, Lease, lease_ids)
+            if lease.state == State.APPROVED
+        ]
+        started = _start(session, lab, leases, "system", now)
+    advance_provisioning_all(lab, started, now)
+    return started
+
+
+def _start(session: Session, lab: Lab, leases: list[Lease], actor: str, now: datetime) -> list[int]:
+    """Move the leases to provisioning (each with its backstop) and write their server rows."""
+    moved = move_all(session, leases, State.PROVISIONING, due_at=now)
+    drafts = []
+    for lease in moved:
+        planned_end = now + lab.policy.provision_timeout + timedelta(seconds=lease.duration_s)
+        lease.backstop_at = lab.policy.backstop(planned_end)
+        for n in range(1, lease.count + 1):
+            session.add(
+                Server(
+                    lease_id=lease.id,
+                    hostname=f"{lease.project}-{lease.id}-{n}",
+                    plan=lease.plan,
+                    metro=lease.metro,
+                    hourly_cents=lease.hourly_cents,
+                )
+            )
+        audit(session, now, actor, "provision", lease.id, backstop=lease.backstop_at)
+        drafts.append(
+            Draft(
+                Kind.PROVISIONING,
+                owner(lease.owner),
+                f"Provisioning {shape(lease)} for lease #{lease.id}; servers usually take a "
+                "few minutes. You will get a DM when they are ready.",
+                lease.id,
+            )
+        )
+    enqueue_all(session, drafts, now)
+    return [lease.id for lease in moved]
+
+
 def advance_provisioning(lab: Lab, lease_id: int, now: datetime) -> None:
     """One step: create what is missing, poll what is on its way, and finish the lease when
     every server is active (or give up on it). Safe to call from several places at once."""
-    _recover_lost_creates(lab, lease_id, now)
+    advance_provisioning_all(lab, [lease_id], now)
+
+
+def advance_provisioning_all(lab: Lab, lease_ids: list[int], now: datetime) -> None:
+    """`advance_provisioning` for many leases: each lease's creates (only where a server is
+    waiting for one) go out beside `sweep_concurrency` other leases' creates, so a lease whose
+    provider calls sit in retry back-off holds up no other; the polls' answers and the
+    decisions are recorded for all of them in one transaction, then the deletes of devices
+    that failed go out from one pool."""
+    waiting = {
+        lease_id: rows
+        for lease_id, rows in _servers_of(lab, lease_ids).items()
+        if any(s.state in ("pending", "creating") for s in rows)
+    }
+    if waiting:
+        workers = max(1, min(lab.policy.sweep_concurrency, len(waiting)))
+        with ThreadPoolExecutor(workers, thread_name_prefix="leases") as pool:
+            for created in [
+                pool.submit(_create_for, lab, lease_id, rows, now)
+                for lease_id, rows in waiting.items()
+            ]:
+                created.result()  # a lease's error (or the process going down) is the caller's
+    late = _poll_and_decide(lab, lease_ids, _poll(lab, lease_ids), now)
+    delete_due_all(lab, lease_ids, now)  # devices that failed provisioning, or were given up
+    for lease_id, ends_at in late:
+        _late_backstop(lab, lease_id, ends_at, now)
+
+
+def _create_for(lab: Lab, lease_id: int, rows: list[Server], now: datetime) -> None:
+    if any(_maybe_created(s, now) for s in rows):
+        _recover_lost_creates(lab, lease_id, rows, now)
     _create_missing(lab, lease_id, now)
-    _poll(lab, lease_id, now)
-    delete_due(lab, lease_id, now)  # devices that failed provisioning
-    _settle(lab, lease_id, now)
+
+
+def _servers_of(lab: Lab, lease_ids: list[int], *states: str) -> dict[int, list[Server]]:
+    """Each lease's servers (in those states), in one query."""
+    with lab.db.read() as session:
+        query = select(Server).where(col(Server.lease_id).in_(lease_ids))
+        if states:
+            query = query.where(col(Server.state).in_(states))
+        rows = session.exec(query.order_by(col(Server.id))).all()
+    found: dict[int, list[Server]] = {lease_id: [] for lease_id in lease_ids}
+    for row in rows:
+        found[row.lease_id].append(row)
+    return found
 
 
 def _servers(lab: Lab, lease_id: int, *states: str) -> list[Server]:
-    with lab.db.read() as session:
-        query = select(Server).where(Server.lease_id == lease_id)
-        if states:
-            query = query.where(col(Server.state).in_(states))
-        return list(session.exec(query.order_by(col(Server.id))).all())
+    return _servers_of(lab, [lease_id], *states)[lease_id]
 
 
-def _recover_lost_creates(lab: Lab, lease_id: int, now: datetime) -> None:
+def _recover_lost_creates(lab: Lab, lease_id: int, rows: list[Server], now: datetime) -> None:
     """A create may have reached the provider even though we never heard back: the process died
     after claiming it (a `creating` row whose claim lapsed), or the call raised (a `pending` row
     with attempts behind it). Before creating again, adopt a device carrying the lease's tag and
     the server's hostname that no other row owns."""
-    rows = _servers(lab, lease_id)
     unsure = [s for s in rows if _maybe_created(s, now)]
     if not unsure:
         return
@@ -284,15 +344,22 @@ def _record_creates(
     keys: list[PublicKey],
     now: datetime,
 ) -> None:
+    results = {server.id: result for server, result in answers}
+    fingerprints = " ".join(k.fingerprint for k in keys)
     with lab.db.write() as session:
-        for server, result in answers:
-            row = locked(session, Server, server.id)
-            if row is not None and row.state == "creating":
-                _record_create(session, lab, lease, row, result, now)
-                session.add(row)
-                session.merge(
-                    ServerKeys(server_id=row.id, fingerprints=" ".join(k.fingerprint for k in keys))
-                )
+        rows = [r for r in locked_all(session, Server, results) if r.state == "creating"]
+        recorded = {
+            k.server_id: k
+            for k in session.exec(
+                select(ServerKeys).where(col(ServerKeys.server_id).in_([r.id for r in rows]))
+            ).all()
+        }
+        for row in rows:
+            _record_create(session, lab, lease, row, results[row.id], now)
+            session.add(row)
+            keys_row = recorded.get(row.id) or ServerKeys(server_id=row.id, fingerprints="")
+            keys_row.fingerprints = fingerprints
+            session.add(keys_row)
 
 
 def _record_create(
@@ -334,96 +401,164 @@ def _backoff(attempts: int) -> timedelta:
     return min(timedelta(minutes=30), timedelta(seconds=30 * 2 ** max(0, attempts - 1)))
 
 
-def _poll(lab: Lab, lease_id: int, now: datetime) -> None:
-    """One list call for the whole lease (paged by the provider), not one call per server:
-    a 500-server lease is polled in a few requests."""
-    waiting = _servers(lab, lease_id, "provisioning")
+Answers = list[tuple[Server, Device | None]]
+
+
+def _poll(lab: Lab, lease_ids: list[int]) -> Answers:
+    """One list call per lease (paged by the provider), not one call per server: a 500-server
+    lease is polled in a few requests. The calls go out from a pool. Returns the servers whose
+    device is up, failed or gone (None), to be recorded."""
+    waiting = {i: rows for i, rows in _servers_of(lab, lease_ids, "provisioning").items() if rows}
     if not waiting:
-        return
-    try:
-        devices = {d.id: d for d in lab.provider.list(lease_tag(lease_id))}
-    except Exception as error:
-        log.warning("lease %s: polling failed, next pass retries: %s", lease_id, error)
-        return
-    answered = [
+        return []
+    workers = max(1, min(lab.policy.provider_concurrency, len(waiting)))
+    with ThreadPoolExecutor(workers, thread_name_prefix="poll") as pool:
+        listed = dict(zip(waiting, pool.map(lambda i: _listed(lab, i), waiting), strict=True))
+    return [
         (server, devices.get(server.provider_id))
-        for server in waiting
+        for lease_id, devices in listed.items()
+        if devices is not None
+        for server in waiting[lease_id]
         if server.provider_id not in devices
         or devices[server.provider_id].state in (DeviceState.ACTIVE, *GAVE_UP)
     ]
-    if answered:
-        with lab.db.write() as session:  # one transaction for the whole poll
-            for server, device in answered:
-                _record_poll(session, lab, server, device, now)
-            session.flush()
-            refresh_exactness(session, lease_id)  # servers now billing against the holds
 
 
-def _record_poll(
+def _poll_and_decide(
+    lab: Lab, lease_ids: list[int], answered: Answers, now: datetime
+) -> list[tuple[int, datetime]]:
+    """One transaction for the pass: record the polls' answers, then decide each lease once no
+    server is on its way any more (active, or failed), or report progress. The leases are
+    locked first, then their servers. Returns the leases activated whose end lies past the
+    provider's backstop set at creation (servers that came up late), with their ends."""
+    with lab.db.write() as session:
+        leases = [
+            lease
+            for lease in locked_all(session, Lease, lease_ids)
+            if lease.state == State.PROVISIONING
+        ]
+        up = [(s, d) for s, d in answered if d is not None and d.state == DeviceState.ACTIVE]
+        _record_active(session, up, now)
+        for server, device in answered:
+            if device is None or device.state != DeviceState.ACTIVE:
+                _record_gave_up(session, lab, server, device, now)
+        session.flush()
+        rows: dict[int, list[Server]] = defaultdict(list)
+        for row in session.exec(
+            select(Server).where(col(Server.lease_id).in_([lease.id for lease in leases]))
+        ).all():
+            rows[row.lease_id].append(row)
+        co_owners = co_owners_of(session, [lease.id for lease in leases])
+        changed = {s.lease_id for s, _ in answered}
+        late, drafts = [], []
+        for lease in leases:
+            active = _decide(session, lab, lease, rows[lease.id], co_owners[lease.id], now)
+            if active is None:
+                if lease.id in changed:
+                    refresh_exactness(session, lease.id)  # servers now billing against holds
+                continue
+            ends_at, ready = active
+            drafts += ready
+            if lease.backstop_at is not None and lab.policy.backstop(ends_at) > lease.backstop_at:
+                late.append((lease.id, ends_at))
+        enqueue_all(session, drafts, now)
+    return late
+
+
+def _listed(lab: Lab, lease_id: int) -> dict[str, Device] | None:
+    try:
+        return {d.id: d for d in lab.provider.list(lease_tag(lease_id))}
+    except Exception as error:
+        log.warning("lease %s: polling failed, next pass retries: %s", lease_id, error)
+        return None
+
+
+def _record_active(session: Session, up: list[tuple[Server, Device]], now: datetime) -> None:
+    """Servers whose device is up: active from now, metered. One conditional UPDATE takes
+    those still provisioning (a racing pass records none twice)."""
+    if not up:
+        return
+    won = set(
+        session.scalars(
+            update(Server)
+            .where(col(Server.id).in_([s.id for s, _ in up]), Server.state == "provisioning")
+            .values(state="active", active_at=now)
+            .returning(Server.id)
+        ).all()
+    )
+    leases = {
+        lease.id: lease
+        for lease in session.exec(
+            select(Lease).where(col(Lease.id).in_({s.lease_id for s, _ in up}))
+        ).all()
+    }
+    ips = {server.id: " ".join(device.ips) for server, device in up}
+    for row in session.exec(select(Server).where(col(Server.id).in_(won))).all():
+        row.ips = ips[row.id]
+        meter_on(session, row, leases[row.lease_id])
+
+
+def _record_gave_up(
     session: Session, lab: Lab, server: Server, device: Device | None, now: datetime
 ) -> None:
+    """Failed or vanished while provisioning: delete what is left, try a fresh device."""
     row = locked(session, Server, server.id)
     if row is None or row.state != "provisioning":
         return
-    if device is not None and device.state == DeviceState.ACTIVE:
-        row.state, row.active_at, row.ips = "active", now, " ".join(device.ips)
-        session.add(row)
-        meter_on(session, row, session.get(Lease, row.lease_id))
-    else:
-        # Failed or vanished while provisioning: delete what is left, try a fresh device.
-        row.state = "deleting" if device is not None else "deleted"
-        row.retry_at = now
-        if device is None:
-            row.deleted_at = now
-        retry = row.create_attempts < lab.policy.create_attempts
-        session.add(
-            Server(
-                lease_id=row.lease_id,
-                hostname=row.hostname,
-                plan=row.plan,
-                metro=row.metro,
-                hourly_cents=row.hourly_cents,
-                state="pending" if retry else "failed",
-                create_attempts=row.create_attempts,
-                retry_at=now if retry else None,
-                last_error="device failed provisioning",
-            )
-        )
-        audit(
-            session,
-            now,
-            "system",
-            "provision_failed",
-            row.lease_id,
+    row.state = "deleting" if device is not None else "deleted"
+    row.retry_at = now
+    if device is None:
+        row.deleted_at = now
+    retry = row.create_attempts < lab.policy.create_attempts
+    session.add(
+        Server(
+            lease_id=row.lease_id,
             hostname=row.hostname,
-            device=row.provider_id,
-            retry=retry,
+            plan=row.plan,
+            metro=row.metro,
+            hourly_cents=row.hourly_cents,
+            state="pending" if retry else "failed",
+            create_attempts=row.create_attempts,
+            retry_at=now if retry else None,
+            last_error="device failed provisioning",
         )
+    )
+    audit(
+        session,
+        now,
+        "system",
+        "provision_failed",
+        row.lease_id,
+        hostname=row.hostname,
+        device=row.provider_id,
+        retry=retry,
+    )
     session.add(row)
 
 
-def _settle(lab: Lab, lease_id: int, now: datetime) -> None:
-    """Decide the lease once no server is on its way any more; otherwise report progress."""
-    servers = [s for s in _servers(lab, lease_id) if s.state not in ("deleting", "deleted")]
+def _decide(
+    session: Session,
+    lab: Lab,
+    lease: Lease,
+    rows: list[Server],
+    co_owners: list[str],
+    now: datetime,
+) -> tuple[datetime, list[Draft]] | None:
+    """Activate the lease, fail it, or wait for the servers still on their way. For an
+    activated lease (its holds rewritten for the real window): its end and the DMs to queue."""
+    servers = [s for s in rows if s.state not in ("deleting", "deleted")]
     active = [s for s in servers if s.state == "active"]
     failed = [s for s in servers if s.state == "failed"]
-    with lab.db.write() as session:
-        lease = locked(session, Lease, lease_id)
-        if lease is None or lease.state != State.PROVISIONING:
-            return
-        timed_out = lease.backstop_at is not None and now >= _provision_deadline(lab, lease)
-        waiting = len(servers) - len(active) - len(failed)
-        if waiting and not timed_out:
-            _progress(session, lease, len(active), now)
-            lease.due_at = now + lab.policy.provision_poll
-            session.add(lease)
-            return
-        if active and ((not failed and not waiting) or lease.allow_partial):
-            ends_at = _activate(session, lab, lease, active, now)
-        else:
-            _fail(session, lease, servers, now, timed_out)
-            return
-    _late_backstop(lab, lease_id, ends_at, now)
+    timed_out = lease.backstop_at is not None and now >= _provision_deadline(lab, lease)
+    waiting = len(servers) - len(active) - len(failed)
+    if waiting and not timed_out:
+        _progress(session, lease, len(active), now)
+        lease.due_at = now + lab.policy.provision_poll
+        return None
+    if active and ((not failed and not waiting) or lease.allow_partial):
+        return _activate(session, lab, lease, rows, co_owners, now)
+    _fail(session, lease, servers, now, timed_out)
+    return None
 
 
 def _late_backstop(lab: Lab, lease_id: int, ends_at: datetime, now: datetime) -> None:
@@ -456,8 +591,16 @@ def _provision_deadline(lab: Lab, lease: Lease) -> datetime:
 
 
 def _activate(
-    session: Session, lab: Lab, lease: Lease, active: list[Server], now: datetime
-) -> datetime:
+    session: Session,
+    lab: Lab,
+    lease: Lease,
+    rows: list[Server],
+    co_owners: list[str],
+    now: datetime,
+) -> tuple[datetime, list[Draft]]:
+    """provisioning -> active with the servers that came up; returns the lease's end and the
+    ready DMs to queue."""
+    active = [s for s in rows if s.state == "active"]
     ends_at = now + timedelta(seconds=lease.duration_s + lease.extended_s)
     count, asked = len(active), lease.count
     move(
@@ -471,16 +614,16 @@ def _activate(
     )
     hold(session, lease, lab.policy, now)  # the real window and count replace the approved
     # Servers that never came up in a partial lease are given up; they bill nothing.
-    session.exec(
-        update(Server)
-        .where(
-            Server.lease_id == lease.id,
-            col(Server.state).in_(["pending", "creating", "provisioning"]),
+    given_up = [s.id for s in rows if s.state in COMING]
+    if given_up:
+        session.exec(
+            update(Server)
+            .where(col(Server.id).in_(given_up), col(Server.state).in_(COMING))
+            .values(state="deleting", retry_at=now)
         )
-        .values(state="deleting", retry_at=now)
-    )
     # Devices given up or failed are deleted by the sweep while the lease runs.
-    stray = next_delete_at(session, lease.id)
+    deletes = [s.retry_at for s in rows if s.state == "deleting" and s.retry_at is not None]
+    stray = min([*deletes, *([now] if given_up else [])], default=None)
     if stray is not None and stray < lease.due_at:
         lease.due_at = stray
         session.add(lease)
@@ -488,24 +631,25 @@ def _activate(
     partial = f" ({count} of the {asked} asked for)" if count < asked else ""
     login = lab.plans().login_user(lease.os)
     lines = "\n".join(f"• {s.hostname}: {s.ips or 'no IP yet'}" for s in active)
-    keys = keys_on(session, lease, active, co_owner_ids(session, lease.id))
-    for audience in audiences(session, lease):
-        enqueue(
-            session,
+    keys = keys_on(session, lease, active, co_owners)
+    ready = [
+        Draft(
             Kind.READY,
             audience,
             f"Lease #{lease.id} is ready{partial}: log in as {login} (`ssh {login}@ADDRESS`)."
             f"\n{lines}\n{keys_words(keys)}\n"
             f"It ends {ends_at:%Y-%m-%d %H:%M} UTC; you will be reminded before then.",
-            now,
             lease.id,
-            servers=servers_summary(active),
-            login=login,
-            keys=keys,
-            ends_at=ends_at.isoformat(),
+            {
+                "servers": servers_summary(active),
+                "login": login,
+                "keys": keys,
+                "ends_at": ends_at.isoformat(),
+            },
         )
-
-    return ends_at
+        for audience in audiences(session, lease, co_owners)
+    ]
+    return ends_at, ready
 
 
 def _fail(

@@ -9,21 +9,32 @@ resolves it by hand.
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
 from sqlalchemy import update
-from sqlmodel import Session, col, func, select
+from sqlmodel import Session, col, select
 
 from commands.batches import batches
-from commands.coowners import audiences, co_owner_ids
+from commands.coowners import audiences, co_owner_ids, co_owners_of
 from commands.facts import shape
-from commands.holds import billing_stops, release_holds, settle_spend
-from commands.lab import Lab, Outcome, audit, move, not_found, owner_or_admin, refuse, wrong_state
-from commands.notices import ADMIN, Kind, enqueue, owner
+from commands.holds import billing_stops, release_all_holds, settle_all_spend, settle_spend
+from commands.lab import (
+    Lab,
+    Outcome,
+    audit,
+    move,
+    move_all,
+    not_found,
+    owner_or_admin,
+    refuse,
+    wrong_state,
+)
+from commands.notices import ADMIN, Draft, Kind, enqueue, enqueue_all, owner
 from commands.states import State
 from metal.provider import lease_tag
-from storage.locks import locked
+from storage.locks import locked, locked_all
 from storage.models import Lease, Server
 
 log = logging.getLogger(__name__)
@@ -60,55 +71,89 @@ def _cannot_release(
     return owner_or_admin(lab, lease, actor, "release", co_owners)
 
 
-def expire(lab: Lab, lease: Lease, now: datetime) -> bool:
+def expire(lab: Lab, leases: list[Lease], now: datetime) -> list[int]:
+    """active -> expiring for those of `leases` still active and past their end plus grace
+    (one transaction for all of them); returns the ids this call moved."""
     with lab.db.write() as session:
-        fresh = locked(session, Lease, lease.id)
-        # Released (or expired by another sweep) since the caller looked: nothing to do.
-        if fresh is None or fresh.state != State.ACTIVE:
-            return False
-        return _begin(session, fresh, State.EXPIRING, "system", now)
+        fresh = locked_all(session, Lease, [lease.id for lease in leases])
+        due = [
+            lease
+            for lease in fresh
+            if lease.state == State.ACTIVE and now >= lease.ends_at + lab.policy.grace
+        ]
+        return [lease.id for lease in _begin_all(session, due, State.EXPIRING, "system", now)]
 
 
 def _begin(session: Session, lease: Lease, new: State, actor: str, now: datetime) -> bool:
+    return bool(_begin_all(session, [lease], new, actor, now))
+
+
+def _begin_all(
+    session: Session, leases: list[Lease], new: State, actor: str, now: datetime
+) -> list[Lease]:
     """active -> releasing | expiring, and every server queued for deletion, in one commit.
     The conditional state change decides the race between an owner's release and the sweep's
-    expiry: exactly one of them wins and queues the deletes (the caller holds the lease)."""
-    if lease.state != State.ACTIVE:
-        return False
-    move(session, lease, new, ended_at=now, due_at=now)
-    release_holds(session, lease)
+    expiry: exactly one of them wins and queues the deletes. Returns the leases moved here."""
+    moved = move_all(
+        session,
+        [lease for lease in leases if lease.state == State.ACTIVE],
+        new,
+        ended_at=now,
+        due_at=now,
+    )
+    if not moved:
+        return []
+    ids = [lease.id for lease in moved]
+    release_all_holds(session, moved)
     session.exec(
         update(Server)
-        .where(Server.lease_id == lease.id, col(Server.state).in_(UP))
+        .where(col(Server.lease_id).in_(ids), col(Server.state).in_(UP))
         .values(state="deleting", retry_at=now)
     )
     verb = "released" if new == State.RELEASING else "ended"
-    audit(session, now, actor, "release" if new == State.RELEASING else "expire", lease.id)
-    for audience in audiences(session, lease):
-        enqueue(
-            session,
-            Kind.RELEASED,
-            audience,
-            f"Lease #{lease.id} ({shape(lease)}) has {verb}; its servers are being deleted.",
-            now,
-            lease.id,
-        )
-    return True
+    co_owners = co_owners_of(session, ids)
+    drafts = []
+    for lease in moved:
+        audit(session, now, actor, "release" if new == State.RELEASING else "expire", lease.id)
+        drafts += [
+            Draft(
+                Kind.RELEASED,
+                audience,
+                f"Lease #{lease.id} ({shape(lease)}) has {verb}; its servers are being deleted.",
+                lease.id,
+            )
+            for audience in audiences(session, lease, co_owners[lease.id])
+        ]
+    enqueue_all(session, drafts, now)
+    return moved
 
 
 def advance_reclaim(lab: Lab, lease_id: int, now: datetime) -> None:
     """One step of deletion for every server of the lease that is due, then settle the lease."""
-    delete_due(lab, lease_id, now)
-    _settle(lab, lease_id, now)
+    advance_reclaim_all(lab, [lease_id], now)
+
+
+def advance_reclaim_all(lab: Lab, lease_ids: list[int], now: datetime) -> None:
+    """`advance_reclaim` for many leases at once: one claim, one pool of deletes, one list
+    call to confirm them, one transaction to record them and one to settle the leases."""
+    delete_due_all(lab, lease_ids, now)
+    _settle_all(lab, lease_ids, now)
 
 
 def delete_due(lab: Lab, lease_id: int, now: datetime) -> None:
     """One delete attempt for every server of the lease queued for deletion and due. Also used
     while a lease provisions or runs, for devices that failed or were given up."""
+    delete_due_all(lab, [lease_id], now)
+
+
+def delete_due_all(lab: Lab, lease_ids: list[int], now: datetime) -> None:
+    """`delete_due` for the servers of many leases, sent from one pool."""
+    if not lease_ids:
+        return
     with lab.db.read() as session:
         due = session.exec(
             select(Server).where(
-                Server.lease_id == lease_id,
+                col(Server.lease_id).in_(lease_ids),
                 Server.state == "deleting",
                 col(Server.retry_at) <= now,
             )
@@ -120,13 +165,30 @@ def delete_due(lab: Lab, lease_id: int, now: datetime) -> None:
     if not due:
         return
     workers = max(1, min(lab.policy.provider_concurrency, len(due)))
-    with ThreadPoolExecutor(workers, thread_name_prefix=f"delete-{lease_id}") as pool:
+    with ThreadPoolExecutor(workers, thread_name_prefix="delete") as pool:
         sent = pool.map(
             lambda batch: _send_deletes(lab, batch, now),
             batches(due, workers, lab.provider.max_batch),
         )
-        accepted = [server for batch in sent for server in batch]
-    _confirm_gone(lab, lease_id, accepted, now)
+        by_lease: dict[int, list[Server]] = defaultdict(list)
+        for server in (server for batch in sent for server in batch):
+            by_lease[server.lease_id].append(server)
+        present = set().union(*pool.map(lambda item: _still_there(lab, *item), by_lease.items()))
+    accepted = [server for servers in by_lease.values() for server in servers]
+    _retry_later(lab, [s for s in accepted if s.provider_id in present], now + CONFIRM)
+    _mark_gone(lab, [s for s in accepted if s.provider_id not in present], now)
+
+
+def _still_there(lab: Lab, lease_id: int, servers: list[Server]) -> set[str]:
+    """A delete counts once the device is gone. One list call per lease (run from the pool)
+    confirms all its servers: a 500-server lease costs a few paged requests, not 500 gets.
+    Devices still there, or all of them when the provider cannot say now, are looked at again
+    shortly."""
+    try:
+        return {d.id for d in lab.provider.list(lease_tag(lease_id))}
+    except Exception as error:
+        log.warning("lease %s: cannot confirm deletes yet: %s", lease_id, error)
+        return {s.provider_id for s in servers}
 
 
 def _claim_deletes(lab: Lab, servers: list[Server], now: datetime) -> list[Server]:
@@ -150,15 +212,6 @@ def _claim_deletes(lab: Lab, servers: list[Server], now: datetime) -> list[Serve
     return [s for s in servers if s.id in taken]
 
 
-def next_delete_at(session: Session, lease_id: int) -> datetime | None:
-    """When the next queued delete of the lease is due, if any."""
-    return session.exec(
-        select(func.min(Server.retry_at)).where(
-            Server.lease_id == lease_id, Server.state == "deleting"
-        )
-    ).one()
-
-
 def _send_deletes(lab: Lab, servers: list[Server], now: datetime) -> list[Server]:
     """One provider call for a batch of servers; returns those whose delete the provider
     accepted. A server whose device never existed is gone at once."""
@@ -176,38 +229,34 @@ def _send_deletes(lab: Lab, servers: list[Server], now: datetime) -> list[Server
     return [s for s, error in zip(sending, errors, strict=True) if error is None]
 
 
-def _confirm_gone(lab: Lab, lease_id: int, servers: list[Server], now: datetime) -> None:
-    """A delete counts once the device is gone. One list call for the lease confirms them all
-    (a 500-server lease costs a few paged requests, not 500 gets), and one transaction records
-    them; what is still there, or cannot be checked now, is looked at again shortly."""
-    if not servers:
-        return
-    try:
-        present = {d.id for d in lab.provider.list(lease_tag(lease_id))}
-    except Exception as error:
-        log.warning("lease %s: cannot confirm deletes yet: %s", lease_id, error)
-        present = {s.provider_id for s in servers}
-    _retry_later(lab, [s for s in servers if s.provider_id in present], now + CONFIRM)
-    _mark_gone(lab, [s for s in servers if s.provider_id not in present], now)
-
-
 def _mark_gone(lab: Lab, servers: list[Server], now: datetime) -> None:
+    """Record the servers deleted (each by a conditional UPDATE: a racing caller records none
+    twice) and settle what they billed."""
     if not servers:
         return
     with lab.db.write() as session:
-        lease = session.get(Lease, servers[0].lease_id)
-        stops = billing_stops(lease, now)
-        settled = []
+        leases = {
+            lease.id: lease
+            for lease in session.exec(
+                select(Lease).where(col(Lease.id).in_({s.lease_id for s in servers}))
+            ).all()
+        }
+        by_time: dict[datetime, list[int]] = defaultdict(list)
         for server in servers:
-            gone_at = now if server.active_at and stops < server.active_at else stops
-            gone = session.exec(
-                update(Server)
-                .where(col(Server.id) == server.id, Server.state == "deleting")
-                .values(state="deleted", deleted_at=gone_at, retry_at=None, last_error="")
+            stops = billing_stops(leases[server.lease_id], now)
+            by_time[now if server.active_at and stops < server.active_at else stops].append(
+                server.id
             )
-            if gone.rowcount == 1:
-                settled.append(session.get(Server, server.id))
-        settle_spend(session, settled, lease)
+        gone: list[int] = []
+        for gone_at, ids in by_time.items():
+            gone += session.scalars(
+                update(Server)
+                .where(col(Server.id).in_(ids), Server.state == "deleting")
+                .values(state="deleted", deleted_at=gone_at, retry_at=None, last_error="")
+                .returning(Server.id)
+            ).all()
+        settled = session.exec(select(Server).where(col(Server.id).in_(gone))).all()
+        settle_all_spend(session, list(settled), leases)
 
 
 def _retry_later(lab: Lab, servers: list[Server], at: datetime) -> None:
@@ -269,50 +318,61 @@ def _quarantine(session: Session, lease: Lease, server: Server, now: datetime) -
     )
 
 
-def _settle(lab: Lab, lease_id: int, now: datetime) -> None:
+def _settle_all(lab: Lab, lease_ids: list[int], now: datetime) -> None:
+    """Finish each lease none of whose servers is left; the others are due again when their
+    next delete is."""
     with lab.db.write() as session:
-        lease = locked(session, Lease, lease_id)
-        if lease is None:
-            return
-        left = session.exec(
-            select(Server.retry_at).where(
-                Server.lease_id == lease_id, col(Server.state).in_([*UP, "deleting"])
+        leases = locked_all(session, Lease, lease_ids)
+        left: dict[int, list[datetime | None]] = defaultdict(list)
+        for lease_id, retry_at in session.exec(
+            select(Server.lease_id, Server.retry_at).where(
+                col(Server.lease_id).in_(lease_ids), col(Server.state).in_([*UP, "deleting"])
             )
-        ).all()
-        if left:
-            retries = [at for at in left if at is not None]
-            lease.due_at = min(retries) if retries else now + CONFIRM
-            session.add(lease)
-            return
-        if lease.state == State.FAILED:
-            lease.due_at = None
-            session.add(lease)
-            return
-        if lease.state in (State.RELEASING, State.EXPIRING, State.QUARANTINED):
-            finish(session, lab, lease, now, "system")
+        ).all():
+            left[lease_id].append(retry_at)
+        done = []
+        for lease in leases:
+            if lease.id in left:
+                retries = [at for at in left[lease.id] if at is not None]
+                lease.due_at = min(retries) if retries else now + CONFIRM
+            elif lease.state == State.FAILED:
+                lease.due_at = None
+            elif lease.state in (State.RELEASING, State.EXPIRING, State.QUARANTINED):
+                done.append(lease)
+        finish_all(session, lab, done, now, "system")
 
 
 def finish(session: Session, lab: Lab, lease: Lease, now: datetime, actor: str) -> None:
+    finish_all(session, lab, [lease], now, actor)
+
+
+def finish_all(session: Session, lab: Lab, leases: list[Lease], now: datetime, actor: str) -> None:
+    """Every server gone: the leases are reclaimed, and each owner thanked and asked for the
+    write-up."""
     remind_at = now + lab.policy.writeup_after  # the write-up's one reminder, if none came
-    move(session, lease, State.RECLAIMED, due_at=None, writeup_remind_at=remind_at)
-    audit(session, now, actor, "reclaimed", lease.id)
-    enqueue(
-        session,
-        Kind.RECLAIMED,
-        owner(lease.owner),
-        f"Lease #{lease.id} is over and every server is deleted. Thank you for using the lab!",
-        now,
-        lease.id,
-    )
-    enqueue(
-        session,
-        Kind.WRITEUP_REQUEST,
-        owner(lease.owner),
-        f"How did lease #{lease.id} go for {lease.project}? The lab asks every project for a "
-        "short write-up, good or bad: send us a link to a blog post or an issue.",
-        now,
-        lease.id,
-    )
+    moved = move_all(session, leases, State.RECLAIMED, due_at=None, writeup_remind_at=remind_at)
+    drafts = []
+    for lease in moved:
+        audit(session, now, actor, "reclaimed", lease.id)
+        drafts.append(
+            Draft(
+                Kind.RECLAIMED,
+                owner(lease.owner),
+                f"Lease #{lease.id} is over and every server is deleted. Thank you for using "
+                "the lab!",
+                lease.id,
+            )
+        )
+        drafts.append(
+            Draft(
+                Kind.WRITEUP_REQUEST,
+                owner(lease.owner),
+                f"How did lease #{lease.id} go for {lease.project}? The lab asks every project "
+                "for a short write-up, good or bad: send us a link to a blog post or an issue.",
+                lease.id,
+            )
+        )
+    enqueue_all(session, drafts, now)
 
 
 def resolve(lab: Lab, actor: str, lease_id: int, now: datetime) -> Outcome:

@@ -9,15 +9,15 @@ the next call. Nothing is scheduled per lease outside our own tables.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections import defaultdict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, func, select
 
 from commands.billing import format_cents, month_key
-from commands.coowners import audiences, co_owner_ids
+from commands.coowners import audiences, co_owners_of
 from commands.credit import (
     books,
     burn_rate_cents_per_day,
@@ -27,13 +27,13 @@ from commands.credit import (
     used_cents,
 )
 from commands.facts import shape, when
-from commands.holds import settle_spend
-from commands.lab import Lab, LostRace, audit, move
+from commands.holds import renote_lapsed_exactness, settle_spend
+from commands.lab import Lab, LostRace, audit, move_all
 from commands.log_context import about_lease
 from commands.markers import once, stamp
-from commands.notices import ADMIN, REVIEW, Kind, deliver, enqueue, owner
-from commands.provision import advance_provisioning, provision
-from commands.reclaim import CONFIRM, advance_reclaim, delete_due, expire, next_delete_at
+from commands.notices import ADMIN, REVIEW, Draft, Kind, deliver, enqueue, enqueue_all, owner
+from commands.provision import advance_provisioning_all, provision_all
+from commands.reclaim import CONFIRM, advance_reclaim_all, delete_due_all, expire
 from commands.reminders import (
     SILENT_CHECK,
     due_reminders,
@@ -47,15 +47,16 @@ from commands.states import RECLAIMING, State
 from commands.writeups import remind_writeups
 from metal.provider import TAG, Device, lease_tag
 from storage.claims import claim, claim_period, give_back_period, release
-from storage.locks import locked
+from storage.locks import locked, locked_all
 from storage.models import AuditEvent, Lease, Orphan, SentReminder, Server
 
 log = logging.getLogger(__name__)
 
 BATCH = 500
-CLAIM_CHUNK = 5
+CLAIM_CHUNK = 50  # leases claimed at once: stepped together, shared between replicas
 RECONCILE = "reconcile"
 CREDIT_ALERTS = "credit-alerts"
+EXACTNESS = "exactness"
 CREDIT_CHECK = timedelta(minutes=1)
 
 
@@ -91,8 +92,8 @@ def due_leases(lab: Lab, now: datetime, limit: int = BATCH) -> list[Lease]:
         )
 
 
-def claim_due_leases(lab: Lab, now: datetime) -> Iterator[Lease]:
-    """The due leases this replica claimed, a few at a time (so replicas sweeping at once
+def claim_due_leases(lab: Lab, now: datetime) -> Iterator[list[Lease]]:
+    """The due leases this replica claimed, a chunk at a time (so replicas sweeping at once
     share them), each at most once per sweep."""
     seen: list[int] = []
     while len(seen) < BATCH:
@@ -106,13 +107,13 @@ def claim_due_leases(lab: Lab, now: datetime) -> Iterator[Lease]:
                 now=now,
                 hold=lab.policy.claim_for,
                 order_by=[col(Lease.due_at)],
-                limit=CLAIM_CHUNK,
+                limit=min(CLAIM_CHUNK, BATCH - len(seen)),
             )
             leases = session.exec(select(Lease).where(col(Lease.id).in_(ids))).all()
         if not ids:
             return
         seen.extend(ids)
-        yield from sorted(leases, key=lambda lease: (lease.due_at, lease.id))
+        yield sorted(leases, key=lambda lease: (lease.due_at, lease.id))
 
 
 def sweep(lab: Lab, now: datetime, *, dry_run: bool = False) -> SweepReport:
@@ -121,52 +122,25 @@ def sweep(lab: Lab, now: datetime, *, dry_run: bool = False) -> SweepReport:
         for lease in due_leases(lab, now):
             report.stepped.append((lease.id, f"{lease.state}: due since {when(lease.due_at)}"))
         return report
-    _step_due(lab, now, report)
+    for chunk in claim_due_leases(lab, now):
+        try:
+            outcomes = step_all(lab, chunk, now)
+        finally:
+            with lab.db.write() as session:
+                release(session, Lease, [lease.id for lease in chunk], lab.replica)
+        for lease in chunk:
+            what = outcomes[lease.id]
+            if isinstance(what, Exception):
+                report.errors.append(f"lease #{lease.id}: {what}")
+            else:
+                report.stepped.append((lease.id, what))
     _process(lab, now, report)
     report.reconciled = _reconcile_if_due(lab, now, report)
     _credit_alerts(lab, now)
+    _renote_exactness(lab, now)
     if lab.notifier is not None:
         report.delivered = deliver(lab.db, lab.notifier, now, owner=lab.replica)
     return report
-
-
-def _step_due(lab: Lab, now: datetime, report: SweepReport) -> None:
-    """Step the claimed leases `sweep_concurrency` at a time, so that one lease waiting on a
-    slow or failing provider (a call in its retry back-off) does not hold up every other lease's
-    step. Leases are claimed only as workers free up, so this replica holds few claims it is
-    not working on and the other replicas take the rest."""
-    workers = max(1, lab.policy.sweep_concurrency)
-    with ThreadPoolExecutor(workers, thread_name_prefix="sweep") as pool:
-        running: set[Future[None]] = set()
-        for lease in claim_due_leases(lab, now):
-            if len(running) >= workers:
-                done, running = wait(running, return_when=FIRST_COMPLETED)
-                _reraise(done)
-            running.add(pool.submit(_step_claimed, lab, lease, now, report))
-        _reraise(wait(running).done)
-
-
-def _reraise(steps: set[Future[None]]) -> None:
-    """What a step let through (not an Exception: the process is going down) stops the sweep
-    here as it would have in this thread."""
-    for finished in steps:
-        finished.result()
-
-
-def _step_claimed(lab: Lab, lease: Lease, now: datetime, report: SweepReport) -> None:
-    """One step of a lease this replica claimed, then the claim given back. A step that
-    raises is logged and reported; the lease stays due, so the next pass tries again."""
-    with about_lease(lease.id):
-        try:
-            report.stepped.append((lease.id, step(lab, lease, now)))
-        except LostRace:
-            report.stepped.append((lease.id, "changed meanwhile"))
-        except Exception as error:
-            log.exception("sweep: lease %s", lease.id)
-            report.errors.append(f"lease #{lease.id}: {error}")
-        finally:
-            with lab.db.write() as session:
-                release(session, Lease, [lease.id], lab.replica)
 
 
 def _process(lab: Lab, now: datetime, report: SweepReport) -> None:
@@ -182,101 +156,203 @@ def _process(lab: Lab, now: datetime, report: SweepReport) -> None:
         report.stepped.append((lease_id, "write-up reminder sent"))
 
 
-def step(lab: Lab, lease: Lease, now: datetime) -> str:
-    state = State(lease.state)
-    if state == State.PENDING:
-        return _expire_request(lab, lease, now)
-    if state == State.APPROVED:
-        return provision(lab, "system", lease.id, now).message
-    if state == State.PROVISIONING:
-        advance_provisioning(lab, lease.id, now)
-        return "provisioning polled"
-    if state == State.ACTIVE:
-        return _active(lab, lease, now)
-    if state in RECLAIMING:
-        advance_reclaim(lab, lease.id, now)
-        return "deletes driven"
-    return "nothing to do"
+Step = Callable[[Lab, list[Lease], datetime], dict[int, str]]
 
 
-def _expire_request(lab: Lab, lease: Lease, now: datetime) -> str:
-    if lease.decide_by is None or lease.decide_by > now:
-        return "not due"
-    with lab.db.write() as session:
-        fresh = locked(session, Lease, lease.id)
-        if fresh is None or fresh.state != State.PENDING:
-            return "already decided"
-        move(session, fresh, State.EXPIRED_REQUEST, due_at=None, decided_at=now)
-        audit(session, now, "system", "expire_request", lease.id)
-        enqueue(
-            session,
-            Kind.REQUEST_EXPIRED,
-            owner(lease.owner),
-            f"Your request #{lease.id} ({shape(lease)}) expired: no reviewer decided by "
-            f"{when(lease.decide_by)}. File it again or ask in the review channel.",
-            now,
-            lease.id,
+def step_all(lab: Lab, leases: list[Lease], now: datetime) -> dict[int, str | Exception]:
+    """One step for each due lease. Leases due for the same kind of step take it together (one
+    transaction for all request expiries, one for all reminders, one claim and one pool of
+    deletes for all reclaims, one transaction for all answers of the provisioning polls; the
+    provider's creates still go lease by lease). A batch that raises is done again lease by
+    lease, so one bad lease cannot hold the others back, and its error names it."""
+    groups: dict[Step, list[Lease]] = defaultdict(list)
+    outcomes: dict[int, str | Exception] = {}
+    for lease in leases:
+        fn = _step_for(State(lease.state))
+        if fn is None:
+            outcomes[lease.id] = "nothing to do"
+        else:
+            groups[fn].append(lease)
+    for fn, group in groups.items():
+        batches = [group]
+        for batch in batches:  # grows while it runs: a failed batch comes back lease by lease
+            alone = batch[0].id if len(batch) == 1 else None
+            with about_lease(alone):
+                try:
+                    outcomes.update(fn(lab, batch, now))
+                except Exception as error:
+                    if alone is None:
+                        batches.extend([lease] for lease in batch)
+                    elif isinstance(error, LostRace):
+                        outcomes[alone] = "changed meanwhile"
+                    else:
+                        log.exception("sweep: lease %s", alone)
+                        outcomes[alone] = error
+    return outcomes
+
+
+def _step_for(state: State) -> Step | None:
+    return {
+        State.PENDING: _expire_requests,
+        State.APPROVED: _approved,
+        State.PROVISIONING: _provisioning,
+        State.ACTIVE: _active,
+    }.get(state, _reclaim if state in RECLAIMING else None)
+
+
+def _approved(lab: Lab, leases: list[Lease], now: datetime) -> dict[int, str]:
+    started = set(provision_all(lab, [lease.id for lease in leases], now))
+    outcomes = {}
+    for lease in leases:
+        started_here = lease.id in started
+        outcomes[lease.id] = (
+            f"Lease #{lease.id} is provisioning." if started_here else "changed meanwhile"
         )
-        enqueue(
-            session,
-            Kind.CARD_DECIDED,
-            REVIEW,
-            f"Request #{lease.id} expired undecided at {when(now)}.",
-            now,
-            lease.id,
-            decision="expired",
-            by="system",
-        )
-    return "request expired"
+    return outcomes
 
 
-def _active(lab: Lab, lease: Lease, now: datetime) -> str:
-    if now >= lease.ends_at + lab.policy.grace:
-        if expire(lab, lease, now):
-            advance_reclaim(lab, lease.id, now)
-            return "expired; deletes started"
-        return "already being reclaimed"
-    delete_due(lab, lease.id, now)  # devices given up while provisioning
+def _provisioning(lab: Lab, leases: list[Lease], now: datetime) -> dict[int, str]:
+    advance_provisioning_all(lab, [lease.id for lease in leases], now)
+    return {lease.id: "provisioning polled" for lease in leases}
+
+
+def _reclaim(lab: Lab, leases: list[Lease], now: datetime) -> dict[int, str]:
+    advance_reclaim_all(lab, [lease.id for lease in leases], now)
+    return {lease.id: "deletes driven" for lease in leases}
+
+
+def _expire_requests(lab: Lab, leases: list[Lease], now: datetime) -> dict[int, str]:
+    """Requests nobody decided in time, all in one transaction; each is expired by the
+    conditional UPDATE that moved it, so a reviewer deciding at the same moment wins or loses
+    cleanly."""
+    due = [lease for lease in leases if lease.decide_by is not None and lease.decide_by <= now]
+    outcomes = {lease.id: "not due" for lease in leases}
+    if not due:
+        return outcomes
     with lab.db.write() as session:
-        fresh = locked(session, Lease, lease.id)
-        if fresh is None or fresh.state != State.ACTIVE:
-            return "changed meanwhile"
-        sent = session.exec(
-            select(SentReminder.offset_s).where(SentReminder.lease_id == lease.id)
-        ).all()
-        due = due_reminders(lab.policy, fresh.starts_at, fresh.ends_at, sent, now)
-        for offset in due:
-            session.add(SentReminder(lease_id=lease.id, offset_s=offset, sent_at=now))
-        if due:
-            left = remaining_words(fresh.ends_at, now)
-            for audience in audiences(session, fresh):
-                enqueue(
-                    session,
-                    Kind.REMINDER,
-                    audience,
-                    f"Lease #{lease.id} ({shape(fresh)}) ends in {left}, at "
-                    f"{when(fresh.ends_at)}. Extend it if you still need the servers, or "
-                    "release them now.",
-                    now,
+        moved = move_all(session, due, State.EXPIRED_REQUEST, due_at=None, decided_at=now)
+        drafts = []
+        for lease in moved:
+            audit(session, now, "system", "expire_request", lease.id)
+            drafts.append(
+                Draft(
+                    Kind.REQUEST_EXPIRED,
+                    owner(lease.owner),
+                    f"Your request #{lease.id} ({shape(lease)}) expired: no reviewer decided by "
+                    f"{when(lease.decide_by)}. File it again or ask in the review channel.",
                     lease.id,
-                    left=left,
-                    ends_at=fresh.ends_at.isoformat(),
                 )
-            audit(session, now, "system", "remind", lease.id, offsets=due)
-        checked, silent = _silent_check(session, lab, fresh, sent, now)
-        done = [*sent, *due, *checked]
-        fresh.due_at = next_due(lab.policy, fresh.starts_at, fresh.ends_at, done)
-        stray = next_delete_at(session, lease.id)
-        if stray is not None and stray < fresh.due_at:
-            fresh.due_at = max(stray, now + CONFIRM)
-        session.add(fresh)
-    if silent:
-        return "nobody answered the last reminder; reviewers told"
-    return f"reminded ({len(due)})" if due else "not due"
+            )
+            drafts.append(
+                Draft(
+                    Kind.CARD_DECIDED,
+                    REVIEW,
+                    f"Request #{lease.id} expired undecided at {when(now)}.",
+                    lease.id,
+                    {"decision": "expired", "by": "system"},
+                )
+            )
+        enqueue_all(session, drafts, now)
+    expired = {lease.id for lease in moved}
+    for lease in due:
+        outcomes[lease.id] = "request expired" if lease.id in expired else "already decided"
+    return outcomes
+
+
+def _active(lab: Lab, leases: list[Lease], now: datetime) -> dict[int, str]:
+    """Active leases: those past their end plus grace expire and their deletes start; the
+    others get their due reminders."""
+    ending = [lease for lease in leases if now >= lease.ends_at + lab.policy.grace]
+    ending_ids = {lease.id for lease in ending}
+    outcomes = _remind(lab, [lease for lease in leases if lease.id not in ending_ids], now)
+    if ending:
+        expired = expire(lab, ending, now)
+        advance_reclaim_all(lab, expired, now)
+        for lease in ending:
+            outcomes[lease.id] = (
+                "expired; deletes started" if lease.id in expired else "already being reclaimed"
+            )
+    return outcomes
+
+
+def _remind(lab: Lab, leases: list[Lease], now: datetime) -> dict[int, str]:
+    """Due reminders of running leases, all in one transaction, and each lease's next
+    deadline."""
+    if not leases:
+        return {}
+    ids = [lease.id for lease in leases]
+    with lab.db.read() as session:
+        strays = session.exec(
+            select(Server.lease_id)
+            .where(
+                col(Server.lease_id).in_(ids),
+                Server.state == "deleting",
+                col(Server.retry_at) <= now,
+            )
+            .distinct()
+        ).all()
+    delete_due_all(lab, list(strays), now)  # devices given up while provisioning
+    outcomes = {lease_id: "changed meanwhile" for lease_id in ids}
+    with lab.db.write() as session:
+        fresh = [lease for lease in locked_all(session, Lease, ids) if lease.state == State.ACTIVE]
+        sent: dict[int, dict[int, datetime]] = defaultdict(dict)
+        for lease_id, offset, at in session.exec(
+            select(SentReminder.lease_id, SentReminder.offset_s, SentReminder.sent_at).where(
+                col(SentReminder.lease_id).in_(ids)
+            )
+        ).all():
+            sent[lease_id][offset] = at
+        co_owners = co_owners_of(session, ids)
+        next_deletes = dict(
+            session.exec(
+                select(Server.lease_id, func.min(Server.retry_at))
+                .where(col(Server.lease_id).in_(ids), Server.state == "deleting")
+                .group_by(Server.lease_id)
+            ).all()
+        )
+        drafts: list[Draft] = []
+        for lease in fresh:
+            due = due_reminders(lab.policy, lease.starts_at, lease.ends_at, sent[lease.id], now)
+            for offset in due:
+                session.add(SentReminder(lease_id=lease.id, offset_s=offset, sent_at=now))
+                sent[lease.id][offset] = now
+            people = co_owners[lease.id]
+            if due:
+                left = remaining_words(lease.ends_at, now)
+                drafts += [
+                    Draft(
+                        Kind.REMINDER,
+                        audience,
+                        f"Lease #{lease.id} ({shape(lease)}) ends in {left}, at "
+                        f"{when(lease.ends_at)}. Extend it if you still need the servers, or "
+                        "release them now.",
+                        lease.id,
+                        {"left": left, "ends_at": lease.ends_at.isoformat()},
+                    )
+                    for audience in audiences(session, lease, people)
+                ]
+                audit(session, now, "system", "remind", lease.id, offsets=due)
+            checked, silent = _silent_check(session, lab, lease, sent[lease.id], people, now)
+            done = [*sent[lease.id], *checked]
+            lease.due_at = next_due(lab.policy, lease.starts_at, lease.ends_at, done)
+            stray = next_deletes.get(lease.id)
+            if stray is not None and stray < lease.due_at:
+                lease.due_at = max(stray, now + CONFIRM)
+            if silent:
+                outcomes[lease.id] = "nobody answered the last reminder; reviewers told"
+            else:
+                outcomes[lease.id] = f"reminded ({len(due)})" if due else "not due"
+        enqueue_all(session, drafts, now)
+    return outcomes
 
 
 def _silent_check(
-    session: Session, lab: Lab, lease: Lease, sent: list[int], now: datetime
+    session: Session,
+    lab: Lab,
+    lease: Lease,
+    sent: dict[int, datetime],
+    people: list[str],
+    now: datetime,
 ) -> tuple[list[int], bool]:
     """Once per lease end, after the last reminder: if no owner or co-owner has done anything
     with the lease since it went out, tell the reviewers, who may extend on the team's behalf.
@@ -286,20 +362,20 @@ def _silent_check(
     if at is None or at > now or SILENT_CHECK in sent:
         return [], False
     last_offset = reminder_times(lab.policy, lease.starts_at, lease.ends_at)[-1][0]
-    reminded = session.get(SentReminder, (lease.id, last_offset))
+    reminded = sent.get(last_offset)
     session.add(SentReminder(lease_id=lease.id, offset_s=SILENT_CHECK, sent_at=now))
-    people = [lease.owner, *co_owner_ids(session, lease.id)]
-    if reminded is None or _answered(session, lease.id, people, reminded.sent_at):
+    people = [lease.owner, *people]
+    if reminded is None or _answered(session, lease.id, people, reminded):
         return [SILENT_CHECK], False
     reclaim_at = lease.ends_at + lab.policy.grace
-    audit(session, now, "system", "silent_lease", lease.id, reminded_at=reminded.sent_at)
+    audit(session, now, "system", "silent_lease", lease.id, reminded_at=reminded)
     enqueue(
         session,
         Kind.SILENT_LEASE,
         REVIEW,
         f"Lease #{lease.id} ({shape(lease)} for {lease.project}) will be reclaimed at "
         f"{when(reclaim_at)}, and nobody has answered its last reminder "
-        f"({when(reminded.sent_at)}): "
+        f"({when(reminded)}): "
         f"{', '.join(f'<@{p}>' for p in people)}. If the team still needs it, a reviewer can "
         f"extend it on their behalf: `/lab extend {lease.id} 24h`.",
         now,
@@ -453,6 +529,15 @@ def _gone(lab: Lab, server: Server) -> bool:
     except Exception as error:
         log.warning("cannot check whether %s vanished: %s", server.hostname, error)
         return False
+
+
+def _renote_exactness(lab: Lab, now: datetime) -> None:
+    """Once per `reconcile_every` across replicas: leases reckoned one by one because their
+    exactness lapsed (all live leases right after an upgrade) are looked at again, so the
+    books go back to reading totals for those within their holds."""
+    with lab.db.write() as session:
+        if claim_period(session, EXACTNESS, lab.replica, now, lab.policy.reconcile_every):
+            renote_lapsed_exactness(session, now)
 
 
 def _credit_alerts(lab: Lab, now: datetime) -> None:

@@ -11,6 +11,7 @@ wait on each other in a circle.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TypeVar
 
 from sqlalchemy import func, select
@@ -24,6 +25,14 @@ def locked(session: Session, model: type[Row], key: object) -> Row | None:
     """The row as committed now, held until the transaction ends (FOR UPDATE; SQLite's write
     transaction already holds everything)."""
     return session.get(model, key, with_for_update=True, populate_existing=True)
+
+
+def locked_all(session: Session, model: type[Row], keys: Iterable[object]) -> list[Row]:
+    """The rows as committed now, held until the transaction ends, taken in key order so two
+    holders of overlapping sets never wait on each other in a circle."""
+    (key,) = model.__table__.primary_key.columns
+    query = select(model).where(key.in_(sorted(set(keys)))).order_by(key).with_for_update()
+    return list(session.scalars(query, execution_options={"populate_existing": True}).all())
 
 
 def serialize(session: Session, *names: str) -> None:

@@ -10,6 +10,7 @@ from sqlalchemy import text
 
 from commands.billing import cost_by_month
 from commands.credit import books, month_report
+from commands.holds import renote_lapsed_exactness
 from commands.policy import Policy
 from storage.models import Lease, Server, ServerSpend
 from storage.schema import MIGRATIONS, upgrade
@@ -107,36 +108,47 @@ def fill_as_the_previous_release(db) -> None:
         session.add_all(spends)
 
 
-def test_the_holds_migration_converts_a_database_filled_by_the_previous_release(db_path):
+def _migrated(db_path):
+    """A database the previous release filled, upgraded to the holds; and what that release's
+    books said."""
     from storage.db import Database
 
     db = Database(f"sqlite:///{db_path}")
+    upgrade(db, to=BEFORE)  # every schema change before the holds: the models fill it
+    fill_as_the_previous_release(db)
+    with db.write() as session:  # what the previous release's books said
+        before = reference_tally(session, MONTHS, POLICY, NOW, None)
+    upgrade(db, grace=POLICY.grace, to=HOLDS)  # later migrations have tests of their own
+    return db, before
+
+
+def _books_match_the_reference(db) -> None:
+    for now in (NOW, NOW + timedelta(hours=7, minutes=3), NOW + timedelta(days=2)):
+        with db.write() as session:
+            assert books(session, MONTHS, POLICY, now) == reference_books(
+                session, MONTHS, POLICY, now
+            )
+            for project in ("coredns", "envoy"):
+                assert books(session, MONTHS, POLICY, now, project=project) == (
+                    reference_books(session, MONTHS, POLICY, now, project=project)
+                )
+            tally = month_report(session, "2026-11", POLICY, now).projects
+            spent, committed = reference_tally(session, ["2026-11"], POLICY, now, None)
+            assert dict(tally.spent) == {k: v for k, v in spent.items() if v}
+            assert {k: v for k, v in tally.committed.items() if v} == {
+                k: v for k, v in committed.items() if v
+            }
+
+
+def test_the_holds_migration_converts_a_database_filled_by_the_previous_release(db_path):
+    db, before = _migrated(db_path)
     try:
-        upgrade(db, to=BEFORE)  # every schema change before the holds: the models fill it
-        fill_as_the_previous_release(db)
-        with db.write() as session:  # what the previous release's books said
-            before = reference_tally(session, MONTHS, POLICY, NOW, None)
-        upgrade(db, grace=POLICY.grace, to=HOLDS)  # later migrations have tests of their own
         with db.engine.connect() as connection:
             assert (
                 connection.execute(text("select version_num from alembic_version")).scalar()
                 == HOLDS
             )
-        for now in (NOW, NOW + timedelta(hours=7, minutes=3), NOW + timedelta(days=2)):
-            with db.write() as session:
-                assert books(session, MONTHS, POLICY, now) == reference_books(
-                    session, MONTHS, POLICY, now
-                )
-                for project in ("coredns", "envoy"):
-                    assert books(session, MONTHS, POLICY, now, project=project) == (
-                        reference_books(session, MONTHS, POLICY, now, project=project)
-                    )
-                tally = month_report(session, "2026-11", POLICY, now).projects
-                spent, committed = reference_tally(session, ["2026-11"], POLICY, now, None)
-                assert dict(tally.spent) == {k: v for k, v in spent.items() if v}
-                assert {k: v for k, v in tally.committed.items() if v} == {
-                    k: v for k, v in committed.items() if v
-                }
+        _books_match_the_reference(db)
         with db.write() as session:
             after = books(session, MONTHS, POLICY, NOW)
         spent, committed = before
@@ -144,5 +156,19 @@ def test_the_holds_migration_converts_a_database_filled_by_the_previous_release(
             assert after[month].spent == sum(c for (_, m), c in spent.items() if m == month)
             assert after[month].committed == sum(c for (_, m), c in committed.items() if m == month)
             assert after[month].committed > 0
+    finally:
+        db.dispose()
+
+
+def test_migrated_leases_within_their_holds_are_no_longer_reckoned_one_by_one(db_path):
+    db, _ = _migrated(db_path)
+    try:
+        with db.write() as session:
+            looked_at = renote_lapsed_exactness(session, NOW)
+        with db.write() as session:
+            still = renote_lapsed_exactness(session, NOW)
+        assert looked_at  # every migrated live lease starts out reckoned one by one
+        assert still == []  # their servers all stay within their holds: exact again
+        _books_match_the_reference(db)  # and the books are the same, to the cent
     finally:
         db.dispose()
