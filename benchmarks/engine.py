@@ -692,7 +692,8 @@ class StatementLog:
 
     def _seen(self, conn, cursor, statement, parameters, context, executemany) -> None:
         self.calls[statement] += 1
-        self.params.setdefault(statement, parameters)
+        # An executemany's parameters are one set per row; the statement is re-run with the first.
+        self.params.setdefault(statement, parameters[0] if executemany else parameters)
 
 
 # The phases of one sweep call, timed by wrapping the names `commands.sweep.sweep` calls.
