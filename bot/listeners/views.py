@@ -74,14 +74,8 @@ def on_request(ctx: AppContext, ack: Ack, body: Body, view: dict[str, Any]) -> N
     answer, errors = modals.parse_request(_values(view))
     errors = {**check_request(answer, ctx.lab.plans(), ctx.lab.policy), **errors}
     if errors:
-        ack(response_action="errors", errors=_shortened(errors))
-        audit_refusal(
-            ctx,
-            body,
-            user,
-            "request",
-            "That request cannot be filed: " + "; ".join(errors.values()) + ".",
-        )
+        sentence = "That request cannot be filed: " + "; ".join(errors.values()) + "."
+        _refuse_form(ctx, ack, body, "request", _shortened(errors), sentence)
         return
     ack()
     if not user:
@@ -97,11 +91,19 @@ def _file(ctx: AppContext, body: Body, user: str, answer: RequestInput) -> None:
     check_after_filing(ctx, outcome)
 
 
+def _refuse_form(
+    ctx: AppContext, ack: Ack, body: Body, action: str, errors: dict[str, str], sentence: str
+) -> None:
+    """A form answered wrongly: Slack shows each error under its field and keeps the form open,
+    so the ack is the answer; the refusal is audited like any other and nothing else happens."""
+    ack(response_action="errors", errors=errors)
+    audit_refusal(ctx, body, user_of(body), action, sentence)
+
+
 def on_deny(ctx: AppContext, ack: Ack, body: Body, view: dict[str, Any]) -> None:
     reason = modals.answer(_values(view), "reason")
     if not reason:
-        ack(response_action="errors", errors={"reason": NO_REASON})
-        audit_refusal(ctx, body, user_of(body), "deny", NO_REASON)
+        _refuse_form(ctx, ack, body, "deny", {"reason": NO_REASON}, NO_REASON)
         return
     ack()
     user = user_of(body)
@@ -142,8 +144,7 @@ def _writeup(ctx: AppContext, body: Body, user: str, lease_id: int, url: str) ->
 def on_share(ctx: AppContext, ack: Ack, body: Body, view: dict[str, Any]) -> None:
     users = modals.chosen_users(_values(view), "co_owners")
     if not users:
-        ack(response_action="errors", errors={"co_owners": NO_ONE})
-        audit_refusal(ctx, body, user_of(body), "share", NO_ONE)
+        _refuse_form(ctx, ack, body, "share", {"co_owners": NO_ONE}, NO_ONE)
         return
     ack()
     user = user_of(body)
