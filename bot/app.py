@@ -30,7 +30,7 @@ from bot.runtime import Clock, build_lab, utcnow
 from bot.settings import Settings, SettingsError
 from bot.slack_notifier import SlackNotifier
 from commands.facts import quoted, shape
-from commands.lab import Lab
+from commands.lab import Lab, LostRace
 from commands.views import lease_with_servers
 from storage.db import Database
 
@@ -107,15 +107,14 @@ class AppContext:
     seen_events: SeenEvents = field(default_factory=SeenEvents)
 
     def later(self, body: dict[str, Any], job: Callable[..., None], *args: Any) -> None:
-        """Run the slow part of a listener after its ack, on the worker pool. A failure is a
-        bug: logged, and the person who acted is told rather than left waiting."""
+        """Run the slow part of a listener after its ack, on the worker pool. The person who
+        acted is told how it ended rather than left waiting."""
 
         def run() -> None:
             try:
                 job(*args)
-            except Exception:
-                log.exception("after-ack work failed")
-                tell(self, body, SORRY)
+            except Exception as error:
+                tell(self, body, failure_sentence(error))
 
         self.work.submit(run)
 
@@ -209,15 +208,25 @@ def _on_error(
             response.status, response.headers, response.body = 401, {}, ""
         return
     unhandled = isinstance(error, BoltUnhandledRequestError)
-    if not unhandled:
-        log.error("listener failed: %s", error, exc_info=error)
-    sentence = UNHANDLED if unhandled else SORRY
+    sentence = UNHANDLED if unhandled else failure_sentence(error)
     if response is not None:  # not acknowledged yet: this becomes the ack
         response.status = 200
         response.headers = {"content-type": ["application/json;charset=utf-8"]}
         response.body = json.dumps(ephemeral(sentence)) if body.get("command") else ""
     if body.get("type") != "event_callback" and not body.get("command"):
         ctx.work.submit(tell, ctx, body, sentence)
+
+
+def failure_sentence(error: Exception) -> str:
+    """What a person is told when their action raised. A lost race is not a bug: another
+    caller changed the lease first, the loser's transaction rolled back, and all it may do is
+    say so. Anything else is a bug: logged for the admins, and the person told that what was
+    already committed stands."""
+    if isinstance(error, LostRace):
+        log.info("lost a race: %s", error)
+        return f"{error} Nothing else was done; `/lab show {error.lease_id}` says where it is now."
+    log.error("listener failed: %s", error, exc_info=error)
+    return SORRY
 
 
 def trusted(request: BoltRequest) -> bool:

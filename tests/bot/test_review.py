@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import threading
 
+from bot.app import SORRY
 from bot.blocks import cards, modals
+from commands.lab import move
+from commands.review import deny
+from commands.states import State
 from fakes.slack_sender import field
+from storage.models import Lease
 from tests.bot.conftest import REVIEW_CHANNEL, Slack, file_request
 from tests.conftest import ADMIN, OTHER, OWNER, REVIEWER
 
@@ -144,3 +149,28 @@ def test_an_extension_beyond_policy_becomes_a_card_reviewers_decide(slack: Slack
     assert slack.lease(lease_id).extended_s == 29 * 86400
     updated = slack.fake.current_message(card.response["channel"], card.response["ts"])
     assert "approved by" in updated["text"]
+
+
+def test_a_caller_that_lost_the_race_is_told_so_and_nothing_else_happens(slack: Slack) -> None:
+    """A use case that holds the row cannot lose, but a step that raced without it must still
+    end in a sentence: the lease was read pending, a reviewer denied it first, and the loser's
+    conditional update matched no row."""
+    lease_id = file_request(slack)
+    with slack.db.read() as session:
+        stale = session.get(Lease, lease_id)
+        assert stale is not None and stale.state == State.PENDING
+    assert deny(slack.ctx.lab, REVIEWER, lease_id, "not open source", slack.clock()).ok
+
+    def approve_from_a_stale_read() -> None:
+        with slack.db.write() as session:
+            move(session, session.merge(stale, load=False), State.APPROVED)
+
+    slack.ctx.later({"user": {"id": ADMIN}}, approve_from_a_stale_read)
+    slack.settle()
+    told = [m["text"] for m in slack.dms(ADMIN)]
+    assert told == [
+        f"Lease #{lease_id} changed meanwhile; it was not moved to approved. Nothing else was "
+        f"done; `/lab show {lease_id}` says where it is now."
+    ]
+    assert SORRY not in str(told)
+    assert slack.lease(lease_id).state == State.DENIED
