@@ -7,22 +7,18 @@ from __future__ import annotations
 from datetime import timedelta
 
 from alembic import command
-from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 from sqlmodel import select
 
 from storage.db import Database
 from storage.models import CoOwner, Lease, Server, ServerKeys, SshKey
-from storage.schema import MIGRATIONS, _config
+from storage.schema import _config
 from tests.conftest import OWNER, START
-
-# The release before this migration, whatever the chain says it is.
-PREVIOUS = ScriptDirectory(str(MIGRATIONS)).get_revision("0004").down_revision
+from tests.storage.releases import as_before
 
 
 def test_a_database_of_the_previous_release_upgrades(db: Database) -> None:
-    with db.engine.begin() as connection:
-        command.downgrade(_config(connection), PREVIOUS)
+    as_before(db, "0004")
     assert "sshkey" not in inspect(db.engine).get_table_names()
     with db.engine.begin() as connection:
         connection.execute(
