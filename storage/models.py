@@ -148,6 +148,18 @@ class CreditMonth(SQLModel, table=True):
     held: int = 0
 
 
+class ClassMonth(SQLModel, table=True):
+    """A month's running totals per applicant class (foundation, member, other), kept like
+    `CreditMonth`'s per project and changed by the same writes: what the class's gone servers
+    billed (`settled`) and what its live leases hold (`held`). The reserve kept for other
+    open-source projects reads these few rows instead of summing the month's holds by class."""
+
+    month: str = Field(primary_key=True)
+    applicant_class: str = Field(primary_key=True)
+    settled: int = 0
+    held: int = 0
+
+
 class CreditHold(SQLModel, table=True):
     """What a live lease may still bill in a month: its plan (servers x hourly price x started
     hours of its window plus grace) less what its servers already gone billed there. Written
