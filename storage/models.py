@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, UniqueConstraint
+from sqlalchemy import BigInteger, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -179,6 +179,12 @@ class Meter(SQLModel, table=True):
     `stop_us` (its lease's provider backstop). Times are integer microseconds since the epoch,
     so SQL can count started hours. `held`: its lease is live and holds its cost; otherwise
     (the lease is being reclaimed) what it bills is counted as it goes."""
+
+    # The books' sum over the running servers, by project, reads the index alone: no sort and
+    # no lookup of each meter's row, which is most of its cost with thousands running.
+    __table_args__ = (
+        Index("ix_meter_project_billing", "project", "start_us", "stop_us", "hourly_cents"),
+    )
 
     server_id: int = Field(foreign_key="server.id", primary_key=True)
     lease_id: int = Field(index=True)

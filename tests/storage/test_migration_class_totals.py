@@ -134,6 +134,8 @@ def test_a_database_of_the_previous_release_upgrades_to_class_totals(db: Databas
     assert any(used[MONTHS[0]] for used in before.values())
     with db.engine.begin() as connection:
         command.upgrade(_config(connection), "head")
+    indexes = {index["name"] for index in inspect(db.engine).get_indexes("meter")}
+    assert "ix_meter_project_billing" in indexes  # the books' sum over running servers
     with db.write() as session:
         for (at, classes, left_out), used in before.items():
             assert class_usage(session, MONTHS, at, list(classes), left_out) == used
