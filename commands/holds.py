@@ -308,11 +308,11 @@ def bump_all(
     settled, held = settled or {}, held or {}
     rows: dict[tuple[int, str, str], list[int]] = defaultdict(lambda: [0, 0])
     for n, amounts in enumerate((settled, held)):
-        for (project, applicant_class), months in amounts.items():
+        for who, months in amounts.items():
             for month, cents in months.items():
                 rows[_LAB_ROWS, LAB, month][n] += cents
-                rows[_PROJECT_ROWS, project, month][n] += cents
-                rows[_CLASS_ROWS, applicant_class, month][n] += cents
+                rows[_PROJECT_ROWS, who.project, month][n] += cents
+                rows[_CLASS_ROWS, who.applicant_class, month][n] += cents
     for (rank, key, month), (add_settled, add_held) in sorted(rows.items()):
         if add_settled or add_held:
             table = ClassMonth if rank == _CLASS_ROWS else CreditMonth
