@@ -255,8 +255,17 @@ def lease_keys(session: Session, lease: Lease, co_owners: Iterable[str]) -> list
     line as it is, a checked saved key by its fingerprint while the owner still has it saved),
     or else all the owner's saved keys; then every co-owner's saved keys. One of each, in that
     order."""
-    people = list(co_owners)
-    return _lease_keys(lease, people, _saved_by_user(session, [lease.owner, *people]))
+    return lease_keys_all(session, [lease], {lease.id: list(co_owners)})[lease.id]
+
+
+def lease_keys_all(
+    session: Session, leases: list[Lease], co_owners: dict[int, list[str]]
+) -> dict[int, list[PublicKey]]:
+    """`lease_keys` of many leases, everyone's saved keys read in one query."""
+    saved_by = _saved_by_user(
+        session, [user for lease in leases for user in (lease.owner, *co_owners[lease.id])]
+    )
+    return {lease.id: _lease_keys(lease, co_owners[lease.id], saved_by) for lease in leases}
 
 
 def _lease_keys(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor, wait
 from datetime import datetime, timedelta
 
 from sqlalchemy import update
@@ -18,10 +18,10 @@ from sqlmodel import Session, col, select
 
 from commands.backstop import move_backstop
 from commands.batches import batches
-from commands.coowners import audiences, co_owner_ids, co_owners_of
+from commands.coowners import audiences, co_owners_of
 from commands.facts import servers_summary, shape
 from commands.holds import hold_all, meter_on, refresh_exactness_all, release_holds
-from commands.keys import keys_on_all, keys_words, lease_keys
+from commands.keys import keys_on_all, keys_words, lease_keys_all
 from commands.lab import (
     Lab,
     LostRace,
@@ -56,6 +56,7 @@ log = logging.getLogger(__name__)
 
 CREATE_CLAIM = timedelta(minutes=5)
 CAPACITY_WAIT = timedelta(minutes=5)
+RECORD_EVERY = timedelta(seconds=1)  # how long create answers may wait in hand to be recorded
 PROGRESS_STEPS = (25, 50, 75)
 GAVE_UP = (DeviceState.FAILED, DeviceState.DELETED)
 COMING = ("pending", "creating", "provisioning")  # a server row on its way up
@@ -144,11 +145,12 @@ def advance_provisioning_all(lab: Lab, lease_ids: list[int], now: datetime) -> N
         if any(s.state in ("pending", "creating") for s in rows)
     }
     if waiting:
-        workers = max(1, min(lab.policy.sweep_concurrency, len(waiting)))
+        plans = _plans(lab, list(waiting))
+        workers = max(1, min(lab.policy.sweep_concurrency, len(plans)))
         with ThreadPoolExecutor(workers, thread_name_prefix="leases") as pool:
             for created in [
-                pool.submit(_create_for, lab, lease_id, rows, now)
-                for lease_id, rows in waiting.items()
+                pool.submit(_create_for, lab, lease, keys, waiting[lease.id], now)
+                for lease, keys in plans
             ]:
                 created.result()  # a lease's error (or the process going down) is the caller's
     late = _poll_and_decide(lab, lease_ids, _poll(lab, lease_ids), now)
@@ -157,10 +159,25 @@ def advance_provisioning_all(lab: Lab, lease_ids: list[int], now: datetime) -> N
         _late_backstop(lab, lease_id, ends_at, now)
 
 
-def _create_for(lab: Lab, lease_id: int, rows: list[Server], now: datetime) -> None:
+def _plans(lab: Lab, lease_ids: list[int]) -> list[tuple[Lease, list[PublicKey]]]:
+    """The provisioning leases among these, each with the keys its servers are created with,
+    read in one transaction for all (at each pass, so a co-owner added while the lease
+    provisions is on the servers created after)."""
+    with lab.db.read() as session:
+        leases = session.exec(
+            select(Lease).where(col(Lease.id).in_(lease_ids), Lease.state == State.PROVISIONING)
+        ).all()
+        keys = lease_keys_all(session, list(leases), co_owners_of(session, lease_ids))
+    return [(lease, keys[lease.id]) for lease in leases]
+
+
+def _create_for(
+    lab: Lab, lease: Lease, keys: list[PublicKey], rows: list[Server], now: datetime
+) -> None:
     if any(_maybe_created(s, now) for s in rows):
-        _recover_lost_creates(lab, lease_id, rows, now)
-    _create_missing(lab, lease_id, now)
+        _recover_lost_creates(lab, lease.id, rows, now)
+        rows = _servers(lab, lease.id)
+    _create_missing(lab, lease, keys, rows, now)
 
 
 def _servers_of(lab: Lab, lease_ids: list[int], *states: str) -> dict[int, list[Server]]:
@@ -230,31 +247,27 @@ def _maybe_created(server: Server, now: datetime) -> bool:
     return server.state == "pending" and server.create_attempts > 0 and due
 
 
-def _create_missing(lab: Lab, lease_id: int, now: datetime) -> None:
-    with lab.db.read() as session:
-        lease = session.get(Lease, lease_id)
-        # Read at each pass, so a co-owner added while the lease provisions is on what follows.
-        keys = lease_keys(session, lease, co_owner_ids(session, lease_id)) if lease else []
-    if lease is None or lease.state != State.PROVISIONING:
-        return
-    todo = [
-        s for s in _servers(lab, lease_id, "pending") if s.retry_at is None or s.retry_at <= now
-    ]
+def _create_missing(
+    lab: Lab, lease: Lease, keys: list[PublicKey], rows: list[Server], now: datetime
+) -> None:
+    todo = [s for s in rows if s.state == "pending" and (s.retry_at is None or s.retry_at <= now)]
     if not todo or not _has_capacity(lab, lease, todo, now) or not _guarded(lab, lease, todo, now):
         return
     claimed = _claim_creates(lab, todo, now)
     workers = max(1, min(lab.policy.provider_concurrency, len(claimed) or 1))
-    with ThreadPoolExecutor(workers, thread_name_prefix=f"create-{lease_id}") as pool:
+    with ThreadPoolExecutor(workers, thread_name_prefix=f"create-{lease.id}") as pool:
         sent = {
             pool.submit(_send_creates, lab, lease, batch, keys): batch
             for batch in batches(claimed, workers, lab.provider.max_batch)
         }
-        # Answers are recorded as they arrive, all those in hand in one transaction, so a
-        # crash loses at most the creates in flight (found again by tag and hostname).
+        # Answers are recorded at least every RECORD_EVERY, all those in hand in one
+        # transaction, so a crash loses at most the creates answered since (found again by tag
+        # and hostname), and a provider that answers at once costs one transaction a lease.
         while sent:
-            done, _ = wait(sent, return_when=FIRST_COMPLETED)
+            done, _ = wait(sent, timeout=RECORD_EVERY.total_seconds())
             answers = [answer for f in done for answer in zip(sent.pop(f), f.result(), strict=True)]
-            _record_creates(lab, lease, answers, keys, now)
+            if answers:
+                _record_creates(lab, lease, answers, keys, now)
 
 
 def _has_capacity(lab: Lab, lease: Lease, todo: list[Server], now: datetime) -> bool:
