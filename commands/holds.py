@@ -20,7 +20,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, update
+from sqlalchemy import delete, insert, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, func, select
@@ -64,9 +64,19 @@ def meter_spend(meter: Meter, now: datetime) -> dict[str, int]:
 def hold(session: Session, lease: Lease, policy: Policy, now: datetime) -> None:
     """Hold what the live lease may still bill: its plan less what its gone servers billed,
     per month."""
-    settled = lease_settled(session, lease.id)
-    plan = planned_cost(lease, policy, now)
-    _set_holds(session, lease, {m: max(0, c - settled.get(m, 0)) for m, c in plan.items()})
+    hold_all(session, [lease], policy, now)
+
+
+def hold_all(session: Session, leases: list[Lease], policy: Policy, now: datetime) -> None:
+    """`hold` for many live leases at once (a sweep pass's activations): their settled spend
+    and holds are read in one query each and the months locked once, instead of per lease."""
+    settled = _settled_of(session, [lease.id for lease in leases])
+    wants = {}
+    for lease in leases:
+        done = settled.get(lease.id, {})
+        plan = planned_cost(lease, policy, now)
+        wants[lease.id] = {m: max(0, c - done.get(m, 0)) for m, c in plan.items()}
+    _set_all_holds(session, leases, wants)
 
 
 def hold_approved(session: Session, lease: Lease, policy: Policy, now: datetime) -> None:
@@ -106,19 +116,27 @@ def release_all_holds(session: Session, leases: list[Lease]) -> None:
     session.exec(update(Meter).where(col(Meter.lease_id).in_(ids)).values(held=False))
 
 
-def meter_on(session: Session, server: Server, lease: Lease) -> None:
-    """A server became active: it bills from now on. The caller notes the lease's exactness
-    once it has metered every server that came up (`refresh_exactness`)."""
-    session.add(
-        Meter(
-            server_id=server.id,
-            lease_id=lease.id,
-            project=lease.project,
-            hourly_cents=server.hourly_cents,
-            start_us=to_us(server.active_at),
-            stop_us=None if lease.backstop_at is None else to_us(lease.backstop_at),
-            held=State(lease.state) in LIVE,
-        )
+def meter_on(session: Session, servers: list[Server], leases: dict[int, Lease]) -> None:
+    """Servers became active: they bill from now on (one insert for all). The caller notes
+    their leases' exactness once it has metered every server that came up
+    (`refresh_exactness`)."""
+    if not servers:
+        return
+    session.execute(
+        insert(Meter),
+        [
+            {
+                "server_id": server.id,
+                "lease_id": server.lease_id,
+                "project": lease.project,
+                "hourly_cents": server.hourly_cents,
+                "start_us": to_us(server.active_at),
+                "stop_us": None if lease.backstop_at is None else to_us(lease.backstop_at),
+                "held": State(lease.state) in LIVE,
+            }
+            for server in servers
+            for lease in [leases[server.lease_id]]
+        ],
     )
 
 
@@ -151,6 +169,7 @@ def settle_all_spend(session: Session, servers: list[Server], leases: dict[int, 
         ).all()
     )
     spend: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    rows = []
     for server in servers:
         if server.id not in stopped or server.active_at is None or server.deleted_at is None:
             continue
@@ -159,26 +178,34 @@ def settle_all_spend(session: Session, servers: list[Server], leases: dict[int, 
         billed = cost_by_month(server.active_at, max(end, server.active_at), 1, server.hourly_cents)
         for month, cents in billed.items():
             spend[lease.id][month] += cents
-            session.add(
-                ServerSpend(
-                    server_id=server.id,
-                    month=month,
-                    lease_id=lease.id,
-                    project=lease.project,
-                    cents=cents,
-                )
+            rows.append(
+                {
+                    "server_id": server.id,
+                    "month": month,
+                    "lease_id": lease.id,
+                    "project": lease.project,
+                    "cents": cents,
+                }
             )
     if not spend:
         return
+    session.execute(insert(ServerSpend), rows)
     holding = set(
         session.exec(
             select(CreditHold.lease_id).where(col(CreditHold.lease_id).in_(list(spend))).distinct()
         ).all()
     )
-    for lease_id in sorted(holding):  # a live lease: spend replaces hold
-        held = _locked_holds(session, lease_id, spend[lease_id])
-        want = {m: max(0, row.cents - spend[lease_id].get(m, 0)) for m, row in held.items()}
-        _set_holds(session, leases[lease_id], want, settled=spend[lease_id])
+    if holding:  # a live lease: spend replaces hold
+        held = _locked_holds_all(session, holding, {m for s in spend.values() for m in s})
+        _set_all_holds(
+            session,
+            [leases[lease_id] for lease_id in sorted(holding)],
+            {
+                lease_id: {m: max(0, r.cents - spend[lease_id].get(m, 0)) for m, r in rows.items()}
+                for lease_id, rows in held.items()
+            },
+            settled={lease_id: spend[lease_id] for lease_id in holding},
+        )
     # Leases being reclaimed hold nothing: only the totals change, once per project and month.
     settled: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for lease_id, months in spend.items():
@@ -189,32 +216,50 @@ def settle_all_spend(session: Session, servers: list[Server], leases: dict[int, 
 
 
 def lease_settled(session: Session, lease_id: int) -> dict[str, int]:
-    return dict(
-        session.exec(
-            select(ServerSpend.month, func.sum(ServerSpend.cents))
-            .where(ServerSpend.lease_id == lease_id)
-            .group_by(ServerSpend.month)
-        ).all()
-    )
+    return _settled_of(session, [lease_id]).get(lease_id, {})
+
+
+def _settled_of(session: Session, lease_ids: list[int]) -> dict[int, dict[str, int]]:
+    """What each lease's gone servers billed, per month."""
+    found: dict[int, dict[str, int]] = defaultdict(dict)
+    for lease_id, month, cents in session.exec(
+        select(ServerSpend.lease_id, ServerSpend.month, func.sum(ServerSpend.cents))
+        .where(col(ServerSpend.lease_id).in_(lease_ids))
+        .group_by(ServerSpend.lease_id, ServerSpend.month)
+    ).all():
+        found[lease_id][month] = int(cents)
+    return found
 
 
 def refresh_exactness(session: Session, lease_id: int) -> None:
     """Note from when on the lease's running servers could bill past its holds; the books
     reckon the lease exactly from then on."""
-    held = _holds(session, lease_id)
-    if not held:
-        return
-    meters = session.exec(select(Meter).where(Meter.lease_id == lease_id)).all()
-    until = first_overrun(
-        {m: row.cents for m, row in held.items()},
-        [
-            (from_us(m.start_us), None if m.stop_us is None else from_us(m.stop_us), m.hourly_cents)
-            for m in meters
-        ],
-    )
-    session.exec(
-        update(CreditHold).where(col(CreditHold.lease_id) == lease_id).values(exact_until=until)
-    )
+    refresh_exactness_all(session, [lease_id])
+
+
+def refresh_exactness_all(session: Session, lease_ids: Iterable[int]) -> None:
+    """`refresh_exactness` for many leases, their holds and meters read in one query each; the
+    holds are changed on the session's rows, so the flush writes only those that changed."""
+    held = _holds_of(session, lease_ids)
+    meters: dict[int, list[Meter]] = defaultdict(list)
+    for meter in session.exec(select(Meter).where(col(Meter.lease_id).in_(list(held)))).all():
+        meters[meter.lease_id].append(meter)
+    for lease_id, rows in held.items():
+        until = first_overrun(
+            {month: row.cents for month, row in rows.items()},
+            [
+                (
+                    from_us(m.start_us),
+                    None if m.stop_us is None else from_us(m.stop_us),
+                    m.hourly_cents,
+                )
+                for m in meters[lease_id]
+            ],
+        )
+        for row in rows.values():
+            row.exact_until = until
+            session.add(row)
+    session.flush()
 
 
 def renote_lapsed_exactness(session: Session, now: datetime) -> list[int]:
@@ -227,15 +272,22 @@ def renote_lapsed_exactness(session: Session, now: datetime) -> list[int]:
     lapsed = session.exec(
         select(CreditHold.lease_id).where(col(CreditHold.exact_until) < now).distinct()
     ).all()
-    for lease_id in sorted(lapsed):
-        _locked_holds(session, lease_id, ())
-        refresh_exactness(session, lease_id)
+    _locked_holds_all(session, lapsed, ())
+    refresh_exactness_all(session, lapsed)
     return list(lapsed)
 
 
 def open_month(session: Session, month: str) -> None:
     """The lab's row of totals for the month, there for approvals to lock."""
-    _upsert(session, month, LAB, 0, 0)
+    _open_months(session, [month])
+
+
+def _open_months(session: Session, months: list[str]) -> None:
+    if months:
+        session.execute(
+            _upsert(session),
+            [{"month": m, "project": LAB, "settled": 0, "held": 0} for m in months],
+        )
 
 
 def lock_months(session: Session, months: Iterable[str]) -> None:
@@ -244,8 +296,7 @@ def lock_months(session: Session, months: Iterable[str]) -> None:
     in month order; SQLite: BEGIN IMMEDIATE already serialises writers and FOR UPDATE is
     dropped). Every check locks the lab's rows, so a project's cap needs no lock of its own."""
     keys = sorted(months)
-    for month in keys:
-        open_month(session, month)
+    _open_months(session, keys)
     session.exec(
         select(CreditMonth.month)
         .where(col(CreditMonth.month).in_(keys), CreditMonth.project == LAB)
@@ -281,60 +332,87 @@ def bump_all(
             for month, cents in months.items():
                 rows[LAB, month][n] += cents
                 rows[project, month][n] += cents
-    for (project, month), (add_settled, add_held) in sorted(
-        rows.items(), key=lambda item: (item[0][0] != LAB, item[0])
-    ):
-        if add_settled or add_held:
-            _upsert(session, month, project, add_settled, add_held)
+    changes = [
+        {"month": month, "project": project, "settled": add_settled, "held": add_held}
+        for (project, month), (add_settled, add_held) in sorted(
+            rows.items(), key=lambda item: (item[0][0] != LAB, item[0])
+        )
+        if add_settled or add_held
+    ]
+    if changes:  # one executemany, its rows in that order
+        session.execute(_upsert(session), changes)
 
 
-def _upsert(session: Session, month: str, project: str, settled: int, held: int) -> None:
+def _upsert(session: Session):
+    """INSERT of a row of totals that adds to the row if it is there."""
     dialect = session.get_bind().dialect.name
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
     table = CreditMonth.__table__
-    statement = insert(table).values(month=month, project=project, settled=settled, held=held)
-    statement = statement.on_conflict_do_update(
+    statement = insert(table)
+    return statement.on_conflict_do_update(
         index_elements=[table.c.month, table.c.project],
         set_={
             "settled": table.c.settled + statement.excluded.settled,
             "held": table.c.held + statement.excluded.held,
         },
     )
-    session.exec(statement)
 
 
-def _holds(session: Session, lease_id: int) -> dict[str, CreditHold]:
-    rows = session.exec(select(CreditHold).where(CreditHold.lease_id == lease_id)).all()
-    return {row.month: row for row in rows}
+def _holds_of(session: Session, lease_ids: Iterable[int]) -> dict[int, dict[str, CreditHold]]:
+    """Each lease's holds by month (leases holding nothing are left out)."""
+    found: dict[int, dict[str, CreditHold]] = defaultdict(dict)
+    for row in session.exec(
+        select(CreditHold).where(col(CreditHold.lease_id).in_(list(lease_ids)))
+    ).all():
+        found[row.lease_id][row.month] = row
+    return found
 
 
-def _locked_holds(session: Session, lease_id: int, months: Iterable[str]) -> dict[str, CreditHold]:
-    """The lease's holds, read after locking the lab's rows of every month they and `months`
+def _locked_holds_all(
+    session: Session, lease_ids: Iterable[int], months: Iterable[str]
+) -> dict[int, dict[str, CreditHold]]:
+    """The leases' holds, read after locking the lab's rows of every month they and `months`
     touch. Every writer of holds or totals takes those rows first, in month order, so two
     writers of one lease's holds (an extension, the sweep settling a vanished server) take
     turns on PostgreSQL and never deadlock."""
-    held = session.exec(select(CreditHold.month).where(CreditHold.lease_id == lease_id)).all()
+    ids = list(lease_ids)
+    held = session.exec(
+        select(CreditHold.month).where(col(CreditHold.lease_id).in_(ids)).distinct()
+    ).all()
     lock_months(session, {*held, *months})
-    return _holds(session, lease_id)
+    return _holds_of(session, ids)
 
 
-def _set_holds(
+def _set_all_holds(
     session: Session,
-    lease: Lease,
-    want: dict[str, int],
-    settled: dict[str, int] | None = None,
+    leases: list[Lease],
+    wants: dict[int, dict[str, int]],
+    settled: dict[int, dict[str, int]] | None = None,
 ) -> None:
-    old = _locked_holds(session, lease.id, want)
-    change = {m: want.get(m, 0) - (old[m].cents if m in old else 0) for m in old.keys() | want}
-    for month, row in old.items():
-        if month not in want:
-            session.delete(row)
-    for month, cents in want.items():
-        row = old.get(month) or CreditHold(
-            lease_id=lease.id, month=month, project=lease.project, cents=0
-        )
-        row.cents = cents
-        session.add(row)
-    bump(session, lease.project, settled=settled, held=change)
+    """Rewrite each lease's holds to what it wants per month, and the totals by the change
+    (plus what `settled` says its gone servers billed), each total once."""
+    old = _locked_holds_all(
+        session, [lease.id for lease in leases], {m for want in wants.values() for m in want}
+    )
+    held: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    spent: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for lease in leases:
+        rows, want = old.get(lease.id, {}), wants[lease.id]
+        for month in rows.keys() | want.keys():
+            held[lease.project][month] += want.get(month, 0) - (
+                rows[month].cents if month in rows else 0
+            )
+        for month, row in rows.items():
+            if month not in want:
+                session.delete(row)
+        for month, cents in want.items():
+            row = rows.get(month) or CreditHold(
+                lease_id=lease.id, month=month, project=lease.project, cents=0
+            )
+            row.cents = cents
+            session.add(row)
+        for month, cents in (settled or {}).get(lease.id, {}).items():
+            spent[lease.project][month] += cents
+    bump_all(session, settled=spent, held=held)
     session.flush()
-    refresh_exactness(session, lease.id)
+    refresh_exactness_all(session, [lease.id for lease in leases])

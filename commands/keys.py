@@ -9,7 +9,7 @@ co-owner added later is on the servers created after that.
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from datetime import datetime
 
@@ -255,12 +255,26 @@ def lease_keys(session: Session, lease: Lease, co_owners: Iterable[str]) -> list
     line as it is, a checked saved key by its fingerprint while the owner still has it saved),
     or else all the owner's saved keys; then every co-owner's saved keys. One of each, in that
     order."""
+    people = list(co_owners)
+    return _lease_keys(lease, people, _saved_by_user(session, [lease.owner, *people]))
+
+
+def _lease_keys(
+    lease: Lease, co_owners: list[str], saved_by: dict[str, list[SshKey]]
+) -> list[PublicKey]:
     named = lease.ssh_key.splitlines()
-    saved = {k.fingerprint: k.key for k in saved_keys(session, [lease.owner])}
+    saved = {k.fingerprint: k.key for k in saved_by.get(lease.owner, [])}
     own = [saved.get(n, "") if n.startswith(FINGERPRINT) else n for n in named] or [*saved.values()]
-    lines = own + [k.key for k in saved_keys(session, co_owners)]
+    lines = own + [k.key for user in co_owners for k in saved_by.get(user, [])]
     keys = [k for k in map(read_key, lines) if isinstance(k, PublicKey)]
     return list({k.fingerprint: k for k in keys}.values())
+
+
+def _saved_by_user(session: Session, users: Iterable[str]) -> dict[str, list[SshKey]]:
+    found: dict[str, list[SshKey]] = defaultdict(list)
+    for key in saved_keys(session, users):
+        found[key.user].append(key)
+    return found
 
 
 def has_saved_key(session: Session, user: str) -> bool:
@@ -275,21 +289,38 @@ NO_KEY = (
 
 
 def keys_on(
-    session: Session, lease: Lease, servers: list[Server], co_owners: Iterable[str]
+    session: Session, lease: Lease, servers: list[Server], co_owners: list[str]
 ) -> list[str]:
     """What the servers were created with (recorded per server at its create), labelled where
     the key is still known, marked when only some of the servers carry it."""
-    recorded = session.exec(
-        select(ServerKeys.fingerprints).where(
-            col(ServerKeys.server_id).in_([s.id for s in servers])
-        )
-    ).all()
-    counts = Counter(fp for line in recorded for fp in line.split())
-    known = {k.fingerprint: _shown(k) for k in lease_keys(session, lease, co_owners)}
-    return [
-        known.get(fp, fp) + ("" if n == len(servers) else f" (on {n} of {len(servers)} servers)")
-        for fp, n in counts.items()
-    ]
+    return keys_on_all(session, [(lease, servers, co_owners)])[lease.id]
+
+
+def keys_on_all(
+    session: Session, leases: list[tuple[Lease, list[Server], list[str]]]
+) -> dict[int, list[str]]:
+    """`keys_on` for many leases (with their servers and co-owners) in two queries: what the
+    servers were created with, and the saved keys of everyone concerned."""
+    recorded = dict(
+        session.exec(
+            select(ServerKeys.server_id, ServerKeys.fingerprints).where(
+                col(ServerKeys.server_id).in_([s.id for _, servers, _ in leases for s in servers])
+            )
+        ).all()
+    )
+    saved_by = _saved_by_user(
+        session, [user for lease, _, people in leases for user in (lease.owner, *people)]
+    )
+    labels = {}
+    for lease, servers, co_owners in leases:
+        counts = Counter(fp for s in servers for fp in recorded.get(s.id, "").split())
+        known = {k.fingerprint: _shown(k) for k in _lease_keys(lease, co_owners, saved_by)}
+        every = len(servers)
+        labels[lease.id] = [
+            known.get(fp, fp) + ("" if n == every else f" (on {n} of {every} servers)")
+            for fp, n in counts.items()
+        ]
+    return labels
 
 
 def keys_words(labels: list[str]) -> str:

@@ -20,9 +20,20 @@ from commands.backstop import move_backstop
 from commands.batches import batches
 from commands.coowners import audiences, co_owner_ids, co_owners_of
 from commands.facts import servers_summary, shape
-from commands.holds import hold, meter_on, refresh_exactness, release_holds
-from commands.keys import keys_on, keys_words, lease_keys
-from commands.lab import Lab, Outcome, audit, move, move_all, not_found, refuse, wrong_state
+from commands.holds import hold_all, meter_on, refresh_exactness_all, release_holds
+from commands.keys import keys_on_all, keys_words, lease_keys
+from commands.lab import (
+    Lab,
+    LostRace,
+    Outcome,
+    audit,
+    audit_all,
+    move,
+    move_all,
+    not_found,
+    refuse,
+    wrong_state,
+)
 from commands.markers import once
 from commands.notices import ADMIN, Draft, Kind, enqueue, enqueue_all, owner
 from commands.pubkeys import PublicKey
@@ -101,7 +112,6 @@ def _start(session: Session, lab: Lab, leases: list[Lease], actor: str, now: dat
                     hourly_cents=lease.hourly_cents,
                 )
             )
-        audit(session, now, actor, "provision", lease.id, backstop=lease.backstop_at)
         drafts.append(
             Draft(
                 Kind.PROVISIONING,
@@ -111,6 +121,7 @@ def _start(session: Session, lab: Lab, leases: list[Lease], actor: str, now: dat
                 lease.id,
             )
         )
+    audit_all(session, now, actor, "provision", {x.id: {"backstop": x.backstop_at} for x in moved})
     enqueue_all(session, drafts, now)
     return [lease.id for lease in moved]
 
@@ -450,19 +461,17 @@ def _poll_and_decide(
             rows[row.lease_id].append(row)
         co_owners = co_owners_of(session, [lease.id for lease in leases])
         changed = {s.lease_id for s, _ in answered}
-        late, drafts = [], []
-        for lease in leases:
-            active = _decide(session, lab, lease, rows[lease.id], co_owners[lease.id], now)
-            if active is None:
-                if lease.id in changed:
-                    refresh_exactness(session, lease.id)  # servers now billing against holds
-                continue
-            ends_at, ready = active
-            drafts += ready
-            if lease.backstop_at is not None and lab.policy.backstop(ends_at) > lease.backstop_at:
-                late.append((lease.id, ends_at))
+        ready = [lease for lease in leases if _decide(session, lab, lease, rows[lease.id], now)]
+        drafts = _activate_all(session, lab, ready, rows, co_owners, now)
+        # Servers now billing against the holds of leases still on their way.
+        on_the_way = [lease.id for lease in leases if lease.state == State.PROVISIONING]
+        refresh_exactness_all(session, [i for i in on_the_way if i in changed])
         enqueue_all(session, drafts, now)
-    return late
+    return [
+        (lease.id, lease.ends_at)
+        for lease in ready
+        if lease.backstop_at is not None and lab.policy.backstop(lease.ends_at) > lease.backstop_at
+    ]
 
 
 def _listed(lab: Lab, lease_id: int) -> dict[str, Device] | None:
@@ -493,9 +502,10 @@ def _record_active(session: Session, up: list[tuple[Server, Device]], now: datet
         ).all()
     }
     ips = {server.id: " ".join(device.ips) for server, device in up}
-    for row in session.exec(select(Server).where(col(Server.id).in_(won))).all():
+    rows = session.exec(select(Server).where(col(Server.id).in_(won))).all()
+    for row in rows:
         row.ips = ips[row.id]
-        meter_on(session, row, leases[row.lease_id])
+    meter_on(session, list(rows), leases)
 
 
 def _record_gave_up(
@@ -536,16 +546,9 @@ def _record_gave_up(
     session.add(row)
 
 
-def _decide(
-    session: Session,
-    lab: Lab,
-    lease: Lease,
-    rows: list[Server],
-    co_owners: list[str],
-    now: datetime,
-) -> tuple[datetime, list[Draft]] | None:
-    """Activate the lease, fail it, or wait for the servers still on their way. For an
-    activated lease (its holds rewritten for the real window): its end and the DMs to queue."""
+def _decide(session: Session, lab: Lab, lease: Lease, rows: list[Server], now: datetime) -> bool:
+    """Whether the lease is ready to activate; otherwise fail it, or leave it waiting for the
+    servers still on their way."""
     servers = [s for s in rows if s.state not in ("deleting", "deleted")]
     active = [s for s in servers if s.state == "active"]
     failed = [s for s in servers if s.state == "failed"]
@@ -554,11 +557,11 @@ def _decide(
     if waiting and not timed_out:
         _progress(session, lease, len(active), now)
         lease.due_at = now + lab.policy.provision_poll
-        return None
+        return False
     if active and ((not failed and not waiting) or lease.allow_partial):
-        return _activate(session, lab, lease, rows, co_owners, now)
+        return True
     _fail(session, lease, servers, now, timed_out)
-    return None
+    return False
 
 
 def _late_backstop(lab: Lab, lease_id: int, ends_at: datetime, now: datetime) -> None:
@@ -590,30 +593,41 @@ def _provision_deadline(lab: Lab, lease: Lease) -> datetime:
     return planned_end - timedelta(seconds=lease.duration_s)
 
 
-def _activate(
+def _activate_all(
     session: Session,
     lab: Lab,
-    lease: Lease,
-    rows: list[Server],
-    co_owners: list[str],
+    leases: list[Lease],
+    rows: dict[int, list[Server]],
+    co_owners: dict[int, list[str]],
     now: datetime,
-) -> tuple[datetime, list[Draft]]:
-    """provisioning -> active with the servers that came up; returns the lease's end and the
-    ready DMs to queue."""
-    active = [s for s in rows if s.state == "active"]
-    ends_at = now + timedelta(seconds=lease.duration_s + lease.extended_s)
-    count, asked = len(active), lease.count
-    move(
-        session,
-        lease,
-        State.ACTIVE,
-        starts_at=now,
-        ends_at=ends_at,
-        count=count,
-        due_at=next_due(lab.policy, now, ends_at, sent=()),
-    )
-    hold(session, lease, lab.policy, now)  # the real window and count replace the approved
-    # Servers that never came up in a partial lease are given up; they bill nothing.
+) -> list[Draft]:
+    """provisioning -> active for the leases whose servers came up, all at once: one
+    conditional UPDATE moves them (they are locked, so none can have changed meanwhile; if one
+    had, the whole pass rolls back), their holds are rewritten for the real window and count,
+    and their ready DMs are returned to queue."""
+    if not leases:
+        return []
+    moved = {lease.id for lease in move_all(session, leases, State.ACTIVE, starts_at=now)}
+    for lease in leases:
+        if lease.id not in moved:
+            raise LostRace(lease.id, State.ACTIVE)
+    up = {lease.id: [s for s in rows[lease.id] if s.state == "active"] for lease in leases}
+    keys = keys_on_all(session, [(lease, up[lease.id], co_owners[lease.id]) for lease in leases])
+    drafts = []
+    for lease in leases:
+        lease.ends_at = now + timedelta(seconds=lease.duration_s + lease.extended_s)
+        lease.due_at = next_due(lab.policy, now, lease.ends_at, sent=())
+        asked, lease.count = lease.count, len(up[lease.id])
+        _give_up_stragglers(session, lease, rows[lease.id], now)
+        drafts += _ready(session, lab, lease, up[lease.id], asked, keys[lease.id], co_owners)
+    audit_all(session, now, "system", "active", {x.id: {"servers": x.count} for x in leases})
+    hold_all(session, leases, lab.policy, now)  # the real window and count replace the approved
+    return drafts
+
+
+def _give_up_stragglers(session: Session, lease: Lease, rows: list[Server], now: datetime) -> None:
+    """Servers that never came up in a partial lease are given up (they bill nothing); the
+    sweep deletes them, and devices that failed, while the lease runs."""
     given_up = [s.id for s in rows if s.state in COMING]
     if given_up:
         session.exec(
@@ -621,35 +635,43 @@ def _activate(
             .where(col(Server.id).in_(given_up), col(Server.state).in_(COMING))
             .values(state="deleting", retry_at=now)
         )
-    # Devices given up or failed are deleted by the sweep while the lease runs.
     deletes = [s.retry_at for s in rows if s.state == "deleting" and s.retry_at is not None]
     stray = min([*deletes, *([now] if given_up else [])], default=None)
     if stray is not None and stray < lease.due_at:
         lease.due_at = stray
-        session.add(lease)
-    audit(session, now, "system", "active", lease.id, servers=count)
-    partial = f" ({count} of the {asked} asked for)" if count < asked else ""
+    session.add(lease)
+
+
+def _ready(
+    session: Session,
+    lab: Lab,
+    lease: Lease,
+    active: list[Server],
+    asked: int,
+    keys: list[str],
+    co_owners: dict[int, list[str]],
+) -> list[Draft]:
+    """The ready DM, to the owner and each co-owner."""
+    partial = f" ({lease.count} of the {asked} asked for)" if lease.count < asked else ""
     login = lab.plans().login_user(lease.os)
     lines = "\n".join(f"• {s.hostname}: {s.ips or 'no IP yet'}" for s in active)
-    keys = keys_on(session, lease, active, co_owners)
-    ready = [
+    return [
         Draft(
             Kind.READY,
             audience,
             f"Lease #{lease.id} is ready{partial}: log in as {login} (`ssh {login}@ADDRESS`)."
             f"\n{lines}\n{keys_words(keys)}\n"
-            f"It ends {ends_at:%Y-%m-%d %H:%M} UTC; you will be reminded before then.",
+            f"It ends {lease.ends_at:%Y-%m-%d %H:%M} UTC; you will be reminded before then.",
             lease.id,
             {
                 "servers": servers_summary(active),
                 "login": login,
                 "keys": keys,
-                "ends_at": ends_at.isoformat(),
+                "ends_at": lease.ends_at.isoformat(),
             },
         )
-        for audience in audiences(session, lease, co_owners)
+        for audience in audiences(session, lease, co_owners[lease.id])
     ]
-    return ends_at, ready
 
 
 def _fail(

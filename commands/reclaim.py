@@ -24,6 +24,7 @@ from commands.lab import (
     Lab,
     Outcome,
     audit,
+    audit_all,
     move,
     move_all,
     not_found,
@@ -113,8 +114,9 @@ def _begin_all(
     verb = "released" if new == State.RELEASING else "ended"
     co_owners = co_owners_of(session, ids)
     drafts = []
+    action = "release" if new == State.RELEASING else "expire"
+    audit_all(session, now, actor, action, {lease.id: {} for lease in moved})
     for lease in moved:
-        audit(session, now, actor, "release" if new == State.RELEASING else "expire", lease.id)
         drafts += [
             Draft(
                 Kind.RELEASED,

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from sqlalchemy import insert
 from sqlmodel import Session, col, func, select
 
 from commands.billing import format_cents, month_key
@@ -28,7 +29,7 @@ from commands.credit import (
 )
 from commands.facts import shape, when
 from commands.holds import renote_lapsed_exactness, settle_spend
-from commands.lab import Lab, LostRace, audit, move_all
+from commands.lab import Lab, LostRace, audit, audit_all, move_all
 from commands.log_context import about_lease
 from commands.markers import once, stamp
 from commands.notices import ADMIN, REVIEW, Draft, Kind, deliver, enqueue, enqueue_all, owner
@@ -231,9 +232,9 @@ def _expire_requests(lab: Lab, leases: list[Lease], now: datetime) -> dict[int, 
         return outcomes
     with lab.db.write() as session:
         moved = move_all(session, due, State.EXPIRED_REQUEST, due_at=None, decided_at=now)
+        audit_all(session, now, "system", "expire_request", {lease.id: {} for lease in moved})
         drafts = []
         for lease in moved:
-            audit(session, now, "system", "expire_request", lease.id)
             drafts.append(
                 Draft(
                     Kind.REQUEST_EXPIRED,
@@ -311,10 +312,10 @@ def _remind(lab: Lab, leases: list[Lease], now: datetime) -> dict[int, str]:
             ).all()
         )
         drafts: list[Draft] = []
+        reminded: dict[int, list[int]] = {}  # lease: the reminders sent now (offsets)
         for lease in fresh:
             due = due_reminders(lab.policy, lease.starts_at, lease.ends_at, sent[lease.id], now)
             for offset in due:
-                session.add(SentReminder(lease_id=lease.id, offset_s=offset, sent_at=now))
                 sent[lease.id][offset] = now
             people = co_owners[lease.id]
             if due:
@@ -331,7 +332,7 @@ def _remind(lab: Lab, leases: list[Lease], now: datetime) -> dict[int, str]:
                     )
                     for audience in audiences(session, lease, people)
                 ]
-                audit(session, now, "system", "remind", lease.id, offsets=due)
+                reminded[lease.id] = due
             checked, silent = _silent_check(session, lab, lease, sent[lease.id], people, now)
             done = [*sent[lease.id], *checked]
             lease.due_at = next_due(lab.policy, lease.starts_at, lease.ends_at, done)
@@ -342,6 +343,22 @@ def _remind(lab: Lab, leases: list[Lease], now: datetime) -> dict[int, str]:
                 outcomes[lease.id] = "nobody answered the last reminder; reviewers told"
             else:
                 outcomes[lease.id] = f"reminded ({len(due)})" if due else "not due"
+        if reminded:
+            session.execute(
+                insert(SentReminder),
+                [
+                    {"lease_id": lease_id, "offset_s": offset, "sent_at": now}
+                    for lease_id, offsets in reminded.items()
+                    for offset in offsets
+                ],
+            )
+        audit_all(
+            session,
+            now,
+            "system",
+            "remind",
+            {i: {"offsets": sent_now} for i, sent_now in reminded.items()},
+        )
         enqueue_all(session, drafts, now)
     return outcomes
 
