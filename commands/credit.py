@@ -17,7 +17,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import case, func, literal
+from sqlalchemy import case, func
 from sqlmodel import Session, col, select
 
 from commands.billing import HOUR, MICROSECOND, format_cents, month_bounds, started_hours, to_us
@@ -334,14 +334,16 @@ def running_spend(
 def _billed_by(session: Session, month: str, now: datetime):
     """SUM over meters of what each billed in `month` by `now`: per meter, the hours started
     from its start until the first of its stop, `now` and the month's end, less those started
-    before the month began. Written with scalar least/greatest so each meter costs a handful
-    of operations (nested CASEs repeat their operands: this sum reads every running meter)."""
+    before the month began. This sum reads every running meter, so each costs few operations:
+    scalar least/greatest (nested CASEs repeat their operands), the earlier of `now` and the
+    month's end taken here, and only the difference clamped at 0 (a count of hours started by
+    the end that comes out negative can only make the difference more negative)."""
     least, greatest = _scalar_min_max(session)
     begins, ends = (to_us(t) for t in month_bounds(month))
-    at = to_us(now)
-    end = least(func.coalesce(Meter.stop_us, at), at, ends)
-    hours = greatest(_hours_started(end, greatest) - _hours_started(literal(begins), greatest), 0)
-    return func.coalesce(func.sum(hours * Meter.hourly_cents), 0)
+    until = min(to_us(now), ends)
+    end = least(func.coalesce(Meter.stop_us, until), until)
+    hours = _hours_started(end) - greatest(_hours_started(begins), 0)
+    return func.coalesce(func.sum(greatest(hours, 0) * Meter.hourly_cents), 0)
 
 
 def _scalar_min_max(session: Session):
@@ -352,10 +354,12 @@ def _scalar_min_max(session: Session):
     return func.min, func.max
 
 
-def _hours_started(by, greatest):
-    """How many hours a meter started before `by`: ceil((by - start) / 1 h), at least 0
-    (a negative quotient, truncated or floored, is clamped)."""
-    return greatest((by - Meter.start_us + HOUR_US - 1) // HOUR_US, 0)
+def _hours_started(by):
+    """How many hours a meter started before `by` (a SQL expression, or microseconds): when
+    `by` is after its start, ceil((by - start) / 1 h), written (by + 1 h - 1 - start) // 1 h so
+    that for a constant `by` Python adds the hour once rather than SQL for every meter; before
+    its start, a count at most 0 that the caller clamps."""
+    return (by + (HOUR_US - 1) - Meter.start_us) // HOUR_US
 
 
 def _totals(session: Session, months: list[str], project: str, column) -> dict[str, int]:

@@ -10,8 +10,11 @@ replaces hold. When the lease ends (released, expired, failed) its holds are dro
 gives back whatever was not billed; servers still being deleted bill on their meters until
 they are gone.
 
-Every total is changed with an atomic increment, rows in one order (the lab's months, then the
-projects'), so writers on PostgreSQL queue behind each other instead of deadlocking.
+The totals are kept for the lab, for each project (`CreditMonth`) and for each applicant class
+(`ClassMonth`, read by the reserve kept for other open-source projects). Every total is changed
+with an atomic increment through `bump_all`, rows in one order (the lab's months, then the
+projects', then the classes'), so writers on PostgreSQL queue behind each other instead of
+deadlocking.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from sqlalchemy import delete, insert, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -28,9 +32,32 @@ from sqlmodel import Session, col, func, select
 from commands.billing import cost_by_month, first_overrun, from_us, to_us
 from commands.policy import Policy
 from commands.states import LIVE, State
-from storage.models import CreditHold, CreditMonth, Lease, Meter, Server, ServerSpend
+from storage.models import (
+    ClassMonth,
+    CreditHold,
+    CreditMonth,
+    Lease,
+    Meter,
+    Server,
+    ServerSpend,
+)
 
 LAB = ""  # the project key of the lab's own totals
+
+
+class Payer(NamedTuple):
+    """Whose totals a lease's holds and spend move besides the lab's: its project and its
+    applicant class, both fixed when it was requested."""
+
+    project: str
+    applicant_class: str
+
+
+def payer(lease: Lease) -> Payer:
+    return Payer(lease.project, lease.applicant_class)
+
+
+_LAB_ROWS, _PROJECT_ROWS, _CLASS_ROWS = range(3)  # bump_all's order of the totals' rows
 
 
 def planned_window(lease: Lease, policy: Policy, now: datetime) -> tuple[datetime, datetime]:
@@ -85,7 +112,7 @@ def hold_approved(session: Session, lease: Lease, policy: Policy, now: datetime)
     plan = planned_cost(lease, policy, now)
     for month, cents in plan.items():
         session.add(CreditHold(lease_id=lease.id, month=month, project=lease.project, cents=cents))
-    bump(session, lease.project, held=plan)
+    bump(session, lease, held=plan)
 
 
 def release_holds(session: Session, lease: Lease) -> None:
@@ -97,21 +124,22 @@ def release_holds(session: Session, lease: Lease) -> None:
 def release_all_holds(session: Session, leases: list[Lease]) -> None:
     """`release_holds` for many ended leases at once (a sweep pass's expiries): the lab's
     rows of every month they hold are locked once, and each total changes once."""
-    ids = [lease.id for lease in leases]
+    by_id = {lease.id: lease for lease in leases}
+    ids = list(by_id)
     months = session.exec(
         select(CreditHold.month).where(col(CreditHold.lease_id).in_(ids)).distinct()
     ).all()
     if months:
         lock_months(session, months)
         held = session.exec(
-            select(CreditHold.project, CreditHold.month, func.sum(CreditHold.cents))
-            .where(col(CreditHold.lease_id).in_(ids))
-            .group_by(CreditHold.project, CreditHold.month)
+            select(CreditHold.lease_id, CreditHold.month, CreditHold.cents).where(
+                col(CreditHold.lease_id).in_(ids)
+            )
         ).all()
         session.exec(delete(CreditHold).where(col(CreditHold.lease_id).in_(ids)))
-        given_back: dict[str, dict[str, int]] = defaultdict(dict)
-        for project, month, cents in held:
-            given_back[project][month] = -int(cents)
+        given_back: dict[Payer, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        for lease_id, month, cents in held:
+            given_back[payer(by_id[lease_id])][month] -= cents
         bump_all(session, held=given_back)
     session.exec(update(Meter).where(col(Meter.lease_id).in_(ids)).values(held=False))
 
@@ -206,12 +234,12 @@ def settle_all_spend(session: Session, servers: list[Server], leases: dict[int, 
             },
             settled={lease_id: spend[lease_id] for lease_id in holding},
         )
-    # Leases being reclaimed hold nothing: only the totals change, once per project and month.
-    settled: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    # Leases being reclaimed hold nothing: only the totals change, once per payer and month.
+    settled: dict[Payer, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for lease_id, months in spend.items():
         if lease_id not in holding:
             for month, cents in months.items():
-                settled[leases[lease_id].project][month] += cents
+                settled[payer(leases[lease_id])][month] += cents
     bump_all(session, settled=settled)
 
 
@@ -285,7 +313,7 @@ def open_month(session: Session, month: str) -> None:
 def _open_months(session: Session, months: list[str]) -> None:
     if months:
         session.execute(
-            _upsert(session),
+            _upsert(session, CreditMonth),
             [{"month": m, "project": LAB, "settled": 0, "held": 0} for m in months],
         )
 
@@ -307,55 +335,64 @@ def lock_months(session: Session, months: Iterable[str]) -> None:
 
 def bump(
     session: Session,
-    project: str,
+    lease: Lease,
     *,
     settled: dict[str, int] | None = None,
     held: dict[str, int] | None = None,
 ) -> None:
-    """Add to the months' totals of the lab and one project."""
-    bump_all(session, settled={project: settled or {}}, held={project: held or {}})
+    """Add to the months' totals of the lab, the lease's project and its applicant class."""
+    who = payer(lease)
+    bump_all(session, settled={who: settled or {}}, held={who: held or {}})
 
 
 def bump_all(
     session: Session,
     *,
-    settled: dict[str, dict[str, int]] | None = None,
-    held: dict[str, dict[str, int]] | None = None,
+    settled: dict[Payer, dict[str, int]] | None = None,
+    held: dict[Payer, dict[str, int]] | None = None,
 ) -> None:
-    """Add to the months' totals of the lab and of each project ({project: {month: cents}}):
-    the lab's rows first and then the projects' in name order, each in month order, the one
-    order every writer takes the rows in."""
+    """Add to the months' totals of the lab, of each project and of each applicant class
+    ({payer: {month: cents}}). The one order every writer takes these rows in: the lab's rows,
+    then the projects' in name order, then the classes' in name order, each in month order
+    (and every writer of holds has locked the lab's rows of its months first, `lock_months`),
+    so writers on PostgreSQL queue behind each other instead of deadlocking."""
     settled, held = settled or {}, held or {}
-    rows: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+    rows: dict[tuple[int, str, str], list[int]] = defaultdict(lambda: [0, 0])
     for n, amounts in enumerate((settled, held)):
-        for project, months in amounts.items():
+        for who, months in amounts.items():
             for month, cents in months.items():
-                rows[LAB, month][n] += cents
-                rows[project, month][n] += cents
-    changes = [
-        {"month": month, "project": project, "settled": add_settled, "held": add_held}
-        for (project, month), (add_settled, add_held) in sorted(
-            rows.items(), key=lambda item: (item[0][0] != LAB, item[0])
-        )
-        if add_settled or add_held
-    ]
-    if changes:  # one executemany, its rows in that order
-        session.execute(_upsert(session), changes)
+                rows[_LAB_ROWS, LAB, month][n] += cents
+                rows[_PROJECT_ROWS, who.project, month][n] += cents
+                rows[_CLASS_ROWS, who.applicant_class, month][n] += cents
+    changes: dict[type[CreditMonth] | type[ClassMonth], list[dict]] = defaultdict(list)
+    for (rank, key, month), (add_settled, add_held) in sorted(rows.items()):
+        if add_settled or add_held:
+            model = ClassMonth if rank == _CLASS_ROWS else CreditMonth
+            changes[model].append(
+                {"month": month, _key(model): key, "settled": add_settled, "held": add_held}
+            )
+    for model, values in changes.items():  # one executemany a table, its rows in that order
+        session.execute(_upsert(session, model), values)
 
 
-def _upsert(session: Session):
-    """INSERT of a row of totals that adds to the row if it is there."""
+def _upsert(session: Session, model: type[CreditMonth] | type[ClassMonth]):
+    """INSERT of a row of totals that adds to the row if it is there: a project's ('' the
+    lab's) in `CreditMonth`, an applicant class's in `ClassMonth`."""
     dialect = session.get_bind().dialect.name
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    table = CreditMonth.__table__
+    table = model.__table__
     statement = insert(table)
     return statement.on_conflict_do_update(
-        index_elements=[table.c.month, table.c.project],
+        index_elements=[table.c.month, table.c[_key(model)]],
         set_={
             "settled": table.c.settled + statement.excluded.settled,
             "held": table.c.held + statement.excluded.held,
         },
     )
+
+
+def _key(model: type[CreditMonth] | type[ClassMonth]) -> str:
+    return "applicant_class" if model is ClassMonth else "project"
 
 
 def _holds_of(session: Session, lease_ids: Iterable[int]) -> dict[int, dict[str, CreditHold]]:
@@ -394,12 +431,12 @@ def _set_all_holds(
     old = _locked_holds_all(
         session, [lease.id for lease in leases], {m for want in wants.values() for m in want}
     )
-    held: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    spent: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    held: dict[Payer, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    spent: dict[Payer, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for lease in leases:
         rows, want = old.get(lease.id, {}), wants[lease.id]
         for month in rows.keys() | want.keys():
-            held[lease.project][month] += want.get(month, 0) - (
+            held[payer(lease)][month] += want.get(month, 0) - (
                 rows[month].cents if month in rows else 0
             )
         for month, row in rows.items():
@@ -412,7 +449,7 @@ def _set_all_holds(
             row.cents = cents
             session.add(row)
         for month, cents in (settled or {}).get(lease.id, {}).items():
-            spent[lease.project][month] += cents
+            spent[payer(lease)][month] += cents
     bump_all(session, settled=spent, held=held)
     session.flush()
     refresh_exactness_all(session, [lease.id for lease in leases])

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import func
+from sqlalchemy import ColumnElement, func
 from sqlmodel import Session, col, select
 
 from commands.billing import format_cents
@@ -25,7 +25,7 @@ from commands.process import (
     reserve,
     reserve_shortfall,
 )
-from storage.models import CreditHold, Lease, LedgerEntry, Meter, ServerSpend
+from storage.models import ClassMonth, CreditHold, Lease, LedgerEntry, Meter
 
 RESERVE_OVERRIDE = "reserve_override"
 
@@ -109,29 +109,49 @@ def class_usage(
     classes: list[str],
     exclude_lease: int | None = None,
 ) -> dict[str, int]:
-    """Spent plus committed per month by the leases of some applicant classes. The month totals
-    are kept per project, so this sums the class's holds and settled spend in SQL (what a lease
-    uses while its servers bill within its holds), then reckons exactly the few leases whose
-    servers may bill past their holds or whose holds are gone (being reclaimed)."""
+    """Spent plus committed per month by the leases of some applicant classes: the classes'
+    running totals (their holds and settled spend, what a lease uses while its servers bill
+    within its holds), less what those count for the lease left out, plus what the few leases
+    whose servers may bill past their holds or whose holds are gone (being reclaimed) use
+    beyond them. A handful of rows, however many leases are live."""
     used = dict.fromkeys(months, 0)
-    wanted = [col(Lease.applicant_class).in_(classes)]
+    for month, cents in session.exec(
+        select(ClassMonth.month, func.sum(ClassMonth.settled + ClassMonth.held))
+        .where(col(ClassMonth.month).in_(months), col(ClassMonth.applicant_class).in_(classes))
+        .group_by(ClassMonth.month)
+    ).all():
+        used[month] += int(cents)
     if exclude_lease is not None:
-        wanted.append(col(Lease.id) != exclude_lease)
-    for table in (CreditHold, ServerSpend):
-        for month, cents in session.exec(
-            select(table.month, func.sum(table.cents))
-            .join(Lease, col(Lease.id) == table.lease_id)
-            .where(col(table.month).in_(months), *wanted)
-            .group_by(table.month)
-        ).all():
-            used[month] += int(cents)
+        left_out = session.get(Lease, exclude_lease)
+        if left_out is not None and left_out.applicant_class in classes:
+            for month, cents in _counted(session, exclude_lease).items():
+                if month in used:
+                    used[month] -= cents
+    beyond = beyond_totals(session, months, now, of_classes(classes, exclude_lease))
+    return {m: used[m] + beyond[m] for m in months}
+
+
+def beyond_totals(
+    session: Session, months: list[str], now: datetime, wanted: list[ColumnElement]
+) -> dict[str, int]:
+    """Per month, what the irregular leases among the `wanted` ones (`of_classes`) use beyond
+    their holds plus their settled spend: what the running totals leave out."""
+    beyond = dict.fromkeys(months, 0)
     irregular = irregular_leases(session, now)
     chosen = session.exec(select(Lease.id).where(col(Lease.id).in_(irregular), *wanted)).all()
     for lease_id in chosen:
         for month, cents in beyond_counted(session, lease_id, now).items():
-            if month in used:
-                used[month] += cents
-    return used
+            if month in beyond:
+                beyond[month] += cents
+    return beyond
+
+
+def of_classes(classes: list[str], exclude_lease: int | None = None) -> list[ColumnElement]:
+    """The conditions on `Lease` that choose the leases of some classes, less one."""
+    wanted = [col(Lease.applicant_class).in_(classes)]
+    if exclude_lease is not None:
+        wanted.append(col(Lease.id) != exclude_lease)
+    return wanted
 
 
 def irregular_leases(session: Session, now: datetime) -> set[int]:
@@ -151,7 +171,7 @@ def beyond_counted(session: Session, lease_id: int, now: datetime) -> dict[str, 
 
 
 def _counted(session: Session, lease_id: int) -> dict[str, int]:
-    """What the SQL sums above counted for one lease: its holds plus its settled spend."""
+    """What the running totals count for one lease: its holds plus its settled spend."""
     counted = dict(lease_settled(session, lease_id))
     for row in session.exec(select(CreditHold).where(CreditHold.lease_id == lease_id)).all():
         counted[row.month] = counted.get(row.month, 0) + row.cents

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, UniqueConstraint
+from sqlalchemy import BigInteger, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -148,6 +148,18 @@ class CreditMonth(SQLModel, table=True):
     held: int = 0
 
 
+class ClassMonth(SQLModel, table=True):
+    """A month's running totals per applicant class (foundation, member, other), kept like
+    `CreditMonth`'s per project and changed by the same writes: what the class's gone servers
+    billed (`settled`) and what its live leases hold (`held`). The reserve kept for other
+    open-source projects reads these few rows instead of summing the month's holds by class."""
+
+    month: str = Field(primary_key=True)
+    applicant_class: str = Field(primary_key=True)
+    settled: int = 0
+    held: int = 0
+
+
 class CreditHold(SQLModel, table=True):
     """What a live lease may still bill in a month: its plan (servers x hourly price x started
     hours of its window plus grace) less what its servers already gone billed there. Written
@@ -167,6 +179,12 @@ class Meter(SQLModel, table=True):
     `stop_us` (its lease's provider backstop). Times are integer microseconds since the epoch,
     so SQL can count started hours. `held`: its lease is live and holds its cost; otherwise
     (the lease is being reclaimed) what it bills is counted as it goes."""
+
+    # The books' sum over the running servers, by project, reads the index alone: no sort and
+    # no lookup of each meter's row, which is most of its cost with thousands running.
+    __table_args__ = (
+        Index("ix_meter_project_billing", "project", "start_us", "stop_us", "hourly_cents"),
+    )
 
     server_id: int = Field(foreign_key="server.id", primary_key=True)
     lease_id: int = Field(index=True)

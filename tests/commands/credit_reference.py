@@ -18,8 +18,9 @@ from sqlmodel import Session, col, select
 from commands.billing import cost_by_month
 from commands.credit import MonthBooks, ensure_grant, ledger_totals
 from commands.policy import Policy
+from commands.reserve import beyond_totals, of_classes
 from commands.states import LIVE, State
-from storage.models import Lease, Server, ServerSpend
+from storage.models import CreditHold, Lease, Server, ServerSpend
 
 
 def server_spend(server: Server, lease: Lease, now: datetime) -> dict[str, int]:
@@ -81,8 +82,9 @@ def reference_tally(
     now: datetime,
     project: str | None,
     exclude_lease: int | None = None,
+    classes: list[str] | None = None,
 ) -> tuple[dict[tuple[str, str], int], dict[tuple[str, str], int]]:
-    """(spent, committed) per (project, month)."""
+    """(spent, committed) per (project, month), of the leases of `classes` if given."""
     spent: dict[tuple[str, str], int] = defaultdict(int)
     committed: dict[tuple[str, str], int] = defaultdict(int)
     finished = select(ServerSpend.project, ServerSpend.month, func.sum(ServerSpend.cents)).where(
@@ -92,6 +94,10 @@ def reference_tally(
         finished = finished.where(ServerSpend.project == project)
     if exclude_lease is not None:
         finished = finished.where(ServerSpend.lease_id != exclude_lease)
+    if classes is not None:
+        finished = finished.join(Lease, col(Lease.id) == ServerSpend.lease_id).where(
+            col(Lease.applicant_class).in_(classes)
+        )
     for name, month, cents in session.exec(
         finished.group_by(ServerSpend.project, ServerSpend.month)
     ).all():
@@ -111,7 +117,9 @@ def reference_tally(
         lease
         for query in (live, ended)
         for lease in session.exec(query).all()
-        if (project is None or lease.project == project) and lease.id != exclude_lease
+        if (project is None or lease.project == project)
+        and (classes is None or lease.applicant_class in classes)
+        and lease.id != exclude_lease
     ]
     servers: dict[int, list[Server]] = defaultdict(list)
     if leases:
@@ -124,6 +132,29 @@ def reference_tally(
                 _add(spent, lease, server_spend(server, lease, now), months)
         _add(committed, lease, lease_commitment(lease, servers[lease.id], policy, now), months)
     return spent, committed
+
+
+def reference_class_usage(
+    session: Session,
+    months: list[str],
+    now: datetime,
+    classes: list[str],
+    exclude_lease: int | None = None,
+) -> dict[str, int]:
+    """`commands.reserve.class_usage` as the release before the class totals computed it: the
+    classes' holds and settled spend summed by joining each of the months' rows to its lease,
+    then the irregular leases reckoned exactly."""
+    wanted = of_classes(classes, exclude_lease)
+    used = beyond_totals(session, months, now, wanted)
+    for table in (CreditHold, ServerSpend):
+        for month, cents in session.exec(
+            select(table.month, func.sum(table.cents))
+            .join(Lease, col(Lease.id) == table.lease_id)
+            .where(col(table.month).in_(months), *wanted)
+            .group_by(table.month)
+        ).all():
+            used[month] += int(cents)
+    return used
 
 
 def _add(into: dict, lease: Lease, cents: dict[str, int], months: list[str]) -> None:

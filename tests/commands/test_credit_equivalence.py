@@ -3,10 +3,13 @@ release's computation, kept in tests/commands/credit_reference.py), to the cent,
 step of random sequences of request, approve, override, extend, release, partial failure,
 vanished servers, waiting with no sweep, backstop deletions (a bot down past the provider's
 backstop) and sweeps at random times across month boundaries: for the lab, for each project,
-and with one lease left out (as an approval's check leaves out the lease it decides)."""
+and with one lease left out (as an approval's check leaves out the lease it decides). Leases are
+of the three applicant classes, and what each class uses (read by the reserve kept for other
+open-source projects) equals the previous release's sum by class and the reckoning from scratch."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from hypothesis import HealthCheck, Phase, example, given, settings
@@ -15,18 +18,27 @@ from sqlmodel import col, select
 
 from commands.credit import books, month_report, used_cents
 from commands.extend import extend
+from commands.process import FAVOURED, FOUNDATION, MEMBER, OTHER
 from commands.reclaim import release
 from commands.request import request
+from commands.reserve import class_usage
 from commands.review import approve
 from commands.sweep import sweep
 from storage.models import Server
-from tests.commands.credit_reference import reference_books, reference_tally
+from tests.commands.credit_reference import (
+    reference_books,
+    reference_class_usage,
+    reference_tally,
+)
 from tests.commands.test_credit_properties import POLICY, fresh_lab
 from tests.conftest import ADMIN, OWNER, REVIEWER, request_input
 
 MONTHS = ["2026-11", "2026-12", "2027-01"]
 PROJECTS = ["coredns", "envoy"]
-CAPPED = POLICY.__class__(**{**POLICY.__dict__, "project_cap_cents": 6_000})
+# coredns is the foundation's project and Acme a member, so requests are of every class.
+CLASSED = replace(POLICY, foundation_projects=(("coredns", "graduated"),), members=("Acme",))
+CAPPED = replace(CLASSED, project_cap_cents=6_000)
+CLAIMS = [FOUNDATION, MEMBER, OTHER]  # a claim to be foundation for envoy is classed other
 
 steps = st.lists(
     st.tuples(
@@ -91,8 +103,7 @@ def test_holds_equal_the_reference_books_at_every_step(sqlite_db, ops, capped):
     """SQLite only: this compares two ways of adding up the same rows (about 50 s more on
     PostgreSQL); test_credit_properties runs the same use cases on both databases."""
     lab, clock = fresh_lab(sqlite_db)
-    if capped:
-        lab.policy = CAPPED
+    lab.policy = CAPPED if capped else CLASSED
     ids: list[int] = []
     for kind, which, hours, wait in ops:
         clock.advance(minutes=wait)
@@ -112,6 +123,8 @@ def _step(lab, now: datetime, ids: list[int], kind: str, which: int, hours: int)
                 count=which % 3 + 1,
                 duration=timedelta(hours=hours),
                 allow_partial=which % 2 == 0,
+                applicant=CLAIMS[which // 2 % 3],
+                org="Acme",
             ),
             now,
         )
@@ -160,8 +173,21 @@ def _same_books(lab, now: datetime, some_lease: int | None) -> None:
             assert {k: v for k, v in tally.committed.items() if v} == {
                 k: v for k, v in committed.items() if v
             }, month
+        for classes in ([FOUNDATION], [MEMBER], [OTHER], sorted(FAVOURED)):
+            for left_out in {None, some_lease}:
+                _same_class_usage(session, now, lab.policy, classes, left_out)
         if some_lease is not None:
             expected = reference_books(session, MONTHS, lab.policy, now, exclude_lease=some_lease)
             assert used_cents(session, MONTHS, now, exclude_lease=some_lease) == {
                 m: b.spent + b.committed for m, b in expected.items()
             }
+
+
+def _same_class_usage(session, now: datetime, policy, classes: list[str], left_out) -> None:
+    used = class_usage(session, MONTHS, now, classes, exclude_lease=left_out)
+    assert used == reference_class_usage(session, MONTHS, now, classes, left_out), classes
+    spent, committed = reference_tally(session, MONTHS, policy, now, None, left_out, classes)
+    assert used == {
+        m: sum(c for part in (spent, committed) for (_, month), c in part.items() if month == m)
+        for m in MONTHS
+    }, classes

@@ -24,7 +24,7 @@ HOLDS = "0005"
 BEFORE = ScriptDirectory(str(MIGRATIONS)).get_revision(HOLDS).down_revision
 
 
-def _lease(lease_id: int, state: str, project: str, **values) -> Lease:
+def lease_row(lease_id: int, state: str, project: str, **values) -> Lease:
     base = dict(
         id=lease_id,
         state=state,
@@ -45,7 +45,7 @@ def _lease(lease_id: int, state: str, project: str, **values) -> Lease:
     return Lease(**{**base, **values})
 
 
-def _server(server_id: int, lease_id: int, active_at=None, deleted_at=None) -> Server:
+def server_row(server_id: int, lease_id: int, active_at=None, deleted_at=None) -> Server:
     return Server(
         id=server_id,
         lease_id=lease_id,
@@ -66,10 +66,10 @@ def fill_as_the_previous_release(db) -> None:
     released whose server still runs, one over and settled, and a request."""
     started = NOW - timedelta(days=1, minutes=17)
     leases = [
-        _lease(1, "active", "coredns", starts_at=started, ends_at=started + timedelta(hours=48)),
-        _lease(2, "provisioning", "envoy", count=3, decided_at=NOW - timedelta(minutes=20)),
-        _lease(3, "approved", "coredns", decided_at=NOW - timedelta(minutes=1)),
-        _lease(
+        lease_row(1, "active", "coredns", starts_at=started, ends_at=started + timedelta(hours=48)),
+        lease_row(2, "provisioning", "envoy", count=3, decided_at=NOW - timedelta(minutes=20)),
+        lease_row(3, "approved", "coredns", decided_at=NOW - timedelta(minutes=1)),
+        lease_row(
             4,
             "releasing",
             "envoy",
@@ -77,7 +77,7 @@ def fill_as_the_previous_release(db) -> None:
             ends_at=NOW + timedelta(hours=43),
             ended_at=NOW - timedelta(minutes=3),
         ),
-        _lease(
+        lease_row(
             5,
             "reclaimed",
             "coredns",
@@ -85,15 +85,15 @@ def fill_as_the_previous_release(db) -> None:
             ends_at=NOW - timedelta(days=7),
             ended_at=NOW - timedelta(days=7),
         ),
-        _lease(6, "pending", "envoy", decided_at=None),
+        lease_row(6, "pending", "envoy", decided_at=None),
     ]
     servers = [
-        _server(1, 1, active_at=started - timedelta(minutes=4)),
-        _server(2, 1, active_at=started, deleted_at=NOW - timedelta(hours=2, minutes=10)),
-        _server(3, 2, active_at=NOW - timedelta(minutes=5)),
-        _server(4, 2),
-        _server(5, 4, active_at=NOW - timedelta(hours=5)),
-        _server(6, 5, active_at=NOW - timedelta(days=9), deleted_at=NOW - timedelta(days=7)),
+        server_row(1, 1, active_at=started - timedelta(minutes=4)),
+        server_row(2, 1, active_at=started, deleted_at=NOW - timedelta(hours=2, minutes=10)),
+        server_row(3, 2, active_at=NOW - timedelta(minutes=5)),
+        server_row(4, 2),
+        server_row(5, 4, active_at=NOW - timedelta(hours=5)),
+        server_row(6, 5, active_at=NOW - timedelta(days=9), deleted_at=NOW - timedelta(days=7)),
     ]
     spends = [
         ServerSpend(server_id=s.id, month=month, lease_id=s.lease_id, project=p, cents=cents)
