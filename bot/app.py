@@ -217,16 +217,16 @@ def _on_error(
         ctx.work.submit(tell, ctx, body, sentence)
 
 
-def failure_sentence(error: Exception) -> str:
+def failure_sentence(error: Exception, sorry: str = SORRY) -> str:
     """What a person is told when their action raised. A lost race is not a bug: another
     caller changed the lease first, the loser's transaction rolled back, and all it may do is
-    say so. Anything else is a bug: logged for the admins, and the person told that what was
-    already committed stands."""
+    say so. Anything else is a bug: logged for the admins, and the person told `sorry` (by
+    default, that what was already committed stands)."""
     if isinstance(error, LostRace):
         log.info("lost a race: %s", error)
         return f"{error} Nothing else was done; `/lab show {error.lease_id}` says where it is now."
     log.error("listener failed: %s", error, exc_info=error)
-    return SORRY
+    return sorry
 
 
 def trusted(request: BoltRequest) -> bool:

@@ -24,7 +24,9 @@ from typing import Any
 from sqlalchemy import delete, update
 from sqlmodel import col, select
 
+from bot.listeners.reply import button_of, user_of
 from commands.lab import Lab
+from commands.notices import Kind, enqueue, owner
 from storage.claims import claim
 from storage.models import InboxItem
 
@@ -63,6 +65,18 @@ def keep(lab: Lab, body: Body, now: datetime) -> int:
 def finished(lab: Lab, item_id: int) -> None:
     with lab.db.write() as session:
         session.exec(delete(InboxItem).where(col(InboxItem.id) == item_id))
+
+
+def not_done(lab: Lab, item: Kept, sentence: str, now: datetime) -> None:
+    """Delete a kept click that could not be done, and queue the DM that tells its person so,
+    in one transaction: they saw the click acknowledged, and a crash in between must leave
+    both or neither. Only the replica whose delete took the row tells."""
+    user = user_of(item.body)
+    clicked_at = str(button_of(item.body).get("action_ts", ""))
+    with lab.db.write() as session:
+        gone = session.exec(delete(InboxItem).where(col(InboxItem.id) == item.id)).rowcount
+        if gone == 1 and user:  # clicked_at: the same failure of another click is told too
+            enqueue(session, Kind.CLICK_FAILED, owner(user), sentence, now, clicked_at=clicked_at)
 
 
 def renew(lab: Lab, now: datetime) -> None:

@@ -46,9 +46,9 @@ class Lab:
             self.catalog = self.provider.catalog()
         return self.catalog
 
-    def flush_notices(self, now: datetime, lease_id: int) -> None:
-        """Deliver what the last commit queued. Never raises: undelivered notices stay in the
-        outbox for the sweep."""
+    def flush_notices(self, now: datetime, lease_id: int | None) -> None:
+        """Deliver what the last commit queued for a lease (None: every due notice, as the
+        sweep does). Never raises: undelivered notices stay in the outbox for the sweep."""
         if self.notifier is None:
             return
         try:

@@ -52,6 +52,7 @@ class Kind(StrEnum):
     ADMIN_ALERT = "admin_alert"
     SHARED = "shared"
     SILENT_LEASE = "silent_lease"
+    CLICK_FAILED = "click_failed"  # an acknowledged click a replica took over could not do
 
 
 REVIEW = "review"

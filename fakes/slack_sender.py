@@ -233,6 +233,18 @@ class SlackSender:
         value: str,
         user_id: str = "U1",
         *,
+        signature: Signature = "good",
+        **where: Any,
+    ) -> requests.Response:
+        """A button click, sent; ``where`` as for ``click_payload``."""
+        return self._post_payload(self.click_payload(action_id, value, user_id, **where), signature)
+
+    def click_payload(
+        self,
+        action_id: str,
+        value: str,
+        user_id: str = "U1",
+        *,
         block_id: str = "b",
         channel_id: str | None = None,
         message_ts: str | None = None,
@@ -240,11 +252,9 @@ class SlackSender:
         view: JsonDict | None = None,
         container: JsonDict | None = None,
         trigger_id: str | None = None,
-        signature: Signature = "good",
-    ) -> requests.Response:
-        """A button click; pass ``view`` for a button in a modal or on App Home.
-
-        Buttons in views come without channel, message and response_url, as on Slack.
+    ) -> JsonDict:
+        """The body Slack sends for a button click; pass ``view`` for a button in a modal or on
+        App Home. Buttons in views come without channel, message and response_url, as on Slack.
         """
         payload: JsonDict = {
             "type": "block_actions",
@@ -274,7 +284,7 @@ class SlackSender:
             payload.update(self._message_context(channel_id or "C1", message_ts, message))
             if container is not None:
                 payload["container"] = container
-        return self._post_payload(payload, signature)
+        return payload
 
     def _message_context(
         self, channel_id: str, message_ts: str | None, message: JsonDict | None

@@ -10,7 +10,10 @@ rest on it: see storage.locks and storage.claims.
 from __future__ import annotations
 
 import contextlib
+import logging
+import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +24,9 @@ from sqlmodel import Session, create_engine
 
 DEFAULT_URL = "sqlite:///labbot.db"
 BUSY_TIMEOUT_MS = 15_000
+WAL_RETRY_S = 0.005
+
+log = logging.getLogger(__name__)
 
 
 def normalise_url(url: str) -> str:
@@ -90,11 +96,32 @@ def _sqlite_on_connect(dbapi_connection, _record) -> None:
     # Take BEGIN out of the driver's hands so `_sqlite_on_begin` decides its kind.
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
+    _switch_to_wal(cursor)
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+def _switch_to_wal(cursor) -> None:
+    """Switch the file to WAL (a no-op once it is), waiting out another connection's switch.
+
+    The first switch writes WAL into a new file's header. The pragma takes a read lock, then
+    asks for the write lock; SQLite never runs the busy handler for that upgrade (waiting while
+    holding a read lock could deadlock), so a connection that meets another process's switch
+    of the same new file gets SQLITE_BUSY at once, busy timeout or not: replicas starting
+    together on a new file died of "database is locked". It holds no lock between tries, so
+    retrying until the busy timeout is the wait SQLite would have done."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if error.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                raise
+            log.debug("another connection is switching the database to WAL; waiting")
+        time.sleep(WAL_RETRY_S)
 
 
 def _sqlite_on_begin(conn) -> None:

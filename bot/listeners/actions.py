@@ -17,7 +17,7 @@ from bot.blocks import cards, dms
 from bot.blocks.kit import escape, matching
 from bot.blocks.modals import deny_modal, share_modal, writeup_modal
 from bot.inbox import keep, then_finish
-from bot.listeners.reply import UNKNOWN_USER, refresh_home, tell, user_of
+from bot.listeners.reply import UNKNOWN_USER, button_of, refresh_home, tell, user_of
 from bot.listeners.views import deny_with_reason
 from commands.extend import decide_extension, extend
 from commands.lab import Outcome
@@ -69,7 +69,7 @@ def _listen(
 
 def redo(ctx: AppContext, body: Body) -> None:
     """A kept click's work, done by a replica other than the one that acked it."""
-    action_id = str((body.get("actions") or [{}])[0].get("action_id", ""))
+    action_id = str(button_of(body).get("action_id", ""))
     for action in KEPT:
         if matching(action).match(action_id):
             _handle(ctx, body, CLICKS[action])
@@ -77,12 +77,23 @@ def redo(ctx: AppContext, body: Body) -> None:
     log.warning("a kept click names no button labbot keeps: %s", action_id)
 
 
+def kept_click(body: Body) -> str:
+    """A kept click as its person knows it: "Your Approve on request #7"."""
+    action = button_of(body)
+    action_id, value = str(action.get("action_id", "")), str(action.get("value") or "")
+    target = cards.target_of(value)
+    for kept, name in KEPT.items():
+        if matching(kept).match(action_id) and target is not None:
+            return "Your " + name.format(target)
+    return f"Your click on `{escape(value)}`"
+
+
 def _handle(ctx: AppContext, body: Body, on_click: Click) -> None:
     user = user_of(body)
     if not user:
         tell(ctx, body, UNKNOWN_USER)
         return
-    action = (body.get("actions") or [{}])[0]
+    action = button_of(body)
     on_click(ctx, body, user, str(action.get("value") or ""))
     ctx.later(body, refresh_home, ctx, user)
 
@@ -160,7 +171,7 @@ def on_share(ctx: AppContext, body: Body, user: str, value: str) -> None:
 
 
 def unknown_button(ctx: AppContext, body: Body, user: str, value: str) -> None:
-    action_id = str((body.get("actions") or [{}])[0].get("action_id", ""))
+    action_id = str(button_of(body).get("action_id", ""))
     tell(
         ctx,
         body,
@@ -178,8 +189,14 @@ def _open(ctx: AppContext, body: Body, view: dict[str, Any]) -> None:
 
 
 OPENS_MODAL = {cards.DENY, cards.EXTENSION_DENY, dms.WRITEUP, dms.SHARE}
-# Clicks whose work is a conditional change a second run refuses (bot.inbox): kept before the ack.
-KEPT = {cards.APPROVE, cards.EXTENSION_APPROVE, dms.RELEASE, dms.CANCEL}
+# Clicks whose work is a conditional change a second run refuses (bot.inbox): kept before the
+# ack. Each is named as its person would name it, should a replica that takes it over fail.
+KEPT = {
+    cards.APPROVE: "Approve on request #{}",
+    cards.EXTENSION_APPROVE: "Approve on extension {}",
+    dms.RELEASE: "Release of lease #{}",
+    dms.CANCEL: "Cancel of request #{}",
+}
 
 CLICKS: dict[str, Click] = {
     cards.APPROVE: decision("lease", approving=True),

@@ -41,6 +41,11 @@ def user_of(body: Body) -> str:
     return str(body.get("user_id") or "")
 
 
+def button_of(body: Body) -> dict[str, Any]:
+    """The button a click's body carries (empty when it carries none)."""
+    return (body.get("actions") or [{}])[0]
+
+
 def tell(ctx: AppContext, body: Body, text: str) -> None:
     """An ephemeral answer to the person who acted."""
     user = user_of(body)

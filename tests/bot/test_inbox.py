@@ -1,5 +1,6 @@
 """A click acknowledged by a replica that is killed before doing it is still done, once: kept
-in the database before the ack, taken over by another replica's sweeper after its claim lapses."""
+in the database before the ack, taken over by another replica's sweeper after its claim lapses;
+and one the taking over cannot do is told to its person, who saw it acknowledged."""
 
 from __future__ import annotations
 
@@ -13,7 +14,10 @@ from datetime import UTC, datetime
 
 from sqlmodel import select
 
+from bot.app import build_context
 from bot.blocks import cards
+from bot.inbox import MAX_ATTEMPTS, claim_lapsed, keep
+from bot.takeover import take_over
 from commands.lab import Lab
 from commands.request import request
 from commands.states import State
@@ -22,9 +26,9 @@ from fakes.slack_sender import SlackSender
 from metal.simulated import SimulatedProvider
 from storage.db import Database
 from storage.models import AuditEvent, InboxItem, Lease
-from tests.bot.conftest import SECRET
+from tests.bot.conftest import SECRET, Slack, file_request, serve, settings_for
 from tests.bot.test_serve import DEADLINE, free_port, serve_env, wait_healthy
-from tests.conftest import OWNER, ROLES, request_input
+from tests.conftest import OWNER, REVIEWER, ROLES, Clock, request_input
 
 GROUP, GROUP_REVIEWER = "S0REVIEWERS", "U0GROUPREV"
 SLOW = "usergroups.users.list"  # the first thing the click's work asks Slack: who reviews
@@ -92,6 +96,70 @@ def test_a_click_whose_replica_is_alive_but_slow_is_not_taken_over(
     assert _inbox(db) == []
     assert _approvals(db, lease_id) == [(GROUP_REVIEWER, "ok")]
     db.dispose()
+
+
+def test_a_taken_over_click_that_fails_is_told_to_its_person(
+    fake: FakeSlack, db: Database, clock: Clock
+) -> None:
+    """The replica that takes the click over cannot read the reviewer group (Slack does not
+    answer it in time): the approval is not done, and the reviewer is told so in a DM, once."""
+    settings = settings_for(fake, reviewer_group=GROUP)
+    fake.set_usergroup(GROUP, [GROUP_REVIEWER])
+    for slack in serve(fake, db, clock, settings):
+        lease_id = file_request(slack)
+        _kept_by_a_replica_that_died(slack, lease_id, GROUP_REVIEWER)
+        survivor = build_context(settings, clock=clock, db=db)  # another process: no cache
+        survivor.client.timeout = 1
+        fake.delay(SLOW, 2)
+        try:
+            assert take_over(survivor, clock.advance(minutes=3)) == 0
+        finally:
+            survivor.shutdown()
+        assert _dms(slack, GROUP_REVIEWER) == [
+            f"Your Approve on request #{lease_id} was acknowledged but could not be done (it "
+            "is logged for the admins): click again, or ask an admin if it fails again."
+        ]
+        assert _inbox(db) == []
+        assert slack.lease(lease_id).state == State.PENDING
+
+        fake.delay(SLOW, 0)  # clicking again, as the sentence says, works
+        slack.card_click(cards.APPROVE, lease_id, GROUP_REVIEWER)
+        assert _approvals(db, lease_id) == [(GROUP_REVIEWER, "ok")]
+        assert len(_dms(slack, GROUP_REVIEWER)) == 1
+
+
+def test_a_click_that_stopped_every_replica_trying_it_is_given_up_and_told(
+    slack: Slack, db: Database, clock: Clock
+) -> None:
+    """Acked by a replica that died, then taken over by replicas that died doing it: the last
+    taker gives up instead of dying too, and the reviewer learns that it was never done."""
+    lease_id = file_request(slack)
+    _kept_by_a_replica_that_died(slack, lease_id, REVIEWER)
+    for _ in range(MAX_ATTEMPTS - 1):
+        assert claim_lapsed(slack.ctx.lab, clock.advance(minutes=3))  # and died doing it
+
+    assert take_over(slack.ctx, clock.advance(minutes=3)) == 0
+    assert _dms(slack, REVIEWER) == [
+        f"Your Approve on request #{lease_id} was acknowledged but never done: labbot stopped "
+        f"{MAX_ATTEMPTS} times while doing it and gave up (it is logged for the admins), so ask "
+        "an admin before clicking again."
+    ]
+    assert _inbox(db) == []
+    assert slack.lease(lease_id).state == State.PENDING
+
+
+def _kept_by_a_replica_that_died(slack: Slack, lease_id: int, reviewer: str) -> None:
+    """A click on the request's card, kept before the ack (bot.inbox) as Slack sent it, by a
+    replica that died before doing it."""
+    channel, ts = slack.card_ref(lease_id)
+    click = slack.sender.click_payload(
+        f"{cards.APPROVE}:{lease_id}", str(lease_id), reviewer, channel_id=channel, message_ts=ts
+    )
+    keep(slack.ctx.lab, click, slack.clock())
+
+
+def _dms(slack: Slack, user: str) -> list[str]:
+    return [m["text"] for m in slack.dms(user)]
 
 
 def _filed(db: Database) -> int:

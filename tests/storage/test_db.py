@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 import threading
 from datetime import datetime
 
@@ -48,6 +50,40 @@ def test_every_sqlite_connection_gets_wal_foreign_keys_and_a_busy_timeout(db_pat
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
         assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == 15000
+
+
+class _ReleaseOnWait(logging.Handler):
+    """Ends the other connection's write lock once labbot says it is waiting for it."""
+
+    def __init__(self, holder: sqlite3.Connection) -> None:
+        super().__init__()
+        self.holder = holder
+        self.waits = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.waits += 1
+        if self.holder.in_transaction:
+            self.holder.execute("ROLLBACK")
+
+
+def test_a_connection_waits_for_another_switching_a_new_file_to_wal(db_path, caplog):
+    """Another process switching the same new file to WAL holds its write lock, and SQLite
+    answers this connection's switch SQLITE_BUSY at once rather than waiting: replicas
+    starting together on a new file died of "database is locked". Now it waits its turn."""
+    other = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")  # the write lock, as the other switch holds it
+    release = _ReleaseOnWait(other)
+    caplog.set_level(logging.DEBUG, logger="storage.db")
+    logging.getLogger("storage.db").addHandler(release)
+    try:
+        db = Database(f"sqlite:///{db_path}")
+        with db.engine.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    finally:
+        logging.getLogger("storage.db").removeHandler(release)
+        other.close()
+    assert release.waits >= 1
+    db.dispose()
 
 
 def test_a_write_rolls_back_on_any_raise(db):
