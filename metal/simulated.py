@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from itertools import count
 
+from sqlalchemy import case, literal, update
 from sqlmodel import col, select
 
 from metal.catalog import seed
@@ -31,6 +32,8 @@ from metal.provider import (
 from storage.db import Database
 from storage.locks import locked
 from storage.models import SimDevice
+
+DELETED_AT = SimDevice.__table__.c.deleted_at
 
 
 class SimulatedProvider(OneAtATime):
@@ -113,18 +116,20 @@ class SimulatedProvider(OneAtATime):
     def delete(self, device_id: str) -> None:
         self._note("delete")
         with self.db.write() as session:
-            row = locked(session, SimDevice, device_id)
-            if row is None or row.deleted_at is not None:
-                return
-            if row.delete_failures_left > 0:
-                row.delete_failures_left -= 1
-                session.add(row)
-                failing = True
-            else:
-                row.deleted_at = self.clock()
-                session.add(row)
-                failing = False
-        if failing:
+            # One statement: delete the device, or spend one of its injected failures.
+            failing = col(SimDevice.delete_failures_left) > 0
+            answer = session.execute(
+                update(SimDevice)
+                .where(col(SimDevice.id) == device_id, col(SimDevice.deleted_at).is_(None))
+                .values(
+                    deleted_at=case((failing, None), else_=literal(self.clock(), DELETED_AT.type)),
+                    delete_failures_left=case(
+                        (failing, SimDevice.delete_failures_left - 1), else_=0
+                    ),
+                )
+                .returning(SimDevice.id, SimDevice.deleted_at)
+            ).first()
+        if answer is not None and answer.deleted_at is None:
             raise ProviderError("simulated: delete failed (injected failure)")
 
     def list(self, tag: str) -> list[Device]:
