@@ -353,9 +353,9 @@ def finish_all(session: Session, lab: Lab, leases: list[Lease], now: datetime, a
     write-up."""
     remind_at = now + lab.policy.writeup_after  # the write-up's one reminder, if none came
     moved = move_all(session, leases, State.RECLAIMED, due_at=None, writeup_remind_at=remind_at)
+    audit_all(session, now, actor, "reclaimed", {lease.id: {} for lease in moved})
     drafts = []
     for lease in moved:
-        audit(session, now, actor, "reclaimed", lease.id)
         drafts.append(
             Draft(
                 Kind.RECLAIMED,
