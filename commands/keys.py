@@ -250,18 +250,13 @@ def request_keys(
     return "\n".join(lines), None
 
 
-def lease_keys(session: Session, lease: Lease, co_owners: Iterable[str]) -> list[PublicKey]:
-    """The keys a server of this lease is created with: the keys the request names (a pasted
-    line as it is, a checked saved key by its fingerprint while the owner still has it saved),
-    or else all the owner's saved keys; then every co-owner's saved keys. One of each, in that
-    order."""
-    return lease_keys_all(session, [lease], {lease.id: list(co_owners)})[lease.id]
-
-
 def lease_keys_all(
     session: Session, leases: list[Lease], co_owners: dict[int, list[str]]
 ) -> dict[int, list[PublicKey]]:
-    """`lease_keys` of many leases, everyone's saved keys read in one query."""
+    """The keys each lease's servers are created with: the keys the request names (a pasted
+    line as it is, a checked saved key by its fingerprint while the owner still has it saved),
+    or else all the owner's saved keys; then every co-owner's saved keys. One of each, in that
+    order. Everyone's saved keys are read in one query, for all the leases."""
     saved_by = _saved_by_user(
         session, [user for lease in leases for user in (lease.owner, *co_owners[lease.id])]
     )
@@ -297,19 +292,13 @@ NO_KEY = (
 )
 
 
-def keys_on(
-    session: Session, lease: Lease, servers: list[Server], co_owners: list[str]
-) -> list[str]:
-    """What the servers were created with (recorded per server at its create), labelled where
-    the key is still known, marked when only some of the servers carry it."""
-    return keys_on_all(session, [(lease, servers, co_owners)])[lease.id]
-
-
 def keys_on_all(
     session: Session, leases: list[tuple[Lease, list[Server], list[str]]]
 ) -> dict[int, list[str]]:
-    """`keys_on` for many leases (with their servers and co-owners) in two queries: what the
-    servers were created with, and the saved keys of everyone concerned."""
+    """For each lease (with its servers and co-owners), what its servers were created with
+    (recorded per server at its create), labelled where the key is still known, marked when
+    only some of the servers carry it. Two queries for all the leases: the recorded keys, and
+    the saved keys of everyone concerned."""
     recorded = dict(
         session.exec(
             select(ServerKeys.server_id, ServerKeys.fingerprints).where(
