@@ -10,7 +10,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlmodel import select
 
@@ -56,15 +58,7 @@ def test_a_click_acked_by_a_replica_killed_before_doing_it_is_done_by_another(
 
     fake.delay(SLOW, 0)
     env = {**env, "PORT": str(free_port())}
-    survivor = _serve(env)
-    try:
-        wait_healthy(int(env["PORT"]), survivor)
-        deadline = time.monotonic() + DEADLINE
-        while _inbox(db) and time.monotonic() < deadline:
-            time.sleep(0.1)
-    finally:
-        os.killpg(survivor.pid, signal.SIGTERM)
-        survivor.wait(DEADLINE)
+    _serve_until_inbox_empty(env, db)
 
     assert _inbox(db) == []
     assert _lease(db, lease_id).state != State.PENDING
@@ -82,16 +76,7 @@ def test_a_click_whose_replica_is_alive_but_slow_is_not_taken_over(
     fake.set_usergroup(GROUP, [GROUP_REVIEWER])
     fake.delay(SLOW, 6)
     env = _env(fake, database_url)
-    replica = _serve(env)
-    try:
-        wait_healthy(int(env["PORT"]), replica)
-        assert _approve(env, lease_id).status_code == 200
-        deadline = time.monotonic() + DEADLINE
-        while _inbox(db) and time.monotonic() < deadline:
-            time.sleep(0.1)
-    finally:
-        os.killpg(replica.pid, signal.SIGTERM)
-        replica.wait(DEADLINE)
+    _serve_until_inbox_empty(env, db, click=lambda: _approve(env, lease_id))
 
     assert _inbox(db) == []
     assert _approvals(db, lease_id) == [(GROUP_REVIEWER, "ok")]
@@ -200,6 +185,24 @@ def _approvals(db: Database, lease_id: int) -> list[tuple[str, str]]:
             )
         ).all()
     return [(a.actor, a.outcome) for a in rows]
+
+
+def _serve_until_inbox_empty(
+    env: dict[str, str], db: Database, click: Callable[[], Any] | None = None
+) -> None:
+    """Run a replica (after its one click, if given) until the inbox is empty or the deadline
+    passes, then stop it."""
+    replica = _serve(env)
+    try:
+        wait_healthy(int(env["PORT"]), replica)
+        if click is not None:
+            assert click().status_code == 200
+        deadline = time.monotonic() + DEADLINE
+        while _inbox(db) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        os.killpg(replica.pid, signal.SIGTERM)
+        replica.wait(DEADLINE)
 
 
 def _serve(env: dict[str, str]) -> subprocess.Popen:
