@@ -74,6 +74,7 @@ from commands.holds import refresh_exactness
 from commands.lab import Lab
 from commands.policy import Policy
 from commands.review import approve
+from commands.states import ServerState
 from commands.sweep import BATCH, due_leases, sweep
 from metal.catalog import SEED_METROS, SEED_OSES, SEED_PLANS
 from storage.db import Database
@@ -313,7 +314,7 @@ def _server(lease: dict, n: int, server_id: int | None = None, **values) -> dict
         "hostname": f"{lease['project']}-{lease['id']}-{n}",
         "plan": lease["plan"],
         "metro": lease["metro"],
-        "state": "deleted",
+        "state": ServerState.DELETED,
         "provider_id": None,
         "ips": "",
         "hourly_cents": lease["hourly_cents"],
@@ -408,7 +409,7 @@ def _running(
             lease,
             n,
             server_id,
-            state="active",
+            state=ServerState.ACTIVE,
             provider_id=_device_id(server_id, hostname),
             ips=f"147.75.{server_id % 200}.{n}",
             active_at=starts_at,
@@ -478,7 +479,7 @@ def due_rows() -> tuple[Rows, Counter]:
                     lease,
                     n,
                     server_id,
-                    state="provisioning",
+                    state=ServerState.PROVISIONING,
                     provider_id=_device_id(server_id, hostname),
                 )
                 rows.servers.append(server)

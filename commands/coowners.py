@@ -19,7 +19,7 @@ from commands.keys import HOW_TO_ADD, has_saved_key
 from commands.lab import Lab, Outcome, audit, not_found, owner_or_admin, refuse
 from commands.notices import Kind, enqueue, owner
 from commands.policy import MAX_CO_OWNERS
-from commands.states import State
+from commands.states import ServerState, State
 from storage.models import CoOwner, Lease, Server
 
 SHAREABLE = (State.PENDING, State.APPROVED, State.PROVISIONING, State.ACTIVE)
@@ -149,7 +149,7 @@ def _has_running_servers(session: Session, lease_id: int) -> bool:
         session.exec(
             select(Server.id).where(
                 Server.lease_id == lease_id,
-                col(Server.state).in_(["provisioning", "active"]),
+                col(Server.state).in_([ServerState.PROVISIONING, ServerState.ACTIVE]),
             )
         ).first()
         is not None

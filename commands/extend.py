@@ -13,7 +13,16 @@ from commands.credit import record_override, shortfall_words, shortfalls
 from commands.durations import format_duration
 from commands.facts import quoted, shape, when
 from commands.holds import hold
-from commands.lab import Lab, Outcome, audit, not_found, owner_or_admin, refuse, wrong_state
+from commands.lab import (
+    Lab,
+    Outcome,
+    audit,
+    not_found,
+    owner_or_admin,
+    refuse,
+    set_state,
+    wrong_state,
+)
 from commands.notices import REVIEW, Kind, enqueue, owner
 from commands.policy import (
     SELF_MARK,
@@ -25,7 +34,7 @@ from commands.policy import (
 )
 from commands.reminders import next_due, reminder_times
 from commands.reserve import eat_words, record_reserve_override, reserve_shortfalls
-from commands.states import State
+from commands.states import ExtensionState, State
 from storage.locks import locked
 from storage.models import Lease, PendingExtension, SentReminder
 
@@ -74,7 +83,7 @@ def decide_extension(
     if approve and pending is not None and (own := _self_approval(lab, pending, actor)):
         return refuse(lab, now, actor, "decide_extension", own, pending.lease_id)
     moved = None
-    if approve and pending is not None and pending.state == "pending":
+    if approve and pending is not None and pending.state == ExtensionState.PENDING:
         moved = _move_backstop(lab, pending.lease_id, timedelta(seconds=pending.seconds), now)
     with lab.db.write() as session:
         # The lease before the extension: row locks are always taken in that order.
@@ -87,7 +96,7 @@ def decide_extension(
                 session, lab, lease, timedelta(seconds=ext.seconds), actor, now, override
             )
         if problem is None:
-            ext.state = "approved" if approve else "denied"
+            set_state(ext, ExtensionState.APPROVED if approve else ExtensionState.DENIED)
             ext.decided_by, ext.reason = actor, reason
             session.add(ext)
             _tell_extension_decision(session, lease, ext, actor, now)
@@ -239,7 +248,7 @@ def _undecidable(
 ) -> str | None:
     if ext is None or lease is None:
         return f"There is no extension request {extension_id}."
-    if ext.state != "pending":
+    if ext.state != ExtensionState.PENDING:
         return f"Extension {extension_id} was already {ext.state} by <@{ext.decided_by}>."
     return None
 
@@ -249,7 +258,7 @@ def _tell_extension_decision(
 ) -> None:
     extra = format_duration(ext.seconds)
     why = f" Reason: {quoted(ext.reason)}" if ext.reason else ""
-    own = ext.state == "approved" and actor == ext.requested_by
+    own = ext.state == ExtensionState.APPROVED and actor == ext.requested_by
     audit(
         session, now, actor, f"extension_{ext.state}", lease.id, extension=ext.id, self_approved=own
     )
@@ -265,7 +274,7 @@ def _tell_extension_decision(
         by=actor,
         extension_id=ext.id,
     )
-    if ext.state == "denied":
+    if ext.state == ExtensionState.DENIED:
         enqueue(
             session,
             Kind.DECISION,
@@ -273,7 +282,7 @@ def _tell_extension_decision(
             f"Your extension of lease #{lease.id} by {extra} was denied by <@{actor}>.{why}",
             now,
             lease.id,
-            decision="denied",
+            decision=ExtensionState.DENIED,
             by=actor,
         )
 

@@ -14,17 +14,24 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, update
+from sqlalchemy import Update, insert, update
 from sqlmodel import Session, col
 
 from commands.notices import Notifier, deliver
 from commands.policy import Policy, Roles
-from commands.states import State, can_transition
+from commands.states import (
+    ExtensionState,
+    ServerState,
+    State,
+    can_transition,
+    extension_can_move,
+    server_can_move,
+)
 from metal.forge import Forge
 from metal.provider import Catalog, Provider
 from storage.claims import replica_name
 from storage.db import Database
-from storage.models import AuditEvent, Lease
+from storage.models import AuditEvent, Lease, PendingExtension, Server
 
 log = logging.getLogger(__name__)
 
@@ -175,6 +182,29 @@ def move_all(session: Session, leases: list[Lease], new: State, **values: Any) -
     # The session's copies of the moved leases now carry the new values (the ORM UPDATE
     # synchronizes them), so the caller reads them without another SELECT.
     return [lease for lease in leases if lease.id in won]
+
+
+def servers_moving(
+    old: ServerState | Collection[ServerState], new: ServerState, **values: Any
+) -> Update:
+    """The conditional UPDATE that moves servers from `old` (one state or several) to `new`,
+    once the server table allows each move (a ValueError otherwise, as `move()` raises). The
+    caller narrows it to its servers and acts only on the rows it changed."""
+    olds = [old] if isinstance(old, str) else list(old)
+    for state in olds:
+        if not server_can_move(state, new):
+            raise ValueError(f"server: {state} -> {new} is not a legal transition")
+    where = col(Server.state) == olds[0] if len(olds) == 1 else col(Server.state).in_(olds)
+    return update(Server).where(where).values(state=new, **values)
+
+
+def set_state(row: Server | PendingExtension, new: ServerState | ExtensionState) -> None:
+    """Change the state of a server or extension row this transaction holds locked
+    (storage.locks), once its table allows the move (a ValueError otherwise)."""
+    allowed = server_can_move if isinstance(row, Server) else extension_can_move
+    if not allowed(row.state, new):
+        raise ValueError(f"{type(row).__name__} {row.id}: {row.state} -> {new} is not legal")
+    row.state = new
 
 
 def not_found(lease_id: int) -> str:

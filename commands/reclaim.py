@@ -30,10 +30,12 @@ from commands.lab import (
     not_found,
     owner_or_admin,
     refuse,
+    servers_moving,
+    set_state,
     wrong_state,
 )
 from commands.notices import ADMIN, Draft, Kind, enqueue, enqueue_all, owner
-from commands.states import State
+from commands.states import ServerState, State
 from metal.provider import lease_tag
 from storage.locks import locked, locked_all
 from storage.models import Lease, Server
@@ -42,7 +44,12 @@ log = logging.getLogger(__name__)
 
 CONFIRM = timedelta(seconds=30)
 QUARANTINE_RETRY = timedelta(hours=1)
-UP = ("pending", "creating", "provisioning", "active")
+UP = (  # a server row that is, or may become, a device
+    ServerState.PENDING,
+    ServerState.CREATING,
+    ServerState.PROVISIONING,
+    ServerState.ACTIVE,
+)
 
 
 def release(lab: Lab, actor: str, lease_id: int, now: datetime) -> Outcome:
@@ -107,9 +114,7 @@ def _begin_all(
     ids = [lease.id for lease in moved]
     release_all_holds(session, moved)
     session.exec(
-        update(Server)
-        .where(col(Server.lease_id).in_(ids), col(Server.state).in_(UP))
-        .values(state="deleting", retry_at=now)
+        servers_moving(UP, ServerState.DELETING, retry_at=now).where(col(Server.lease_id).in_(ids))
     )
     verb = "released" if new == State.RELEASING else "ended"
     co_owners = co_owners_of(session, ids)
@@ -156,7 +161,7 @@ def delete_due_all(lab: Lab, lease_ids: list[int], now: datetime) -> None:
         due = session.exec(
             select(Server).where(
                 col(Server.lease_id).in_(lease_ids),
-                Server.state == "deleting",
+                Server.state == ServerState.DELETING,
                 col(Server.retry_at) <= now,
             )
         ).all()
@@ -204,7 +209,7 @@ def _claim_deletes(lab: Lab, servers: list[Server], now: datetime) -> list[Serve
                 update(Server)
                 .where(
                     col(Server.id).in_([s.id for s in servers]),
-                    Server.state == "deleting",
+                    Server.state == ServerState.DELETING,
                     col(Server.retry_at) <= now,
                 )
                 .values(retry_at=now + CONFIRM)
@@ -252,9 +257,14 @@ def _mark_gone(lab: Lab, servers: list[Server], now: datetime) -> None:
         gone: list[int] = []
         for gone_at, ids in by_time.items():
             gone += session.scalars(
-                update(Server)
-                .where(col(Server.id).in_(ids), Server.state == "deleting")
-                .values(state="deleted", deleted_at=gone_at, retry_at=None, last_error="")
+                servers_moving(
+                    ServerState.DELETING,
+                    ServerState.DELETED,
+                    deleted_at=gone_at,
+                    retry_at=None,
+                    last_error="",
+                )
+                .where(col(Server.id).in_(ids))
                 .returning(Server.id)
             ).all()
         settled = session.exec(select(Server).where(col(Server.id).in_(gone))).all()
@@ -267,7 +277,10 @@ def _retry_later(lab: Lab, servers: list[Server], at: datetime) -> None:
     with lab.db.write() as session:
         session.exec(
             update(Server)
-            .where(col(Server.id).in_([s.id for s in servers]), Server.state == "deleting")
+            .where(
+                col(Server.id).in_([s.id for s in servers]),
+                Server.state == ServerState.DELETING,
+            )
             .values(retry_at=at)
         )
 
@@ -276,7 +289,7 @@ def _record_delete_failure(lab: Lab, server: Server, now: datetime, error: Excep
     with lab.db.write() as session:
         lease = locked(session, Lease, server.lease_id)  # the lease first: it may be quarantined
         row = locked(session, Server, server.id)
-        if row is None or row.state != "deleting":
+        if row is None or row.state != ServerState.DELETING:
             return
         row.delete_attempts += 1
         row.last_error = str(error)[:500]
@@ -328,7 +341,8 @@ def _settle_all(lab: Lab, lease_ids: list[int], now: datetime) -> None:
         left: dict[int, list[datetime | None]] = defaultdict(list)
         for lease_id, retry_at in session.exec(
             select(Server.lease_id, Server.retry_at).where(
-                col(Server.lease_id).in_(lease_ids), col(Server.state).in_([*UP, "deleting"])
+                col(Server.lease_id).in_(lease_ids),
+                col(Server.state).in_([*UP, ServerState.DELETING]),
             )
         ).all():
             left[lease_id].append(retry_at)
@@ -392,10 +406,13 @@ def resolve(lab: Lab, actor: str, lease_id: int, now: datetime) -> Outcome:
         else:
             problem = None
             left = session.exec(
-                select(Server).where(Server.lease_id == lease_id, Server.state == "deleting")
+                select(Server).where(
+                    Server.lease_id == lease_id, Server.state == ServerState.DELETING
+                )
             ).all()
             for server in left:
-                server.state, server.deleted_at, server.retry_at = "deleted", now, None
+                set_state(server, ServerState.DELETED)
+                server.deleted_at, server.retry_at = now, None
                 session.add(server)
             settle_spend(session, list(left), lease)
             finish(session, lab, lease, now, actor)

@@ -29,7 +29,7 @@ from commands.credit import (
 )
 from commands.facts import shape, when
 from commands.holds import renote_lapsed_exactness, settle_spend
-from commands.lab import Lab, LostRace, audit, audit_all, move_all
+from commands.lab import Lab, LostRace, audit, audit_all, move_all, set_state
 from commands.log_context import about_lease
 from commands.markers import once, stamp
 from commands.notices import ADMIN, REVIEW, Draft, Kind, deliver, enqueue, enqueue_all, owner
@@ -44,7 +44,7 @@ from commands.reminders import (
     silent_check_at,
 )
 from commands.repocheck import check_repository, due_checks
-from commands.states import RECLAIMING, State
+from commands.states import RECLAIMING, ServerState, State
 from commands.writeups import remind_writeups
 from metal.provider import TAG, Device, lease_tag
 from storage.claims import claim, claim_period, give_back_period, release
@@ -287,7 +287,7 @@ def _remind(lab: Lab, leases: list[Lease], now: datetime) -> dict[int, str]:
             select(Server.lease_id)
             .where(
                 col(Server.lease_id).in_(ids),
-                Server.state == "deleting",
+                Server.state == ServerState.DELETING,
                 col(Server.retry_at) <= now,
             )
             .distinct()
@@ -307,7 +307,7 @@ def _remind(lab: Lab, leases: list[Lease], now: datetime) -> dict[int, str]:
         next_deletes = dict(
             session.exec(
                 select(Server.lease_id, func.min(Server.retry_at))
-                .where(col(Server.lease_id).in_(ids), Server.state == "deleting")
+                .where(col(Server.lease_id).in_(ids), Server.state == ServerState.DELETING)
                 .group_by(Server.lease_id)
             ).all()
         )
@@ -454,7 +454,7 @@ def _orphans(lab: Lab, devices: list[Device], now: datetime) -> None:
         known = set(
             session.exec(
                 select(Server.provider_id).where(
-                    col(Server.provider_id).in_(ids), col(Server.state) != "deleted"
+                    col(Server.provider_id).in_(ids), col(Server.state) != ServerState.DELETED
                 )
             ).all()
         )
@@ -506,7 +506,7 @@ def _vanished(lab: Lab, present: set[str], now: datetime) -> None:
         missing = session.exec(
             select(Server).where(
                 col(Server.deleted_at).is_(None),  # the indexed way to the few live servers
-                Server.state == "active",
+                Server.state == ServerState.ACTIVE,
                 col(Server.provider_id).not_in(present),
             )
         ).all()
@@ -516,9 +516,10 @@ def _vanished(lab: Lab, present: set[str], now: datetime) -> None:
         with lab.db.write() as session:
             lease = locked(session, Lease, server.lease_id)
             row = locked(session, Server, server.id)
-            if row.state != "active":
+            if row.state != ServerState.ACTIVE:
                 continue
-            row.state, row.deleted_at = "vanished", now
+            set_state(row, ServerState.VANISHED)
+            row.deleted_at = now
             settle_spend(session, [row], lease)
             lease.flagged = f"{row.hostname} vanished from the provider at {when(now)}"
             session.add_all([row, lease])

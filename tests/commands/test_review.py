@@ -10,7 +10,7 @@ from sqlmodel import select
 from commands.credit import OVERRIDE, books
 from commands.notices import Kind
 from commands.review import approve, deny
-from commands.states import State
+from commands.states import ServerState, State
 from storage.models import LedgerEntry
 from tests.commands.helpers import audits, file, lease, ledger, live_devices, servers, snapshot
 from tests.conftest import ADMIN, OWNER, REVIEWER, with_policy
@@ -32,7 +32,7 @@ def test_approval_tells_the_owner_and_updates_the_card(lab, clock):
     assert decided.data["by"] == REVIEWER
     assert lab.notifier.texts(Kind.PROVISIONING)
     assert len(live_devices(lab, lease_id)) == 3
-    assert all(s.state == "provisioning" for s in servers(lab.db, lease_id))
+    assert all(s.state == ServerState.PROVISIONING for s in servers(lab.db, lease_id))
 
 
 def test_a_second_decision_is_told_who_decided_first(lab, clock):
