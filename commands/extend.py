@@ -14,8 +14,10 @@ from commands.durations import format_duration
 from commands.facts import quoted, shape, when
 from commands.holds import hold
 from commands.lab import (
+    Code,
     Lab,
     Outcome,
+    Refusal,
     audit,
     not_found,
     owner_or_admin,
@@ -75,9 +77,21 @@ def decide_extension(
     override: str | None = None,
 ) -> Outcome:
     if not lab.roles.is_reviewer(actor):
-        return refuse(lab, now, actor, "decide_extension", "Only reviewers can decide extensions.")
+        return refuse(
+            lab,
+            now,
+            actor,
+            "decide_extension",
+            Refusal(Code.NOT_ALLOWED, "Only reviewers can decide extensions."),
+        )
     if long := too_long("reason", reason) or too_long("reason", override or ""):
-        return refuse(lab, now, actor, "decide_extension", f"That is too long: {long}.")
+        return refuse(
+            lab,
+            now,
+            actor,
+            "decide_extension",
+            Refusal(Code.TOO_LONG, f"That is too long: {long}."),
+        )
     with lab.db.read() as session:
         pending = session.get(PendingExtension, extension_id)
     if approve and pending is not None and (own := _self_approval(lab, pending, actor)):
@@ -119,13 +133,15 @@ def _cannot_extend(
     lease_id: int,
     extra: timedelta,
     co_owners: list[str],
-) -> str | None:
+) -> Refusal | None:
     if lease is None:
         return not_found(lease_id)
     if lease.state != State.ACTIVE:
         return wrong_state(lease, "extended", "an active lease")
     if extra <= timedelta(0):
-        return "An extension must be longer than zero, for example `extend 5 24h`."
+        return Refusal(
+            Code.BAD_INPUT, "An extension must be longer than zero, for example `extend 5 24h`."
+        )
     # Reviewers too: on a silent team's behalf (they are told of leases nobody answers).
     return owner_or_admin(lab, lease, actor, "extend", co_owners, reviewers=True)
 
@@ -138,7 +154,7 @@ def _apply(
     actor: str,
     now: datetime,
     override: str | None,
-) -> str | None:
+) -> Refusal | None:
     """Lengthen the lease if the months it now reaches can pay for it."""
     if lease.state != State.ACTIVE:
         return wrong_state(lease, "extended", "an active lease")
@@ -151,19 +167,21 @@ def _apply(
     )
     short = shortfalls(session, probe, lab.policy, now)
     if short and override is None:
-        return (
+        return Refusal(
+            Code.OVER_BUDGET,
             f"Extending #{lease.id} by {format_duration(extra)} would over-commit the lab's "
             f"credit: {shortfall_words(short)}. Ask for a shorter extension or release servers "
-            "you do not need."
+            "you do not need.",
         )
     if short:
         record_override(session, lease.id, short, actor, override, now)
     kept_short = reserve_shortfalls(session, probe, lab.policy, now)
     if kept_short and override is None:
-        return (
+        return Refusal(
+            Code.RESERVE,
             f"Extending #{lease.id} by {format_duration(extra)} would "
             f"{eat_words(kept_short, lab.policy)}. Ask for a shorter extension or release "
-            "servers you do not need."
+            "servers you do not need.",
         )
     if kept_short:
         record_reserve_override(session, lease.id, kept_short, actor, override, now)
@@ -237,19 +255,22 @@ def _ask_reviewers(
     return ext
 
 
-def _self_approval(lab: Lab, ext: PendingExtension, actor: str) -> str | None:
+def _self_approval(lab: Lab, ext: PendingExtension, actor: str) -> Refusal | None:
     if approver(lab.policy, ext.requested_by, actor) == Approver.SELF_REFUSED:
-        return self_approval_refused(f"extension {ext.id}")
+        return Refusal(Code.SELF_APPROVAL, self_approval_refused(f"extension {ext.id}"))
     return None
 
 
 def _undecidable(
     ext: PendingExtension | None, lease: Lease | None, extension_id: int
-) -> str | None:
+) -> Refusal | None:
     if ext is None or lease is None:
-        return f"There is no extension request {extension_id}."
+        return Refusal(Code.NOT_FOUND, f"There is no extension request {extension_id}.")
     if ext.state != ExtensionState.PENDING:
-        return f"Extension {extension_id} was already {ext.state} by <@{ext.decided_by}>."
+        return Refusal(
+            Code.ALREADY_DECIDED,
+            f"Extension {extension_id} was already {ext.state} by <@{ext.decided_by}>.",
+        )
     return None
 
 
@@ -287,7 +308,7 @@ def _tell_extension_decision(
         )
 
 
-def _move_backstop(lab: Lab, lease_id: int, extra: timedelta, now: datetime) -> str | None:
+def _move_backstop(lab: Lab, lease_id: int, extra: timedelta, now: datetime) -> Refusal | None:
     with lab.db.read() as session:
         lease = session.get(Lease, lease_id)
     if lease is None or lease.ends_at is None:
@@ -295,4 +316,7 @@ def _move_backstop(lab: Lab, lease_id: int, extra: timedelta, now: datetime) -> 
     refused = move_backstop(lab, lease_id, lease.ends_at + extra, now)
     if refused is None:
         return None
-    return f"The extension cannot be granted: {refused}; the lease still ends as planned."
+    return Refusal(
+        Code.PROVIDER_REFUSED,
+        f"The extension cannot be granted: {refused}; the lease still ends as planned.",
+    )

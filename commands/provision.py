@@ -23,9 +23,11 @@ from commands.facts import servers_summary, shape
 from commands.holds import hold_all, meter_on, refresh_exactness_all, release_holds
 from commands.keys import keys_on_all, keys_words, lease_keys_all
 from commands.lab import (
+    Code,
     Lab,
     LostRace,
     Outcome,
+    Refusal,
     audit,
     audit_all,
     move,
@@ -68,7 +70,14 @@ LARGE = 10
 def provision(lab: Lab, actor: str, lease_id: int, now: datetime) -> Outcome:
     """approved -> provisioning: the server rows are written, then the devices are created."""
     if not lab.roles.is_admin(actor):
-        return refuse(lab, now, actor, "provision", "Only admins can provision by hand.", lease_id)
+        return refuse(
+            lab,
+            now,
+            actor,
+            "provision",
+            Refusal(Code.NOT_ALLOWED, "Only admins can provision by hand."),
+            lease_id,
+        )
     with lab.db.write() as session:
         lease = locked(session, Lease, lease_id)
         if lease is None:

@@ -21,8 +21,10 @@ from commands.coowners import audiences, co_owner_ids, co_owners_of
 from commands.facts import shape
 from commands.holds import billing_stops, release_all_holds, settle_all_spend, settle_spend
 from commands.lab import (
+    Code,
     Lab,
     Outcome,
+    Refusal,
     audit,
     audit_all,
     move,
@@ -60,7 +62,9 @@ def release(lab: Lab, actor: str, lease_id: int, now: datetime) -> Outcome:
             problem = (
                 None
                 if _begin(session, lease, State.RELEASING, actor, now)
-                else (f"Lease #{lease_id} is already being reclaimed.")
+                else Refusal(
+                    Code.CHANGED_MEANWHILE, f"Lease #{lease_id} is already being reclaimed."
+                )
             )
     if problem:
         return refuse(lab, now, actor, "release", problem, lease_id)
@@ -71,7 +75,7 @@ def release(lab: Lab, actor: str, lease_id: int, now: datetime) -> Outcome:
 
 def _cannot_release(
     lab: Lab, lease: Lease | None, actor: str, lease_id: int, co_owners: list[str]
-) -> str | None:
+) -> Refusal | None:
     if lease is None:
         return not_found(lease_id)
     if lease.state != State.ACTIVE:
@@ -395,7 +399,12 @@ def resolve(lab: Lab, actor: str, lease_id: int, now: datetime) -> Outcome:
     """An admin cleaned a quarantined lease up by hand: mark its servers gone and close it."""
     if not lab.roles.is_admin(actor):
         return refuse(
-            lab, now, actor, "resolve", "Only admins can resolve a quarantined lease.", lease_id
+            lab,
+            now,
+            actor,
+            "resolve",
+            Refusal(Code.NOT_ALLOWED, "Only admins can resolve a quarantined lease."),
+            lease_id,
         )
     with lab.db.write() as session:
         lease = locked(session, Lease, lease_id)
