@@ -235,7 +235,8 @@ def servers_moving(
 
 def set_state(row: Server | PendingExtension, new: ServerState | ExtensionState) -> None:
     """Change the state of a server or extension row this transaction holds locked
-    (storage.locks), once its table allows the move (a ValueError otherwise)."""
+    (storage.locks), itself or through its lease, once its table allows the move (a ValueError
+    otherwise)."""
     allowed = server_can_move if isinstance(row, Server) else extension_can_move
     if not allowed(row.state, new):
         raise ValueError(f"{type(row).__name__} {row.id}: {row.state} -> {new} is not legal")
