@@ -47,6 +47,7 @@ def shape(lease: Lease) -> str:
 
 
 def when(at: datetime | None) -> str:
+    """The one way a moment is written for people: `2026-12-07 11:15 UTC`, or `-` for none."""
     return at.strftime("%Y-%m-%d %H:%M UTC") if at else "-"
 
 

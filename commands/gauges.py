@@ -14,10 +14,10 @@ from sqlalchemy import func
 from sqlmodel import col, select
 
 from commands.billing import months_between
+from commands.credit_report import CreditLine, credit_report
 from commands.health import last_sweep
 from commands.lab import Lab
 from commands.states import State
-from commands.views import CreditLine, credit_report
 from storage.models import Lease, Notice, Server
 
 SERVER_STATES = (

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from commands.durations import DurationError, parse_duration
-from commands.keys import FORGES
 from commands.policy import MAX_CO_OWNERS, RequestInput
 from commands.pubkeys import PRIVATE_KEY_REFUSAL, looks_private
 from commands.slacktext import plain
+from metal.forge import FORGES
 
 USAGE: dict[str, str] = {
     "request": (
