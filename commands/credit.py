@@ -1,4 +1,4 @@
-"""The month's money: granted, spent, committed, available, per month and per project.
+"""Books: the month's money: granted, spent, committed, available, per month and per project.
 
 Spent is what servers have billed (per started hour, from `active_at` until deleted or now);
 committed is what live leases will still bill until their planned end plus grace; available is

@@ -1,4 +1,4 @@
-"""What the lab looks like right now, in numbers an operator graphs and alerts on.
+"""Reads: what the lab looks like right now, in numbers an operator graphs and alerts on.
 
 Read from the database at the moment of asking, so every process and every replica gives the
 same answer. Each figure is a count or a minimum over an indexed column (or the books, which

@@ -1,4 +1,4 @@
-"""The slash-command text, parsed into a `Command` with no Slack and no database in sight.
+"""Rules: the slash-command text, parsed into a `Command` with no Slack and no database in sight.
 
 Kept pure so hypothesis can throw any string at it: the only exception it raises is
 `GrammarError`, whose message is the sentence the person sees (what was wrong, what is right).

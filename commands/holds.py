@@ -1,4 +1,4 @@
-"""Commitments as holds in the ledger, the way Chameleon charges an allocation up front and
+"""Books: commitments as holds in the ledger, the way Chameleon charges an allocation up front and
 refunds the rest.
 
 Approving a lease writes, in the approval's own transaction, what it may bill into each month

@@ -1,5 +1,5 @@
-"""A person's saved public SSH keys: listed, added, removed, imported from a forge, and the set
-of keys a lease's servers are created with.
+"""People: a person's saved public SSH keys: listed, added, removed, imported from a forge, and the
+set of keys a lease's servers are created with.
 
 Keys follow the person, not the request: the servers of a lease carry the keys the request
 names (pasted with `key=`, or checked and pasted in the form) or, when it names none, the

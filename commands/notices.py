@@ -1,4 +1,4 @@
-"""The outbox and the Notifier protocol.
+"""Kernel: the outbox and the Notifier protocol.
 
 A use case never talks to Slack. It writes a Notice row in the same transaction as the state
 change the notice reports; after the commit, `deliver` hands pending notices to the Notifier.

@@ -1,4 +1,5 @@
-"""Taking servers back: release by the owner, expiry by the sweep, and the deletes behind both.
+"""Lease life: taking servers back: release by the owner, expiry by the sweep, and the deletes
+behind both.
 
 A delete counts only once the provider confirms the device is gone. A delete that fails is
 retried with exponential backoff; after `delete_attempts` failures the lease is quarantined and

@@ -1,4 +1,4 @@
-"""The public report: per month, what the lab was given, what each project used and why, the
+"""Reads: the public report: per month, what the lab was given, what each project used and why, the
 share kept for other open-source projects, and who wrote up their run.
 
 It is read-only (months the books have opened, read in a read transaction) and public: it

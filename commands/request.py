@@ -1,4 +1,4 @@
-"""Asking for servers, taking the question back, and the question lapsing when no reviewer
+"""Intake: asking for servers, taking the question back, and the question lapsing when no reviewer
 decides by its deadline (the sweep expires it)."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""What people ask to see: my leases, one lease, the audit log, the catalog (the credit report
-is commands/credit_report.py)."""
+"""Reads: what people ask to see: my leases, one lease, the audit log, the catalog (the credit
+report is commands/credit_report.py)."""
 
 from __future__ import annotations
 

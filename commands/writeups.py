@@ -1,6 +1,6 @@
-"""The write-up: after a lease, its owner sends a link to a short write-up of the run; one
-reminder goes out `Policy.writeup_after` after the lease ended, if no link came. The deadline
-is an indexed column, so the sweep finds the few that are due; the reminder is claimed with a
+"""Lease life: the write-up: after a lease, its owner sends a link to a short write-up of the run;
+one reminder goes out `Policy.writeup_after` after the lease ended, if no link came. The deadline is
+an indexed column, so the sweep finds the few that are due; the reminder is claimed with a
 conditional update, so two sweeps never send it twice."""
 
 from __future__ import annotations
