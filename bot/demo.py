@@ -135,7 +135,7 @@ def on_fake_packet(settings: Settings, metal: FakePacket, **changes: Any) -> Set
 
 def on_moto(settings: Settings, endpoint: str, **changes: Any) -> Settings:
     """The same settings, with servers from EC2 at `endpoint` (a local moto server), where the
-    backstop role is made as the README says."""
+    backstop role is made as docs/providers.md says."""
     from fakes.ec2 import backstop_role
 
     return replace(

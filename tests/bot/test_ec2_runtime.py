@@ -21,7 +21,7 @@ from storage.models import Lease
 
 @pytest.fixture(autouse=True)
 def role(moto_server: MotoServer, ec2_proxy: FaultProxy) -> str:
-    """The backstop role, made in moto's IAM as the README says (a test names another)."""
+    """The backstop role, made in moto's IAM as docs/providers.md says (a test names another)."""
     return backstop_role(moto_server.url)
 
 

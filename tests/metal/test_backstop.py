@@ -1,4 +1,4 @@
-"""The promise the README makes about the provider-side backstop and the grace hour: the
+"""The promise docs/providers.md makes about the provider-side backstop and the grace hour: the
 provider never deletes a server while its lease still runs (end + grace), and labbot does not
 reclaim one before then either. Pinned against the fake Packet API, which deletes a device by
 itself at its termination_time exactly as Packet did."""
