@@ -33,9 +33,9 @@ from bot.report_html import export
 from bot.serve import local_server
 from bot.settings import Settings
 from commands.billing import format_cents
+from commands.credit_report import credit_report
 from commands.policy import Policy, Roles
 from commands.sweep import sweep
-from commands.views import credit_report
 from fakes.forge import FakeForge
 from fakes.keys import public_key
 from fakes.packet import FakePacket

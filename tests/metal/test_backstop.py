@@ -12,10 +12,10 @@ import pytest
 
 from commands.extend import extend
 from commands.lab import Lab
-from commands.notices import RecordingNotifier
 from commands.policy import Policy
 from commands.states import State
 from commands.sweep import sweep
+from fakes.notifier import RecordingNotifier
 from fakes.packet import FakePacket
 from metal.packet import PacketProvider
 from storage.db import Database
