@@ -1,6 +1,6 @@
-"""Kernel: the state machines, each one table of allowed transitions, as OpenStack Blazar keeps
-them: a lease's, a server's and an extension request's. Everything else is refused (`move()` and
-the server and extension moves in commands/lab.py check these tables).
+"""Vocabulary: the state machines, each one table of allowed transitions, as OpenStack Blazar
+keeps them: a lease's, a server's and an extension request's. Everything else is refused (`move()`
+and the server and extension moves in commands/lab.py check these tables).
 
 The lease's states are defined here; the server's and the extension's are defined in
 storage/statuses.py (storage's table models give those columns their defaults and may not import
