@@ -1,4 +1,4 @@
-"""The books: the one check of a lease's money against every limit it must fit.
+"""Books: the one check of a lease's money against every limit it must fit.
 
 Approving a request and lengthening a lease both ask the same question of the books: would the
 lease, as it would then stand, take a month past the lab's credit, its project past the monthly

@@ -150,8 +150,9 @@ def _reads() -> tuple[Callable[[Lab], object], ...]:
     """`/lab credit`, App Home as a reviewer sees it, and the reference books. Imported here,
     when the books are measured, so the sweep before them runs without bot/ and tests/ loaded."""
     from bot.blocks.home import home_view
+    from commands.credit_report import credit_report
     from commands.queue import queue
-    from commands.views import credit_report, leases
+    from commands.views import leases
     from tests.commands.credit_reference import reference_books
 
     def report(lab: Lab) -> object:

@@ -38,7 +38,7 @@ SWEEP_TARGET = 1.5
 SWEEP_SECONDS = 3.0
 
 # The phases of one sweep call, timed by wrapping the names `commands.sweep.sweep` calls.
-PHASES = ("step_all", "_process", "_reconcile_if_due", "_credit_alerts", "deliver")
+PHASES = ("step_all", "_process", "reconcile_if_due", "credit_alerts", "deliver")
 
 
 @dataclass
