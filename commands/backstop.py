@@ -1,6 +1,6 @@
-"""The provider-side backstop: every device carries a termination time so the provider deletes
-it even if labbot is down. It must never fall before the lease's end plus grace, so whenever the
-end moves later (an extension, or servers that came up late) the backstop moves first."""
+"""Lease life: the provider-side backstop: every device carries a termination time so the provider
+deletes it even if labbot is down. It must never fall before the lease's end plus grace, so whenever
+the end moves later (an extension, or servers that came up late) the backstop moves first."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ from datetime import datetime
 
 from sqlmodel import select
 
+from commands.facts import when
 from commands.holds import backstop_moved
 from commands.lab import Lab, audit
+from commands.states import ServerState
 from metal.provider import lease_tag
 from storage.locks import locked
 from storage.models import Lease, Server
@@ -23,7 +25,7 @@ def move_backstop(lab: Lab, lease_id: int, ends_at: datetime, now: datetime) -> 
     with lab.db.read() as session:
         lease = session.get(Lease, lease_id)
         servers = session.exec(
-            select(Server).where(Server.lease_id == lease_id, Server.state == "active")
+            select(Server).where(Server.lease_id == lease_id, Server.state == ServerState.ACTIVE)
         ).all()
     if lease is None or lease.backstop_at is None:
         return None
@@ -37,7 +39,7 @@ def move_backstop(lab: Lab, lease_id: int, ends_at: datetime, now: datetime) -> 
     except Exception as error:
         return (
             f"the provider would not move the deletion backstop of lease #{lease_id}'s servers "
-            f"past {lease.backstop_at:%Y-%m-%d %H:%M} UTC ({error})"
+            f"past {when(lease.backstop_at)} ({error})"
         )
     with lab.db.write() as session:
         row = locked(session, Lease, lease_id)

@@ -1,4 +1,4 @@
-"""Reviewers decide: approve (which starts provisioning) or deny with a reason.
+"""Intake: reviewers decide: approve (which starts provisioning) or deny with a reason.
 
 The decision is one conditional UPDATE on the lease, read FOR UPDATE, in a transaction that also
 checks the month's money while holding the lab's row of each month the lease would bill in (FOR
@@ -12,14 +12,20 @@ from datetime import datetime
 
 from sqlmodel import Session
 
-from commands.credit import project_shortfalls, record_override, shortfall_words, shortfalls
+from commands.budget import Limit, Shortfall, over_budget, past_words, record_overrides
 from commands.facts import quoted, shape, when
 from commands.holds import hold_approved
-from commands.lab import Lab, Outcome, audit, move, not_found, refuse
+from commands.lab import Code, Lab, Outcome, Refusal, audit, move, not_found, refuse
 from commands.notices import REVIEW, Kind, enqueue, owner
-from commands.policy import SELF_MARK, Approver, approver, self_approval_refused, too_long
+from commands.policy import (
+    SELF_MARK,
+    Approver,
+    Policy,
+    approver,
+    self_approval_refused,
+    too_long,
+)
 from commands.provision import provision
-from commands.reserve import record_reserve_override, reserve_refusal, reserve_shortfalls
 from commands.states import State
 from storage.locks import locked
 from storage.models import Lease
@@ -36,19 +42,27 @@ def approve(
             now,
             actor,
             "approve",
-            "Only an admin can approve over the month's credit.",
+            Refusal(Code.NOT_ALLOWED, "Only an admin can approve over the month's credit."),
             lease_id,
         )
     if override is not None and (long := too_long("reason", override)):
-        return refuse(lab, now, actor, "approve", f"That override is too long: {long}.", lease_id)
+        return refuse(
+            lab,
+            now,
+            actor,
+            "approve",
+            Refusal(Code.TOO_LONG, f"That override is too long: {long}."),
+            lease_id,
+        )
     with lab.db.write() as session:
         lease = locked(session, Lease, lease_id)
         problem = _undecidable(lease, lease_id) or _self_approval(lab, lease, actor)
-        if problem is None:
-            problem = _over_budget(session, lab, lease, now, override)
+        over = [] if problem else over_budget(session, lease, lab.policy, now)
+        if over and override is None:
+            problem = _refusal(lease, over[0], lab.policy)
         if problem is None:
             if override is not None:
-                _record_overrides(session, lab, lease, actor, override, now)
+                record_overrides(session, lease, over, actor, override, now)
             own = approver(lab.policy, lease.owner, actor) == Approver.SELF_ALLOWED
             move(session, lease, State.APPROVED, decided_by=actor, decided_at=now, due_at=now)
             hold_approved(session, lease, lab.policy, now)
@@ -72,11 +86,20 @@ def deny(lab: Lab, actor: str, lease_id: int, reason: str, now: datetime) -> Out
             now,
             actor,
             "deny",
-            f"Say why, so the requester can fix it: deny {lease_id} <reason>.",
+            Refusal(
+                Code.BAD_INPUT, f"Say why, so the requester can fix it: deny {lease_id} <reason>."
+            ),
             lease_id,
         )
     if long := too_long("reason", reason):
-        return refuse(lab, now, actor, "deny", f"That reason is too long: {long}.", lease_id)
+        return refuse(
+            lab,
+            now,
+            actor,
+            "deny",
+            Refusal(Code.TOO_LONG, f"That reason is too long: {long}."),
+            lease_id,
+        )
     with lab.db.write() as session:
         lease = locked(session, Lease, lease_id)
         problem = _undecidable(lease, lease_id)
@@ -98,26 +121,32 @@ def deny(lab: Lab, actor: str, lease_id: int, reason: str, now: datetime) -> Out
     return Outcome(True, f"Lease #{lease_id} denied.", lease_id)
 
 
-def _reviewers_only(verb: str) -> str:
-    return f"Only reviewers can {verb} requests; ask one in the review channel."
+def _reviewers_only(verb: str) -> Refusal:
+    return Refusal(
+        Code.NOT_ALLOWED, f"Only reviewers can {verb} requests; ask one in the review channel."
+    )
 
 
-def _undecidable(lease: Lease | None, lease_id: int) -> str | None:
+def _undecidable(lease: Lease | None, lease_id: int) -> Refusal | None:
     if lease is None:
         return not_found(lease_id)
     if lease.state == State.PENDING:
         return None
     if lease.decided_by:
-        return (
+        return Refusal(
+            Code.ALREADY_DECIDED,
             f"Lease #{lease_id} was already {_decision_word(lease)} by <@{lease.decided_by}> "
-            f"at {when(lease.decided_at)}."
+            f"at {when(lease.decided_at)}.",
         )
-    return f"Lease #{lease_id} is {lease.state}; only a pending request can be decided."
+    return Refusal(
+        Code.WRONG_STATE,
+        f"Lease #{lease_id} is {lease.state}; only a pending request can be decided.",
+    )
 
 
-def _self_approval(lab: Lab, lease: Lease, actor: str) -> str | None:
+def _self_approval(lab: Lab, lease: Lease, actor: str) -> Refusal | None:
     if approver(lab.policy, lease.owner, actor) == Approver.SELF_REFUSED:
-        return self_approval_refused(f"#{lease.id}")
+        return Refusal(Code.SELF_APPROVAL, self_approval_refused(f"#{lease.id}"))
     return None
 
 
@@ -125,42 +154,21 @@ def _decision_word(lease: Lease) -> str:
     return "denied" if lease.state == State.DENIED else "approved"
 
 
-def _over_budget(
-    session: Session, lab: Lab, lease: Lease, now: datetime, override: str | None
-) -> str | None:
-    if override is not None:
-        return None
-    short = shortfalls(session, lease, lab.policy, now)
-    if short:
-        return (
-            f"Approving #{lease.id} would over-commit the lab's credit: "
-            f"{shortfall_words(short)}. Deny it, ask for fewer servers or hours, or an admin can "
-            f'approve it with `approve {lease.id} override="why"`.'
-        )
-    short = project_shortfalls(session, lease, lab.policy, now)
-    if short:
-        return (
-            f"Approving #{lease.id} would take {lease.project} past its monthly cap: "
-            f"{shortfall_words(short)}. "
-            f'An admin can approve it with `approve {lease.id} override="why"`.'
-        )
-    short = reserve_shortfalls(session, lease, lab.policy, now)
-    if short:
-        return reserve_refusal(lease, short, lab.policy)
-    return None
-
-
-def _record_overrides(
-    session: Session, lab: Lab, lease: Lease, actor: str, reason: str, now: datetime
-) -> None:
-    """What the override takes past the lab's months and past the project's cap, each on the
-    ledger with who and why."""
-    short = shortfalls(session, lease, lab.policy, now)
-    record_override(session, lease.id, short, actor, reason, now)
-    project_short = project_shortfalls(session, lease, lab.policy, now)
-    record_override(session, lease.id, project_short, actor, reason, now, project=lease.project)
-    reserve_short = reserve_shortfalls(session, lease, lab.policy, now)
-    record_reserve_override(session, lease.id, reserve_short, actor, reason, now)
+def _refusal(lease: Lease, short: Shortfall, policy: Policy) -> Refusal:
+    """Why the approval is refused, and what each limit leaves the reviewer to do."""
+    advice = {
+        Limit.LAB: "Deny it, ask for fewer servers or hours, or an admin can",
+        Limit.PROJECT: "An admin can",
+        Limit.RESERVE: (
+            "Approve requests from other projects first, ask for fewer servers or hours, "
+            "or an admin can"
+        ),
+    }[short.limit]
+    return Refusal(
+        short.code,
+        f"Approving #{lease.id} would {past_words(short, lease, policy)}. {advice} approve it "
+        f'with `approve {lease.id} override="why"`.',
+    )
 
 
 def _tell_decision(

@@ -9,11 +9,12 @@ import pytest
 
 from bot.runtime import build_lab
 from bot.settings import Settings, SettingsError, from_env
-from commands.notices import RecordingNotifier
+from commands.lab import Code
 from commands.policy import RequestInput
 from commands.request import request
 from fakes.ec2 import SCHEDULER_ROLE, FaultProxy, MotoServer, backstop_role
 from fakes.keys import public_key
+from fakes.notifier import RecordingNotifier
 from metal.ec2 import Ec2Provider
 from metal.ec2_catalog import EXAMPLE
 from storage.models import Lease
@@ -21,7 +22,7 @@ from storage.models import Lease
 
 @pytest.fixture(autouse=True)
 def role(moto_server: MotoServer, ec2_proxy: FaultProxy) -> str:
-    """The backstop role, made in moto's IAM as the README says (a test names another)."""
+    """The backstop role, made in moto's IAM as docs/providers.md says (a test names another)."""
     return backstop_role(moto_server.url)
 
 
@@ -140,7 +141,7 @@ def test_a_request_on_ec2_gets_the_catalogs_os_and_a_sentence_for_another(
     with lab.db.read() as session:
         assert session.get(Lease, filed.lease_id).os == "ubuntu_24_04"
     refused = ask("ubuntu_16_04")
-    assert not refused.ok
+    assert refused.code == Code.BAD_INPUT  # and it says what would be accepted:
     assert "unknown OS 'ubuntu_16_04'; choose one of ubuntu_24_04" in refused.message
 
 

@@ -16,13 +16,14 @@ from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 from sqlmodel import col, select
 
-from commands.credit import books, month_report, used_cents
+from commands.credit import books, month_tally, used_cents
 from commands.extend import extend
 from commands.process import FAVOURED, FOUNDATION, MEMBER, OTHER
 from commands.reclaim import release
 from commands.request import request
 from commands.reserve import class_usage
 from commands.review import approve
+from commands.states import ServerState
 from commands.sweep import sweep
 from storage.models import Server
 from tests.commands.credit_reference import (
@@ -144,7 +145,7 @@ def _step(lab, now: datetime, ids: list[int], kind: str, which: int, hours: int)
         with lab.db.read() as session:
             device = session.exec(
                 select(Server.provider_id)
-                .where(Server.state == "active", col(Server.provider_id).is_not(None))
+                .where(Server.state == ServerState.ACTIVE, col(Server.provider_id).is_not(None))
                 .order_by(col(Server.id))
             ).all()
         if device:
@@ -163,7 +164,7 @@ def _same_books(lab, now: datetime, some_lease: int | None) -> None:
                 session, MONTHS, lab.policy, now, project=project
             ), project
         for month in MONTHS:
-            report = month_report(session, month, lab.policy, now)
+            report = month_tally(session, month, lab.policy, now)
             assert report.books == reference_books(session, [month], lab.policy, now)[month]
             tally = report.projects
             spent, committed = reference_tally(session, [month], lab.policy, now, None)

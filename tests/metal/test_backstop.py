@@ -1,4 +1,4 @@
-"""The promise the README makes about the provider-side backstop and the grace hour: the
+"""The promise docs/providers.md makes about the provider-side backstop and the grace hour: the
 provider never deletes a server while its lease still runs (end + grace), and labbot does not
 reclaim one before then either. Pinned against the fake Packet API, which deletes a device by
 itself at its termination_time exactly as Packet did."""
@@ -11,11 +11,11 @@ from datetime import datetime, timedelta
 import pytest
 
 from commands.extend import extend
-from commands.lab import Lab
-from commands.notices import RecordingNotifier
+from commands.lab import Code, Lab
 from commands.policy import Policy
 from commands.states import State
 from commands.sweep import sweep
+from fakes.notifier import RecordingNotifier
 from fakes.packet import FakePacket
 from metal.packet import PacketProvider
 from storage.db import Database
@@ -93,8 +93,7 @@ def test_an_extension_the_provider_will_not_back_is_refused_and_the_end_stays(
     ends = lease_of(lab.db, lease_id).ends_at
     fake_packet.fail_next("PATCH", "devices/", 422, times=10)
     refused = extend(lab, OWNER, lease_id, timedelta(days=10), clock.now)
-    assert not refused.ok
-    assert "the provider would not move the deletion backstop" in refused.message
+    assert refused.code == Code.PROVIDER_REFUSED
     assert lease_of(lab.db, lease_id).ends_at == ends
 
 
