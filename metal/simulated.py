@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from itertools import count
@@ -53,6 +52,7 @@ class SimulatedProvider(OneAtATime):
         self.provision_time = timedelta(seconds=provision_seconds)
         self.offered = catalog or seed()  # what the provider lists now; a test may change it
         self.create_delay = create_delay
+        self.answer_now = threading.Event()  # set, a slow create answers at once (test releases it)
         self._lock = threading.Lock()
         self._fail_creates = 0
         self._fail_provisioning = 0
@@ -80,7 +80,9 @@ class SimulatedProvider(OneAtATime):
     def create(self, spec: DeviceSpec) -> Device:
         self._note("create")
         if self.create_delay:
-            time.sleep(self.create_delay)  # models a slow provider API, for the ack tests
+            # models a slow provider API, for the ack tests; a test that has seen what it wanted
+            # ends the wait with answer_now.set() rather than sleeping it out
+            self.answer_now.wait(self.create_delay)
         with self._lock:
             if self._fail_creates:
                 self._fail_creates -= 1

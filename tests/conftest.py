@@ -27,6 +27,7 @@ from metal.simulated import SimulatedProvider
 from storage.db import Database
 from storage.schema import upgrade
 from tests.postgres import Server, Unavailable, server_from_environment, template_name
+from tests.schedule import reorder
 
 START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 OWNER, OTHER, REVIEWER, ADMIN = "U0OWNER", "U0OTHER", "U0REVIEW", "U0ADMIN"
@@ -46,6 +47,10 @@ class Clock:
 
 
 NOWHERE = "http://127.0.0.1:9"  # the discard port: a forge that refuses at once
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    reorder(items)  # long tests first in each xdist worker's share (tests/schedule.py)
 
 
 @pytest.fixture(autouse=True)
