@@ -33,6 +33,7 @@ from bot.report_html import export
 from bot.serve import local_server
 from bot.settings import Settings
 from commands.billing import format_cents
+from commands.facts import utc_text
 from commands.policy import Policy, Roles
 from commands.sweep import sweep
 from commands.views import credit_report
@@ -188,8 +189,9 @@ def _settings(workdir: Path, fake: FakeSlack, secret: str, forge: FakeForge) -> 
 
 
 def _names(text: str) -> str:
-    """Slack renders mentions as names and entities as characters; so does the transcript."""
-    shown = _MENTION.sub(lambda m: "@" + NAMES.get(m[1], m[1]).split()[0], text)
+    """Slack renders mentions as names, times in the reader's zone and entities as characters;
+    so does the transcript (its reader's zone being UTC)."""
+    shown = _MENTION.sub(lambda m: "@" + NAMES.get(m[1], m[1]).split()[0], utc_text(text))
     return html.unescape(shown)
 
 

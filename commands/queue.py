@@ -14,7 +14,7 @@ from sqlmodel import Session, col, select
 
 from commands.billing import format_cents
 from commands.credit import available_cents
-from commands.facts import one_line
+from commands.facts import one_line, quoted
 from commands.holds import planned_cost
 from commands.lab import Lab, Outcome, refuse
 from commands.policy import Policy
@@ -37,7 +37,7 @@ class QueueEntry:
 
     def line(self, now: datetime) -> str:
         left = ", ".join(f"{m}: {format_cents(c)}" for m, c in self.left.items())
-        flag = f" — flagged: {self.lease.class_note}" if self.lease.class_note else ""
+        flag = f" — flagged: {quoted(self.lease.class_note)}" if self.lease.class_note else ""
         return (
             f"{self.place}. [{self.label}] {one_line(self.lease, now)}, "
             f"costs {format_cents(self.cost)}, leaves {left}{flag}"

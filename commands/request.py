@@ -45,8 +45,8 @@ def request(lab: Lab, actor: str, req: RequestInput, now: datetime) -> Outcome:
         return refuse(lab, now, actor, "request", f"That request cannot be filed: {problem}.")
     lab.flush_notices(now, lease.id)
     flagged = (
-        f" Note: {lease.class_note}; reviewers see the claim flagged, and the request waits "
-        "with other open-source projects until they decide."
+        f" Note: {quoted(lease.class_note)}; reviewers see the claim flagged, and the request "
+        "waits with other open-source projects until they decide."
         if lease.class_note
         else ""
     )
@@ -119,7 +119,7 @@ def _file(session: Session, lab: Lab, actor: str, req: RequestInput, now: dateti
         f"Request #{lease.id} received: {shape(lease)} for {lease.project}, about "
         f"{format_cents(estimate)}. Reviewers have been asked."
         + (
-            f" Note: {lease.class_note}; reviewers see the claim flagged."
+            f" Note: {quoted(lease.class_note)}; reviewers see the claim flagged."
             if lease.class_note
             else ""
         ),

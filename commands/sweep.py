@@ -27,7 +27,7 @@ from commands.credit import (
     runs_out_at,
     used_cents,
 )
-from commands.facts import shape, when
+from commands.facts import in_utc, shape, when
 from commands.holds import renote_lapsed_exactness, settle_spend
 from commands.lab import Lab, LostRace, audit, audit_all, move_all
 from commands.log_context import about_lease
@@ -121,7 +121,7 @@ def sweep(lab: Lab, now: datetime, *, dry_run: bool = False) -> SweepReport:
     report = SweepReport(dry_run=dry_run)
     if dry_run:
         for lease in due_leases(lab, now):
-            report.stepped.append((lease.id, f"{lease.state}: due since {when(lease.due_at)}"))
+            report.stepped.append((lease.id, f"{lease.state}: due since {in_utc(lease.due_at)}"))
         return report
     for chunk in claim_due_leases(lab, now):
         try:

@@ -15,7 +15,7 @@ from sqlmodel import col, select
 from commands.billing import format_cents, month_key
 from commands.coowners import co_owner_ids
 from commands.credit import Tally, month_report, runs_out_at
-from commands.facts import describe, one_line
+from commands.facts import describe, one_line, when
 from commands.lab import Lab, Outcome, audit, not_found, refuse
 from commands.policy import is_link, too_long
 from commands.process import Reserve, format_share
@@ -112,7 +112,7 @@ class CreditReport:
             _line(self.lab),
             f"Burn rate: {format_cents(self.burn_per_day)}/day; "
             + (
-                f"runs out {self.runs_out:%Y-%m-%d %H:%M} UTC at this rate."
+                f"runs out {when(self.runs_out)} at this rate."
                 if self.runs_out
                 else "the month's credit lasts the month at this rate."
             ),
