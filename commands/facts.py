@@ -90,7 +90,9 @@ def time_left(lease: Lease, now: datetime) -> str:
 
 def one_line(lease: Lease, now: datetime) -> str:
     state = State(lease.state)
-    left = f", {time_left(lease, now)}" if state == State.ACTIVE else ""
+    left = (
+        f", {time_left(lease, now)} (ends {when(lease.ends_at)})" if state == State.ACTIVE else ""
+    )
     return f"#{lease.id} {lease.project}: {shape(lease)} — {state.value}{left}"
 
 
