@@ -17,7 +17,7 @@ from commands.coowners import co_owner_ids
 from commands.credit import Tally, month_report, runs_out_at
 from commands.facts import describe, one_line, when
 from commands.lab import Lab, Outcome, audit, not_found, refuse
-from commands.pages import cut, footer, no_such_page, page
+from commands.pages import cut, footer, no_such_page, not_shown, page
 from commands.policy import is_link, too_long
 from commands.process import Reserve, format_share
 from commands.reserve import month_reserves, reserve_words
@@ -123,7 +123,9 @@ class CreditReport:
     reserve: Reserve
     reserved_share: int
 
-    def text(self) -> str:
+    def text(self, budget: int | None = None) -> str:
+        """The books in words; within `budget` characters (a Slack answer), the projects that
+        do not fit are counted and the public report named, which lists every one."""
         lines = [
             f"Credit for {self.month}:",
             _line(self.lab),
@@ -140,7 +142,13 @@ class CreditReport:
         )
         if self.projects:
             lines.append("By project:")
-            lines += [_line(p) for p in self.projects]
+            projects = [_line(p) for p in self.projects]
+            room = len(projects)
+            if budget is not None:
+                room = len(cut(projects, len(projects), budget - len("\n".join(lines)))[0])
+            lines += projects[:room] + not_shown(
+                len(projects) - room, "the lab's public report lists every project's spend"
+            )
         return "\n".join(lines)
 
     def as_dict(self) -> dict:

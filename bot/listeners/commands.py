@@ -30,6 +30,7 @@ from commands.extend import extend
 from commands.grammar import Command, GrammarError, help_text, parse
 from commands.keys import add_key, import_keys, list_keys, public_keys, remove_key
 from commands.lab import Outcome
+from commands.pages import ANSWER_BUDGET
 from commands.policy import default_os
 from commands.provision import provision
 from commands.queue import queue_text
@@ -124,7 +125,7 @@ ANSWERS: dict[str, Answer] = {
     "extend": lambda ctx, user, c: extend(ctx.lab, user, c.lease_id, c.duration, ctx.clock()),
     "release": lambda ctx, user, c: release(ctx.lab, user, c.lease_id, ctx.clock()),
     "cancel": lambda ctx, user, c: cancel(ctx.lab, user, c.lease_id, ctx.clock()),
-    "credit": lambda ctx, user, c: credit_report(ctx.lab, ctx.clock()).text(),
+    "credit": lambda ctx, user, c: credit_report(ctx.lab, ctx.clock()).text(ANSWER_BUDGET),
     "plans": lambda ctx, user, c: plans_text(ctx.lab.plans()),
     "queue": lambda ctx, user, c: queue_text(ctx.lab, user, ctx.clock(), c.page),
     "approve": lambda ctx, user, c: approve(
