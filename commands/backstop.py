@@ -1,6 +1,6 @@
-"""The provider-side backstop: every device carries a termination time so the provider deletes
-it even if labbot is down. It must never fall before the lease's end plus grace, so whenever the
-end moves later (an extension, or servers that came up late) the backstop moves first."""
+"""Lease life: the provider-side backstop: every device carries a termination time so the provider
+deletes it even if labbot is down. It must never fall before the lease's end plus grace, so whenever
+the end moves later (an extension, or servers that came up late) the backstop moves first."""
 
 from __future__ import annotations
 

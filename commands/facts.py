@@ -1,4 +1,4 @@
-"""How a lease is described to people: the facts every notice and listing carries."""
+"""Kernel: how a lease is described to people: the facts every notice and listing carries."""
 
 from __future__ import annotations
 

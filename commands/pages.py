@@ -1,6 +1,8 @@
-"""Kernel: lists in pages. A list labbot shows a person either shows everything or says how many
-it leaves out and how to see them; this module cuts a list's lines into pages that fit one
-Slack answer (`/lab list 2`, `/lab queue 2`) and writes the words that say where the reader is.
+"""Vocabulary: lists in pages.
+
+A list labbot shows a person either shows everything or says how many it leaves out and how to
+see them; this module cuts a list's lines into pages that fit one Slack answer (`/lab list 2`,
+`/lab queue 2`) and writes the words that say where the reader is.
 
 Pages are cut greedily from the first line, so the same list always gives the same pages, and
 every line is on exactly one of them.

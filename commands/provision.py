@@ -1,4 +1,4 @@
-"""From an approved lease to running servers.
+"""Lease life: from an approved lease to running servers.
 
 Each server is a row before it is a device. A create is claimed first (row `pending` ->
 `creating`, committed), then sent; the answer is recorded in a second commit. If the process

@@ -6,9 +6,9 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
+from commands.credit_report import CreditLine, CreditReport
 from commands.pages import ANSWER_BUDGET, PER_PAGE, cut, footer, no_such_page, page
 from commands.process import Reserve
-from commands.views import CreditLine, CreditReport
 
 
 @given(st.lists(st.text(max_size=900), max_size=120))
