@@ -28,12 +28,13 @@ from pathlib import Path
 from typing import Any
 
 from bot.app import AppContext, build_context, create_app
-from bot.blocks import cards, dms, modals
+from bot.blocks import cards, dms, home, modals
 from bot.report_html import export
 from bot.serve import local_server
 from bot.settings import Settings
 from commands.billing import format_cents
 from commands.credit_report import credit_report
+from commands.facts import utc_text
 from commands.policy import Policy, Roles
 from commands.sweep import sweep
 from fakes.forge import FakeForge
@@ -52,6 +53,23 @@ NAMES = {
     RITA: "rita (reviewer)",
     ADA: "ada (admin)",
 }
+# A busy morning: maintainers of ten other projects ask for servers, three requests each.
+CROWD = {
+    f"U0{name.upper()}": (name, project)
+    for name, project in (
+        ("dana", "kubevirt"),
+        ("eli", "falco"),
+        ("fay", "linkerd"),
+        ("gus", "vitess"),
+        ("hal", "thanos"),
+        ("ivy", "cortex"),
+        ("jon", "keda"),
+        ("kim", "dragonfly"),
+        ("lee", "harbor"),
+        ("max", "rook"),
+    )
+}
+NAMES.update({user: f"{name} ({project})" for user, (name, project) in CROWD.items()})
 MEMBERS = {name.split()[0]: user for user, name in NAMES.items()}  # what @ offers: carol -> U0CAROL
 CHANNELS = {"C0REVIEW": "#lab-review", "C0ADMIN": "#lab-admin"}
 TOKEN = "xoxb-demo"
@@ -163,7 +181,8 @@ def ec2_view(endpoint: str) -> str:
 def _forge() -> FakeForge:
     """The forges the story's repositories live on, served locally."""
     forge = FakeForge()
-    for path in ("coredns/coredns", "envoyproxy/envoy", "left-pad/left-pad"):
+    crowd = [f"{project}/{project}" for _, project in CROWD.values()]
+    for path in ("coredns/coredns", "envoyproxy/envoy", "left-pad/left-pad", *crowd):
         forge.add_repo("github", path, license="Apache-2.0" if "pad" not in path else "WTFPL")
     return forge
 
@@ -188,8 +207,9 @@ def _settings(workdir: Path, fake: FakeSlack, secret: str, forge: FakeForge) -> 
 
 
 def _names(text: str) -> str:
-    """Slack renders mentions as names and entities as characters; so does the transcript."""
-    shown = _MENTION.sub(lambda m: "@" + NAMES.get(m[1], m[1]).split()[0], text)
+    """Slack renders mentions as names, times in the reader's zone and entities as characters;
+    so does the transcript (its reader's zone being UTC)."""
+    shown = _MENTION.sub(lambda m: "@" + NAMES.get(m[1], m[1]).split()[0], utc_text(text))
     return html.unescape(shown)
 
 
@@ -380,9 +400,60 @@ class Story:
         self.wait("deletes confirmed", minutes=1)
         self.click_dm(ALICE, dms.WRITEUP, str(first), "Send the write-up link")
         self.submit(ALICE, modals.WRITEUP, "url", "https://coredns.io/blog/lab-scale-tests")
+        self.busy_morning()
         self.type(ADA, f"show {first}")
         self.type(ADA, "credit")
         self.check_books()
+
+    def busy_morning(self) -> None:
+        """Thirty requests arrive (told in one line, not ninety), and the reviewer's lists show
+        a page at a time, saying how many more there are and how to see them."""
+        print(f"\n{self.clock.now:%a %d %b %H:%M} — thirty requests arrive from ten projects")
+        for user, (name, project) in CROWD.items():
+            key = public_key(name, "ci")
+            for hours in (4, 8, 24):
+                self.sender.slash_command(
+                    text=f"request 1 {self.small} {hours}h project={project} "
+                    f'repo=https://github.com/{project}/{project} "integration tests" key="{key}"',
+                    user_id=user,
+                )
+        self.ctx.settle()
+        calls = self.fake.calls()
+        posted = sum(c.method == "chat.postMessage" for c in calls[self.transcript.seen :])
+        self.transcript.seen = len(calls)
+        print(f"    ({posted} cards and DMs posted; the transcript skips them)")
+        self._heading(RITA, "opens App Home")
+        self.sender.event({"type": "app_home_opened", "user": RITA, "tab": "home"})
+        self.ctx.settle()
+        more = self.show_queue_on_home(RITA)
+        self._heading(RITA, "clicks More under Waiting for review")
+        self.sender.block_action(f"{home.MORE}:{more}", more, RITA, view=self._home(RITA))
+        self.ctx.settle()
+        self.show_queue_on_home(RITA)
+        self.type(RITA, "queue")
+        self.type(RITA, "queue 2")
+
+    def _home(self, who: str) -> dict[str, Any]:
+        calls = self.fake.calls("views.publish")
+        return next(c for c in reversed(calls) if c.params["user_id"] == who).response["view"]
+
+    def show_queue_on_home(self, who: str) -> str:
+        """Print the queue on a reviewer's App Home (its last section) as they see it, a line
+        a request; return the value of its More button."""
+        blocks = self._home(who)["blocks"]
+        last = max(i for i, block in enumerate(blocks) if block["type"] == "header")
+        more = ""
+        for block in blocks[last + 1 :]:
+            if block["type"] == "context":
+                print(f"    [App Home of {NAMES[who]}] {block['elements'][0]['text']}")
+            elif block["type"] == "section":
+                print(f"      {_names(block['text']['text'].splitlines()[0])[:110]}")
+            elif block.get("block_id") == f"more:{home.PENDING}":
+                labels = {e["text"]["text"]: e["value"] for e in block["elements"]}
+                more = next((v for label, v in labels.items() if label.startswith("More")), "")
+                print(f"      [buttons: {' | '.join(labels)}]")
+        self.transcript.seen = len(self.fake.calls())
+        return more
 
     def check_books(self) -> None:
         """The story ends on the month's books, which must balance to the cent."""

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from commands.durations import DurationError, parse_duration
+from commands.pages import MAX_PAGE_DIGITS
 from commands.policy import MAX_CO_OWNERS, RequestInput
 from commands.pubkeys import PRIVATE_KEY_REFUSAL, looks_private
 from commands.slacktext import plain
@@ -32,7 +33,7 @@ USAGE: dict[str, str] = {
     ),
     "share": "share ID @user  (a co-owner gets the DMs and may extend or release)",
     "unshare": "unshare ID @user",
-    "list": "list  (your leases)",
+    "list": "list [@user] [PAGE]  (your leases, or someone else's; 20 a page)",
     "show": "show ID",
     "extend": "extend ID DURATION  (like 24h or 3d)",
     "release": "release ID",
@@ -42,7 +43,7 @@ USAGE: dict[str, str] = {
     "approve": 'approve ID [override="why"]  (reviewers)',
     "deny": "deny ID REASON  (reviewers)",
     "provision": "provision ID  (admins)",
-    "queue": "queue  (reviewers: the requests waiting, in the order they are reviewed)",
+    "queue": "queue [PAGE]  (reviewers: the requests waiting, in the order they are reviewed)",
     "help": "help",
 }
 
@@ -88,7 +89,8 @@ class Command:
     action: str = ""  # keys: list, add, remove, import
     subject: str = ""  # keys: the key, its number or fingerprint, or the forge login
     forge: str = ""
-    users: tuple[str, ...] = ()  # share, unshare: Slack user ids
+    users: tuple[str, ...] = ()  # share, unshare: Slack user ids; list: whose leases
+    page: int = 1  # list, queue
 
     @property
     def opens_form(self) -> bool:
@@ -133,6 +135,30 @@ def _bare(verb: str, args: list[str]) -> Command:
     if args:
         raise _usage(verb, f"`{verb}` takes nothing after it")
     return Command(verb)
+
+
+def _paged(verb: str, args: list[str]) -> Command:
+    """`queue [PAGE]`, `list [@user] [PAGE]`: a word that starts like a number is the page."""
+    person = args[:1] if verb == "list" and args and not _looks_numeric(args[0]) else []
+    rest = args[len(person) :]
+    if len(rest) > 1:
+        whose = "a person and " if verb == "list" else ""
+        raise _usage(verb, f"`{verb}` takes at most {whose}one page number")
+    number = _page(verb, rest[0]) if rest else 1
+    return Command(verb, users=_users(verb, person) if person else (), page=number)
+
+
+def _looks_numeric(escaped: str) -> bool:
+    return plain(escaped)[:1] in tuple("0123456789-+#")
+
+
+def _page(verb: str, escaped: str) -> int:
+    digits = plain(escaped).removeprefix("#")
+    if not (digits.isascii() and digits.isdigit()) or len(digits) > MAX_PAGE_DIGITS:
+        raise _usage(verb, f"'{plain(escaped)[:40]}' is not a page number (like 2)")
+    if int(digits) == 0:
+        raise _usage(verb, "pages are numbered from 1")
+    return int(digits)
 
 
 def _with_id(verb: str, args: list[str]) -> Command:
@@ -292,11 +318,11 @@ def _usage(verb: str, problem: str) -> GrammarError:
 
 _PARSERS = {
     "request": _request,
-    "list": _bare,
+    "list": _paged,
     "credit": _bare,
     "plans": _bare,
     "help": _bare,
-    "queue": _bare,
+    "queue": _paged,
     "show": _with_id,
     "release": _with_id,
     "cancel": _with_id,

@@ -4,13 +4,16 @@ respected (Slack rejects an oversized message outright, which would lose the not
 
 Two kinds of text reach Slack: a person's own words (a purpose, a repository URL), which
 `escape` renders inert whole, and the sentences the use cases write, which `mrkdwn` renders
-keeping the `<@U…>` mentions the use cases put there on purpose; whatever user text those
-sentences carry, the use case has already quoted (commands.facts.quoted)."""
+keeping the `<@U…>` mentions and the `<!date^…>` times (commands.facts.when) the use cases put
+there on purpose; whatever user text those sentences carry, the use case has already quoted
+(commands.facts.quoted), and any other `<!…>` is escaped."""
 
 from __future__ import annotations
 
 import re
 from typing import Any
+
+from commands.facts import DATE_TOKEN, is_our_date
 
 Block = dict[str, Any]
 
@@ -21,7 +24,7 @@ VIEW_BLOCK_LIMIT = 100
 BUTTON_TEXT_LIMIT = 75
 OPTION_TEXT_LIMIT = 75
 
-_MENTION = re.compile(r"(<@[UW][A-Z0-9]{2,}>)")
+_LIVE = re.compile(rf"<@[UW][A-Z0-9]{{2,}}>|{DATE_TOKEN.pattern}")
 _BARE_AMPERSAND = re.compile(r"&(?!(?:amp|lt|gt);)")
 
 
@@ -31,12 +34,16 @@ def escape(text: str) -> str:
 
 
 def mrkdwn(sentence: str) -> str:
-    """A use case's sentence: its user mentions (`<@U123>`) stay live; any other markup is
-    escaped, and text the use case already escaped is not escaped twice."""
-    return "".join(
-        part if _MENTION.fullmatch(part) else _escape_rest(part)
-        for part in _MENTION.split(sentence)
-    )
+    """A use case's sentence: its user mentions (`<@U123>`) and the times labbot wrote
+    (`<!date^…>`) stay live; any other markup is escaped, and text the use case already
+    escaped is not escaped twice."""
+    parts, done = [], 0
+    for live in _LIVE.finditer(sentence):
+        if live["unix"] is not None and not is_our_date(live):
+            continue
+        parts += [_escape_rest(sentence[done : live.start()]), live[0]]
+        done = live.end()
+    return "".join([*parts, _escape_rest(sentence[done:])])
 
 
 def _escape_rest(text: str) -> str:
@@ -44,7 +51,15 @@ def _escape_rest(text: str) -> str:
 
 
 def truncate(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    """At most `limit` characters, ending in "…" when cut; never inside a `<…>` (a mention or
+    a time), which Slack would show as broken markup."""
+    if len(text) <= limit:
+        return text
+    cut = limit - 1
+    opened = text.rfind("<", 0, cut)
+    if opened > text.rfind(">", 0, cut):
+        cut = opened
+    return text[:cut] + "…"
 
 
 def plain(text: str, limit: int = SECTION_LIMIT) -> dict[str, Any]:

@@ -31,13 +31,14 @@ from commands.extend import extend
 from commands.grammar import Command, GrammarError, help_text, parse
 from commands.keys import add_key, import_keys, list_keys, public_keys, remove_key
 from commands.lab import Outcome
+from commands.pages import ANSWER_BUDGET
 from commands.policy import default_os
 from commands.provision import provision
 from commands.queue import queue_text
 from commands.reclaim import release
 from commands.request import cancel, request
 from commands.review import approve, deny
-from commands.views import my_leases_text, plans_text, show
+from commands.views import lease_list, plans_text, show
 
 if TYPE_CHECKING:
     from bot.app import AppContext
@@ -118,14 +119,16 @@ def keys_answer(ctx: AppContext, user: str, command: Command) -> Outcome | str:
 
 ANSWERS: dict[str, Answer] = {
     "request": lambda ctx, user, c: request(ctx.lab, user, c.request, ctx.clock()),
-    "list": lambda ctx, user, c: my_leases_text(ctx.lab, user, ctx.clock()),
+    "list": lambda ctx, user, c: lease_list(
+        ctx.lab, user, c.users[0] if c.users else user, c.page, ctx.clock()
+    ),
     "show": lambda ctx, user, c: show(ctx.lab, user, c.lease_id, ctx.clock()),
     "extend": lambda ctx, user, c: extend(ctx.lab, user, c.lease_id, c.duration, ctx.clock()),
     "release": lambda ctx, user, c: release(ctx.lab, user, c.lease_id, ctx.clock()),
     "cancel": lambda ctx, user, c: cancel(ctx.lab, user, c.lease_id, ctx.clock()),
-    "credit": lambda ctx, user, c: credit_report(ctx.lab, ctx.clock()).text(),
+    "credit": lambda ctx, user, c: credit_report(ctx.lab, ctx.clock()).text(ANSWER_BUDGET),
     "plans": lambda ctx, user, c: plans_text(ctx.lab.plans()),
-    "queue": lambda ctx, user, c: queue_text(ctx.lab, user, ctx.clock()),
+    "queue": lambda ctx, user, c: queue_text(ctx.lab, user, ctx.clock(), c.page),
     "approve": lambda ctx, user, c: approve(
         ctx.lab, user, c.lease_id, ctx.clock(), override=c.override
     ),

@@ -44,6 +44,13 @@ def test_the_demo_ends_with_the_reclaimed_lease_and_the_months_credit(
         "would eat into the 20% of the month kept for other open-source projects",
         "Kept for other open-source projects (20%): kept $5,000.00",
         "The public report (what /report serves) is in ",
+        "[App Home of rita (reviewer)] Showing 1 to 15 of 32.",
+        "[buttons: More (17 not shown)]",
+        "[App Home of rita (reviewer)] Showing 16 to 30 of 32.",
+        "[buttons: Previous | More (2 not shown)]",
+        "Showing 1 to 20 of 32 (page 1 of 2). `/lab queue 2` shows the next page.",
+        "Showing 21 to 32 of 32 (page 2 of 2). That is the last page",
+        "It ends Nov 4, 2026 09:25 UTC; you will be reminded",  # times as in the reader's zone
     ):
         assert seen in out, seen
 
