@@ -203,6 +203,12 @@ def deliver(
     return delivered
 
 
+def undelivered(db: Database) -> int:
+    """How many notices wait in the outbox (for their lane's room, or for a retry)."""
+    with db.read() as session:
+        return session.exec(select(func.count()).where(col(Notice.retry_at).is_not(None))).one()
+
+
 @dataclass
 class _Batch:
     audiences: list[str]

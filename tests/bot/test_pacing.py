@@ -9,12 +9,10 @@ from datetime import datetime, timedelta
 from itertools import pairwise
 
 import pytest
-from sqlmodel import col, func, select
 
-from commands.notices import deliver
+from commands.notices import deliver, undelivered
 from fakes.slack import FakeSlack
 from fakes.slack_rates import Limit
-from storage.models import Notice
 from tests.bot.conftest import REVIEW_CHANNEL, Slack, file_request
 from tests.conftest import Clock
 
@@ -33,15 +31,10 @@ def fake(clock: Clock) -> Iterator[FakeSlack]:
 def courier(slack: Slack, most: timedelta = timedelta(minutes=5)) -> datetime:
     """Deliver a pass a second until nothing waits; returns when the last notice went."""
     lab, started = slack.ctx.lab, slack.clock.now
-    while _waiting(slack):
+    while undelivered(slack.db):
         assert slack.clock.now - started < most, "the outbox stopped delivering"
         deliver(slack.db, lab.notifier, slack.clock.advance(seconds=1), owner=lab.replica)
     return slack.clock.now
-
-
-def _waiting(slack: Slack) -> int:
-    with slack.db.read() as session:
-        return session.exec(select(func.count()).where(col(Notice.delivered_at).is_(None))).one()
 
 
 def cards_in_review_channel(slack: Slack) -> list[int]:
