@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
@@ -277,34 +277,48 @@ def _due_audiences(session: Session, now: datetime, lease_id: int | None, limit:
 
 def _send(db: Database, notifier: Notifier, now: datetime, batch: _Batch) -> _Sent:
     result = _Sent(batch.audiences)
+    cards: dict[int | None, str] = {}  # cards sent in this batch, for edits queued behind them
     for message in batch.messages:
         if message.audience in result.held:
             continue  # queued behind a message that waits: it waits too
+        if message.kind in CARD_EDITS and message.lease_id in cards:
+            message = replace(message, update_ref=cards[message.lease_id])
         rates = notifier.lanes(message)
         room_at = _book(db, rates, now) if rates else None
         why = ""
         if room_at is None:
             try:
-                result.sent.append((message.id, notifier.deliver(message)))
+                ref = notifier.deliver(message)
+                result.sent.append((message.id, ref))
+                if message.kind in CARDS and ref:
+                    cards[message.lease_id] = ref
                 continue
             except Throttled as error:
-                room_at = now + error.retry_after
-                why = f"Throttled: {error}"
-                _pause(db, rates, error.lane, room_at)
-                log.warning(
-                    "Slack throttled %s for %ss: notice %s and the rest for %s wait until %s",
-                    error.lane,
-                    f"{error.retry_after.total_seconds():g}",
-                    message.id,
-                    message.audience,
-                    f"{room_at:%H:%M:%S}",
-                )
+                room_at, why = _throttled(db, rates, message, error, now)
             except Exception as error:
                 result.failed.append((message.id, error))
                 continue
         result.held[message.audience] = room_at
         result.waiting[message.id] = (room_at, why)
     return result
+
+
+def _throttled(
+    db: Database, rates: tuple[Rate, ...], message: Message, error: Throttled, now: datetime
+) -> tuple[datetime, str]:
+    """The far end refused `message` as too fast: its lane waits out Retry-After, and so does
+    the message; returns until when, and why."""
+    room_at = now + error.retry_after
+    _pause(db, rates, error.lane, room_at)
+    log.warning(
+        "Slack throttled %s for %ss: notice %s and the rest for %s wait until %s",
+        error.lane,
+        f"{error.retry_after.total_seconds():g}",
+        message.id,
+        message.audience,
+        f"{room_at:%H:%M:%S}",
+    )
+    return room_at, f"Throttled: {error}"
 
 
 def _book(db: Database, rates: tuple[Rate, ...], now: datetime) -> datetime | None:
@@ -335,6 +349,7 @@ def _pause(db: Database, rates: tuple[Rate, ...], lane: str, until: datetime) ->
         session.add(paced)
 
 
+CARDS = (Kind.REVIEW_CARD, Kind.EXTENSION_CARD)  # notices that post a card reviewers decide on
 CARD_EDITS = (Kind.CARD_DECIDED, Kind.CARD_UPDATE)  # notices that edit a review card in place
 
 
@@ -362,7 +377,7 @@ def _cards(session: Session, lease_ids: list[int | None]) -> dict[int, str]:
         select(Notice.lease_id, Notice.ref)
         .where(
             col(Notice.lease_id).in_(wanted),
-            col(Notice.kind).in_((Kind.REVIEW_CARD, Kind.EXTENSION_CARD)),
+            col(Notice.kind).in_(CARDS),
             col(Notice.ref).is_not(None),
         )
         .order_by(col(Notice.id))

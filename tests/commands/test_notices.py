@@ -123,10 +123,14 @@ class Paced(RecordingNotifier):
         self.throttle: dict[str, timedelta] = {}  # lane -> the next message's Retry-After
 
     def lanes(self, message: Message) -> tuple[Rate, ...]:
-        return (Rate(f"post:{message.audience}", timedelta(seconds=1), self.burst),)
+        return (Rate(self._lane(message), timedelta(seconds=1), self.burst),)
+
+    @staticmethod
+    def _lane(message: Message) -> str:
+        return "edits" if message.update_ref else f"post:{message.audience}"
 
     def deliver(self, message: Message) -> str | None:
-        lane = f"post:{message.audience}"
+        lane = self._lane(message)
         if lane in self.throttle:
             raise Throttled(lane, self.throttle.pop(lane))
         self.sent_at.setdefault(message.audience, []).append((self.clock.now, message.text))
@@ -209,3 +213,16 @@ def test_replicas_delivering_at_once_share_one_pace_and_one_order(lab, clock):
             deliver(lab.db, lab.notifier, clock.advance(seconds=0.5), owner=name)
     for audience, sent in lab.notifier.sent_at.items():
         assert [t for _, t in sent] == [f"{audience} #{n}" for n in range(6)]
+
+
+def test_an_edit_queued_behind_its_waiting_card_edits_that_card(lab, clock):
+    lab.notifier = Paced(clock, burst=1)
+    with lab.db.write() as session:
+        enqueue(session, Kind.ADMIN_ALERT, REVIEW, "before", clock.now)
+        enqueue(session, Kind.REVIEW_CARD, REVIEW, "card of #7", clock.now, 7)
+        enqueue(session, Kind.CARD_DECIDED, REVIEW, "#7 approved", clock.now, 7)
+    assert deliver(lab.db, lab.notifier, clock.now, owner=lab.replica) == 1
+    assert deliver_every_second(lab, clock, 1) == [2], "the card, then its edit at once"
+    _, card, decided = lab.notifier.messages
+    assert (card.text, decided.text) == ("card of #7", "#7 approved")
+    assert decided.update_ref == f"rec-{card.id}"
