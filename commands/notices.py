@@ -256,8 +256,9 @@ def _claim(
 
 
 def _due_audiences(session: Session, now: datetime, lease_id: int | None, limit: int) -> list[str]:
-    """The audiences with due notices and no holder, the longest waiting first; found by the
-    indexed `retry_at` (delivered notices have none)."""
+    """Up to `limit` audiences with due notices and no holder, the longest due first. Read in
+    the order of the indexed `retry_at` (delivered notices have none), a few notices per
+    audience wanted, so a backlog of thousands costs no more than a quiet outbox."""
     held = col(Claim.name) == cast(literal(AUDIENCE), String) + col(Notice.audience)
     query = (
         select(Notice.audience)
@@ -266,13 +267,12 @@ def _due_audiences(session: Session, now: datetime, lease_id: int | None, limit:
             col(Notice.retry_at) <= now,
             or_(col(Claim.claimed_until).is_(None), col(Claim.claimed_until) <= now),
         )
-        .group_by(col(Notice.audience))
-        .order_by(func.min(Notice.id))
-        .limit(limit)
+        .order_by(col(Notice.retry_at), col(Notice.id))
+        .limit(limit * CHUNK)
     )
     if lease_id is not None:
         query = query.where(col(Notice.lease_id) == lease_id)
-    return list(session.exec(query).all())
+    return list(dict.fromkeys(session.exec(query).all()))[:limit]
 
 
 def _send(db: Database, notifier: Notifier, now: datetime, batch: _Batch) -> _Sent:
