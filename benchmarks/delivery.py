@@ -57,6 +57,13 @@ class Run:
     passes: int
     wall: float
 
+    @property
+    def ratio(self) -> float:
+        """Outbox / ideal; a run whose every channel fits in one burst is ideal at 0 s."""
+        if self.ideal == 0:
+            return 1.0 if self.makespan == 0 else float("inf")
+        return self.makespan / self.ideal
+
 
 def audiences(channels: int) -> list[str]:
     """The review and admin channels, and a DM to each of the other people."""
@@ -129,7 +136,7 @@ def report(what: str, result: Run) -> bool:
     heading(what)
     row("Slack time to deliver every notice", f"{result.makespan:.1f} s")
     row("ideal schedule Slack's limits allow", f"{result.ideal:.1f} s")
-    met = target_row("outbox / ideal", result.makespan / result.ideal, TARGET)
+    met = target_row("outbox / ideal", result.ratio, TARGET)
     row("429s provoked", str(result.refused))
     row("courier passes", str(result.passes))
     row("wall time of the run", f"{result.wall:.1f} s")
