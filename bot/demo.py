@@ -312,14 +312,14 @@ class Story:
 
     def _courier(self) -> None:
         """What `labbot serve`'s courier does every second: notices that waited for a
-        channel's pace (requests filed within the same second) go out a second or two later,
-        before anyone acts on them."""
+        channel's pace (requests filed within the same second) go out in the seconds after a
+        step, before anyone acts on them. The story's clock moves in minutes and stays put."""
         lab = self.ctx.lab
-        for _ in range(COURIER_SECONDS):
+        for second in range(1, COURIER_SECONDS + 1):
             if not undelivered(lab.db):
                 return
-            self.clock.now += COURIER_EVERY
-            deliver(lab.db, lab.notifier, self.clock.now, owner=lab.replica)
+            later = self.clock.now + second * COURIER_EVERY
+            deliver(lab.db, lab.notifier, later, owner=lab.replica)
 
     def _card(self, lease_id: int) -> tuple[str, str]:
         block_id = f"review:{lease_id}"
