@@ -1,4 +1,4 @@
-"""The outbox and the Notifier protocol.
+"""Kernel: the outbox and the Notifier protocol.
 
 A use case never talks to Slack. It writes a Notice row in the same transaction as the state
 change the notice reports; after the commit, `deliver` hands pending notices to the Notifier.
@@ -26,7 +26,7 @@ from typing import Any, Protocol
 from sqlalchemy import String, cast, func, literal, or_, update
 from sqlmodel import Session, col, select
 
-from storage.claims import claim, release
+from storage.claims import claim, give_back
 from storage.db import Database
 from storage.locks import insert_all_once, insert_once, locked, locked_all
 from storage.models import Claim, Notice, Pace
@@ -423,24 +423,4 @@ def _record(db: Database, owner: str, now: datetime, result: _Sent) -> None:
                 .values(claimed_until=room_at)
             )
         done = [AUDIENCE + a for a in result.audiences if a not in result.held]
-        release(session, Claim, done, owner)
-
-
-class RecordingNotifier:
-    """Keeps every message, for tests and the demo; optionally echoes them."""
-
-    def __init__(self, echo: bool = False) -> None:
-        self.messages: list[Message] = []
-        self.echo = echo
-
-    def lanes(self, message: Message) -> tuple[Rate, ...]:
-        return ()
-
-    def deliver(self, message: Message) -> str | None:
-        self.messages.append(message)
-        if self.echo:
-            print(f"  [{message.audience}] {message.text}")
-        return f"rec-{message.id}"
-
-    def texts(self, kind: Kind | None = None) -> list[str]:
-        return [m.text for m in self.messages if kind is None or m.kind == kind]
+        give_back(session, Claim, done, owner)

@@ -1,4 +1,4 @@
-"""From an approved lease to running servers.
+"""Lease life: from an approved lease to running servers.
 
 Each server is a row before it is a device. A create is claimed first (row `pending` ->
 `creating`, committed), then sent; the answer is recorded in a second commit. If the process
@@ -19,7 +19,7 @@ from sqlmodel import Session, col, select
 from commands.backstop import move_backstop
 from commands.batches import batches
 from commands.coowners import audiences, co_owners_of
-from commands.facts import servers_summary, shape
+from commands.facts import servers_summary, shape, when
 from commands.holds import hold_all, meter_on, refresh_exactness_all, release_holds
 from commands.keys import keys_on_all, keys_words, lease_keys_all
 from commands.lab import (
@@ -588,7 +588,7 @@ def _late_backstop(lab: Lab, lease_id: int, ends_at: datetime, now: datetime) ->
         lab,
         lease_id,
         refused,
-        f"Lease #{lease_id} ends {ends_at:%Y-%m-%d %H:%M} UTC, but {refused}: its servers "
+        f"Lease #{lease_id} ends {when(ends_at)}, but {refused}: its servers "
         "may be deleted before the lease ends.",
         now,
     )
@@ -674,7 +674,7 @@ def _ready(
             audience,
             f"Lease #{lease.id} is ready{partial}: log in as {login} (`ssh {login}@ADDRESS`)."
             f"\n{lines}\n{keys_words(keys)}\n"
-            f"It ends {lease.ends_at:%Y-%m-%d %H:%M} UTC; you will be reminded before then.",
+            f"It ends {when(lease.ends_at)}; you will be reminded before then.",
             lease.id,
             {
                 "servers": servers_summary(active),

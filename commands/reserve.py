@@ -1,4 +1,4 @@
-"""The share of each month kept for other open-source projects, read from the books.
+"""Books: the share of each month kept for other open-source projects, read from the books.
 
 The decisions are the pure functions of `commands.process`; this module gathers their numbers
 with credit's public functions (the month's grant, spent plus committed by class) and the
@@ -69,14 +69,6 @@ def reserve_shortfalls(
         for m in months
     }
     return {m: cents for m, cents in short.items() if cents > 0}
-
-
-def reserve_refusal(lease: Lease, short: dict[str, int], policy: Policy) -> str:
-    return (
-        f"Approving #{lease.id} would {eat_words(short, policy)}. Approve requests from other "
-        "projects first, ask for fewer servers or hours, or an admin can approve it with "
-        f'`approve {lease.id} override="why"`.'
-    )
 
 
 def eat_words(short: dict[str, int], policy: Policy) -> str:

@@ -26,6 +26,7 @@ from bot.listeners.reply import (
     user_of,
 )
 from commands.coowners import share, unshare
+from commands.credit_report import credit_report
 from commands.extend import extend
 from commands.grammar import Command, GrammarError, help_text, parse
 from commands.keys import add_key, import_keys, list_keys, public_keys, remove_key
@@ -36,7 +37,7 @@ from commands.queue import queue_text
 from commands.reclaim import release
 from commands.request import cancel, request
 from commands.review import approve, deny
-from commands.views import credit_report, my_leases_text, plans_text, show
+from commands.views import my_leases_text, plans_text, show
 
 if TYPE_CHECKING:
     from bot.app import AppContext

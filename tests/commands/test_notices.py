@@ -12,7 +12,6 @@ from commands.notices import (
     Kind,
     Message,
     Rate,
-    RecordingNotifier,
     Throttled,
     deliver,
     enqueue,
@@ -22,6 +21,7 @@ from commands.request import request
 from commands.review import approve
 from commands.states import State
 from commands.sweep import sweep
+from fakes.notifier import RecordingNotifier
 from tests.commands.helpers import file, lease, notices
 from tests.conftest import OWNER, REVIEWER, START, Clock, request_input
 

@@ -9,7 +9,8 @@ from datetime import timedelta
 from alembic import command
 from sqlalchemy import inspect, text
 
-from commands.notices import RecordingNotifier, deliver
+from commands.notices import deliver
+from fakes.notifier import RecordingNotifier
 from storage.db import Database
 from storage.schema import _config
 from tests.conftest import OWNER, START
