@@ -30,11 +30,13 @@ from typing import Any
 from bot.app import AppContext, build_context, create_app
 from bot.blocks import cards, dms, home, modals
 from bot.report_html import export
+from bot.scheduler import COURIER_EVERY
 from bot.serve import local_server
 from bot.settings import Settings
 from commands.billing import format_cents
 from commands.credit_report import credit_report
 from commands.facts import utc_text
+from commands.notices import deliver, undelivered
 from commands.policy import Policy, Roles
 from commands.sweep import sweep
 from fakes.forge import FakeForge
@@ -73,6 +75,7 @@ NAMES.update({user: f"{name} ({project})" for user, (name, project) in CROWD.ite
 MEMBERS = {name.split()[0]: user for user, name in NAMES.items()}  # what @ offers: carol -> U0CAROL
 CHANNELS = {"C0REVIEW": "#lab-review", "C0ADMIN": "#lab-admin"}
 TOKEN = "xoxb-demo"
+COURIER_SECONDS = 60  # at most, after a step: Slack's pace for a minute's worth of messages
 _MENTION = re.compile(r"<@(\w+)>")
 
 
@@ -322,9 +325,21 @@ class Story:
     def _settle(self, who: str) -> str:
         """Wait for the listener's after-ack work, print it, and return the last answer."""
         self.ctx.settle()
+        self._courier()
         answers = [c.params.get("text", "") for c in self.fake.calls("response_url")]
         self.transcript.show(who)
         return answers[-1] if answers else ""
+
+    def _courier(self) -> None:
+        """What `labbot serve`'s courier does every second: notices that waited for a
+        channel's pace (requests filed within the same second) go out in the seconds after a
+        step, before anyone acts on them. The story's clock moves in minutes and stays put."""
+        lab = self.ctx.lab
+        for second in range(1, COURIER_SECONDS + 1):
+            if not undelivered(lab.db):
+                return
+            later = self.clock.now + second * COURIER_EVERY
+            deliver(lab.db, lab.notifier, later, owner=lab.replica)
 
     def _card(self, lease_id: int) -> tuple[str, str]:
         block_id = f"review:{lease_id}"

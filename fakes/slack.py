@@ -2,7 +2,9 @@
 
 Tests, the demo and the benchmarks point slack_sdk's ``WebClient`` (and bolt's ``respond()``) at
 it, so labbot's real HTTP path runs without a network or a workspace. It validates what Slack
-validates, because a fake that accepts anything hides the bugs Slack would reject in production.
+validates, because a fake that accepts anything hides the bugs Slack would reject in production:
+Block Kit's sizes always (fakes.block_kit), Slack's rate limits when a test turns them on
+(`limit_rates`, fakes.slack_rates), on the clock the fake was given.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from fakes.block_kit import message_error, view_problems
 from fakes.served import Served
+from fakes.slack_rates import LIMITS, Limit, RateModel
 
 JsonDict = dict[str, Any]
 
@@ -30,14 +34,6 @@ BOT_USER_ID = "U0LABBOT"
 BOT_ID = "B0LABBOT"
 APP_ID = "A0LABBOT"
 
-MAX_MESSAGE_TEXT = 40_000
-MAX_MESSAGE_BLOCKS = 50
-MAX_SECTION_TEXT = 3_000
-MAX_SECTION_FIELDS = 10
-MAX_FIELD_TEXT = 2_000
-MAX_VIEW_BLOCKS = 100
-MAX_CHECKBOXES = 10
-
 _API_PREFIX = "/api/"
 _RESPONSE_PREFIX = "/response/"
 _JSON_FIELDS = ("blocks", "attachments", "view", "metadata")
@@ -46,7 +42,9 @@ _POLL_INTERVAL = 0.01
 
 @dataclass(frozen=True)
 class Call:
-    """One request the fake answered; the token itself is never kept, only whether one came."""
+    """One request the fake answered; the token itself is never kept, only whether one came.
+    `at` is when it arrived, on the fake's clock; `failed` says the fake refused it (a fault a
+    test queued, or Slack's rate limit) instead of handling it."""
 
     method: str
     params: JsonDict = field(hash=False)
@@ -86,9 +84,16 @@ def _json_reply(
     return _Reply(status, json.dumps(payload).encode(), headers=headers, response=payload)
 
 
-def _error(code: str) -> JsonDict:
+def _error(code: str, messages: list[str] | None = None) -> JsonDict:
     """Slack reports API errors as HTTP 200 with ``ok: false``; slack_sdk raises on them."""
-    return {"ok": False, "error": code}
+    error: JsonDict = {"ok": False, "error": code}
+    if messages:
+        error["response_metadata"] = {"messages": messages}
+    return error
+
+
+def _rate_limited(retry_after: int) -> _Reply:
+    return _json_reply(_error("ratelimited"), 429, (("Retry-After", str(retry_after)),))
 
 
 def _decode_json_fields(params: JsonDict) -> JsonDict:
@@ -120,52 +125,14 @@ def _pop_token(headers: Any, params: JsonDict) -> str:
     return form_token or bearer
 
 
-def _section_invalid(block: Any) -> bool:
-    if not isinstance(block, dict):
-        return True
-    if block.get("type") != "section":
-        return False
-    text = (block.get("text") or {}).get("text", "")
-    fields = block.get("fields") or []
-    return (
-        len(text) > MAX_SECTION_TEXT
-        or len(fields) > MAX_SECTION_FIELDS
-        or any(len(f.get("text", "")) > MAX_FIELD_TEXT for f in fields)
-    )
+def _message_error(params: JsonDict) -> JsonDict | None:
+    problem = message_error(params)
+    return _error(*problem) if problem else None
 
 
-def _message_error(params: JsonDict) -> str | None:
-    """The checks Slack applies to a message body, in the order it reports them."""
-    text = params.get("text") or ""
-    blocks = params.get("blocks") or []
-    if not text and not blocks and not params.get("attachments"):
-        return "no_text"
-    if len(text) > MAX_MESSAGE_TEXT:
-        return "msg_too_long"
-    if not isinstance(blocks, list) or len(blocks) > MAX_MESSAGE_BLOCKS:
-        return "invalid_blocks"
-    if any(_section_invalid(block) for block in blocks):
-        return "invalid_blocks"
-    return None
-
-
-def _view_invalid(view: Any) -> bool:
-    if not isinstance(view, dict):
-        return True
-    blocks = view.get("blocks") or []
-    if not isinstance(blocks, list) or len(blocks) > MAX_VIEW_BLOCKS:
-        return True
-    elements = [b.get("element") for b in blocks if isinstance(b, dict)]
-    return any(_checkboxes_invalid(e) for e in elements if isinstance(e, dict))
-
-
-def _checkboxes_invalid(element: JsonDict) -> bool:
-    """Slack's rule for checkboxes: 1 to 10 options, and initial options among them."""
-    if element.get("type") != "checkboxes":
-        return False
-    options = element.get("options") or []
-    initial = element.get("initial_options") or []
-    return not 1 <= len(options) <= MAX_CHECKBOXES or any(o not in options for o in initial)
+def _view_error(view: Any) -> JsonDict | None:
+    problems = view_problems(view)
+    return _error("invalid_arguments", problems) if problems else None
 
 
 def _short(params: JsonDict, limit: int = 120) -> str:
@@ -201,7 +168,11 @@ class FakeSlack(Served):
     name = "fakeslack"
     poll_interval = 0.02
 
-    def __init__(self) -> None:
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        """`clock` (seconds) times the calls and Slack's rate limits: a test that turns the
+        limits on passes its own, and steps it instead of sleeping."""
+        self._clock = clock
+        self._rates: RateModel | None = None
         self._lock = threading.Lock()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -271,6 +242,13 @@ class FakeSlack(Served):
                 _Fault(status, retry_after, times, empty_body)
             )
 
+    def limit_rates(self, **changes: Limit) -> None:
+        """Answer as Slack does beyond its rate limits from now on: HTTP 429 with Retry-After.
+        `changes` replace a method's limit, its dots as underscores (`chat_postMessage=...`)."""
+        limits = {**LIMITS, **{name.replace("_", "."): limit for name, limit in changes.items()}}
+        with self._lock:
+            self._rates = RateModel(self._clock, limits)
+
     def delay(self, method: str, seconds: float) -> None:
         """Answer ``method`` ``seconds`` late, to exercise Slack's 3-second ack deadline."""
         with self._lock:
@@ -333,7 +311,7 @@ class FakeSlack(Served):
     # -- HTTP ----------------------------------------------------------------------------------
 
     def _serve(self, handler: _Handler) -> None:
-        arrived = time.monotonic()
+        arrived = self._clock()
         url = urlsplit(handler.path)
         length = int(handler.headers.get("Content-Length") or 0)
         body = handler.rfile.read(length)
@@ -345,7 +323,7 @@ class FakeSlack(Served):
             delay = self._delays.get(method, 0.0)
         time.sleep(delay)
         with self._lock:
-            fault = self._take_fault(method)
+            fault = self._take_fault(method) or self._over_rate(method, params)
             reply = fault or self._answer(method, url.path, params, token)
             self._calls.append(
                 Call(
@@ -384,15 +362,24 @@ class FakeSlack(Served):
         if fault.remaining <= 0:
             queue.pop(0)
         if fault.status == 429:
-            headers = (("Retry-After", str(fault.retry_after)),)
-            return _json_reply(_error("ratelimited"), 429, headers)
+            return _rate_limited(fault.retry_after)
         if fault.empty_body:
             return _Reply(fault.status, b"", content_type="text/plain")
         return _json_reply(_error("internal_error"), fault.status)
 
+    def _over_rate(self, method: str, params: JsonDict) -> _Reply | None:
+        if self._rates is None:
+            return None
+        scope = self._rates.scope(method)
+        key = str(params.get(scope) or "") if scope else ""
+        if scope == "channel":
+            key = self._resolve_channel(key)  # a post to a user id lands in the DM
+        retry_after = self._rates.admit(method, key)
+        return None if retry_after is None else _rate_limited(retry_after)
+
     def _answer(self, method: str, path: str, params: JsonDict, token: str) -> _Reply:
         if method == "response_url":
-            return _Reply(200, b"ok", content_type="text/html")
+            return self._respond(params)
         if not path.startswith(_API_PREFIX):
             return _Reply(404, b"Not Found", content_type="text/plain")
         if method == "apps.connections.open":
@@ -403,6 +390,15 @@ class FakeSlack(Served):
         if not token:
             return _json_reply(_error("not_authed"))
         return _json_reply(handle(params))
+
+    @staticmethod
+    def _respond(params: JsonDict) -> _Reply:
+        """A response_url takes a message as chat.postMessage does; a refusal is HTTP 400 with
+        the error code as its body, as Slack's webhooks answer."""
+        error = _message_error(params) if "delete_original" not in params else None
+        if error is None:
+            return _Reply(200, b"ok", content_type="text/html", response={"ok": True})
+        return _Reply(400, error["error"].encode(), content_type="text/plain", response=error)
 
     def _open_connection(self, token: str) -> JsonDict:
         """Socket Mode's apps.connections.open: only an app-level token (xapp-) may open a
@@ -440,8 +436,8 @@ class FakeSlack(Served):
     def _post_message(self, params: JsonDict) -> JsonDict:
         if not params.get("channel"):
             return _error("channel_not_found")
-        if problem := _message_error(params):
-            return _error(problem)
+        if error := _message_error(params):
+            return error
         channel = self._resolve_channel(params["channel"])
         ts = self._next_ts()
         stored = {"text": params.get("text") or "", "blocks": params.get("blocks") or []}
@@ -456,8 +452,8 @@ class FakeSlack(Served):
         stored = self._messages.get((channel, ts or ""))
         if stored is None:
             return _error("message_not_found")
-        if problem := _message_error(params):
-            return _error(problem)
+        if error := _message_error(params):
+            return error
         # Slack keeps the previous blocks when an update leaves them out.
         stored.update({key: params[key] for key in ("text", "blocks") if key in params})
         return {"ok": True, "channel": channel, "ts": ts, "text": stored["text"]}
@@ -467,8 +463,8 @@ class FakeSlack(Served):
             return _error("channel_not_found")
         if not params.get("user"):
             return _error("user_not_in_channel")
-        if problem := _message_error(params):
-            return _error(problem)
+        if error := _message_error(params):
+            return error
         return {"ok": True, "message_ts": self._next_ts()}
 
     def _delete_message(self, params: JsonDict) -> JsonDict:
@@ -498,9 +494,9 @@ class FakeSlack(Served):
         return {"ok": True, "view": copy.deepcopy(stored)}
 
     def _open_view(self, params: JsonDict) -> JsonDict:
-        if not params.get("trigger_id") or _view_invalid(params.get("view")):
+        if not params.get("trigger_id"):
             return _error("invalid_arguments")
-        return self._store_view(params["view"])
+        return _view_error(params.get("view")) or self._store_view(params["view"])
 
     def _find_view(self, params: JsonDict) -> JsonDict | None:
         if params.get("view_id"):
@@ -512,8 +508,8 @@ class FakeSlack(Served):
         )
 
     def _update_view(self, params: JsonDict) -> JsonDict:
-        if _view_invalid(params.get("view")):
-            return _error("invalid_arguments")
+        if error := _view_error(params.get("view")):
+            return error
         current = self._find_view(params)
         if current is None:
             return _error("not_found")
@@ -523,7 +519,9 @@ class FakeSlack(Served):
 
     def _publish_view(self, params: JsonDict) -> JsonDict:
         user_id, view = params.get("user_id"), params.get("view")
-        if not user_id or _view_invalid(view) or view.get("type") != "home":
+        if error := _view_error(view):
+            return error
+        if not user_id or view.get("type") != "home":
             return _error("invalid_arguments")
         answer = self._store_view(view, self._home_views.get(user_id))
         self._home_views[user_id] = answer["view"]["id"]
