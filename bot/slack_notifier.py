@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from typing import Any
 
@@ -20,8 +21,9 @@ from slack_sdk.errors import SlackApiError
 
 from bot.blocks.cards import decided_card, extension_card, review_card
 from bot.blocks.dms import dm_blocks, silent_lease
-from bot.blocks.kit import Block, message, mrkdwn, section
+from bot.blocks.kit import MESSAGE_TEXT_LIMIT, Block, message, mrkdwn, section, truncate
 from commands.notices import ADMIN, REVIEW, Kind, Message
+from commands.serverfiles import ServerFile, server_files
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,8 @@ class SlackNotifier:
             return self._update_card(notice)
         if notice.kind == Kind.CARD_UPDATE:
             return self._refresh_card(notice)
+        if notice.kind == Kind.SERVER_FILES:
+            return self._upload(notice)
         channel = self._channel_for(notice)
         answer = self._call(
             "chat_postMessage", channel=channel, **message(notice.text, self._blocks(notice))
@@ -114,6 +118,51 @@ class SlackNotifier:
         )
         return notice.update_ref
 
+    def _upload(self, notice: Message) -> str:
+        """A lease's servers as files in a DM, through Slack's upload API: each file's bytes
+        go to the URL `files.getUploadURLExternal` gives, then `files.completeUploadExternal`
+        shares them all in one message. The file ids are recorded before they are shared, so
+        an attempt after a failure (or a lost answer) asks Slack whether they already are
+        (`files.info`) and shares them at most once; only files never shared are uploaded
+        again."""
+        channel = self._channel_for(notice)
+        data = notice.data
+        files = server_files(int(notice.lease_id or 0), str(data["login"]), data["servers"])
+        earlier = _file_ids(notice.ref)
+        known = self._file(earlier[0]) if earlier else None
+        if known is not None and _shared_in(known, channel):
+            return str(notice.ref)
+        ids = earlier if known is not None else self._put(files)
+        ref = FILES_REF + ",".join(ids)
+        notice.checkpoint(ref)
+        # Not retried here: an answer lost after Slack shared the files must not share them
+        # twice; the outbox's next attempt asks files.info first.
+        self.client.files_completeUploadExternal(
+            files=[{"id": i, "title": f.title} for i, f in zip(ids, files, strict=True)],
+            channel_id=channel,
+            initial_comment=truncate(mrkdwn(notice.text), MESSAGE_TEXT_LIMIT),
+        )
+        return ref
+
+    def _put(self, files: list[ServerFile]) -> list[str]:
+        ids = []
+        for f in files:
+            body = f.content.encode()
+            slot = self._call("files_getUploadURLExternal", filename=f.filename, length=len(body))
+            request = urllib.request.Request(slot["upload_url"], data=body, method="POST")
+            with urllib.request.urlopen(request, timeout=self.client.timeout) as answer:
+                answer.read()  # urlopen raises on anything but 2xx
+            ids.append(str(slot["file_id"]))
+        return ids
+
+    def _file(self, file_id: str) -> dict[str, Any] | None:
+        try:
+            return self._call("files_info", file=file_id)["file"]
+        except SlackApiError as error:
+            if error.response.get("error") == "file_not_found":
+                return None
+            raise
+
     def _call(self, method: str, **kwargs: Any) -> Any:
         """One Web API call, retried within the budget; raises once the budget is spent."""
         deadline = time.monotonic() + self.retry_budget
@@ -128,6 +177,20 @@ class SlackNotifier:
                 log.info("%s: Slack said %s; retrying in %.2fs", method, _status(error), wait)
                 self.sleep(wait)
                 backoff *= 2
+
+
+FILES_REF = "files:"
+
+
+def _file_ids(ref: str | None) -> list[str]:
+    """The file ids an earlier attempt recorded (`files:F1,F2,F3`), or none."""
+    if not ref or not ref.startswith(FILES_REF):
+        return []
+    return [i for i in ref.removeprefix(FILES_REF).split(",") if i]
+
+
+def _shared_in(file: dict[str, Any], channel: str) -> bool:
+    return any(channel in (file.get(kind) or []) for kind in ("ims", "channels", "groups"))
 
 
 def _status(error: SlackApiError) -> int:

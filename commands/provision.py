@@ -39,6 +39,7 @@ from commands.notices import ADMIN, Draft, Kind, enqueue, enqueue_all, owner
 from commands.pubkeys import PublicKey
 from commands.reclaim import delete_due_all
 from commands.reminders import next_due
+from commands.serverfiles import files_notice
 from commands.states import State
 from metal.provider import (
     TAG,
@@ -664,26 +665,68 @@ def _ready(
     keys: list[str],
     co_owners: dict[int, list[str]],
 ) -> list[Draft]:
-    """The ready DM, to the owner and each co-owner."""
+    """The ready DM, to the owner and each co-owner, and the files with every server. Whatever
+    the lease's size, the DM says how to log in, which keys are on the servers and when the
+    lease ends; it names the servers as far as it can and says where the rest are."""
     partial = f" ({lease.count} of the {asked} asked for)" if lease.count < asked else ""
     login = lab.plans().login_user(lease.os)
-    lines = "\n".join(f"• {s.hostname}: {s.ips or 'no IP yet'}" for s in active)
-    return [
-        Draft(
-            Kind.READY,
-            audience,
-            f"Lease #{lease.id} is ready{partial}: log in as {login} (`ssh {login}@ADDRESS`)."
-            f"\n{lines}\n{keys_words(keys)}\n"
-            f"It ends {lease.ends_at:%Y-%m-%d %H:%M} UTC; you will be reminded before then.",
-            lease.id,
-            {
-                "servers": servers_summary(active),
-                "login": login,
-                "keys": keys,
-                "ends_at": lease.ends_at.isoformat(),
-            },
+    intro = f"Lease #{lease.id} is ready{partial}: log in as {login} (`ssh {login}@ADDRESS`)."
+    ends = f"It ends {lease.ends_at:%Y-%m-%d %H:%M} UTC; you will be reminded before then."
+    listed = "\n".join(f"• {s.hostname}: {s.ips or 'no IP yet'}" for s in active[:TEXT_LISTED])
+    if len(active) > TEXT_LISTED:
+        listed += f"\n• and {len(active) - TEXT_LISTED} more: {where_the_rest_are(lease.id)}"
+    servers = servers_summary(active)
+    drafts = []
+    for audience in audiences(session, lease, co_owners[lease.id]):
+        drafts.append(
+            Draft(
+                Kind.READY,
+                audience,
+                f"{intro}\n{listed}\n{keys_words(keys)}\n{ends}",
+                lease.id,
+                {
+                    "servers": servers,
+                    "login": login,
+                    "keys": keys,
+                    "ends_at": lease.ends_at.isoformat(),
+                    "intro": intro,
+                    "ends": ends,
+                },
+            )
         )
-        for audience in audiences(session, lease, co_owners[lease.id])
+        drafts.append(files_notice(lease.id, login, servers, audience))
+    return drafts
+
+
+TEXT_LISTED = 10  # servers the ready notice's plain text names (Slack's blocks show more)
+
+
+def where_the_rest_are(lease_id: int) -> str:
+    return (
+        "every server is in the files sent with this message, and "
+        f"`/lab show {lease_id}` pages through them."
+    )
+
+
+def send_files_again(session: Session, lab: Lab, lease: Lease, why: str) -> list[Draft]:
+    """The lease's servers changed after its files were sent (one vanished, one was replaced):
+    new files to each of its people, saying they replace the earlier ones. None when no server
+    is left to list."""
+    active = list(
+        session.exec(
+            select(Server)
+            .where(Server.lease_id == lease.id, Server.state == "active")
+            .order_by(col(Server.id))
+        ).all()
+    )
+    if not active:
+        return []
+    login = lab.plans().login_user(lease.os)
+    servers = servers_summary(active)
+    again = f" They replace the files sent earlier: {why}."
+    return [
+        files_notice(lease.id, login, servers, audience, again)
+        for audience in audiences(session, lease)
     ]
 
 

@@ -33,7 +33,7 @@ from commands.lab import Lab, LostRace, audit, audit_all, move_all
 from commands.log_context import about_lease
 from commands.markers import once, stamp
 from commands.notices import ADMIN, REVIEW, Draft, Kind, deliver, enqueue, enqueue_all, owner
-from commands.provision import advance_provisioning_all, provision_all
+from commands.provision import advance_provisioning_all, provision_all, send_files_again
 from commands.reclaim import CONFIRM, advance_reclaim_all, delete_due_all, expire
 from commands.reminders import (
     SILENT_CHECK,
@@ -510,6 +510,7 @@ def _vanished(lab: Lab, present: set[str], now: datetime) -> None:
                 col(Server.provider_id).not_in(present),
             )
         ).all()
+    gone: dict[int, list[str]] = defaultdict(list)  # lease -> its servers that vanished
     for server in missing:
         if not _gone(lab, server):
             continue
@@ -518,6 +519,7 @@ def _vanished(lab: Lab, present: set[str], now: datetime) -> None:
             row = locked(session, Server, server.id)
             if row.state != "active":
                 continue
+            gone[lease.id].append(row.hostname)
             row.state, row.deleted_at = "vanished", now
             settle_spend(session, [row], lease)
             lease.flagged = f"{row.hostname} vanished from the provider at {when(now)}"
@@ -534,6 +536,19 @@ def _vanished(lab: Lab, present: set[str], now: datetime) -> None:
                     lease.id,
                     alert="vanished",
                 )
+    _files_again(lab, gone, now)
+
+
+def _files_again(lab: Lab, gone: dict[int, list[str]], now: datetime) -> None:
+    """Once per lease, after its vanished servers are recorded: its people get files listing
+    the servers it has now."""
+    for lease_id, hostnames in gone.items():
+        with lab.db.write() as session:
+            lease = session.get(Lease, lease_id)
+            if lease is None or lease.state != State.ACTIVE:
+                continue
+            why = f"{', '.join(hostnames)} vanished from the provider"
+            enqueue_all(session, send_files_again(session, lab, lease, why), now)
 
 
 def _gone(lab: Lab, server: Server) -> bool:
