@@ -144,10 +144,10 @@ def _with_id(verb: str, args: list[str]) -> Command:
 
 def _show(verb: str, args: list[str]) -> Command:
     """`show 12`, or `show 12 servers 3` for the third page of its servers."""
-    if len(args) == 1:
+    if len(args) < 2:
         return _with_id(verb, args)
-    lease_id = _lease_id(verb, args[0]) if args else None
-    if len(args) != 3 or plain(args[1]).lower() != "servers" or lease_id is None:
+    lease_id = _lease_id(verb, args[0])
+    if len(args) != 3 or plain(args[1]).lower() != "servers":
         raise _usage(verb, "`show` takes a lease number, then `servers` and a page number")
     page = plain(args[2])
     if not (page.isascii() and page.isdigit()) or len(page) > 6 or int(page) == 0:

@@ -235,6 +235,9 @@ class FakeSlack(Served):
         self._uploads: dict[str, _Upload] = {}
         self._file_counter = itertools.count(1)
         self._open_dms: set[str] = set()  # DM channels conversations.open gave the bot
+        # How many of the next files.completeUploadExternal calls share the files and then
+        # answer with an error, as when Slack did the work and its answer was lost.
+        self.lost_completions = 0
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -685,6 +688,9 @@ class FakeSlack(Served):
                 "blocks": [],
                 "files": [f["id"] for f in files],
             }
+        if self.lost_completions:
+            self.lost_completions -= 1
+            return _error("internal_error")
         return {"ok": True, "files": [u.described() for u in uploads if u is not None]}
 
     def _file_info(self, params: JsonDict) -> JsonDict:
