@@ -43,9 +43,8 @@ class Page:
         return min(self.number * PAGE_SIZE, self.total)
 
     def words(self) -> str:
-        """`servers 51 to 100 of 500 (page 2 of 10)`"""
-        span = f"servers {self.first} to {self.last} of {self.total}"
-        return f"{span} (page {self.number} of {self.pages})"
+        """`51 to 100 of 500 (page 2 of 10)`"""
+        return f"{self.first} to {self.last} of {self.total} (page {self.number} of {self.pages})"
 
 
 @dataclass(frozen=True)
@@ -123,8 +122,8 @@ def _head(
         )
         return f"{describe(lease, [], now, sharing)}\n{none}"
     if page.number == 1:
-        return f"{describe(lease, [], now, sharing)}\nServers: {page.words()}{others}"
-    return f"Lease #{lease.id} ({shape(lease)}), {page.words()}{others}"
+        return f"{describe(lease, [], now, sharing)}\nServers {page.words()}{others}"
+    return f"Lease #{lease.id} ({shape(lease)}), servers {page.words()}{others}"
 
 
 def _others(page: Page) -> str:

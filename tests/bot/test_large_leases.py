@@ -151,7 +151,7 @@ def test_show_pages_through_every_server_exactly_once(slack: Slack) -> None:
     lease_id = big_lease(slack)
     slack.command(f"show {lease_id}", OWNER)
     answer = slack.fake.calls("response_url")[-1].params
-    assert f"Servers: servers 1 to {PAGE_SIZE} of {COUNT} (page 1 of 10)" in answer["text"]
+    assert f"Servers 1 to {PAGE_SIZE} of {COUNT} (page 1 of 10)" in answer["text"]
     seen: list[str] = []
     for page in range(1, 11):
         lines = [ln.split()[0] for ln in answer["text"].splitlines() if ln.startswith("  ")]
