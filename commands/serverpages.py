@@ -12,6 +12,7 @@ sentence or the page that is there now, never an error.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -88,8 +89,7 @@ def show_page(
     if number > pages and current and not changed:
         return Shown(refuse(lab, now, actor, "show", _past_the_end(lease_id, pages), lease_id))
     page = Page(lease_id, min(number, pages), pages, len(current))
-    gone = len({s.hostname for s in rows} - {s.hostname for s in current})
-    head = _head(lease, page, len(rows) - len(current), gone, now, sharing)
+    head = _head(lease, page, _not_listed(rows), now, sharing)
     if changed:
         head = (
             f"Lease #{lease_id} has changed since that page was shown: it has "
@@ -102,28 +102,22 @@ def show_page(
     return Shown(Outcome(True, text.rstrip("\n"), lease_id), page)
 
 
-def _head(
-    lease: Lease,
-    page: Page,
-    earlier: int,
-    gone: int,
-    now: datetime,
-    sharing: list[str],
-) -> str:
+def _head(lease: Lease, page: Page, not_listed: str, now: datetime, sharing: list[str]) -> str:
     """The lease and which servers this page shows; when it has none now, why."""
-    others = (
-        f" ({earlier} earlier server row(s) of this lease were replaced, deleted or vanished.)"
-        if earlier
-        else ""
-    )
+    described = describe(lease, [], now, sharing)
     if not page.total:
-        none = (
-            f"Lease #{lease.id} has no servers now: all {gone} were deleted, replaced or vanished."
-        )
-        return f"{describe(lease, [], now, sharing)}\n{none}"
+        return f"{described}\nLease #{lease.id} has no servers now ({not_listed})."
+    others = f" Not listed: {not_listed}." if not_listed else ""
     if page.number == 1:
-        return f"{describe(lease, [], now, sharing)}\nServers {page.words()}{others}"
-    return f"Lease #{lease.id} ({shape(lease)}), servers {page.words()}{others}"
+        return f"{described}\nServers {page.words()}.{others}"
+    return f"Lease #{lease.id} ({shape(lease)}), servers {page.words()}.{others}"
+
+
+def _not_listed(rows: list[Server]) -> str:
+    """The lease's server rows that are not servers it has now, by state: `3 deleted, 1
+    vanished`; a server created again after a failed create leaves one such row."""
+    states = Counter(s.state for s in rows if s.state not in CURRENT)
+    return ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
 
 
 def _others(page: Page) -> str:

@@ -151,7 +151,7 @@ def test_show_pages_through_every_server_exactly_once(slack: Slack) -> None:
     lease_id = big_lease(slack)
     slack.command(f"show {lease_id}", OWNER)
     answer = slack.fake.calls("response_url")[-1].params
-    assert f"Servers 1 to {PAGE_SIZE} of {COUNT} (page 1 of 10)" in answer["text"]
+    assert f"Servers 1 to {PAGE_SIZE} of {COUNT} (page 1 of 10).\n" in answer["text"]
     seen: list[str] = []
     for page in range(1, 11):
         lines = [ln.split()[0] for ln in answer["text"].splitlines() if ln.startswith("  ")]
@@ -205,7 +205,7 @@ def test_a_lease_whose_servers_are_all_gone_says_so(slack: Slack) -> None:
     sweep(slack.ctx.lab, slack.clock.advance(minutes=1))
     assert slack.lease(lease_id).state == "reclaimed"
     slack.command(f"show {lease_id} servers 2", OWNER)
-    assert f"Lease #{lease_id} has no servers now: all 60 were deleted" in slack.replies()[-1]
+    assert f"Lease #{lease_id} has no servers now (60 deleted)." in slack.replies()[-1]
     slack.click(pages.PAGE, f"{lease_id}-2-60", OWNER)
     assert "it has 0 server(s) now, 60 then" in slack.replies()[-1]
 
