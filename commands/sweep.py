@@ -539,6 +539,9 @@ def _vanished(lab: Lab, present: set[str], now: datetime) -> None:
     _files_again(lab, gone, now)
 
 
+NAMED = 5  # vanished servers a replacement file's note names; it counts the rest
+
+
 def _files_again(lab: Lab, gone: dict[int, list[str]], now: datetime) -> None:
     """Once per lease, after its vanished servers are recorded: its people get files listing
     the servers it has now."""
@@ -547,7 +550,10 @@ def _files_again(lab: Lab, gone: dict[int, list[str]], now: datetime) -> None:
             lease = session.get(Lease, lease_id)
             if lease is None or lease.state != State.ACTIVE:
                 continue
-            why = f"{', '.join(hostnames)} vanished from the provider"
+            named = ", ".join(hostnames[:NAMED]) + (
+                f" and {len(hostnames) - NAMED} more" if len(hostnames) > NAMED else ""
+            )
+            why = f"{named} vanished from the provider"
             enqueue_all(session, send_files_again(session, lab, lease, why), now)
 
 

@@ -22,7 +22,7 @@ from fakes.slack import FakeSlack, SharedFile
 from storage.db import Database
 from storage.models import Notice, Server
 from tests.bot.conftest import Slack, body_of, lease_id_in, serve, settings_for
-from tests.conftest import OTHER, OWNER, OWNER_KEY, REVIEWER, Clock
+from tests.conftest import ADMIN, OTHER, OWNER, OWNER_KEY, REVIEWER, Clock
 
 CAROL = "U0CAROL"
 COUNT = 500
@@ -191,6 +191,11 @@ def test_bad_pages_get_a_sentence_or_the_page_that_is_there(slack: Slack) -> Non
     assert "servers 101 to 120 of 120 (page 3 of 3)" in said
     slack.click(pages.PAGE, "garbage", OWNER)
     assert "which is not a lease or extension number" in slack.replies()[-1]
+
+    for who in (CAROL, REVIEWER, ADMIN):  # the co-owner, reviewers and admins see them
+        slack.command(f"show {lease_id} servers 2", who)
+        assert "servers 51 to 100 of 120 (page 2 of 3)." in slack.replies()[-1]
+        assert f"  coredns-{lease_id}-51 [active] 147.75." in slack.replies()[-1]
 
     # Someone who may not see addresses sees the lease, not its servers.
     slack.command(f"show {lease_id} servers 2", OTHER)
