@@ -39,7 +39,7 @@ from commands.notices import ADMIN, Draft, Kind, enqueue, enqueue_all, owner
 from commands.pubkeys import PublicKey
 from commands.reclaim import delete_due_all
 from commands.reminders import next_due
-from commands.serverfiles import files_notice
+from commands.serverfiles import ServerFacts, files_words
 from commands.states import State
 from metal.provider import (
     TAG,
@@ -62,6 +62,7 @@ PROGRESS_STEPS = (25, 50, 75)
 GAVE_UP = (DeviceState.FAILED, DeviceState.DELETED)
 COMING = ("pending", "creating", "provisioning")  # a server row on its way up
 LARGE = 10
+TEXT_LISTED = 10  # servers the ready notice's plain text names (Slack's blocks show more)
 
 
 def provision(lab: Lab, actor: str, lease_id: int, now: datetime) -> Outcome:
@@ -674,7 +675,10 @@ def _ready(
     ends = f"It ends {lease.ends_at:%Y-%m-%d %H:%M} UTC; you will be reminded before then."
     listed = "\n".join(f"• {s.hostname}: {s.ips or 'no IP yet'}" for s in active[:TEXT_LISTED])
     if len(active) > TEXT_LISTED:
-        listed += f"\n• and {len(active) - TEXT_LISTED} more: {where_the_rest_are(lease.id)}"
+        listed += (
+            f"\n• and {len(active) - TEXT_LISTED} more: every server is in the files sent with "
+            f"this message, and `/lab show {lease.id}` pages through them."
+        )
     servers = servers_summary(active)
     drafts = []
     for audience in audiences(session, lease, co_owners[lease.id]):
@@ -698,13 +702,17 @@ def _ready(
     return drafts
 
 
-TEXT_LISTED = 10  # servers the ready notice's plain text names (Slack's blocks show more)
-
-
-def where_the_rest_are(lease_id: int) -> str:
-    return (
-        "every server is in the files sent with this message, and "
-        f"`/lab show {lease_id}` pages through them."
+def files_notice(
+    lease_id: int, login: str, servers: list[ServerFacts], audience: str, again: str = ""
+) -> Draft:
+    """The notice that uploads the files to one person; `again` says what they replace."""
+    first = servers[0]["hostname"] if servers else None
+    return Draft(
+        Kind.SERVER_FILES,
+        audience,
+        files_words(lease_id, len(servers), first) + again,
+        lease_id,
+        {"login": login, "servers": list(servers)},
     )
 
 

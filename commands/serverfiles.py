@@ -14,8 +14,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from commands.notices import Draft, Kind
-
 COLUMNS = ("hostname", "address", "addresses", "metro", "plan", "state", "login")
 
 ServerFacts = Mapping[str, Any]  # hostname, ips (space-separated), metro, plan, state
@@ -43,20 +41,6 @@ def server_files(lease_id: int, login: str, servers: Sequence[ServerFacts]) -> l
             inventory(lease_id, login, servers),
         ),
     ]
-
-
-def files_notice(
-    lease_id: int, login: str, servers: Sequence[ServerFacts], audience: str, again: str = ""
-) -> Draft:
-    """The notice that uploads the files to one person; `again` says what they replace."""
-    first = servers[0]["hostname"] if servers else None
-    return Draft(
-        Kind.SERVER_FILES,
-        audience,
-        files_words(lease_id, len(servers), first) + again,
-        lease_id,
-        {"login": login, "servers": list(servers)},
-    )
 
 
 def files_words(lease_id: int, count: int, first: str | None) -> str:

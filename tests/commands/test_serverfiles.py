@@ -5,7 +5,8 @@ from __future__ import annotations
 import csv
 import io
 
-from commands.serverfiles import files_notice, server_files
+from commands.provision import files_notice
+from commands.serverfiles import server_files
 
 SERVERS = [
     {"hostname": "web-12-1", "ips": "147.75.1.2 2604:1380::2", "metro": "ams1", "plan": "p1"},
