@@ -94,7 +94,7 @@ def _ready(message: Message) -> list[Block]:
     login = str(data.get("login") or "root")
     servers = data.get("servers") or []
     labels = keys_words(data.get("keys") or []).split("\n")
-    keys, _ = packed([mrkdwn(line) for line in labels], MESSAGE_CHARS_BUDGET // 2, KEY_SECTIONS)
+    keys, _ = packed([mrkdwn(line) for line in labels], KEYS_BUDGET, KEY_SECTIONS)
     fixed = [
         section(mrkdwn(str(data.get("intro") or message.text))),
         *keys,
@@ -110,7 +110,9 @@ def _ready(message: Message) -> list[Block]:
     return [fixed[0], *listing, *rest, *fixed[1:]]
 
 
-KEY_SECTIONS = 4  # room for every key a lease's people can have saved, with their comments
+# The keys come before the servers: all the room but what the sentences and buttons take.
+KEYS_BUDGET = MESSAGE_CHARS_BUDGET - 2_000
+KEY_SECTIONS = 4
 
 
 def _login_line(login: str, server: dict) -> str:

@@ -13,11 +13,13 @@ import pytest
 from sqlmodel import col, select
 
 from bot.blocks import cards, pages
+from commands.keys import MAX_KEYS, add_key
 from commands.notices import Kind, deliver
 from commands.policy import Policy
 from commands.pubkeys import read_key
 from commands.serverpages import PAGE_SIZE
 from commands.sweep import sweep
+from fakes.keys import public_key
 from fakes.slack import FakeSlack, SharedFile
 from storage.db import Database
 from storage.models import Notice, Server
@@ -34,10 +36,10 @@ def slack(fake: FakeSlack, db: Database, clock: Clock) -> Iterator[Slack]:
     yield from serve(fake, db, clock, settings_for(fake, policy=Policy(max_servers=COUNT)))
 
 
-def big_lease(slack: Slack, count: int = COUNT) -> int:
+def big_lease(slack: Slack, count: int = COUNT, key: str = f' key="{OWNER_KEY}"') -> int:
     slack.command(
         f"request {count} t1.small.x86 ams1 48h project=coredns "
-        f'repo=https://github.com/coredns/coredns "scale tests" key="{OWNER_KEY}" with=@carol',
+        f'repo=https://github.com/coredns/coredns "scale tests"{key} with=@carol',
         OWNER,
     )
     lease_id = lease_id_in(slack.replies()[-1])
@@ -119,6 +121,22 @@ def test_the_ready_dm_of_500_servers_keeps_the_end_the_login_and_the_keys(slack:
     assert f"`/lab show {lease_id}` pages through them" in shown
     assert FINGERPRINT in ready["text"] and "It ends" in ready["text"]  # the fallback too
     assert f"and {COUNT - 10} more" in ready["text"]
+
+
+def test_every_key_stays_in_the_ready_dm_when_the_people_saved_many(slack: Slack) -> None:
+    saved = [
+        public_key(f"{user}-{n}", f"{user.lower()}-key-{n}@a-workstation-with-a-long-name.example")
+        for user in (OWNER, CAROL)
+        for n in range(MAX_KEYS)
+    ]
+    for user, key in zip([OWNER] * MAX_KEYS + [CAROL] * MAX_KEYS, saved, strict=True):
+        assert add_key(slack.ctx.lab, user, key, slack.clock.now).ok
+    big_lease(slack, key="")  # the servers carry the owner's and the co-owner's saved keys
+    [ready] = [m for m in slack.dms(OWNER) if "is ready" in m["text"]]
+    shown = "\n".join(texts(ready["blocks"]))
+    assert all(read_key(key).fingerprint in shown for key in saved)
+    assert len(ready["blocks"]) <= 50 and sum(map(len, texts(ready["blocks"]))) <= 12_000
+    assert f"of {COUNT} servers listed here" in shown and "It ends" in shown
 
 
 def test_the_owner_and_the_co_owner_receive_every_server_in_three_files(slack: Slack) -> None:
