@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from commands.lab import Lab
-from commands.notices import RecordingNotifier
 from commands.policy import Policy, RequestInput, Roles
 from commands.request import request
 from fakes.keys import public_key
+from fakes.notifier import RecordingNotifier
 from metal.provider import utcnow
 from metal.simulated import SimulatedProvider
 from storage.db import Database

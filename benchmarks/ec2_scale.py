@@ -49,13 +49,13 @@ from benchmarks.common import (
 )
 from commands.batches import batches
 from commands.lab import Lab
-from commands.notices import RecordingNotifier
 from commands.policy import Policy, Roles
 from commands.provision import advance_provisioning
 from commands.reclaim import release
 from commands.review import approve
 from commands.states import State
 from fakes.ec2 import CREDENTIALS, SCHEDULER_ROLE, FaultProxy, MotoServer
+from fakes.notifier import RecordingNotifier
 from metal.ec2 import AUTOMATION_TARGET, BATCH, Ec2Provider
 from metal.ec2_catalog import EXAMPLE, load_offer
 from metal.provider import lease_tag, utcnow

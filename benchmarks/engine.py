@@ -697,7 +697,7 @@ class StatementLog:
 
 
 # The phases of one sweep call, timed by wrapping the names `commands.sweep.sweep` calls.
-PHASES = ("step_all", "_process", "_reconcile_if_due", "_credit_alerts", "deliver")
+PHASES = ("step_all", "_process", "reconcile_if_due", "credit_alerts", "deliver")
 
 
 class PhaseClock:
@@ -1215,8 +1215,9 @@ def _books_runs(sources: dict[int, Path], work: Path, ids: list[int]) -> dict[in
     """Both labs open at once and measured in turns (approvals ten at a time, reads one at a
     time), so a machine whose load changes during the run colours both sides alike."""
     from bot.blocks.home import home_view
+    from commands.credit_report import credit_report
     from commands.queue import queue
-    from commands.views import credit_report, leases
+    from commands.views import leases
     from tests.commands.credit_reference import reference_books
 
     with ExitStack() as stack:

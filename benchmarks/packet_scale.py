@@ -30,12 +30,12 @@ from benchmarks.common import (
     workdir,
 )
 from commands.lab import Lab
-from commands.notices import RecordingNotifier
 from commands.policy import Policy, Roles
 from commands.provision import advance_provisioning
 from commands.reclaim import release
 from commands.review import approve
 from commands.states import State
+from fakes.notifier import RecordingNotifier
 from fakes.packet import FakePacket
 from metal.packet import PacketProvider
 from metal.provider import lease_tag, utcnow

@@ -29,14 +29,14 @@ from benchmarks.common import (
     timed,
     workdir,
 )
+from commands.credit_report import credit_report
 from commands.holds import hold_approved
 from commands.policy import Policy
 from commands.process import CLASSES
 from commands.queue import queue
-from commands.report import month_report
+from commands.report import public_month
 from commands.review import approve
 from commands.states import State
-from commands.views import credit_report
 from storage.models import Lease
 
 PENDING = 1_000
@@ -95,7 +95,7 @@ def main() -> int:
             _approvals(lab, clock),
             _compare(
                 "the report's month against /lab credit",
-                lambda: month_report(lab, clock.now.strftime("%Y-%m"), clock.now),
+                lambda: public_month(lab, clock.now.strftime("%Y-%m"), clock.now),
                 lambda: credit_report(lab, clock.now),
                 3.0,
             ),

@@ -152,7 +152,7 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _credit(args: argparse.Namespace) -> int:
-    from commands.views import credit_report
+    from commands.credit_report import credit_report
 
     month = args.month
     if month and not is_month(month):

@@ -34,9 +34,9 @@ from bot.report_html import export
 from bot.serve import local_server
 from bot.settings import Settings
 from commands.billing import format_cents
+from commands.credit_report import credit_report
 from commands.policy import Policy, Roles
 from commands.sweep import sweep
-from commands.views import credit_report
 from fakes.forge import FakeForge
 from fakes.keys import public_key
 from fakes.packet import FakePacket
@@ -140,7 +140,7 @@ def on_fake_packet(settings: Settings, metal: FakePacket, **changes: Any) -> Set
 
 def on_moto(settings: Settings, endpoint: str, **changes: Any) -> Settings:
     """The same settings, with servers from EC2 at `endpoint` (a local moto server), where the
-    backstop role is made as the README says."""
+    backstop role is made as docs/providers.md says."""
     from fakes.ec2 import backstop_role
 
     return replace(

@@ -17,7 +17,7 @@ from typing import Any
 from commands.billing import format_cents
 from commands.lab import Lab
 from commands.process import format_share
-from commands.report import MonthReport, is_month, month_report, report_months
+from commands.report import PublicMonth, is_month, public_month, report_months
 
 PATH = "/report"
 BURN_COLOUR = "#c0392b"
@@ -39,7 +39,7 @@ svg text { font-size: 12px; fill: #333; }
 """
 
 
-def render_month(report: MonthReport, months: list[str], link: Callable[[str], str]) -> str:
+def render_month(report: PublicMonth, months: list[str], link: Callable[[str], str]) -> str:
     share = format_share(report.reserved_share)
     r = report.reserve
     summary = [
@@ -79,7 +79,7 @@ def export(lab: Lab, out: Path, now: datetime, month: str | None = None) -> list
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for key in chosen:
-        page = render_month(month_report(lab, key, now), months, lambda m: f"{m}.html")
+        page = render_month(public_month(lab, key, now), months, lambda m: f"{m}.html")
         path = out / f"{key}.html"
         path.write_text(page, encoding="utf-8")
         written.append(path)
@@ -107,7 +107,7 @@ def report_app(lab: Lab, clock: Callable[[], datetime]) -> Callable[..., Iterabl
                 _page("Not found", [f"<p>No report for that month; see <a href='{PATH}'>the "
                                     "latest</a>.</p>"]),
             )  # fmt: skip
-        page = render_month(month_report(lab, key, clock()), months, lambda m: f"{PATH}/{m}.html")
+        page = render_month(public_month(lab, key, clock()), months, lambda m: f"{PATH}/{m}.html")
         return _answer(start_response, "200 OK", page)
 
     return application
@@ -146,7 +146,7 @@ def _money_table(title: str, rows: list[tuple[str, int]]) -> str:
     return f"<h2>{escape(title)}</h2><table>{body or '<tr><td>none</td></tr>'}</table>"
 
 
-def _leases(report: MonthReport) -> str:
+def _leases(report: PublicMonth) -> str:
     head = (
         "<tr><th>Project</th><th>Who</th><th>Repository</th><th>Purpose</th><th>Servers</th>"
         "<th class='money'>Dollars</th><th>Write-up</th></tr>"
@@ -168,7 +168,7 @@ def _writeup(url: str | None) -> str:
     return f"<a href='{escape(url)}'>write-up</a>" if url else "pending"
 
 
-def _burn_chart(report: MonthReport) -> str:
+def _burn_chart(report: PublicMonth) -> str:
     """Spend by the end of each day against the grant, and the line favoured requests stop at
     (the grant less the reserve)."""
     top = max([report.granted, *(cents for _, cents in report.burn), 1])

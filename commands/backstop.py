@@ -1,6 +1,6 @@
-"""The provider-side backstop: every device carries a termination time so the provider deletes
-it even if labbot is down. It must never fall before the lease's end plus grace, so whenever the
-end moves later (an extension, or servers that came up late) the backstop moves first."""
+"""Lease life: the provider-side backstop: every device carries a termination time so the provider
+deletes it even if labbot is down. It must never fall before the lease's end plus grace, so whenever
+the end moves later (an extension, or servers that came up late) the backstop moves first."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from datetime import datetime
 
 from sqlmodel import select
 
+from commands.facts import when
 from commands.holds import backstop_moved
 from commands.lab import Lab, audit
 from metal.provider import lease_tag
@@ -37,7 +38,7 @@ def move_backstop(lab: Lab, lease_id: int, ends_at: datetime, now: datetime) -> 
     except Exception as error:
         return (
             f"the provider would not move the deletion backstop of lease #{lease_id}'s servers "
-            f"past {lease.backstop_at:%Y-%m-%d %H:%M} UTC ({error})"
+            f"past {when(lease.backstop_at)} ({error})"
         )
     with lab.db.write() as session:
         row = locked(session, Lease, lease_id)

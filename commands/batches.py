@@ -1,5 +1,5 @@
-"""How the engine splits a lease's provider work into calls: as many calls in flight as the
-policy allows, each carrying as many devices as the provider takes in one call."""
+"""Vocabulary: how the engine splits a lease's provider work into calls: as many calls in flight as
+the policy allows, each carrying as many devices as the provider takes in one call."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Pure arithmetic of money and time: started hours, months, and which month an hour falls in.
+"""Vocabulary: pure arithmetic of money and time: started hours, months, and which month an hour
+falls in.
 
 A server bills per started hour (as Packet billed), from `active_at` until it is gone. Each
 started hour is attributed to the calendar month (UTC) in which it starts.

@@ -1,4 +1,4 @@
-"""Co-owners: the people a lease's owner shares it with.
+"""People: co-owners, the people a lease's owner shares it with.
 
 A co-owner gets the lease's ready DM and reminders, may extend or release it, and has their saved
 keys put on every server created for it after they were added. Removing one is audited, and the

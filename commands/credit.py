@@ -1,4 +1,4 @@
-"""The month's money: granted, spent, committed, available, per month and per project.
+"""Books: the month's money: granted, spent, committed, available, per month and per project.
 
 Spent is what servers have billed (per started hour, from `active_at` until deleted or now);
 committed is what live leases will still bill until their planned end plus grace; available is
@@ -272,13 +272,16 @@ class Tally:
 
 
 @dataclass(frozen=True)
-class MonthReport:
+class MonthTally:
+    """The month's tally behind the credit report (commands/credit_report.py): the lab's books,
+    each project's spent and committed, and the burn rate."""
+
     books: MonthBooks
     projects: Tally
     burn_per_day: int  # what the servers running now cost a day
 
 
-def month_report(session: Session, month: str, policy: Policy, now: datetime) -> MonthReport:
+def month_tally(session: Session, month: str, policy: Policy, now: datetime) -> MonthTally:
     """The lab's books, every project's, and the burn rate, as `/lab credit` and App Home show
     them: the month's rows of totals, the leases reckoned one by one, and one SQL sum over the
     running servers, grouped by project (the split into spent and committed needs it)."""
@@ -314,7 +317,7 @@ def month_report(session: Session, month: str, policy: Policy, now: datetime) ->
         if used.get(name, 0) - spent.get(name, 0):
             tally.committed[name, month] = used.get(name, 0) - spent.get(name, 0)
     books = MonthBooks(month, granted, overrides, lab_spent, lab_used - lab_spent)
-    return MonthReport(books, tally, 24 * sum(int(h) for _, _, h in running))
+    return MonthTally(books, tally, 24 * sum(int(h) for _, _, h in running))
 
 
 def running_spend(

@@ -1,4 +1,5 @@
-"""Durations as people write them: `30s`, `90m`, `36h`, `3d`, and combinations like `1d12h`."""
+"""Vocabulary: durations as people write them: `30s`, `90m`, `36h`, `3d`, and combinations like
+`1d12h`."""
 
 from __future__ import annotations
 

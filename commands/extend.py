@@ -1,5 +1,5 @@
-"""Longer leases. Inside policy and within the month's money an extension takes effect at once;
-beyond policy it becomes a pending extension that reviewers decide on a card."""
+"""Intake: longer leases. Inside policy and within the month's money an extension takes effect at
+once; beyond policy it becomes a pending extension that reviewers decide on a card."""
 
 from __future__ import annotations
 

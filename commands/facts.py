@@ -1,4 +1,4 @@
-"""How a lease is described to people: the facts every notice and listing carries."""
+"""Kernel: how a lease is described to people: the facts every notice and listing carries."""
 
 from __future__ import annotations
 
@@ -47,6 +47,7 @@ def shape(lease: Lease) -> str:
 
 
 def when(at: datetime | None) -> str:
+    """The one way a moment is written for people: `2026-12-07 11:15 UTC`, or `-` for none."""
     return at.strftime("%Y-%m-%d %H:%M UTC") if at else "-"
 
 

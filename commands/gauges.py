@@ -1,4 +1,4 @@
-"""What the lab looks like right now, in numbers an operator graphs and alerts on.
+"""Reads: what the lab looks like right now, in numbers an operator graphs and alerts on.
 
 Read from the database at the moment of asking, so every process and every replica gives the
 same answer. Each figure is a count or a minimum over an indexed column (or the books, which
@@ -14,10 +14,10 @@ from sqlalchemy import func
 from sqlmodel import col, select
 
 from commands.billing import months_between
+from commands.credit_report import CreditLine, credit_report
 from commands.health import last_sweep
 from commands.lab import Lab
 from commands.states import State
-from commands.views import CreditLine, credit_report
 from storage.models import Lease, Notice, Server
 
 SERVER_STATES = (

@@ -1,4 +1,4 @@
-"""The slash-command text, parsed into a `Command` with no Slack and no database in sight.
+"""Rules: the slash-command text, parsed into a `Command` with no Slack and no database in sight.
 
 Kept pure so hypothesis can throw any string at it: the only exception it raises is
 `GrammarError`, whose message is the sentence the person sees (what was wrong, what is right).
@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from commands.durations import DurationError, parse_duration
-from commands.keys import FORGES
 from commands.policy import MAX_CO_OWNERS, RequestInput
 from commands.pubkeys import PRIVATE_KEY_REFUSAL, looks_private
 from commands.slacktext import plain
+from metal.forge import FORGES
 
 USAGE: dict[str, str] = {
     "request": (

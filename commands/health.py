@@ -1,4 +1,5 @@
-"""Whether this lab is being looked after: the database answers and the sweep keeps running.
+"""Lease life: whether this lab is being looked after: the database answers and the sweep keeps
+running.
 
 The last completed sweep is a row in the database, not a variable in a process, so every web
 worker and every replica answers the health check the same way, whichever process swept.

@@ -1,4 +1,4 @@
-"""Commitments as holds in the ledger, the way Chameleon charges an allocation up front and
+"""Books: commitments as holds in the ledger, the way Chameleon charges an allocation up front and
 refunds the rest.
 
 Approving a lease writes, in the approval's own transaction, what it may bill into each month
@@ -30,8 +30,10 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, func, select
 
 from commands.billing import cost_by_month, first_overrun, from_us, to_us
+from commands.lab import Lab
 from commands.policy import Policy
 from commands.states import LIVE, State
+from storage.claims import claim_period
 from storage.models import (
     ClassMonth,
     CreditHold,
@@ -43,6 +45,7 @@ from storage.models import (
 )
 
 LAB = ""  # the project key of the lab's own totals
+EXACTNESS = "exactness"  # the claim of the sweep's exactness pass
 
 
 class Payer(NamedTuple):
@@ -303,6 +306,15 @@ def renote_lapsed_exactness(session: Session, now: datetime) -> list[int]:
     _locked_holds_all(session, lapsed, ())
     refresh_exactness_all(session, lapsed)
     return list(lapsed)
+
+
+def renote_exactness_if_due(lab: Lab, now: datetime) -> None:
+    """The sweep's exactness pass, once per `reconcile_every` across replicas: leases reckoned
+    one by one because their exactness lapsed (all live leases right after an upgrade) are
+    looked at again, so the books go back to reading totals for those within their holds."""
+    with lab.db.write() as session:
+        if claim_period(session, EXACTNESS, lab.replica, now, lab.policy.reconcile_every):
+            renote_lapsed_exactness(session, now)
 
 
 def open_month(session: Session, month: str) -> None:

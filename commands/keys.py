@@ -1,5 +1,5 @@
-"""A person's saved public SSH keys: listed, added, removed, imported from a forge, and the set
-of keys a lease's servers are created with.
+"""People: a person's saved public SSH keys: listed, added, removed, imported from a forge, and the
+set of keys a lease's servers are created with.
 
 Keys follow the person, not the request: the servers of a lease carry the keys the request
 names (pasted with `key=`, or checked and pasted in the form) or, when it names none, the
@@ -20,12 +20,11 @@ from sqlmodel import Session, col, select
 from commands.facts import quoted, when
 from commands.lab import Lab, Outcome, audit, refuse
 from commands.pubkeys import KeyProblem, PublicKey, read_key
-from metal.forge import ForgeName, NotFound, Unchecked
+from metal.forge import FORGES, ForgeName, NotFound, Unchecked
 from storage.models import Lease, Server, ServerKeys, SshKey
 
 MAX_KEYS = 20
 FINGERPRINT = "SHA256:"  # how `lease.ssh_key` names a saved key, where it does not hold one
-FORGES = tuple(f.value for f in ForgeName)
 
 HOW_TO_ADD = (
     "`/lab keys add ssh-ed25519 AAAA... you@host` saves a public key, and "

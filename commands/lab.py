@@ -1,4 +1,4 @@
-"""What every use case needs, and the one way a lease changes state.
+"""Kernel: what every use case needs, and the one way a lease changes state.
 
 `Lab` bundles the database, the provider, the notifier and the rules; each use case takes it
 plus the actor and `now`, and returns an `Outcome` rather than raising, so every front end

@@ -1,4 +1,4 @@
-"""Which lease the current thread is working on, for log lines.
+"""Vocabulary: which lease the current thread is working on, for log lines.
 
 A context variable rather than an argument: the log record is made deep inside libraries that
 know nothing of leases. Product code marks the lease where it starts working on one (a sweep

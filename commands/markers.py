@@ -1,4 +1,4 @@
-"""Things that must happen once: a progress message, a credit alert, the last reconcile."""
+"""Kernel: things that must happen once: a progress message, a credit alert, the last reconcile."""
 
 from __future__ import annotations
 

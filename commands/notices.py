@@ -1,4 +1,4 @@
-"""The outbox and the Notifier protocol.
+"""Kernel: the outbox and the Notifier protocol.
 
 A use case never talks to Slack. It writes a Notice row in the same transaction as the state
 change the notice reports; after the commit, `deliver` hands pending notices to the Notifier.
@@ -284,20 +284,3 @@ def _record(
             notice.last_error = f"{type(error).__name__}: {error}"[:500]
             session.add(notice)
             log.warning("notice %s not delivered (%s); retry after %s", notice_id, error, backoff)
-
-
-class RecordingNotifier:
-    """Keeps every message, for tests and the demo; optionally echoes them."""
-
-    def __init__(self, echo: bool = False) -> None:
-        self.messages: list[Message] = []
-        self.echo = echo
-
-    def deliver(self, message: Message) -> str | None:
-        self.messages.append(message)
-        if self.echo:
-            print(f"  [{message.audience}] {message.text}")
-        return f"rec-{message.id}"
-
-    def texts(self, kind: Kind | None = None) -> list[str]:
-        return [m.text for m in self.messages if kind is None or m.kind == kind]

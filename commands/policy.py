@@ -1,4 +1,4 @@
-"""The lab's rules, as data, and the pure checks that apply them to a request.
+"""Rules: the lab's rules as data, and the pure checks that apply them to a request.
 
 Nothing here touches the database or Slack: the same checks answer the slash command, the modal
 (field by field) and the CLI, and hypothesis can drive them directly.

@@ -1,5 +1,6 @@
-"""The lab's process as the foundation described it, as pure decisions: who is asking, the order
-in which reviewers see requests, and the share of each month kept for other open-source projects.
+"""Rules: the lab's process as the foundation described it, as pure decisions: who is asking, the
+order in which reviewers see requests, and the share of each month kept for other open-source
+projects.
 
 Nothing here touches the database: the use cases gather the numbers and these functions decide,
 so hypothesis can drive them directly.

@@ -1,4 +1,4 @@
-"""From an approved lease to running servers.
+"""Lease life: from an approved lease to running servers.
 
 Each server is a row before it is a device. A create is claimed first (row `pending` ->
 `creating`, committed), then sent; the answer is recorded in a second commit. If the process
@@ -19,7 +19,8 @@ from sqlmodel import Session, col, select
 from commands.backstop import move_backstop
 from commands.batches import batches
 from commands.coowners import audiences, co_owners_of
-from commands.facts import servers_summary, shape
+from commands.facts import servers_summary, shape, when
+from commands.handover import files_notice
 from commands.holds import hold_all, meter_on, refresh_exactness_all, release_holds
 from commands.keys import keys_on_all, keys_words, lease_keys_all
 from commands.lab import (
@@ -39,7 +40,6 @@ from commands.notices import ADMIN, Draft, Kind, enqueue, enqueue_all, owner
 from commands.pubkeys import PublicKey
 from commands.reclaim import delete_due_all
 from commands.reminders import next_due
-from commands.serverfiles import ServerFacts, files_words
 from commands.states import State
 from metal.provider import (
     TAG,
@@ -590,7 +590,7 @@ def _late_backstop(lab: Lab, lease_id: int, ends_at: datetime, now: datetime) ->
         lab,
         lease_id,
         refused,
-        f"Lease #{lease_id} ends {ends_at:%Y-%m-%d %H:%M} UTC, but {refused}: its servers "
+        f"Lease #{lease_id} ends {when(ends_at)}, but {refused}: its servers "
         "may be deleted before the lease ends.",
         now,
     )
@@ -672,7 +672,7 @@ def _ready(
     partial = f" ({lease.count} of the {asked} asked for)" if lease.count < asked else ""
     login = lab.plans().login_user(lease.os)
     intro = f"Lease #{lease.id} is ready{partial}: log in as {login} (`ssh {login}@ADDRESS`)."
-    ends = f"It ends {lease.ends_at:%Y-%m-%d %H:%M} UTC; you will be reminded before then."
+    ends = f"It ends {when(lease.ends_at)}; you will be reminded before then."
     listed = "\n".join(f"• {s.hostname}: {s.ips or 'no IP yet'}" for s in active[:TEXT_LISTED])
     if len(active) > TEXT_LISTED:
         listed += (
@@ -700,42 +700,6 @@ def _ready(
         )
         drafts.append(files_notice(lease.id, login, servers, audience))
     return drafts
-
-
-def files_notice(
-    lease_id: int, login: str, servers: list[ServerFacts], audience: str, again: str = ""
-) -> Draft:
-    """The notice that uploads the files to one person; `again` says what they replace."""
-    first = servers[0]["hostname"] if servers else None
-    return Draft(
-        Kind.SERVER_FILES,
-        audience,
-        files_words(lease_id, len(servers), first) + again,
-        lease_id,
-        {"login": login, "servers": list(servers)},
-    )
-
-
-def send_files_again(session: Session, lab: Lab, lease: Lease, why: str) -> list[Draft]:
-    """The lease's servers changed after its files were sent (one vanished, one was replaced):
-    new files to each of its people, saying they replace the earlier ones. None when no server
-    is left to list."""
-    active = list(
-        session.exec(
-            select(Server)
-            .where(Server.lease_id == lease.id, Server.state == "active")
-            .order_by(col(Server.id))
-        ).all()
-    )
-    if not active:
-        return []
-    login = lab.plans().login_user(lease.os)
-    servers = servers_summary(active)
-    again = f" They replace the files sent earlier: {why}."
-    return [
-        files_notice(lease.id, login, servers, audience, again)
-        for audience in audiences(session, lease)
-    ]
 
 
 def _fail(

@@ -1,4 +1,4 @@
-"""Public SSH keys: read one line of text as a key, or say why it is not one.
+"""Rules: public SSH keys: read one line of text as a key, or say why it is not one.
 
 Pure, so hypothesis can throw any string at it. A key is accepted only when its base64 blob
 decodes and names the same type as the line does (what `ssh-keygen -l` checks first), so a

@@ -1,4 +1,4 @@
-"""The requests waiting for a decision, in the order reviewers see them, and what else a
+"""Intake: the requests waiting for a decision, in the order reviewers see them, and what else a
 reviewer is shown about who is asking: their class, their repository's check, their write-ups.
 
 The order itself is `commands.process.rank`; this module reads the pending leases and the

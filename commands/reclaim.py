@@ -1,4 +1,5 @@
-"""Taking servers back: release by the owner, expiry by the sweep, and the deletes behind both.
+"""Lease life: taking servers back: release by the owner, expiry by the sweep, and the deletes
+behind both.
 
 A delete counts only once the provider confirms the device is gone. A delete that fails is
 retried with exponential backoff; after `delete_attempts` failures the lease is quarantined and
@@ -142,14 +143,10 @@ def advance_reclaim_all(lab: Lab, lease_ids: list[int], now: datetime) -> None:
     _settle_all(lab, lease_ids, now)
 
 
-def delete_due(lab: Lab, lease_id: int, now: datetime) -> None:
-    """One delete attempt for every server of the lease queued for deletion and due. Also used
-    while a lease provisions or runs, for devices that failed or were given up."""
-    delete_due_all(lab, [lease_id], now)
-
-
 def delete_due_all(lab: Lab, lease_ids: list[int], now: datetime) -> None:
-    """`delete_due` for the servers of many leases, sent from one pool."""
+    """One delete attempt for every server of the leases queued for deletion and due, sent
+    from one pool. Also used while a lease provisions or runs, for devices that failed or were
+    given up."""
     if not lease_ids:
         return
     with lab.db.read() as session:

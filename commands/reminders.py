@@ -1,4 +1,5 @@
-"""When reminders fall due. Pure: the sweep asks, and records what it sent."""
+"""Rules: when reminders fall due. Pure: sending them, and their words, are commands/remind.py,
+which the sweep calls and which records what it sent."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Open source, checked: what the forge says about a request's repository.
+"""Intake: open source, checked: what the forge says about a request's repository.
 
 A request is filed with its check pending (`repo_check_at` set) and never waits for the forge.
 The check runs after the commit (right after the requester has been answered, and again from the

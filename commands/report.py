@@ -1,4 +1,4 @@
-"""The public report: per month, what the lab was given, what each project used and why, the
+"""Reads: the public report: per month, what the lab was given, what each project used and why, the
 share kept for other open-source projects, and who wrote up their run.
 
 It is read-only (months the books have opened, read in a read transaction) and public: it
@@ -57,7 +57,9 @@ class ReportLease:
 
 
 @dataclass(frozen=True)
-class MonthReport:
+class PublicMonth:
+    """One month of the public report, as its page shows it."""
+
     month: str
     granted: int
     spent: int
@@ -84,7 +86,7 @@ def report_months(lab: Lab) -> list[str]:
         )
 
 
-def month_report(lab: Lab, month: str, now: datetime) -> MonthReport:
+def public_month(lab: Lab, month: str, now: datetime) -> PublicMonth:
     """One month of the report. Only for months in `report_months`: reading them writes
     nothing."""
     with lab.db.read() as session:
@@ -101,7 +103,7 @@ def month_report(lab: Lab, month: str, now: datetime) -> MonthReport:
     for lease in leases:
         by_project[lease.project] += amounts[lease.id]
         by_class[LABELS.get(lease.applicant_class, lease.applicant_class)] += amounts[lease.id]
-    return MonthReport(
+    return PublicMonth(
         month=month,
         granted=book.granted,
         spent=book.spent,

@@ -1,4 +1,5 @@
-"""Asking for servers, and taking the question back."""
+"""Intake: asking for servers, taking the question back, and the question lapsing when no reviewer
+decides by its deadline (the sweep expires it)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,22 @@ from sqlmodel import Session, col, func, select
 from commands.billing import format_cents, month_key
 from commands.coowners import add_co_owners
 from commands.credit import available_cents, estimate_cents
-from commands.facts import lease_facts, quoted, shape
+from commands.facts import lease_facts, quoted, shape, when
 from commands.holds import planned_cost
 from commands.keys import request_keys
-from commands.lab import Lab, Outcome, audit, move, not_found, owner_or_admin, refuse, wrong_state
-from commands.notices import REVIEW, Kind, enqueue, owner
+from commands.lab import (
+    Lab,
+    Outcome,
+    audit,
+    audit_all,
+    move,
+    move_all,
+    not_found,
+    owner_or_admin,
+    refuse,
+    wrong_state,
+)
+from commands.notices import REVIEW, Draft, Kind, enqueue, enqueue_all, owner
 from commands.policy import RequestInput, check_request, default_os
 from commands.process import classify
 from commands.queue import applicant_label, place_in_queue, project_writeups, repo_words
@@ -211,3 +223,41 @@ def _cannot_cancel(lab: Lab, lease: Lease | None, actor: str, lease_id: int) -> 
     if lease.state != State.PENDING:
         return wrong_state(lease, "cancelled", "a pending request (release an active lease)")
     return owner_or_admin(lab, lease, actor, "cancel")
+
+
+def expire_requests(lab: Lab, leases: list[Lease], now: datetime) -> dict[int, str]:
+    """Requests nobody decided in time, all in one transaction; each is expired by the
+    conditional UPDATE that moved it, so a reviewer deciding at the same moment wins or loses
+    cleanly."""
+    due = [lease for lease in leases if lease.decide_by is not None and lease.decide_by <= now]
+    outcomes = {lease.id: "not due" for lease in leases}
+    if not due:
+        return outcomes
+    with lab.db.write() as session:
+        moved = move_all(session, due, State.EXPIRED_REQUEST, due_at=None, decided_at=now)
+        audit_all(session, now, "system", "expire_request", {lease.id: {} for lease in moved})
+        drafts = []
+        for lease in moved:
+            drafts.append(
+                Draft(
+                    Kind.REQUEST_EXPIRED,
+                    owner(lease.owner),
+                    f"Your request #{lease.id} ({shape(lease)}) expired: no reviewer decided by "
+                    f"{when(lease.decide_by)}. File it again or ask in the review channel.",
+                    lease.id,
+                )
+            )
+            drafts.append(
+                Draft(
+                    Kind.CARD_DECIDED,
+                    REVIEW,
+                    f"Request #{lease.id} expired undecided at {when(now)}.",
+                    lease.id,
+                    {"decision": "expired", "by": "system"},
+                )
+            )
+        enqueue_all(session, drafts, now)
+    expired = {lease.id for lease in moved}
+    for lease in due:
+        outcomes[lease.id] = "request expired" if lease.id in expired else "already decided"
+    return outcomes

@@ -1,4 +1,4 @@
-"""The share of each month kept for other open-source projects, read from the books.
+"""Books: the share of each month kept for other open-source projects, read from the books.
 
 The decisions are the pure functions of `commands.process`; this module gathers their numbers
 with credit's public functions (the month's grant, spent plus committed by class) and the

@@ -1,4 +1,4 @@
-"""Reviewers decide: approve (which starts provisioning) or deny with a reason.
+"""Intake: reviewers decide: approve (which starts provisioning) or deny with a reason.
 
 The decision is one conditional UPDATE on the lease, read FOR UPDATE, in a transaction that also
 checks the month's money while holding the lab's row of each month the lease would bill in (FOR

@@ -1,4 +1,4 @@
-"""Pure rules: the files that put every server of a lease in its people's hands.
+"""Rules: the files that put every server of a lease in its people's hands.
 
 A 500-server lease does not fit in a Slack message, so its servers travel as files: a CSV for
 a spreadsheet or a script, an SSH config to `Include`, and an Ansible inventory. They are

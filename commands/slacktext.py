@@ -1,4 +1,4 @@
-"""Slash-command text as Slack sends it, read back into the words the person typed.
+"""Vocabulary: slash-command text as Slack sends it, read back into the words the person typed.
 
 The manifest turns escaping on (`should_escape: true`) so that a person picked from Slack's
 `@` menu arrives as who they are: `@alice` comes as `<@U123|alice>` (or `<@U123>`). Escaping

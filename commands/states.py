@@ -1,4 +1,5 @@
-"""The lease state machine: one table of allowed transitions, as OpenStack Blazar keeps it."""
+"""Vocabulary: the lease state machine: one table of allowed transitions, as OpenStack Blazar keeps
+it."""
 
 from __future__ import annotations
 

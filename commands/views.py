@@ -1,25 +1,20 @@
-"""What people ask to see: my leases, one lease, the credit report, the audit log, the catalog;
-and the one thing they send back afterwards, the write-up link."""
+"""Reads: what people ask to see: my leases, one lease, the audit log, the catalog (the credit
+report is commands/credit_report.py)."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
-from dataclasses import asdict, dataclass
 from datetime import datetime
 
 from sqlalchemy import or_
 from sqlmodel import col, select
 
-from commands.billing import format_cents, month_key
+from commands.billing import format_cents
 from commands.coowners import co_owner_ids
-from commands.credit import Tally, month_report, runs_out_at
 from commands.facts import describe, one_line
-from commands.lab import Lab, Outcome, audit, not_found, refuse
-from commands.policy import is_link, too_long
-from commands.process import Reserve, format_share
-from commands.reserve import month_reserves, reserve_words
+from commands.lab import Lab, Outcome, not_found, refuse
 from commands.states import TERMINAL, State
 from metal.provider import Catalog
 from storage.models import AuditEvent, CoOwner, Lease, Server
@@ -84,93 +79,6 @@ def lease_with_servers(lab: Lab, lease_id: int) -> tuple[Lease | None, list[Serv
     return lease, servers
 
 
-@dataclass(frozen=True)
-class CreditLine:
-    """One line of the books. A project without a monthly cap has no grant of its own, so
-    `granted` and `available` are None for it."""
-
-    name: str
-    granted: int | None
-    spent: int
-    committed: int
-    available: int | None
-
-
-@dataclass(frozen=True)
-class CreditReport:
-    month: str
-    lab: CreditLine
-    projects: list[CreditLine]
-    burn_per_day: int
-    runs_out: datetime | None
-    reserve: Reserve
-    reserved_share: int
-
-    def text(self) -> str:
-        lines = [
-            f"Credit for {self.month}:",
-            _line(self.lab),
-            f"Burn rate: {format_cents(self.burn_per_day)}/day; "
-            + (
-                f"runs out {self.runs_out:%Y-%m-%d %H:%M} UTC at this rate."
-                if self.runs_out
-                else "the month's credit lasts the month at this rate."
-            ),
-        ]
-        lines.append(
-            f"Kept for other open-source projects ({format_share(self.reserved_share)}): "
-            f"{reserve_words(self.reserve)}."
-        )
-        if self.projects:
-            lines.append("By project:")
-            lines += [_line(p) for p in self.projects]
-        return "\n".join(lines)
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-
-def _line(line: CreditLine) -> str:
-    used = f"spent {format_cents(line.spent)}, committed {format_cents(line.committed)}"
-    if line.granted is None:
-        return f"  {line.name}: {used} (no project cap)"
-    return (
-        f"  {line.name}: granted {format_cents(line.granted)}, {used}, "
-        f"available {format_cents(line.available)}"
-    )
-
-
-def credit_report(lab: Lab, now: datetime, month: str | None = None) -> CreditReport:
-    month = month or month_key(now)
-    with lab.db.write() as session:  # write: the month's grant row may be created
-        report = month_report(session, month, lab.policy, now)
-        kept = month_reserves(session, [month], lab.policy, now)[month]
-    book = report.books
-    burn = report.burn_per_day if month == month_key(now) else 0
-    lab_line = CreditLine("lab", book.granted, book.spent, book.committed, book.available)
-    projects = _by_project(report.projects, lab.policy.project_cap_cents)
-    return CreditReport(
-        month,
-        lab_line,
-        projects,
-        burn,
-        runs_out_at(book, burn, now),
-        kept,
-        lab.policy.reserved_share,
-    )
-
-
-def _by_project(tally: Tally, cap: int | None) -> list[CreditLine]:
-    spent = {p: c for (p, _), c in tally.spent.items()}
-    committed = {p: c for (p, _), c in tally.committed.items()}
-    lines = []
-    for p in sorted(spent.keys() | committed.keys()):
-        used, held = spent.get(p, 0), committed.get(p, 0)
-        left = None if cap is None else cap - used - held
-        lines.append(CreditLine(p, cap, used, held, left))
-    return lines
-
-
 def audit_events(
     lab: Lab, lease_id: int | None = None, limit: int | None = None
 ) -> list[AuditEvent]:
@@ -217,36 +125,3 @@ def plans_text(catalog: Catalog) -> str:
     lines.append("Metros: " + ", ".join(f"{m.code} ({m.name})" for m in catalog.metros.values()))
     lines.append("OS: " + ", ".join(catalog.oses))
     return "\n".join(lines)
-
-
-def submit_writeup(lab: Lab, actor: str, lease_id: int, url: str, now: datetime) -> Outcome:
-    """After a lease, its owner sends a link to a short write-up; it stays on the project's
-    history."""
-    if long := too_long("url", url.strip()):
-        return refuse(lab, now, actor, "writeup", f"That link is too long: {long}.", lease_id)
-    if not is_link(url.strip()):
-        return refuse(
-            lab,
-            now,
-            actor,
-            "writeup",
-            "Send a link, like https://blog.example.org/our-lab-run.",
-            lease_id,
-        )
-    with lab.db.write() as session:
-        lease = session.get(Lease, lease_id)
-        if lease is None or lease.owner != actor:
-            problem = (
-                not_found(lease_id)
-                if lease is None
-                else "Only the lease's owner can add its write-up."
-            )
-        else:
-            problem = None
-            lease.writeup_url = url.strip()
-            lease.writeup_remind_at = None
-            session.add(lease)
-            audit(session, now, actor, "writeup", lease_id, url=lease.writeup_url)
-    if problem:
-        return refuse(lab, now, actor, "writeup", problem, lease_id)
-    return Outcome(True, f"Thank you! The write-up is on lease #{lease_id}'s record.", lease_id)

@@ -1,6 +1,7 @@
-"""The write-up, followed up: one reminder `Policy.writeup_after` after a lease ended, if no
-link came. The deadline is an indexed column, so the sweep finds the few that are due; the
-reminder is claimed with a conditional update, so two sweeps never send it twice."""
+"""Lease life: the write-up: after a lease, its owner sends a link to a short write-up of the run;
+one reminder goes out `Policy.writeup_after` after the lease ended, if no link came. The deadline is
+an indexed column, so the sweep finds the few that are due; the reminder is claimed with a
+conditional update, so two sweeps never send it twice."""
 
 from __future__ import annotations
 
@@ -9,11 +10,45 @@ from datetime import datetime
 from sqlalchemy import update
 from sqlmodel import col, select
 
-from commands.lab import Lab, audit
+from commands.lab import Lab, Outcome, audit, not_found, refuse
 from commands.notices import Kind, enqueue, owner
+from commands.policy import is_link, too_long
 from storage.models import Lease
 
 BATCH = 200
+
+
+def submit_writeup(lab: Lab, actor: str, lease_id: int, url: str, now: datetime) -> Outcome:
+    """After a lease, its owner sends a link to a short write-up; it stays on the project's
+    history."""
+    if long := too_long("url", url.strip()):
+        return refuse(lab, now, actor, "writeup", f"That link is too long: {long}.", lease_id)
+    if not is_link(url.strip()):
+        return refuse(
+            lab,
+            now,
+            actor,
+            "writeup",
+            "Send a link, like https://blog.example.org/our-lab-run.",
+            lease_id,
+        )
+    with lab.db.write() as session:
+        lease = session.get(Lease, lease_id)
+        if lease is None or lease.owner != actor:
+            problem = (
+                not_found(lease_id)
+                if lease is None
+                else "Only the lease's owner can add its write-up."
+            )
+        else:
+            problem = None
+            lease.writeup_url = url.strip()
+            lease.writeup_remind_at = None
+            session.add(lease)
+            audit(session, now, actor, "writeup", lease_id, url=lease.writeup_url)
+    if problem:
+        return refuse(lab, now, actor, "writeup", problem, lease_id)
+    return Outcome(True, f"Thank you! The write-up is on lease #{lease_id}'s record.", lease_id)
 
 
 def remind_writeups(lab: Lab, now: datetime, limit: int = BATCH) -> list[int]:

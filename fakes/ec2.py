@@ -15,7 +15,7 @@ proxy of our own in front of it that does what moto does not: faults and time.
 - `fire_due_schedules` plays EventBridge Scheduler's and Systems Manager's parts, which moto
   stores but never runs: every one-time ``at(...)`` schedule whose time has come starts its
   terminate automation on the instances its tag targets name.
-- `backstop_role` creates the backstop role in moto's IAM, trusting what the README says.
+- `backstop_role` creates the backstop role in moto's IAM, trusting what docs/providers.md says.
 """
 
 from __future__ import annotations
@@ -357,7 +357,7 @@ def backstop_role(
     endpoint: str, trusts: tuple[str, ...] = ("scheduler.amazonaws.com", "ssm.amazonaws.com")
 ) -> str:
     """Create SCHEDULER_ROLE in moto's IAM, trusting `trusts`, as an operator following the
-    README would; returns its ARN."""
+    docs/providers.md would; returns its ARN."""
     trust = {
         "Version": "2012-10-17",
         "Statement": [

@@ -439,7 +439,7 @@ class Ec2Provider:
         if missing:
             raise ProviderError(
                 f"{setting} does not trust {' and '.join(missing)}, which run the backstop as "
-                "it; see the README's IAM section",
+                "it; see the IAM section of docs/providers.md",
                 retryable=False,
             )
 
@@ -517,8 +517,8 @@ def _client_failure(what: str, error: ClientError) -> ProviderError:
         )
     if code in _REFUSED:
         return _Failure(
-            f"the AWS identity labbot runs as may not {what} ({code}); see the IAM policy in the "
-            "README",
+            f"the AWS identity labbot runs as may not {what} ({code}); see the IAM policy in "
+            "docs/providers.md",
             code,
             retryable=False,
         )

@@ -26,6 +26,9 @@ class ForgeName(StrEnum):
     GITLAB = "gitlab"
 
 
+FORGES = tuple(f.value for f in ForgeName)  # their names, as people type them
+
+
 # Web hosts whose repository URLs labbot can check, and the forge that serves each.
 FORGE_HOSTS: dict[str, ForgeName] = {
     "github.com": ForgeName.GITHUB,

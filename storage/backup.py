@@ -3,7 +3,7 @@
 SQLite's online backup API copies the database page by page and starts over if another
 connection writes in between, so the copy is always one committed state, never a torn file
 (copying the file while WAL is on can miss the last commits or mix two states). PostgreSQL has
-its own tool for this, pg_dump; the README shows it.
+its own tool for this, pg_dump; docs/production.md shows it.
 """
 
 from __future__ import annotations

@@ -68,7 +68,7 @@ def claim(
     return keys
 
 
-def release(session: Session, model: type[SQLModel], keys: Sequence[Any], owner: str) -> None:
+def give_back(session: Session, model: type[SQLModel], keys: Sequence[Any], owner: str) -> None:
     """Give claimed rows back early (the work is done), if they are still ours."""
     (key,) = model.__table__.primary_key.columns
     session.execute(

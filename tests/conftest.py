@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from commands.lab import Lab
-from commands.notices import RecordingNotifier
 from commands.policy import Policy, RequestInput, Roles
 from fakes.keys import public_key
+from fakes.notifier import RecordingNotifier
 from metal.simulated import SimulatedProvider
 from storage.db import Database
 from storage.schema import upgrade

@@ -21,10 +21,10 @@ from bot.blocks.kit import (
     section,
 )
 from commands.billing import format_cents
+from commands.credit_report import CreditReport
 from commands.facts import one_line
 from commands.queue import QueueEntry, repo_words
 from commands.reserve import reserve_words
-from commands.views import CreditReport
 from storage.models import Lease
 
 MAX_LEASES = 20

@@ -27,6 +27,7 @@ from bot.listeners.reply import (
     user_of,
 )
 from commands.coowners import share, unshare
+from commands.credit_report import credit_report
 from commands.extend import extend
 from commands.grammar import Command, GrammarError, help_text, parse
 from commands.keys import add_key, import_keys, list_keys, public_keys, remove_key
@@ -38,7 +39,7 @@ from commands.reclaim import release
 from commands.request import cancel, request
 from commands.review import approve, deny
 from commands.serverpages import Shown, show_page
-from commands.views import credit_report, my_leases_text, plans_text
+from commands.views import my_leases_text, plans_text
 
 if TYPE_CHECKING:
     from bot.app import AppContext

@@ -16,10 +16,11 @@ from slack_sdk.webhook import WebhookClient
 
 from bot.blocks.home import home_view
 from bot.blocks.kit import Block, ephemeral
+from commands.credit_report import credit_report
 from commands.lab import Outcome, refuse
 from commands.queue import queue
 from commands.repocheck import check_repository
-from commands.views import credit_report, leases
+from commands.views import leases
 
 if TYPE_CHECKING:
     from bot.app import AppContext

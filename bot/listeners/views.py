@@ -29,7 +29,7 @@ from commands.lab import Outcome
 from commands.policy import RequestInput, check_request
 from commands.request import request
 from commands.review import deny
-from commands.views import submit_writeup
+from commands.writeups import submit_writeup
 
 if TYPE_CHECKING:
     from bot.app import AppContext

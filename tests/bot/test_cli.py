@@ -11,9 +11,9 @@ from sqlmodel import select
 
 from bot.cli import main
 from commands.lab import Lab
-from commands.notices import RecordingNotifier
 from commands.policy import Policy
 from commands.request import request
+from fakes.notifier import RecordingNotifier
 from metal.simulated import SimulatedProvider
 from storage.db import Database
 from storage.models import Notice

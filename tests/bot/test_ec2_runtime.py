@@ -9,11 +9,11 @@ import pytest
 
 from bot.runtime import build_lab
 from bot.settings import Settings, SettingsError, from_env
-from commands.notices import RecordingNotifier
 from commands.policy import RequestInput
 from commands.request import request
 from fakes.ec2 import SCHEDULER_ROLE, FaultProxy, MotoServer, backstop_role
 from fakes.keys import public_key
+from fakes.notifier import RecordingNotifier
 from metal.ec2 import Ec2Provider
 from metal.ec2_catalog import EXAMPLE
 from storage.models import Lease
@@ -21,7 +21,7 @@ from storage.models import Lease
 
 @pytest.fixture(autouse=True)
 def role(moto_server: MotoServer, ec2_proxy: FaultProxy) -> str:
-    """The backstop role, made in moto's IAM as the README says (a test names another)."""
+    """The backstop role, made in moto's IAM as docs/providers.md says (a test names another)."""
     return backstop_role(moto_server.url)
 
 

@@ -14,9 +14,10 @@ from bot.app import create_app
 from bot.cli import main
 from bot.report_html import BURN_COLOUR, export, report_app
 from bot.serve import local_server
-from commands.report import month_report, public_text
+from commands.credit_report import credit_report
+from commands.report import public_month, public_text
 from commands.review import approve
-from commands.views import credit_report, submit_writeup
+from commands.writeups import submit_writeup
 from fakes.keys import public_key
 from tests.bot.browser import dump_dom, pixels, screenshot
 from tests.commands.helpers import file, lease, sweep_until_quiet
@@ -56,7 +57,7 @@ def _private_things(page: str) -> list[str]:
 
 
 def test_the_report_adds_up_to_the_books(story, clock):
-    report = month_report(story, "2026-11", clock.now)
+    report = public_month(story, "2026-11", clock.now)
     books = credit_report(story, clock.now).lab
     assert (report.granted, report.spent, report.committed) == (
         books.granted, books.spent, books.committed

@@ -9,7 +9,7 @@ import pytest
 
 from bot.runtime import build_lab
 from bot.settings import Settings, SettingsError, from_env
-from commands.notices import RecordingNotifier
+from fakes.notifier import RecordingNotifier
 from fakes.packet import FakePacket
 from metal.packet import PacketProvider
 from metal.simulated import SimulatedProvider

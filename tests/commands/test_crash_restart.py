@@ -13,11 +13,12 @@ from datetime import timedelta
 import pytest
 
 from commands.lab import Lab
-from commands.notices import Kind, RecordingNotifier
+from commands.notices import Kind
 from commands.reclaim import release
 from commands.review import approve
 from commands.states import State
 from commands.sweep import sweep
+from fakes.notifier import RecordingNotifier
 from metal.simulated import SimulatedProvider
 from storage.db import Database
 from storage.schema import upgrade

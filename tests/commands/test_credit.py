@@ -21,9 +21,10 @@ from commands.billing import (
     started_hours,
 )
 from commands.credit import GRANT, books
+from commands.credit_report import credit_report
 from commands.reclaim import release
 from commands.sweep import sweep
-from commands.views import audit_events, audit_export, credit_report
+from commands.views import audit_events, audit_export
 from tests.commands.helpers import active, approved, ledger, servers
 from tests.conftest import OWNER, with_policy
 

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 from sqlmodel import col, select
 
-from commands.credit import books, month_report, used_cents
+from commands.credit import books, month_tally, used_cents
 from commands.extend import extend
 from commands.process import FAVOURED, FOUNDATION, MEMBER, OTHER
 from commands.reclaim import release
@@ -163,7 +163,7 @@ def _same_books(lab, now: datetime, some_lease: int | None) -> None:
                 session, MONTHS, lab.policy, now, project=project
             ), project
         for month in MONTHS:
-            report = month_report(session, month, lab.policy, now)
+            report = month_tally(session, month, lab.policy, now)
             assert report.books == reference_books(session, [month], lab.policy, now)[month]
             tally = report.projects
             spent, committed = reference_tally(session, [month], lab.policy, now, None)

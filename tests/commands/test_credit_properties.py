@@ -19,12 +19,12 @@ from sqlmodel import SQLModel, select
 from commands.credit import OVERRIDE, books
 from commands.extend import extend
 from commands.lab import Lab
-from commands.notices import RecordingNotifier
 from commands.policy import Policy
 from commands.reclaim import release
 from commands.request import request
 from commands.review import approve
 from commands.sweep import sweep
+from fakes.notifier import RecordingNotifier
 from metal.simulated import SimulatedProvider
 from storage.db import Database
 from storage.models import Lease, LedgerEntry, Server

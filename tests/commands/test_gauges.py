@@ -6,11 +6,11 @@ from dataclasses import replace
 from datetime import timedelta
 
 from commands.billing import month_key
+from commands.credit_report import credit_report
 from commands.gauges import gauges
 from commands.health import Verdict, judge, record_sweep
 from commands.notices import deliver
 from commands.sweep import sweep
-from commands.views import credit_report
 from tests.commands.helpers import active, approved, file, lease
 
 

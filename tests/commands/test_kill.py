@@ -28,7 +28,7 @@ DOOMED = textwrap.dedent(
     """
     import sys
     from commands.lab import Lab
-    from commands.notices import RecordingNotifier
+    from fakes.notifier import RecordingNotifier
     from commands.policy import Policy
     from commands.request import request
     from commands.review import approve

@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import pytest
 
+from commands.credit_report import credit_report
 from commands.extend import extend
 from commands.notices import Kind
 from commands.queue import queue, queue_text
@@ -18,7 +19,7 @@ from commands.reserve import RESERVE_OVERRIDE
 from commands.review import approve
 from commands.states import State
 from commands.sweep import sweep
-from commands.views import credit_report, submit_writeup
+from commands.writeups import submit_writeup
 from fakes.forge import FakeForge
 from metal.forge_http import HttpForge
 from tests.commands.helpers import active, audits, file, lease, ledger, snapshot, sweep_until_quiet

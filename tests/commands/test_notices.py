@@ -7,11 +7,12 @@ import contextlib
 import threading
 from datetime import timedelta
 
-from commands.notices import Kind, Message, RecordingNotifier, deliver
+from commands.notices import Kind, Message, deliver
 from commands.request import request
 from commands.review import approve
 from commands.states import State
 from commands.sweep import sweep
+from fakes.notifier import RecordingNotifier
 from tests.commands.helpers import file, lease, notices
 from tests.conftest import OWNER, REVIEWER, request_input
 

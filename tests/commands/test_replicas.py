@@ -34,7 +34,7 @@ REPLICA = textwrap.dedent(
     import json, sys, threading
     from datetime import datetime
     from commands.lab import Lab
-    from commands.notices import RecordingNotifier
+    from fakes.notifier import RecordingNotifier
     from commands.policy import Policy
     from commands.sweep import sweep
     from metal.simulated import SimulatedProvider

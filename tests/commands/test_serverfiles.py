@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 
-from commands.provision import files_notice
+from commands.handover import files_notice
 from commands.serverfiles import server_files
 
 SERVERS = [

@@ -174,7 +174,7 @@ def test_creates_that_keep_failing_fail_the_lease_and_release_its_credit(lab, cl
     sweep(lab, clock.advance(minutes=1))
     assert live_devices(lab) == []
     assert lease(lab.db, lease_id).due_at is None
-    from commands.views import credit_report
+    from commands.credit_report import credit_report
 
     assert credit_report(lab, clock.now).lab.committed == 0
     assert lab.notifier.texts(Kind.FAILED)[0].startswith(f"Sorry: lease #{lease_id}")

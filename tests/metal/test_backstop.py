@@ -1,4 +1,4 @@
-"""The promise the README makes about the provider-side backstop and the grace hour: the
+"""The promise docs/providers.md makes about the provider-side backstop and the grace hour: the
 provider never deletes a server while its lease still runs (end + grace), and labbot does not
 reclaim one before then either. Pinned against the fake Packet API, which deletes a device by
 itself at its termination_time exactly as Packet did."""
@@ -12,10 +12,10 @@ import pytest
 
 from commands.extend import extend
 from commands.lab import Lab
-from commands.notices import RecordingNotifier
 from commands.policy import Policy
 from commands.states import State
 from commands.sweep import sweep
+from fakes.notifier import RecordingNotifier
 from fakes.packet import FakePacket
 from metal.packet import PacketProvider
 from storage.db import Database

@@ -14,15 +14,16 @@ import boto3
 import pytest
 
 from commands.billing import month_key
+from commands.credit_report import credit_report
 from commands.extend import extend
 from commands.lab import Lab
-from commands.notices import Kind, RecordingNotifier
+from commands.notices import Kind
 from commands.reclaim import release
 from commands.review import approve
 from commands.states import State
 from commands.sweep import sweep
-from commands.views import credit_report
 from fakes.ec2 import FaultProxy, MotoServer, fire_due_schedules, instances, schedules
+from fakes.notifier import RecordingNotifier
 from metal.ec2 import Ec2Provider, launched_hostname
 from metal.provider import TAG, DeviceSpec
 from storage.db import Database

@@ -11,14 +11,15 @@ from datetime import timedelta
 import pytest
 
 from commands.billing import month_key
+from commands.credit_report import credit_report
 from commands.keys import add_key
 from commands.lab import Lab
-from commands.notices import Kind, RecordingNotifier
+from commands.notices import Kind
 from commands.pubkeys import read_key
 from commands.states import State
 from commands.sweep import sweep
-from commands.views import credit_report
 from fakes.keys import public_key
+from fakes.notifier import RecordingNotifier
 from fakes.packet import FakePacket
 from metal.packet import PacketProvider
 from metal.provider import TAG, DeviceSpec

@@ -9,7 +9,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import text
 
 from commands.billing import cost_by_month
-from commands.credit import books, month_report
+from commands.credit import books, month_tally
 from commands.holds import renote_lapsed_exactness
 from commands.policy import Policy
 from storage.models import Lease, Server, ServerSpend
@@ -132,7 +132,7 @@ def _books_match_the_reference(db) -> None:
                 assert books(session, MONTHS, POLICY, now, project=project) == (
                     reference_books(session, MONTHS, POLICY, now, project=project)
                 )
-            tally = month_report(session, "2026-11", POLICY, now).projects
+            tally = month_tally(session, "2026-11", POLICY, now).projects
             spent, committed = reference_tally(session, ["2026-11"], POLICY, now, None)
             assert dict(tally.spent) == {k: v for k, v in spent.items() if v}
             assert {k: v for k, v in tally.committed.items() if v} == {

@@ -1,0 +1,104 @@
+"""Books: the credit report, the month's books as `/lab credit`, App Home and the gauges show them.
+
+It sits below the reads (views, gauges) so that each of them can show it without importing the
+other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime
+
+from commands.billing import format_cents, month_key
+from commands.credit import Tally, month_tally, runs_out_at
+from commands.facts import when
+from commands.lab import Lab
+from commands.process import Reserve, format_share
+from commands.reserve import month_reserves, reserve_words
+
+
+@dataclass(frozen=True)
+class CreditLine:
+    """One line of the books. A project without a monthly cap has no grant of its own, so
+    `granted` and `available` are None for it."""
+
+    name: str
+    granted: int | None
+    spent: int
+    committed: int
+    available: int | None
+
+
+@dataclass(frozen=True)
+class CreditReport:
+    month: str
+    lab: CreditLine
+    projects: list[CreditLine]
+    burn_per_day: int
+    runs_out: datetime | None
+    reserve: Reserve
+    reserved_share: int
+
+    def text(self) -> str:
+        lines = [
+            f"Credit for {self.month}:",
+            _line(self.lab),
+            f"Burn rate: {format_cents(self.burn_per_day)}/day; "
+            + (
+                f"runs out {when(self.runs_out)} at this rate."
+                if self.runs_out
+                else "the month's credit lasts the month at this rate."
+            ),
+        ]
+        lines.append(
+            f"Kept for other open-source projects ({format_share(self.reserved_share)}): "
+            f"{reserve_words(self.reserve)}."
+        )
+        if self.projects:
+            lines.append("By project:")
+            lines += [_line(p) for p in self.projects]
+        return "\n".join(lines)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _line(line: CreditLine) -> str:
+    used = f"spent {format_cents(line.spent)}, committed {format_cents(line.committed)}"
+    if line.granted is None:
+        return f"  {line.name}: {used} (no project cap)"
+    return (
+        f"  {line.name}: granted {format_cents(line.granted)}, {used}, "
+        f"available {format_cents(line.available)}"
+    )
+
+
+def credit_report(lab: Lab, now: datetime, month: str | None = None) -> CreditReport:
+    month = month or month_key(now)
+    with lab.db.write() as session:  # write: the month's grant row may be created
+        report = month_tally(session, month, lab.policy, now)
+        kept = month_reserves(session, [month], lab.policy, now)[month]
+    book = report.books
+    burn = report.burn_per_day if month == month_key(now) else 0
+    lab_line = CreditLine("lab", book.granted, book.spent, book.committed, book.available)
+    projects = _by_project(report.projects, lab.policy.project_cap_cents)
+    return CreditReport(
+        month,
+        lab_line,
+        projects,
+        burn,
+        runs_out_at(book, burn, now),
+        kept,
+        lab.policy.reserved_share,
+    )
+
+
+def _by_project(tally: Tally, cap: int | None) -> list[CreditLine]:
+    spent = {p: c for (p, _), c in tally.spent.items()}
+    committed = {p: c for (p, _), c in tally.committed.items()}
+    lines = []
+    for p in sorted(spent.keys() | committed.keys()):
+        used, held = spent.get(p, 0), committed.get(p, 0)
+        left = None if cap is None else cap - used - held
+        lines.append(CreditLine(p, cap, used, held, left))
+    return lines

@@ -1,0 +1,185 @@
+"""Lease life: the provider's devices compared with our books, once per `reconcile_every`.
+
+The provider is the truth about what runs and bills; our tables are the truth about what
+should. Comparing them finds orphans (devices with our tag that no lease knows: deleted after
+`orphan_grace`) and vanished servers (a live lease's device the provider no longer has: the
+lease is flagged and stops billing). The same pass re-reads the provider's catalog, so plans
+and prices follow the provider's own lists. Whichever replica claims the period does it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from datetime import datetime
+
+from sqlmodel import col, select
+
+from commands.facts import when
+from commands.handover import send_files_again
+from commands.holds import settle_spend
+from commands.lab import Lab, audit
+from commands.markers import stamp
+from commands.notices import ADMIN, Kind, enqueue, enqueue_all, owner
+from commands.states import State
+from metal.provider import TAG, Device, lease_tag
+from storage.claims import claim_period, give_back_period
+from storage.locks import locked
+from storage.models import Lease, Orphan, Server
+
+log = logging.getLogger(__name__)
+
+RECONCILE = "reconcile"
+
+
+def reconcile_if_due(lab: Lab, now: datetime, errors: list[str]) -> bool:
+    """Once per `reconcile_every` across every replica: whichever claims the period does it.
+    What failed is added to `errors` (the sweep's report); True if it ran."""
+    with lab.db.write() as session:
+        if not claim_period(session, RECONCILE, lab.replica, now, lab.policy.reconcile_every):
+            return False
+    try:
+        devices = lab.provider.list(TAG)
+    except Exception as error:
+        errors.append(f"listing the provider's devices failed: {error}")
+        with lab.db.write() as session:
+            give_back_period(session, RECONCILE, lab.replica, now)
+        return False
+    with lab.db.write() as session:
+        stamp(session, RECONCILE, now)  # when the provider was last compared, for people
+    _orphans(lab, devices, now)
+    _vanished(lab, {d.id for d in devices}, now)
+    _refresh_catalog(lab, errors)
+    return True
+
+
+def _refresh_catalog(lab: Lab, errors: list[str]) -> None:
+    """Plans and prices come from the provider's own lists where it has them; a failed read
+    keeps the catalog we had."""
+    try:
+        lab.catalog = lab.provider.catalog()
+    except Exception as error:
+        errors.append(f"reading the provider's catalog failed: {error}")
+
+
+def _orphans(lab: Lab, devices: list[Device], now: datetime) -> None:
+    """Devices with our tag that no lease knows. A device of a lease still provisioning may be
+    a create whose answer was lost: that lease adopts it, so it is left alone."""
+    ids = [d.id for d in devices]
+    with lab.db.read() as session:
+        known = set(
+            session.exec(
+                select(Server.provider_id).where(
+                    col(Server.provider_id).in_(ids), col(Server.state) != "deleted"
+                )
+            ).all()
+        )
+        provisioning = {
+            lease_tag(i)
+            for i in session.exec(select(Lease.id).where(Lease.state == State.PROVISIONING)).all()
+        }
+    for device in devices:
+        if device.id in known or provisioning.intersection(device.tags):
+            continue
+        _orphan(lab, device, now)
+
+
+def _orphan(lab: Lab, device: Device, now: datetime) -> None:
+    with lab.db.write() as session:
+        seen = session.get(Orphan, device.id)
+        if seen is None:
+            session.add(Orphan(provider_id=device.id, hostname=device.hostname, first_seen=now))
+            audit(
+                session, now, "system", "orphan_found", hostname=device.hostname, device=device.id
+            )
+            return
+        if seen.deleted_at is not None or now - seen.first_seen < lab.policy.orphan_grace:
+            return
+    try:
+        lab.provider.delete(device.id)
+    except Exception as error:
+        log.warning("deleting orphan %s failed: %s", device.id, error)
+        return
+    with lab.db.write() as session:
+        seen = session.get(Orphan, device.id)
+        seen.deleted_at = now
+        session.add(seen)
+        audit(session, now, "system", "orphan_deleted", hostname=device.hostname, device=device.id)
+        enqueue(
+            session,
+            Kind.ADMIN_ALERT,
+            ADMIN,
+            f"Deleted orphaned device {device.hostname} ({device.id}): it carried labbot's tag "
+            f"but belonged to no live lease for {lab.policy.orphan_grace}.",
+            now,
+            alert="orphan",
+        )
+
+
+def _vanished(lab: Lab, present: set[str], now: datetime) -> None:
+    """Servers of a live lease that the provider no longer has: flag the lease, tell admins."""
+    with lab.db.read() as session:
+        missing = session.exec(
+            select(Server).where(
+                col(Server.deleted_at).is_(None),  # the indexed way to the few live servers
+                Server.state == "active",
+                col(Server.provider_id).not_in(present),
+            )
+        ).all()
+    gone: dict[int, list[str]] = defaultdict(list)  # lease -> its servers that vanished
+    for server in missing:
+        if not _gone(lab, server):
+            continue
+        with lab.db.write() as session:
+            lease = locked(session, Lease, server.lease_id)
+            row = locked(session, Server, server.id)
+            if row.state != "active":
+                continue
+            gone[lease.id].append(row.hostname)
+            row.state, row.deleted_at = "vanished", now
+            settle_spend(session, [row], lease)
+            lease.flagged = f"{row.hostname} vanished from the provider at {when(now)}"
+            session.add_all([row, lease])
+            audit(session, now, "system", "vanished", lease.id, hostname=row.hostname)
+            for audience in (ADMIN, owner(lease.owner)):
+                enqueue(
+                    session,
+                    Kind.ADMIN_ALERT if audience == ADMIN else Kind.FAILED,
+                    audience,
+                    f"Server {row.hostname} of lease #{lease.id} vanished from the provider; "
+                    "it no longer bills. The rest of the lease is untouched.",
+                    now,
+                    lease.id,
+                    alert="vanished",
+                )
+    _files_again(lab, gone, now)
+
+
+NAMED = 5  # vanished servers a replacement file's note names; it counts the rest
+
+
+def _files_again(lab: Lab, gone: dict[int, list[str]], now: datetime) -> None:
+    """Once per lease, after its vanished servers are recorded: its people get files listing
+    the servers it has now."""
+    for lease_id, hostnames in gone.items():
+        with lab.db.write() as session:
+            lease = session.get(Lease, lease_id)
+            if lease is None or lease.state != State.ACTIVE:
+                continue
+            named = ", ".join(hostnames[:NAMED]) + (
+                f" and {len(hostnames) - NAMED} more" if len(hostnames) > NAMED else ""
+            )
+            why = f"{named} vanished from the provider"
+            enqueue_all(session, send_files_again(session, lab, lease, why), now)
+
+
+def _gone(lab: Lab, server: Server) -> bool:
+    """Asked of the device itself before a server is taken for vanished: a list read in pages
+    while devices come and go can skip one that is still there (and billing), and so can a
+    device whose tags someone edited. A device that cannot be asked about now is asked again
+    at the next reconcile."""
+    try:
+        return lab.provider.get(server.provider_id) is None
+    except Exception as error:
+        log.warning("cannot check whether %s vanished: %s", server.hostname, error)
+        return False
