@@ -150,7 +150,9 @@ class SlackNotifier:
             body = f.content.encode()
             slot = self._call("files_getUploadURLExternal", filename=f.filename, length=len(body))
             request = urllib.request.Request(slot["upload_url"], data=body, method="POST")
-            with urllib.request.urlopen(request, timeout=self.client.timeout) as answer:
+            with urllib.request.urlopen(
+                request, timeout=self.client.timeout, context=self.client.ssl
+            ) as answer:
                 answer.read()  # urlopen raises on anything but 2xx
             ids.append(str(slot["file_id"]))
         return ids
