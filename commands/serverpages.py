@@ -104,12 +104,12 @@ def show_page(
 
 def _head(lease: Lease, page: Page, not_listed: str, now: datetime, sharing: list[str]) -> str:
     """The lease and which servers this page shows; when it has none now, why."""
-    described = describe(lease, [], now, sharing)
     if not page.total:
-        return f"{described}\nLease #{lease.id} has no servers now ({not_listed})."
+        none = f"Lease #{lease.id} has no servers now ({not_listed})."
+        return f"{describe(lease, [], now, sharing)}\n{none}"
     others = f" Not listed: {not_listed}." if not_listed else ""
     if page.number == 1:
-        return f"{described}\nServers {page.words()}.{others}"
+        return f"{describe(lease, [], now, sharing)}\nServers {page.words()}.{others}"
     return f"Lease #{lease.id} ({shape(lease)}), servers {page.words()}.{others}"
 
 
