@@ -233,7 +233,8 @@ class Notice(SQLModel, table=True):
     """The outbox: a message owed to someone, written in the same transaction as the state change
     it reports and delivered after the commit. Undelivered notices carry `retry_at`, so a Slack
     outage delays a message but never loses it. `key` (unique) keeps the same notice from being
-    queued twice; `ref` is the sent message's reference (Slack's channel and `ts`)."""
+    queued twice; `ref` is the sent message's reference (Slack's channel and `ts`), or, for an
+    upload under way, the file ids it got (`files:F1,F2,F3`)."""
 
     __table_args__ = (UniqueConstraint("key"),)
 
