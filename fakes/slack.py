@@ -593,9 +593,9 @@ class FakeSlack(Served):
         """Every file shared so far (one entry per share), oldest first: what people received."""
         with self._lock:
             return [
-                SharedFile(u.id, u.filename, u.title, u.content.decode(), c, u.comment, ts)
+                SharedFile(u.id, u.filename, u.title, u.content.decode(), c, comment, ts)
                 for u in sorted(self._uploads.values(), key=lambda u: u.number)
-                for c, ts in u.shares
+                for c, ts, comment in u.shares
                 if channel in (None, c)
             ]
 
@@ -679,9 +679,8 @@ class FakeSlack(Served):
         comment = str(params.get("initial_comment") or "")
         for upload, named in zip(uploads, files, strict=True):
             upload.title = str(named.get("title") or upload.filename)
-            upload.comment = comment
             if channel:
-                upload.shares.append((channel, ts))
+                upload.shares.append((channel, ts, comment))
         if channel:
             self._messages[(channel, ts)] = {
                 "text": comment,
@@ -713,12 +712,11 @@ class _Upload:
     length: int
     content: bytes | None = None
     title: str = ""
-    comment: str = ""
-    shares: list[tuple[str, str]] = field(default_factory=list)
+    shares: list[tuple[str, str, str]] = field(default_factory=list)  # channel, ts, comment
 
     def described(self) -> JsonDict:
         """The file object Slack answers with: where it is shared, by kind of channel."""
-        where = [c for c, _ in self.shares]
+        where = [c for c, _, _ in self.shares]
         return {
             "id": self.id,
             "name": self.filename,
