@@ -23,6 +23,8 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 
+# Every benchmark at full size (minutes of both cores); ENGINE_SCALE=0.02 runs the engine's at 2%
+# of its rows, to check that it works (its figures then say nothing about the targets).
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 

@@ -8,8 +8,8 @@ from datetime import datetime, timedelta
 from sqlmodel import Session, delete
 
 from commands.backstop import move_backstop
+from commands.budget import over_budget, past_words, record_overrides
 from commands.coowners import audiences, co_owner_ids
-from commands.credit import record_override, shortfall_words, shortfalls
 from commands.durations import format_duration
 from commands.facts import quoted, shape, when
 from commands.holds import hold
@@ -24,7 +24,6 @@ from commands.policy import (
     too_long,
 )
 from commands.reminders import next_due, reminder_times
-from commands.reserve import eat_words, record_reserve_override, reserve_shortfalls
 from commands.states import State
 from storage.locks import locked
 from storage.models import Lease, PendingExtension, SentReminder
@@ -130,7 +129,7 @@ def _apply(
     now: datetime,
     override: str | None,
 ) -> str | None:
-    """Lengthen the lease if the months it now reaches can pay for it."""
+    """Lengthen the lease if it then fits every limit of the books (or an admin overrides)."""
     if lease.state != State.ACTIVE:
         return wrong_state(lease, "extended", "an active lease")
     probe = Lease(
@@ -140,24 +139,15 @@ def _apply(
             "ends_at": lease.ends_at + extra,
         }
     )
-    short = shortfalls(session, probe, lab.policy, now)
-    if short and override is None:
-        return (
-            f"Extending #{lease.id} by {format_duration(extra)} would over-commit the lab's "
-            f"credit: {shortfall_words(short)}. Ask for a shorter extension or release servers "
-            "you do not need."
-        )
-    if short:
-        record_override(session, lease.id, short, actor, override, now)
-    kept_short = reserve_shortfalls(session, probe, lab.policy, now)
-    if kept_short and override is None:
+    over = over_budget(session, probe, lab.policy, now)
+    if over and override is None:
         return (
             f"Extending #{lease.id} by {format_duration(extra)} would "
-            f"{eat_words(kept_short, lab.policy)}. Ask for a shorter extension or release "
+            f"{past_words(over[0], lease, lab.policy)}. Ask for a shorter extension or release "
             "servers you do not need."
         )
-    if kept_short:
-        record_reserve_override(session, lease.id, kept_short, actor, override, now)
+    if override is not None:
+        record_overrides(session, lease, over, actor, override, now)
     # Reminders still ahead of the new end are owed again.
     session.exec(delete(SentReminder).where(SentReminder.lease_id == lease.id))
     lease.extended_s = probe.extended_s

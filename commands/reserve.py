@@ -71,14 +71,6 @@ def reserve_shortfalls(
     return {m: cents for m, cents in short.items() if cents > 0}
 
 
-def reserve_refusal(lease: Lease, short: dict[str, int], policy: Policy) -> str:
-    return (
-        f"Approving #{lease.id} would {eat_words(short, policy)}. Approve requests from other "
-        "projects first, ask for fewer servers or hours, or an admin can approve it with "
-        f'`approve {lease.id} override="why"`.'
-    )
-
-
 def eat_words(short: dict[str, int], policy: Policy) -> str:
     """`eat into the 20% of the month kept for other open-source projects: 2026-11 by $5.00`"""
     return (

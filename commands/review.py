@@ -12,14 +12,20 @@ from datetime import datetime
 
 from sqlmodel import Session
 
-from commands.credit import project_shortfalls, record_override, shortfall_words, shortfalls
+from commands.budget import Limit, Shortfall, over_budget, past_words, record_overrides
 from commands.facts import quoted, shape, when
 from commands.holds import hold_approved
 from commands.lab import Lab, Outcome, audit, move, not_found, refuse
 from commands.notices import REVIEW, Kind, enqueue, owner
-from commands.policy import SELF_MARK, Approver, approver, self_approval_refused, too_long
+from commands.policy import (
+    SELF_MARK,
+    Approver,
+    Policy,
+    approver,
+    self_approval_refused,
+    too_long,
+)
 from commands.provision import provision
-from commands.reserve import record_reserve_override, reserve_refusal, reserve_shortfalls
 from commands.states import State
 from storage.locks import locked
 from storage.models import Lease
@@ -44,11 +50,12 @@ def approve(
     with lab.db.write() as session:
         lease = locked(session, Lease, lease_id)
         problem = _undecidable(lease, lease_id) or _self_approval(lab, lease, actor)
-        if problem is None:
-            problem = _over_budget(session, lab, lease, now, override)
+        over = [] if problem else over_budget(session, lease, lab.policy, now)
+        if over and override is None:
+            problem = _refusal(lease, over[0], lab.policy)
         if problem is None:
             if override is not None:
-                _record_overrides(session, lab, lease, actor, override, now)
+                record_overrides(session, lease, over, actor, override, now)
             own = approver(lab.policy, lease.owner, actor) == Approver.SELF_ALLOWED
             move(session, lease, State.APPROVED, decided_by=actor, decided_at=now, due_at=now)
             hold_approved(session, lease, lab.policy, now)
@@ -125,42 +132,20 @@ def _decision_word(lease: Lease) -> str:
     return "denied" if lease.state == State.DENIED else "approved"
 
 
-def _over_budget(
-    session: Session, lab: Lab, lease: Lease, now: datetime, override: str | None
-) -> str | None:
-    if override is not None:
-        return None
-    short = shortfalls(session, lease, lab.policy, now)
-    if short:
-        return (
-            f"Approving #{lease.id} would over-commit the lab's credit: "
-            f"{shortfall_words(short)}. Deny it, ask for fewer servers or hours, or an admin can "
-            f'approve it with `approve {lease.id} override="why"`.'
-        )
-    short = project_shortfalls(session, lease, lab.policy, now)
-    if short:
-        return (
-            f"Approving #{lease.id} would take {lease.project} past its monthly cap: "
-            f"{shortfall_words(short)}. "
-            f'An admin can approve it with `approve {lease.id} override="why"`.'
-        )
-    short = reserve_shortfalls(session, lease, lab.policy, now)
-    if short:
-        return reserve_refusal(lease, short, lab.policy)
-    return None
-
-
-def _record_overrides(
-    session: Session, lab: Lab, lease: Lease, actor: str, reason: str, now: datetime
-) -> None:
-    """What the override takes past the lab's months and past the project's cap, each on the
-    ledger with who and why."""
-    short = shortfalls(session, lease, lab.policy, now)
-    record_override(session, lease.id, short, actor, reason, now)
-    project_short = project_shortfalls(session, lease, lab.policy, now)
-    record_override(session, lease.id, project_short, actor, reason, now, project=lease.project)
-    reserve_short = reserve_shortfalls(session, lease, lab.policy, now)
-    record_reserve_override(session, lease.id, reserve_short, actor, reason, now)
+def _refusal(lease: Lease, short: Shortfall, policy: Policy) -> str:
+    """Why the approval is refused, and what each limit leaves the reviewer to do."""
+    advice = {
+        Limit.LAB: "Deny it, ask for fewer servers or hours, or an admin can",
+        Limit.PROJECT: "An admin can",
+        Limit.RESERVE: (
+            "Approve requests from other projects first, ask for fewer servers or hours, "
+            "or an admin can"
+        ),
+    }[short.limit]
+    return (
+        f"Approving #{lease.id} would {past_words(short, lease, policy)}. {advice} approve it "
+        f'with `approve {lease.id} override="why"`.'
+    )
 
 
 def _tell_decision(

@@ -154,3 +154,57 @@ def test_extension_input_errors(lab, clock):
         assert not outcome.ok and phrase in outcome.message
         assert snapshot(lab.db) == before
     assert extend(lab, ADMIN, lease_id, timedelta(hours=1), clock.now).ok
+
+
+def test_an_extension_past_the_project_cap_is_refused_and_changes_nothing(lab, clock):
+    lab = with_policy(lab, project_cap_cents=8_000)  # $80 a month for coredns; it holds $58.80
+    lease_id = active(lab, clock)
+    before = snapshot(lab.db)
+    row_before = lease(lab.db, lease_id)
+    outcome = extend(lab, OWNER, lease_id, timedelta(hours=24), clock.now)
+    assert not outcome.ok
+    # 3 x $0.40 x 73h = $87.60, $7.60 past the cap.
+    assert outcome.message == (
+        f"Extending #{lease_id} by 1d would take coredns past its monthly cap: 2026-11 by $7.60. "
+        "Ask for a shorter extension or release servers you do not need."
+    )
+    after = snapshot(lab.db)
+    assert _without_backstop(lease(lab.db, lease_id)) == _without_backstop(row_before)
+    for table in (
+        "credithold",
+        "creditmonth",
+        "classmonth",
+        "ledgerentry",
+        "notice",
+        "sentreminder",
+    ):
+        assert after[table] == before[table], table
+    assert audits(lab.db, lease_id)[-1].outcome == "refused"
+
+
+def test_a_reviewer_cannot_approve_an_extension_past_the_project_cap(lab, clock):
+    lab = with_policy(lab, project_cap_cents=8_000, max_total=timedelta(days=2))
+    lease_id = active(lab, clock)
+    extend(lab, OWNER, lease_id, timedelta(hours=24), clock.now)
+    [ext] = _pending(lab)
+    before = snapshot(lab.db)
+    row_before = lease(lab.db, lease_id)
+    refused = decide_extension(lab, REVIEWER, ext.id, True, clock.now)
+    assert not refused.ok
+    assert refused.message == (
+        f"Extending #{lease_id} by 1d would take coredns past its monthly cap: 2026-11 by $7.60. "
+        "Ask for a shorter extension or release servers you do not need."
+    )
+    after = snapshot(lab.db)
+    assert _without_backstop(lease(lab.db, lease_id)) == _without_backstop(row_before)
+    for table in ("credithold", "creditmonth", "classmonth", "ledgerentry", "pendingextension"):
+        assert after[table] == before[table], table
+    # An admin's override takes it past the cap, written against coredns's cap alone.
+    assert decide_extension(lab, ADMIN, ext.id, True, clock.now, override="release week").ok
+    [entry] = ledger(lab.db, OVERRIDE)
+    assert (entry.project, entry.month, entry.amount_cents, entry.reason) == (
+        "coredns",
+        "2026-11",
+        760,
+        "release week",
+    )
