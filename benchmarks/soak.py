@@ -40,7 +40,7 @@ from sqlmodel import col, select
 from benchmarks.common import workdir
 from bot.blocks import cards
 from commands.billing import cost_by_month
-from commands.states import State
+from commands.states import ServerState, State
 from fakes.keys import public_key
 from fakes.packet import FakePacket
 from fakes.slack import FakeSlack
@@ -328,7 +328,11 @@ def _wait_final(db: Database, timeout: float) -> bool:
     while time.monotonic() < deadline:
         with db.read() as session:
             busy = session.exec(
-                select(Server.id).where(col(Server.state).not_in(["deleted", "failed", "vanished"]))
+                select(Server.id).where(
+                    col(Server.state).not_in(
+                        [ServerState.DELETED, ServerState.FAILED, ServerState.VANISHED]
+                    )
+                )
             ).first()
         if busy is None and all(lease.state in FINAL for lease in leases(db)):
             return True

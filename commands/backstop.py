@@ -11,6 +11,7 @@ from sqlmodel import select
 from commands.facts import when
 from commands.holds import backstop_moved
 from commands.lab import Lab, audit
+from commands.states import ServerState
 from metal.provider import lease_tag
 from storage.locks import locked
 from storage.models import Lease, Server
@@ -24,7 +25,7 @@ def move_backstop(lab: Lab, lease_id: int, ends_at: datetime, now: datetime) -> 
     with lab.db.read() as session:
         lease = session.get(Lease, lease_id)
         servers = session.exec(
-            select(Server).where(Server.lease_id == lease_id, Server.state == "active")
+            select(Server).where(Server.lease_id == lease_id, Server.state == ServerState.ACTIVE)
         ).all()
     if lease is None or lease.backstop_at is None:
         return None

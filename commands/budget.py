@@ -16,6 +16,7 @@ from enum import StrEnum
 from sqlmodel import Session
 
 from commands.credit import project_shortfalls, record_override, shortfall_words, shortfalls
+from commands.lab import Code
 from commands.policy import Policy
 from commands.reserve import eat_words, record_reserve_override, reserve_shortfalls
 from storage.models import Lease
@@ -31,6 +32,18 @@ class Limit(StrEnum):
 class Shortfall:
     limit: Limit
     months: dict[str, int]  # per month, the cents the lease would take past the limit
+
+    @property
+    def code(self) -> Code:
+        """The code of a refusal that names this limit."""
+        return _CODES[self.limit]
+
+
+_CODES = {
+    Limit.LAB: Code.OVER_BUDGET,
+    Limit.PROJECT: Code.OVER_PROJECT_CAP,
+    Limit.RESERVE: Code.RESERVE,
+}
 
 
 def over_budget(session: Session, lease: Lease, policy: Policy, now: datetime) -> list[Shortfall]:

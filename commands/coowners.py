@@ -16,10 +16,10 @@ from sqlmodel import Session, col, select
 
 from commands.facts import shape
 from commands.keys import HOW_TO_ADD, has_saved_key
-from commands.lab import Lab, Outcome, audit, not_found, owner_or_admin, refuse
+from commands.lab import Code, Lab, Outcome, Refusal, audit, not_found, owner_or_admin, refuse
 from commands.notices import Kind, enqueue, owner
 from commands.policy import MAX_CO_OWNERS
-from commands.states import State
+from commands.states import ServerState, State
 from storage.models import CoOwner, Lease, Server
 
 SHAREABLE = (State.PENDING, State.APPROVED, State.PROVISIONING, State.ACTIVE)
@@ -80,9 +80,10 @@ def share(lab: Lab, actor: str, lease_id: int, users: list[str], now: datetime) 
         problem = _cannot_change(lab, lease, actor, lease_id, "share")
         current = co_owner_ids(session, lease_id) if lease else []
         if problem is None and len({*current, *users}) > MAX_CO_OWNERS:
-            problem = (
+            problem = Refusal(
+                Code.TOO_MANY,
                 f"A lease has at most {MAX_CO_OWNERS} co-owners; lease #{lease_id} has "
-                f"{len(current)}; remove one with `/lab unshare {lease_id} @user` first."
+                f"{len(current)}; remove one with `/lab unshare {lease_id} @user` first.",
             )
         if problem is None:
             added = add_co_owners(session, lease, users, actor, now)
@@ -114,7 +115,9 @@ def unshare(lab: Lab, actor: str, lease_id: int, user: str, now: datetime) -> Ou
                 delete(CoOwner).where(CoOwner.lease_id == lease_id, CoOwner.user == user)
             ).rowcount
             if gone != 1:
-                problem = f"<@{user}> is not a co-owner of lease #{lease_id}."
+                problem = Refusal(
+                    Code.NOT_FOUND, f"<@{user}> is not a co-owner of lease #{lease_id}."
+                )
         if problem is None:
             running = _has_running_servers(session, lease_id)
             audit(session, now, actor, "unshare", lease_id, user=user, servers_running=running)
@@ -136,11 +139,14 @@ def unshare(lab: Lab, actor: str, lease_id: int, user: str, now: datetime) -> Ou
 
 def _cannot_change(
     lab: Lab, lease: Lease | None, actor: str, lease_id: int, verb: str
-) -> str | None:
+) -> Refusal | None:
     if lease is None:
         return not_found(lease_id)
     if lease.state not in SHAREABLE:
-        return f"Lease #{lease_id} is {lease.state}; only a live lease can be shared."
+        return Refusal(
+            Code.WRONG_STATE,
+            f"Lease #{lease_id} is {lease.state}; only a live lease can be shared.",
+        )
     return owner_or_admin(lab, lease, actor, verb)
 
 
@@ -149,7 +155,7 @@ def _has_running_servers(session: Session, lease_id: int) -> bool:
         session.exec(
             select(Server.id).where(
                 Server.lease_id == lease_id,
-                col(Server.state).in_(["provisioning", "active"]),
+                col(Server.state).in_([ServerState.PROVISIONING, ServerState.ACTIVE]),
             )
         ).first()
         is not None

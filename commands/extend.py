@@ -13,7 +13,18 @@ from commands.coowners import audiences, co_owner_ids
 from commands.durations import format_duration
 from commands.facts import quoted, shape, when
 from commands.holds import hold
-from commands.lab import Lab, Outcome, audit, not_found, owner_or_admin, refuse, wrong_state
+from commands.lab import (
+    Code,
+    Lab,
+    Outcome,
+    Refusal,
+    audit,
+    not_found,
+    owner_or_admin,
+    refuse,
+    set_state,
+    wrong_state,
+)
 from commands.notices import REVIEW, Kind, enqueue, owner
 from commands.policy import (
     SELF_MARK,
@@ -24,7 +35,7 @@ from commands.policy import (
     too_long,
 )
 from commands.reminders import next_due, reminder_times
-from commands.states import State
+from commands.states import ExtensionState, State
 from storage.locks import locked
 from storage.models import Lease, PendingExtension, SentReminder
 
@@ -65,15 +76,27 @@ def decide_extension(
     override: str | None = None,
 ) -> Outcome:
     if not lab.roles.is_reviewer(actor):
-        return refuse(lab, now, actor, "decide_extension", "Only reviewers can decide extensions.")
+        return refuse(
+            lab,
+            now,
+            actor,
+            "decide_extension",
+            Refusal(Code.NOT_ALLOWED, "Only reviewers can decide extensions."),
+        )
     if long := too_long("reason", reason) or too_long("reason", override or ""):
-        return refuse(lab, now, actor, "decide_extension", f"That is too long: {long}.")
+        return refuse(
+            lab,
+            now,
+            actor,
+            "decide_extension",
+            Refusal(Code.TOO_LONG, f"That is too long: {long}."),
+        )
     with lab.db.read() as session:
         pending = session.get(PendingExtension, extension_id)
     if approve and pending is not None and (own := _self_approval(lab, pending, actor)):
         return refuse(lab, now, actor, "decide_extension", own, pending.lease_id)
     moved = None
-    if approve and pending is not None and pending.state == "pending":
+    if approve and pending is not None and pending.state == ExtensionState.PENDING:
         moved = _move_backstop(lab, pending.lease_id, timedelta(seconds=pending.seconds), now)
     with lab.db.write() as session:
         # The lease before the extension: row locks are always taken in that order.
@@ -86,7 +109,7 @@ def decide_extension(
                 session, lab, lease, timedelta(seconds=ext.seconds), actor, now, override
             )
         if problem is None:
-            ext.state = "approved" if approve else "denied"
+            set_state(ext, ExtensionState.APPROVED if approve else ExtensionState.DENIED)
             ext.decided_by, ext.reason = actor, reason
             session.add(ext)
             _tell_extension_decision(session, lease, ext, actor, now)
@@ -109,13 +132,15 @@ def _cannot_extend(
     lease_id: int,
     extra: timedelta,
     co_owners: list[str],
-) -> str | None:
+) -> Refusal | None:
     if lease is None:
         return not_found(lease_id)
     if lease.state != State.ACTIVE:
         return wrong_state(lease, "extended", "an active lease")
     if extra <= timedelta(0):
-        return "An extension must be longer than zero, for example `extend 5 24h`."
+        return Refusal(
+            Code.BAD_INPUT, "An extension must be longer than zero, for example `extend 5 24h`."
+        )
     # Reviewers too: on a silent team's behalf (they are told of leases nobody answers).
     return owner_or_admin(lab, lease, actor, "extend", co_owners, reviewers=True)
 
@@ -128,7 +153,7 @@ def _apply(
     actor: str,
     now: datetime,
     override: str | None,
-) -> str | None:
+) -> Refusal | None:
     """Lengthen the lease if it then fits every limit of the books (or an admin overrides)."""
     if lease.state != State.ACTIVE:
         return wrong_state(lease, "extended", "an active lease")
@@ -141,10 +166,11 @@ def _apply(
     )
     over = over_budget(session, probe, lab.policy, now)
     if over and override is None:
-        return (
+        return Refusal(
+            over[0].code,
             f"Extending #{lease.id} by {format_duration(extra)} would "
             f"{past_words(over[0], lease, lab.policy)}. Ask for a shorter extension or release "
-            "servers you do not need."
+            "servers you do not need.",
         )
     if override is not None:
         record_overrides(session, lease, over, actor, override, now)
@@ -218,19 +244,22 @@ def _ask_reviewers(
     return ext
 
 
-def _self_approval(lab: Lab, ext: PendingExtension, actor: str) -> str | None:
+def _self_approval(lab: Lab, ext: PendingExtension, actor: str) -> Refusal | None:
     if approver(lab.policy, ext.requested_by, actor) == Approver.SELF_REFUSED:
-        return self_approval_refused(f"extension {ext.id}")
+        return Refusal(Code.SELF_APPROVAL, self_approval_refused(f"extension {ext.id}"))
     return None
 
 
 def _undecidable(
     ext: PendingExtension | None, lease: Lease | None, extension_id: int
-) -> str | None:
+) -> Refusal | None:
     if ext is None or lease is None:
-        return f"There is no extension request {extension_id}."
-    if ext.state != "pending":
-        return f"Extension {extension_id} was already {ext.state} by <@{ext.decided_by}>."
+        return Refusal(Code.NOT_FOUND, f"There is no extension request {extension_id}.")
+    if ext.state != ExtensionState.PENDING:
+        return Refusal(
+            Code.ALREADY_DECIDED,
+            f"Extension {extension_id} was already {ext.state} by <@{ext.decided_by}>.",
+        )
     return None
 
 
@@ -239,7 +268,7 @@ def _tell_extension_decision(
 ) -> None:
     extra = format_duration(ext.seconds)
     why = f" Reason: {quoted(ext.reason)}" if ext.reason else ""
-    own = ext.state == "approved" and actor == ext.requested_by
+    own = ext.state == ExtensionState.APPROVED and actor == ext.requested_by
     audit(
         session, now, actor, f"extension_{ext.state}", lease.id, extension=ext.id, self_approved=own
     )
@@ -255,7 +284,7 @@ def _tell_extension_decision(
         by=actor,
         extension_id=ext.id,
     )
-    if ext.state == "denied":
+    if ext.state == ExtensionState.DENIED:
         enqueue(
             session,
             Kind.DECISION,
@@ -263,12 +292,12 @@ def _tell_extension_decision(
             f"Your extension of lease #{lease.id} by {extra} was denied by <@{actor}>.{why}",
             now,
             lease.id,
-            decision="denied",
+            decision=ExtensionState.DENIED,
             by=actor,
         )
 
 
-def _move_backstop(lab: Lab, lease_id: int, extra: timedelta, now: datetime) -> str | None:
+def _move_backstop(lab: Lab, lease_id: int, extra: timedelta, now: datetime) -> Refusal | None:
     with lab.db.read() as session:
         lease = session.get(Lease, lease_id)
     if lease is None or lease.ends_at is None:
@@ -276,4 +305,7 @@ def _move_backstop(lab: Lab, lease_id: int, extra: timedelta, now: datetime) -> 
     refused = move_backstop(lab, lease_id, lease.ends_at + extra, now)
     if refused is None:
         return None
-    return f"The extension cannot be granted: {refused}; the lease still ends as planned."
+    return Refusal(
+        Code.PROVIDER_REFUSED,
+        f"The extension cannot be granted: {refused}; the lease still ends as planned.",
+    )

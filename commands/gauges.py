@@ -17,19 +17,8 @@ from commands.billing import months_between
 from commands.credit_report import CreditLine, credit_report
 from commands.health import last_sweep
 from commands.lab import Lab
-from commands.states import State
+from commands.states import ServerState, State
 from storage.models import Lease, Notice, Server
-
-SERVER_STATES = (
-    "pending",
-    "creating",
-    "provisioning",
-    "active",
-    "deleting",
-    "deleted",
-    "failed",
-    "vanished",
-)
 
 
 @dataclass(frozen=True)
@@ -64,7 +53,7 @@ def gauges(lab: Lab, now: datetime) -> Gauges:
     swept = last_sweep(lab.db)
     return Gauges(
         leases={state.value: leases.get(state.value, 0) for state in State},
-        servers={state: servers.get(state, 0) for state in SERVER_STATES},
+        servers={state.value: servers.get(state.value, 0) for state in ServerState},
         credit={month: credit_report(lab, now, month).lab for month in _months(lab, now)},
         sweep_lag_s=_age(now, oldest_due),
         last_sweep_age_s=None if swept is None else _age(now, swept),

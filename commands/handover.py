@@ -15,6 +15,7 @@ from commands.facts import servers_summary
 from commands.lab import Lab
 from commands.notices import Draft, Kind
 from commands.serverfiles import ServerFacts, files_words
+from commands.states import ServerState
 from storage.models import Lease, Server
 
 
@@ -39,7 +40,7 @@ def send_files_again(session: Session, lab: Lab, lease: Lease, why: str) -> list
     active = list(
         session.exec(
             select(Server)
-            .where(Server.lease_id == lease.id, Server.state == "active")
+            .where(Server.lease_id == lease.id, Server.state == ServerState.ACTIVE)
             .order_by(col(Server.id))
         ).all()
     )

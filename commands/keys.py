@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from commands.facts import quoted, when
-from commands.lab import Lab, Outcome, audit, refuse
+from commands.lab import Code, Lab, Outcome, Refusal, audit, refuse
 from commands.pubkeys import KeyProblem, PublicKey, read_key
 from metal.forge import FORGES, ForgeName, NotFound, Unchecked
 from storage.models import Lease, Server, ServerKeys, SshKey
@@ -90,8 +90,11 @@ def remove_key(lab: Lab, actor: str, which: str, now: datetime) -> Outcome:
             now,
             actor,
             "key_remove",
-            f"You have no saved key '{quoted(which[:80])}'; `/lab keys` lists yours with their "
-            "numbers.",
+            Refusal(
+                Code.NOT_FOUND,
+                f"You have no saved key '{quoted(which[:80])}'; `/lab keys` lists yours with "
+                "their numbers.",
+            ),
         )
     return Outcome(
         True,
@@ -109,8 +112,11 @@ def import_keys(lab: Lab, actor: str, forge: str, login: str, now: datetime) -> 
             now,
             actor,
             "key_import",
-            f"This lab imports keys from {' or '.join(FORGES)} only when a forge is configured; "
-            "paste a key with `/lab keys add` instead.",
+            Refusal(
+                Code.FORGE_UNAVAILABLE,
+                f"This lab imports keys from {' or '.join(FORGES)} only when a forge is "
+                "configured; paste a key with `/lab keys add` instead.",
+            ),
         )
     lines = lab.forge.public_keys(ForgeName(forge), login)
     if isinstance(lines, NotFound):
@@ -119,7 +125,7 @@ def import_keys(lab: Lab, actor: str, forge: str, login: str, now: datetime) -> 
             now,
             actor,
             "key_import",
-            f"{forge} has no account '{quoted(login)}'; check the name.",
+            Refusal(Code.NOT_FOUND, f"{forge} has no account '{quoted(login)}'; check the name."),
         )
     if isinstance(lines, Unchecked):
         later = f" after {when(lines.retry_at)}" if lines.retry_at else " later"
@@ -128,8 +134,11 @@ def import_keys(lab: Lab, actor: str, forge: str, login: str, now: datetime) -> 
             now,
             actor,
             "key_import",
-            f"No keys were imported: {lines.reason}. Try again{later}, or paste a key with "
-            "`/lab keys add`.",
+            Refusal(
+                Code.FORGE_UNAVAILABLE,
+                f"No keys were imported: {lines.reason}. Try again{later}, or paste a key with "
+                "`/lab keys add`.",
+            ),
         )
     keys = [k for k in map(read_key, lines) if isinstance(k, PublicKey)]
     if not keys:
@@ -138,8 +147,11 @@ def import_keys(lab: Lab, actor: str, forge: str, login: str, now: datetime) -> 
             now,
             actor,
             "key_import",
-            f"{forge} publishes no public SSH key for '{quoted(login)}'; add one there, or paste "
-            "one with `/lab keys add`.",
+            Refusal(
+                Code.NOT_FOUND,
+                f"{forge} publishes no public SSH key for '{quoted(login)}'; add one there, or "
+                "paste one with `/lab keys add`.",
+            ),
         )
     added, problem = _save(lab, actor, keys, f"{forge}:{login}", now)
     if problem:
@@ -157,16 +169,17 @@ def import_keys(lab: Lab, actor: str, forge: str, login: str, now: datetime) -> 
 
 def _save(
     lab: Lab, actor: str, keys: list[PublicKey], source: str, now: datetime
-) -> tuple[list[PublicKey], str | None]:
+) -> tuple[list[PublicKey], Refusal | None]:
     """Insert the keys not saved yet; the unique (user, fingerprint) keeps two adds of one key
     racing each other from saving it twice."""
     with lab.db.write() as session:
         known = {k.fingerprint for k in saved_keys(session, [actor])}
         new = list({k.fingerprint: k for k in keys if k.fingerprint not in known}.values())
         if len(known) + len(new) > MAX_KEYS:
-            return [], (
+            return [], Refusal(
+                Code.TOO_MANY,
                 f"You would have {len(known) + len(new)} saved keys; the limit is {MAX_KEYS}. "
-                "Remove some with `/lab keys remove NUMBER`."
+                "Remove some with `/lab keys remove NUMBER`.",
             )
         try:
             with session.begin_nested():
@@ -181,7 +194,10 @@ def _save(
                     for key in new
                 )
         except IntegrityError:
-            return [], "That key was being saved at the same moment; `/lab keys` shows it."
+            return [], Refusal(
+                Code.CHANGED_MEANWHILE,
+                "That key was being saved at the same moment; `/lab keys` shows it.",
+            )
         if new:
             audit(
                 session,
@@ -195,10 +211,14 @@ def _save(
 
 
 def _refuse_key(lab: Lab, now: datetime, actor: str, problem: KeyProblem) -> Outcome:
-    """The sentence, audited; a private key is recorded as such, and nothing of it is kept."""
+    """The sentence and its code, audited; a private key is recorded as such, and nothing of
+    it is kept."""
+    code = Code.PRIVATE_KEY if problem.private else Code.BAD_INPUT
     with lab.db.write() as session:
-        audit(session, now, actor, "key_add", None, "refused", private_key=problem.private)
-    return Outcome(False, problem.sentence)
+        audit(
+            session, now, actor, "key_add", None, "refused", code=code, private_key=problem.private
+        )
+    return Outcome(False, problem.sentence, code=code)
 
 
 def _choose(keys: list[SshKey], which: str) -> SshKey | None:

@@ -2,7 +2,9 @@
 
 `Lab` bundles the database, the provider, the notifier and the rules; each use case takes it
 plus the actor and `now`, and returns an `Outcome` rather than raising, so every front end
-(Slack, CLI, demo, tests) can show the sentence to a person.
+(Slack, CLI, demo, tests) can show the sentence to a person. A refusal also carries a `Code`, the
+same for every wording of one kind of "no", written to the audit log beside the sentence, so a
+program (a test, an admin filtering the log, a front end) reads the kind without the words.
 """
 
 from __future__ import annotations
@@ -12,19 +14,27 @@ import logging
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from enum import StrEnum
+from typing import Any, NamedTuple
 
-from sqlalchemy import insert, update
+from sqlalchemy import Update, insert, update
 from sqlmodel import Session, col
 
 from commands.notices import Notifier, deliver
 from commands.policy import Policy, Roles
-from commands.states import State, can_transition
+from commands.states import (
+    ExtensionState,
+    ServerState,
+    State,
+    can_transition,
+    extension_can_move,
+    server_can_move,
+)
 from metal.forge import Forge
 from metal.provider import Catalog, Provider
 from storage.claims import replica_name
 from storage.db import Database
-from storage.models import AuditEvent, Lease
+from storage.models import AuditEvent, Lease, PendingExtension, Server
 
 log = logging.getLogger(__name__)
 
@@ -57,12 +67,43 @@ class Lab:
             log.exception("delivering notices failed; the sweep will retry")
 
 
+class Code(StrEnum):
+    """Every kind of refusal a use case gives, in one place."""
+
+    NOT_FOUND = "not_found"  # no such lease, extension request, saved key or forge account
+    NOT_ALLOWED = "not_allowed"  # the actor's role may not do this to this lease
+    WRONG_STATE = "wrong_state"  # the lease is not in a state the action applies to
+    ALREADY_DECIDED = "already_decided"  # a reviewer decided the request or extension first
+    CHANGED_MEANWHILE = "changed_meanwhile"  # another caller changed it first (a lost race)
+    SELF_APPROVAL = "self_approval"  # a reviewer approving their own request, not allowed here
+    OVER_BUDGET = "over_budget"  # would over-commit the lab's credit in a month
+    OVER_PROJECT_CAP = "over_project_cap"  # would take the project past its monthly cap
+    RESERVE = "reserve"  # would eat into the share kept for other open-source projects
+    TOO_LONG = "too_long"  # a text past its length limit
+    BAD_INPUT = "bad_input"  # unreadable, or outside policy: the sentence says what would do
+    PRIVATE_KEY = "private_key"  # a private SSH key given where a public one belongs
+    TOO_MANY = "too_many"  # a limit on how many reached (waiting requests, keys, co-owners)
+    FORGE_UNAVAILABLE = "forge_unavailable"  # no forge configured, or it cannot answer now
+    PROVIDER_REFUSED = "provider_refused"  # the provider would not do what the action needs
+
+
+class Refusal(NamedTuple):
+    """A "no" before it is said: its kind and its sentence."""
+
+    code: Code
+    message: str
+
+
 @dataclass(frozen=True)
 class Outcome:
+    """What a use case answers. `code` names the kind of a refusal (`Code`); a success has
+    None, since a program tells successes apart by `ok` and what changed, not by a kind."""
+
     ok: bool
     message: str
     lease_id: int | None = None
     errors: dict[str, str] = field(default_factory=dict)
+    code: Code | None = None
 
 
 def audit(
@@ -112,14 +153,15 @@ def refuse(
     now: datetime,
     actor: str,
     action: str,
-    message: str,
+    why: Refusal,
     lease_id: int | None = None,
     errors: dict[str, str] | None = None,
 ) -> Outcome:
-    """Say no: one sentence for the person, and the same sentence in the audit log."""
+    """Say no: one sentence for the person, and the same sentence with its code in the audit
+    log (`details` holds `code` beside `reason`, for an admin to filter by)."""
     with lab.db.write() as session:
-        audit(session, now, actor, action, lease_id, "refused", reason=message)
-    return Outcome(False, message, lease_id, errors or {})
+        audit(session, now, actor, action, lease_id, "refused", code=why.code, reason=why.message)
+    return Outcome(False, why.message, lease_id, errors or {}, why.code)
 
 
 class LostRace(Exception):
@@ -177,8 +219,32 @@ def move_all(session: Session, leases: list[Lease], new: State, **values: Any) -
     return [lease for lease in leases if lease.id in won]
 
 
-def not_found(lease_id: int) -> str:
-    return f"There is no lease #{lease_id}; `list` shows yours."
+def servers_moving(
+    old: ServerState | Collection[ServerState], new: ServerState, **values: Any
+) -> Update:
+    """The conditional UPDATE that moves servers from `old` (one state or several) to `new`,
+    once the server table allows each move (a ValueError otherwise, as `move()` raises). The
+    caller narrows it to its servers and acts only on the rows it changed."""
+    olds = [old] if isinstance(old, str) else list(old)
+    for state in olds:
+        if not server_can_move(state, new):
+            raise ValueError(f"server: {state} -> {new} is not a legal transition")
+    where = col(Server.state) == olds[0] if len(olds) == 1 else col(Server.state).in_(olds)
+    return update(Server).where(where).values(state=new, **values)
+
+
+def set_state(row: Server | PendingExtension, new: ServerState | ExtensionState) -> None:
+    """Change the state of a server or extension row this transaction holds locked
+    (storage.locks), itself or through its lease, once its table allows the move (a ValueError
+    otherwise)."""
+    allowed = server_can_move if isinstance(row, Server) else extension_can_move
+    if not allowed(row.state, new):
+        raise ValueError(f"{type(row).__name__} {row.id}: {row.state} -> {new} is not legal")
+    row.state = new
+
+
+def not_found(lease_id: int) -> Refusal:
+    return Refusal(Code.NOT_FOUND, f"There is no lease #{lease_id}; `list` shows yours.")
 
 
 def owner_or_admin(
@@ -188,7 +254,7 @@ def owner_or_admin(
     verb: str,
     co_owners: Collection[str] | None = None,
     reviewers: bool = False,
-) -> str | None:
+) -> Refusal | None:
     """None when `actor` may `verb` the lease: its owner or an admin; its co-owners for the
     verbs that pass them (extend, release); reviewers for the verbs that admit them (extend,
     on a silent team's behalf). Otherwise the sentence, naming exactly who may."""
@@ -205,8 +271,13 @@ def owner_or_admin(
         + (["a co-owner"] if co_owners is not None else [])
         + (["a reviewer"] if reviewers else [])
     )
-    return f"Lease #{lease.id} is <@{lease.owner}>'s; only {who} or an admin can {verb} it."
+    return Refusal(
+        Code.NOT_ALLOWED,
+        f"Lease #{lease.id} is <@{lease.owner}>'s; only {who} or an admin can {verb} it.",
+    )
 
 
-def wrong_state(lease: Lease, verb: str, allowed: str) -> str:
-    return f"Lease #{lease.id} is {lease.state}; only {allowed} can be {verb}."
+def wrong_state(lease: Lease, verb: str, allowed: str) -> Refusal:
+    return Refusal(
+        Code.WRONG_STATE, f"Lease #{lease.id} is {lease.state}; only {allowed} can be {verb}."
+    )

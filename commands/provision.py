@@ -24,15 +24,19 @@ from commands.handover import files_notice
 from commands.holds import hold_all, meter_on, refresh_exactness_all, release_holds
 from commands.keys import keys_on_all, keys_words, lease_keys_all
 from commands.lab import (
+    Code,
     Lab,
     LostRace,
     Outcome,
+    Refusal,
     audit,
     audit_all,
     move,
     move_all,
     not_found,
     refuse,
+    servers_moving,
+    set_state,
     wrong_state,
 )
 from commands.markers import once
@@ -40,7 +44,7 @@ from commands.notices import ADMIN, Draft, Kind, enqueue, enqueue_all, owner
 from commands.pubkeys import PublicKey
 from commands.reclaim import delete_due_all
 from commands.reminders import next_due
-from commands.states import State
+from commands.states import ServerState, State
 from metal.provider import (
     TAG,
     Device,
@@ -60,7 +64,7 @@ CAPACITY_WAIT = timedelta(minutes=5)
 RECORD_EVERY = timedelta(seconds=1)  # how long create answers may wait in hand to be recorded
 PROGRESS_STEPS = (25, 50, 75)
 GAVE_UP = (DeviceState.FAILED, DeviceState.DELETED)
-COMING = ("pending", "creating", "provisioning")  # a server row on its way up
+COMING = (ServerState.PENDING, ServerState.CREATING, ServerState.PROVISIONING)  # on its way up
 LARGE = 10
 TEXT_LISTED = 10  # servers the ready notice's plain text names (Slack's blocks show more)
 
@@ -68,7 +72,14 @@ TEXT_LISTED = 10  # servers the ready notice's plain text names (Slack's blocks 
 def provision(lab: Lab, actor: str, lease_id: int, now: datetime) -> Outcome:
     """approved -> provisioning: the server rows are written, then the devices are created."""
     if not lab.roles.is_admin(actor):
-        return refuse(lab, now, actor, "provision", "Only admins can provision by hand.", lease_id)
+        return refuse(
+            lab,
+            now,
+            actor,
+            "provision",
+            Refusal(Code.NOT_ALLOWED, "Only admins can provision by hand."),
+            lease_id,
+        )
     with lab.db.write() as session:
         lease = locked(session, Lease, lease_id)
         if lease is None:
@@ -144,7 +155,7 @@ def advance_provisioning_all(lab: Lab, lease_ids: list[int], now: datetime) -> N
     waiting = {
         lease_id: rows
         for lease_id, rows in _servers_of(lab, lease_ids).items()
-        if any(s.state in ("pending", "creating") for s in rows)
+        if any(s.state in (ServerState.PENDING, ServerState.CREATING) for s in rows)
     }
     if waiting:
         plans = _plans(lab, list(waiting))
@@ -182,7 +193,7 @@ def _create_for(
     _create_missing(lab, lease, keys, rows, now)
 
 
-def _servers_of(lab: Lab, lease_ids: list[int], *states: str) -> dict[int, list[Server]]:
+def _servers_of(lab: Lab, lease_ids: list[int], *states: ServerState) -> dict[int, list[Server]]:
     """Each lease's servers (in those states), in one query."""
     with lab.db.read() as session:
         query = select(Server).where(col(Server.lease_id).in_(lease_ids))
@@ -195,7 +206,7 @@ def _servers_of(lab: Lab, lease_ids: list[int], *states: str) -> dict[int, list[
     return found
 
 
-def _servers(lab: Lab, lease_id: int, *states: str) -> list[Server]:
+def _servers(lab: Lab, lease_id: int, *states: ServerState) -> list[Server]:
     return _servers_of(lab, [lease_id], *states)[lease_id]
 
 
@@ -216,19 +227,20 @@ def _recover_lost_creates(lab: Lab, lease_id: int, rows: list[Server], now: date
     found = {d.hostname: d for d in listed if d.id not in owned}
     for server in unsure:
         device = found.get(server.hostname)
-        if device is None and server.state == "pending":
+        if device is None and server.state == ServerState.PENDING:
             continue
-        values = (
-            {"state": "provisioning", "provider_id": device.id, "retry_at": None}
+        moving = (
+            servers_moving(
+                ServerState(server.state),
+                ServerState.PROVISIONING,
+                provider_id=device.id,
+                retry_at=None,
+            )
             if device
-            else {"state": "pending", "retry_at": now}
+            else servers_moving(ServerState.CREATING, ServerState.PENDING, retry_at=now)
         )
         with lab.db.write() as session:
-            changed = session.exec(
-                update(Server)
-                .where(col(Server.id) == server.id, col(Server.state) == server.state)
-                .values(**values)
-            ).rowcount
+            changed = session.exec(moving.where(col(Server.id) == server.id)).rowcount
             if changed != 1:
                 continue  # another pass recovered it first
             audit(
@@ -244,15 +256,19 @@ def _recover_lost_creates(lab: Lab, lease_id: int, rows: list[Server], now: date
 
 def _maybe_created(server: Server, now: datetime) -> bool:
     due = server.retry_at is None or server.retry_at <= now
-    if server.state == "creating":
+    if server.state == ServerState.CREATING:
         return server.retry_at is not None and due
-    return server.state == "pending" and server.create_attempts > 0 and due
+    return server.state == ServerState.PENDING and server.create_attempts > 0 and due
 
 
 def _create_missing(
     lab: Lab, lease: Lease, keys: list[PublicKey], rows: list[Server], now: datetime
 ) -> None:
-    todo = [s for s in rows if s.state == "pending" and (s.retry_at is None or s.retry_at <= now)]
+    todo = [
+        s
+        for s in rows
+        if s.state == ServerState.PENDING and (s.retry_at is None or s.retry_at <= now)
+    ]
     if not todo or not _has_capacity(lab, lease, todo, now) or not _guarded(lab, lease, todo, now):
         return
     claimed = _claim_creates(lab, todo, now)
@@ -284,7 +300,7 @@ def _has_capacity(lab: Lab, lease: Lease, todo: list[Server], now: datetime) -> 
     with lab.db.write() as session:
         session.exec(
             update(Server)
-            .where(col(Server.id).in_([s.id for s in todo]), Server.state == "pending")
+            .where(col(Server.id).in_([s.id for s in todo]), Server.state == ServerState.PENDING)
             .values(retry_at=now + CAPACITY_WAIT)
         )
         audit(session, now, "system", "capacity", lease.id, "waiting", servers=len(todo))
@@ -304,7 +320,7 @@ def _guarded(lab: Lab, lease: Lease, todo: list[Server], now: datetime) -> bool:
     with lab.db.write() as session:
         session.exec(
             update(Server)
-            .where(col(Server.id).in_([s.id for s in todo]), Server.state == "pending")
+            .where(col(Server.id).in_([s.id for s in todo]), Server.state == ServerState.PENDING)
             .values(retry_at=now + CAPACITY_WAIT, last_error=reason[:500])
         )
         audit(session, now, "system", "backstop_set", lease.id, "failed", reason=reason)
@@ -328,13 +344,13 @@ def _claim_creates(lab: Lab, servers: list[Server], now: datetime) -> list[Serve
     with lab.db.write() as session:
         taken = set(
             session.exec(
-                update(Server)
-                .where(col(Server.id).in_([s.id for s in servers]), col(Server.state) == "pending")
-                .values(
-                    state="creating",
+                servers_moving(
+                    ServerState.PENDING,
+                    ServerState.CREATING,
                     create_attempts=Server.create_attempts + 1,
                     retry_at=now + CREATE_CLAIM,
                 )
+                .where(col(Server.id).in_([s.id for s in servers]))
                 .returning(Server.id)
             ).scalars()
         )
@@ -373,7 +389,7 @@ def _record_creates(
     results = {server.id: result for server, result in answers}
     fingerprints = " ".join(k.fingerprint for k in keys)
     with lab.db.write() as session:
-        rows = [r for r in locked_all(session, Server, results) if r.state == "creating"]
+        rows = [r for r in locked_all(session, Server, results) if r.state == ServerState.CREATING]
         recorded = {
             k.server_id: k
             for k in session.exec(
@@ -392,22 +408,19 @@ def _record_create(
     session: Session, lab: Lab, lease: Lease, row: Server, result: Device | Exception, now: datetime
 ) -> None:
     if isinstance(result, Device):
-        row.state, row.provider_id, row.retry_at, row.last_error = (
-            "provisioning",
-            result.id,
-            None,
-            "",
-        )
+        set_state(row, ServerState.PROVISIONING)
+        row.provider_id, row.retry_at, row.last_error = result.id, None, ""
         audit(session, now, "system", "create", lease.id, hostname=row.hostname, device=result.id)
         return
     if isinstance(result, NoCapacity):
         # Waited out until the provisioning deadline fails the lease, not counted as an attempt.
-        row.state, row.retry_at, row.last_error = "pending", now + CAPACITY_WAIT, str(result)[:500]
+        set_state(row, ServerState.PENDING)
+        row.retry_at, row.last_error = now + CAPACITY_WAIT, str(result)[:500]
         audit(session, now, "system", "capacity", lease.id, "waiting", hostname=row.hostname)
         return
     retryable = not isinstance(result, ProviderError) or result.retryable
     exhausted = row.create_attempts >= lab.policy.create_attempts or not retryable
-    row.state = "failed" if exhausted else "pending"
+    set_state(row, ServerState.FAILED if exhausted else ServerState.PENDING)
     row.retry_at = None if exhausted else now + _backoff(row.create_attempts)
     row.last_error = str(result)[:500]
     audit(
@@ -434,7 +447,8 @@ def _poll(lab: Lab, lease_ids: list[int]) -> Answers:
     """One list call per lease (paged by the provider), not one call per server: a 500-server
     lease is polled in a few requests. The calls go out from a pool. Returns the servers whose
     device is up, failed or gone (None), to be recorded."""
-    waiting = {i: rows for i, rows in _servers_of(lab, lease_ids, "provisioning").items() if rows}
+    polled = _servers_of(lab, lease_ids, ServerState.PROVISIONING)
+    waiting = {i: rows for i, rows in polled.items() if rows}
     if not waiting:
         return []
     workers = max(1, min(lab.policy.provider_concurrency, len(waiting)))
@@ -504,9 +518,8 @@ def _record_active(session: Session, up: list[tuple[Server, Device]], now: datet
         return
     won = set(
         session.scalars(
-            update(Server)
-            .where(col(Server.id).in_([s.id for s, _ in up]), Server.state == "provisioning")
-            .values(state="active", active_at=now)
+            servers_moving(ServerState.PROVISIONING, ServerState.ACTIVE, active_at=now)
+            .where(col(Server.id).in_([s.id for s, _ in up]))
             .returning(Server.id)
         ).all()
     )
@@ -528,9 +541,9 @@ def _record_gave_up(
 ) -> None:
     """Failed or vanished while provisioning: delete what is left, try a fresh device."""
     row = locked(session, Server, server.id)
-    if row is None or row.state != "provisioning":
+    if row is None or row.state != ServerState.PROVISIONING:
         return
-    row.state = "deleting" if device is not None else "deleted"
+    set_state(row, ServerState.DELETING if device is not None else ServerState.DELETED)
     row.retry_at = now
     if device is None:
         row.deleted_at = now
@@ -542,7 +555,7 @@ def _record_gave_up(
             plan=row.plan,
             metro=row.metro,
             hourly_cents=row.hourly_cents,
-            state="pending" if retry else "failed",
+            state=ServerState.PENDING if retry else ServerState.FAILED,
             create_attempts=row.create_attempts,
             retry_at=now if retry else None,
             last_error="device failed provisioning",
@@ -564,9 +577,9 @@ def _record_gave_up(
 def _decide(session: Session, lab: Lab, lease: Lease, rows: list[Server], now: datetime) -> bool:
     """Whether the lease is ready to activate; otherwise fail it, or leave it waiting for the
     servers still on their way."""
-    servers = [s for s in rows if s.state not in ("deleting", "deleted")]
-    active = [s for s in servers if s.state == "active"]
-    failed = [s for s in servers if s.state == "failed"]
+    servers = [s for s in rows if s.state not in (ServerState.DELETING, ServerState.DELETED)]
+    active = [s for s in servers if s.state == ServerState.ACTIVE]
+    failed = [s for s in servers if s.state == ServerState.FAILED]
     timed_out = lease.backstop_at is not None and now >= _provision_deadline(lab, lease)
     waiting = len(servers) - len(active) - len(failed)
     if waiting and not timed_out:
@@ -626,7 +639,9 @@ def _activate_all(
     for lease in leases:
         if lease.id not in moved:
             raise LostRace(lease.id, State.ACTIVE)
-    up = {lease.id: [s for s in rows[lease.id] if s.state == "active"] for lease in leases}
+    up = {
+        lease.id: [s for s in rows[lease.id] if s.state == ServerState.ACTIVE] for lease in leases
+    }
     keys = keys_on_all(session, [(lease, up[lease.id], co_owners[lease.id]) for lease in leases])
     drafts = []
     for lease in leases:
@@ -646,11 +661,13 @@ def _give_up_stragglers(session: Session, lease: Lease, rows: list[Server], now:
     given_up = [s.id for s in rows if s.state in COMING]
     if given_up:
         session.exec(
-            update(Server)
-            .where(col(Server.id).in_(given_up), col(Server.state).in_(COMING))
-            .values(state="deleting", retry_at=now)
+            servers_moving(COMING, ServerState.DELETING, retry_at=now).where(
+                col(Server.id).in_(given_up)
+            )
         )
-    deletes = [s.retry_at for s in rows if s.state == "deleting" and s.retry_at is not None]
+    deletes = [
+        s.retry_at for s in rows if s.state == ServerState.DELETING and s.retry_at is not None
+    ]
     stray = min([*deletes, *([now] if given_up else [])], default=None)
     if stray is not None and stray < lease.due_at:
         lease.due_at = stray
@@ -709,12 +726,9 @@ def _fail(
     move(session, lease, State.FAILED, due_at=now, ended_at=now, reason=why)
     release_holds(session, lease)
     session.exec(
-        update(Server)
-        .where(
-            Server.lease_id == lease.id,
-            col(Server.state).in_(["active", "provisioning", "creating", "pending"]),
+        servers_moving([ServerState.ACTIVE, *COMING], ServerState.DELETING, retry_at=now).where(
+            Server.lease_id == lease.id
         )
-        .values(state="deleting", retry_at=now)
     )
     audit(session, now, "system", "failed", lease.id, reason=why)
     enqueue(

@@ -16,7 +16,7 @@ from commands.billing import format_cents
 from commands.credit import available_cents
 from commands.facts import one_line
 from commands.holds import planned_cost
-from commands.lab import Lab, Outcome, refuse
+from commands.lab import Code, Lab, Outcome, Refusal, refuse
 from commands.policy import Policy
 from commands.process import LABELS as CLASS_LABELS
 from commands.process import MEMBER, Waiting, left_after, rank
@@ -96,7 +96,11 @@ def queue_text(lab: Lab, actor: str, now: datetime) -> Outcome:
     """`/lab queue`: reviewers only, since it shows everyone's requests."""
     if not lab.roles.is_reviewer(actor):
         return refuse(
-            lab, now, actor, "queue", "Only reviewers see the queue; `list` shows your leases."
+            lab,
+            now,
+            actor,
+            "queue",
+            Refusal(Code.NOT_ALLOWED, "Only reviewers see the queue; `list` shows your leases."),
         )
     entries = queue(lab, now)
     if not entries:

@@ -22,8 +22,10 @@ from commands.coowners import audiences, co_owner_ids, co_owners_of
 from commands.facts import shape
 from commands.holds import billing_stops, release_all_holds, settle_all_spend, settle_spend
 from commands.lab import (
+    Code,
     Lab,
     Outcome,
+    Refusal,
     audit,
     audit_all,
     move,
@@ -31,10 +33,12 @@ from commands.lab import (
     not_found,
     owner_or_admin,
     refuse,
+    servers_moving,
+    set_state,
     wrong_state,
 )
 from commands.notices import ADMIN, Draft, Kind, enqueue, enqueue_all, owner
-from commands.states import State
+from commands.states import ServerState, State
 from metal.provider import lease_tag
 from storage.locks import locked, locked_all
 from storage.models import Lease, Server
@@ -43,7 +47,12 @@ log = logging.getLogger(__name__)
 
 CONFIRM = timedelta(seconds=30)
 QUARANTINE_RETRY = timedelta(hours=1)
-UP = ("pending", "creating", "provisioning", "active")
+UP = (  # a server row that is, or may become, a device
+    ServerState.PENDING,
+    ServerState.CREATING,
+    ServerState.PROVISIONING,
+    ServerState.ACTIVE,
+)
 
 
 def release(lab: Lab, actor: str, lease_id: int, now: datetime) -> Outcome:
@@ -54,7 +63,9 @@ def release(lab: Lab, actor: str, lease_id: int, now: datetime) -> Outcome:
             problem = (
                 None
                 if _begin(session, lease, State.RELEASING, actor, now)
-                else (f"Lease #{lease_id} is already being reclaimed.")
+                else Refusal(
+                    Code.CHANGED_MEANWHILE, f"Lease #{lease_id} is already being reclaimed."
+                )
             )
     if problem:
         return refuse(lab, now, actor, "release", problem, lease_id)
@@ -65,7 +76,7 @@ def release(lab: Lab, actor: str, lease_id: int, now: datetime) -> Outcome:
 
 def _cannot_release(
     lab: Lab, lease: Lease | None, actor: str, lease_id: int, co_owners: list[str]
-) -> str | None:
+) -> Refusal | None:
     if lease is None:
         return not_found(lease_id)
     if lease.state != State.ACTIVE:
@@ -108,9 +119,7 @@ def _begin_all(
     ids = [lease.id for lease in moved]
     release_all_holds(session, moved)
     session.exec(
-        update(Server)
-        .where(col(Server.lease_id).in_(ids), col(Server.state).in_(UP))
-        .values(state="deleting", retry_at=now)
+        servers_moving(UP, ServerState.DELETING, retry_at=now).where(col(Server.lease_id).in_(ids))
     )
     verb = "released" if new == State.RELEASING else "ended"
     co_owners = co_owners_of(session, ids)
@@ -153,7 +162,7 @@ def delete_due_all(lab: Lab, lease_ids: list[int], now: datetime) -> None:
         due = session.exec(
             select(Server).where(
                 col(Server.lease_id).in_(lease_ids),
-                Server.state == "deleting",
+                Server.state == ServerState.DELETING,
                 col(Server.retry_at) <= now,
             )
         ).all()
@@ -201,7 +210,7 @@ def _claim_deletes(lab: Lab, servers: list[Server], now: datetime) -> list[Serve
                 update(Server)
                 .where(
                     col(Server.id).in_([s.id for s in servers]),
-                    Server.state == "deleting",
+                    Server.state == ServerState.DELETING,
                     col(Server.retry_at) <= now,
                 )
                 .values(retry_at=now + CONFIRM)
@@ -249,9 +258,14 @@ def _mark_gone(lab: Lab, servers: list[Server], now: datetime) -> None:
         gone: list[int] = []
         for gone_at, ids in by_time.items():
             gone += session.scalars(
-                update(Server)
-                .where(col(Server.id).in_(ids), Server.state == "deleting")
-                .values(state="deleted", deleted_at=gone_at, retry_at=None, last_error="")
+                servers_moving(
+                    ServerState.DELETING,
+                    ServerState.DELETED,
+                    deleted_at=gone_at,
+                    retry_at=None,
+                    last_error="",
+                )
+                .where(col(Server.id).in_(ids))
                 .returning(Server.id)
             ).all()
         settled = session.exec(select(Server).where(col(Server.id).in_(gone))).all()
@@ -264,7 +278,10 @@ def _retry_later(lab: Lab, servers: list[Server], at: datetime) -> None:
     with lab.db.write() as session:
         session.exec(
             update(Server)
-            .where(col(Server.id).in_([s.id for s in servers]), Server.state == "deleting")
+            .where(
+                col(Server.id).in_([s.id for s in servers]),
+                Server.state == ServerState.DELETING,
+            )
             .values(retry_at=at)
         )
 
@@ -273,7 +290,7 @@ def _record_delete_failure(lab: Lab, server: Server, now: datetime, error: Excep
     with lab.db.write() as session:
         lease = locked(session, Lease, server.lease_id)  # the lease first: it may be quarantined
         row = locked(session, Server, server.id)
-        if row is None or row.state != "deleting":
+        if row is None or row.state != ServerState.DELETING:
             return
         row.delete_attempts += 1
         row.last_error = str(error)[:500]
@@ -325,7 +342,8 @@ def _settle_all(lab: Lab, lease_ids: list[int], now: datetime) -> None:
         left: dict[int, list[datetime | None]] = defaultdict(list)
         for lease_id, retry_at in session.exec(
             select(Server.lease_id, Server.retry_at).where(
-                col(Server.lease_id).in_(lease_ids), col(Server.state).in_([*UP, "deleting"])
+                col(Server.lease_id).in_(lease_ids),
+                col(Server.state).in_([*UP, ServerState.DELETING]),
             )
         ).all():
             left[lease_id].append(retry_at)
@@ -378,7 +396,12 @@ def resolve(lab: Lab, actor: str, lease_id: int, now: datetime) -> Outcome:
     """An admin cleaned a quarantined lease up by hand: mark its servers gone and close it."""
     if not lab.roles.is_admin(actor):
         return refuse(
-            lab, now, actor, "resolve", "Only admins can resolve a quarantined lease.", lease_id
+            lab,
+            now,
+            actor,
+            "resolve",
+            Refusal(Code.NOT_ALLOWED, "Only admins can resolve a quarantined lease."),
+            lease_id,
         )
     with lab.db.write() as session:
         lease = locked(session, Lease, lease_id)
@@ -389,10 +412,13 @@ def resolve(lab: Lab, actor: str, lease_id: int, now: datetime) -> Outcome:
         else:
             problem = None
             left = session.exec(
-                select(Server).where(Server.lease_id == lease_id, Server.state == "deleting")
+                select(Server).where(
+                    Server.lease_id == lease_id, Server.state == ServerState.DELETING
+                )
             ).all()
             for server in left:
-                server.state, server.deleted_at, server.retry_at = "deleted", now, None
+                set_state(server, ServerState.DELETED)
+                server.deleted_at, server.retry_at = now, None
                 session.add(server)
             settle_spend(session, list(left), lease)
             finish(session, lab, lease, now, actor)

@@ -18,10 +18,10 @@ from sqlmodel import col, select
 from commands.facts import when
 from commands.handover import send_files_again
 from commands.holds import settle_spend
-from commands.lab import Lab, audit
+from commands.lab import Lab, audit, set_state
 from commands.markers import stamp
 from commands.notices import ADMIN, Kind, enqueue, enqueue_all, owner
-from commands.states import State
+from commands.states import ServerState, State
 from metal.provider import TAG, Device, lease_tag
 from storage.claims import claim_period, give_back_period
 from storage.locks import locked
@@ -70,7 +70,7 @@ def _orphans(lab: Lab, devices: list[Device], now: datetime) -> None:
         known = set(
             session.exec(
                 select(Server.provider_id).where(
-                    col(Server.provider_id).in_(ids), col(Server.state) != "deleted"
+                    col(Server.provider_id).in_(ids), col(Server.state) != ServerState.DELETED
                 )
             ).all()
         )
@@ -122,7 +122,7 @@ def _vanished(lab: Lab, present: set[str], now: datetime) -> None:
         missing = session.exec(
             select(Server).where(
                 col(Server.deleted_at).is_(None),  # the indexed way to the few live servers
-                Server.state == "active",
+                Server.state == ServerState.ACTIVE,
                 col(Server.provider_id).not_in(present),
             )
         ).all()
@@ -133,10 +133,11 @@ def _vanished(lab: Lab, present: set[str], now: datetime) -> None:
         with lab.db.write() as session:
             lease = locked(session, Lease, server.lease_id)
             row = locked(session, Server, server.id)
-            if row.state != "active":
+            if row.state != ServerState.ACTIVE:
                 continue
             gone[lease.id].append(row.hostname)
-            row.state, row.deleted_at = "vanished", now
+            set_state(row, ServerState.VANISHED)
+            row.deleted_at = now
             settle_spend(session, [row], lease)
             lease.flagged = f"{row.hostname} vanished from the provider at {when(now)}"
             session.add_all([row, lease])

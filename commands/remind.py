@@ -20,7 +20,7 @@ from commands.notices import Draft, Kind, enqueue_all
 from commands.reclaim import CONFIRM
 from commands.reminders import due_reminders, next_due, remaining_words
 from commands.silent import silent_check
-from commands.states import State
+from commands.states import ServerState, State
 from storage.locks import locked_all
 from storage.models import Lease, SentReminder, Server
 
@@ -45,7 +45,7 @@ def remind(lab: Lab, leases: list[Lease], now: datetime) -> dict[int, str]:
         next_deletes = dict(
             session.exec(
                 select(Server.lease_id, func.min(Server.retry_at))
-                .where(col(Server.lease_id).in_(ids), Server.state == "deleting")
+                .where(col(Server.lease_id).in_(ids), Server.state == ServerState.DELETING)
                 .group_by(Server.lease_id)
             ).all()
         )

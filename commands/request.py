@@ -14,8 +14,10 @@ from commands.facts import lease_facts, quoted, shape, when
 from commands.holds import planned_cost
 from commands.keys import request_keys
 from commands.lab import (
+    Code,
     Lab,
     Outcome,
+    Refusal,
     audit,
     audit_all,
     move,
@@ -41,20 +43,23 @@ def request(lab: Lab, actor: str, req: RequestInput, now: datetime) -> Outcome:
     errors = check_request(req, catalog, lab.policy)
     if errors:
         message = "That request cannot be filed: " + "; ".join(errors.values()) + "."
-        return refuse(lab, now, actor, "request", message, errors=errors)
+        return refuse(lab, now, actor, "request", Refusal(Code.BAD_INPUT, message), errors=errors)
     with lab.db.write() as session:
         serialize(session, f"requests-of:{actor}")  # the count below decides the insert
         waiting = _pending_count(session, actor)
-        keys, problem = request_keys(session, actor, req.ssh_key, req.saved_keys)
+        keys, no_keys = request_keys(session, actor, req.ssh_key, req.saved_keys)
+        problem = Refusal(Code.BAD_INPUT, no_keys) if no_keys else None
         if waiting >= lab.policy.pending_per_user:
-            problem = (
+            problem = Refusal(
+                Code.TOO_MANY,
                 f"you already have {waiting} requests waiting for a decision (the limit is "
-                f"{lab.policy.pending_per_user}); cancel one or wait for a reviewer"
+                f"{lab.policy.pending_per_user}); cancel one or wait for a reviewer",
             )
         if problem is None:
             lease = _file(session, lab, actor, req.model_copy(update={"ssh_key": keys}), now)
     if problem:
-        return refuse(lab, now, actor, "request", f"That request cannot be filed: {problem}.")
+        filed = f"That request cannot be filed: {problem.message}."
+        return refuse(lab, now, actor, "request", Refusal(problem.code, filed))
     lab.flush_notices(now, lease.id)
     flagged = (
         f" Note: {lease.class_note}; reviewers see the claim flagged, and the request waits "
@@ -217,7 +222,7 @@ def cancel(lab: Lab, actor: str, lease_id: int, now: datetime) -> Outcome:
     return Outcome(True, f"Request #{lease_id} cancelled.", lease_id)
 
 
-def _cannot_cancel(lab: Lab, lease: Lease | None, actor: str, lease_id: int) -> str | None:
+def _cannot_cancel(lab: Lab, lease: Lease | None, actor: str, lease_id: int) -> Refusal | None:
     if lease is None:
         return not_found(lease_id)
     if lease.state != State.PENDING:

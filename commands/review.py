@@ -15,7 +15,7 @@ from sqlmodel import Session
 from commands.budget import Limit, Shortfall, over_budget, past_words, record_overrides
 from commands.facts import quoted, shape, when
 from commands.holds import hold_approved
-from commands.lab import Lab, Outcome, audit, move, not_found, refuse
+from commands.lab import Code, Lab, Outcome, Refusal, audit, move, not_found, refuse
 from commands.notices import REVIEW, Kind, enqueue, owner
 from commands.policy import (
     SELF_MARK,
@@ -42,11 +42,18 @@ def approve(
             now,
             actor,
             "approve",
-            "Only an admin can approve over the month's credit.",
+            Refusal(Code.NOT_ALLOWED, "Only an admin can approve over the month's credit."),
             lease_id,
         )
     if override is not None and (long := too_long("reason", override)):
-        return refuse(lab, now, actor, "approve", f"That override is too long: {long}.", lease_id)
+        return refuse(
+            lab,
+            now,
+            actor,
+            "approve",
+            Refusal(Code.TOO_LONG, f"That override is too long: {long}."),
+            lease_id,
+        )
     with lab.db.write() as session:
         lease = locked(session, Lease, lease_id)
         problem = _undecidable(lease, lease_id) or _self_approval(lab, lease, actor)
@@ -79,11 +86,20 @@ def deny(lab: Lab, actor: str, lease_id: int, reason: str, now: datetime) -> Out
             now,
             actor,
             "deny",
-            f"Say why, so the requester can fix it: deny {lease_id} <reason>.",
+            Refusal(
+                Code.BAD_INPUT, f"Say why, so the requester can fix it: deny {lease_id} <reason>."
+            ),
             lease_id,
         )
     if long := too_long("reason", reason):
-        return refuse(lab, now, actor, "deny", f"That reason is too long: {long}.", lease_id)
+        return refuse(
+            lab,
+            now,
+            actor,
+            "deny",
+            Refusal(Code.TOO_LONG, f"That reason is too long: {long}."),
+            lease_id,
+        )
     with lab.db.write() as session:
         lease = locked(session, Lease, lease_id)
         problem = _undecidable(lease, lease_id)
@@ -105,26 +121,32 @@ def deny(lab: Lab, actor: str, lease_id: int, reason: str, now: datetime) -> Out
     return Outcome(True, f"Lease #{lease_id} denied.", lease_id)
 
 
-def _reviewers_only(verb: str) -> str:
-    return f"Only reviewers can {verb} requests; ask one in the review channel."
+def _reviewers_only(verb: str) -> Refusal:
+    return Refusal(
+        Code.NOT_ALLOWED, f"Only reviewers can {verb} requests; ask one in the review channel."
+    )
 
 
-def _undecidable(lease: Lease | None, lease_id: int) -> str | None:
+def _undecidable(lease: Lease | None, lease_id: int) -> Refusal | None:
     if lease is None:
         return not_found(lease_id)
     if lease.state == State.PENDING:
         return None
     if lease.decided_by:
-        return (
+        return Refusal(
+            Code.ALREADY_DECIDED,
             f"Lease #{lease_id} was already {_decision_word(lease)} by <@{lease.decided_by}> "
-            f"at {when(lease.decided_at)}."
+            f"at {when(lease.decided_at)}.",
         )
-    return f"Lease #{lease_id} is {lease.state}; only a pending request can be decided."
+    return Refusal(
+        Code.WRONG_STATE,
+        f"Lease #{lease_id} is {lease.state}; only a pending request can be decided.",
+    )
 
 
-def _self_approval(lab: Lab, lease: Lease, actor: str) -> str | None:
+def _self_approval(lab: Lab, lease: Lease, actor: str) -> Refusal | None:
     if approver(lab.policy, lease.owner, actor) == Approver.SELF_REFUSED:
-        return self_approval_refused(f"#{lease.id}")
+        return Refusal(Code.SELF_APPROVAL, self_approval_refused(f"#{lease.id}"))
     return None
 
 
@@ -132,7 +154,7 @@ def _decision_word(lease: Lease) -> str:
     return "denied" if lease.state == State.DENIED else "approved"
 
 
-def _refusal(lease: Lease, short: Shortfall, policy: Policy) -> str:
+def _refusal(lease: Lease, short: Shortfall, policy: Policy) -> Refusal:
     """Why the approval is refused, and what each limit leaves the reviewer to do."""
     advice = {
         Limit.LAB: "Deny it, ask for fewer servers or hours, or an admin can",
@@ -142,9 +164,10 @@ def _refusal(lease: Lease, short: Shortfall, policy: Policy) -> str:
             "or an admin can"
         ),
     }[short.limit]
-    return (
+    return Refusal(
+        short.code,
         f"Approving #{lease.id} would {past_words(short, lease, policy)}. {advice} approve it "
-        f'with `approve {lease.id} override="why"`.'
+        f'with `approve {lease.id} override="why"`.',
     )
 
 

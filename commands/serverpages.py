@@ -18,12 +18,14 @@ from datetime import datetime
 
 from commands.coowners import co_owner_ids
 from commands.facts import describe, server_line, shape
-from commands.lab import Lab, Outcome, not_found, refuse
+from commands.lab import Code, Lab, Outcome, Refusal, not_found, refuse
+from commands.states import ServerState
 from commands.views import ADDRESSES_HIDDEN, lease_with_servers, may_see_addresses
 from storage.models import Lease, Server
 
 PAGE_SIZE = 50
-CURRENT = ("pending", "creating", "provisioning", "active")  # servers a lease has now
+# servers a lease has now: on their way up, or running
+CURRENT = (ServerState.PENDING, ServerState.CREATING, ServerState.PROVISIONING, ServerState.ACTIVE)
 
 
 @dataclass(frozen=True)
@@ -130,12 +132,16 @@ def _others(page: Page) -> str:
     return ("; ".join(ways) + ".") if ways else ""
 
 
-def _past_the_end(lease_id: int, pages: int) -> str:
+def _past_the_end(lease_id: int, pages: int) -> Refusal:
     if pages == 1:
-        return f"Lease #{lease_id}'s servers fit on one page: `/lab show {lease_id}` shows them."
-    return (
+        return Refusal(
+            Code.BAD_INPUT,
+            f"Lease #{lease_id}'s servers fit on one page: `/lab show {lease_id}` shows them.",
+        )
+    return Refusal(
+        Code.BAD_INPUT,
         f"Lease #{lease_id}'s servers fill {pages} pages; "
-        f"`/lab show {lease_id} servers {pages}` is the last."
+        f"`/lab show {lease_id} servers {pages}` is the last.",
     )
 
 

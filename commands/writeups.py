@@ -10,7 +10,7 @@ from datetime import datetime
 from sqlalchemy import update
 from sqlmodel import col, select
 
-from commands.lab import Lab, Outcome, audit, not_found, refuse
+from commands.lab import Code, Lab, Outcome, Refusal, audit, not_found, refuse
 from commands.notices import Kind, enqueue, owner
 from commands.policy import is_link, too_long
 from storage.models import Lease
@@ -22,14 +22,21 @@ def submit_writeup(lab: Lab, actor: str, lease_id: int, url: str, now: datetime)
     """After a lease, its owner sends a link to a short write-up; it stays on the project's
     history."""
     if long := too_long("url", url.strip()):
-        return refuse(lab, now, actor, "writeup", f"That link is too long: {long}.", lease_id)
+        return refuse(
+            lab,
+            now,
+            actor,
+            "writeup",
+            Refusal(Code.TOO_LONG, f"That link is too long: {long}."),
+            lease_id,
+        )
     if not is_link(url.strip()):
         return refuse(
             lab,
             now,
             actor,
             "writeup",
-            "Send a link, like https://blog.example.org/our-lab-run.",
+            Refusal(Code.BAD_INPUT, "Send a link, like https://blog.example.org/our-lab-run."),
             lease_id,
         )
     with lab.db.write() as session:
@@ -38,7 +45,7 @@ def submit_writeup(lab: Lab, actor: str, lease_id: int, url: str, now: datetime)
             problem = (
                 not_found(lease_id)
                 if lease is None
-                else "Only the lease's owner can add its write-up."
+                else Refusal(Code.NOT_ALLOWED, "Only the lease's owner can add its write-up.")
             )
         else:
             problem = None

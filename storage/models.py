@@ -12,6 +12,8 @@ from datetime import datetime
 from sqlalchemy import BigInteger, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from storage.statuses import ExtensionState, ServerState
+
 
 class Lease(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
@@ -61,7 +63,7 @@ class PendingExtension(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     lease_id: int = Field(foreign_key="lease.id", index=True)
-    state: str = "pending"
+    state: str = ExtensionState.PENDING
     seconds: int
     requested_by: str
     requested_at: datetime
@@ -70,16 +72,15 @@ class PendingExtension(SQLModel, table=True):
 
 
 class Server(SQLModel, table=True):
-    """One provider device of a lease. `state` is ours: pending (not created yet), creating
-    (create sent, answer not recorded), provisioning, active, deleting, deleted, failed,
-    vanished."""
+    """One provider device of a lease. `state` is ours (storage.statuses.ServerState; its
+    transitions are in commands/states.py), not the provider's."""
 
     id: int | None = Field(default=None, primary_key=True)
     lease_id: int = Field(foreign_key="lease.id", index=True)
     hostname: str
     plan: str
     metro: str
-    state: str = "pending"
+    state: str = ServerState.PENDING
     provider_id: str | None = Field(default=None, index=True)
     ips: str = ""
     hourly_cents: int

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 from benchmarks.engine.rows import Rows
 from commands.policy import Policy
+from commands.states import ServerState
 from metal.catalog import SEED_METROS, SEED_OSES, SEED_PLANS
 
 NOW = datetime(2026, 11, 16, 12, 0, tzinfo=UTC)
@@ -129,7 +130,7 @@ def server_row(lease: dict, n: int, server_id: int | None = None, **values) -> d
         "hostname": f"{lease['project']}-{lease['id']}-{n}",
         "plan": lease["plan"],
         "metro": lease["metro"],
-        "state": "deleted",
+        "state": ServerState.DELETED,
         "provider_id": None,
         "ips": "",
         "hourly_cents": lease["hourly_cents"],
@@ -224,7 +225,7 @@ def running(
             lease,
             n,
             server_id,
-            state="active",
+            state=ServerState.ACTIVE,
             provider_id=device_id(server_id, hostname),
             ips=f"147.75.{server_id % 200}.{n}",
             active_at=starts_at,

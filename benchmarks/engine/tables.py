@@ -35,6 +35,7 @@ from benchmarks.engine.sizes import (
     LIVE_HISTORY,
     WAITING,
 )
+from commands.states import ServerState
 
 NextId = Callable[[], int]
 
@@ -104,7 +105,11 @@ def _poll(rows: Rows, lease_id: int, rng: random.Random, next_id: NextId) -> dic
         server_id = next_id()
         hostname = f"{lease['project']}-{lease_id}-{n}"
         server = server_row(
-            lease, n, server_id, state="provisioning", provider_id=device_id(server_id, hostname)
+            lease,
+            n,
+            server_id,
+            state=ServerState.PROVISIONING,
+            provider_id=device_id(server_id, hostname),
         )
         rows.servers.append(server)
         rows.devices.append(device_row(server, lease, decided + timedelta(seconds=5)))

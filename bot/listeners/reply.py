@@ -17,7 +17,7 @@ from slack_sdk.webhook import WebhookClient
 from bot.blocks.home import home_view
 from bot.blocks.kit import Block, ephemeral
 from commands.credit_report import credit_report
-from commands.lab import Outcome, refuse
+from commands.lab import Code, Outcome, Refusal, refuse
 from commands.queue import queue
 from commands.repocheck import check_repository
 from commands.views import leases
@@ -75,7 +75,8 @@ def audit_refusal(ctx: AppContext, body: Body, user: str, action: str, sentence:
     """Input refused inside the ack (a command labbot could not read, a form answered wrongly)
     is audited like any refusal, after the ack: the row holds the sentence the person was shown,
     never their text, so a secret pasted in the wrong place is not kept."""
-    ctx.later(body, refuse, ctx.lab, ctx.clock(), user or "unknown", action, sentence)
+    why = Refusal(Code.BAD_INPUT, sentence)
+    ctx.later(body, refuse, ctx.lab, ctx.clock(), user or "unknown", action, why)
 
 
 def tell_refusal(ctx: AppContext, body: Body, outcome: Outcome) -> None:

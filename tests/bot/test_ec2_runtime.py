@@ -9,6 +9,7 @@ import pytest
 
 from bot.runtime import build_lab
 from bot.settings import Settings, SettingsError, from_env
+from commands.lab import Code
 from commands.policy import RequestInput
 from commands.request import request
 from fakes.ec2 import SCHEDULER_ROLE, FaultProxy, MotoServer, backstop_role
@@ -140,7 +141,7 @@ def test_a_request_on_ec2_gets_the_catalogs_os_and_a_sentence_for_another(
     with lab.db.read() as session:
         assert session.get(Lease, filed.lease_id).os == "ubuntu_24_04"
     refused = ask("ubuntu_16_04")
-    assert not refused.ok
+    assert refused.code == Code.BAD_INPUT  # and it says what would be accepted:
     assert "unknown OS 'ubuntu_16_04'; choose one of ubuntu_24_04" in refused.message
 
 

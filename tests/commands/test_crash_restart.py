@@ -16,7 +16,7 @@ from commands.lab import Lab
 from commands.notices import Kind
 from commands.reclaim import release
 from commands.review import approve
-from commands.states import State
+from commands.states import ServerState, State
 from commands.sweep import sweep
 from fakes.notifier import RecordingNotifier
 from metal.simulated import SimulatedProvider
@@ -85,9 +85,8 @@ def test_a_crash_around_create_is_finished_by_the_next_sweep(database_url, clock
     assert row.state == State.ACTIVE
     hostnames = [f"coredns-{lease_id}-{n}" for n in (1, 2, 3)]
     assert devices_by_hostname(second) == Counter(hostnames)
-    assert sorted(s.hostname for s in servers(second.db, lease_id) if s.state == "active") == (
-        hostnames
-    )
+    up = [s.hostname for s in servers(second.db, lease_id) if s.state == ServerState.ACTIVE]
+    assert sorted(up) == hostnames
     assert len(second.notifier.texts(Kind.READY)) == 1
     shutdown(second)
 

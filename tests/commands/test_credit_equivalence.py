@@ -23,6 +23,7 @@ from commands.reclaim import release
 from commands.request import request
 from commands.reserve import class_usage
 from commands.review import approve
+from commands.states import ServerState
 from commands.sweep import sweep
 from storage.models import Server
 from tests.commands.credit_reference import (
@@ -144,7 +145,7 @@ def _step(lab, now: datetime, ids: list[int], kind: str, which: int, hours: int)
         with lab.db.read() as session:
             device = session.exec(
                 select(Server.provider_id)
-                .where(Server.state == "active", col(Server.provider_id).is_not(None))
+                .where(Server.state == ServerState.ACTIVE, col(Server.provider_id).is_not(None))
                 .order_by(col(Server.id))
             ).all()
         if device:

@@ -10,6 +10,7 @@ from commands.credit_report import credit_report
 from commands.gauges import gauges
 from commands.health import Verdict, judge, record_sweep
 from commands.notices import deliver
+from commands.states import ServerState
 from commands.sweep import sweep
 from tests.commands.helpers import active, approved, file, lease
 
@@ -21,7 +22,7 @@ def test_the_gauges_count_leases_servers_and_the_outbox_as_the_database_has_them
 
     assert figures.leases["pending"] == 1 and figures.leases["active"] == 1
     assert figures.leases["reclaimed"] == 0
-    assert figures.servers["active"] == 3
+    assert figures.servers[ServerState.ACTIVE] == 3
     assert figures.quarantined == 0
     book = credit_report(lab, clock.now).lab
     assert figures.credit[month_key(clock.now)] == book

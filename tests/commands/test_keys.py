@@ -12,7 +12,7 @@ import pytest
 from sqlmodel import select
 
 from commands.keys import MAX_KEYS, add_key, import_keys, list_keys, remove_key
-from commands.lab import Lab
+from commands.lab import Code, Lab
 from commands.pubkeys import read_key
 from commands.request import request
 from commands.review import approve
@@ -66,7 +66,7 @@ def test_a_private_key_is_refused_audited_and_never_stored_or_echoed(
     lab: Lab, clock: Clock
 ) -> None:
     outcome = add_key(lab, OWNER, PRIVATE, clock.now)
-    assert not outcome.ok and "rotate it" in outcome.message
+    assert outcome.code == Code.PRIVATE_KEY
     assert "secret" not in outcome.message and "b3BlbnNzaC1" not in outcome.message
     assert saved(lab, OWNER) == []
     with lab.db.read() as session:
@@ -80,7 +80,7 @@ def test_a_request_carrying_a_private_key_is_refused_without_echoing_it(
     lab: Lab, clock: Clock
 ) -> None:
     outcome = request(lab, OWNER, request_input(ssh_key=PRIVATE), clock.now)
-    assert not outcome.ok and "rotate it" in outcome.message and "secret" not in outcome.message
+    assert outcome.code == Code.BAD_INPUT and "secret" not in outcome.message
     with lab.db.read() as session:
         details = [e.details for e in session.exec(select(AuditEvent)).all()]
     assert not any("secret" in d for d in details)
@@ -90,14 +90,14 @@ def test_at_most_max_keys_are_saved(lab: Lab, clock: Clock) -> None:
     for n in range(MAX_KEYS):
         assert add_key(lab, OWNER, public_key(f"k{n}"), clock.now).ok
     refused = add_key(lab, OWNER, public_key("one too many"), clock.now)
-    assert not refused.ok and f"the limit is {MAX_KEYS}" in refused.message
+    assert refused.code == Code.TOO_MANY
 
 
 def test_a_request_without_a_key_and_none_saved_is_refused_with_how_to_add_one(
     lab: Lab, clock: Clock
 ) -> None:
     outcome = request(lab, OWNER, request_input(ssh_key=""), clock.now)
-    assert not outcome.ok
+    assert outcome.code == Code.BAD_INPUT
     assert "/lab keys add" in outcome.message and "/lab keys import github" in outcome.message
 
 
@@ -136,9 +136,9 @@ def test_a_request_puts_the_saved_keys_checked_and_the_one_pasted_and_no_other(
 
     remove_key(lab, OWNER, fingerprint(chosen), clock.now)
     refused = request(lab, OWNER, request_input(saved_keys=(fingerprint(chosen),)), clock.now)
-    assert not refused.ok and "no longer one of your saved keys" in refused.message
+    assert refused.code == Code.BAD_INPUT
     nothing = request(lab, OWNER, request_input(ssh_key="", saved_keys=()), clock.now)
-    assert not nothing.ok and "check at least one of your saved keys" in nothing.message
+    assert nothing.code == Code.BAD_INPUT
 
 
 # --- import from the forge ---------------------------------------------------------------------
@@ -175,7 +175,7 @@ def test_keys_are_imported_from_github_and_gitlab(
 
 def test_an_unknown_account_imports_nothing(forge_lab: Lab, clock: Clock) -> None:
     outcome = import_keys(forge_lab, OWNER, "github", "nobody", clock.now)
-    assert not outcome.ok and "github has no account 'nobody'" in outcome.message
+    assert outcome.code == Code.NOT_FOUND
     assert saved(forge_lab, OWNER) == []
 
 
@@ -185,7 +185,7 @@ def test_a_rate_limited_forge_imports_nothing_and_says_when_to_retry(
     forge.add_keys("github", "ada", [public_key("gh1")])
     forge.rate_limit(reset=clock.now + timedelta(minutes=10))
     outcome = import_keys(forge_lab, OWNER, "github", "ada", clock.now)
-    assert not outcome.ok and "No keys were imported" in outcome.message
+    assert outcome.code == Code.FORGE_UNAVAILABLE
     assert "Try again after" in outcome.message
     assert saved(forge_lab, OWNER) == []
     assert import_keys(forge_lab, OWNER, "github", "ada", clock.now).ok
@@ -197,7 +197,7 @@ def test_a_slow_forge_imports_nothing_and_the_answer_comes_in_time(
     forge.add_keys("gitlab", "ada", [public_key("gl1")])
     forge.slow(5.0)
     outcome = import_keys(forge_lab, OWNER, "gitlab", "ada", clock.now)
-    assert not outcome.ok and "No keys were imported" in outcome.message
+    assert outcome.code == Code.FORGE_UNAVAILABLE
     assert saved(forge_lab, OWNER) == []
 
 
@@ -206,7 +206,7 @@ def test_an_account_with_no_usable_keys_imports_nothing(
 ) -> None:
     forge.add_keys("github", "ada", ["ssh-rsa AAAA-not-a-key"])
     outcome = import_keys(forge_lab, OWNER, "github", "ada", clock.now)
-    assert not outcome.ok and "publishes no public SSH key" in outcome.message
+    assert outcome.code == Code.NOT_FOUND
 
 
 def test_a_key_comment_is_shown_inert(lab: Lab, clock: Clock) -> None:

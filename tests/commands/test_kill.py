@@ -14,7 +14,7 @@ from pathlib import Path
 
 from sqlmodel import select
 
-from commands.states import State
+from commands.states import ServerState, State
 from commands.sweep import sweep
 from storage.db import Database
 from storage.models import Lease, Server, SimDevice
@@ -54,7 +54,7 @@ def wait_for(predicate, timeout: float = 20.0) -> None:
 
 def creating(db: Database) -> int:
     with db.read() as session:
-        return len(session.exec(select(Server).where(Server.state == "creating")).all())
+        return len(session.exec(select(Server).where(Server.state == ServerState.CREATING)).all())
 
 
 def test_sigkill_between_the_claim_and_the_answer_is_finished_by_the_next_sweep(

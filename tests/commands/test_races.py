@@ -8,6 +8,7 @@ from collections import Counter
 from dataclasses import replace
 
 from commands.credit import books
+from commands.lab import Code
 from commands.policy import Roles
 from commands.reclaim import release
 from commands.review import approve
@@ -51,10 +52,12 @@ def test_sixteen_reviewers_approving_at_once_yield_one_approval(lab, clock):
     assert len(winners) == 1
     row = lease(lab.db, lease_id)
     assert row.decided_by in REVIEWERS
-    losers = [o.message for o in outcomes if not o.ok]
+    losers = [o for o in outcomes if not o.ok]
     assert len(losers) == 15
-    expected = f"Lease #{lease_id} was already approved by <@{row.decided_by}> at"
-    assert all(message.startswith(expected) for message in losers), losers
+    # Each loser is told who decided first.
+    assert all(
+        o.code == Code.ALREADY_DECIDED and f"<@{row.decided_by}>" in o.message for o in losers
+    ), losers
     assert [a.actor for a in audits(lab.db, lease_id, "approve") if a.outcome == "ok"] == [
         row.decided_by
     ]
@@ -81,7 +84,7 @@ def test_approvals_of_different_leases_at_once_never_over_commit(lab, clock):
         ]
     )
     assert sum(o.ok for o in outcomes) == 3
-    assert all("would over-commit" in o.message for o in outcomes if not o.ok)
+    assert all(o.code == Code.OVER_BUDGET for o in outcomes if not o.ok)
     with lab.db.write() as session:
         month = books(session, ["2026-11"], lab.policy, clock.now)["2026-11"]
     assert month.committed == 3 * 5880 and month.available >= 0
@@ -108,7 +111,7 @@ def test_a_release_racing_the_expiry_sweep_reclaims_once(lab, clock):
         assert lab.provider.calls.count("delete") - deletes_before == 3, round_
         assert live_devices(lab) == []
         if not outcomes[0].ok:
-            assert "is expiring" in outcomes[0].message or "reclaim" in outcomes[0].message
+            assert outcomes[0].code in (Code.WRONG_STATE, Code.CHANGED_MEANWHILE)
         kinds = Counter(m.kind for m in lab.notifier.messages[told_before:])
         assert kinds["released"] == 1 and kinds["reclaimed"] == 1
 
@@ -127,5 +130,5 @@ def test_an_approval_racing_the_request_deadline_is_one_or_the_other(lab, clock)
             assert state == State.PROVISIONING
         else:
             assert state == State.EXPIRED_REQUEST
-            assert "is expired_request; only a pending request can be decided" in outcome.message
+            assert outcome.code == Code.WRONG_STATE
         clock.now = deadline

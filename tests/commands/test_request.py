@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from commands.durations import LONGEST, DurationError, format_duration, parse_duration
-from commands.lab import Lab
+from commands.lab import Code, Lab
 from commands.notices import Kind
 from commands.request import cancel, request
 from commands.states import State
@@ -78,7 +78,8 @@ BAD_INPUTS = [
 def test_bad_input_gets_one_sentence_and_changes_nothing(lab, clock, changes, field, phrase):
     before = snapshot(lab.db)
     outcome = request(lab, OWNER, request_input(**changes), clock.now)
-    assert not outcome.ok
+    assert outcome.code == Code.BAD_INPUT
+    # The one sentence says what would be accepted.
     assert outcome.message.startswith("That request cannot be filed: ")
     assert outcome.message.endswith(".")
     assert phrase in outcome.message
@@ -91,7 +92,7 @@ def test_bad_input_gets_one_sentence_and_changes_nothing(lab, clock, changes, fi
 
 def test_several_problems_are_named_together(lab, clock):
     outcome = request(lab, OWNER, request_input(plan="nope", count=500, repo_url=""), clock.now)
-    assert not outcome.ok
+    assert outcome.code == Code.BAD_INPUT
     assert set(outcome.errors) == {"plan", "count", "repo_url"}
     assert outcome.message.count(";") >= 2
 
@@ -106,13 +107,14 @@ def test_a_plan_not_offered_in_a_metro_names_where_it_is(db, clock):
     lab = Lab(lab.db, lab.provider, lab.notifier, lab.policy, lab.roles)
     lab.catalog = Catalog(plans, base.metros, base.oses)
     outcome = request(lab, OWNER, request_input(plan="c1.large.arm"), clock.now)
-    assert not outcome.ok
+    assert outcome.code == Code.BAD_INPUT
     assert "c1.large.arm is not offered in ams1; it is offered in sjc1, ewr1" in outcome.message
 
 
 def test_limits_follow_the_policy(lab, clock):
     strict = with_policy(lab, max_servers=2, max_lease=timedelta(hours=24))
     outcome = request(strict, OWNER, request_input(), clock.now)
+    assert outcome.code == Code.BAD_INPUT
     assert "3 servers is outside policy; ask for 1 to 2" in outcome.message
     assert "2d is outside policy; ask for 1h to 1d" in outcome.message
 
@@ -123,11 +125,7 @@ def test_too_many_pending_requests(lab, clock):
     file(lab, clock)
     before = snapshot(lab.db)
     outcome = request(lab, OWNER, request_input(), clock.now)
-    assert not outcome.ok
-    assert outcome.message == (
-        "That request cannot be filed: you already have 2 requests waiting for a decision "
-        "(the limit is 2); cancel one or wait for a reviewer."
-    )
+    assert outcome.code == Code.TOO_MANY
     assert snapshot(lab.db) == before
     assert audits(lab.db)[-1].outcome == "refused"
     # Another user is not held back by them.

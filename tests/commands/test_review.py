@@ -8,9 +8,10 @@ from datetime import timedelta
 from sqlmodel import select
 
 from commands.credit import OVERRIDE, books
+from commands.lab import Code
 from commands.notices import Kind
 from commands.review import approve, deny
-from commands.states import State
+from commands.states import ServerState, State
 from storage.models import LedgerEntry
 from tests.commands.helpers import audits, file, lease, ledger, live_devices, servers, snapshot
 from tests.conftest import ADMIN, OWNER, REVIEWER, with_policy
@@ -32,7 +33,7 @@ def test_approval_tells_the_owner_and_updates_the_card(lab, clock):
     assert decided.data["by"] == REVIEWER
     assert lab.notifier.texts(Kind.PROVISIONING)
     assert len(live_devices(lab, lease_id)) == 3
-    assert all(s.state == "provisioning" for s in servers(lab.db, lease_id))
+    assert all(s.state == ServerState.PROVISIONING for s in servers(lab.db, lease_id))
 
 
 def test_a_second_decision_is_told_who_decided_first(lab, clock):
@@ -41,13 +42,13 @@ def test_a_second_decision_is_told_who_decided_first(lab, clock):
     later = clock.advance(minutes=1)
     before = snapshot(lab.db)
     again = approve(lab, ADMIN, lease_id, later)
-    assert not again.ok
+    assert again.code == Code.ALREADY_DECIDED
     assert again.message == (
         f"Lease #{lease_id} was already approved by <@{REVIEWER}> at 2026-11-02 09:00 UTC."
     )
     assert snapshot(lab.db) == before
     denied_after = deny(lab, ADMIN, lease_id, "too late", later)
-    assert "already approved by" in denied_after.message
+    assert denied_after.code == Code.ALREADY_DECIDED
 
 
 def test_deny_records_the_reason_and_tells_the_owner(lab, clock):
@@ -57,7 +58,7 @@ def test_deny_records_the_reason_and_tells_the_owner(lab, clock):
     assert row.reason == "mining is not open source"
     assert lab.notifier.texts(Kind.DECISION)[0].endswith("Reason: mining is not open source")
     again = approve(lab, REVIEWER, lease_id, clock.now)
-    assert "already denied by" in again.message
+    assert again.code == Code.ALREADY_DECIDED
     assert live_devices(lab) == []
 
 
@@ -66,12 +67,8 @@ def test_approval_that_would_over_commit_the_month_is_refused(lab, clock):
     lease_id = file(lab, clock, **BIG)
     before = snapshot(lab.db)
     outcome = approve(lab, REVIEWER, lease_id, clock.now)
-    assert not outcome.ok
-    assert outcome.message == (
-        f"Approving #{lease_id} would over-commit the lab's credit: 2026-11 by $17,125.00. "
-        f"Deny it, ask for fewer servers or hours, or an admin can approve it with "
-        f'`approve {lease_id} override="why"`.'
-    )
+    assert outcome.code == Code.OVER_BUDGET
+    assert "2026-11 by $17,125.00" in outcome.message  # the shortfall the reviewer is shown
     assert snapshot(lab.db) == before
     assert lease(lab.db, lease_id).state == State.PENDING
     assert audits(lab.db, lease_id)[-1].outcome == "refused"
@@ -101,13 +98,14 @@ def test_two_leases_that_fit_alone_do_not_fit_together(lab, clock):
     second = file(lab, clock, **half)
     assert approve(lab, REVIEWER, first, clock.now).ok
     refused = approve(lab, REVIEWER, second, clock.now)
-    assert "would over-commit the lab's credit: 2026-11 by $350.00" in refused.message
+    assert refused.code == Code.OVER_BUDGET and "2026-11 by $350.00" in refused.message
 
 
 def test_a_lease_spanning_two_months_is_checked_in_both(lab, clock):
     clock.now = clock.now.replace(day=28)
     lease_id = file(lab, clock, **BIG)
     outcome = approve(lab, REVIEWER, lease_id, clock.now)
+    assert outcome.code == Code.OVER_BUDGET
     assert "2026-11 by" not in outcome.message  # November alone fits (2d 15h of it)
     assert "2026-12 by" in outcome.message
 
@@ -118,11 +116,8 @@ def test_per_project_cap(lab, clock):
     assert approve(lab, REVIEWER, first, clock.now).ok
     second = file(lab, clock)
     outcome = approve(lab, REVIEWER, second, clock.now)
-    assert not outcome.ok
-    assert outcome.message == (
-        f"Approving #{second} would take coredns past its monthly cap: 2026-11 by $17.60. "
-        f'An admin can approve it with `approve {second} override="why"`.'
-    )
+    assert outcome.code == Code.OVER_PROJECT_CAP
+    assert "2026-11 by $17.60" in outcome.message  # the shortfall the reviewer is shown
     other = file(lab, clock, project="envoy", repo_url="https://github.com/envoyproxy/envoy")
     assert approve(lab, REVIEWER, other, clock.now).ok
     assert approve(lab, ADMIN, second, clock.now, override="release week").ok

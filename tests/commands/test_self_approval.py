@@ -10,13 +10,12 @@ from sqlmodel import select
 
 from bot.settings import from_env
 from commands.extend import decide_extension, extend
+from commands.lab import Code
 from commands.notices import Kind
 from commands.review import approve
 from storage.models import PendingExtension
 from tests.commands.helpers import active, audits, file, lease, snapshot
 from tests.conftest import ADMIN, REVIEWER, with_policy
-
-REFUSAL = "yourself, so another reviewer must approve it: ask in the review channel (or an admin)."
 
 
 def test_a_reviewer_cannot_approve_their_own_request(lab, clock):
@@ -24,8 +23,7 @@ def test_a_reviewer_cannot_approve_their_own_request(lab, clock):
         lease_id = file(lab, clock, actor=reviewer)
         before = snapshot(lab.db)
         refused = approve(lab, reviewer, lease_id, clock.now)
-        assert not refused.ok
-        assert refused.message == f"You asked for #{lease_id} {REFUSAL}"
+        assert refused.code == Code.SELF_APPROVAL
         assert snapshot(lab.db) == before
         assert audits(lab.db, lease_id, "approve")[-1].outcome == "refused"
         assert approve(lab, REVIEWER if reviewer == ADMIN else ADMIN, lease_id, clock.now).ok
@@ -50,7 +48,7 @@ def test_an_extension_asked_by_a_reviewer_needs_another_reviewer(lab, clock):
         [ext] = session.exec(select(PendingExtension)).all()
     ends = lease(lab.db, lease_id).ends_at
     refused = decide_extension(lab, REVIEWER, ext.id, True, clock.now)
-    assert refused.message == f"You asked for extension {ext.id} {REFUSAL}"
+    assert refused.code == Code.SELF_APPROVAL
     assert lease(lab.db, lease_id).ends_at == ends
     assert decide_extension(lab, ADMIN, ext.id, True, clock.now).ok
 

@@ -3,6 +3,7 @@ write them (the Slack side is tests/bot/test_large_leases.py)."""
 
 from __future__ import annotations
 
+from commands.lab import Code
 from commands.notices import Kind
 from commands.pubkeys import read_key
 from commands.serverpages import PAGE_SIZE, show_page
@@ -27,7 +28,7 @@ def test_a_replaced_server_is_listed_once_and_its_old_row_counted(lab, clock):
 def test_a_page_past_the_end_is_refused_with_the_last_one_and_audited(lab, clock):
     lease_id = active(lab, clock)
     shown = show_page(lab, OWNER, lease_id, 2, clock.now)
-    assert not shown.outcome.ok and shown.page is None
+    assert shown.outcome.code == Code.BAD_INPUT and shown.page is None
     assert shown.outcome.message == (
         f"Lease #{lease_id}'s servers fit on one page: `/lab show {lease_id}` shows them."
     )

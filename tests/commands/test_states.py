@@ -4,20 +4,30 @@ refused, by `move` and by the use cases, with a sentence naming the state and wh
 from __future__ import annotations
 
 import itertools
+import json
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import update
 
 from commands.extend import extend
-from commands.lab import LostRace, move
+from commands.lab import Code, LostRace, move, servers_moving, set_state
 from commands.provision import provision
 from commands.reclaim import release, resolve
 from commands.request import cancel
 from commands.review import approve, deny
-from commands.states import TERMINAL, TRANSITIONS, State, can_transition
+from commands.states import (
+    EXTENSION_TRANSITIONS,
+    SERVER_TRANSITIONS,
+    TERMINAL,
+    TRANSITIONS,
+    ExtensionState,
+    ServerState,
+    State,
+    can_transition,
+)
 from commands.sweep import sweep
-from storage.models import Lease
+from storage.models import Lease, PendingExtension, Server
 from tests.commands.helpers import (
     active,
     approved,
@@ -91,6 +101,32 @@ def test_move_wins_only_from_the_state_it_read(lab, clock):
     assert lease(lab.db, lease_id).state != State.DENIED
 
 
+def test_a_server_moves_only_as_its_table_allows():
+    for old, new in itertools.product(ServerState, ServerState):
+        if new in SERVER_TRANSITIONS.get(old, frozenset()):
+            servers_moving(old, new)  # a statement, not yet run
+            continue
+        with pytest.raises(ValueError, match=f"{old} -> {new} is not a legal transition"):
+            servers_moving(old, new)
+        row = Server(id=1, lease_id=1, hostname="h", plan="p", metro="m", hourly_cents=1)
+        row.state = old
+        with pytest.raises(ValueError):
+            set_state(row, new)
+        assert row.state == old
+    for gone in (ServerState.DELETED, ServerState.FAILED, ServerState.VANISHED):
+        assert not SERVER_TRANSITIONS.get(gone), f"{gone} is terminal but has a way out"
+
+
+def test_an_extension_request_is_decided_once(clock):
+    decided = {ExtensionState.APPROVED, ExtensionState.DENIED}
+    assert dict(EXTENSION_TRANSITIONS) == {ExtensionState.PENDING: decided}
+    ext = PendingExtension(lease_id=1, seconds=3600, requested_by=OWNER, requested_at=clock.now)
+    set_state(ext, ExtensionState.APPROVED)
+    with pytest.raises(ValueError, match="approved -> denied is not legal"):
+        set_state(ext, ExtensionState.DENIED)
+    assert ext.state == ExtensionState.APPROVED
+
+
 # Every legal transition, through the use case that makes it ------------------------------
 
 
@@ -139,7 +175,7 @@ def test_approved_to_provisioning_by_an_admin(lab, clock):
     with lab.db.write() as session:
         move(session, session.get(Lease, lease_id), State.APPROVED, decided_by=REVIEWER)
     refused = provision(lab, REVIEWER, lease_id, clock.now)
-    assert not refused.ok and refused.message == "Only admins can provision by hand."
+    assert refused.code == Code.NOT_ALLOWED
     assert provision(lab, ADMIN, lease_id, clock.now).ok
     assert lease(lab.db, lease_id).state == State.PROVISIONING
     assert len(servers(lab.db, lease_id)) == 3
@@ -199,14 +235,16 @@ def test_expiring_to_quarantined_to_reclaimed_when_a_later_delete_succeeds(lab, 
 # Every illegal action, through the use cases ----------------------------------------------
 
 
-def _refused(lab, outcome, lease_id, before, *phrases):
-    assert not outcome.ok
+def _refused(lab, outcome, lease_id, before, code, *phrases):
+    """Refused with `code`, nothing changed, and the refusal audited with its code and
+    sentence; `phrases` are words the person must read in it (who may act instead)."""
+    assert (outcome.ok, outcome.code) == (False, code), outcome.message
     for phrase in phrases:
         assert phrase in outcome.message, outcome.message
     assert snapshot(lab.db) == before
     last = audits(lab.db)[-1]
     assert (last.outcome, last.lease_id) == ("refused", lease_id)
-    assert outcome.message in last.details
+    assert json.loads(last.details) == {"code": code, "reason": outcome.message}
 
 
 def test_acting_on_a_lease_in_the_wrong_state(db, clock):
@@ -214,34 +252,34 @@ def test_acting_on_a_lease_in_the_wrong_state(db, clock):
     pending = file(lab, clock)
     running = active(lab, clock, project="envoy", repo_url="https://github.com/envoyproxy/envoy")
     cases = [
-        (lambda: approve(lab, REVIEWER, running, clock.now), running, ["already approved by"]),
-        (lambda: deny(lab, REVIEWER, running, "no", clock.now), running, ["already approved"]),
-        (lambda: cancel(lab, OWNER, running, clock.now), running, ["is active", "pending"]),
-        (lambda: release(lab, OWNER, pending, clock.now), pending, ["is pending", "active"]),
+        (lambda: approve(lab, REVIEWER, running, clock.now), running, Code.ALREADY_DECIDED),
+        (lambda: deny(lab, REVIEWER, running, "no", clock.now), running, Code.ALREADY_DECIDED),
+        (lambda: cancel(lab, OWNER, running, clock.now), running, Code.WRONG_STATE),
+        (lambda: release(lab, OWNER, pending, clock.now), pending, Code.WRONG_STATE),
         (
             lambda: extend(lab, OWNER, pending, timedelta(hours=1), clock.now),
             pending,
-            ["is pending", "only an active lease"],
+            Code.WRONG_STATE,
         ),
-        (lambda: provision(lab, ADMIN, running, clock.now), running, ["is active", "approved"]),
-        (lambda: resolve(lab, ADMIN, running, clock.now), running, ["is active", "quarantined"]),
+        (lambda: provision(lab, ADMIN, running, clock.now), running, Code.WRONG_STATE),
+        (lambda: resolve(lab, ADMIN, running, clock.now), running, Code.WRONG_STATE),
     ]
-    for act, lease_id, phrases in cases:
+    for act, lease_id, code in cases:
         before = snapshot(lab.db)
-        _refused(lab, act(), lease_id, before, *phrases)
+        _refused(lab, act(), lease_id, before, code)
 
 
 def test_acting_on_a_finished_lease(lab, clock):
     lease_id = active(lab, clock)
     release(lab, OWNER, lease_id, clock.now)
-    for act, phrases in [
-        (lambda: release(lab, OWNER, lease_id, clock.now), ["is reclaimed", "active lease"]),
-        (lambda: extend(lab, OWNER, lease_id, timedelta(hours=1), clock.now), ["reclaimed"]),
-        (lambda: cancel(lab, OWNER, lease_id, clock.now), ["reclaimed", "pending request"]),
-        (lambda: approve(lab, REVIEWER, lease_id, clock.now), ["already approved"]),
+    for act, code in [
+        (lambda: release(lab, OWNER, lease_id, clock.now), Code.WRONG_STATE),
+        (lambda: extend(lab, OWNER, lease_id, timedelta(hours=1), clock.now), Code.WRONG_STATE),
+        (lambda: cancel(lab, OWNER, lease_id, clock.now), Code.WRONG_STATE),
+        (lambda: approve(lab, REVIEWER, lease_id, clock.now), Code.ALREADY_DECIDED),
     ]:
         before = snapshot(lab.db)
-        _refused(lab, act(), lease_id, before, *phrases)
+        _refused(lab, act(), lease_id, before, code)
 
 
 def test_acting_on_someone_elses_lease(lab, clock):
@@ -252,6 +290,7 @@ def test_acting_on_someone_elses_lease(lab, clock):
         cancel(lab, OTHER, pending, clock.now),
         pending,
         before,
+        Code.NOT_ALLOWED,
         f"<@{OWNER}>'s",
         "only its owner or an admin can cancel it",
     )
@@ -264,25 +303,25 @@ def test_acting_on_someone_elses_lease(lab, clock):
         ),
     ]:
         before = snapshot(lab.db)
-        _refused(lab, act(), running, before, f"only its owner, {who} it")
+        _refused(lab, act(), running, before, Code.NOT_ALLOWED, f"only its owner, {who} it")
     # An admin may act on anyone's lease.
     assert release(lab, ADMIN, running, clock.now).ok
 
 
 def test_only_reviewers_decide_and_only_admins_resolve(lab, clock):
     lease_id = file(lab, clock)
-    for act, phrase in [
-        (lambda: approve(lab, OWNER, lease_id, clock.now), "Only reviewers can approve"),
-        (lambda: deny(lab, OTHER, lease_id, "x", clock.now), "Only reviewers can deny"),
+    for act, code in [
+        (lambda: approve(lab, OWNER, lease_id, clock.now), Code.NOT_ALLOWED),
+        (lambda: deny(lab, OTHER, lease_id, "x", clock.now), Code.NOT_ALLOWED),
         (
             lambda: approve(lab, REVIEWER, lease_id, clock.now, override="why"),
-            "Only an admin can approve over",
+            Code.NOT_ALLOWED,
         ),
-        (lambda: resolve(lab, REVIEWER, lease_id, clock.now), "Only admins can resolve"),
-        (lambda: deny(lab, REVIEWER, lease_id, "  ", clock.now), "Say why"),
+        (lambda: resolve(lab, REVIEWER, lease_id, clock.now), Code.NOT_ALLOWED),
+        (lambda: deny(lab, REVIEWER, lease_id, "  ", clock.now), Code.BAD_INPUT),
     ]:
         before = snapshot(lab.db)
-        _refused(lab, act(), lease_id, before, phrase)
+        _refused(lab, act(), lease_id, before, code)
     assert lease(lab.db, lease_id).state == State.PENDING
 
 
@@ -297,4 +336,4 @@ def test_acting_on_a_lease_that_does_not_exist(lab, clock):
         lambda: resolve(lab, ADMIN, 99, clock.now),
     ]:
         before = snapshot(lab.db)
-        _refused(lab, act(), 99, before, "There is no lease #99; `list` shows yours.")
+        _refused(lab, act(), 99, before, Code.NOT_FOUND)

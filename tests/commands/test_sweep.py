@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from commands.notices import Kind
 from commands.reclaim import release
-from commands.states import State
+from commands.states import ServerState, State
 from commands.sweep import due_leases, sweep
 from metal.provider import TAG, DeviceSpec
 from storage.models import Orphan
@@ -135,7 +135,7 @@ def test_a_failed_create_is_retried_and_the_lease_comes_up(lab, clock):
     lab.provider.fail_next_creates(1)
     lease_id = approved(lab, clock)
     states = sorted(s.state for s in servers(lab.db, lease_id))
-    assert states == ["pending", "provisioning", "provisioning"]
+    assert states == [ServerState.PENDING, ServerState.PROVISIONING, ServerState.PROVISIONING]
     sweep(lab, clock.advance(seconds=30))
     sweep(lab, clock.advance(minutes=3))
     assert lease(lab.db, lease_id).state == State.ACTIVE
@@ -294,7 +294,11 @@ def test_a_vanished_device_is_flagged_and_stops_billing(lab, clock):
     row = lease(lab.db, lease_id)
     assert row.state == State.ACTIVE
     assert row.flagged.startswith(f"{gone.hostname} vanished from the provider")
-    assert [s.state for s in servers(lab.db, lease_id)] == ["active", "active", "vanished"]
+    assert [s.state for s in servers(lab.db, lease_id)] == [
+        ServerState.ACTIVE,
+        ServerState.ACTIVE,
+        ServerState.VANISHED,
+    ]
     vanished = [m for m in lab.notifier.messages if m.data.get("alert") == "vanished"]
     assert {m.audience for m in vanished} == {"admin", f"user:{OWNER}"}
     sweep(lab, clock.advance(minutes=15))

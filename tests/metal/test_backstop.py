@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from commands.extend import extend
-from commands.lab import Lab
+from commands.lab import Code, Lab
 from commands.policy import Policy
 from commands.states import State
 from commands.sweep import sweep
@@ -93,8 +93,7 @@ def test_an_extension_the_provider_will_not_back_is_refused_and_the_end_stays(
     ends = lease_of(lab.db, lease_id).ends_at
     fake_packet.fail_next("PATCH", "devices/", 422, times=10)
     refused = extend(lab, OWNER, lease_id, timedelta(days=10), clock.now)
-    assert not refused.ok
-    assert "the provider would not move the deletion backstop" in refused.message
+    assert refused.code == Code.PROVIDER_REFUSED
     assert lease_of(lab.db, lease_id).ends_at == ends
 
 

@@ -20,7 +20,7 @@ from commands.lab import Lab
 from commands.notices import Kind
 from commands.reclaim import release
 from commands.review import approve
-from commands.states import State
+from commands.states import ServerState, State
 from commands.sweep import sweep
 from fakes.ec2 import FaultProxy, MotoServer, fire_due_schedules, instances, schedules
 from fakes.notifier import RecordingNotifier
@@ -268,7 +268,7 @@ def test_a_launch_whose_answer_and_look_up_both_failed_is_adopted_already_guarde
     ec2_proxy.drop_answer("RunInstances")
     ec2_proxy.fail("DescribeInstances", 503)
     lease_id = approved_lease(lab, clock, count=4, **SHAPE)
-    assert {s.state for s in servers_of(lab.db, lease_id)} == {"pending"}
+    assert {s.state for s in servers_of(lab.db, lease_id)} == {ServerState.PENDING}
     assert len(instances(moto_server.url)) == 4
     assert backstops(moto_server) == {at(lease_of(lab.db, lease_id))}
 
@@ -307,8 +307,8 @@ def test_an_instance_terminated_behind_labbots_back_is_reported_vanished(
     clock.advance(2 * 60)
     sweep(ec2_lab, clock.now)
     states = {s.hostname: s.state for s in servers_of(ec2_lab.db, lease_id)}
-    assert states[gone.hostname] == "vanished"
-    assert list(states.values()).count("active") == 1
+    assert states[gone.hostname] == ServerState.VANISHED
+    assert list(states.values()).count(ServerState.ACTIVE) == 1
     assert any(gone.hostname in t for t in ec2_lab.notifier.texts(Kind.ADMIN_ALERT))
 
 

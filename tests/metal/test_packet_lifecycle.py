@@ -16,7 +16,7 @@ from commands.keys import add_key
 from commands.lab import Lab
 from commands.notices import Kind
 from commands.pubkeys import read_key
-from commands.states import State
+from commands.states import ServerState, State
 from commands.sweep import sweep
 from fakes.keys import public_key
 from fakes.notifier import RecordingNotifier
@@ -79,7 +79,7 @@ def test_a_create_that_fails_after_reaching_packet_is_adopted_not_repeated(
     lab = Lab(db, make_provider(retries=0), RecordingNotifier(), POLICY, ROLES)
     fake_packet.lose_create_answer(times=1)
     lease_id = approved_lease(lab, clock, count=1)
-    assert servers_of(db, lease_id)[0].state == "pending"
+    assert servers_of(db, lease_id)[0].state == ServerState.PENDING
     run_until_active(lab, clock, lease_id)
     assert len(fake_packet.devices()) == 1
 
@@ -269,4 +269,4 @@ def test_a_device_missing_from_the_list_but_still_there_is_not_taken_for_vanishe
     sweep(packet_lab, clock.now)
 
     states = {s.hostname: s.state for s in servers_of(packet_lab.db, lease_id)}
-    assert states == {kept.hostname: "active", gone.hostname: "vanished"}
+    assert states == {kept.hostname: ServerState.ACTIVE, gone.hostname: ServerState.VANISHED}

@@ -12,6 +12,7 @@ from commands.billing import cost_by_month
 from commands.credit import books, month_tally
 from commands.holds import renote_lapsed_exactness
 from commands.policy import Policy
+from commands.states import ServerState
 from storage.models import Lease, Server, ServerSpend
 from storage.schema import MIGRATIONS, upgrade
 from tests.commands.credit_reference import reference_books, reference_tally
@@ -52,7 +53,9 @@ def server_row(server_id: int, lease_id: int, active_at=None, deleted_at=None) -
         hostname=f"h-{server_id}",
         plan="c1.small.x86",
         metro="ams1",
-        state="deleted" if deleted_at else ("active" if active_at else "provisioning"),
+        state=ServerState.DELETED
+        if deleted_at
+        else (ServerState.ACTIVE if active_at else ServerState.PROVISIONING),
         provider_id=f"sim-{server_id}",
         hourly_cents=40,
         active_at=active_at,
