@@ -15,8 +15,14 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/labbot demo
 
+# In parallel (docs/testing-speed.md): one pytest-xdist worker more than there are cores, since
+# part of the suite waits on subprocesses and servers; each worker starts its own PostgreSQL, and
+# one that finishes its share takes tests from another's (worksteal). `make test WORKERS=0`, or
+# `$(BIN)/pytest -n 0 ...`, runs in one process, to debug.
+WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
+
 test: $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(WORKERS) --dist worksteal
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -2,12 +2,15 @@
 on PostgreSQL 15), the simulated provider on a clock the test steps, and a notifier that records
 what people would have been told.
 
-Without PostgreSQL on the machine the PostgreSQL half is skipped with the reason;
-`LABBOT_REQUIRE_POSTGRES=1` (set by .ci/run) turns that skip into a failure."""
+Each database starts as a copy of one migrated once per session (per xdist worker): a SQLite
+file copied, a PostgreSQL template database cloned. Without PostgreSQL on the machine the
+PostgreSQL half is skipped with the reason; `LABBOT_REQUIRE_POSTGRES=1` (set by .ci/run) turns
+that skip into a failure."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -23,7 +26,7 @@ from fakes.notifier import RecordingNotifier
 from metal.simulated import SimulatedProvider
 from storage.db import Database
 from storage.schema import upgrade
-from tests.postgres import TEMPLATE, Server, Unavailable, server_from_environment
+from tests.postgres import Server, Unavailable, server_from_environment, template_name
 
 START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 OWNER, OTHER, REVIEWER, ADMIN = "U0OWNER", "U0OTHER", "U0REVIEW", "U0ADMIN"
@@ -64,6 +67,24 @@ def db_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated once for the session, which each test's database is a copy of."""
+    path = tmp_path_factory.mktemp("template") / "labbot.db"
+    database = Database(f"sqlite:///{path}")
+    upgrade(database)
+    database.dispose()
+    # The last connection closed checkpointed the WAL into the file: the file is all of it.
+    assert not path.with_name(path.name + "-wal").exists(), "template's WAL not checkpointed"
+    return path
+
+
+def copy_of(template: Path, path: Path) -> str:
+    """The URL of a migrated, empty SQLite database at `path`: a copy of the template."""
+    shutil.copyfile(template, path)
+    return f"sqlite:///{path}"
+
+
+@pytest.fixture(scope="session")
 def postgres() -> Iterator[Server | Exception]:
     """The session's PostgreSQL server with a migrated template database, or why there is none."""
     try:
@@ -72,7 +93,7 @@ def postgres() -> Iterator[Server | Exception]:
         yield error
         return
     try:
-        template = Database(server.create(name=TEMPLATE))
+        template = Database(server.create(name=template_name()))
         upgrade(template)
         template.dispose()
         yield server
@@ -103,17 +124,15 @@ def blank_database_url(request: pytest.FixtureRequest, db_path: Path) -> Iterato
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, db_path: Path) -> Iterator[str]:
-    """A migrated, empty database of each kind; the PostgreSQL one is a copy of the template."""
+def database_url(
+    request: pytest.FixtureRequest, db_path: Path, sqlite_template: Path
+) -> Iterator[str]:
+    """A migrated, empty database of each kind: a copy of the session's template."""
     if request.param == "sqlite":
-        url = f"sqlite:///{db_path}"
-        migrated = Database(url)
-        upgrade(migrated)
-        migrated.dispose()
-        yield url
+        yield copy_of(sqlite_template, db_path)
         return
     server = _postgres(request)
-    url = server.create(template=TEMPLATE)
+    url = server.create(template=template_name())
     yield url
     server.drop(url)
 
@@ -126,10 +145,9 @@ def db(database_url: str) -> Iterator[Database]:
 
 
 @pytest.fixture
-def sqlite_db(db_path: Path) -> Iterator[Database]:
+def sqlite_db(db_path: Path, sqlite_template: Path) -> Iterator[Database]:
     """A migrated SQLite file, for what only SQLite has (its online backup API, its pragmas)."""
-    database = Database(f"sqlite:///{db_path}")
-    upgrade(database)
+    database = Database(copy_of(sqlite_template, db_path))
     yield database
     database.dispose()
 
