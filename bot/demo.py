@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import html
+import json
 import os
 import re
 import secrets
@@ -77,6 +78,7 @@ CHANNELS = {"C0REVIEW": "#lab-review", "C0ADMIN": "#lab-admin"}
 TOKEN = "xoxb-demo"
 COURIER_SECONDS = 60  # at most, after a step: Slack's pace for a minute's worth of messages
 _MENTION = re.compile(r"<@(\w+)>")
+FILE_LINES = 2  # of each file shared, the transcript prints the first few lines
 
 
 @dataclass
@@ -90,6 +92,8 @@ class DemoClock:
 # What alice and bob ask for: (plan, metro) of the small lease and of the large ones.
 PACKET_SHAPES = (("c1.small.x86", "ams1"), ("m1.xlarge.x86", "sjc1"))
 EC2_SHAPES = (("c7g.metal", "us-east-1"), ("m7g.metal", "us-west-2"))
+# A lease too large for one Slack message, told with the simulated provider (`make run`).
+MANY = "120 t1.small.x86 ams1 4d"
 
 
 def main(
@@ -118,6 +122,7 @@ def main(
                 f"(servers come through packet-python from a fake Packet API at {metal.end_point})"
             )
         shapes, observe = PACKET_SHAPES, None
+        many = MANY if provider == "simulated" else None
         if provider == "ec2":
             # moto is a test dependency: imported only for the story that uses it.
             from fakes.ec2 import CREDENTIALS, FaultProxy, MotoServer
@@ -131,7 +136,7 @@ def main(
         ctx = build_context(settings, clock=clock)
         with local_server(create_app(ctx), settings.slack_signing_secret) as url:
             sender = SlackSender(url, secret, response_url_base=fake, members=MEMBERS)
-            Story(ctx, fake, sender, clock, shapes, observe).run()
+            Story(ctx, fake, sender, clock, shapes, observe, many).run()
         written = export(ctx.lab, report or workdir / "report", clock.now)
         print(
             f"\nThe public report (what /report serves) is in {written[0]}: the month's money, "
@@ -196,6 +201,7 @@ def _settings(workdir: Path, fake: FakeSlack, secret: str, forge: FakeForge) -> 
         policy=Policy(
             foundation_projects=(("coredns", "graduated"), ("envoy", "graduated")),
             members=("Packet", "Intel"),
+            max_servers=500,
         ),
         github_api_url=forge.github_url,
         gitlab_api_url=forge.gitlab_url,
@@ -246,7 +252,22 @@ class Transcript:
             return f"[only {who} sees] {text}"
         if call.method == "views.open":
             return f"[a form opens for {who}: {call.params['view']['title']['text']}]"
+        if call.method == "files.completeUploadExternal":
+            return self._files(call)
         return None
+
+    def _files(self, call: Call) -> str:
+        """Files shared in a DM: the comment, then each file's name and first lines."""
+        where = self.where.get(call.params["channel_id"], call.params["channel_id"])
+        ids = {f["id"] for f in json.loads(call.params["files"])}
+        lines = [f"[files in the {where}] {_names(call.params.get('initial_comment', ''))}"]
+        for shared in self.fake.files(call.params["channel_id"]):
+            if shared.id in ids:
+                every = shared.content.splitlines()
+                head = [line for line in every if line.strip() and not line.startswith("#")]
+                lines.append(f"      {shared.filename} ({len(every)} lines):")
+                lines += [f"        {line}" for line in head[:FILE_LINES]]
+        return "\n".join(lines)
 
 
 def _buttons(params: dict[str, Any]) -> str:
@@ -268,10 +289,12 @@ class Story:
         clock: DemoClock,
         shapes: tuple[tuple[str, str], tuple[str, str]] = PACKET_SHAPES,
         observe: Callable[[], str] | None = None,
+        many: str | None = None,
     ) -> None:
         self.ctx, self.fake, self.sender, self.clock = ctx, fake, sender, clock
         self.small, self.large = (" ".join(shape) for shape in shapes)
         self.observe = observe  # the provider's own view, printed after each sweep
+        self.many = many  # a lease too large for one message (count plan metro duration)
         self.transcript = Transcript(fake)
 
     # -- what people do ------------------------------------------------------------------------
@@ -405,6 +428,16 @@ class Story:
             )
         )
         self.click_card(RITA, cards.APPROVE, scale)
+        if self.many:
+            conformance = _lease_id(
+                self.type(
+                    BOB,
+                    f"request {self.many} project=envoy class=foundation "
+                    'repo=https://github.com/envoyproxy/envoy "a conformance run on many nodes" '
+                    f'key="{bob_key}"',
+                )
+            )
+            self.click_card(RITA, cards.APPROVE, conformance)
         self.wait("servers come up", minutes=5)
         self.wait("a day before the end", hours=24)
         self.type(CAROL, f"extend {first} 12h")

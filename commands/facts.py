@@ -123,11 +123,19 @@ def describe(
         lines.append(f"Flagged: {lease.flagged}")
     if lease.writeup_url:
         lines.append(f"Write-up: {quoted(lease.writeup_url)}")
-    for server in servers:
-        ips = f" {server.ips}" if server.ips else ""
-        lines.append(f"  {server.hostname} [{server.state}]{ips}")
+    lines += [server_line(server) for server in servers]
     return "\n".join(lines)
 
 
+def server_line(server: Server) -> str:
+    """`  coredns-12-1 [active] 147.75.100.3`"""
+    ips = f" {server.ips}" if server.ips else ""
+    return f"  {server.hostname} [{server.state}]{ips}"
+
+
 def servers_summary(servers: list[Server]) -> list[dict[str, str]]:
-    return [{"hostname": s.hostname, "ips": s.ips, "state": s.state} for s in servers]
+    """What a notice carries of each server: enough to log in, and to write the files."""
+    return [
+        {"hostname": s.hostname, "ips": s.ips, "state": s.state, "metro": s.metro, "plan": s.plan}
+        for s in servers
+    ]

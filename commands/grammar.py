@@ -34,7 +34,7 @@ USAGE: dict[str, str] = {
     "share": "share ID @user  (a co-owner gets the DMs and may extend or release)",
     "unshare": "unshare ID @user",
     "list": "list [@user] [PAGE]  (your leases, or someone else's; 20 a page)",
-    "show": "show ID",
+    "show": "show ID [servers PAGE]  (a lease, and its servers a page at a time)",
     "extend": "extend ID DURATION  (like 24h or 3d)",
     "release": "release ID",
     "cancel": "cancel ID  (a request still waiting for review)",
@@ -90,7 +90,7 @@ class Command:
     subject: str = ""  # keys: the key, its number or fingerprint, or the forge login
     forge: str = ""
     users: tuple[str, ...] = ()  # share, unshare: Slack user ids; list: whose leases
-    page: int = 1  # list, queue
+    page: int = 1  # list, queue; show: which page of the lease's servers
 
     @property
     def opens_form(self) -> bool:
@@ -165,6 +165,23 @@ def _with_id(verb: str, args: list[str]) -> Command:
     if len(args) != 1:
         raise _usage(verb, f"`{verb}` takes one lease number")
     return Command(verb, lease_id=_lease_id(verb, args[0]))
+
+
+def _show(verb: str, args: list[str]) -> Command:
+    """`show 12`, or `show 12 servers 3` for the third page of its servers."""
+    if len(args) < 2:
+        return _with_id(verb, args)
+    lease_id = _lease_id(verb, args[0])
+    if len(args) != 3 or plain(args[1]).lower() != "servers":
+        raise _usage(verb, "`show` takes a lease number, then `servers` and a page number")
+    page = plain(args[2])
+    if not (page.isascii() and page.isdigit()) or len(page) > 6 or int(page) == 0:
+        raise _usage(
+            verb,
+            f"'{page[:20]}' is not a page number; `show {lease_id} servers 2` shows the second "
+            "page of its servers",
+        )
+    return Command(verb, lease_id=lease_id, page=int(page))
 
 
 def _extend(verb: str, args: list[str]) -> Command:
@@ -323,7 +340,7 @@ _PARSERS = {
     "plans": _bare,
     "help": _bare,
     "queue": _paged,
-    "show": _with_id,
+    "show": _show,
     "release": _with_id,
     "cancel": _with_id,
     "provision": _with_id,

@@ -10,7 +10,9 @@ lanes each message takes (`Rate`: a Slack channel, a Web API method); the lanes'
 rows every replica shares (`Pace`), and a message whose lane is full, or that the far end
 refused as too fast (`Throttled`, Slack's 429 with Retry-After), waits for that lane alone.
 Notices are claimed an audience at a time, so one audience's notices go out in the order they
-were queued, however many replicas deliver (docs/pacing.md).
+were queued, however many replicas deliver (docs/pacing.md). A delivery of several calls (an
+upload) checkpoints what it got in its notice's `ref`, so the pass that retries it, after a
+failure or once its lane has room, finishes it instead of starting again.
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
+from functools import partial
 from typing import Any, Protocol
 
 from sqlalchemy import String, cast, func, literal, or_, update
@@ -49,6 +53,7 @@ class Kind(StrEnum):
     PROVISIONING = "provisioning"
     PROGRESS = "progress"
     READY = "ready"
+    SERVER_FILES = "server_files"  # every server of a lease, as files in its people's DMs
     REMINDER = "reminder"
     EXTENDED = "extended"
     EXTENSION_CARD = "extension_card"
@@ -75,7 +80,11 @@ class Message:
     """A notice as the Notifier receives it. `text` is always a complete plain-language
     sentence (the console shows it, Slack uses it as the fallback); `data` carries the facts a
     richer renderer needs. `update_ref` is the reference of the message to edit in place, when
-    this notice updates one (a review card after the decision)."""
+    this notice updates one (a review card after the decision).
+
+    A delivery made of several calls (an upload: the bytes, then sharing them) records what it
+    got before the step that cannot be taken back, with `checkpoint`; a later attempt finds it
+    in `ref` and finishes the delivery instead of starting it again."""
 
     id: int
     kind: Kind
@@ -84,6 +93,8 @@ class Message:
     lease_id: int | None = None
     data: dict[str, Any] = field(default_factory=dict)
     update_ref: str | None = None
+    ref: str | None = None
+    checkpoint: Callable[[str], None] = field(default=lambda ref: None, compare=False)
 
     @property
     def user(self) -> str | None:
@@ -252,7 +263,10 @@ def _claim(
             .limit(limit)
         ).all()
         refs = _cards(session, [n.lease_id for n in notices if n.kind in CARD_EDITS])
-        return _Batch(mine, [_message(notice, refs) for notice in notices])
+        return _Batch(
+            mine,
+            [_message(notice, refs, partial(_checkpoint, db, notice.id)) for notice in notices],
+        )
 
 
 def _due_audiences(session: Session, now: datetime, lease_id: int | None, limit: int) -> list[str]:
@@ -353,7 +367,7 @@ CARDS = (Kind.REVIEW_CARD, Kind.EXTENSION_CARD)  # notices that post a card revi
 CARD_EDITS = (Kind.CARD_DECIDED, Kind.CARD_UPDATE)  # notices that edit a review card in place
 
 
-def _message(notice: Notice, cards: dict[int, str]) -> Message:
+def _message(notice: Notice, cards: dict[int, str], checkpoint: Callable[[str], None]) -> Message:
     payload = json.loads(notice.payload)
     edits = notice.kind in CARD_EDITS and notice.lease_id is not None
     return Message(
@@ -364,7 +378,16 @@ def _message(notice: Notice, cards: dict[int, str]) -> Message:
         lease_id=notice.lease_id,
         data=payload,
         update_ref=cards.get(notice.lease_id) if edits else None,
+        ref=notice.ref,
+        checkpoint=checkpoint,
     )
+
+
+def _checkpoint(db: Database, notice_id: int, ref: str) -> None:
+    """What a delivery got so far, kept at once in its own transaction: a deliverer that dies
+    after it, or fails, leaves the next attempt the reference to finish from."""
+    with db.write() as session:
+        session.exec(update(Notice).where(col(Notice.id) == notice_id).values(ref=ref))
 
 
 def _cards(session: Session, lease_ids: list[int | None]) -> dict[int, str]:

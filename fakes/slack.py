@@ -36,6 +36,7 @@ APP_ID = "A0LABBOT"
 
 _API_PREFIX = "/api/"
 _RESPONSE_PREFIX = "/response/"
+_UPLOAD_PREFIX = "/upload/v1/"
 _JSON_FIELDS = ("blocks", "attachments", "view", "metadata")
 _POLL_INTERVAL = 0.01
 
@@ -201,6 +202,13 @@ class FakeSlack(Served):
             "users.info": self._user_info,
             "usergroups.users.list": self._usergroup_users,
         }
+        self._handlers.update(self._file_handlers())
+        self._uploads: dict[str, _Upload] = {}
+        self._file_counter = itertools.count(1)
+        self._open_dms: set[str] = set()  # DM channels conversations.open gave the bot
+        # How many of the next files.completeUploadExternal calls share the files and then
+        # answer with an error, as when Slack did the work and its answer was lost.
+        self.lost_completions = 0
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -315,6 +323,9 @@ class FakeSlack(Served):
         url = urlsplit(handler.path)
         length = int(handler.headers.get("Content-Length") or 0)
         body = handler.rfile.read(length)
+        if url.path.startswith(_UPLOAD_PREFIX):
+            self._serve_upload(handler, url.path, body, arrived)
+            return
         params = _parse_params(handler.headers.get("Content-Type", ""), body, url.query)
         token = _pop_token(handler.headers, params)
         authorized = bool(token)
@@ -536,6 +547,7 @@ class FakeSlack(Served):
             return _error("users_list_not_supplied")
         if len(user_ids) == 1:
             channel = self.dm_channel(user_ids[0])
+            self._open_dms.add(channel)
         else:
             channel = "G" + hashlib.sha1(",".join(sorted(user_ids)).encode()).hexdigest()[:8]
         return {"ok": True, "no_op": False, "already_open": False, "channel": {"id": channel}}
@@ -571,3 +583,157 @@ class FakeSlack(Served):
         if users is None:
             return _error("no_such_subteam")
         return {"ok": True, "users": list(users)}
+
+    # -- files: Slack's upload API (files.getUploadURLExternal, the upload URL, ------------------
+    # -- files.completeUploadExternal, files.info) ------------------------------------------------
+
+    def files(self, channel: str | None = None) -> list[SharedFile]:
+        """Every file shared so far (one entry per share), oldest first: what people received."""
+        with self._lock:
+            return [
+                SharedFile(u.id, u.filename, u.title, u.content.decode(), c, comment, ts)
+                for u in sorted(self._uploads.values(), key=lambda u: u.number)
+                for c, ts, comment in u.shares
+                if channel in (None, c)
+            ]
+
+    def _file_handlers(self) -> dict[str, Callable[[JsonDict], JsonDict]]:
+        return {
+            "files.getUploadURLExternal": self._get_upload_url,
+            "files.completeUploadExternal": self._complete_upload,
+            "files.info": self._file_info,
+        }
+
+    def _get_upload_url(self, params: JsonDict) -> JsonDict:
+        """A file id and the URL to POST its bytes to; `length` is what the POST must carry."""
+        filename = str(params.get("filename") or "")
+        length = str(params.get("length") or "")
+        if not filename or not length.isascii() or not length.isdigit():
+            return _error("invalid_arguments")
+        if int(length) == 0:
+            return _error("missing_argument")  # Slack's answer to a length of 0
+        number = next(self._file_counter)
+        file_id = f"F{number:08d}"
+        self._uploads[file_id] = _Upload(file_id, number, filename, int(length))
+        return {
+            "ok": True,
+            "file_id": file_id,
+            "upload_url": self.root_url + _UPLOAD_PREFIX + file_id,
+        }
+
+    def _serve_upload(self, handler: _Handler, path: str, body: bytes, arrived: float) -> None:
+        """The upload URL: stores the bytes if they are as long as announced. Slack answers a
+        good upload with 200 and `OK - LENGTH`."""
+        file_id = path.removeprefix(_UPLOAD_PREFIX)
+        with self._lock:
+            upload = self._uploads.get(file_id)
+            if upload is None:
+                status, text = 404, "not found"
+            elif len(body) != upload.length:
+                status, text = 400, f"length mismatch: announced {upload.length}, got {len(body)}"
+            else:
+                upload.content = body
+                status, text = 200, f"OK - {len(body)}"
+            self._calls.append(
+                Call(
+                    method="upload",
+                    params={"file_id": file_id, "length": len(body)},
+                    at=arrived,
+                    failed=False,
+                    status=status,
+                    authorized=True,
+                    response={"ok": status == 200},
+                    path=path,
+                )
+            )
+        reply = text.encode()
+        handler.send_response(status)
+        handler.send_header("Content-Type", "text/plain; charset=utf-8")
+        handler.send_header("Content-Length", str(len(reply)))
+        handler.end_headers()
+        handler.wfile.write(reply)
+
+    def _complete_upload(self, params: JsonDict) -> JsonDict:
+        """Shares uploaded files in a channel, with the comment as the message that carries
+        them. Each file must have been announced and its bytes received; the channel must be
+        one the bot may post to (a DM it opened, or a channel it has posted in)."""
+        files = params.get("files")
+        if isinstance(files, str):
+            try:
+                files = json.loads(files)
+            except ValueError:
+                return _error("invalid_arguments")
+        if not isinstance(files, list) or not files:
+            return _error("invalid_arguments")
+        if not all(isinstance(f, dict) and isinstance(f.get("id"), str) for f in files):
+            return _error("invalid_arguments")
+        uploads = [self._uploads.get(f["id"]) for f in files]
+        if any(u is None or u.content is None for u in uploads):
+            return _error("file_not_found")
+        channel = str(params.get("channel_id") or "")
+        if channel and not self._may_post_in(channel):
+            return _error("channel_not_found")
+        ts = self._next_ts() if channel else ""
+        comment = str(params.get("initial_comment") or "")
+        for upload, named in zip(uploads, files, strict=True):
+            upload.title = str(named.get("title") or upload.filename)
+            if channel:
+                upload.shares.append((channel, ts, comment))
+        if channel:
+            self._messages[(channel, ts)] = {
+                "text": comment,
+                "blocks": [],
+                "files": [f["id"] for f in files],
+            }
+        if self.lost_completions:
+            self.lost_completions -= 1
+            return _error("internal_error")
+        return {"ok": True, "files": [u.described() for u in uploads if u is not None]}
+
+    def _file_info(self, params: JsonDict) -> JsonDict:
+        upload = self._uploads.get(str(params.get("file") or ""))
+        if upload is None or upload.content is None:
+            return _error("file_not_found")
+        return {"ok": True, "file": upload.described()}
+
+    def _may_post_in(self, channel: str) -> bool:
+        return channel in self._open_dms or any(c == channel for c, _ in self._messages)
+
+
+@dataclass
+class _Upload:
+    """A file from the moment files.getUploadURLExternal names it."""
+
+    id: str
+    number: int
+    filename: str
+    length: int
+    content: bytes | None = None
+    title: str = ""
+    shares: list[tuple[str, str, str]] = field(default_factory=list)  # channel, ts, comment
+
+    def described(self) -> JsonDict:
+        """The file object Slack answers with: where it is shared, by kind of channel."""
+        where = [c for c, _, _ in self.shares]
+        return {
+            "id": self.id,
+            "name": self.filename,
+            "title": self.title or self.filename,
+            "size": self.length,
+            "channels": [c for c in where if c.startswith("C")],
+            "groups": [c for c in where if c.startswith("G")],
+            "ims": [c for c in where if c.startswith("D")],
+        }
+
+
+@dataclass(frozen=True)
+class SharedFile:
+    """A file as the people in `channel` received it."""
+
+    id: str
+    filename: str
+    title: str
+    content: str
+    channel: str
+    comment: str
+    ts: str

@@ -39,6 +39,9 @@ LIMITS: Mapping[str, Limit] = {
     "views.update": Limit(TIER_4, 10),
     "views.push": Limit(TIER_4, 10),
     "views.publish": Limit(TIER_4, 10, per="user_id"),
+    "files.getUploadURLExternal": Limit(TIER_4, 10),
+    "files.completeUploadExternal": Limit(TIER_4, 10),
+    "files.info": Limit(TIER_4, 10),
 }
 
 

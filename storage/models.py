@@ -234,8 +234,9 @@ class Notice(SQLModel, table=True):
     """The outbox: a message owed to someone, written in the same transaction as the state change
     it reports and delivered after the commit. Undelivered notices carry `retry_at`, so a Slack
     outage delays a message but never loses it. `key` (unique) keeps the same notice from being
-    queued twice; `ref` is the sent message's reference (Slack's channel and `ts`). A deliverer
-    claims an audience, not a notice (commands.notices), so one audience's notices go in order."""
+    queued twice; `ref` is the sent message's reference (Slack's channel and `ts`), or, for an
+    upload under way, the file ids it got (`files:F1,F2,F3`). A deliverer claims an audience,
+    not a notice (commands.notices), so one audience's notices go in order."""
 
     __table_args__ = (UniqueConstraint("key"),)
 

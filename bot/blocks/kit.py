@@ -22,6 +22,9 @@ MESSAGE_TEXT_LIMIT = 4000
 MESSAGE_BLOCK_LIMIT = 50
 VIEW_BLOCK_LIMIT = 100
 BUTTON_TEXT_LIMIT = 75
+# Slack refuses a message whose blocks hold about 12,000 characters of text or more
+# (msg_blocks_too_long), far below 50 sections of 3,000: labbot fills a message up to this.
+MESSAGE_CHARS_BUDGET = 11_000
 OPTION_TEXT_LIMIT = 75
 
 _LIVE = re.compile(rf"<@[UW][A-Z0-9]{{2,}}>|{DATE_TOKEN.pattern}")
@@ -69,6 +72,43 @@ def plain(text: str, limit: int = SECTION_LIMIT) -> dict[str, Any]:
 def section(text: str) -> Block:
     """A mrkdwn section of text that is already escaped (or is ours)."""
     return {"type": "section", "text": {"type": "mrkdwn", "text": truncate(text, SECTION_LIMIT)}}
+
+
+def packed(lines: list[str], chars: int, blocks: int) -> tuple[list[Block], int]:
+    """`lines` (already escaped) as mrkdwn sections of at most SECTION_LIMIT characters each,
+    as many as fit in `chars` characters and `blocks` blocks; with how many lines went in."""
+    sections: list[list[str]] = []
+    size = used = 0
+    for line in lines:
+        cost = len(line) + 1
+        if used + cost > chars:
+            break
+        if not sections or size + cost > SECTION_LIMIT:
+            if len(sections) == blocks:
+                break
+            sections.append([])
+            size = 0
+        sections[-1].append(line)
+        size += cost
+        used += cost
+    return [section("\n".join(lines)) for lines in sections], sum(map(len, sections))
+
+
+def block_chars(blocks: list[Block]) -> int:
+    """The characters of text in `blocks`, as Slack counts them against a message."""
+    return sum(len(text) for text in _texts(blocks))
+
+
+def _texts(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        return [
+            text
+            for key, value in node.items()
+            for text in ([value] if key == "text" and isinstance(value, str) else _texts(value))
+        ]
+    if isinstance(node, list):
+        return [text for item in node for text in _texts(item)]
+    return []
 
 
 def fields(*pairs: tuple[str, str]) -> Block:

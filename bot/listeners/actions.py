@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from slack_bolt import Ack, App
 from slack_sdk.errors import SlackApiError
 
-from bot.blocks import cards, dms, home
+from bot.blocks import cards, dms, home, pages
 from bot.blocks.kit import escape, matching
 from bot.blocks.modals import deny_modal, share_modal, writeup_modal
 from bot.inbox import keep, then_finish
@@ -31,6 +31,7 @@ from commands.lab import Outcome
 from commands.reclaim import release
 from commands.request import cancel
 from commands.review import approve
+from commands.serverpages import show_page
 
 if TYPE_CHECKING:
     from bot.app import AppContext
@@ -190,6 +191,17 @@ def on_more(ctx: AppContext, body: Body, user: str, value: str) -> None:
         )
 
 
+def on_page(ctx: AppContext, body: Body, user: str, value: str) -> None:
+    """*Next servers* or *Previous* under `/lab show`'s answer: the page, in its place."""
+    target = pages.page_target(value)
+    if target is None:
+        tell(ctx, body, BROKEN_BUTTON.format(value=escape(value)))
+        return
+    lease_id, page, seen = target
+    shown = show_page(ctx.lab, user, lease_id, page, ctx.clock(), seen=seen)
+    tell(ctx, body, shown.outcome.message, pages.page_blocks(shown), replace=True)
+
+
 def unknown_button(ctx: AppContext, body: Body, user: str, value: str) -> None:
     action_id = str(button_of(body).get("action_id", ""))
     tell(
@@ -229,4 +241,5 @@ CLICKS: dict[str, Click] = {
     dms.WRITEUP: on_writeup,
     dms.SHARE: on_share,
     home.MORE: on_more,
+    pages.PAGE: on_page,
 }

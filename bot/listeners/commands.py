@@ -17,6 +17,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.blocks.kit import ephemeral, escape
 from bot.blocks.modals import request_modal
+from bot.blocks.pages import page_blocks
 from bot.listeners.reply import (
     UNKNOWN_USER,
     audit_refusal,
@@ -38,14 +39,15 @@ from commands.queue import queue_text
 from commands.reclaim import release
 from commands.request import cancel, request
 from commands.review import approve, deny
-from commands.views import lease_list, plans_text, show
+from commands.serverpages import Shown, show_page
+from commands.views import lease_list, plans_text
 
 if TYPE_CHECKING:
     from bot.app import AppContext
 
 log = logging.getLogger(__name__)
 
-Answer = Callable[["AppContext", str, Command], "Outcome | str"]
+Answer = Callable[["AppContext", str, Command], "Outcome | Shown | str"]
 
 
 def register(app: App, ctx: AppContext) -> None:
@@ -77,7 +79,10 @@ def on_command(ctx: AppContext, ack: Ack, body: dict[str, Any], client: WebClien
 
 def answer(ctx: AppContext, body: dict[str, Any], user: str, command: Command) -> None:
     said = ANSWERS[command.verb](ctx, user, command)
-    tell(ctx, body, said.message if isinstance(said, Outcome) else said)
+    if isinstance(said, Shown):
+        tell(ctx, body, said.outcome.message, page_blocks(said))
+    else:
+        tell(ctx, body, said.message if isinstance(said, Outcome) else said)
     if command.verb not in READ_ONLY:
         refresh_home(ctx, user)
     if command.verb == "request" and isinstance(said, Outcome):
@@ -122,7 +127,7 @@ ANSWERS: dict[str, Answer] = {
     "list": lambda ctx, user, c: lease_list(
         ctx.lab, user, c.users[0] if c.users else user, c.page, ctx.clock()
     ),
-    "show": lambda ctx, user, c: show(ctx.lab, user, c.lease_id, ctx.clock()),
+    "show": lambda ctx, user, c: show_page(ctx.lab, user, c.lease_id, c.page, ctx.clock()),
     "extend": lambda ctx, user, c: extend(ctx.lab, user, c.lease_id, c.duration, ctx.clock()),
     "release": lambda ctx, user, c: release(ctx.lab, user, c.lease_id, ctx.clock()),
     "cancel": lambda ctx, user, c: cancel(ctx.lab, user, c.lease_id, ctx.clock()),

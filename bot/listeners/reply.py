@@ -15,7 +15,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.webhook import WebhookClient
 
 from bot.blocks.home import MORE, Places, home_view, read_place, read_places
-from bot.blocks.kit import ephemeral, matching
+from bot.blocks.kit import Block, ephemeral, matching
 from commands.credit_report import credit_report
 from commands.lab import Code, Outcome, Refusal, refuse
 from commands.queue import queue
@@ -47,17 +47,26 @@ def button_of(body: Body) -> dict[str, Any]:
     return (body.get("actions") or [{}])[0]
 
 
-def tell(ctx: AppContext, body: Body, text: str) -> None:
-    """An ephemeral answer to the person who acted."""
+def tell(
+    ctx: AppContext,
+    body: Body,
+    text: str,
+    blocks: list[Block] | None = None,
+    *,
+    replace: bool = False,
+) -> None:
+    """An ephemeral answer to the person who acted: `text`, or `blocks` with `text` as their
+    fallback; with `replace`, in place of the answer whose button was clicked."""
     user = user_of(body)
     reply = ephemeral(text)
+    shown = {"blocks": blocks} if blocks else {}
     try:
         if body.get("response_url"):
-            WebhookClient(body["response_url"]).send(**reply, replace_original=False)
+            WebhookClient(body["response_url"]).send(**reply, **shown, replace_original=replace)
         elif channel := _channel_of(body):
-            ctx.client.chat_postEphemeral(channel=channel, user=user, text=reply["text"])
+            ctx.client.chat_postEphemeral(channel=channel, user=user, text=reply["text"], **shown)
         elif user:
-            ctx.client.chat_postMessage(channel=user, text=reply["text"])
+            ctx.client.chat_postMessage(channel=user, text=reply["text"], **shown)
     except (SlackApiError, OSError) as error:
         log.warning("could not answer %s: %s", user, error)
 

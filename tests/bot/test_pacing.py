@@ -14,7 +14,8 @@ from commands.notices import deliver, undelivered
 from fakes.slack import FakeSlack
 from fakes.slack_rates import Limit
 from tests.bot.conftest import REVIEW_CHANNEL, Slack, file_request
-from tests.conftest import Clock
+from tests.bot.test_large_leases import CAROL, big_lease
+from tests.conftest import OWNER, Clock
 
 BURST = 50
 PEOPLE = [f"U0P{i:02d}" for i in range(BURST)]
@@ -80,3 +81,26 @@ def test_a_stricter_slack_costs_a_few_429s_and_no_order(slack: Slack) -> None:
     assert cards_in_review_channel(slack) == filed
     assert all(len(slack.dms(person)) == 1 for person in PEOPLE[:20])
     assert 1 <= refused(slack.fake) <= 3, "each 429 pauses the channel; no storm of retries"
+
+
+def test_a_throttled_upload_resumes_without_uploading_a_file_twice(slack: Slack) -> None:
+    """A 429 in the middle of a lease's files holds that upload (and the uploads behind it)
+    until Slack has room; the next attempt uploads only the files the first did not, and each
+    person's DM gets the three files once."""
+    slack.fake.limit_rates(files_getUploadURLExternal=Limit(30.0, 2))
+    big_lease(slack, count=12)
+
+    courier(slack, most=timedelta(minutes=10))
+
+    urls = slack.fake.calls("files.getUploadURLExternal")
+    assert [c for c in urls if c.status == 429]
+    assert len([c for c in urls if c.status == 200]) == 6  # three files for each of two people
+    for person in (OWNER, CAROL):
+        shared = slack.fake.files(slack.fake.dm_channel(person))
+        assert sorted(f.filename.split("-", 2)[-1] for f in shared) == [
+            "inventory.ini",
+            "servers.csv",
+            "ssh_config",
+        ]
+    assert len(slack.fake.calls("files.completeUploadExternal")) == 2
+    assert slack.fake.calls("files.info")  # the resumed upload asked before sharing
