@@ -10,6 +10,7 @@ from datetime import datetime
 from pathlib import Path
 
 from bot.settings import SettingsError, from_env
+from commands.facts import utc_text
 from commands.report import is_month
 from metal.provider import utcnow
 
@@ -115,6 +116,12 @@ def _now() -> datetime:
     return utcnow()
 
 
+def _say(text: str, ok: bool = True) -> None:
+    """What labbot wrote for people, for a terminal: times in UTC (Slack's date tokens are
+    Slack's to render), an answer that refuses on stderr."""
+    print(utc_text(text), file=sys.stdout if ok else sys.stderr)
+
+
 def _demo(args: argparse.Namespace) -> int:
     from bot.demo import main as demo_main
 
@@ -137,7 +144,7 @@ def _leases(args: argparse.Namespace) -> int:
     lab = _operator_lab()
     found = leases(lab, owner=args.owner, states=args.state, limit=args.limit)
     for lease in found:
-        print(one_line(lease, _now()))
+        _say(one_line(lease, _now()))
     if not found:
         print("no leases match", file=sys.stderr)
     return 0
@@ -147,7 +154,7 @@ def _show(args: argparse.Namespace) -> int:
     from commands.views import show
 
     outcome = show(_operator_lab(), "system", args.lease_id, _now())
-    print(outcome.message, file=sys.stdout if outcome.ok else sys.stderr)
+    _say(outcome.message, outcome.ok)
     return 0 if outcome.ok else 1
 
 
@@ -159,7 +166,7 @@ def _credit(args: argparse.Namespace) -> int:
         print(f"labbot: --month takes YYYY-MM, like 2026-11, not '{month}'", file=sys.stderr)
         return 2
     report = credit_report(_operator_lab(), _now(), month)
-    print(json.dumps(report.as_dict(), default=str, indent=2) if args.json else report.text())
+    _say(json.dumps(report.as_dict(), default=str, indent=2) if args.json else report.text())
     return 0
 
 
@@ -186,14 +193,14 @@ def _sweep(args: argparse.Namespace) -> int:
     from commands.sweep import sweep
 
     report = sweep(_operator_lab(), _now(), dry_run=args.dry_run)
-    print("\n".join(report.lines()))
+    _say("\n".join(report.lines()))
     return 1 if report.errors else 0
 
 
 def _audit(args: argparse.Namespace) -> int:
     from commands.views import audit_events, audit_export
 
-    print(audit_export(audit_events(_operator_lab(), args.lease), args.format), end="")
+    print(utc_text(audit_export(audit_events(_operator_lab(), args.lease), args.format)), end="")
     return 0
 
 
@@ -201,7 +208,7 @@ def _resolve(args: argparse.Namespace) -> int:
     from commands.reclaim import resolve
 
     outcome = resolve(_operator_lab(), args.actor, args.lease_id, _now())
-    print(outcome.message, file=sys.stdout if outcome.ok else sys.stderr)
+    _say(outcome.message, outcome.ok)
     return 0 if outcome.ok else 1
 
 

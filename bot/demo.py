@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import html
+import json
 import os
 import re
 import secrets
@@ -28,12 +29,15 @@ from pathlib import Path
 from typing import Any
 
 from bot.app import AppContext, build_context, create_app
-from bot.blocks import cards, dms, modals
+from bot.blocks import cards, dms, home, modals
 from bot.report_html import export
+from bot.scheduler import COURIER_EVERY
 from bot.serve import local_server
 from bot.settings import Settings
 from commands.billing import format_cents
 from commands.credit_report import credit_report
+from commands.facts import utc_text
+from commands.notices import deliver, undelivered
 from commands.policy import Policy, Roles
 from commands.sweep import sweep
 from fakes.forge import FakeForge
@@ -52,10 +56,29 @@ NAMES = {
     RITA: "rita (reviewer)",
     ADA: "ada (admin)",
 }
+# A busy morning: maintainers of ten other projects ask for servers, three requests each.
+CROWD = {
+    f"U0{name.upper()}": (name, project)
+    for name, project in (
+        ("dana", "kubevirt"),
+        ("eli", "falco"),
+        ("fay", "linkerd"),
+        ("gus", "vitess"),
+        ("hal", "thanos"),
+        ("ivy", "cortex"),
+        ("jon", "keda"),
+        ("kim", "dragonfly"),
+        ("lee", "harbor"),
+        ("max", "rook"),
+    )
+}
+NAMES.update({user: f"{name} ({project})" for user, (name, project) in CROWD.items()})
 MEMBERS = {name.split()[0]: user for user, name in NAMES.items()}  # what @ offers: carol -> U0CAROL
 CHANNELS = {"C0REVIEW": "#lab-review", "C0ADMIN": "#lab-admin"}
 TOKEN = "xoxb-demo"
+COURIER_SECONDS = 60  # at most, after a step: Slack's pace for a minute's worth of messages
 _MENTION = re.compile(r"<@(\w+)>")
+FILE_LINES = 2  # of each file shared, the transcript prints the first few lines
 
 
 @dataclass
@@ -69,6 +92,8 @@ class DemoClock:
 # What alice and bob ask for: (plan, metro) of the small lease and of the large ones.
 PACKET_SHAPES = (("c1.small.x86", "ams1"), ("m1.xlarge.x86", "sjc1"))
 EC2_SHAPES = (("c7g.metal", "us-east-1"), ("m7g.metal", "us-west-2"))
+# A lease too large for one Slack message, told with the simulated provider (`make run`).
+MANY = "120 t1.small.x86 ams1 4d"
 
 
 def main(
@@ -97,6 +122,7 @@ def main(
                 f"(servers come through packet-python from a fake Packet API at {metal.end_point})"
             )
         shapes, observe = PACKET_SHAPES, None
+        many = MANY if provider == "simulated" else None
         if provider == "ec2":
             # moto is a test dependency: imported only for the story that uses it.
             from fakes.ec2 import CREDENTIALS, FaultProxy, MotoServer
@@ -110,7 +136,7 @@ def main(
         ctx = build_context(settings, clock=clock)
         with local_server(create_app(ctx), settings.slack_signing_secret) as url:
             sender = SlackSender(url, secret, response_url_base=fake, members=MEMBERS)
-            Story(ctx, fake, sender, clock, shapes, observe).run()
+            Story(ctx, fake, sender, clock, shapes, observe, many).run()
         written = export(ctx.lab, report or workdir / "report", clock.now)
         print(
             f"\nThe public report (what /report serves) is in {written[0]}: the month's money, "
@@ -163,7 +189,8 @@ def ec2_view(endpoint: str) -> str:
 def _forge() -> FakeForge:
     """The forges the story's repositories live on, served locally."""
     forge = FakeForge()
-    for path in ("coredns/coredns", "envoyproxy/envoy", "left-pad/left-pad"):
+    crowd = [f"{project}/{project}" for _, project in CROWD.values()]
+    for path in ("coredns/coredns", "envoyproxy/envoy", "left-pad/left-pad", *crowd):
         forge.add_repo("github", path, license="Apache-2.0" if "pad" not in path else "WTFPL")
     return forge
 
@@ -174,6 +201,7 @@ def _settings(workdir: Path, fake: FakeSlack, secret: str, forge: FakeForge) -> 
         policy=Policy(
             foundation_projects=(("coredns", "graduated"), ("envoy", "graduated")),
             members=("Packet", "Intel"),
+            max_servers=500,
         ),
         github_api_url=forge.github_url,
         gitlab_api_url=forge.gitlab_url,
@@ -188,8 +216,9 @@ def _settings(workdir: Path, fake: FakeSlack, secret: str, forge: FakeForge) -> 
 
 
 def _names(text: str) -> str:
-    """Slack renders mentions as names and entities as characters; so does the transcript."""
-    shown = _MENTION.sub(lambda m: "@" + NAMES.get(m[1], m[1]).split()[0], text)
+    """Slack renders mentions as names, times in the reader's zone and entities as characters;
+    so does the transcript (its reader's zone being UTC)."""
+    shown = _MENTION.sub(lambda m: "@" + NAMES.get(m[1], m[1]).split()[0], utc_text(text))
     return html.unescape(shown)
 
 
@@ -223,7 +252,22 @@ class Transcript:
             return f"[only {who} sees] {text}"
         if call.method == "views.open":
             return f"[a form opens for {who}: {call.params['view']['title']['text']}]"
+        if call.method == "files.completeUploadExternal":
+            return self._files(call)
         return None
+
+    def _files(self, call: Call) -> str:
+        """Files shared in a DM: the comment, then each file's name and first lines."""
+        where = self.where.get(call.params["channel_id"], call.params["channel_id"])
+        ids = {f["id"] for f in json.loads(call.params["files"])}
+        lines = [f"[files in the {where}] {_names(call.params.get('initial_comment', ''))}"]
+        for shared in self.fake.files(call.params["channel_id"]):
+            if shared.id in ids:
+                every = shared.content.splitlines()
+                head = [line for line in every if line.strip() and not line.startswith("#")]
+                lines.append(f"      {shared.filename} ({len(every)} lines):")
+                lines += [f"        {line}" for line in head[:FILE_LINES]]
+        return "\n".join(lines)
 
 
 def _buttons(params: dict[str, Any]) -> str:
@@ -245,10 +289,12 @@ class Story:
         clock: DemoClock,
         shapes: tuple[tuple[str, str], tuple[str, str]] = PACKET_SHAPES,
         observe: Callable[[], str] | None = None,
+        many: str | None = None,
     ) -> None:
         self.ctx, self.fake, self.sender, self.clock = ctx, fake, sender, clock
         self.small, self.large = (" ".join(shape) for shape in shapes)
         self.observe = observe  # the provider's own view, printed after each sweep
+        self.many = many  # a lease too large for one message (count plan metro duration)
         self.transcript = Transcript(fake)
 
     # -- what people do ------------------------------------------------------------------------
@@ -302,9 +348,21 @@ class Story:
     def _settle(self, who: str) -> str:
         """Wait for the listener's after-ack work, print it, and return the last answer."""
         self.ctx.settle()
+        self._courier()
         answers = [c.params.get("text", "") for c in self.fake.calls("response_url")]
         self.transcript.show(who)
         return answers[-1] if answers else ""
+
+    def _courier(self) -> None:
+        """What `labbot serve`'s courier does every second: notices that waited for a
+        channel's pace (requests filed within the same second) go out in the seconds after a
+        step, before anyone acts on them. The story's clock moves in minutes and stays put."""
+        lab = self.ctx.lab
+        for second in range(1, COURIER_SECONDS + 1):
+            if not undelivered(lab.db):
+                return
+            later = self.clock.now + second * COURIER_EVERY
+            deliver(lab.db, lab.notifier, later, owner=lab.replica)
 
     def _card(self, lease_id: int) -> tuple[str, str]:
         block_id = f"review:{lease_id}"
@@ -370,6 +428,16 @@ class Story:
             )
         )
         self.click_card(RITA, cards.APPROVE, scale)
+        if self.many:
+            conformance = _lease_id(
+                self.type(
+                    BOB,
+                    f"request {self.many} project=envoy class=foundation "
+                    'repo=https://github.com/envoyproxy/envoy "a conformance run on many nodes" '
+                    f'key="{bob_key}"',
+                )
+            )
+            self.click_card(RITA, cards.APPROVE, conformance)
         self.wait("servers come up", minutes=5)
         self.wait("a day before the end", hours=24)
         self.type(CAROL, f"extend {first} 12h")
@@ -380,9 +448,60 @@ class Story:
         self.wait("deletes confirmed", minutes=1)
         self.click_dm(ALICE, dms.WRITEUP, str(first), "Send the write-up link")
         self.submit(ALICE, modals.WRITEUP, "url", "https://coredns.io/blog/lab-scale-tests")
+        self.busy_morning()
         self.type(ADA, f"show {first}")
         self.type(ADA, "credit")
         self.check_books()
+
+    def busy_morning(self) -> None:
+        """Thirty requests arrive (told in one line, not ninety), and the reviewer's lists show
+        a page at a time, saying how many more there are and how to see them."""
+        print(f"\n{self.clock.now:%a %d %b %H:%M} — thirty requests arrive from ten projects")
+        for user, (name, project) in CROWD.items():
+            key = public_key(name, "ci")
+            for hours in (4, 8, 24):
+                self.sender.slash_command(
+                    text=f"request 1 {self.small} {hours}h project={project} "
+                    f'repo=https://github.com/{project}/{project} "integration tests" key="{key}"',
+                    user_id=user,
+                )
+        self.ctx.settle()
+        calls = self.fake.calls()
+        posted = sum(c.method == "chat.postMessage" for c in calls[self.transcript.seen :])
+        self.transcript.seen = len(calls)
+        print(f"    ({posted} cards and DMs posted; the transcript skips them)")
+        self._heading(RITA, "opens App Home")
+        self.sender.event({"type": "app_home_opened", "user": RITA, "tab": "home"})
+        self.ctx.settle()
+        more = self.show_queue_on_home(RITA)
+        self._heading(RITA, "clicks More under Waiting for review")
+        self.sender.block_action(f"{home.MORE}:{more}", more, RITA, view=self._home(RITA))
+        self.ctx.settle()
+        self.show_queue_on_home(RITA)
+        self.type(RITA, "queue")
+        self.type(RITA, "queue 2")
+
+    def _home(self, who: str) -> dict[str, Any]:
+        calls = self.fake.calls("views.publish")
+        return next(c for c in reversed(calls) if c.params["user_id"] == who).response["view"]
+
+    def show_queue_on_home(self, who: str) -> str:
+        """Print the queue on a reviewer's App Home (its last section) as they see it, a line
+        a request; return the value of its More button."""
+        blocks = self._home(who)["blocks"]
+        last = max(i for i, block in enumerate(blocks) if block["type"] == "header")
+        more = ""
+        for block in blocks[last + 1 :]:
+            if block["type"] == "context":
+                print(f"    [App Home of {NAMES[who]}] {block['elements'][0]['text']}")
+            elif block["type"] == "section":
+                print(f"      {_names(block['text']['text'].splitlines()[0])[:110]}")
+            elif block.get("block_id") == f"more:{home.PENDING}":
+                labels = {e["text"]["text"]: e["value"] for e in block["elements"]}
+                more = next((v for label, v in labels.items() if label.startswith("More")), "")
+                print(f"      [buttons: {' | '.join(labels)}]")
+        self.transcript.seen = len(self.fake.calls())
+        return more
 
     def check_books(self) -> None:
         """The story ends on the month's books, which must balance to the cent."""

@@ -35,7 +35,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from commands.gauges import Gauges, gauges
 from commands.lab import Lab
 from commands.log_context import about_lease
-from commands.notices import Message, Notifier
+from commands.notices import Message, Notifier, Rate, Throttled
 from metal.provider import Catalog, Device, DeviceSpec, Provider
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -56,13 +56,14 @@ PROVIDER_SECONDS = Histogram(
 )
 SLACK_CALLS = Counter(
     "labbot_slack_deliveries",
-    "Messages handed to Slack by the notifier, by kind and outcome (ok or error).",
+    "Messages handed to Slack by the notifier, by kind and outcome (ok, throttled: Slack "
+    "answered 429, or error).",
     ["kind", "outcome"],
     registry=None,
 )
 SLACK_SECONDS = Histogram(
     "labbot_slack_delivery_seconds",
-    "How long a delivery to Slack took, retries included.",
+    "How long a delivery to Slack took.",
     ["kind"],
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
     registry=None,
@@ -86,6 +87,9 @@ def _timed(calls: Counter, seconds: Histogram, **labels: str) -> Iterator[None]:
     try:
         yield
         outcome = "ok"
+    except Throttled:
+        outcome = "throttled"
+        raise
     finally:
         seconds.labels(**labels).observe(time.perf_counter() - started)
         calls.labels(outcome=outcome, **labels).inc()
@@ -152,6 +156,9 @@ class CountedNotifier:
 
     def __init__(self, inner: Notifier) -> None:
         self.inner = inner
+
+    def lanes(self, message: Message) -> tuple[Rate, ...]:
+        return self.inner.lanes(message)
 
     def deliver(self, message: Message) -> str | None:
         with (

@@ -13,6 +13,7 @@ from commands.billing import format_cents, month_key
 from commands.credit import Tally, month_tally, runs_out_at
 from commands.facts import when
 from commands.lab import Lab
+from commands.pages import cut, not_shown
 from commands.process import Reserve, format_share
 from commands.reserve import month_reserves, reserve_words
 
@@ -39,7 +40,9 @@ class CreditReport:
     reserve: Reserve
     reserved_share: int
 
-    def text(self) -> str:
+    def text(self, budget: int | None = None) -> str:
+        """The books in words; within `budget` characters (a Slack answer), the projects that
+        do not fit are counted and the public report named, which lists every one."""
         lines = [
             f"Credit for {self.month}:",
             _line(self.lab),
@@ -56,7 +59,13 @@ class CreditReport:
         )
         if self.projects:
             lines.append("By project:")
-            lines += [_line(p) for p in self.projects]
+            projects = [_line(p) for p in self.projects]
+            room = len(projects)
+            if budget is not None:
+                room = len(cut(projects, len(projects), budget - len("\n".join(lines)))[0])
+            lines += projects[:room] + not_shown(
+                len(projects) - room, "the lab's public report lists every project's spend"
+            )
         return "\n".join(lines)
 
     def as_dict(self) -> dict:

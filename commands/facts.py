@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import re
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from commands.billing import format_cents
@@ -46,9 +47,38 @@ def shape(lease: Lease) -> str:
     return f"{lease.count} x {lease.plan} in {lease.metro} for {total}"
 
 
+SLACK_DATE = "{date_short_pretty} {time}"  # "Dec 7, 2026 3:00 PM", in the reader's zone
+DATE_TOKEN = re.compile(
+    r"<!date\^(?P<unix>\d{1,11})\^\{date_short_pretty\} \{time\}"
+    r"\|(?P<fallback>[A-Z][a-z]{2} \d{1,2}, \d{4} \d{2}:\d{2} UTC)>"
+)
+
+
 def when(at: datetime | None) -> str:
-    """The one way a moment is written for people: `2026-12-07 11:15 UTC`, or `-` for none."""
-    return at.strftime("%Y-%m-%d %H:%M UTC") if at else "-"
+    """A time as labbot writes it for a person: Slack's date token, which each reader's Slack
+    shows in their own zone, with the UTC fallback that Slack shows where it cannot (and that
+    `utc_text` puts back for the CLI and every other reader that is not Slack). The one place
+    that form is made."""
+    if at is None:
+        return "-"
+    return f"<!date^{int(at.timestamp())}^{SLACK_DATE}|{in_utc(at)}>"
+
+
+def in_utc(at: datetime) -> str:
+    """`Dec 7, 2026 14:00 UTC`"""
+    at = at.astimezone(UTC)
+    return f"{at:%b} {at.day}, {at:%Y %H:%M} UTC"
+
+
+def is_our_date(token: re.Match[str]) -> bool:
+    """A DATE_TOKEN match that `when` wrote: its fallback is its own time in UTC."""
+    return token["fallback"] == in_utc(datetime.fromtimestamp(int(token["unix"]), UTC))
+
+
+def utc_text(text: str) -> str:
+    """A sentence for a reader that is not Slack (the CLI, the demo's transcript, the audit
+    export): each of labbot's date tokens as its UTC fallback."""
+    return DATE_TOKEN.sub(lambda m: m["fallback"] if is_our_date(m) else m[0], text)
 
 
 def time_left(lease: Lease, now: datetime) -> str:
@@ -60,7 +90,9 @@ def time_left(lease: Lease, now: datetime) -> str:
 
 def one_line(lease: Lease, now: datetime) -> str:
     state = State(lease.state)
-    left = f", {time_left(lease, now)}" if state == State.ACTIVE else ""
+    left = (
+        f", {time_left(lease, now)} (ends {when(lease.ends_at)})" if state == State.ACTIVE else ""
+    )
     return f"#{lease.id} {lease.project}: {shape(lease)} — {state.value}{left}"
 
 
@@ -91,11 +123,19 @@ def describe(
         lines.append(f"Flagged: {lease.flagged}")
     if lease.writeup_url:
         lines.append(f"Write-up: {quoted(lease.writeup_url)}")
-    for server in servers:
-        ips = f" {server.ips}" if server.ips else ""
-        lines.append(f"  {server.hostname} [{server.state}]{ips}")
+    lines += [server_line(server) for server in servers]
     return "\n".join(lines)
 
 
+def server_line(server: Server) -> str:
+    """`  coredns-12-1 [active] 147.75.100.3`"""
+    ips = f" {server.ips}" if server.ips else ""
+    return f"  {server.hostname} [{server.state}]{ips}"
+
+
 def servers_summary(servers: list[Server]) -> list[dict[str, str]]:
-    return [{"hostname": s.hostname, "ips": s.ips, "state": s.state} for s in servers]
+    """What a notice carries of each server: enough to log in, and to write the files."""
+    return [
+        {"hostname": s.hostname, "ips": s.ips, "state": s.state, "metro": s.metro, "plan": s.plan}
+        for s in servers
+    ]

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from commands.durations import DurationError, parse_duration
+from commands.pages import MAX_PAGE_DIGITS
 from commands.policy import MAX_CO_OWNERS, RequestInput
 from commands.pubkeys import PRIVATE_KEY_REFUSAL, looks_private
 from commands.slacktext import plain
@@ -32,8 +33,8 @@ USAGE: dict[str, str] = {
     ),
     "share": "share ID @user  (a co-owner gets the DMs and may extend or release)",
     "unshare": "unshare ID @user",
-    "list": "list  (your leases)",
-    "show": "show ID",
+    "list": "list [@user] [PAGE]  (your leases, or someone else's; 20 a page)",
+    "show": "show ID [servers PAGE]  (a lease, and its servers a page at a time)",
     "extend": "extend ID DURATION  (like 24h or 3d)",
     "release": "release ID",
     "cancel": "cancel ID  (a request still waiting for review)",
@@ -42,7 +43,7 @@ USAGE: dict[str, str] = {
     "approve": 'approve ID [override="why"]  (reviewers)',
     "deny": "deny ID REASON  (reviewers)",
     "provision": "provision ID  (admins)",
-    "queue": "queue  (reviewers: the requests waiting, in the order they are reviewed)",
+    "queue": "queue [PAGE]  (reviewers: the requests waiting, in the order they are reviewed)",
     "help": "help",
 }
 
@@ -88,7 +89,8 @@ class Command:
     action: str = ""  # keys: list, add, remove, import
     subject: str = ""  # keys: the key, its number or fingerprint, or the forge login
     forge: str = ""
-    users: tuple[str, ...] = ()  # share, unshare: Slack user ids
+    users: tuple[str, ...] = ()  # share, unshare: Slack user ids; list: whose leases
+    page: int = 1  # list, queue; show: which page of the lease's servers
 
     @property
     def opens_form(self) -> bool:
@@ -135,10 +137,51 @@ def _bare(verb: str, args: list[str]) -> Command:
     return Command(verb)
 
 
+def _paged(verb: str, args: list[str]) -> Command:
+    """`queue [PAGE]`, `list [@user] [PAGE]`: a word that starts like a number is the page."""
+    person = args[:1] if verb == "list" and args and not _looks_numeric(args[0]) else []
+    rest = args[len(person) :]
+    if len(rest) > 1:
+        whose = "a person and " if verb == "list" else ""
+        raise _usage(verb, f"`{verb}` takes at most {whose}one page number")
+    number = _page(verb, rest[0]) if rest else 1
+    return Command(verb, users=_users(verb, person) if person else (), page=number)
+
+
+def _looks_numeric(escaped: str) -> bool:
+    return plain(escaped)[:1] in tuple("0123456789-+#")
+
+
+def _page(verb: str, escaped: str) -> int:
+    digits = plain(escaped).removeprefix("#")
+    if not (digits.isascii() and digits.isdigit()) or len(digits) > MAX_PAGE_DIGITS:
+        raise _usage(verb, f"'{plain(escaped)[:40]}' is not a page number (like 2)")
+    if int(digits) == 0:
+        raise _usage(verb, "pages are numbered from 1")
+    return int(digits)
+
+
 def _with_id(verb: str, args: list[str]) -> Command:
     if len(args) != 1:
         raise _usage(verb, f"`{verb}` takes one lease number")
     return Command(verb, lease_id=_lease_id(verb, args[0]))
+
+
+def _show(verb: str, args: list[str]) -> Command:
+    """`show 12`, or `show 12 servers 3` for the third page of its servers."""
+    if len(args) < 2:
+        return _with_id(verb, args)
+    lease_id = _lease_id(verb, args[0])
+    if len(args) != 3 or plain(args[1]).lower() != "servers":
+        raise _usage(verb, "`show` takes a lease number, then `servers` and a page number")
+    page = plain(args[2])
+    if not (page.isascii() and page.isdigit()) or len(page) > 6 or int(page) == 0:
+        raise _usage(
+            verb,
+            f"'{page[:20]}' is not a page number; `show {lease_id} servers 2` shows the second "
+            "page of its servers",
+        )
+    return Command(verb, lease_id=lease_id, page=int(page))
 
 
 def _extend(verb: str, args: list[str]) -> Command:
@@ -292,12 +335,12 @@ def _usage(verb: str, problem: str) -> GrammarError:
 
 _PARSERS = {
     "request": _request,
-    "list": _bare,
+    "list": _paged,
     "credit": _bare,
     "plans": _bare,
     "help": _bare,
-    "queue": _bare,
-    "show": _with_id,
+    "queue": _paged,
+    "show": _show,
     "release": _with_id,
     "cancel": _with_id,
     "provision": _with_id,

@@ -4,6 +4,15 @@ A use case never talks to Slack. It writes a Notice row in the same transaction 
 change the notice reports; after the commit, `deliver` hands pending notices to the Notifier.
 A notice whose delivery fails stays pending with a retry time, and the sweep delivers it later,
 so a Slack outage delays a message but never loses it and never undoes a state change.
+
+The outbox also sends no faster than the far end accepts. A Notifier names the rate-limited
+lanes each message takes (`Rate`: a Slack channel, a Web API method); the lanes' bookings are
+rows every replica shares (`Pace`), and a message whose lane is full, or that the far end
+refused as too fast (`Throttled`, Slack's 429 with Retry-After), waits for that lane alone.
+Notices are claimed an audience at a time, so one audience's notices go out in the order they
+were queued, however many replicas deliver (docs/pacing.md). A delivery of several calls (an
+upload) checkpoints what it got in its notice's `ref`, so the pass that retries it, after a
+failure or once its lane has room, finishes it instead of starting again.
 """
 
 from __future__ import annotations
@@ -11,25 +20,27 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
+from functools import partial
 from typing import Any, Protocol
 
-from sqlalchemy import update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import String, cast, func, literal, or_, update
 from sqlmodel import Session, col, select
 
-from storage.claims import claim
+from storage.claims import claim, give_back
 from storage.db import Database
-from storage.locks import insert_once, locked
-from storage.models import Notice
+from storage.locks import insert_all_once, insert_once, locked, locked_all
+from storage.models import Claim, Notice, Pace
 
 log = logging.getLogger(__name__)
 
 CLAIM_FOR = timedelta(seconds=60)
-CHUNK = 10  # notices claimed at once: sent well inside CLAIM_FOR even at Slack's pace
+CHUNK = 10  # notices taken at once: sent well inside CLAIM_FOR (nothing in a pass waits)
 MAX_BACKOFF = timedelta(minutes=30)
+AUDIENCE = "outbox:"  # + audience: the Claim row held by whoever sends that audience's notices
 
 
 class Kind(StrEnum):
@@ -42,6 +53,7 @@ class Kind(StrEnum):
     PROVISIONING = "provisioning"
     PROGRESS = "progress"
     READY = "ready"
+    SERVER_FILES = "server_files"  # every server of a lease, as files in its people's DMs
     REMINDER = "reminder"
     EXTENDED = "extended"
     EXTENSION_CARD = "extension_card"
@@ -68,7 +80,11 @@ class Message:
     """A notice as the Notifier receives it. `text` is always a complete plain-language
     sentence (the console shows it, Slack uses it as the fallback); `data` carries the facts a
     richer renderer needs. `update_ref` is the reference of the message to edit in place, when
-    this notice updates one (a review card after the decision)."""
+    this notice updates one (a review card after the decision).
+
+    A delivery made of several calls (an upload: the bytes, then sharing them) records what it
+    got before the step that cannot be taken back, with `checkpoint`; a later attempt finds it
+    in `ref` and finishes the delivery instead of starting it again."""
 
     id: int
     kind: Kind
@@ -77,16 +93,48 @@ class Message:
     lease_id: int | None = None
     data: dict[str, Any] = field(default_factory=dict)
     update_ref: str | None = None
+    ref: str | None = None
+    checkpoint: Callable[[str], None] = field(default=lambda ref: None, compare=False)
 
     @property
     def user(self) -> str | None:
         return self.audience.removeprefix("user:") if self.audience.startswith("user:") else None
 
 
+@dataclass(frozen=True)
+class Rate:
+    """A rate-limited way out (a Slack channel, a Web API method): `burst` messages at once,
+    then one every `every`."""
+
+    lane: str
+    every: timedelta
+    burst: int = 1
+
+    @property
+    def room(self) -> timedelta:
+        """How far ahead of now the lane may be booked and still take a message."""
+        return self.every * (self.burst - 1)
+
+
+class Throttled(Exception):
+    """The far end refused a message as too fast (Slack's 429): `lane` takes nothing more for
+    `retry_after`, and the message waits with it."""
+
+    def __init__(self, lane: str, retry_after: timedelta) -> None:
+        super().__init__(f"{lane} is rate-limited for {retry_after.total_seconds():g}s")
+        self.lane = lane
+        self.retry_after = retry_after
+
+
 class Notifier(Protocol):
+    def lanes(self, message: Message) -> tuple[Rate, ...]:
+        """The rate-limited ways out `deliver` would take for this message now (none: it may
+        go at once)."""
+
     def deliver(self, message: Message) -> str | None:
         """Send it; return a reference to the sent message (to edit it later) or None.
-        Raise on failure: the outbox retries."""
+        Raise `Throttled` when the far end says too fast, anything else on another failure:
+        the outbox retries."""
 
 
 def enqueue(
@@ -118,10 +166,7 @@ class Draft:
 def enqueue_all(session: Session, drafts: list[Draft], now: datetime) -> None:
     """Queue many notices in the caller's transaction with one statement (the sweep's passes);
     the same unique key as `enqueue` skips any already queued."""
-    if not drafts:
-        return
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    session.execute(dialect.insert(Notice).on_conflict_do_nothing(), [_row(d, now) for d in drafts])
+    insert_all_once(session, Notice, [_row(d, now) for d in drafts])
 
 
 def _row(draft: Draft, now: datetime) -> dict[str, Any]:
@@ -147,64 +192,182 @@ def deliver(
     lease_id: int | None = None,
     limit: int = 200,
 ) -> int:
-    """Deliver due notices, oldest first: all of them (the sweep), or one lease's (right after
-    a use case, so concurrent use cases do not fight over each other's notices). Notices are
-    claimed by `owner` and their outcomes recorded a chunk at a time (two transactions per chunk,
-    not two per notice), so replicas delivering at once share them; a chunk is small enough to be
-    sent well inside its claim even when the Notifier waits out Slack's rate limits. Returns how
-    many were delivered."""
+    """Deliver due notices, oldest first: all of them (the sweep, the courier), or those of the
+    audiences one lease's notices go to (right after a use case). `owner` claims an audience at
+    a time and sends its due notices in the order they were queued, so replicas delivering at
+    once share the audiences and never reorder one. A message whose lane is full, or that the
+    far end throttled, holds its audience until the lane has room: nothing queued after it for
+    the same audience overtakes it, and other audiences go on. Nothing here waits on the clock;
+    the next pass at a later `now` sends what has room then. Returns how many were delivered."""
     delivered = 0
     while delivered < limit:
-        chunk = _claim(db, owner, now, lease_id, min(CHUNK, limit - delivered))
-        if not chunk:
+        batch = _claim(db, owner, now, lease_id, min(CHUNK, limit - delivered))
+        if batch is None:
             return delivered
-        sent: list[tuple[int, str | None]] = []
-        failed: list[tuple[int, Exception]] = []
-        for message in chunk:
-            try:
-                sent.append((message.id, notifier.deliver(message)))
-            except Exception as error:
-                failed.append((message.id, error))
-        _record(db, now, sent, failed)
-        delivered += len(sent)
-        if failed:
-            return delivered  # the rest waits for the next pass, as a failing Slack would
+        result = _send(db, notifier, now, batch)
+        _record(db, owner, now, result)
+        delivered += len(result.sent)
+        if result.failed or not batch.messages:
+            # The rest waits for the next pass, as a failing Slack would; or another
+            # deliverer took the audiences first.
+            return delivered
     return delivered
+
+
+def undelivered(db: Database) -> int:
+    """How many notices wait in the outbox (for their lane's room, or for a retry)."""
+    with db.read() as session:
+        return session.exec(select(func.count()).where(col(Notice.retry_at).is_not(None))).one()
+
+
+@dataclass
+class _Batch:
+    audiences: list[str]
+    messages: list[Message]
+
+
+@dataclass
+class _Sent:
+    """What a batch came to: sent (with the message's reference), failed, or waiting for its
+    lanes until a time, which holds its audience until then."""
+
+    audiences: list[str]
+    sent: list[tuple[int, str | None]] = field(default_factory=list)
+    failed: list[tuple[int, Exception]] = field(default_factory=list)
+    waiting: dict[int, tuple[datetime, str]] = field(default_factory=dict)
+    held: dict[str, datetime] = field(default_factory=dict)
 
 
 def _claim(
     db: Database, owner: str, now: datetime, lease_id: int | None, limit: int
-) -> list[Message]:
-    """Take due notices for CLAIM_FOR, so a second deliverer (the sweep racing the post-commit
-    delivery, another replica) skips them; a deliverer that dies leaves them to be retried
-    after the claim lapses."""
-    due = [col(Notice.retry_at) <= now]
-    if lease_id is not None:
-        due.append(col(Notice.lease_id) == lease_id)
+) -> _Batch | None:
+    """Claim, for CLAIM_FOR, the audiences with due notices that nobody holds (another
+    deliverer, or a lane with no room yet), and take their due notices in queue order. A
+    deliverer that dies leaves its audiences to be taken over after the claim lapses."""
     with db.write() as session:
-        ids = claim(
-            session,
-            Notice,
-            *due,
-            owner=owner,
-            now=now,
-            hold=CLAIM_FOR,
-            # Ordered by the indexed deadline first: the outbox keeps every delivered notice.
-            order_by=[col(Notice.retry_at), col(Notice.id)],
-            limit=limit,
-            attempts=Notice.attempts + 1,
-        )
-        notices = sorted(
-            session.exec(select(Notice).where(col(Notice.id).in_(ids))).all(), key=lambda n: n.id
-        )
+        audiences = _due_audiences(session, now, lease_id, limit)
+        if not audiences:
+            return None
+        names = [AUDIENCE + audience for audience in audiences]
+        insert_all_once(session, Claim, [{"name": name} for name in names])
+        mine = [
+            name.removeprefix(AUDIENCE)
+            for name in claim(
+                session, Claim, col(Claim.name).in_(names), owner=owner, now=now, hold=CLAIM_FOR
+            )
+        ]
+        notices = session.exec(
+            select(Notice)
+            .where(col(Notice.audience).in_(mine), col(Notice.retry_at) <= now)
+            .order_by(col(Notice.id))
+            .limit(limit)
+        ).all()
         refs = _cards(session, [n.lease_id for n in notices if n.kind in CARD_EDITS])
-        return [_message(notice, refs) for notice in notices]
+        return _Batch(
+            mine,
+            [_message(notice, refs, partial(_checkpoint, db, notice.id)) for notice in notices],
+        )
 
 
+def _due_audiences(session: Session, now: datetime, lease_id: int | None, limit: int) -> list[str]:
+    """Up to `limit` audiences with due notices and no holder, the longest due first. Read in
+    the order of the indexed `retry_at` (delivered notices have none), a few notices per
+    audience wanted, so a backlog of thousands costs no more than a quiet outbox."""
+    held = col(Claim.name) == cast(literal(AUDIENCE), String) + col(Notice.audience)
+    query = (
+        select(Notice.audience)
+        .outerjoin(Claim, held)
+        .where(
+            col(Notice.retry_at) <= now,
+            or_(col(Claim.claimed_until).is_(None), col(Claim.claimed_until) <= now),
+        )
+        .order_by(col(Notice.retry_at), col(Notice.id))
+        .limit(limit * CHUNK)
+    )
+    if lease_id is not None:
+        query = query.where(col(Notice.lease_id) == lease_id)
+    return list(dict.fromkeys(session.exec(query).all()))[:limit]
+
+
+def _send(db: Database, notifier: Notifier, now: datetime, batch: _Batch) -> _Sent:
+    result = _Sent(batch.audiences)
+    cards: dict[int | None, str] = {}  # cards sent in this batch, for edits queued behind them
+    for message in batch.messages:
+        if message.audience in result.held:
+            continue  # queued behind a message that waits: it waits too
+        if message.kind in CARD_EDITS and message.lease_id in cards:
+            message = replace(message, update_ref=cards[message.lease_id])
+        rates = notifier.lanes(message)
+        room_at = _book(db, rates, now) if rates else None
+        why = ""
+        if room_at is None:
+            try:
+                ref = notifier.deliver(message)
+                result.sent.append((message.id, ref))
+                if message.kind in CARDS and ref:
+                    cards[message.lease_id] = ref
+                continue
+            except Throttled as error:
+                room_at, why = _throttled(db, rates, message, error, now)
+            except Exception as error:
+                result.failed.append((message.id, error))
+                continue
+        result.held[message.audience] = room_at
+        result.waiting[message.id] = (room_at, why)
+    return result
+
+
+def _throttled(
+    db: Database, rates: tuple[Rate, ...], message: Message, error: Throttled, now: datetime
+) -> tuple[datetime, str]:
+    """The far end refused `message` as too fast: its lane waits out Retry-After, and so does
+    the message; returns until when, and why."""
+    room_at = now + error.retry_after
+    _pause(db, rates, error.lane, room_at)
+    log.warning(
+        "Slack throttled %s for %ss: notice %s and the rest for %s wait until %s",
+        error.lane,
+        f"{error.retry_after.total_seconds():g}",
+        message.id,
+        message.audience,
+        f"{room_at:%H:%M:%S}",
+    )
+    return room_at, f"Throttled: {error}"
+
+
+def _book(db: Database, rates: tuple[Rate, ...], now: datetime) -> datetime | None:
+    """Book one message on every lane of `rates`, or on none: None when booked, else the time
+    they will all have room. Each lane is held while it is decided, so replicas booking at
+    once never overbook it."""
+    with db.write() as session:
+        insert_all_once(session, Pace, [{"lane": r.lane, "booked_until": now} for r in rates])
+        lanes = {p.lane: p for p in locked_all(session, Pace, [r.lane for r in rates])}
+        room_at = max(lanes[r.lane].booked_until - r.room for r in rates)
+        if room_at > now:
+            return room_at
+        for rate in rates:
+            lane = lanes[rate.lane]
+            lane.booked_until = max(lane.booked_until, now) + rate.every
+            session.add(lane)
+    return None
+
+
+def _pause(db: Database, rates: tuple[Rate, ...], lane: str, until: datetime) -> None:
+    """The far end refused a message on `lane` until `until`: book the lane so that it takes
+    one message then, and the next ones at its rate, rather than a burst."""
+    room = next((r.room for r in rates if r.lane == lane), timedelta(0))
+    with db.write() as session:
+        insert_all_once(session, Pace, [{"lane": lane, "booked_until": until + room}])
+        paced = locked(session, Pace, lane)
+        paced.booked_until = max(paced.booked_until, until + room)
+        session.add(paced)
+
+
+CARDS = (Kind.REVIEW_CARD, Kind.EXTENSION_CARD)  # notices that post a card reviewers decide on
 CARD_EDITS = (Kind.CARD_DECIDED, Kind.CARD_UPDATE)  # notices that edit a review card in place
 
 
-def _message(notice: Notice, cards: dict[int, str]) -> Message:
+def _message(notice: Notice, cards: dict[int, str], checkpoint: Callable[[str], None]) -> Message:
     payload = json.loads(notice.payload)
     edits = notice.kind in CARD_EDITS and notice.lease_id is not None
     return Message(
@@ -215,7 +378,16 @@ def _message(notice: Notice, cards: dict[int, str]) -> Message:
         lease_id=notice.lease_id,
         data=payload,
         update_ref=cards.get(notice.lease_id) if edits else None,
+        ref=notice.ref,
+        checkpoint=checkpoint,
     )
+
+
+def _checkpoint(db: Database, notice_id: int, ref: str) -> None:
+    """What a delivery got so far, kept at once in its own transaction: a deliverer that dies
+    after it, or fails, leaves the next attempt the reference to finish from."""
+    with db.write() as session:
+        session.exec(update(Notice).where(col(Notice.id) == notice_id).values(ref=ref))
 
 
 def _cards(session: Session, lease_ids: list[int | None]) -> dict[int, str]:
@@ -228,7 +400,7 @@ def _cards(session: Session, lease_ids: list[int | None]) -> dict[int, str]:
         select(Notice.lease_id, Notice.ref)
         .where(
             col(Notice.lease_id).in_(wanted),
-            col(Notice.kind).in_((Kind.REVIEW_CARD, Kind.EXTENSION_CARD)),
+            col(Notice.kind).in_(CARDS),
             col(Notice.ref).is_not(None),
         )
         .order_by(col(Notice.id))
@@ -236,14 +408,9 @@ def _cards(session: Session, lease_ids: list[int | None]) -> dict[int, str]:
     return dict(rows)  # in id order, so each lease keeps its latest card
 
 
-def _record(
-    db: Database,
-    now: datetime,
-    sent: list[tuple[int, str | None]],
-    failed: list[tuple[int, Exception]],
-) -> None:
+def _record(db: Database, owner: str, now: datetime, result: _Sent) -> None:
     with db.write() as session:
-        if sent:  # one executemany by primary key for the whole chunk
+        if result.sent:  # one executemany by primary key for the whole batch
             session.execute(
                 update(Notice),
                 [
@@ -253,16 +420,30 @@ def _record(
                         "delivered_at": now,
                         "ref": ref,
                         "last_error": "",
-                        "claimed_until": None,
                     }
-                    for notice_id, ref in sent
+                    for notice_id, ref in result.sent
                 ],
             )
-        for notice_id, error in failed:
+            tried = [notice_id for notice_id, _ in result.sent]
+            session.execute(
+                update(Notice).where(col(Notice.id).in_(tried)).values(attempts=Notice.attempts + 1)
+            )
+        for notice_id, error in result.failed:
             notice = locked(session, Notice, notice_id)
+            notice.attempts += 1
             backoff = min(MAX_BACKOFF, timedelta(seconds=5 * 2 ** min(notice.attempts, 12)))
             notice.retry_at = now + backoff
-            notice.claimed_until = None
             notice.last_error = f"{type(error).__name__}: {error}"[:500]
             session.add(notice)
             log.warning("notice %s not delivered (%s); retry after %s", notice_id, error, backoff)
+        for notice_id, (room_at, why) in result.waiting.items():
+            values = {"retry_at": room_at, **({"last_error": why[:500]} if why else {})}
+            session.execute(update(Notice).where(col(Notice.id) == notice_id).values(**values))
+        for audience, room_at in result.held.items():
+            session.execute(
+                update(Claim)
+                .where(col(Claim.name) == AUDIENCE + audience, col(Claim.claimed_by) == owner)
+                .values(claimed_until=room_at)
+            )
+        done = [AUDIENCE + a for a in result.audiences if a not in result.held]
+        give_back(session, Claim, done, owner)

@@ -20,6 +20,7 @@ from commands.backstop import move_backstop
 from commands.batches import batches
 from commands.coowners import audiences, co_owners_of
 from commands.facts import servers_summary, shape, when
+from commands.handover import files_notice
 from commands.holds import hold_all, meter_on, refresh_exactness_all, release_holds
 from commands.keys import keys_on_all, keys_words, lease_keys_all
 from commands.lab import (
@@ -65,6 +66,7 @@ PROGRESS_STEPS = (25, 50, 75)
 GAVE_UP = (DeviceState.FAILED, DeviceState.DELETED)
 COMING = (ServerState.PENDING, ServerState.CREATING, ServerState.PROVISIONING)  # on its way up
 LARGE = 10
+TEXT_LISTED = 10  # servers the ready notice's plain text names (Slack's blocks show more)
 
 
 def provision(lab: Lab, actor: str, lease_id: int, now: datetime) -> Outcome:
@@ -681,27 +683,40 @@ def _ready(
     keys: list[str],
     co_owners: dict[int, list[str]],
 ) -> list[Draft]:
-    """The ready DM, to the owner and each co-owner."""
+    """The ready DM, to the owner and each co-owner, and the files with every server. Whatever
+    the lease's size, the DM says how to log in, which keys are on the servers and when the
+    lease ends; it names the servers as far as it can and says where the rest are."""
     partial = f" ({lease.count} of the {asked} asked for)" if lease.count < asked else ""
     login = lab.plans().login_user(lease.os)
-    lines = "\n".join(f"• {s.hostname}: {s.ips or 'no IP yet'}" for s in active)
-    return [
-        Draft(
-            Kind.READY,
-            audience,
-            f"Lease #{lease.id} is ready{partial}: log in as {login} (`ssh {login}@ADDRESS`)."
-            f"\n{lines}\n{keys_words(keys)}\n"
-            f"It ends {when(lease.ends_at)}; you will be reminded before then.",
-            lease.id,
-            {
-                "servers": servers_summary(active),
-                "login": login,
-                "keys": keys,
-                "ends_at": lease.ends_at.isoformat(),
-            },
+    intro = f"Lease #{lease.id} is ready{partial}: log in as {login} (`ssh {login}@ADDRESS`)."
+    ends = f"It ends {when(lease.ends_at)}; you will be reminded before then."
+    listed = "\n".join(f"• {s.hostname}: {s.ips or 'no IP yet'}" for s in active[:TEXT_LISTED])
+    if len(active) > TEXT_LISTED:
+        listed += (
+            f"\n• and {len(active) - TEXT_LISTED} more: every server is in the files sent with "
+            f"this message, and `/lab show {lease.id}` pages through them."
         )
-        for audience in audiences(session, lease, co_owners[lease.id])
-    ]
+    servers = servers_summary(active)
+    drafts = []
+    for audience in audiences(session, lease, co_owners[lease.id]):
+        drafts.append(
+            Draft(
+                Kind.READY,
+                audience,
+                f"{intro}\n{listed}\n{keys_words(keys)}\n{ends}",
+                lease.id,
+                {
+                    "servers": servers,
+                    "login": login,
+                    "keys": keys,
+                    "ends_at": lease.ends_at.isoformat(),
+                    "intro": intro,
+                    "ends": ends,
+                },
+            )
+        )
+        drafts.append(files_notice(lease.id, login, servers, audience))
+    return drafts
 
 
 def _fail(

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, func, select
 
 from commands.billing import format_cents
 from commands.credit import available_cents
-from commands.facts import one_line
+from commands.facts import one_line, quoted
 from commands.holds import planned_cost
 from commands.lab import Code, Lab, Outcome, Refusal, refuse
+from commands.pages import cut, footer, no_such_page, not_shown, page
 from commands.policy import Policy
 from commands.process import LABELS as CLASS_LABELS
 from commands.process import MEMBER, Waiting, left_after, rank
@@ -24,6 +26,7 @@ from commands.states import State
 from storage.models import Lease
 
 MAX_WRITEUPS = 5
+MAX_HISTORY = 5
 PENDING_CHECK = "check pending"
 
 
@@ -37,7 +40,7 @@ class QueueEntry:
 
     def line(self, now: datetime) -> str:
         left = ", ".join(f"{m}: {format_cents(c)}" for m, c in self.left.items())
-        flag = f" — flagged: {self.lease.class_note}" if self.lease.class_note else ""
+        flag = f" — flagged: {quoted(self.lease.class_note)}" if self.lease.class_note else ""
         return (
             f"{self.place}. [{self.label}] {one_line(self.lease, now)}, "
             f"costs {format_cents(self.cost)}, leaves {left}{flag}"
@@ -92,8 +95,8 @@ def queue(lab: Lab, now: datetime) -> list[QueueEntry]:
         return ranked(session, lab.policy, now)
 
 
-def queue_text(lab: Lab, actor: str, now: datetime) -> Outcome:
-    """`/lab queue`: reviewers only, since it shows everyone's requests."""
+def queue_text(lab: Lab, actor: str, now: datetime, number: int = 1) -> Outcome:
+    """`/lab queue [PAGE]`: reviewers only, since it shows everyone's requests."""
     if not lab.roles.is_reviewer(actor):
         return refuse(
             lab,
@@ -105,8 +108,13 @@ def queue_text(lab: Lab, actor: str, now: datetime) -> Outcome:
     entries = queue(lab, now)
     if not entries:
         return Outcome(True, "Nothing is waiting for a decision.")
-    lines = ["Waiting for review, in review order (class, then longest wait):"]
-    return Outcome(True, "\n".join([*lines, *(e.line(now) for e in entries)]))
+    lines = [e.line(now) for e in entries]
+    at = page(lines, number)
+    if at is None:
+        sentence = no_such_page(number, len(cut(lines)), "the requests waiting", "/lab queue")
+        return refuse(lab, now, actor, "queue", Refusal(Code.BAD_INPUT, sentence))
+    title = f"Waiting for review: {len(entries)}, in review order (class, then longest wait):"
+    return Outcome(True, "\n".join(filter(None, [title, *at.lines, footer(at, "/lab queue")])))
 
 
 def place_in_queue(session: Session, policy: Policy, lease_id: int, now: datetime) -> str:
@@ -122,17 +130,41 @@ def repo_words(lease: Lease) -> str:
     return lease.repo_check or PENDING_CHECK
 
 
+def requester_history(session: Session, lease: Lease) -> list[str]:
+    """The requester's latest other leases, and how many more there are with the command that
+    lists them all."""
+    others = (Lease.owner == lease.owner, col(Lease.id) != lease.id)
+    rows = session.exec(
+        select(Lease.id, Lease.project, Lease.state)
+        .where(*others)
+        .order_by(col(Lease.id).desc())
+        .limit(MAX_HISTORY)
+    ).all()
+    total = _count(session, *others)
+    return [f"#{i} {p} ({s})" for i, p, s in rows] + not_shown(
+        total - len(rows), f"`/lab list {lease.owner}` lists them all"
+    )
+
+
 def project_writeups(session: Session, lease: Lease) -> list[str]:
     """The project's earlier leases that ended, with their write-up link or "pending": so
     reviewers see who gave back."""
+    ended = (
+        Lease.project == lease.project,
+        col(Lease.id) != lease.id,
+        Lease.state == State.RECLAIMED,
+    )
     rows = session.exec(
         select(Lease.id, Lease.writeup_url)
-        .where(
-            Lease.project == lease.project,
-            col(Lease.id) != lease.id,
-            Lease.state == State.RECLAIMED,
-        )
+        .where(*ended)
         .order_by(col(Lease.id).desc())
         .limit(MAX_WRITEUPS)
     ).all()
-    return [f"#{i}: {url or 'pending'}" for i, url in rows]
+    total = _count(session, *ended)
+    return [f"#{i}: {quoted(url) if url else 'pending'}" for i, url in rows] + not_shown(
+        total - len(rows), "the lab's public report lists every lease and its write-up"
+    )
+
+
+def _count(session: Session, *where: Any) -> int:
+    return session.exec(select(func.count()).select_from(Lease).where(*where)).one()

@@ -10,15 +10,17 @@ and prices follow the provider's own lists. Whichever replica claims the period 
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from datetime import datetime
 
 from sqlmodel import col, select
 
 from commands.facts import when
+from commands.handover import send_files_again
 from commands.holds import settle_spend
 from commands.lab import Lab, audit, set_state
 from commands.markers import stamp
-from commands.notices import ADMIN, Kind, enqueue, owner
+from commands.notices import ADMIN, Kind, enqueue, enqueue_all, owner
 from commands.states import ServerState, State
 from metal.provider import TAG, Device, lease_tag
 from storage.claims import claim_period, give_back_period
@@ -124,6 +126,7 @@ def _vanished(lab: Lab, present: set[str], now: datetime) -> None:
                 col(Server.provider_id).not_in(present),
             )
         ).all()
+    gone: dict[int, list[str]] = defaultdict(list)  # lease -> its servers that vanished
     for server in missing:
         if not _gone(lab, server):
             continue
@@ -132,6 +135,7 @@ def _vanished(lab: Lab, present: set[str], now: datetime) -> None:
             row = locked(session, Server, server.id)
             if row.state != ServerState.ACTIVE:
                 continue
+            gone[lease.id].append(row.hostname)
             set_state(row, ServerState.VANISHED)
             row.deleted_at = now
             settle_spend(session, [row], lease)
@@ -149,6 +153,25 @@ def _vanished(lab: Lab, present: set[str], now: datetime) -> None:
                     lease.id,
                     alert="vanished",
                 )
+    _files_again(lab, gone, now)
+
+
+NAMED = 5  # vanished servers a replacement file's note names; it counts the rest
+
+
+def _files_again(lab: Lab, gone: dict[int, list[str]], now: datetime) -> None:
+    """Once per lease, after its vanished servers are recorded: its people get files listing
+    the servers it has now."""
+    for lease_id, hostnames in gone.items():
+        with lab.db.write() as session:
+            lease = session.get(Lease, lease_id)
+            if lease is None or lease.state != State.ACTIVE:
+                continue
+            named = ", ".join(hostnames[:NAMED]) + (
+                f" and {len(hostnames) - NAMED} more" if len(hostnames) > NAMED else ""
+            )
+            why = f"{named} vanished from the provider"
+            enqueue_all(session, send_files_again(session, lab, lease, why), now)
 
 
 def _gone(lab: Lab, server: Server) -> bool:

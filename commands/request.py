@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlmodel import Session, col, func, select
+from sqlmodel import Session, func, select
 
 from commands.billing import format_cents, month_key
 from commands.coowners import add_co_owners
@@ -30,7 +30,13 @@ from commands.lab import (
 from commands.notices import REVIEW, Draft, Kind, enqueue, enqueue_all, owner
 from commands.policy import RequestInput, check_request, default_os
 from commands.process import classify
-from commands.queue import applicant_label, place_in_queue, project_writeups, repo_words
+from commands.queue import (
+    applicant_label,
+    place_in_queue,
+    project_writeups,
+    repo_words,
+    requester_history,
+)
 from commands.states import State
 from storage.locks import locked, serialize
 from storage.models import Lease
@@ -62,8 +68,8 @@ def request(lab: Lab, actor: str, req: RequestInput, now: datetime) -> Outcome:
         return refuse(lab, now, actor, "request", Refusal(problem.code, filed))
     lab.flush_notices(now, lease.id)
     flagged = (
-        f" Note: {lease.class_note}; reviewers see the claim flagged, and the request waits "
-        "with other open-source projects until they decide."
+        f" Note: {quoted(lease.class_note)}; reviewers see the claim flagged, and the request "
+        "waits with other open-source projects until they decide."
         if lease.class_note
         else ""
     )
@@ -136,7 +142,7 @@ def _file(session: Session, lab: Lab, actor: str, req: RequestInput, now: dateti
         f"Request #{lease.id} received: {shape(lease)} for {lease.project}, about "
         f"{format_cents(estimate)}. Reviewers have been asked."
         + (
-            f" Note: {lease.class_note}; reviewers see the claim flagged."
+            f" Note: {quoted(lease.class_note)}; reviewers see the claim flagged."
             if lease.class_note
             else ""
         ),
@@ -177,19 +183,13 @@ def review_context(session: Session, lab: Lab, lease: Lease, now: datetime) -> d
     months = sorted(need) or [month_key(now)]
     left = available_cents(session, months, lab.policy, now, exclude_lease=lease.id)
     left_after = {m: format_cents(left[m] - need.get(m, 0)) for m in months}
-    history = session.exec(
-        select(Lease.id, Lease.project, Lease.state)
-        .where(Lease.owner == lease.owner, col(Lease.id) != lease.id)
-        .order_by(col(Lease.id).desc())
-        .limit(5)
-    ).all()
     try:
         capacity = lab.provider.capacity(lease.plan, lease.metro, lease.count)
     except Exception:
         capacity = None
     return {
         "left_after": left_after,
-        "history": [f"#{i} {p} ({s})" for i, p, s in history],
+        "history": requester_history(session, lease),
         "capacity": capacity,
         "applicant": applicant_label(lease, lab.policy),
         "class_note": lease.class_note,

@@ -24,7 +24,7 @@ from datetime import datetime
 from sqlmodel import col, select
 
 from commands.credit_alerts import credit_alerts
-from commands.facts import when
+from commands.facts import in_utc
 from commands.holds import renote_exactness_if_due
 from commands.lab import Lab, LostRace
 from commands.log_context import about_lease
@@ -106,7 +106,7 @@ def sweep(lab: Lab, now: datetime, *, dry_run: bool = False) -> SweepReport:
     report = SweepReport(dry_run=dry_run)
     if dry_run:
         for lease in due_leases(lab, now):
-            report.stepped.append((lease.id, f"{lease.state}: due since {when(lease.due_at)}"))
+            report.stepped.append((lease.id, f"{lease.state}: due since {in_utc(lease.due_at)}"))
         return report
     for chunk in claim_due_leases(lab, now):
         try:

@@ -14,7 +14,8 @@ from sqlmodel import col, select
 from commands.billing import format_cents
 from commands.coowners import co_owner_ids
 from commands.facts import describe, one_line
-from commands.lab import Lab, Outcome, not_found, refuse
+from commands.lab import Code, Lab, Outcome, Refusal, not_found, refuse
+from commands.pages import cut, footer, no_such_page, page
 from commands.states import TERMINAL, State
 from metal.provider import Catalog
 from storage.models import AuditEvent, CoOwner, Lease, Server
@@ -25,7 +26,7 @@ def leases(
     *,
     owner: str | None = None,
     states: list[str] | None = None,
-    limit: int = 50,
+    limit: int | None = 50,
 ) -> list[Lease]:
     with lab.db.read() as session:
         query = select(Lease)
@@ -37,16 +38,33 @@ def leases(
         return list(session.exec(query.order_by(col(Lease.id).desc()).limit(limit)).all())
 
 
-def my_leases_text(lab: Lab, user: str, now: datetime) -> str:
-    mine = leases(lab, owner=user, limit=20)
-    if not mine:
-        return "You have no leases yet. Ask for servers with `request`."
-    current = [lease for lease in mine if State(lease.state) not in TERMINAL]
-    past = [lease for lease in mine if State(lease.state) in TERMINAL][:5]
-    lines = ["Your leases:"] + [one_line(lease, now) for lease in current]
-    if past:
-        lines += ["Recently ended:"] + [one_line(lease, now) for lease in past]
-    return "\n".join(lines)
+def person_leases(lab: Lab, user: str) -> list[Lease]:
+    """Every lease a person owns or co-owns: the current ones first, then those that ended,
+    the newest first in each (the order of `/lab list` and of App Home)."""
+    found = leases(lab, owner=user, limit=None)
+    return [lease for lease in found if State(lease.state) not in TERMINAL] + [
+        lease for lease in found if State(lease.state) in TERMINAL
+    ]
+
+
+def lease_list(lab: Lab, actor: str, whose: str, number: int, now: datetime) -> Outcome:
+    """`/lab list [@user] [PAGE]`: a person's leases, a page at a time. What each lease is for
+    and its shape are open to the lab (as `show` says), so anyone may list anyone's."""
+    mine = whose == actor
+    found = person_leases(lab, whose)
+    if not found:
+        if mine:
+            return Outcome(True, "You have no leases yet. Ask for servers with `/lab request`.")
+        return Outcome(True, f"<@{whose}> has no leases.")
+    command = "/lab list" + ("" if mine else f" {whose}")  # a member ID: typed as it is shown
+    lines = [one_line(lease, now) for lease in found]
+    at = page(lines, number)
+    if at is None:
+        what = "your leases" if mine else f"<@{whose}>'s leases"
+        past = no_such_page(number, len(cut(lines)), what, command)
+        return refuse(lab, now, actor, "list", Refusal(Code.BAD_INPUT, past))
+    title = ("Your leases" if mine else f"<@{whose}>'s leases") + f" ({len(found)}):"
+    return Outcome(True, "\n".join(filter(None, [title, *at.lines, footer(at, command)])))
 
 
 def show(lab: Lab, actor: str, lease_id: int, now: datetime) -> Outcome:

@@ -7,7 +7,7 @@ Slack's message timestamp.
 
 from __future__ import annotations
 
-from commands.notices import Kind, Message
+from commands.notices import Kind, Message, Rate
 
 
 class RecordingNotifier:
@@ -15,6 +15,10 @@ class RecordingNotifier:
 
     def __init__(self) -> None:
         self.messages: list[Message] = []
+
+    def lanes(self, message: Message) -> tuple[Rate, ...]:
+        """No rate limit: every message may go at once."""
+        return ()
 
     def deliver(self, message: Message) -> str | None:
         self.messages.append(message)

@@ -2,7 +2,9 @@
 
 Tests, the demo and the benchmarks point slack_sdk's ``WebClient`` (and bolt's ``respond()``) at
 it, so labbot's real HTTP path runs without a network or a workspace. It validates what Slack
-validates, because a fake that accepts anything hides the bugs Slack would reject in production.
+validates, because a fake that accepts anything hides the bugs Slack would reject in production:
+Block Kit's sizes always (fakes.block_kit), Slack's rate limits when a test turns them on
+(`limit_rates`, fakes.slack_rates), on the clock the fake was given.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from fakes.block_kit import message_error, view_problems
 from fakes.served import Served
+from fakes.slack_rates import LIMITS, Limit, RateModel
 
 JsonDict = dict[str, Any]
 
@@ -30,23 +34,18 @@ BOT_USER_ID = "U0LABBOT"
 BOT_ID = "B0LABBOT"
 APP_ID = "A0LABBOT"
 
-MAX_MESSAGE_TEXT = 40_000
-MAX_MESSAGE_BLOCKS = 50
-MAX_SECTION_TEXT = 3_000
-MAX_SECTION_FIELDS = 10
-MAX_FIELD_TEXT = 2_000
-MAX_VIEW_BLOCKS = 100
-MAX_CHECKBOXES = 10
-
 _API_PREFIX = "/api/"
 _RESPONSE_PREFIX = "/response/"
+_UPLOAD_PREFIX = "/upload/v1/"
 _JSON_FIELDS = ("blocks", "attachments", "view", "metadata")
 _POLL_INTERVAL = 0.01
 
 
 @dataclass(frozen=True)
 class Call:
-    """One request the fake answered; the token itself is never kept, only whether one came."""
+    """One request the fake answered; the token itself is never kept, only whether one came.
+    `at` is when it arrived, on the fake's clock; `failed` says the fake refused it (a fault a
+    test queued, or Slack's rate limit) instead of handling it."""
 
     method: str
     params: JsonDict = field(hash=False)
@@ -86,9 +85,16 @@ def _json_reply(
     return _Reply(status, json.dumps(payload).encode(), headers=headers, response=payload)
 
 
-def _error(code: str) -> JsonDict:
+def _error(code: str, messages: list[str] | None = None) -> JsonDict:
     """Slack reports API errors as HTTP 200 with ``ok: false``; slack_sdk raises on them."""
-    return {"ok": False, "error": code}
+    error: JsonDict = {"ok": False, "error": code}
+    if messages:
+        error["response_metadata"] = {"messages": messages}
+    return error
+
+
+def _rate_limited(retry_after: int) -> _Reply:
+    return _json_reply(_error("ratelimited"), 429, (("Retry-After", str(retry_after)),))
 
 
 def _decode_json_fields(params: JsonDict) -> JsonDict:
@@ -120,52 +126,14 @@ def _pop_token(headers: Any, params: JsonDict) -> str:
     return form_token or bearer
 
 
-def _section_invalid(block: Any) -> bool:
-    if not isinstance(block, dict):
-        return True
-    if block.get("type") != "section":
-        return False
-    text = (block.get("text") or {}).get("text", "")
-    fields = block.get("fields") or []
-    return (
-        len(text) > MAX_SECTION_TEXT
-        or len(fields) > MAX_SECTION_FIELDS
-        or any(len(f.get("text", "")) > MAX_FIELD_TEXT for f in fields)
-    )
+def _message_error(params: JsonDict) -> JsonDict | None:
+    problem = message_error(params)
+    return _error(*problem) if problem else None
 
 
-def _message_error(params: JsonDict) -> str | None:
-    """The checks Slack applies to a message body, in the order it reports them."""
-    text = params.get("text") or ""
-    blocks = params.get("blocks") or []
-    if not text and not blocks and not params.get("attachments"):
-        return "no_text"
-    if len(text) > MAX_MESSAGE_TEXT:
-        return "msg_too_long"
-    if not isinstance(blocks, list) or len(blocks) > MAX_MESSAGE_BLOCKS:
-        return "invalid_blocks"
-    if any(_section_invalid(block) for block in blocks):
-        return "invalid_blocks"
-    return None
-
-
-def _view_invalid(view: Any) -> bool:
-    if not isinstance(view, dict):
-        return True
-    blocks = view.get("blocks") or []
-    if not isinstance(blocks, list) or len(blocks) > MAX_VIEW_BLOCKS:
-        return True
-    elements = [b.get("element") for b in blocks if isinstance(b, dict)]
-    return any(_checkboxes_invalid(e) for e in elements if isinstance(e, dict))
-
-
-def _checkboxes_invalid(element: JsonDict) -> bool:
-    """Slack's rule for checkboxes: 1 to 10 options, and initial options among them."""
-    if element.get("type") != "checkboxes":
-        return False
-    options = element.get("options") or []
-    initial = element.get("initial_options") or []
-    return not 1 <= len(options) <= MAX_CHECKBOXES or any(o not in options for o in initial)
+def _view_error(view: Any) -> JsonDict | None:
+    problems = view_problems(view)
+    return _error("invalid_arguments", problems) if problems else None
 
 
 def _short(params: JsonDict, limit: int = 120) -> str:
@@ -201,7 +169,11 @@ class FakeSlack(Served):
     name = "fakeslack"
     poll_interval = 0.02
 
-    def __init__(self) -> None:
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        """`clock` (seconds) times the calls and Slack's rate limits: a test that turns the
+        limits on passes its own, and steps it instead of sleeping."""
+        self._clock = clock
+        self._rates: RateModel | None = None
         self._lock = threading.Lock()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -230,6 +202,13 @@ class FakeSlack(Served):
             "users.info": self._user_info,
             "usergroups.users.list": self._usergroup_users,
         }
+        self._handlers.update(self._file_handlers())
+        self._uploads: dict[str, _Upload] = {}
+        self._file_counter = itertools.count(1)
+        self._open_dms: set[str] = set()  # DM channels conversations.open gave the bot
+        # How many of the next files.completeUploadExternal calls share the files and then
+        # answer with an error, as when Slack did the work and its answer was lost.
+        self.lost_completions = 0
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -270,6 +249,13 @@ class FakeSlack(Served):
             self._faults.setdefault(method, []).append(
                 _Fault(status, retry_after, times, empty_body)
             )
+
+    def limit_rates(self, **changes: Limit) -> None:
+        """Answer as Slack does beyond its rate limits from now on: HTTP 429 with Retry-After.
+        `changes` replace a method's limit, its dots as underscores (`chat_postMessage=...`)."""
+        limits = {**LIMITS, **{name.replace("_", "."): limit for name, limit in changes.items()}}
+        with self._lock:
+            self._rates = RateModel(self._clock, limits)
 
     def delay(self, method: str, seconds: float) -> None:
         """Answer ``method`` ``seconds`` late, to exercise Slack's 3-second ack deadline."""
@@ -333,10 +319,13 @@ class FakeSlack(Served):
     # -- HTTP ----------------------------------------------------------------------------------
 
     def _serve(self, handler: _Handler) -> None:
-        arrived = time.monotonic()
+        arrived = self._clock()
         url = urlsplit(handler.path)
         length = int(handler.headers.get("Content-Length") or 0)
         body = handler.rfile.read(length)
+        if url.path.startswith(_UPLOAD_PREFIX):
+            self._serve_upload(handler, url.path, body, arrived)
+            return
         params = _parse_params(handler.headers.get("Content-Type", ""), body, url.query)
         token = _pop_token(handler.headers, params)
         authorized = bool(token)
@@ -345,7 +334,7 @@ class FakeSlack(Served):
             delay = self._delays.get(method, 0.0)
         time.sleep(delay)
         with self._lock:
-            fault = self._take_fault(method)
+            fault = self._take_fault(method) or self._over_rate(method, params)
             reply = fault or self._answer(method, url.path, params, token)
             self._calls.append(
                 Call(
@@ -384,15 +373,24 @@ class FakeSlack(Served):
         if fault.remaining <= 0:
             queue.pop(0)
         if fault.status == 429:
-            headers = (("Retry-After", str(fault.retry_after)),)
-            return _json_reply(_error("ratelimited"), 429, headers)
+            return _rate_limited(fault.retry_after)
         if fault.empty_body:
             return _Reply(fault.status, b"", content_type="text/plain")
         return _json_reply(_error("internal_error"), fault.status)
 
+    def _over_rate(self, method: str, params: JsonDict) -> _Reply | None:
+        if self._rates is None:
+            return None
+        scope = self._rates.scope(method)
+        key = str(params.get(scope) or "") if scope else ""
+        if scope == "channel":
+            key = self._resolve_channel(key)  # a post to a user id lands in the DM
+        retry_after = self._rates.admit(method, key)
+        return None if retry_after is None else _rate_limited(retry_after)
+
     def _answer(self, method: str, path: str, params: JsonDict, token: str) -> _Reply:
         if method == "response_url":
-            return _Reply(200, b"ok", content_type="text/html")
+            return self._respond(params)
         if not path.startswith(_API_PREFIX):
             return _Reply(404, b"Not Found", content_type="text/plain")
         if method == "apps.connections.open":
@@ -403,6 +401,15 @@ class FakeSlack(Served):
         if not token:
             return _json_reply(_error("not_authed"))
         return _json_reply(handle(params))
+
+    @staticmethod
+    def _respond(params: JsonDict) -> _Reply:
+        """A response_url takes a message as chat.postMessage does; a refusal is HTTP 400 with
+        the error code as its body, as Slack's webhooks answer."""
+        error = _message_error(params) if "delete_original" not in params else None
+        if error is None:
+            return _Reply(200, b"ok", content_type="text/html", response={"ok": True})
+        return _Reply(400, error["error"].encode(), content_type="text/plain", response=error)
 
     def _open_connection(self, token: str) -> JsonDict:
         """Socket Mode's apps.connections.open: only an app-level token (xapp-) may open a
@@ -440,8 +447,8 @@ class FakeSlack(Served):
     def _post_message(self, params: JsonDict) -> JsonDict:
         if not params.get("channel"):
             return _error("channel_not_found")
-        if problem := _message_error(params):
-            return _error(problem)
+        if error := _message_error(params):
+            return error
         channel = self._resolve_channel(params["channel"])
         ts = self._next_ts()
         stored = {"text": params.get("text") or "", "blocks": params.get("blocks") or []}
@@ -456,8 +463,8 @@ class FakeSlack(Served):
         stored = self._messages.get((channel, ts or ""))
         if stored is None:
             return _error("message_not_found")
-        if problem := _message_error(params):
-            return _error(problem)
+        if error := _message_error(params):
+            return error
         # Slack keeps the previous blocks when an update leaves them out.
         stored.update({key: params[key] for key in ("text", "blocks") if key in params})
         return {"ok": True, "channel": channel, "ts": ts, "text": stored["text"]}
@@ -467,8 +474,8 @@ class FakeSlack(Served):
             return _error("channel_not_found")
         if not params.get("user"):
             return _error("user_not_in_channel")
-        if problem := _message_error(params):
-            return _error(problem)
+        if error := _message_error(params):
+            return error
         return {"ok": True, "message_ts": self._next_ts()}
 
     def _delete_message(self, params: JsonDict) -> JsonDict:
@@ -498,9 +505,9 @@ class FakeSlack(Served):
         return {"ok": True, "view": copy.deepcopy(stored)}
 
     def _open_view(self, params: JsonDict) -> JsonDict:
-        if not params.get("trigger_id") or _view_invalid(params.get("view")):
+        if not params.get("trigger_id"):
             return _error("invalid_arguments")
-        return self._store_view(params["view"])
+        return _view_error(params.get("view")) or self._store_view(params["view"])
 
     def _find_view(self, params: JsonDict) -> JsonDict | None:
         if params.get("view_id"):
@@ -512,8 +519,8 @@ class FakeSlack(Served):
         )
 
     def _update_view(self, params: JsonDict) -> JsonDict:
-        if _view_invalid(params.get("view")):
-            return _error("invalid_arguments")
+        if error := _view_error(params.get("view")):
+            return error
         current = self._find_view(params)
         if current is None:
             return _error("not_found")
@@ -523,7 +530,9 @@ class FakeSlack(Served):
 
     def _publish_view(self, params: JsonDict) -> JsonDict:
         user_id, view = params.get("user_id"), params.get("view")
-        if not user_id or _view_invalid(view) or view.get("type") != "home":
+        if error := _view_error(view):
+            return error
+        if not user_id or view.get("type") != "home":
             return _error("invalid_arguments")
         answer = self._store_view(view, self._home_views.get(user_id))
         self._home_views[user_id] = answer["view"]["id"]
@@ -538,6 +547,7 @@ class FakeSlack(Served):
             return _error("users_list_not_supplied")
         if len(user_ids) == 1:
             channel = self.dm_channel(user_ids[0])
+            self._open_dms.add(channel)
         else:
             channel = "G" + hashlib.sha1(",".join(sorted(user_ids)).encode()).hexdigest()[:8]
         return {"ok": True, "no_op": False, "already_open": False, "channel": {"id": channel}}
@@ -573,3 +583,157 @@ class FakeSlack(Served):
         if users is None:
             return _error("no_such_subteam")
         return {"ok": True, "users": list(users)}
+
+    # -- files: Slack's upload API (files.getUploadURLExternal, the upload URL, ------------------
+    # -- files.completeUploadExternal, files.info) ------------------------------------------------
+
+    def files(self, channel: str | None = None) -> list[SharedFile]:
+        """Every file shared so far (one entry per share), oldest first: what people received."""
+        with self._lock:
+            return [
+                SharedFile(u.id, u.filename, u.title, u.content.decode(), c, comment, ts)
+                for u in sorted(self._uploads.values(), key=lambda u: u.number)
+                for c, ts, comment in u.shares
+                if channel in (None, c)
+            ]
+
+    def _file_handlers(self) -> dict[str, Callable[[JsonDict], JsonDict]]:
+        return {
+            "files.getUploadURLExternal": self._get_upload_url,
+            "files.completeUploadExternal": self._complete_upload,
+            "files.info": self._file_info,
+        }
+
+    def _get_upload_url(self, params: JsonDict) -> JsonDict:
+        """A file id and the URL to POST its bytes to; `length` is what the POST must carry."""
+        filename = str(params.get("filename") or "")
+        length = str(params.get("length") or "")
+        if not filename or not length.isascii() or not length.isdigit():
+            return _error("invalid_arguments")
+        if int(length) == 0:
+            return _error("missing_argument")  # Slack's answer to a length of 0
+        number = next(self._file_counter)
+        file_id = f"F{number:08d}"
+        self._uploads[file_id] = _Upload(file_id, number, filename, int(length))
+        return {
+            "ok": True,
+            "file_id": file_id,
+            "upload_url": self.root_url + _UPLOAD_PREFIX + file_id,
+        }
+
+    def _serve_upload(self, handler: _Handler, path: str, body: bytes, arrived: float) -> None:
+        """The upload URL: stores the bytes if they are as long as announced. Slack answers a
+        good upload with 200 and `OK - LENGTH`."""
+        file_id = path.removeprefix(_UPLOAD_PREFIX)
+        with self._lock:
+            upload = self._uploads.get(file_id)
+            if upload is None:
+                status, text = 404, "not found"
+            elif len(body) != upload.length:
+                status, text = 400, f"length mismatch: announced {upload.length}, got {len(body)}"
+            else:
+                upload.content = body
+                status, text = 200, f"OK - {len(body)}"
+            self._calls.append(
+                Call(
+                    method="upload",
+                    params={"file_id": file_id, "length": len(body)},
+                    at=arrived,
+                    failed=False,
+                    status=status,
+                    authorized=True,
+                    response={"ok": status == 200},
+                    path=path,
+                )
+            )
+        reply = text.encode()
+        handler.send_response(status)
+        handler.send_header("Content-Type", "text/plain; charset=utf-8")
+        handler.send_header("Content-Length", str(len(reply)))
+        handler.end_headers()
+        handler.wfile.write(reply)
+
+    def _complete_upload(self, params: JsonDict) -> JsonDict:
+        """Shares uploaded files in a channel, with the comment as the message that carries
+        them. Each file must have been announced and its bytes received; the channel must be
+        one the bot may post to (a DM it opened, or a channel it has posted in)."""
+        files = params.get("files")
+        if isinstance(files, str):
+            try:
+                files = json.loads(files)
+            except ValueError:
+                return _error("invalid_arguments")
+        if not isinstance(files, list) or not files:
+            return _error("invalid_arguments")
+        if not all(isinstance(f, dict) and isinstance(f.get("id"), str) for f in files):
+            return _error("invalid_arguments")
+        uploads = [self._uploads.get(f["id"]) for f in files]
+        if any(u is None or u.content is None for u in uploads):
+            return _error("file_not_found")
+        channel = str(params.get("channel_id") or "")
+        if channel and not self._may_post_in(channel):
+            return _error("channel_not_found")
+        ts = self._next_ts() if channel else ""
+        comment = str(params.get("initial_comment") or "")
+        for upload, named in zip(uploads, files, strict=True):
+            upload.title = str(named.get("title") or upload.filename)
+            if channel:
+                upload.shares.append((channel, ts, comment))
+        if channel:
+            self._messages[(channel, ts)] = {
+                "text": comment,
+                "blocks": [],
+                "files": [f["id"] for f in files],
+            }
+        if self.lost_completions:
+            self.lost_completions -= 1
+            return _error("internal_error")
+        return {"ok": True, "files": [u.described() for u in uploads if u is not None]}
+
+    def _file_info(self, params: JsonDict) -> JsonDict:
+        upload = self._uploads.get(str(params.get("file") or ""))
+        if upload is None or upload.content is None:
+            return _error("file_not_found")
+        return {"ok": True, "file": upload.described()}
+
+    def _may_post_in(self, channel: str) -> bool:
+        return channel in self._open_dms or any(c == channel for c, _ in self._messages)
+
+
+@dataclass
+class _Upload:
+    """A file from the moment files.getUploadURLExternal names it."""
+
+    id: str
+    number: int
+    filename: str
+    length: int
+    content: bytes | None = None
+    title: str = ""
+    shares: list[tuple[str, str, str]] = field(default_factory=list)  # channel, ts, comment
+
+    def described(self) -> JsonDict:
+        """The file object Slack answers with: where it is shared, by kind of channel."""
+        where = [c for c, _, _ in self.shares]
+        return {
+            "id": self.id,
+            "name": self.filename,
+            "title": self.title or self.filename,
+            "size": self.length,
+            "channels": [c for c in where if c.startswith("C")],
+            "groups": [c for c in where if c.startswith("G")],
+            "ims": [c for c in where if c.startswith("D")],
+        }
+
+
+@dataclass(frozen=True)
+class SharedFile:
+    """A file as the people in `channel` received it."""
+
+    id: str
+    filename: str
+    title: str
+    content: str
+    channel: str
+    comment: str
+    ts: str

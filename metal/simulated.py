@@ -185,9 +185,9 @@ class SimulatedProvider(OneAtATime):
             state = DeviceState.QUEUED if now == row.created_at else DeviceState.PROVISIONING
         else:
             state = DeviceState.FAILED if row.fails else DeviceState.ACTIVE
-        number = int(row.id.split("-")[2]) % 250 + 2
+        n = int(row.id.split("-")[2])  # 250 addresses a /24, so a 500-server lease has no twins
         ips = (
-            (f"147.75.{number // 256 + 100}.{number % 256}",) if state == DeviceState.ACTIVE else ()
+            (f"147.75.{100 + n // 250 % 150}.{n % 250 + 2}",) if state == DeviceState.ACTIVE else ()
         )
         return Device(
             id=row.id,

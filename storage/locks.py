@@ -44,6 +44,13 @@ def serialize(session: Session, *names: str) -> None:
         session.execute(select(func.pg_advisory_xact_lock(func.hashtext(name))))
 
 
+def insert_all_once(session: Session, model: type[SQLModel], rows: list[dict[str, object]]) -> None:
+    """Insert each row unless one with the same key exists, in one statement."""
+    if rows:
+        dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+        session.execute(dialect.insert(model).on_conflict_do_nothing(), rows)
+
+
 def insert_once(session: Session, model: type[SQLModel], **values: object) -> bool:
     """Insert the row unless one with the same key exists; True when this call inserted it.
     Two transactions racing to insert the same key both succeed and exactly one gets True."""

@@ -234,7 +234,9 @@ class Notice(SQLModel, table=True):
     """The outbox: a message owed to someone, written in the same transaction as the state change
     it reports and delivered after the commit. Undelivered notices carry `retry_at`, so a Slack
     outage delays a message but never loses it. `key` (unique) keeps the same notice from being
-    queued twice; `ref` is the sent message's reference (Slack's channel and `ts`)."""
+    queued twice; `ref` is the sent message's reference (Slack's channel and `ts`), or, for an
+    upload under way, the file ids it got (`files:F1,F2,F3`). A deliverer claims an audience,
+    not a notice (commands.notices), so one audience's notices go in order."""
 
     __table_args__ = (UniqueConstraint("key"),)
 
@@ -250,8 +252,16 @@ class Notice(SQLModel, table=True):
     ref: str | None = None
     last_error: str = ""
     key: str | None = None
-    claimed_by: str | None = None  # the replica delivering it now (storage.claims)
-    claimed_until: datetime | None = None
+
+
+class Pace(SQLModel, table=True):
+    """A rate-limited way out of the outbox (a Slack channel, a Web API method), shared by every
+    replica: the messages sent on it so far, spaced at its rate, book it until `booked_until`.
+    A message may go at `now` while `booked_until` is at most a burst's worth of spacing ahead
+    of `now` (the generic cell rate algorithm); a 429 books it until Slack's Retry-After."""
+
+    lane: str = Field(primary_key=True)
+    booked_until: datetime
 
 
 class Orphan(SQLModel, table=True):

@@ -6,9 +6,25 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 
-from bot.blocks.kit import Block, actions, button, context, escape, mrkdwn, number, section
+from bot.blocks.kit import (
+    MESSAGE_BLOCK_LIMIT,
+    MESSAGE_CHARS_BUDGET,
+    Block,
+    actions,
+    block_chars,
+    button,
+    context,
+    escape,
+    mrkdwn,
+    number,
+    packed,
+    section,
+)
 from commands.durations import DurationError, format_duration, parse_duration
+from commands.keys import keys_words
 from commands.notices import Kind, Message
+from commands.serverfiles import first_address
+from commands.serverpages import PAGE_SIZE
 
 EXTEND = "lease_extend"
 RELEASE = "lease_release"
@@ -71,20 +87,47 @@ def _with_lease_buttons(message: Message) -> list[Block]:
 
 
 def _ready(message: Message) -> list[Block]:
-    """The sentence, then what to type: one `ssh` line per server, as the OS's login user."""
-    login = str(message.data.get("login") or "root")
-    servers = message.data.get("servers") or []
-    logins = [
-        f"`ssh {escape(login)}@{escape(_first(s['ips']))}`  ({escape(s['hostname'])})"
-        for s in servers
-        if s.get("ips")
+    """What a person needs to use the servers, whatever the lease's size: how to log in, the
+    keys on the servers and when the lease ends always; then one `ssh` line per server for as
+    many servers as the message has room for, and where the rest are."""
+    data = message.data
+    login = str(data.get("login") or "root")
+    servers = data.get("servers") or []
+    labels = keys_words(data.get("keys") or []).split("\n")
+    keys, _ = packed([mrkdwn(line) for line in labels], KEYS_BUDGET, KEY_SECTIONS)
+    fixed = [
+        section(mrkdwn(str(data.get("intro") or message.text))),
+        *keys,
+        *([section(mrkdwn(str(data["ends"])))] if data.get("ends") else []),
+        *_with_lease_buttons(message)[1:],
     ]
-    blocks = _with_lease_buttons(message)
-    return [*blocks[:1], *([context("\n".join(logins))] if logins else []), *blocks[1:]]
+    more = context(_more(message.lease_id, len(servers), len(servers)))  # the longest it gets
+    room = MESSAGE_CHARS_BUDGET - block_chars([*fixed, more])
+    listing, shown = packed(
+        [_login_line(login, s) for s in servers], room, MESSAGE_BLOCK_LIMIT - len(fixed) - 1
+    )
+    rest = [context(_more(message.lease_id, shown, len(servers)))] if shown < len(servers) else []
+    return [fixed[0], *listing, *rest, *fixed[1:]]
 
 
-def _first(ips: str) -> str:
-    return ips.replace(",", " ").split()[0]
+# The keys come before the servers: all the room but what the sentences and buttons take.
+KEYS_BUDGET = MESSAGE_CHARS_BUDGET - 2_000
+KEY_SECTIONS = 4
+
+
+def _login_line(login: str, server: dict) -> str:
+    address = first_address(str(server.get("ips") or ""))
+    if not address:
+        return f"{escape(server['hostname'])}: no address yet"
+    return f"`ssh {escape(login)}@{escape(address)}`  ({escape(server['hostname'])})"
+
+
+def _more(lease_id: int | None, shown: int, total: int) -> str:
+    return (
+        f"{shown} of {total} servers listed here. All {total} are in the files sent with this "
+        f"message (CSV, SSH config, Ansible inventory); `/lab show {lease_id}` pages through "
+        f"them, {PAGE_SIZE} a page (`/lab show {lease_id} servers 2` is the second)."
+    )
 
 
 def silent_lease(message: Message) -> list[Block]:

@@ -4,13 +4,16 @@ respected (Slack rejects an oversized message outright, which would lose the not
 
 Two kinds of text reach Slack: a person's own words (a purpose, a repository URL), which
 `escape` renders inert whole, and the sentences the use cases write, which `mrkdwn` renders
-keeping the `<@U…>` mentions the use cases put there on purpose; whatever user text those
-sentences carry, the use case has already quoted (commands.facts.quoted)."""
+keeping the `<@U…>` mentions and the `<!date^…>` times (commands.facts.when) the use cases put
+there on purpose; whatever user text those sentences carry, the use case has already quoted
+(commands.facts.quoted), and any other `<!…>` is escaped."""
 
 from __future__ import annotations
 
 import re
 from typing import Any
+
+from commands.facts import DATE_TOKEN, is_our_date
 
 Block = dict[str, Any]
 
@@ -19,9 +22,12 @@ MESSAGE_TEXT_LIMIT = 4000
 MESSAGE_BLOCK_LIMIT = 50
 VIEW_BLOCK_LIMIT = 100
 BUTTON_TEXT_LIMIT = 75
+# Slack refuses a message whose blocks hold about 12,000 characters of text or more
+# (msg_blocks_too_long), far below 50 sections of 3,000: labbot fills a message up to this.
+MESSAGE_CHARS_BUDGET = 11_000
 OPTION_TEXT_LIMIT = 75
 
-_MENTION = re.compile(r"(<@[UW][A-Z0-9]{2,}>)")
+_LIVE = re.compile(rf"<@[UW][A-Z0-9]{{2,}}>|{DATE_TOKEN.pattern}")
 _BARE_AMPERSAND = re.compile(r"&(?!(?:amp|lt|gt);)")
 
 
@@ -31,12 +37,16 @@ def escape(text: str) -> str:
 
 
 def mrkdwn(sentence: str) -> str:
-    """A use case's sentence: its user mentions (`<@U123>`) stay live; any other markup is
-    escaped, and text the use case already escaped is not escaped twice."""
-    return "".join(
-        part if _MENTION.fullmatch(part) else _escape_rest(part)
-        for part in _MENTION.split(sentence)
-    )
+    """A use case's sentence: its user mentions (`<@U123>`) and the times labbot wrote
+    (`<!date^…>`) stay live; any other markup is escaped, and text the use case already
+    escaped is not escaped twice."""
+    parts, done = [], 0
+    for live in _LIVE.finditer(sentence):
+        if live["unix"] is not None and not is_our_date(live):
+            continue
+        parts += [_escape_rest(sentence[done : live.start()]), live[0]]
+        done = live.end()
+    return "".join([*parts, _escape_rest(sentence[done:])])
 
 
 def _escape_rest(text: str) -> str:
@@ -44,7 +54,15 @@ def _escape_rest(text: str) -> str:
 
 
 def truncate(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    """At most `limit` characters, ending in "…" when cut; never inside a `<…>` (a mention or
+    a time), which Slack would show as broken markup."""
+    if len(text) <= limit:
+        return text
+    cut = limit - 1
+    opened = text.rfind("<", 0, cut)
+    if opened > text.rfind(">", 0, cut):
+        cut = opened
+    return text[:cut] + "…"
 
 
 def plain(text: str, limit: int = SECTION_LIMIT) -> dict[str, Any]:
@@ -54,6 +72,43 @@ def plain(text: str, limit: int = SECTION_LIMIT) -> dict[str, Any]:
 def section(text: str) -> Block:
     """A mrkdwn section of text that is already escaped (or is ours)."""
     return {"type": "section", "text": {"type": "mrkdwn", "text": truncate(text, SECTION_LIMIT)}}
+
+
+def packed(lines: list[str], chars: int, blocks: int) -> tuple[list[Block], int]:
+    """`lines` (already escaped) as mrkdwn sections of at most SECTION_LIMIT characters each,
+    as many as fit in `chars` characters and `blocks` blocks; with how many lines went in."""
+    sections: list[list[str]] = []
+    size = used = 0
+    for line in lines:
+        cost = len(line) + 1
+        if used + cost > chars:
+            break
+        if not sections or size + cost > SECTION_LIMIT:
+            if len(sections) == blocks:
+                break
+            sections.append([])
+            size = 0
+        sections[-1].append(line)
+        size += cost
+        used += cost
+    return [section("\n".join(lines)) for lines in sections], sum(map(len, sections))
+
+
+def block_chars(blocks: list[Block]) -> int:
+    """The characters of text in `blocks`, as Slack counts them against a message."""
+    return sum(len(text) for text in _texts(blocks))
+
+
+def _texts(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        return [
+            text
+            for key, value in node.items()
+            for text in ([value] if key == "text" and isinstance(value, str) else _texts(value))
+        ]
+    if isinstance(node, list):
+        return [text for item in node for text in _texts(item)]
+    return []
 
 
 def fields(*pairs: tuple[str, str]) -> Block:

@@ -13,17 +13,25 @@ from typing import TYPE_CHECKING, Any
 from slack_bolt import Ack, App
 from slack_sdk.errors import SlackApiError
 
-from bot.blocks import cards, dms
+from bot.blocks import cards, dms, home, pages
 from bot.blocks.kit import escape, matching
 from bot.blocks.modals import deny_modal, share_modal, writeup_modal
 from bot.inbox import keep, then_finish
-from bot.listeners.reply import UNKNOWN_USER, button_of, refresh_home, tell, user_of
+from bot.listeners.reply import (
+    UNKNOWN_USER,
+    button_of,
+    home_places,
+    refresh_home,
+    tell,
+    user_of,
+)
 from bot.listeners.views import deny_with_reason
 from commands.extend import decide_extension, extend
 from commands.lab import Outcome
 from commands.reclaim import release
 from commands.request import cancel
 from commands.review import approve
+from commands.serverpages import show_page
 
 if TYPE_CHECKING:
     from bot.app import AppContext
@@ -95,7 +103,7 @@ def _handle(ctx: AppContext, body: Body, on_click: Click) -> None:
         return
     action = button_of(body)
     on_click(ctx, body, user, str(action.get("value") or ""))
-    ctx.later(body, refresh_home, ctx, user)
+    ctx.later(body, refresh_home, ctx, user, home_places(body))
 
 
 APPROVERS: dict[str, Callable[[AppContext, str, int], Outcome]] = {
@@ -170,6 +178,30 @@ def on_share(ctx: AppContext, body: Body, user: str, value: str) -> None:
     _open(ctx, body, share_modal(lease_id))
 
 
+def on_more(ctx: AppContext, body: Body, user: str, value: str) -> None:
+    """More or Previous on App Home: App Home is published again at the place the button
+    carries (every click on App Home publishes it). A value no such button sends gets a
+    sentence, and App Home its first page."""
+    if home.read_place(value) is None:
+        tell(
+            ctx,
+            body,
+            f"That button carries '{escape(value)}', which is not a place in a list; "
+            "App Home shows its first page again.",
+        )
+
+
+def on_page(ctx: AppContext, body: Body, user: str, value: str) -> None:
+    """*Next servers* or *Previous* under `/lab show`'s answer: the page, in its place."""
+    target = pages.page_target(value)
+    if target is None:
+        tell(ctx, body, BROKEN_BUTTON.format(value=escape(value)))
+        return
+    lease_id, page, seen = target
+    shown = show_page(ctx.lab, user, lease_id, page, ctx.clock(), seen=seen)
+    tell(ctx, body, shown.outcome.message, pages.page_blocks(shown), replace=True)
+
+
 def unknown_button(ctx: AppContext, body: Body, user: str, value: str) -> None:
     action_id = str(button_of(body).get("action_id", ""))
     tell(
@@ -208,4 +240,6 @@ CLICKS: dict[str, Click] = {
     dms.CANCEL: on_lease(cancel),
     dms.WRITEUP: on_writeup,
     dms.SHARE: on_share,
+    home.MORE: on_more,
+    pages.PAGE: on_page,
 }

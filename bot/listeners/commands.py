@@ -17,6 +17,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.blocks.kit import ephemeral, escape
 from bot.blocks.modals import request_modal
+from bot.blocks.pages import page_blocks
 from bot.listeners.reply import (
     UNKNOWN_USER,
     audit_refusal,
@@ -31,20 +32,22 @@ from commands.extend import extend
 from commands.grammar import Command, GrammarError, help_text, parse
 from commands.keys import add_key, import_keys, list_keys, public_keys, remove_key
 from commands.lab import Outcome
+from commands.pages import ANSWER_BUDGET
 from commands.policy import default_os
 from commands.provision import provision
 from commands.queue import queue_text
 from commands.reclaim import release
 from commands.request import cancel, request
 from commands.review import approve, deny
-from commands.views import my_leases_text, plans_text, show
+from commands.serverpages import Shown, show_page
+from commands.views import lease_list, plans_text
 
 if TYPE_CHECKING:
     from bot.app import AppContext
 
 log = logging.getLogger(__name__)
 
-Answer = Callable[["AppContext", str, Command], "Outcome | str"]
+Answer = Callable[["AppContext", str, Command], "Outcome | Shown | str"]
 
 
 def register(app: App, ctx: AppContext) -> None:
@@ -76,7 +79,10 @@ def on_command(ctx: AppContext, ack: Ack, body: dict[str, Any], client: WebClien
 
 def answer(ctx: AppContext, body: dict[str, Any], user: str, command: Command) -> None:
     said = ANSWERS[command.verb](ctx, user, command)
-    tell(ctx, body, said.message if isinstance(said, Outcome) else said)
+    if isinstance(said, Shown):
+        tell(ctx, body, said.outcome.message, page_blocks(said))
+    else:
+        tell(ctx, body, said.message if isinstance(said, Outcome) else said)
     if command.verb not in READ_ONLY:
         refresh_home(ctx, user)
     if command.verb == "request" and isinstance(said, Outcome):
@@ -118,14 +124,16 @@ def keys_answer(ctx: AppContext, user: str, command: Command) -> Outcome | str:
 
 ANSWERS: dict[str, Answer] = {
     "request": lambda ctx, user, c: request(ctx.lab, user, c.request, ctx.clock()),
-    "list": lambda ctx, user, c: my_leases_text(ctx.lab, user, ctx.clock()),
-    "show": lambda ctx, user, c: show(ctx.lab, user, c.lease_id, ctx.clock()),
+    "list": lambda ctx, user, c: lease_list(
+        ctx.lab, user, c.users[0] if c.users else user, c.page, ctx.clock()
+    ),
+    "show": lambda ctx, user, c: show_page(ctx.lab, user, c.lease_id, c.page, ctx.clock()),
     "extend": lambda ctx, user, c: extend(ctx.lab, user, c.lease_id, c.duration, ctx.clock()),
     "release": lambda ctx, user, c: release(ctx.lab, user, c.lease_id, ctx.clock()),
     "cancel": lambda ctx, user, c: cancel(ctx.lab, user, c.lease_id, ctx.clock()),
-    "credit": lambda ctx, user, c: credit_report(ctx.lab, ctx.clock()).text(),
+    "credit": lambda ctx, user, c: credit_report(ctx.lab, ctx.clock()).text(ANSWER_BUDGET),
     "plans": lambda ctx, user, c: plans_text(ctx.lab.plans()),
-    "queue": lambda ctx, user, c: queue_text(ctx.lab, user, ctx.clock()),
+    "queue": lambda ctx, user, c: queue_text(ctx.lab, user, ctx.clock(), c.page),
     "approve": lambda ctx, user, c: approve(
         ctx.lab, user, c.lease_id, ctx.clock(), override=c.override
     ),

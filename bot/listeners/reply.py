@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, Any
 from slack_sdk.errors import SlackApiError
 from slack_sdk.webhook import WebhookClient
 
-from bot.blocks.home import home_view
-from bot.blocks.kit import ephemeral
+from bot.blocks.home import MORE, Places, home_view, read_place, read_places
+from bot.blocks.kit import Block, ephemeral, matching
 from commands.credit_report import credit_report
 from commands.lab import Code, Outcome, Refusal, refuse
 from commands.queue import queue
 from commands.repocheck import check_repository
-from commands.views import leases
+from commands.views import person_leases
 
 if TYPE_CHECKING:
     from bot.app import AppContext
@@ -47,17 +47,26 @@ def button_of(body: Body) -> dict[str, Any]:
     return (body.get("actions") or [{}])[0]
 
 
-def tell(ctx: AppContext, body: Body, text: str) -> None:
-    """An ephemeral answer to the person who acted."""
+def tell(
+    ctx: AppContext,
+    body: Body,
+    text: str,
+    blocks: list[Block] | None = None,
+    *,
+    replace: bool = False,
+) -> None:
+    """An ephemeral answer to the person who acted: `text`, or `blocks` with `text` as their
+    fallback; with `replace`, in place of the answer whose button was clicked."""
     user = user_of(body)
     reply = ephemeral(text)
+    shown = {"blocks": blocks} if blocks else {}
     try:
         if body.get("response_url"):
-            WebhookClient(body["response_url"]).send(**reply, replace_original=False)
+            WebhookClient(body["response_url"]).send(**reply, **shown, replace_original=replace)
         elif channel := _channel_of(body):
-            ctx.client.chat_postEphemeral(channel=channel, user=user, text=reply["text"])
+            ctx.client.chat_postEphemeral(channel=channel, user=user, text=reply["text"], **shown)
         elif user:
-            ctx.client.chat_postMessage(channel=user, text=reply["text"])
+            ctx.client.chat_postMessage(channel=user, text=reply["text"], **shown)
     except (SlackApiError, OSError) as error:
         log.warning("could not answer %s: %s", user, error)
 
@@ -84,18 +93,36 @@ def check_after_filing(ctx: AppContext, outcome: Outcome) -> None:
         check_repository(ctx.lab, outcome.lease_id, ctx.clock())
 
 
-def refresh_home(ctx: AppContext, user: str) -> None:
+def refresh_home(ctx: AppContext, user: str, places: Places | None = None) -> None:
+    """Publish the person's App Home, each section at its place (the first page unless
+    `places` says otherwise)."""
     if not user:
         return
     now = ctx.clock()
     lab = ctx.lab
-    mine = leases(lab, owner=user, limit=20)
+    mine = person_leases(lab, user)
     waiting = queue(lab, now) if lab.roles.is_reviewer(user) else None
-    view = home_view(mine, credit_report(lab, now), waiting, now)
+    view = home_view(mine, credit_report(lab, now), waiting, now, places)
     try:
         ctx.client.views_publish(user_id=user, view=view)
     except SlackApiError as error:
         log.warning("could not publish App Home for %s: %s", user, error)
+
+
+def home_places(body: Body) -> Places:
+    """Where a click on App Home leaves its reader: where the view was, moved by a More
+    button's value. A click anywhere else, and anything unreadable, starts from the top."""
+    view = body.get("view")
+    if not isinstance(view, dict) or view.get("type") != "home":
+        return {}
+    places = read_places(str(view.get("private_metadata") or ""))
+    action = button_of(body)
+    if matching(MORE).match(str(action.get("action_id", ""))):
+        moved = read_place(str(action.get("value") or ""))
+        if moved is None:
+            return {}
+        places[moved[0]] = moved[1]
+    return places
 
 
 def _channel_of(body: Body) -> str | None:

@@ -102,7 +102,7 @@ def test_unknown_and_malformed_commands_get_a_sentence_saying_what_would_be_righ
 ) -> None:
     for text, expected in [
         ("frobnicate", "try one of request"),
-        ("show twelve", "Usage: `show ID`"),
+        ("show twelve", "Usage: `show ID [servers PAGE]"),
         ("extend 1 forever", "30s, 90m"),
         ("deny 4", "reason"),
         ('request 3 c1.small.x86 ams1 48h "unclosed', "close every quote"),

@@ -37,13 +37,25 @@ def test_the_demo_ends_with_the_reclaimed_lease_and_the_months_credit(
         "State: reclaimed",
         "Write-up: https://coredns.io/blog/lab-scale-tests",
         "Credit for 2026-11",
-        "The books balance: granted $25,000.00 = spent $74.40 + committed $0.00",
+        "The books balance: granted $25,000.00 = spent $595.20 + committed $294.00",
+        "[DM to bob (envoy)] Lease #6 is ready: log in as root",
+        "• and 110 more: every server is in the files sent with this message",
+        "[files in the DM to bob (envoy)] Every server of lease #6 (120), in three files",
+        "lease-6-servers.csv (121 lines):\n        hostname,address,addresses,metro,plan",
+        "lease-6-ssh_config (482 lines):\n        Host envoy-6-1\n            HostName 147.75.",
         "1. [foundation project (graduated)] #1 coredns",
         "flagged: 'Globex' is not a member organization (Intel, Packet)",
         "Repository checked: public, Apache-2.0 (OSI-approved).",
         "would eat into the 20% of the month kept for other open-source projects",
         "Kept for other open-source projects (20%): kept $5,000.00",
         "The public report (what /report serves) is in ",
+        "[App Home of rita (reviewer)] Showing 1 to 15 of 32.",
+        "[buttons: More (17 not shown)]",
+        "[App Home of rita (reviewer)] Showing 16 to 30 of 32.",
+        "[buttons: Previous | More (2 not shown)]",
+        "Showing 1 to 20 of 32 (page 1 of 2). `/lab queue 2` shows the next page.",
+        "Showing 21 to 32 of 32 (page 2 of 2). That is the last page",
+        "It ends Nov 4, 2026 09:25 UTC; you will be reminded",  # times as in the reader's zone
     ):
         assert seen in out, seen
 
@@ -64,6 +76,7 @@ def test_the_manifest_asks_for_the_scopes_events_and_surfaces_labbot_uses() -> N
     for needed in (
         "- commands",
         "- chat:write",
+        "- files:write",
         "- im:write",
         "- usergroups:read",
         "- users:read",

@@ -42,7 +42,8 @@ def test_approve_on_the_card_provisions_and_updates_the_card_in_place(slack: Sla
     assert answer.status_code == 200
     assert slack.lease(lease_id).state == "provisioning"
     text = card_text(slack, lease_id)
-    assert f"approved by <@{REVIEWER}>" in text and "2026-11-02 09:00 UTC" in text
+    assert f"approved by <@{REVIEWER}>" in text
+    assert "<!date^1793610000^{date_short_pretty} {time}|Nov 2, 2026 09:00 UTC>" in text
     assert "Approve" not in text and "scale tests of the kubernetes plugin" in text
     dms = [m["text"] for m in slack.dms(OWNER)]
     assert any("was approved" in t for t in dms) and any("Provisioning" in t for t in dms)

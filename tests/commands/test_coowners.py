@@ -16,7 +16,7 @@ from commands.pubkeys import read_key
 from commands.reclaim import release
 from commands.review import approve
 from commands.sweep import sweep
-from commands.views import my_leases_text, show
+from commands.views import lease_list, show
 from fakes.keys import public_key
 from storage.models import AuditEvent, CoOwner
 from tests.commands.helpers import PROVISION, active, created_with, file, lease
@@ -144,8 +144,8 @@ def test_a_reviewer_may_extend_a_silent_lease_on_the_teams_behalf(lab, clock):
 
 def test_a_co_owner_sees_the_lease_in_list_and_show_names_the_co_owners(lab, clock):
     lease_id = active(lab, clock, co_owners=(CAROL,))
-    assert f"#{lease_id} coredns" in my_leases_text(lab, CAROL, clock.now)
-    assert "You have no leases" in my_leases_text(lab, STRANGER, clock.now)
+    assert f"#{lease_id} coredns" in lease_list(lab, CAROL, CAROL, 1, clock.now).message
+    assert "You have no leases" in lease_list(lab, STRANGER, STRANGER, 1, clock.now).message
     assert (
         f"owner <@{OWNER}>, co-owners <@{CAROL}>" in show(lab, ADMIN, lease_id, clock.now).message
     )

@@ -179,6 +179,7 @@ def test_restarts_through_a_whole_lifecycle_lose_nothing_and_repeat_nothing(data
             Kind.CARD_DECIDED: 1,
             Kind.PROVISIONING: 1,
             Kind.READY: 1,
+            Kind.SERVER_FILES: 1,
             Kind.REMINDER: 2,
             Kind.RELEASED: 1,
             Kind.RECLAIMED: 1,

@@ -9,6 +9,7 @@ from sqlmodel import select
 
 from commands.credit import OVERRIDE
 from commands.extend import decide_extension, extend
+from commands.facts import when
 from commands.lab import Code
 from commands.notices import Kind
 from commands.states import State
@@ -29,8 +30,7 @@ def test_an_extension_inside_policy_takes_effect_at_once(lab, clock):
     outcome = extend(lab, OWNER, lease_id, timedelta(hours=12), clock.now)
     assert outcome.ok
     assert outcome.message == (
-        f"Lease #{lease_id} extended by 12h; it now ends "
-        f"{ends + timedelta(hours=12):%Y-%m-%d %H:%M} UTC."
+        f"Lease #{lease_id} extended by 12h; it now ends {when(ends + timedelta(hours=12))}."
     )
     row = lease(lab.db, lease_id)
     assert row.ends_at == ends + timedelta(hours=12)

@@ -78,7 +78,14 @@ def test_deny_keeps_the_whole_reason_and_approve_the_override() -> None:
         ("extend 3", "a lease number and a duration"),
         ("extend 3 soon", "90m"),
         ("deny 3", "a reason"),
-        ("list everything", "takes nothing"),
+        ("list everything", "did not recognise 'everything' as a member"),
+        ("list 2 3", "takes at most a person and one page number"),
+        ("list 2x", "'2x' is not a page number (like 2)"),
+        ("list U0CAROL x", "'x' is not a page number (like 2)"),
+        ("queue next", "'next' is not a page number (like 2)"),
+        ("queue 0", "numbered from 1"),
+        ("queue 9999999", "not a page number"),
+        ("queue 2 3", "takes at most one page number"),
         ("approve 3 please", 'override="why"'),
         ("request 3 c1 ams1", "COUNT PLAN METRO DURATION"),
         ("request three c1 ams1 1h", "not a number of servers"),
@@ -193,3 +200,10 @@ def test_an_inline_request_says_who_is_asking():
     assert (command.request.applicant, command.request.org) == ("member", "Acme Corp")
     assert parse("queue").verb == "queue"
     assert "class=member org=NAME" in help_text()
+
+
+def test_list_and_queue_take_a_page_and_list_a_person():
+    assert (parse("queue").page, parse("queue 3").page, parse("list #2").page) == (1, 3, 2)
+    carol = parse("list <@U0CAROL|carol> 4")
+    assert (carol.users, carol.page) == (("U0CAROL",), 4)
+    assert parse("list U0CAROL").users == ("U0CAROL",)

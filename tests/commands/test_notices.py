@@ -5,16 +5,25 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from commands.notices import Kind, Message, deliver
+from commands.notices import (
+    REVIEW,
+    Kind,
+    Message,
+    Rate,
+    Throttled,
+    deliver,
+    enqueue,
+    owner,
+)
 from commands.request import request
 from commands.review import approve
 from commands.states import State
 from commands.sweep import sweep
 from fakes.notifier import RecordingNotifier
 from tests.commands.helpers import file, lease, notices
-from tests.conftest import OWNER, REVIEWER, request_input
+from tests.conftest import OWNER, REVIEWER, START, Clock, request_input
 
 
 class Flaky(RecordingNotifier):
@@ -97,3 +106,123 @@ def test_a_deliverer_that_died_mid_send_is_retried_after_its_claim_lapses(lab, c
     assert lab.notifier.messages == []  # the chunk it claimed waits for the claim to lapse
     sweep(lab, clock.now + timedelta(seconds=61))
     assert [m.kind for m in lab.notifier.messages] == [Kind.REQUEST_RECEIVED, Kind.REVIEW_CARD]
+
+
+# -- pacing ------------------------------------------------------------------------------------
+
+
+class Paced(RecordingNotifier):
+    """A notifier whose every audience is a lane of `burst` messages, then one a second, and
+    which the far end throttles on demand; it records when (on the pass's clock) each went."""
+
+    def __init__(self, clock: Clock, burst: int = 2) -> None:
+        super().__init__()
+        self.clock = clock
+        self.burst = burst
+        self.sent_at: dict[str, list[tuple[datetime, str]]] = {}
+        self.throttle: dict[str, timedelta] = {}  # lane -> the next message's Retry-After
+
+    def lanes(self, message: Message) -> tuple[Rate, ...]:
+        return (Rate(self._lane(message), timedelta(seconds=1), self.burst),)
+
+    @staticmethod
+    def _lane(message: Message) -> str:
+        return "edits" if message.update_ref else f"post:{message.audience}"
+
+    def deliver(self, message: Message) -> str | None:
+        lane = self._lane(message)
+        if lane in self.throttle:
+            raise Throttled(lane, self.throttle.pop(lane))
+        self.sent_at.setdefault(message.audience, []).append((self.clock.now, message.text))
+        return super().deliver(message)
+
+
+def queue(lab, clock, audiences: list[str], each: int) -> None:
+    with lab.db.write() as session:
+        for n in range(each):
+            for audience in audiences:
+                enqueue(session, Kind.SHARED, audience, f"{audience} #{n}", clock.now)
+
+
+def deliver_every_second(lab, clock, seconds: int) -> list[int]:
+    return [
+        deliver(lab.db, lab.notifier, clock.advance(seconds=1), owner=lab.replica)
+        for _ in range(seconds)
+    ]
+
+
+def test_each_audience_goes_at_its_lanes_pace_and_in_order(lab, clock):
+    lab.notifier = Paced(clock)
+    audiences = [owner("U1"), owner("U2"), REVIEW]
+    queue(lab, clock, audiences, each=5)
+    assert deliver(lab.db, lab.notifier, clock.now, owner=lab.replica) == 6  # two each at once
+    assert deliver(lab.db, lab.notifier, clock.now, owner=lab.replica) == 0
+    assert deliver_every_second(lab, clock, 4) == [3, 3, 3, 0]
+    start = START
+    for audience in audiences:
+        sent = lab.notifier.sent_at[audience]
+        assert [text for _, text in sent] == [f"{audience} #{n}" for n in range(5)]
+        assert [at - start for at, _ in sent] == [timedelta(seconds=s) for s in (0, 0, 1, 2, 3)]
+
+
+def test_a_throttled_lane_holds_its_audience_alone_until_retry_after(lab, clock):
+    lab.notifier = Paced(clock)
+    lab.notifier.throttle[f"post:{REVIEW}"] = timedelta(seconds=30)
+    queue(lab, clock, [REVIEW, owner("U1")], each=3)
+    assert deliver(lab.db, lab.notifier, clock.now, owner=lab.replica) == 2  # U1's burst
+    [first] = [n for n in notices(lab.db) if n.audience == REVIEW and n.last_error]
+    assert first.retry_at == clock.now + timedelta(seconds=30)
+    assert "rate-limited for 30s" in first.last_error
+
+    assert sum(deliver_every_second(lab, clock, 29)) == 1, "only U1's last one"
+    assert REVIEW not in lab.notifier.sent_at
+    assert deliver_every_second(lab, clock, 3) == [1, 1, 1], "then one a second, no burst"
+    assert [t for _, t in lab.notifier.sent_at[REVIEW]] == [f"{REVIEW} #{n}" for n in range(3)]
+
+
+def test_a_notice_queued_while_its_audience_waits_does_not_overtake(lab, clock):
+    lab.notifier = Paced(clock, burst=1)
+    queue(lab, clock, [REVIEW], each=2)
+    assert deliver(lab.db, lab.notifier, clock.now, owner=lab.replica) == 1
+    clock.advance(seconds=0.5)
+    with lab.db.write() as session:
+        enqueue(session, Kind.SHARED, REVIEW, "late", clock.now)
+    assert deliver(lab.db, lab.notifier, clock.now, owner=lab.replica) == 0
+    assert deliver_every_second(lab, clock, 2) == [1, 1]
+    texts = [t for _, t in lab.notifier.sent_at[REVIEW]]
+    assert texts == [f"{REVIEW} #0", f"{REVIEW} #1", "late"]
+
+
+def test_replicas_delivering_at_once_share_one_pace_and_one_order(lab, clock):
+    lab.notifier = Paced(clock, burst=3)
+    queue(lab, clock, [REVIEW, owner("U1")], each=6)
+    barrier = threading.Barrier(4)
+
+    def replica(name: str) -> None:
+        barrier.wait()
+        deliver(lab.db, lab.notifier, clock.now, owner=name)
+
+    threads = [threading.Thread(target=replica, args=(f"replica-{i}",)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert {a: len(s) for a, s in lab.notifier.sent_at.items()} == {REVIEW: 3, owner("U1"): 3}
+    for i in range(3):
+        for name in (f"a-{i}", f"b-{i}"):
+            deliver(lab.db, lab.notifier, clock.advance(seconds=0.5), owner=name)
+    for audience, sent in lab.notifier.sent_at.items():
+        assert [t for _, t in sent] == [f"{audience} #{n}" for n in range(6)]
+
+
+def test_an_edit_queued_behind_its_waiting_card_edits_that_card(lab, clock):
+    lab.notifier = Paced(clock, burst=1)
+    with lab.db.write() as session:
+        enqueue(session, Kind.ADMIN_ALERT, REVIEW, "before", clock.now)
+        enqueue(session, Kind.REVIEW_CARD, REVIEW, "card of #7", clock.now, 7)
+        enqueue(session, Kind.CARD_DECIDED, REVIEW, "#7 approved", clock.now, 7)
+    assert deliver(lab.db, lab.notifier, clock.now, owner=lab.replica) == 1
+    assert deliver_every_second(lab, clock, 1) == [2], "the card, then its edit at once"
+    _, card, decided = lab.notifier.messages
+    assert (card.text, decided.text) == ("card of #7", "#7 approved")
+    assert decided.update_ref == f"rec-{card.id}"

@@ -44,7 +44,8 @@ def test_a_second_decision_is_told_who_decided_first(lab, clock):
     again = approve(lab, ADMIN, lease_id, later)
     assert again.code == Code.ALREADY_DECIDED
     assert again.message == (
-        f"Lease #{lease_id} was already approved by <@{REVIEWER}> at 2026-11-02 09:00 UTC."
+        f"Lease #{lease_id} was already approved by <@{REVIEWER}> at "
+        "<!date^1793610000^{date_short_pretty} {time}|Nov 2, 2026 09:00 UTC>."
     )
     assert snapshot(lab.db) == before
     denied_after = deny(lab, ADMIN, lease_id, "too late", later)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import timedelta
 
+from commands.facts import when
 from commands.notices import Kind
 from commands.reclaim import release
 from commands.states import ServerState, State
@@ -59,7 +60,7 @@ def test_reminders_at_each_offset_then_expiry_after_grace(lab, clock):
     sweep(lab, ends - timedelta(hours=24))
     assert lab.notifier.texts(Kind.REMINDER) == [
         f"Lease #{lease_id} (3 x c1.small.x86 in ams1 for 2d) ends in 1d, at "
-        f"{ends:%Y-%m-%d %H:%M} UTC. Extend it if you still need the servers, or release them now."
+        f"{when(ends)}. Extend it if you still need the servers, or release them now."
     ]
     sweep(lab, ends - timedelta(hours=2))
     assert len(lab.notifier.texts(Kind.REMINDER)) == 1
@@ -122,7 +123,8 @@ def test_pending_requests_expire_after_decide_within(lab, clock):
     assert lease(lab.db, lease_id).state == State.EXPIRED_REQUEST
     assert lab.notifier.texts(Kind.REQUEST_EXPIRED) == [
         f"Your request #{lease_id} (3 x c1.small.x86 in ams1 for 2d) expired: no reviewer "
-        "decided by 2026-11-02 21:00 UTC. File it again or ask in the review channel."
+        "decided by <!date^1793653200^{date_short_pretty} {time}|Nov 2, 2026 21:00 UTC>. "
+        "File it again or ask in the review channel."
     ]
     decided = [m for m in lab.notifier.messages if m.kind == Kind.CARD_DECIDED]
     assert decided[0].data["decision"] == "expired"

@@ -23,6 +23,7 @@ from slack_sdk.signature import Clock, SignatureVerifier
 from slack_sdk.webhook import WebhookClient
 
 from fakes.slack import BOT_USER_ID, TEAM_ID, Call, FakeSlack
+from fakes.slack_rates import Limit
 from fakes.slack_sender import SlackSender, select, sign
 from fakes.slack_sender import field as text_field
 
@@ -166,6 +167,229 @@ def test_validation_errors_match_slack(
     else:
         assert _error_of(lambda: getattr(client, method)(**kwargs)) == error
     assert all(call.status == 200 and not call.ok for call in fake.calls())
+
+
+# -- Block Kit's sizes, checked in every test ---------------------------------------------------
+
+
+def _text(text: str, kind: str = "mrkdwn") -> dict:
+    return {"type": kind, "text": text}
+
+
+def _button(text: str = "Go", value: str = "v") -> dict:
+    return {"type": "button", "action_id": "go", "text": _text(text, "plain_text"), "value": value}
+
+
+def _option(text: str = "o", value: str = "v") -> dict:
+    return {"text": _text(text, "plain_text"), "value": value}
+
+
+def _with(element: dict) -> list[dict]:
+    return [{"type": "actions", "elements": [element]}]
+
+
+def _select(options: list[dict]) -> dict:
+    return {"type": "static_select", "action_id": "pick", "options": options}
+
+
+# (what, the message with n of it, Slack's most, the error, where Slack points)
+MESSAGE_LIMITS = [
+    ("blocks", lambda n: {"blocks": [DIVIDER] * n}, 50, "invalid_blocks", "/blocks"),
+    ("section text", lambda n: {"blocks": [_section("x" * n)]}, 3_000, "invalid_blocks", "/blocks/0/text/text"),  # noqa: E501
+    ("section fields", lambda n: {"blocks": [{"type": "section", "fields": [_text("f")] * n}]}, 10, "invalid_blocks", "/blocks/0/fields"),  # noqa: E501
+    ("field text", lambda n: {"blocks": [{"type": "section", "fields": [_text("f" * n)]}]}, 2_000, "invalid_blocks", "/blocks/0/fields/0/text"),  # noqa: E501
+    ("header", lambda n: {"blocks": [{"type": "header", "text": _text("h" * n, "plain_text")}]}, 150, "invalid_blocks", "/blocks/0/text/text"),  # noqa: E501
+    ("context elements", lambda n: {"blocks": [{"type": "context", "elements": [_text("c")] * n}]}, 10, "invalid_blocks", "/blocks/0/elements"),  # noqa: E501
+    ("context text", lambda n: {"blocks": [{"type": "context", "elements": [_text("c" * n)]}]}, 3_000, "invalid_blocks", "/blocks/0/elements/0/text"),  # noqa: E501
+    ("actions elements", lambda n: {"blocks": [{"type": "actions", "elements": [_button()] * n}]}, 25, "invalid_blocks", "/blocks/0/elements"),  # noqa: E501
+    ("button text", lambda n: {"blocks": _with(_button(text="b" * n))}, 75, "invalid_blocks", "/blocks/0/elements/0/text/text"),  # noqa: E501
+    ("button value", lambda n: {"blocks": _with(_button(value="v" * n))}, 2_000, "invalid_blocks", "/blocks/0/elements/0/value"),  # noqa: E501
+    ("select options", lambda n: {"blocks": _with(_select([_option()] * n))}, 100, "invalid_blocks", "/blocks/0/elements/0/options"),  # noqa: E501
+    ("option text", lambda n: {"blocks": _with(_select([_option(text="o" * n)]))}, 75, "invalid_blocks", "/blocks/0/elements/0/options/0/text/text"),  # noqa: E501
+    ("option value", lambda n: {"blocks": _with(_select([_option(value="v" * n)]))}, 150, "invalid_blocks", "/blocks/0/elements/0/options/0/value"),  # noqa: E501
+    ("accessory button", lambda n: {"blocks": [{**_section("s"), "accessory": _button(text="b" * n)}]}, 75, "invalid_blocks", "/blocks/0/accessory/text/text"),  # noqa: E501
+    ("message text", lambda n: {"text": "t" * n}, 40_000, "msg_too_long", "/text"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("build", "most", "error", "where"),
+    [case[1:] for case in MESSAGE_LIMITS],
+    ids=[case[0] for case in MESSAGE_LIMITS],
+)
+def test_each_block_kit_limit_of_a_message_is_refused_as_slack_refuses_it(
+    fake: FakeSlack, client: WebClient, build, most: int, error: str, where: str
+) -> None:
+    at_most = {"text": "fallback", **build(most)}
+    posted = client.chat_postMessage(channel="C1", **at_most)
+    assert posted["ok"]
+    assert client.chat_update(channel="C1", ts=posted["ts"], **at_most)["ok"]
+    assert client.chat_postEphemeral(channel="C1", user="U1", **at_most)["ok"]
+
+    over = {"text": "fallback", **build(most + 1)}
+    for call in (
+        lambda: client.chat_postMessage(channel="C1", **over),
+        lambda: client.chat_update(channel="C1", ts=posted["ts"], **over),
+        lambda: client.chat_postEphemeral(channel="C1", user="U1", **over),
+    ):
+        with pytest.raises(SlackApiError) as caught:
+            call()
+        assert caught.value.response["error"] == error
+        [message] = caught.value.response["response_metadata"]["messages"]
+        assert f"[json-pointer:{where}]" in message and str(most) in message
+    assert fake.current_message("C1", posted["ts"])["text"] == at_most["text"], "kept as it was"
+
+
+def _modal_with(**changes: object) -> dict:
+    return {**_modal(1), "submit": _text("Send", "plain_text"), **changes}
+
+
+def _choices(kind: str, n: int) -> dict:
+    element = {"type": kind, "action_id": "c", "options": [_option(value=str(i)) for i in range(n)]}
+    return {"type": "input", "block_id": "c", "label": _text("C", "plain_text"), "element": element}
+
+
+VIEW_LIMITS = [
+    ("blocks", lambda n: {"blocks": [DIVIDER] * n}, 100),
+    ("title", lambda n: {"title": _text("t" * n, "plain_text")}, 24),
+    ("submit", lambda n: {"submit": _text("s" * n, "plain_text")}, 24),
+    ("close", lambda n: {"close": _text("c" * n, "plain_text")}, 24),
+    ("private_metadata", lambda n: {"private_metadata": "m" * n}, 3_000),
+    ("checkboxes", lambda n: {"blocks": [_choices("checkboxes", n)]}, 10),
+    ("radio buttons", lambda n: {"blocks": [_choices("radio_buttons", n)]}, 10),
+    ("a section in a view", lambda n: {"blocks": [_section("x" * n)]}, 3_000),
+]
+
+
+@pytest.mark.parametrize(
+    ("build", "most"), [case[1:] for case in VIEW_LIMITS], ids=[case[0] for case in VIEW_LIMITS]
+)
+def test_each_block_kit_limit_of_a_view_is_refused_as_slack_refuses_it(
+    client: WebClient, build, most: int
+) -> None:
+    assert client.views_open(trigger_id="t", view=_modal_with(**build(most)))["ok"]
+    home = {"type": "home", "blocks": [], **build(most)}
+    assert client.views_publish(user_id="U1", view=home)["ok"]
+
+    over = _modal_with(**build(most + 1))
+    assert _error_of(lambda: client.views_open(trigger_id="t", view=over)) == "invalid_arguments"
+    opened = client.views_open(trigger_id="t", view=_modal(1))["view"]
+    assert (
+        _error_of(lambda: client.views_update(view_id=opened["id"], view=over))
+        == "invalid_arguments"
+    )
+    if "blocks" in build(0) or "private_metadata" in build(0):
+        too_big_home = {"type": "home", "blocks": [], **build(most + 1)}
+        refused = _error_of(lambda: client.views_publish(user_id="U1", view=too_big_home))
+        assert refused == "invalid_arguments"
+
+
+def test_checkboxes_initial_options_must_be_among_their_options(client: WebClient) -> None:
+    block = _choices("checkboxes", 2)
+    block["element"]["initial_options"] = [_option(value="elsewhere")]
+    refused = _error_of(lambda: client.views_open(trigger_id="t", view=_modal_with(blocks=[block])))
+    assert refused == "invalid_arguments"
+
+
+def test_a_response_url_refuses_what_chat_post_message_refuses(fake: FakeSlack) -> None:
+    hook = WebhookClient(fake.response_url("big"))
+    answer = hook.send(text="many", blocks=[DIVIDER] * 51)
+    assert (answer.status_code, answer.body) == (400, "invalid_blocks")
+    assert hook.send(text="fits", blocks=[DIVIDER] * 50).status_code == 200
+    assert [c.ok for c in fake.calls("response_url")] == [False, True]
+
+
+# -- Slack's rates, where a test turns them on ------------------------------------------------
+
+
+class Tick:
+    """The fake's clock, stepped by the test."""
+
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def tick() -> Tick:
+    return Tick()
+
+
+@pytest.fixture
+def limited(tick: Tick) -> Iterator[FakeSlack]:
+    with FakeSlack(clock=tick) as server:
+        server.limit_rates()
+        yield server
+
+
+def _status(call: object) -> int:
+    try:
+        call()  # type: ignore[operator]
+    except SlackApiError as error:
+        assert error.response["error"] == "ratelimited"
+        return error.response.status_code
+    return 200
+
+
+def test_posts_are_limited_per_channel_with_a_short_burst(limited: FakeSlack, tick: Tick) -> None:
+    client = WebClient(token=TOKEN, base_url=limited.base_url)
+
+    def post(channel: str) -> int:
+        return _status(lambda: client.chat_postMessage(channel=channel, text="x"))
+
+    assert [post("C1") for _ in range(5)] == [200, 200, 200, 200, 429]
+    [refused] = [c for c in limited.calls() if c.status == 429]
+    assert refused.failed and refused.response["error"] == "ratelimited"
+    assert post("C2") == 200, "another channel has its own budget"
+    assert post("U1") == 200 and post(limited.dm_channel("U1")) == 200, "a user id posts to the DM"
+    tick.now += 0.5
+    assert post("C1") == 429
+    tick.now += 0.5
+    assert [post("C1"), post("C1")] == [200, 429], "then one a second"
+    tick.now += 10
+    assert [post("C1") for _ in range(5)] == [200, 200, 200, 200, 429], "the burst comes back"
+    assert len(limited.messages("C1")) == 9
+
+
+def test_a_429_says_when_to_come_back(limited: FakeSlack, tick: Tick) -> None:
+    client = WebClient(token=TOKEN, base_url=limited.base_url)
+    posted = client.chat_postMessage(channel="C1", text="x")
+    updates = [
+        _status(lambda: client.chat_update(channel="C1", ts=posted["ts"], text="y"))
+        for _ in range(6)
+    ]
+    assert updates == [200] * 5 + [429]
+    with pytest.raises(SlackApiError) as caught:
+        client.chat_update(channel="C1", ts=posted["ts"], text="y")
+    assert caught.value.response.headers["Retry-After"] == "2", "1.2 s, in whole seconds"
+    assert _status(lambda: client.conversations_open(users="U1")) == 200, "another method"
+    tick.now += 1.2
+    assert _status(lambda: client.chat_update(channel="C1", ts=posted["ts"], text="z")) == 200
+
+
+def test_views_publish_is_limited_per_user(limited: FakeSlack) -> None:
+    client = WebClient(token=TOKEN, base_url=limited.base_url)
+    home = {"type": "home", "blocks": []}
+    statuses = [_status(lambda: client.views_publish(user_id="U1", view=home)) for _ in range(11)]
+    assert statuses == [200] * 10 + [429]
+    assert _status(lambda: client.views_publish(user_id="U2", view=home)) == 200
+
+
+def test_a_test_may_set_a_limit_of_its_own(tick: Tick) -> None:
+    with FakeSlack(clock=tick) as strict:
+        strict.limit_rates(chat_postMessage=Limit(2.0, 1, per="channel"))
+        client = WebClient(token=TOKEN, base_url=strict.base_url)
+        assert _status(lambda: client.chat_postMessage(channel="C1", text="x")) == 200
+        with pytest.raises(SlackApiError) as caught:
+            client.chat_postMessage(channel="C1", text="x")
+        assert caught.value.response.headers["Retry-After"] == "2"
+        assert [c.at for c in strict.calls()] == [tick.now, tick.now], "timed on the fake's clock"
+
+
+def test_rates_are_off_unless_a_test_turns_them_on(fake: FakeSlack, client: WebClient) -> None:
+    assert all(client.chat_postMessage(channel="C1", text="x")["ok"] for _ in range(20))
 
 
 def test_rate_limit_is_retried_by_the_sdk_retry_handler(fake: FakeSlack) -> None:
