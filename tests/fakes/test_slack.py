@@ -26,27 +26,10 @@ from fakes.slack import BOT_USER_ID, TEAM_ID, Call, FakeSlack
 from fakes.slack_rates import Limit
 from fakes.slack_sender import SlackSender, select, sign
 from fakes.slack_sender import field as text_field
+from tests.fakes.conftest import TOKEN, error_of
 
-TOKEN = "xoxb-test"
 SECRET = "test-signing-secret"
 DIVIDER = {"type": "divider"}
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeSlack]:
-    with FakeSlack() as server:
-        yield server
-
-
-@pytest.fixture
-def client(fake: FakeSlack) -> WebClient:
-    return WebClient(token=TOKEN, base_url=fake.base_url)
-
-
-def _error_of(call: object) -> str:
-    with pytest.raises(SlackApiError) as caught:
-        call()  # type: ignore[operator]
-    return caught.value.response["error"]
 
 
 # -- the fake Web API ------------------------------------------------------------------------
@@ -69,7 +52,7 @@ def test_auth_test_answers_like_slack_and_never_records_the_token(
 
 def test_a_call_without_a_token_is_refused(fake: FakeSlack) -> None:
     anonymous = WebClient(base_url=fake.base_url)
-    assert _error_of(anonymous.auth_test) == "not_authed"
+    assert error_of(anonymous.auth_test) == "not_authed"
     assert not fake.calls("auth.test")[0].authorized
 
 
@@ -98,7 +81,7 @@ def test_update_needs_the_channel_the_message_was_posted_in(
     def update_by_user_id() -> object:
         return client.chat_update(channel="U1", ts=posted["ts"], text="x")
 
-    assert _error_of(update_by_user_id) == "message_not_found"
+    assert error_of(update_by_user_id) == "message_not_found"
     assert client.chat_update(channel=dm, ts=posted["ts"], text="x")["ok"]
 
 
@@ -126,7 +109,7 @@ def test_users_and_usergroups(fake: FakeSlack, client: WebClient) -> None:
     assert "U42" in user["real_name"]
     fake.set_usergroup("S1", ["U1", "U2"])
     assert client.usergroups_users_list(usergroup="S1")["users"] == ["U1", "U2"]
-    assert _error_of(lambda: client.usergroups_users_list(usergroup="S2")) == "no_such_subteam"
+    assert error_of(lambda: client.usergroups_users_list(usergroup="S2")) == "no_such_subteam"
 
 
 def test_views_open_update_and_publish(fake: FakeSlack, client: WebClient) -> None:
@@ -134,7 +117,7 @@ def test_views_open_update_and_publish(fake: FakeSlack, client: WebClient) -> No
     assert opened["id"].startswith("V")
     updated = client.views_update(view_id=opened["id"], hash=opened["hash"], view=_modal(2))
     assert updated["view"]["id"] == opened["id"]
-    stale = _error_of(
+    stale = error_of(
         lambda: client.views_update(view_id=opened["id"], hash=opened["hash"], view=_modal(3))
     )
     assert stale == "hash_conflict"
@@ -163,9 +146,9 @@ def test_validation_errors_match_slack(
     fake: FakeSlack, client: WebClient, method: str, kwargs: dict, error: str
 ) -> None:
     if "." in method:
-        assert _error_of(lambda: client.api_call(method, json=kwargs)) == error
+        assert error_of(lambda: client.api_call(method, json=kwargs)) == error
     else:
-        assert _error_of(lambda: getattr(client, method)(**kwargs)) == error
+        assert error_of(lambda: getattr(client, method)(**kwargs)) == error
     assert all(call.status == 200 and not call.ok for call in fake.calls())
 
 
@@ -272,22 +255,22 @@ def test_each_block_kit_limit_of_a_view_is_refused_as_slack_refuses_it(
     assert client.views_publish(user_id="U1", view=home)["ok"]
 
     over = _modal_with(**build(most + 1))
-    assert _error_of(lambda: client.views_open(trigger_id="t", view=over)) == "invalid_arguments"
+    assert error_of(lambda: client.views_open(trigger_id="t", view=over)) == "invalid_arguments"
     opened = client.views_open(trigger_id="t", view=_modal(1))["view"]
     assert (
-        _error_of(lambda: client.views_update(view_id=opened["id"], view=over))
+        error_of(lambda: client.views_update(view_id=opened["id"], view=over))
         == "invalid_arguments"
     )
     if "blocks" in build(0) or "private_metadata" in build(0):
         too_big_home = {"type": "home", "blocks": [], **build(most + 1)}
-        refused = _error_of(lambda: client.views_publish(user_id="U1", view=too_big_home))
+        refused = error_of(lambda: client.views_publish(user_id="U1", view=too_big_home))
         assert refused == "invalid_arguments"
 
 
 def test_checkboxes_initial_options_must_be_among_their_options(client: WebClient) -> None:
     block = _choices("checkboxes", 2)
     block["element"]["initial_options"] = [_option(value="elsewhere")]
-    refused = _error_of(lambda: client.views_open(trigger_id="t", view=_modal_with(blocks=[block])))
+    refused = error_of(lambda: client.views_open(trigger_id="t", view=_modal_with(blocks=[block])))
     assert refused == "invalid_arguments"
 
 

@@ -5,33 +5,15 @@ from __future__ import annotations
 
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 
 import pytest
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from fakes.slack import FakeSlack
+from tests.fakes.conftest import error_of
 
-TOKEN = "xoxb-test"
 USER = "U0OWNER"
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeSlack]:
-    with FakeSlack() as server:
-        yield server
-
-
-@pytest.fixture
-def client(fake: FakeSlack) -> WebClient:
-    return WebClient(token=TOKEN, base_url=fake.base_url)
-
-
-def error_of(call: object) -> str:
-    with pytest.raises(SlackApiError) as caught:
-        call()  # type: ignore[operator]
-    return caught.value.response["error"]
 
 
 def dm(client: WebClient) -> str:
