@@ -1,10 +1,11 @@
 """Kernel: what every use case needs, and the one way a lease changes state.
 
-`Lab` bundles the database, the provider, the notifier and the rules; each use case takes it
-plus the actor and `now`, and returns an `Outcome` rather than raising, so every front end
-(Slack, CLI, demo, tests) can show the sentence to a person. A refusal also carries a `Code`, the
-same for every wording of one kind of "no", written to the audit log beside the sentence, so a
-program (a test, an admin filtering the log, a front end) reads the kind without the words.
+`Lab` bundles the database, the donors and each one's provider, the notifier and the rules;
+each use case takes it plus the actor and `now`, and returns an `Outcome` rather than raising,
+so every front end (Slack, CLI, demo, tests) can show the sentence to a person. A refusal also
+carries a `Code`, the same for every wording of one kind of "no", written to the audit log
+beside the sentence, so a program (a test, an admin filtering the log, a front end) reads the
+kind without the words.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import Update, insert, update
 from sqlmodel import Session, col
 
+from commands.donors import FIRST_DONOR, Donor
 from commands.notices import Notifier, deliver
 from commands.policy import Policy, Roles
 from commands.states import (
@@ -49,6 +51,24 @@ class Lab:
     catalog: Catalog | None = None
     forge: Forge | None = None  # None: repositories are not checked (the check stays pending)
     replica: str = field(default_factory=replica_name)  # who this process's claims name
+    # The donors, in the order the configuration names them, and each one's provider. A lab
+    # built without them has one donor, paid by `policy.monthly_credit_cents`, on `provider`;
+    # `provider` is always the first donor's.
+    donors: tuple[Donor, ...] = ()
+    providers: dict[str, Provider] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.donors:
+            grant = self.policy.monthly_credit_cents
+            self.donors = (Donor(FIRST_DONOR, monthly_grant_cents=grant),)
+        self.providers = self.providers or {self.donors[0].name: self.provider}
+
+    def donor(self, name: str) -> Donor | None:
+        return next((d for d in self.donors if d.name == name), None)
+
+    def provider_of(self, donor: str) -> Provider:
+        """The provider account of `donor` (a lease's `donor`)."""
+        return self.providers[donor]
 
     def plans(self) -> Catalog:
         """The catalog, asked of the provider once and then kept."""
