@@ -13,8 +13,7 @@ everything a database held before donors existed belongs to (migration 0009).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 from commands.billing import month_bounds
@@ -46,7 +45,7 @@ class Donor:
     name: str
     provider: str = "simulated"
     monthly_grant_cents: int = 2_500_000
-    grants_by_month: Mapping[str, int] = field(default_factory=dict)  # "2026-12" -> cents
+    grants_by_month: tuple[tuple[str, int], ...] = ()  # ("2026-12", cents): that month's amount
     starts_at: datetime | None = None
     ends_at: datetime | None = None
     plans: frozenset[str] = frozenset()
@@ -58,8 +57,9 @@ class Donor:
     def grant_cents(self, month: str) -> int:
         """What the donor gives in `month`: its amount for that month if the configuration
         names one, else its monthly grant while its credit runs, else nothing."""
-        if month in self.grants_by_month:
-            return self.grants_by_month[month]
+        named = dict(self.grants_by_month)
+        if month in named:
+            return named[month]
         first, after = month_bounds(month)
         if self.starts_at is not None and after <= self.starts_at:
             return 0

@@ -21,7 +21,6 @@ from typing import Any, NamedTuple
 from sqlalchemy import Update, insert, update
 from sqlmodel import Session, col
 
-from commands.donors import FIRST_DONOR, Donor
 from commands.notices import Notifier, deliver
 from commands.policy import Policy, Roles
 from commands.states import (
@@ -51,20 +50,12 @@ class Lab:
     catalog: Catalog | None = None
     forge: Forge | None = None  # None: repositories are not checked (the check stays pending)
     replica: str = field(default_factory=replica_name)  # who this process's claims name
-    # The donors, in the order the configuration names them, and each one's provider. A lab
-    # built without them has one donor, paid by `policy.monthly_credit_cents`, on `provider`;
-    # `provider` is always the first donor's.
-    donors: tuple[Donor, ...] = ()
+    # Each donor's provider account (the donors themselves are rules: `policy.donors()`).
+    # Without them, the one donor's is `provider`, which is always the first donor's.
     providers: dict[str, Provider] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not self.donors:
-            grant = self.policy.monthly_credit_cents
-            self.donors = (Donor(FIRST_DONOR, monthly_grant_cents=grant),)
-        self.providers = self.providers or {self.donors[0].name: self.provider}
-
-    def donor(self, name: str) -> Donor | None:
-        return next((d for d in self.donors if d.name == name), None)
+        self.providers = self.providers or {self.policy.donors()[0].name: self.provider}
 
     def provider_of(self, donor: str) -> Provider:
         """The provider account of `donor` (a lease's `donor`)."""
