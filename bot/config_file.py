@@ -212,7 +212,7 @@ class DonorTable(Table):
 
     name: DonorName
     provider: Annotated[
-        Literal["simulated", "packet", "ec2"], Field(description=", ".join(PROVIDERS))
+        Literal["simulated", "packet", "ec2"], Field(description=f"one of {', '.join(PROVIDERS)}")
     ]
     monthly_grant: Money
     grants: Annotated[
