@@ -67,6 +67,7 @@ def _marker(donor: Donor, ahead: timedelta) -> str:
 
 def _tell(session: Session, donor: Donor, ahead: timedelta, now: datetime) -> None:
     leases = paid_by(session, [donor.name], LIVE)
+    days = -((now - donor.ends_at) // timedelta(days=1))  # whole days left, rounded up
     lines = [one_line(lease, now) for lease in leases[:MOST_LISTED]]
     lines += not_shown(len(leases) - MOST_LISTED, "the public report lists every lease")
     pays = (
@@ -80,7 +81,7 @@ def _tell(session: Session, donor: Donor, ahead: timedelta, now: datetime) -> No
         Kind.ADMIN_ALERT,
         ADMIN,
         f"Donor {donor.name}'s credit ends {when(donor.ends_at)}, "
-        f"in {format_duration(donor.ends_at - now)}. {pays}",
+        f"in {days} day{'s' if days != 1 else ''}. {pays}",
         now,
         alert="donor-end",
         donor=donor.name,
