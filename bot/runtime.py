@@ -45,6 +45,7 @@ def make_provider(
             account.packet_project_id,
             account.packet_api_url,
             timeout=settings.packet_timeout,
+            token_name=account.packet_token_name,
         )
     if account.provider == "ec2":
         from metal.ec2 import Ec2Provider

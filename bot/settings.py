@@ -38,6 +38,7 @@ class Account:
     table: str = ""
     catalog: Catalog | None = None  # simulated: its own plans (None: the lab's catalog)
     packet_auth_token: str | None = field(default=None, repr=False)
+    packet_token_name: str = "PACKET_AUTH_TOKEN"  # the variable it was read from
     packet_project_id: str | None = None
     packet_api_url: str = "api.packet.net"
     ec2_catalog: str | None = None
@@ -379,6 +380,7 @@ def _account(table: DonorTable, env: Mapping[str, str]) -> Account:
         table=where,
         catalog=read_catalog(Path(table.catalog), f"{where} catalog") if own_catalog else None,
         packet_auth_token=secret("token_env"),
+        packet_token_name=table.token_env or Account.packet_token_name,
         packet_project_id=table.project_id,
         packet_api_url=table.api_url or Account.packet_api_url,
         ec2_catalog=table.catalog if table.provider == "ec2" else None,
