@@ -13,6 +13,7 @@ from bot.config_file import PolicyTable
 from bot.settings import SettingsError, from_env
 from commands.donors import FIRST_DONOR, Earmark
 from commands.policy import Policy
+from metal.ec2_catalog import EXAMPLE as EC2_EXAMPLE
 
 DONOR = '[[donor]]\nname = "cloud-a"\nprovider = "simulated"\nmonthly_grant = 10000\n'
 
@@ -195,3 +196,14 @@ def test_the_environments_one_donor_and_the_donor_tables_do_not_mix(tmp_path):
 def test_every_policy_rule_has_its_key_in_the_policy_table():
     elsewhere = {"foundation_projects", "members", "rank", "donor_list"}
     assert set(PolicyTable.model_fields) == {f.name for f in fields(Policy)} - elsewhere
+
+
+def test_the_example_in_the_donors_page_is_a_configuration_labbot_reads(tmp_path):
+    page = (Path(__file__).parents[2] / "docs" / "donors.md").read_text()
+    example = page.split("```toml\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "ec2-arm.toml").write_text(EC2_EXAMPLE.read_text())
+    (tmp_path / "community-plans.toml").write_text('[plans."c1.small.x86"]\nhourly = 0.3\n')
+    secrets = {"PACKET_TOKEN_CLOUD_A": "t", "AWS_KEY_ID_ARM": "k", "AWS_SECRET_KEY_ARM": "s"}
+    settings = settings_of(tmp_path, example, **secrets)
+    assert [d.name for d in settings.policy.donors()] == ["cloud-a", "arm-credits", "community"]
+    assert [a.provider for a in settings.accounts()] == ["packet", "ec2", "simulated"]
