@@ -4,6 +4,7 @@ verified, provider and notifier calls counted for /metrics)."""
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -124,7 +125,9 @@ def build_lab(
     providers: dict[str, Provider] = {
         a.donor: CountedProvider(make_provider(a, settings, db, clock)) for a in accounts
     }
-    answers = {donor: _ready(provider) for donor, provider in providers.items()}
+    # Asked side by side: start-up waits for the slowest provider, not for them all in turn.
+    with ThreadPoolExecutor(max_workers=len(providers)) as pool:
+        answers = dict(zip(providers, pool.map(_ready, providers.values()), strict=True))
     catalogs = [answer for answer in answers.values() if isinstance(answer, Catalog)]
     failing = {donor: answer for donor, answer in answers.items() if isinstance(answer, str)}
     if not catalogs:
