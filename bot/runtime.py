@@ -138,10 +138,9 @@ def build_lab(
             + "; ".join(f"{donor}: {why}" for donor, why in failing.items())
         )
     _tell_failing(db, failing, clock())
-    catalog = catalogs[0]
-    problem = default_os_problem(settings.policy, catalog)
-    if problem:
-        raise SettingsError(f"LABBOT_CONFIG: [policy] {problem}.")
+    problems = [default_os_problem(settings.policy, catalog) for catalog in catalogs]
+    if all(problems):  # no donor's provider offers it
+        raise SettingsError(f"LABBOT_CONFIG: [policy] {problems[0]}.")
     counted = None if notifier is None else CountedNotifier(notifier)
     first = providers[accounts[0].donor]
     return Lab(
@@ -150,7 +149,7 @@ def build_lab(
         counted,
         settings.policy,
         settings.roles,
-        catalog,
+        catalogs[0],
         make_forge(settings),
         providers=providers,
     )
