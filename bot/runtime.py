@@ -12,6 +12,7 @@ from bot.metrics import CountedNotifier, CountedProvider
 from bot.settings import Account, Settings, SettingsError, require_ec2, require_packet
 from commands.donor_alerts import unconfigured
 from commands.lab import Lab
+from commands.markers import once
 from commands.notices import ADMIN, Kind, Notifier, enqueue
 from commands.policy import default_os_problem
 from metal.forge import Forge
@@ -25,6 +26,10 @@ if TYPE_CHECKING:
     import boto3
 
 log = logging.getLogger(__name__)
+
+# The marker of a donor whose provider is failing (the reconcile pass keeps it too, and tells
+# the admins when the provider answers again).
+PROVIDER_FAILING = "provider-failing:"
 
 
 def open_database(settings: Settings) -> Database:
@@ -173,21 +178,21 @@ def _refuse_removed_donors(db: Database, settings: Settings) -> None:
 
 
 def _tell_failing(db: Database, failing: dict[str, str], now: datetime) -> None:
-    """The admins told which donor's provider refused at start-up (once an hour however many
-    replicas start), and the log."""
+    """The admins told which donor's provider refused at start-up, once however many replicas
+    start (the marker stays while the provider keeps failing), and the log."""
     if not failing:
         return
     with db.write() as session:
         for donor, why in failing.items():
             log.warning("donor %s's provider is failing at start-up: %s", donor, why)
-            enqueue(
-                session,
-                Kind.ADMIN_ALERT,
-                ADMIN,
-                f"Donor {donor}'s provider failed at start-up: {why}. Its leases wait until "
-                "it answers; the other donors' go on.",
-                now,
-                alert="donor-failing",
-                donor=donor,
-                hour=f"{now:%Y-%m-%dT%H}",
-            )
+            if once(session, f"{PROVIDER_FAILING}{donor}", now):
+                enqueue(
+                    session,
+                    Kind.ADMIN_ALERT,
+                    ADMIN,
+                    f"Donor {donor}'s provider failed at start-up: {why}. Its leases wait "
+                    "until it answers; the other donors' go on.",
+                    now,
+                    alert="provider_failing",
+                    donor=donor,
+                )

@@ -115,11 +115,14 @@ def test_a_donor_whose_provider_refuses_holds_up_no_other(fake: FakePacket, tmp_
     assert list(lab.providers) == ["lab", "cloud-b"]  # it stays: its leases wait for it
     with lab.db.read() as session:
         (notice,) = session.exec(select(Notice).where(Notice.kind == Kind.ADMIN_ALERT)).all()
-    assert notice.payload.startswith('{"alert": "donor-failing", "donor": "cloud-b"')
+    assert notice.payload.startswith('{"alert": "provider_failing", "donor": "cloud-b"')
     assert "Donor cloud-b's provider failed at start-up: PACKET_TOKEN_B was refused" in (
         notice.payload
     )
     assert "wrong-secret-value" not in notice.payload
+    build_lab(settings, RecordingNotifier())  # another replica starting: told once
+    with lab.db.read() as session:
+        assert len(session.exec(select(Notice).where(Notice.kind == Kind.ADMIN_ALERT)).all()) == 1
 
 
 def test_no_donor_answering_stops_start_up(fake: FakePacket, tmp_path: Path) -> None:
