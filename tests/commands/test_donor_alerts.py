@@ -76,3 +76,13 @@ def test_a_lab_whose_donors_do_not_end_soon_does_no_work_for_it(lab, clock):
     with lab.db.read() as session:
         assert session.get(Claim, DONOR_ALERTS) is None
     assert alerts(lab) == []
+
+
+def test_a_donor_whose_credit_is_extended_is_warned_again_for_its_new_end(lab, clock):
+    sweep(ending(lab, timedelta(days=31)), clock.advance(days=1))
+    extended = ending(lab, timedelta(days=61))
+    sweep(extended, clock.advance(days=1))  # 59 days ahead of the new end: nothing
+    assert len(alerts(lab)) == 1
+    sweep(extended, clock.advance(days=29))
+    assert [a.data["days"] for a in alerts(lab)] == [30, 30]
+    assert "Dec 3, 2026" in alerts(lab)[0].text and "Jan 2, 2027" in alerts(lab)[1].text
