@@ -50,7 +50,7 @@ def _donor_reserves(
 ) -> dict[str, Reserve]:
     granted = _granted(session, months, donor)
     others = class_usage(session, months, now, [OTHER], donor=donor)
-    overridden = _overridden(session, months, donor)
+    overridden = overridden_cents(session, months, donor)
     share = reserved_share(policy, donor)
     return {m: reserve(granted[m], share, others[m], overridden.get(m, 0)) for m in months}
 
@@ -80,7 +80,7 @@ def reserve_shortfalls(
     favoured = class_usage(
         session, months, now, sorted(FAVOURED), exclude_lease=lease.id, donor=lease.donor
     )
-    overridden = _overridden(session, months, lease.donor)
+    overridden = overridden_cents(session, months, lease.donor)
     short = {
         m: reserve_shortfall(
             lease.applicant_class,
@@ -215,14 +215,17 @@ def _granted(session: Session, months: list[str], donor: str) -> dict[str, int]:
     return {m: ledger_totals(session, m, donor=donor)[0] for m in months}
 
 
-def _overridden(session: Session, months: list[str], donor: str) -> dict[str, int]:
+def overridden_cents(
+    session: Session, months: list[str], donor: str, kind: str = RESERVE_OVERRIDE
+) -> dict[str, int]:
+    """Per month, what admins' overrides of one kind let past a limit of the donor's month."""
     rows = session.exec(
         select(LedgerEntry.month, func.sum(LedgerEntry.amount_cents))
         .where(
-            LedgerEntry.kind == RESERVE_OVERRIDE,
+            LedgerEntry.kind == kind,
             col(LedgerEntry.month).in_(months),
             LedgerEntry.donor == donor,
         )
         .group_by(LedgerEntry.month)
     ).all()
-    return dict(rows)
+    return {month: int(cents) for month, cents in rows}

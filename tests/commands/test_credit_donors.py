@@ -1,8 +1,8 @@
 """The books per donor: each donor's month has its own grant, spent, committed and available;
 a lease is billed to its donor alone; the lab's books are the donors' summed; the credit check
 (`budget.over_budget`) reads the month of the donor the lease names, as routing asks it of each
-candidate donor; a project's cap spans the donors; each donor keeps its own reserve; the credit
-alerts are per donor."""
+candidate donor; a project's cap spans the donors; each donor keeps its own reserve and its
+earmarks; the credit alerts are per donor."""
 
 from __future__ import annotations
 
@@ -13,13 +13,14 @@ from sqlmodel import select
 
 from commands.budget import Limit, over_budget
 from commands.credit import GRANT, books
-from commands.donors import Donor
+from commands.donors import Donor, Earmark
+from commands.earmarks import EARMARK_OVERRIDE, served_usage
 from commands.lab import Code, Lab
 from commands.review import approve
 from commands.sweep import sweep
 from storage.models import Lease, LedgerEntry
 from tests.commands.helpers import file, lease, ledger
-from tests.conftest import REVIEWER
+from tests.conftest import ADMIN, REVIEWER
 
 # The default lease, 3 x c1.small.x86 for 48 h (49 started hours with grace), costs $58.80.
 COST = 5880
@@ -166,3 +167,38 @@ def test_credit_alerts_are_per_donor(lab, clock):
     assert alerts[0].text.startswith("2026-11: 80% of arm's credit is spent or committed")
     with lab.db.read() as session:
         assert not session.exec(select(LedgerEntry).where(LedgerEntry.donor == "")).all()
+
+
+def test_an_earmark_keeps_its_share_of_the_donors_month_for_the_projects_it_names(lab, clock):
+    lab = with_donors(
+        lab,
+        Donor(
+            "lab",
+            monthly_grant_cents=20_000,
+            earmarks=(Earmark(5_000, projects=frozenset({"envoy"})),),
+        ),
+    )
+    first = file(lab, clock)
+    assert approve(lab, REVIEWER, first, clock.now).ok  # coredns: $58.80 of the $100 not kept
+    second = file(lab, clock)
+    refused = approve(lab, REVIEWER, second, clock.now)
+    assert refused.code == Code.EARMARK
+    assert "take what lab keeps for envoy: 2026-11 by $17.60" in refused.message
+    envoy = file(lab, clock, project="envoy", repo_url="https://github.com/envoyproxy/envoy")
+    assert approve(lab, REVIEWER, envoy, clock.now).ok  # what is kept is envoy's to take
+    assert approve(lab, ADMIN, second, clock.now, override="the release is this week").ok
+    assert [(e.donor, e.amount_cents) for e in ledger(lab.db, EARMARK_OVERRIDE)] == [("lab", 1_760)]
+
+
+def test_a_lease_of_a_named_project_and_a_named_class_counts_once(lab, clock):
+    mark = Earmark(5_000, projects=frozenset({"coredns"}), classes=frozenset({"foundation"}))
+    lab = with_donors(
+        lab,
+        Donor("lab", monthly_grant_cents=100_000, earmarks=(mark,)),
+        foundation_projects=(("coredns", "graduated"),),
+    )
+    lease_id = file(lab, clock, applicant="foundation")
+    assert approve(lab, REVIEWER, lease_id, clock.now).ok
+    with lab.db.write() as session:
+        used = served_usage(session, ["2026-11"], clock.now, "lab", mark.projects, mark.classes)
+    assert used == {"2026-11": COST}
