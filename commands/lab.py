@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, NamedTuple
@@ -65,6 +65,14 @@ class Lab:
     def provider_of(self, donor: str) -> Provider:
         """The provider account of `donor` (a lease's `donor`)."""
         return self.providers[donor]
+
+    def for_donor(self, donor: str) -> Lab:
+        """This lab with `donor`'s provider as its `provider`: the lease-life jobs take their
+        provider from `lab.provider`, so a donor's leases are stepped through the Lab for that
+        donor (the sweep steps each donor's leases apart, so one failing provider holds up no
+        other donor's leases)."""
+        provider = self.provider_of(donor)
+        return self if provider is self.provider else replace(self, provider=provider)
 
     def catalog_of(self, donor: str) -> Catalog:
         """`donor`'s own catalog, asked of its provider once and then kept (raises what the
