@@ -160,7 +160,11 @@ def card_facts(session: Session, lab: Lab, lease: Lease, now: datetime) -> dict:
     the donors a reviewer may pick instead (those whose terms allow the lease)."""
     said = session.exec(
         select(AuditEvent.details)
-        .where(AuditEvent.lease_id == lease.id, col(AuditEvent.action).in_(CHOSEN))
+        .where(
+            AuditEvent.lease_id == lease.id,
+            col(AuditEvent.action).in_(CHOSEN),
+            AuditEvent.outcome == "ok",
+        )
         .order_by(col(AuditEvent.id).desc())
         .limit(1)
     ).first()
