@@ -198,6 +198,14 @@ def _families(g: Gauges) -> Iterator[Metric]:
             "month",
             {month: getattr(line, kind) for month, line in g.credit.items()},
         )
+        donors = GaugeMetricFamily(
+            f"labbot_donor_credit_{kind}_cents",
+            f"Each donor's {kind} credit per month, in cents (when several donors give).",
+            labels=["month", "donor"],
+        )
+        for (month, donor), line in sorted(g.donor_credit.items()):
+            donors.add_metric([month, donor], getattr(line, kind))
+        yield donors
     yield _single(
         "labbot_sweep_lag_seconds", "How long the oldest due lease has waited.", g.sweep_lag_s
     )

@@ -1,4 +1,5 @@
-"""Books: the credit report, the month's books as `/lab credit`, App Home and the gauges show them.
+"""Books: the credit report, the month's books as `/lab credit`, App Home and the gauges show them:
+the lab's, each donor's (when there are several), and each project's.
 
 It sits below the reads (views, gauges) so that each of them can show it without importing the
 other.
@@ -6,11 +7,11 @@ other.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
 from commands.billing import format_cents, month_key
-from commands.credit import Tally, month_tally, runs_out_at
+from commands.credit import MonthBooks, Tally, month_tally, runs_out_at
 from commands.facts import when
 from commands.lab import Lab
 from commands.pages import cut, not_shown
@@ -39,6 +40,7 @@ class CreditReport:
     runs_out: datetime | None
     reserve: Reserve
     reserved_share: int
+    donors: list[CreditLine] = field(default_factory=list)  # each donor's, when several give
 
     def text(self, budget: int | None = None) -> str:
         """The books in words; within `budget` characters (a Slack answer), the projects that
@@ -46,6 +48,7 @@ class CreditReport:
         lines = [
             f"Credit for {self.month}:",
             _line(self.lab),
+            *(["By donor:", *(_line(d) for d in self.donors)] if self.donors else []),
             f"Burn rate: {format_cents(self.burn_per_day)}/day; "
             + (
                 f"runs out {when(self.runs_out)} at this rate."
@@ -89,17 +92,22 @@ def credit_report(lab: Lab, now: datetime, month: str | None = None) -> CreditRe
         kept = month_reserves(session, [month], lab.policy, now)[month]
     book = report.books
     burn = report.burn_per_day if month == month_key(now) else 0
-    lab_line = CreditLine("lab", book.granted, book.spent, book.committed, book.available)
     projects = _by_project(report.projects, lab.policy.project_cap_cents)
+    donors = [_donor_line(n, b) for n, b in report.donors.items()] if len(report.donors) > 1 else []
     return CreditReport(
         month,
-        lab_line,
+        _donor_line("lab", book),
         projects,
         burn,
         runs_out_at(book, burn, now),
         kept,
         lab.policy.reserved_share,
+        donors,
     )
+
+
+def _donor_line(name: str, book: MonthBooks) -> CreditLine:
+    return CreditLine(name, book.granted, book.spent, book.committed, book.available)
 
 
 def _by_project(tally: Tally, cap: int | None) -> list[CreditLine]:

@@ -26,6 +26,7 @@ class Gauges:
     leases: dict[str, int]
     servers: dict[str, int]
     credit: dict[str, CreditLine]  # month -> the lab's line of the books
+    donor_credit: dict[tuple[str, str], CreditLine]  # (month, donor) -> the donor's, if several
     sweep_lag_s: float  # how long the oldest due lease has waited for the sweep; 0 if none
     last_sweep_age_s: float | None
     outbox_depth: int
@@ -51,10 +52,14 @@ def gauges(lab: Lab, now: datetime) -> Gauges:
             )
         ).one()
     swept = last_sweep(lab.db)
+    reports = {month: credit_report(lab, now, month) for month in _months(lab, now)}
     return Gauges(
         leases={state.value: leases.get(state.value, 0) for state in State},
         servers={state.value: servers.get(state.value, 0) for state in ServerState},
-        credit={month: credit_report(lab, now, month).lab for month in _months(lab, now)},
+        credit={month: report.lab for month, report in reports.items()},
+        donor_credit={
+            (month, line.name): line for month, report in reports.items() for line in report.donors
+        },
         sweep_lag_s=_age(now, oldest_due),
         last_sweep_age_s=None if swept is None else _age(now, swept),
         outbox_depth=depth,

@@ -124,6 +124,7 @@ class Code(StrEnum):
     OVER_BUDGET = "over_budget"  # would over-commit the lab's credit in a month
     OVER_PROJECT_CAP = "over_project_cap"  # would take the project past its monthly cap
     RESERVE = "reserve"  # would eat into the share kept for other open-source projects
+    EARMARK = "earmark"  # would take what a donor keeps for named projects or classes
     TOO_LONG = "too_long"  # a text past its length limit
     BAD_INPUT = "bad_input"  # unreadable, or outside policy: the sentence says what would do
     PRIVATE_KEY = "private_key"  # a private SSH key given where a public one belongs

@@ -237,6 +237,7 @@ def _refusal(lease: Lease, short: Shortfall, policy: Policy) -> Refusal:
             "Approve requests from other projects first, ask for fewer servers or hours, "
             "or an admin can"
         ),
+        Limit.EARMARK: "Ask for fewer servers or hours, or an admin can",
     }[short.limit]
     return Refusal(
         short.code,

@@ -32,7 +32,7 @@ from bot.blocks.kit import (
     section,
 )
 from commands.billing import format_cents
-from commands.credit_report import CreditReport
+from commands.credit_report import CreditLine, CreditReport
 from commands.facts import one_line
 from commands.pages import shown
 from commands.queue import QueueEntry, repo_words
@@ -192,4 +192,17 @@ def _credit(report: CreditReport) -> list[Block]:
             ("Available", format_cents(lab.available)),
             ("Kept for other open-source projects", reserve_words(report.reserve)),
         ),
+        *(
+            [fields(*((f"Donor {d.name}", _donor_words(d)) for d in report.donors))]
+            if report.donors
+            else []
+        ),
     ]
+
+
+def _donor_words(line: CreditLine) -> str:
+    return (
+        f"granted {format_cents(line.granted or 0)}, spent {format_cents(line.spent)}, "
+        f"committed {format_cents(line.committed)}, "
+        f"available {format_cents(line.available or 0)}"
+    )
