@@ -212,7 +212,9 @@ def review_context(session: Session, lab: Lab, lease: Lease, now: datetime) -> d
     past leases, and whether the provider has the capacity."""
     need = planned_cost(lease, lab.policy, now)
     months = sorted(need) or [month_key(now)]
-    left = available_cents(session, months, lab.policy, now, exclude_lease=lease.id)
+    left = available_cents(
+        session, months, lab.policy, now, exclude_lease=lease.id, donor=lease.donor
+    )
     left_after = {m: format_cents(left[m] - need.get(m, 0)) for m in months}
     try:
         capacity = lab.provider_of(lease.donor).capacity(lease.plan, lease.metro, lease.count)

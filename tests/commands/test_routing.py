@@ -112,16 +112,32 @@ def test_a_donor_whose_credit_ends_before_the_lease_is_passed_over(
     assert lease(db, short_one).donor == "ending"
 
 
+def test_a_donor_whose_month_is_full_is_passed_over(db: Database, clock: Clock) -> None:
+    small = (Donor("small", monthly_grant_cents=10_000), 75)  # $100: two requests' worth
+    lab = donors_lab(db, clock, small, DEAR)
+    first = file(lab, clock, **X86)  # 3 servers for 48h at $0.30: $43.20
+    assert approve(lab, REVIEWER, first, clock.now).ok
+    second = request(lab, OWNER, request_input(**X86), clock.now)
+    assert lease(db, second.lease_id).donor == "small"
+    assert approve(lab, REVIEWER, second.lease_id, clock.now).ok
+    third = request(lab, OWNER, request_input(**X86), clock.now)
+    assert lease(db, third.lease_id).donor == "dear"
+    assert "dear pays: the cheapest donor with credit for 2026-11 and room" in third.message
+    (said,) = audits(db, third.lease_id, "request")
+    assert "small would over-commit small's credit: 2026-11 by $" in said.details
+
+
 def test_when_no_donor_has_the_credit_the_request_waits_for_reviewers(
     db: Database, clock: Clock
 ) -> None:
-    lab = donors_lab(db, clock, CHEAP, DEAR, monthly_credit_cents=1000)
+    poor = [(replace(donor, monthly_grant_cents=1000), percent) for donor, percent in (CHEAP, DEAR)]
+    lab = donors_lab(db, clock, *poor)
     filed = request(lab, OWNER, request_input(**X86), clock.now)
     assert filed.ok
     assert "Note: no donor has the credit and the room for it now; cheap is the cheapest" in (
         filed.message
     )
-    assert "dear would over-commit" in filed.message
+    assert "dear would over-commit dear's credit" in filed.message
     assert lease(db, filed.lease_id).donor == "cheap"
     refused = approve(lab, REVIEWER, filed.lease_id, clock.now)
     assert refused.code == Code.OVER_BUDGET
