@@ -15,6 +15,7 @@ nobody commits money between the choice and the filing or the approval.
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -82,19 +83,23 @@ def terms_stop(lab: Lab, lease: Lease, donor: Donor, now: datetime) -> str | Non
 
 def assess(lab: Lab, lease: Lease, now: datetime, names: list[str] | None = None) -> list[Offer]:
     """Each donor (or each of `names`) as payer of `lease`, cheapest first (the configuration's
-    order among equals). Asks providers for their catalog and capacity: call it outside any
-    transaction."""
-    offers = []
-    for donor in lab.policy.donors():
-        if names is not None and donor.name not in names:
-            continue
-        stop = terms_stop(lab, lease, donor, now)
-        if stop is not None:
-            offers.append(Offer(donor.name, stop=stop))
-            continue
-        price = lab.catalog_of(donor.name).plans[lease.plan].hourly_cents
-        offers.append(Offer(donor.name, price, busy=_busy(lab, lease, donor.name)))
+    order among equals). Asks providers for their catalog and capacity (the donors' at once,
+    so a slow provider costs its own wait, not the sum): call it outside any transaction."""
+    donors = [d for d in lab.policy.donors() if names is None or d.name in names]
+    if len(donors) == 1:
+        offers = [_offer(lab, lease, donors[0], now)]
+    else:
+        with ThreadPoolExecutor(max(1, len(donors)), thread_name_prefix="route") as pool:
+            offers = list(pool.map(lambda donor: _offer(lab, lease, donor, now), donors))
     return sorted(offers, key=lambda offer: (offer.stop is not None, offer.hourly_cents))
+
+
+def _offer(lab: Lab, lease: Lease, donor: Donor, now: datetime) -> Offer:
+    stop = terms_stop(lab, lease, donor, now)
+    if stop is not None:
+        return Offer(donor.name, stop=stop)
+    price = lab.catalog_of(donor.name).plans[lease.plan].hourly_cents
+    return Offer(donor.name, price, busy=_busy(lab, lease, donor.name))
 
 
 def _busy(lab: Lab, lease: Lease, donor: str) -> str | None:
