@@ -4,7 +4,9 @@ call.
 
 One change from that release, made in both: a lease that is approved but not yet running plans
 its window from the approval (`decided_at`), not from whatever time the books are read, so
-what an approval checked is what stays held until the servers are up.
+what an approval checked is what stays held until the servers are up. Since donors, the books
+of one donor are those of the leases billed to it (`Lease.donor`), found from the leases, not
+from the donor the books' own rows carry.
 """
 
 from __future__ import annotations
@@ -59,13 +61,16 @@ def reference_books(
     now: datetime,
     project: str | None = None,
     exclude_lease: int | None = None,
+    donor: str | None = None,
 ) -> dict[str, MonthBooks]:
-    spent, committed = reference_tally(session, months, policy, now, project, exclude_lease)
+    spent, committed = reference_tally(
+        session, months, policy, now, project, exclude_lease, donor=donor
+    )
     result = {}
     for month in months:
         if project is None:
-            ensure_grant(session, month, policy, now)
-            granted, overrides = ledger_totals(session, month)
+            ensure_grant(session, month, policy, now, donor)
+            granted, overrides = ledger_totals(session, month, donor=donor)
         else:
             _, overrides = ledger_totals(session, month, project)
             granted = policy.project_cap_cents or 0
@@ -83,8 +88,10 @@ def reference_tally(
     project: str | None,
     exclude_lease: int | None = None,
     classes: list[str] | None = None,
+    donor: str | None = None,
 ) -> tuple[dict[tuple[str, str], int], dict[tuple[str, str], int]]:
-    """(spent, committed) per (project, month), of the leases of `classes` if given."""
+    """(spent, committed) per (project, month), of the leases of `classes` and billed to
+    `donor` if given."""
     spent: dict[tuple[str, str], int] = defaultdict(int)
     committed: dict[tuple[str, str], int] = defaultdict(int)
     finished = select(ServerSpend.project, ServerSpend.month, func.sum(ServerSpend.cents)).where(
@@ -94,10 +101,12 @@ def reference_tally(
         finished = finished.where(ServerSpend.project == project)
     if exclude_lease is not None:
         finished = finished.where(ServerSpend.lease_id != exclude_lease)
+    if classes is not None or donor is not None:
+        finished = finished.join(Lease, col(Lease.id) == ServerSpend.lease_id)
     if classes is not None:
-        finished = finished.join(Lease, col(Lease.id) == ServerSpend.lease_id).where(
-            col(Lease.applicant_class).in_(classes)
-        )
+        finished = finished.where(col(Lease.applicant_class).in_(classes))
+    if donor is not None:
+        finished = finished.where(Lease.donor == donor)
     for name, month, cents in session.exec(
         finished.group_by(ServerSpend.project, ServerSpend.month)
     ).all():
@@ -119,6 +128,7 @@ def reference_tally(
         for lease in session.exec(query).all()
         if (project is None or lease.project == project)
         and (classes is None or lease.applicant_class in classes)
+        and (donor is None or lease.donor == donor)
         and lease.id != exclude_lease
     ]
     servers: dict[int, list[Server]] = defaultdict(list)
@@ -140,11 +150,12 @@ def reference_class_usage(
     now: datetime,
     classes: list[str],
     exclude_lease: int | None = None,
+    donor: str | None = None,
 ) -> dict[str, int]:
     """`commands.reserve.class_usage` as the release before the class totals computed it: the
     classes' holds and settled spend summed by joining each of the months' rows to its lease,
     then the irregular leases reckoned exactly."""
-    wanted = of_classes(classes, exclude_lease)
+    wanted = of_classes(classes, exclude_lease, donor)
     used = beyond_totals(session, months, now, wanted)
     for table in (CreditHold, ServerSpend):
         for month, cents in session.exec(

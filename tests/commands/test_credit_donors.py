@@ -6,13 +6,18 @@ earmarks; the credit alerts are per donor."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import UTC, datetime
 
+from prometheus_client import generate_latest
 from sqlmodel import select
 
+from bot.blocks.home import home_view
+from bot.metrics import registry_for
 from commands.budget import Limit, over_budget
 from commands.credit import GRANT, books
+from commands.credit_report import credit_report
 from commands.donors import Donor, Earmark
 from commands.earmarks import EARMARK_OVERRIDE, served_usage
 from commands.lab import Code, Lab
@@ -43,6 +48,14 @@ def bill_to(lab: Lab, lease_id: int, donor: str) -> None:
         session.add(row)
 
 
+def approved_on(lab: Lab, clock, donor: str) -> int:
+    """A request billed to `donor` and approved."""
+    lease_id = file(lab, clock)
+    bill_to(lab, lease_id, donor)
+    assert approve(lab, REVIEWER, lease_id, clock.now).ok
+    return lease_id
+
+
 def donor_books(lab: Lab, now: datetime, donor: str | None = None):
     with lab.db.write() as session:
         return books(session, ["2026-11"], lab.policy, now, donor=donor)["2026-11"]
@@ -52,9 +65,7 @@ def test_a_lease_is_billed_to_its_donor_alone_and_the_lab_sums_its_donors(lab, c
     lab = with_donors(
         lab, Donor("lab", monthly_grant_cents=10_000), Donor("arm", monthly_grant_cents=7_000)
     )
-    lease_id = file(lab, clock)
-    bill_to(lab, lease_id, "arm")
-    assert approve(lab, REVIEWER, lease_id, clock.now).ok
+    approved_on(lab, clock, "arm")
     arm, first, whole = (donor_books(lab, clock.now, d) for d in ("arm", "lab", None))
     assert (arm.granted, arm.committed, arm.available) == (7_000, COST, 7_000 - COST)
     assert (first.granted, first.committed, first.available) == (10_000, 0, 10_000)
@@ -202,3 +213,23 @@ def test_a_lease_of_a_named_project_and_a_named_class_counts_once(lab, clock):
     with lab.db.write() as session:
         used = served_usage(session, ["2026-11"], clock.now, "lab", mark.projects, mark.classes)
     assert used == {"2026-11": COST}
+
+
+def test_the_credit_report_app_home_and_metrics_show_each_donor_and_the_lab(lab, clock):
+    lab = with_donors(
+        lab, Donor("cncf", monthly_grant_cents=10_000), Donor("arm", monthly_grant_cents=7_000)
+    )
+    approved_on(lab, clock, "arm")
+    report = credit_report(lab, clock.now)
+    assert report.text().splitlines()[1:5] == [
+        "  lab: granted $170.00, spent $0.00, committed $58.80, available $111.20",
+        "By donor:",
+        "  cncf: granted $100.00, spent $0.00, committed $0.00, available $100.00",
+        "  arm: granted $70.00, spent $0.00, committed $58.80, available $11.20",
+    ]
+    home = json.dumps(home_view([], report, None, clock.now))
+    assert "*Donor arm*\\ngranted $70.00, spent $0.00, committed $58.80, available $11.20" in home
+    scraped = generate_latest(registry_for(lab, lambda: clock.now)).decode()
+    assert 'labbot_credit_committed_cents{month="2026-11"} 5880.0' in scraped
+    assert 'labbot_donor_credit_committed_cents{donor="arm",month="2026-11"} 5880.0' in scraped
+    assert 'labbot_donor_credit_available_cents{donor="cncf",month="2026-11"} 10000.0' in scraped
