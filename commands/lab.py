@@ -82,9 +82,9 @@ class Lab:
         return self.catalogs[donor]
 
     def plans(self) -> Catalog:
-        """The donors' catalogs together, kept once every donor's provider has answered. A
-        donor whose provider cannot say now is left out (the others' plans stay on offer); when
-        none can, the first one's error is raised."""
+        """The donors' catalogs together, asked once and then kept (the reconcile reads them
+        again). A donor whose provider cannot say now is left out until then (the others' plans
+        stay on offer); when none can, the first one's error is raised."""
         if self.catalog is not None:
             return self.catalog
         found, failed = [], []
@@ -96,10 +96,8 @@ class Lab:
                 failed.append(error)
         if not found:
             raise failed[0]
-        together = union(found)
-        if not failed:
-            self.catalog = together
-        return together
+        self.catalog = union(found)
+        return self.catalog
 
     def flush_notices(self, now: datetime, lease_id: int | None) -> None:
         """Deliver what the last commit queued for a lease (None: every due notice, as the

@@ -205,3 +205,23 @@ def test_one_donor_labs_route_as_before(lab: Lab, clock: Clock) -> None:
     filed = request(lab, OWNER, request_input(**X86), clock.now)
     assert filed.message.endswith("you will get a DM with their decision.")
     assert lease(lab.db, filed.lease_id).donor == "lab"
+
+
+def test_the_form_offers_the_donors_catalogs_together(db: Database, clock: Clock) -> None:
+    amsterdam_only = replace(priced(100), metros={"ams1": seed().metros["ams1"]})
+    tokyo = seed().metros["nrt1"]
+    tokyo_arm = replace(
+        priced(50),
+        plans={"c1.large.arm": replace(seed().plans["c1.large.arm"], hourly_cents=20)},
+        metros={"nrt1": tokyo},
+    )
+    lab = donors_lab(db, clock, DEAR, ARM_ONLY)
+    lab.catalogs.update(dear=amsterdam_only, armco=tokyo_arm)
+    offered = lab.plans()
+    assert offered.plan_available("c1.large.arm", "nrt1")
+    assert offered.plan_available("c1.large.arm", "ams1")
+    assert not offered.plan_available("c1.small.x86", "nrt1")
+    assert offered.plans["c1.large.arm"].hourly_cents == 20  # the cheapest asked
+    tokyo_request = request(lab, OWNER, request_input(plan="c1.large.arm", metro="nrt1"), clock.now)
+    assert lease(db, tokyo_request.lease_id).donor == "armco"
+    assert lease(db, tokyo_request.lease_id).hourly_cents == 20
