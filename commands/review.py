@@ -27,7 +27,7 @@ from commands.policy import (
 )
 from commands.provision import provision
 from commands.request import post_card
-from commands.routing import assess, choose, terms_stop
+from commands.routing import assess, choose, others_with_credit, terms_stop
 from commands.states import State
 from storage.locks import locked
 from storage.models import Lease
@@ -65,7 +65,8 @@ def approve(
         )
         over = [] if problem else over_budget(session, lease, lab.policy, now)
         if over and override is None:
-            problem = _refusal(lease, over[0], lab.policy)
+            instead = others_with_credit(session, lab, lease, now)
+            problem = _refusal(lease, over[0], lab.policy, instead)
         if problem is None:
             if override is not None:
                 record_overrides(session, lease, over, actor, override, now)
@@ -228,8 +229,9 @@ def _decision_word(lease: Lease) -> str:
     return "denied" if lease.state == State.DENIED else "approved"
 
 
-def _refusal(lease: Lease, short: Shortfall, policy: Policy) -> Refusal:
-    """Why the approval is refused, and what each limit leaves the reviewer to do."""
+def _refusal(lease: Lease, short: Shortfall, policy: Policy, instead: list[str]) -> Refusal:
+    """Why the approval is refused, and what each limit leaves the reviewer to do (with the
+    donors that have the credit for it, `instead`, to pick on the card)."""
     advice = {
         Limit.LAB: "Deny it, ask for fewer servers or hours, or an admin can",
         Limit.PROJECT: "An admin can",
@@ -239,10 +241,11 @@ def _refusal(lease: Lease, short: Shortfall, policy: Policy) -> Refusal:
         ),
         Limit.EARMARK: "Ask for fewer servers or hours, or an admin can",
     }[short.limit]
+    others = f" Or pick {' or '.join(instead)} on the card: it has the credit." if instead else ""
     return Refusal(
         short.code,
         f"Approving #{lease.id} would {past_words(short, lease, policy)}. {advice} approve it "
-        f'with `approve {lease.id} override="why"`.',
+        f'with `approve {lease.id} override="why"`.{others}',
     )
 
 

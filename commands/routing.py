@@ -143,6 +143,21 @@ def choose(
     return Choice(cheapest.donor, why, (*stops, *lacks.values()), short=True)
 
 
+def others_with_credit(session: Session, lab: Lab, lease: Lease, now: datetime) -> list[str]:
+    """The donors other than the lease's whose terms allow it and that have the credit for it
+    now, at their own prices, for a refusal to name (the lease itself is left as it is). Call
+    inside the write transaction of the refusal; the catalogs are those already read."""
+    found = []
+    for donor in lab.policy.donors():
+        if donor.name == lease.donor or terms_stop(lab, lease, donor, now) is not None:
+            continue
+        price = lab.catalog_of(donor.name).plans[lease.plan].hourly_cents
+        probe = Lease(**{**lease.model_dump(), "donor": donor.name, "hourly_cents": price})
+        if not over_budget(session, probe, lab.policy, now):
+            found.append(donor.name)
+    return found
+
+
 def bill(lease: Lease, offer: Offer) -> None:
     """Bill `lease` to the offer's donor at its price."""
     lease.donor = offer.donor

@@ -119,7 +119,11 @@ def test_a_donor_whose_month_is_full_is_passed_over(db: Database, clock: Clock) 
     assert approve(lab, REVIEWER, first, clock.now).ok
     second = request(lab, OWNER, request_input(**X86), clock.now)
     assert lease(db, second.lease_id).donor == "small"
+    waiting = file(lab, clock, donor="small", count=1)  # fits small's month now, not later
     assert approve(lab, REVIEWER, second.lease_id, clock.now).ok
+    refused = approve(lab, REVIEWER, waiting, clock.now)
+    assert refused.code == Code.OVER_BUDGET
+    assert "Or pick dear on the card: it has the credit." in refused.message
     third = request(lab, OWNER, request_input(**X86), clock.now)
     assert lease(db, third.lease_id).donor == "dear"
     assert "dear pays: the cheapest donor with credit for 2026-11 and room" in third.message
