@@ -122,11 +122,13 @@ def choose(
     stops = [offer.stop for offer in offers if offer.stop]
     open_ = [offer for offer in offers if offer.stop is None]
     lacks: dict[str, str] = {}
+    broke: set[str] = set()  # the donors without the credit (the others lack only room)
     for offer in open_:
-        bill(lease, offer)
+        _bill(lease, offer)
         over = over_budget(session, lease, lab.policy, now)
         if over:
             lacks[offer.donor] = f"{offer.donor} would {past_words(over[0], lease, lab.policy)}"
+            broke.add(offer.donor)
         elif offer.busy:
             lacks[offer.donor] = offer.busy
         else:
@@ -134,11 +136,11 @@ def choose(
             return Choice(offer.donor, why, (*stops, *lacks.values()))
     if not open_:
         return Choice(None, "no donor can pay for it", tuple(stops))
-    cheapest = open_[0]
-    bill(lease, cheapest)
+    cheapest = next((offer for offer in open_ if offer.donor not in broke), open_[0])
+    _bill(lease, cheapest)
     why = (
         f"no donor has the credit and the room for it now; {cheapest.donor} is the cheapest "
-        "whose terms allow it"
+        "whose terms allow it" + (" and that has the credit" if cheapest.donor not in broke else "")
     )
     return Choice(cheapest.donor, why, (*stops, *lacks.values()), short=True)
 
@@ -158,7 +160,7 @@ def others_with_credit(session: Session, lab: Lab, lease: Lease, now: datetime) 
     return found
 
 
-def bill(lease: Lease, offer: Offer) -> None:
+def _bill(lease: Lease, offer: Offer) -> None:
     """Bill `lease` to the offer's donor at its price."""
     lease.donor = offer.donor
     lease.hourly_cents = offer.hourly_cents

@@ -229,3 +229,14 @@ def test_the_form_offers_the_donors_catalogs_together(db: Database, clock: Clock
     tokyo_request = request(lab, OWNER, request_input(plan="c1.large.arm", metro="nrt1"), clock.now)
     assert lease(db, tokyo_request.lease_id).donor == "armco"
     assert lease(db, tokyo_request.lease_id).hourly_cents == 20
+
+
+def test_a_donor_whose_provider_has_no_room_is_passed_over(db: Database, clock: Clock) -> None:
+    lab = donors_lab(db, clock, CHEAP, DEAR)
+    lab.plans()  # the catalogs as read at start-up
+    cheap = lab.provider_of("cheap")
+    cheap.offered = replace(cheap.offered, metros={})  # no room anywhere now, it says
+    filed = request(lab, OWNER, request_input(**X86), clock.now)
+    assert lease(db, filed.lease_id).donor == "dear"
+    (said,) = audits(db, filed.lease_id, "request")
+    assert "cheap has no room for 3 c1.small.x86 in ams1 now" in said.details
