@@ -150,9 +150,11 @@ class CreditMonth(SQLModel, table=True):
     an approval locks before it checks and writes, so competing approvals, whichever donors
     they bill, are decided one after the other (a project's cap spans the donors)."""
 
+    # The key in this order: a donor's month, the lab's (its donors'), a project's across the
+    # donors are each a few rows of the key's prefix, however many projects the month has.
     month: str = Field(primary_key=True)
-    donor: str = Field(default="", primary_key=True)
     project: str = Field(primary_key=True)
+    donor: str = Field(default="", primary_key=True)
     applicant_class: str = Field(default="", primary_key=True)
     settled: int = 0
     held: int = 0

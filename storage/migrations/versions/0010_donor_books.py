@@ -45,14 +45,14 @@ parts = [
 
 
 def _totals(name: str, key: list[str]):
+    """A table of totals keyed by the month and `key`, in that order."""
     return op.create_table(
         name,
         sa.Column("month", TEXT(), nullable=False),
-        sa.Column("donor", TEXT(), nullable=False),
         *[sa.Column(column, TEXT(), nullable=False) for column in key],
         sa.Column("settled", sa.Integer(), nullable=False),
         sa.Column("held", sa.Integer(), nullable=False),
-        sa.PrimaryKeyConstraint("month", "donor", *key),
+        sa.PrimaryKeyConstraint("month", *key),
     )
 
 
@@ -107,7 +107,7 @@ def upgrade() -> None:
         for (month, project, applicant_class), (settled, held) in by_class.items()
     ]
     op.drop_table("creditmonth")
-    creditmonth = _totals("creditmonth", ["project", "applicant_class"])
+    creditmonth = _totals("creditmonth", ["project", "donor", "applicant_class"])
     if rows:
         op.bulk_insert(creditmonth, rows)
 
@@ -118,7 +118,7 @@ def upgrade() -> None:
         )
     ]
     op.drop_table("classmonth")
-    classmonth = _totals("classmonth", ["applicant_class"])
+    classmonth = _totals("classmonth", ["donor", "applicant_class"])
     if classes:
         op.bulk_insert(classmonth, classes)
 
