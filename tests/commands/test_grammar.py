@@ -202,6 +202,15 @@ def test_an_inline_request_says_who_is_asking():
     assert "class=member org=NAME" in help_text()
 
 
+def test_an_inline_request_may_name_its_donor():
+    command = parse(
+        "request 3 c1.small.x86 ams1 48h project=keda repo=https://github.com/kedacore/keda "
+        'donor=cncf "autoscaling tests"'
+    )
+    assert command.request.donor == "cncf"
+    assert "donor=NAME" in help_text()
+
+
 def test_list_and_queue_take_a_page_and_list_a_person():
     assert (parse("queue").page, parse("queue 3").page, parse("list #2").page) == (1, 3, 2)
     carol = parse("list <@U0CAROL|carol> 4")
