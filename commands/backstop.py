@@ -33,7 +33,7 @@ def move_backstop(lab: Lab, lease_id: int, ends_at: datetime, now: datetime) -> 
     if needed <= lease.backstop_at:
         return None
     try:
-        lab.provider.set_backstop(
+        lab.provider_of(lease.donor).set_backstop(
             lease_tag(lease_id), lease.metro, needed, [s.provider_id for s in servers]
         )
     except Exception as error:

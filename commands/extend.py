@@ -27,6 +27,7 @@ from commands.lab import (
 )
 from commands.notices import REVIEW, Kind, enqueue, owner
 from commands.policy import (
+    HOUR,
     SELF_MARK,
     Approver,
     approver,
@@ -35,6 +36,7 @@ from commands.policy import (
     too_long,
 )
 from commands.reminders import next_due, reminder_times
+from commands.routing import past_donor_end
 from commands.states import ExtensionState, State
 from storage.locks import locked
 from storage.models import Lease, PendingExtension, SentReminder
@@ -142,7 +144,28 @@ def _cannot_extend(
             Code.BAD_INPUT, "An extension must be longer than zero, for example `extend 5 24h`."
         )
     # Reviewers too: on a silent team's behalf (they are told of leases nobody answers).
-    return owner_or_admin(lab, lease, actor, "extend", co_owners, reviewers=True)
+    return owner_or_admin(lab, lease, actor, "extend", co_owners, reviewers=True) or _past_donor(
+        lab, lease, extra
+    )
+
+
+def _past_donor(lab: Lab, lease: Lease, extra: timedelta) -> Refusal | None:
+    """No lease runs past the end of its donor's credit: the refusal says when that is and how
+    much longer the lease may still run."""
+    end = past_donor_end(lab, lease, lease.ends_at + extra)
+    if end is None:
+        return None
+    room = (end - lab.policy.grace - lease.ends_at) // HOUR * HOUR
+    most = (
+        f"it can be extended by at most {format_duration(room)}"
+        if room > timedelta(0)
+        else "it cannot be extended; file a new request, which another donor can pay for"
+    )
+    return Refusal(
+        Code.DONOR_ENDS,
+        f"Extending #{lease.id} by {format_duration(extra)} would run past the end of "
+        f"{lease.donor}'s credit at {when(end)}, which pays for this lease; {most}.",
+    )
 
 
 def _apply(
@@ -157,6 +180,8 @@ def _apply(
     """Lengthen the lease if it then fits every limit of the books (or an admin overrides)."""
     if lease.state != State.ACTIVE:
         return wrong_state(lease, "extended", "an active lease")
+    if donor_ends := _past_donor(lab, lease, extra):
+        return donor_ends
     probe = Lease(
         **{
             **lease.model_dump(),

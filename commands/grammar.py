@@ -25,7 +25,7 @@ USAGE: dict[str, str] = {
     "request": (
         'request [COUNT PLAN METRO DURATION project=NAME repo=URL "why"] '
         '[class=foundation|member|other org=NAME] [os=OS key="ssh-ed25519 ..." '
-        "with=@user,@user partial=yes]  (no arguments: a form)"
+        "with=@user,@user partial=yes donor=NAME]  (no arguments: a form)"
     ),
     "keys": (
         "keys [add ssh-ed25519 AAAA... | remove NUMBER | import github|gitlab LOGIN]  "
@@ -57,6 +57,7 @@ _OPTION_FIELDS = {
     "ssh_key": "ssh_key",
     "class": "applicant",
     "org": "org",
+    "donor": "donor",
 }
 _MENTION = re.compile(r"<@([UW][A-Z0-9]{2,20})(?:\|[^>]{0,80})?>|([UW][A-Z0-9]{2,20})")
 _LOGIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, NamedTuple
@@ -32,7 +32,7 @@ from commands.states import (
     server_can_move,
 )
 from metal.forge import Forge
-from metal.provider import Catalog, Provider
+from metal.provider import Catalog, Provider, union
 from storage.claims import replica_name
 from storage.db import Database
 from storage.models import AuditEvent, Lease, PendingExtension, Server
@@ -53,19 +53,53 @@ class Lab:
     # Each donor's provider account (the donors themselves are rules: `policy.donors()`).
     # Without them, the one donor's is `provider`, which is always the first donor's.
     providers: dict[str, Provider] = field(default_factory=dict)
+    # Each donor's own catalog (its plans at its prices), asked of its provider once and kept;
+    # `catalog` is all of them together (`union`), what the form and the menus offer.
+    catalogs: dict[str, Catalog] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.providers = self.providers or {self.policy.donors()[0].name: self.provider}
+        if self.catalog is not None and not self.catalogs and len(self.providers) == 1:
+            self.catalogs = {next(iter(self.providers)): self.catalog}
 
     def provider_of(self, donor: str) -> Provider:
         """The provider account of `donor` (a lease's `donor`)."""
         return self.providers[donor]
 
+    def for_donor(self, donor: str) -> Lab:
+        """This lab with `donor`'s provider as its `provider`: the lease-life jobs take their
+        provider from `lab.provider`, so a donor's leases are stepped through the Lab for that
+        donor (the sweep steps each donor's leases apart, so one failing provider holds up no
+        other donor's leases)."""
+        provider = self.provider_of(donor)
+        return self if provider is self.provider else replace(self, provider=provider)
+
+    def catalog_of(self, donor: str) -> Catalog:
+        """`donor`'s own catalog, asked of its provider once and then kept (raises what the
+        provider raises while it cannot say)."""
+        if donor not in self.catalogs:
+            self.catalogs[donor] = self.provider_of(donor).catalog()
+        return self.catalogs[donor]
+
     def plans(self) -> Catalog:
-        """The catalog, asked of the provider once and then kept."""
-        if self.catalog is None:
-            self.catalog = self.provider.catalog()
-        return self.catalog
+        """The donors' catalogs together, kept once every donor's provider has answered. A
+        donor whose provider cannot say now is left out (the others' plans stay on offer); when
+        none can, the first one's error is raised."""
+        if self.catalog is not None:
+            return self.catalog
+        found, failed = [], []
+        for donor in self.providers:
+            try:
+                found.append(self.catalog_of(donor))
+            except Exception as error:
+                log.warning("donor %s: its provider's catalog cannot be read: %s", donor, error)
+                failed.append(error)
+        if not found:
+            raise failed[0]
+        together = union(found)
+        if not failed:
+            self.catalog = together
+        return together
 
     def flush_notices(self, now: datetime, lease_id: int | None) -> None:
         """Deliver what the last commit queued for a lease (None: every due notice, as the
@@ -96,6 +130,8 @@ class Code(StrEnum):
     TOO_MANY = "too_many"  # a limit on how many reached (waiting requests, keys, co-owners)
     FORGE_UNAVAILABLE = "forge_unavailable"  # no forge configured, or it cannot answer now
     PROVIDER_REFUSED = "provider_refused"  # the provider would not do what the action needs
+    NO_DONOR = "no_donor"  # no donor's catalog, terms or dates allow it (or the one named)
+    DONOR_ENDS = "donor_ends"  # the lease would run past the end of its donor's credit
 
 
 class Refusal(NamedTuple):

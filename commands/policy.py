@@ -187,6 +187,7 @@ class RequestInput(BaseModel):
     org: str = ""  # the member organization, when applicant is member
     co_owners: tuple[str, ...] = ()  # Slack user ids
     saved_keys: tuple[str, ...] | None = None  # fingerprints checked in the form; None: not asked
+    donor: str = ""  # who pays (`donor=NAME`); empty: labbot proposes one (commands.routing)
 
 
 def is_link(text: str) -> bool:
@@ -240,6 +241,9 @@ def check_request(req: RequestInput, catalog: Catalog, policy: Policy) -> dict[s
     key = read_key(req.ssh_key) if req.ssh_key and "ssh_key" not in errors else None
     if isinstance(key, KeyProblem):
         errors["ssh_key"] = key.sentence[0].lower() + key.sentence[1:].rstrip(".")
+    if req.donor and policy.donor(req.donor) is None:
+        names = ", ".join(donor.name for donor in policy.donors())
+        errors["donor"] = f"unknown donor '{req.donor[:40]}'; name one of {names}, or leave it out"
     if len(req.co_owners) > MAX_CO_OWNERS:
         errors["co_owners"] = f"name at most {MAX_CO_OWNERS} co-owners"
     return errors

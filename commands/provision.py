@@ -88,10 +88,11 @@ def provision(lab: Lab, actor: str, lease_id: int, now: datetime) -> Outcome:
             problem = wrong_state(lease, "provisioned", "an approved lease")
         else:
             problem = None
+            donor = lease.donor
             _start(session, lab, [lease], actor, now)
     if problem:
         return refuse(lab, now, actor, "provision", problem, lease_id)
-    advance_provisioning(lab, lease_id, now)
+    advance_provisioning(lab.for_donor(donor), lease_id, now)
     return Outcome(True, f"Lease #{lease_id} is provisioning.", lease_id)
 
 

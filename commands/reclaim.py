@@ -60,6 +60,7 @@ def release(lab: Lab, actor: str, lease_id: int, now: datetime) -> Outcome:
         lease = locked(session, Lease, lease_id)
         problem = _cannot_release(lab, lease, actor, lease_id, co_owner_ids(session, lease_id))
         if problem is None:
+            donor = lease.donor
             problem = (
                 None
                 if _begin(session, lease, State.RELEASING, actor, now)
@@ -69,7 +70,7 @@ def release(lab: Lab, actor: str, lease_id: int, now: datetime) -> Outcome:
             )
     if problem:
         return refuse(lab, now, actor, "release", problem, lease_id)
-    advance_reclaim(lab, lease_id, now)
+    advance_reclaim(lab.for_donor(donor), lease_id, now)
     lab.flush_notices(now, lease_id)
     return Outcome(True, f"Lease #{lease_id} released; its servers are being deleted.", lease_id)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 from sqlmodel import col, select
@@ -19,7 +20,7 @@ from commands.facts import when
 from commands.handover import send_files_again
 from commands.holds import settle_spend
 from commands.lab import Lab, audit, set_state
-from commands.markers import stamp
+from commands.markers import forget, once, stamp
 from commands.notices import ADMIN, Kind, enqueue, enqueue_all, owner
 from commands.states import ServerState, State
 from metal.provider import TAG, Device, lease_tag
@@ -30,39 +31,79 @@ from storage.models import Lease, Orphan, Server
 log = logging.getLogger(__name__)
 
 RECONCILE = "reconcile"
+FAILING = "provider-failing:"  # marker of a donor whose provider failed its last listing
 
 
 def reconcile_if_due(lab: Lab, now: datetime, errors: list[str]) -> bool:
-    """Once per `reconcile_every` across every replica: whichever claims the period does it.
-    What failed is added to `errors` (the sweep's report); True if it ran."""
+    """Once per `reconcile_every` across every replica: whichever claims the period does it,
+    for each donor's provider account apart (their lists asked at once, so a slow provider
+    delays no other's). What failed is added to `errors` (the sweep's report), and the admins
+    are told once when a donor's provider starts failing and once when it answers again. True
+    if it ran (for at least one donor)."""
     with lab.db.write() as session:
         if not claim_period(session, RECONCILE, lab.replica, now, lab.policy.reconcile_every):
             return False
-    try:
-        devices = lab.provider.list(TAG)
-    except Exception as error:
-        errors.append(f"listing the provider's devices failed: {error}")
+    donors = list(lab.providers)
+    with ThreadPoolExecutor(len(donors), thread_name_prefix="reconcile") as pool:
+        answers = dict(zip(donors, pool.map(lambda d: _listing(lab, d), donors), strict=True))
+    for donor, answer in answers.items():
+        if isinstance(answer, Exception):
+            whose = f"donor {donor}: " if len(donors) > 1 else ""
+            errors.append(f"{whose}listing the provider's devices failed: {answer}")
+        _tell_health(lab, donor, answer, now)
+    listed = {d: devices for d, devices in answers.items() if not isinstance(devices, Exception)}
+    if not listed:
         with lab.db.write() as session:
             give_back_period(session, RECONCILE, lab.replica, now)
         return False
     with lab.db.write() as session:
-        stamp(session, RECONCILE, now)  # when the provider was last compared, for people
-    _orphans(lab, devices, now)
-    _vanished(lab, {d.id for d in devices}, now)
-    _refresh_catalog(lab, errors)
+        stamp(session, RECONCILE, now)  # when the providers were last compared, for people
+    for donor, devices in listed.items():
+        _orphans(lab.for_donor(donor), donor, devices, now)
+        _vanished(lab.for_donor(donor), donor, {d.id for d in devices}, now)
+    _refresh_catalogs(lab, list(listed), errors)
     return True
 
 
-def _refresh_catalog(lab: Lab, errors: list[str]) -> None:
-    """Plans and prices come from the provider's own lists where it has them; a failed read
-    keeps the catalog we had."""
+def _listing(lab: Lab, donor: str) -> list[Device] | Exception:
     try:
-        lab.catalog = lab.provider.catalog()
+        return lab.provider_of(donor).list(TAG)
     except Exception as error:
-        errors.append(f"reading the provider's catalog failed: {error}")
+        return error
 
 
-def _orphans(lab: Lab, devices: list[Device], now: datetime) -> None:
+def _tell_health(lab: Lab, donor: str, answer: list[Device] | Exception, now: datetime) -> None:
+    """The admins hear once when a donor's provider stops answering (its leases wait: creates
+    and deletes are retried; the other donors' go on) and once when it answers again."""
+    key = f"{FAILING}{donor}"
+    with lab.db.write() as session:
+        if isinstance(answer, Exception):
+            if not once(session, key, now):
+                return
+            text = (
+                f"Donor {donor}'s provider is failing: {answer}. Its leases wait (creates and "
+                "deletes are retried); the other donors' leases go on."
+            )
+        elif forget(session, key):
+            text = f"Donor {donor}'s provider answers again; its leases go on."
+        else:
+            return
+        audit(session, now, "system", "provider_health", donor=donor, failing=text)
+        enqueue(session, Kind.ADMIN_ALERT, ADMIN, text, now, alert="provider_failing")
+
+
+def _refresh_catalogs(lab: Lab, donors: list[str], errors: list[str]) -> None:
+    """Plans and prices come from each provider's own lists where it has them; a failed read
+    keeps the catalog we had. The catalogs together are made again when next asked."""
+    for donor in donors:
+        try:
+            lab.catalogs[donor] = lab.provider_of(donor).catalog()
+        except Exception as error:
+            errors.append(f"reading the provider's catalog failed: {error}")
+    lab.catalog = None
+
+
+def _orphans(lab: Lab, donor: str, devices: list[Device], now: datetime) -> None:
     """Devices with our tag that no lease knows. A device of a lease still provisioning may be
     a create whose answer was lost: that lease adopts it, so it is left alone."""
     ids = [d.id for d in devices]
@@ -81,16 +122,26 @@ def _orphans(lab: Lab, devices: list[Device], now: datetime) -> None:
     for device in devices:
         if device.id in known or provisioning.intersection(device.tags):
             continue
-        _orphan(lab, device, now)
+        _orphan(lab, donor, device, now)
 
 
-def _orphan(lab: Lab, device: Device, now: datetime) -> None:
+def _orphan(lab: Lab, donor: str, device: Device, now: datetime) -> None:
+    """An orphan is deleted through the provider account it was listed in (`lab` is that
+    donor's)."""
     with lab.db.write() as session:
         seen = session.get(Orphan, device.id)
         if seen is None:
-            session.add(Orphan(provider_id=device.id, hostname=device.hostname, first_seen=now))
+            session.add(
+                Orphan(provider_id=device.id, hostname=device.hostname, first_seen=now, donor=donor)
+            )
             audit(
-                session, now, "system", "orphan_found", hostname=device.hostname, device=device.id
+                session,
+                now,
+                "system",
+                "orphan_found",
+                hostname=device.hostname,
+                device=device.id,
+                donor=donor,
             )
             return
         if seen.deleted_at is not None or now - seen.first_seen < lab.policy.orphan_grace:
@@ -104,23 +155,37 @@ def _orphan(lab: Lab, device: Device, now: datetime) -> None:
         seen = session.get(Orphan, device.id)
         seen.deleted_at = now
         session.add(seen)
-        audit(session, now, "system", "orphan_deleted", hostname=device.hostname, device=device.id)
+        audit(
+            session,
+            now,
+            "system",
+            "orphan_deleted",
+            hostname=device.hostname,
+            device=device.id,
+            donor=donor,
+        )
+        account = f" in donor {donor}'s account" if len(lab.providers) > 1 else ""
         enqueue(
             session,
             Kind.ADMIN_ALERT,
             ADMIN,
-            f"Deleted orphaned device {device.hostname} ({device.id}): it carried labbot's tag "
+            f"Deleted orphaned device {device.hostname} ({device.id}){account}: it carried "
+            "labbot's tag "
             f"but belonged to no live lease for {lab.policy.orphan_grace}.",
             now,
             alert="orphan",
         )
 
 
-def _vanished(lab: Lab, present: set[str], now: datetime) -> None:
-    """Servers of a live lease that the provider no longer has: flag the lease, tell admins."""
+def _vanished(lab: Lab, donor: str, present: set[str], now: datetime) -> None:
+    """Servers of a live lease billed to `donor` that its provider no longer has: flag the
+    lease, tell admins."""
     with lab.db.read() as session:
         missing = session.exec(
-            select(Server).where(
+            select(Server)
+            .join(Lease, col(Lease.id) == Server.lease_id)
+            .where(
+                Lease.donor == donor,
                 col(Server.deleted_at).is_(None),  # the indexed way to the few live servers
                 Server.state == ServerState.ACTIVE,
                 col(Server.provider_id).not_in(present),

@@ -37,6 +37,7 @@ from commands.queue import (
     repo_words,
     requester_history,
 )
+from commands.routing import Choice, assess, card_facts, choose
 from commands.states import State
 from storage.locks import locked, serialize
 from storage.models import Lease
@@ -50,6 +51,12 @@ def request(lab: Lab, actor: str, req: RequestInput, now: datetime) -> Outcome:
     if errors:
         message = "That request cannot be filed: " + "; ".join(errors.values()) + "."
         return refuse(lab, now, actor, "request", Refusal(Code.BAD_INPUT, message), errors=errors)
+    draft = _draft(lab, actor, req, now)
+    offers = assess(lab, draft, now, [req.donor] if req.donor else None)
+    if all(offer.stop for offer in offers):
+        stops = "; ".join(offer.stop or "" for offer in offers)
+        message = f"That request cannot be filed: no donor can pay for it: {stops}."
+        return refuse(lab, now, actor, "request", Refusal(Code.NO_DONOR, message))
     with lab.db.write() as session:
         serialize(session, f"requests-of:{actor}")  # the count below decides the insert
         waiting = _pending_count(session, actor)
@@ -62,7 +69,9 @@ def request(lab: Lab, actor: str, req: RequestInput, now: datetime) -> Outcome:
                 f"{lab.policy.pending_per_user}); cancel one or wait for a reviewer",
             )
         if problem is None:
-            lease = _file(session, lab, actor, req.model_copy(update={"ssh_key": keys}), now)
+            draft.ssh_key = keys
+            choice = choose(session, lab, draft, offers, now, named=bool(req.donor))
+            lease = _file(session, lab, draft, req.co_owners, choice, now)
     if problem:
         filed = f"That request cannot be filed: {problem.message}."
         return refuse(lab, now, actor, "request", Refusal(problem.code, filed))
@@ -76,9 +85,19 @@ def request(lab: Lab, actor: str, req: RequestInput, now: datetime) -> Outcome:
     return Outcome(
         True,
         f"Request #{lease.id} filed: {shape(lease)} for {lease.project}. "
-        f"Reviewers have been asked; you will get a DM with their decision.{flagged}",
+        f"Reviewers have been asked; you will get a DM with their decision.{flagged}"
+        f"{_payer_words(lab, choice)}",
         lease.id,
     )
+
+
+def _payer_words(lab: Lab, choice: Choice) -> str:
+    """Who pays, said when the lab has several donors or none can pay now."""
+    if choice.short:
+        return f" Note: {choice.why}: {choice.stops_words()}; reviewers decide."
+    if len(lab.policy.donors()) == 1:
+        return ""
+    return f" {choice.donor} pays: {choice.why}."
 
 
 def _pending_count(session: Session, user: str) -> int:
@@ -87,8 +106,8 @@ def _pending_count(session: Session, user: str) -> int:
     ).one()
 
 
-def _file(session: Session, lab: Lab, actor: str, req: RequestInput, now: datetime) -> Lease:
-    plan = lab.plans().plans[req.plan]
+def _draft(lab: Lab, actor: str, req: RequestInput, now: datetime) -> Lease:
+    """The lease a request would file, not yet billed to a donor nor saved."""
     decide_by = now + lab.policy.decide_within
     who = classify(
         req.applicant,
@@ -97,7 +116,7 @@ def _file(session: Session, lab: Lab, actor: str, req: RequestInput, now: dateti
         dict(lab.policy.foundation_projects),
         lab.policy.members,
     )
-    lease = Lease(
+    return Lease(
         state=State.PENDING,
         owner=actor,
         project=req.project.lower(),
@@ -108,9 +127,7 @@ def _file(session: Session, lab: Lab, actor: str, req: RequestInput, now: dateti
         os=req.os,
         count=req.count,
         duration_s=int(req.duration.total_seconds()),
-        ssh_key=req.ssh_key,
         allow_partial=req.allow_partial,
-        hourly_cents=plan.hourly_cents,
         created_at=now,
         decide_by=decide_by,
         due_at=decide_by,
@@ -120,25 +137,39 @@ def _file(session: Session, lab: Lab, actor: str, req: RequestInput, now: dateti
         class_note=who.note,
         repo_check_at=now,  # pending: asked of the forge after the commit, never before
     )
+
+
+def _file(
+    session: Session,
+    lab: Lab,
+    lease: Lease,
+    co_owners: tuple[str, ...],
+    choice: Choice,
+    now: datetime,
+) -> Lease:
     session.add(lease)
     session.flush()
-    add_co_owners(session, lease, list(req.co_owners), actor, now)
-    estimate = estimate_cents(req.count, plan.hourly_cents, req.duration, lab.policy)
+    add_co_owners(session, lease, list(co_owners), lease.owner, now)
+    duration = timedelta(seconds=lease.duration_s)
+    estimate = estimate_cents(lease.count, lease.hourly_cents, duration, lab.policy)
     audit(
         session,
         now,
-        actor,
+        lease.owner,
         "request",
         lease.id,
         estimate_cents=estimate,
-        applicant=who.claimed,
-        class_note=who.note,
+        applicant=lease.claimed_class,
+        class_note=lease.class_note,
+        donor=lease.donor,
+        donor_why=choice.why,
+        donor_stops=list(choice.stops),
     )
     facts = lease_facts(lease, estimate)
     enqueue(
         session,
         Kind.REQUEST_RECEIVED,
-        owner(actor),
+        owner(lease.owner),
         f"Request #{lease.id} received: {shape(lease)} for {lease.project}, about "
         f"{format_cents(estimate)}. Reviewers have been asked."
         + (
@@ -184,7 +215,7 @@ def review_context(session: Session, lab: Lab, lease: Lease, now: datetime) -> d
     left = available_cents(session, months, lab.policy, now, exclude_lease=lease.id)
     left_after = {m: format_cents(left[m] - need.get(m, 0)) for m in months}
     try:
-        capacity = lab.provider.capacity(lease.plan, lease.metro, lease.count)
+        capacity = lab.provider_of(lease.donor).capacity(lease.plan, lease.metro, lease.count)
     except Exception:
         capacity = None
     return {
@@ -196,6 +227,7 @@ def review_context(session: Session, lab: Lab, lease: Lease, now: datetime) -> d
         "place": place_in_queue(session, lab.policy, lease.id, now),
         "repo_check": repo_words(lease),
         "writeups": project_writeups(session, lease),
+        **card_facts(session, lab, lease, now),
     }
 
 

@@ -26,6 +26,8 @@ from commands.policy import (
     too_long,
 )
 from commands.provision import provision
+from commands.request import post_card
+from commands.routing import assess, choose, terms_stop
 from commands.states import State
 from storage.locks import locked
 from storage.models import Lease
@@ -56,7 +58,11 @@ def approve(
         )
     with lab.db.write() as session:
         lease = locked(session, Lease, lease_id)
-        problem = _undecidable(lease, lease_id) or _self_approval(lab, lease, actor)
+        problem = (
+            _undecidable(lease, lease_id)
+            or _self_approval(lab, lease, actor)
+            or _donor_refuses(lab, lease, now)
+        )
         over = [] if problem else over_budget(session, lease, lab.policy, now)
         if over and override is None:
             problem = _refusal(lease, over[0], lab.policy)
@@ -119,6 +125,74 @@ def deny(lab: Lab, actor: str, lease_id: int, reason: str, now: datetime) -> Out
         return refuse(lab, now, actor, "deny", problem, lease_id)
     lab.flush_notices(now, lease_id)
     return Outcome(True, f"Lease #{lease_id} denied.", lease_id)
+
+
+def choose_donor(lab: Lab, actor: str, lease_id: int, donor: str, now: datetime) -> Outcome:
+    """A reviewer bills a pending request to another donor (the card's menu) before approving
+    it: the donor's terms must allow it; its money is checked, as always, at the approval."""
+    if not lab.roles.is_reviewer(actor):
+        return refuse(lab, now, actor, "choose_donor", _reviewers_only("choose donors for"))
+    if lab.policy.donor(donor) is None:
+        names = ", ".join(d.name for d in lab.policy.donors())
+        return refuse(
+            lab,
+            now,
+            actor,
+            "choose_donor",
+            Refusal(Code.BAD_INPUT, f"There is no donor '{donor[:40]}'; choose one of {names}."),
+            lease_id,
+        )
+    with lab.db.read() as session:
+        lease = session.get(Lease, lease_id)
+    problem = _undecidable(lease, lease_id)
+    offers = [] if problem else assess(lab, lease, now, [donor])
+    if offers and offers[0].stop:
+        problem = Refusal(Code.NO_DONOR, f"{donor} cannot pay for #{lease_id}: {offers[0].stop}.")
+    if problem is None:
+        with lab.db.write() as session:
+            lease = locked(session, Lease, lease_id)
+            problem = _undecidable(lease, lease_id)
+            if problem is None:
+                before = lease.donor
+                choice = choose(session, lab, lease, offers, now, named=True)
+                why = f"picked by <@{actor}> on the card" + (
+                    f"; {choice.stops_words()}" if choice.short else ""
+                )
+                lease.version += 1
+                session.add(lease)
+                audit(
+                    session,
+                    now,
+                    actor,
+                    "choose_donor",
+                    lease_id,
+                    donor=donor,
+                    before=before,
+                    donor_why=why,
+                    donor_stops=[],
+                )
+                post_card(session, lab, lease, now, Kind.CARD_UPDATE)
+    if problem:
+        return refuse(lab, now, actor, "choose_donor", problem, lease_id)
+    lab.flush_notices(now, lease_id)
+    lacks = f" For now {choice.stops_words()}." if choice.short else ""
+    return Outcome(True, f"Request #{lease_id} will be paid by {donor}.{lacks}", lease_id)
+
+
+def _donor_refuses(lab: Lab, lease: Lease, now: datetime) -> Refusal | None:
+    """The lease's donor cannot pay for it as it would now run (its terms, its catalog, or its
+    credit ending before the lease would): the reviewer is told which donors could."""
+    donor = lab.policy.donor(lease.donor)
+    stop = (
+        f"its donor {lease.donor} is no longer in the configuration"
+        if donor is None
+        else terms_stop(lab, lease, donor, now)
+    )
+    if stop is None:
+        return None
+    could = [d.name for d in lab.policy.donors() if terms_stop(lab, lease, d, now) is None]
+    instead = f"pick {' or '.join(could)} on the card, or deny it" if could else "deny it"
+    return Refusal(Code.NO_DONOR, f"#{lease.id} cannot be approved: {stop}; {instead}.")
 
 
 def _reviewers_only(verb: str) -> Refusal:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -37,6 +38,7 @@ from commands.repocheck import check_repository, due_checks
 from commands.request import expire_requests
 from commands.states import RECLAIMING, State
 from commands.writeups import remind_writeups
+from metal.provider import ProviderError
 from storage.claims import claim, give_back
 from storage.models import Lease
 
@@ -146,11 +148,33 @@ Step = Callable[[Lab, list[Lease], datetime], dict[int, str]]
 
 
 def step_all(lab: Lab, leases: list[Lease], now: datetime) -> dict[int, str | Exception]:
-    """One step for each due lease. Leases due for the same kind of step take it together (one
-    transaction for all request expiries, one for all reminders, one claim and one pool of
-    deletes for all reclaims, one transaction for all answers of the provisioning polls; the
-    provider's creates still go lease by lease). A batch that raises is done again lease by
-    lease, so one bad lease cannot hold the others back, and its error names it."""
+    """One step for each due lease, each donor's leases apart and at once, through the Lab for
+    that donor (`Lab.for_donor`): a donor whose provider fails or hangs holds up no other
+    donor's leases, whose steps are recorded as soon as their own provider answers."""
+    by_donor: dict[str, list[Lease]] = defaultdict(list)
+    for lease in leases:
+        by_donor[lease.donor].append(lease)
+    if len(by_donor) == 1:
+        return _step_donor(lab, *next(iter(by_donor.items())), now)
+    outcomes: dict[int, str | Exception] = {}
+    with ThreadPoolExecutor(len(by_donor), thread_name_prefix="donor") as pool:
+        for done in pool.map(lambda item: _step_donor(lab, *item, now), by_donor.items()):
+            outcomes.update(done)
+    return outcomes
+
+
+def _step_donor(
+    lab: Lab, donor: str, leases: list[Lease], now: datetime
+) -> dict[int, str | Exception]:
+    """One step for each due lease of one donor. Leases due for the same kind of step take it
+    together (one transaction for all request expiries, one for all reminders, one claim and
+    one pool of deletes for all reclaims, one transaction for all answers of the provisioning
+    polls; the provider's creates still go lease by lease). A batch that raises is done again
+    lease by lease, so one bad lease cannot hold the others back, and its error names it."""
+    if donor not in lab.providers:
+        gone = ProviderError(f"its donor {donor} has no provider account in the configuration")
+        return {lease.id: gone for lease in leases}
+    lab = lab.for_donor(donor)
     groups: dict[Step, list[Lease]] = defaultdict(list)
     outcomes: dict[int, str | Exception] = {}
     for lease in leases:

@@ -239,6 +239,23 @@ class SlackSender:
         """A button click, sent; ``where`` as for ``click_payload``."""
         return self._post_payload(self.click_payload(action_id, value, user_id, **where), signature)
 
+    def select_action(
+        self, action_id: str, value: str, user_id: str = "U1", **where: Any
+    ) -> requests.Response:
+        """A choice in a static select menu, sent: Slack's body carries the chosen option
+        (`selected_option`) where a button's carries its `value`; ``where`` as for
+        ``click_payload``."""
+        payload = self.click_payload(action_id, value, user_id, **where)
+        action = payload["actions"][0]
+        text = action.pop("text")
+        del action["value"]
+        action.update(
+            type="static_select",
+            selected_option={"text": text, "value": value},
+            placeholder={"type": "plain_text", "text": "Bill another donor", "emoji": True},
+        )
+        return self._post_payload(payload, "good")
+
     def click_payload(
         self,
         action_id: str,

@@ -9,7 +9,7 @@ never has to decide policy, only to report what happened.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Protocol, TypeVar, runtime_checkable
@@ -86,6 +86,32 @@ class Catalog:
             and metro in self.metros
             and (not found.metros or metro in found.metros)
         )
+
+
+def union(catalogs: Sequence[Catalog]) -> Catalog:
+    """Several donors' catalogs as one, for the request form and the menus: every plan any of
+    them offers, where any offers it, at the cheapest price asked (what a donor charges is in its
+    own catalog); the operating systems and logins in the order the donors come."""
+    if len(catalogs) == 1:
+        return catalogs[0]
+    plans: dict[str, Plan] = {}
+    metros: dict[str, Metro] = {}
+    for catalog in catalogs:
+        metros.update({code: m for code, m in catalog.metros.items() if code not in metros})
+        for slug, plan in catalog.plans.items():
+            where = plan.metros or tuple(catalog.metros)
+            known = plans.get(slug)
+            if known is None:
+                plans[slug] = replace(plan, metros=where)
+                continue
+            cheaper = plan if plan.hourly_cents < known.hourly_cents else known
+            together = known.metros + tuple(m for m in where if m not in known.metros)
+            plans[slug] = replace(cheaper, metros=together)
+    oses = tuple(dict.fromkeys(os for catalog in catalogs for os in catalog.oses))
+    logins: dict[str, str] = {}
+    for catalog in catalogs:
+        logins = {**catalog.logins, **logins}
+    return Catalog(plans, metros, oses, logins)
 
 
 @dataclass(frozen=True)

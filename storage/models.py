@@ -274,6 +274,7 @@ class Orphan(SQLModel, table=True):
     hostname: str
     first_seen: datetime
     deleted_at: datetime | None = None
+    donor: str = Field(default="lab")  # whose provider account it was found in
 
 
 class Marker(SQLModel, table=True):

@@ -15,6 +15,8 @@ from bot.blocks.kit import (
     header,
     mrkdwn,
     number,
+    option,
+    plain,
     section,
 )
 from commands.notices import Message
@@ -23,6 +25,7 @@ APPROVE = "lease_approve"
 DENY = "lease_deny"
 EXTENSION_APPROVE = "extension_approve"
 EXTENSION_DENY = "extension_deny"
+DONOR = "lease_donor"  # the card's menu of the donors a request may be billed to
 
 target_of = number  # every card button carries the lease (or extension) number as its value
 
@@ -45,6 +48,7 @@ def review_card(message: Message) -> list[Block]:
             ("Capacity", _capacity(data.get("capacity"))),
             ("Past leases", ", ".join(history) or "none"),
         ),
+        *_donor(data),
         fields(
             ("Who is asking", str(data.get("applicant", "other open-source project"))),
             ("Place in queue", str(data.get("place", "-"))),
@@ -53,7 +57,7 @@ def review_card(message: Message) -> list[Block]:
         ),
         *_flag(data),
         section(f"*Why:* {escape(str(data.get('purpose', '')))}"),
-        decision_buttons(f"review:{lease_id}", lease_id),
+        decision_buttons(f"review:{lease_id}", lease_id, menu=_donor_menu(lease_id, data)),
     ]
 
 
@@ -68,13 +72,67 @@ def extension_card(message: Message) -> list[Block]:
     ]
 
 
-def decision_buttons(block_id: str, target: str, approve: str = APPROVE, deny: str = DENY) -> Block:
-    """Approve and Deny, on a card or on a reviewer's App Home."""
+def decision_buttons(
+    block_id: str,
+    target: str,
+    approve: str = APPROVE,
+    deny: str = DENY,
+    menu: dict[str, Any] | None = None,
+) -> Block:
+    """Approve and Deny, on a card or on a reviewer's App Home (and a menu beside them)."""
     return actions(
         block_id,
         button("Approve", approve, target, "primary"),
         button("Deny…", deny, target, "danger"),
+        *([menu] if menu else []),
     )
+
+
+def donor_pick(value: str) -> tuple[int, str] | None:
+    """The request and the donor a choice in the card's donor menu carries (`7:cncf`), or None
+    when the value is not one (a forged or stale payload)."""
+    target, _, donor = value.partition(":")
+    lease_id = number(target)
+    return (lease_id, donor) if lease_id is not None and donor else None
+
+
+def _donor(data: dict[str, Any]) -> list[Block]:
+    """Who pays for the request, for which months, and why it was chosen; what stopped the
+    other donors. Nothing on a card from before donors."""
+    if not data.get("donor"):
+        return []
+    months = ", ".join(data.get("donor_months") or [])
+    blocks = [
+        fields(
+            ("Donor", f"{escape(str(data['donor']))} ({months or '-'})"),
+            ("Why this donor", mrkdwn(str(data.get("donor_why") or "-"))),
+        )
+    ]
+    stops = data.get("donor_stops") or []
+    if stops:
+        blocks.append(context(f"Other donors: {mrkdwn('; '.join(map(str, stops)))}"))
+    return blocks
+
+
+def _donor_menu(lease_id: str, data: dict[str, Any]) -> dict[str, Any] | None:
+    """A static select of the donors whose terms allow the request, the one that pays shown;
+    none when there is no other to pick."""
+    names = [str(name) for name in data.get("donors") or []]
+    if len(names) < 2 and data.get("donor") in names:
+        return None
+    options = [option(name, f"{lease_id}:{name}") for name in names[:100]]
+    if not options:
+        return None
+    menu: dict[str, Any] = {
+        "type": "static_select",
+        "action_id": f"{DONOR}:{lease_id}",
+        "placeholder": plain("Bill another donor"),
+        "options": options,
+    }
+    chosen = [o for o in options if o["value"] == f"{lease_id}:{data.get('donor')}"]
+    if chosen:
+        menu["initial_option"] = chosen[0]
+    return menu
 
 
 def decided_card(message: Message, summary: str | None) -> list[Block]:

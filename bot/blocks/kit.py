@@ -149,6 +149,11 @@ def button(text: str, action: str, value: str, style: str | None = None) -> dict
     return element
 
 
+def option(text: str, value: str) -> dict[str, Any]:
+    """One choice of a select menu."""
+    return {"text": plain(text, OPTION_TEXT_LIMIT), "value": value}
+
+
 def actions(block_id: str, *buttons: dict[str, Any]) -> Block:
     return {"type": "actions", "block_id": block_id, "elements": list(buttons)}
 

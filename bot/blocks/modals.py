@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 from bot.blocks.kit import OPTION_TEXT_LIMIT, Block, number, plain, truncate
+from bot.blocks.kit import option as choice
 from commands.billing import format_cents
 from commands.durations import EXAMPLES, DurationError, parse_duration
 from commands.keys import MAX_KEYS
@@ -308,7 +309,7 @@ def _input(block_id: str, label: str, element: dict[str, Any], optional: bool) -
 
 
 def _option(value: str, text: str, description: str) -> dict[str, Any]:
-    option: dict[str, Any] = {"text": plain(text, OPTION_TEXT_LIMIT), "value": value}
+    option = choice(text, value)
     if description:
         option["description"] = plain(truncate(description, OPTION_TEXT_LIMIT), OPTION_TEXT_LIMIT)
     return option

@@ -30,7 +30,7 @@ from commands.extend import decide_extension, extend
 from commands.lab import Outcome
 from commands.reclaim import release
 from commands.request import cancel
-from commands.review import approve
+from commands.review import approve, choose_donor
 from commands.serverpages import show_page
 
 if TYPE_CHECKING:
@@ -102,7 +102,8 @@ def _handle(ctx: AppContext, body: Body, on_click: Click) -> None:
         tell(ctx, body, UNKNOWN_USER)
         return
     action = button_of(body)
-    on_click(ctx, body, user, str(action.get("value") or ""))
+    chosen = (action.get("selected_option") or {}).get("value")  # a select menu's choice
+    on_click(ctx, body, user, str(action.get("value") or chosen or ""))
     ctx.later(body, refresh_home, ctx, user, home_places(body))
 
 
@@ -138,6 +139,16 @@ def ask_reason(ctx: AppContext, body: Body, user: str, kind: str, target: int) -
         return
     title = f"Why deny {'request #' if kind == 'lease' else 'extension '}{target}?"
     _open(ctx, body, deny_modal(kind, target, title))
+
+
+def on_donor(ctx: AppContext, body: Body, user: str, value: str) -> None:
+    """A reviewer picks another donor in a request card's menu."""
+    pick = cards.donor_pick(value)
+    if pick is None:
+        tell(ctx, body, BROKEN_BUTTON.format(value=escape(value)))
+        return
+    lease_id, donor = pick
+    tell(ctx, body, choose_donor(ctx.lab, user, lease_id, donor, ctx.clock()).message)
 
 
 def on_extend(ctx: AppContext, body: Body, user: str, value: str) -> None:
@@ -235,6 +246,7 @@ CLICKS: dict[str, Click] = {
     cards.DENY: decision("lease", approving=False),
     cards.EXTENSION_APPROVE: decision("extension", approving=True),
     cards.EXTENSION_DENY: decision("extension", approving=False),
+    cards.DONOR: on_donor,
     dms.EXTEND: on_extend,
     dms.RELEASE: on_lease(release),
     dms.CANCEL: on_lease(cancel),
