@@ -18,7 +18,12 @@ from sqlmodel import Session
 from commands.credit import project_shortfalls, record_override, shortfall_words, shortfalls
 from commands.lab import Code
 from commands.policy import Policy
-from commands.reserve import eat_words, record_reserve_override, reserve_shortfalls
+from commands.reserve import (
+    eat_words,
+    record_reserve_override,
+    reserve_shortfalls,
+    reserved_share,
+)
 from storage.models import Lease
 
 
@@ -66,7 +71,7 @@ def past_words(short: Shortfall, lease: Lease, policy: Policy) -> str:
         return f"over-commit the lab's credit: {shortfall_words(short.months)}"
     if short.limit == Limit.PROJECT:
         return f"take {lease.project} past its monthly cap: {shortfall_words(short.months)}"
-    return eat_words(short.months, policy)
+    return eat_words(short.months, reserved_share(policy, lease.donor))
 
 
 def record_overrides(
@@ -82,10 +87,17 @@ def record_overrides(
     the reserve each counted apart)."""
     for short in over:
         if short.limit == Limit.LAB:
-            record_override(session, lease.id, short.months, actor, reason, now)
+            record_override(session, lease.id, short.months, actor, reason, now, donor=lease.donor)
         elif short.limit == Limit.PROJECT:
             record_override(
-                session, lease.id, short.months, actor, reason, now, project=lease.project
+                session,
+                lease.id,
+                short.months,
+                actor,
+                reason,
+                now,
+                project=lease.project,
+                donor=lease.donor,
             )
         else:
-            record_reserve_override(session, lease.id, short.months, actor, reason, now)
+            record_reserve_override(session, lease, short.months, actor, reason, now)

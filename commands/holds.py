@@ -10,11 +10,13 @@ replaces hold. When the lease ends (released, expired, failed) its holds are dro
 gives back whatever was not billed; servers still being deleted bill on their meters until
 they are gone.
 
-The totals are kept for the lab, for each project (`CreditMonth`) and for each applicant class
+A lease is billed to its donor alone (`Lease.donor`, fixed once approved), so every hold, meter
+and settlement carries the donor, and the totals are kept per donor: the donor's month and each
+project's within it, per applicant class (`CreditMonth`), and each applicant class's
 (`ClassMonth`, read by the reserve kept for other open-source projects). Every total is changed
-with an atomic increment through `bump_all`, rows in one order (the lab's months, then the
-projects', then the classes'), so writers on PostgreSQL queue behind each other instead of
-deadlocking.
+with an atomic increment through `bump_all`, rows in one order (the donors' months, then the
+projects', then the classes'), after the writer has locked the months' lock rows
+(`lock_months`), so writers on PostgreSQL queue behind each other instead of deadlocking.
 """
 
 from __future__ import annotations
@@ -44,23 +46,25 @@ from storage.models import (
     ServerSpend,
 )
 
-LAB = ""  # the project key of the lab's own totals
+LAB = ""  # the project (and class) of a donor's own totals; the donor of the months' lock rows
 EXACTNESS = "exactness"  # the claim of the sweep's exactness pass
 
 
 class Payer(NamedTuple):
-    """Whose totals a lease's holds and spend move besides the lab's: its project and its
-    applicant class, both fixed when it was requested."""
+    """Whose totals a lease's holds and spend move: its donor's month, and within it its
+    project's and its applicant class's (the class fixed when it was requested, the donor
+    when it was approved)."""
 
+    donor: str
     project: str
     applicant_class: str
 
 
 def payer(lease: Lease) -> Payer:
-    return Payer(lease.project, lease.applicant_class)
+    return Payer(lease.donor, lease.project, lease.applicant_class)
 
 
-_LAB_ROWS, _PROJECT_ROWS, _CLASS_ROWS = range(3)  # bump_all's order of the totals' rows
+_DONOR_ROWS, _PROJECT_ROWS, _CLASS_ROWS = range(3)  # bump_all's order of the totals' rows
 
 
 def planned_window(lease: Lease, policy: Policy, now: datetime) -> tuple[datetime, datetime]:
@@ -114,7 +118,15 @@ def hold_approved(session: Session, lease: Lease, policy: Policy, now: datetime)
     are its plan, and no server can bill past them."""
     plan = planned_cost(lease, policy, now)
     for month, cents in plan.items():
-        session.add(CreditHold(lease_id=lease.id, month=month, project=lease.project, cents=cents))
+        session.add(
+            CreditHold(
+                lease_id=lease.id,
+                month=month,
+                project=lease.project,
+                cents=cents,
+                donor=lease.donor,
+            )
+        )
     bump(session, lease, held=plan)
 
 
@@ -126,7 +138,7 @@ def release_holds(session: Session, lease: Lease) -> None:
 
 def release_all_holds(session: Session, leases: list[Lease]) -> None:
     """`release_holds` for many ended leases at once (a sweep pass's expiries): the lab's
-    rows of every month they hold are locked once, and each total changes once."""
+    months' lock rows of every month they hold are taken once, and each total changes once."""
     by_id = {lease.id: lease for lease in leases}
     ids = list(by_id)
     months = session.exec(
@@ -160,6 +172,7 @@ def meter_on(session: Session, servers: list[Server], leases: dict[int, Lease]) 
                 "server_id": server.id,
                 "lease_id": server.lease_id,
                 "project": lease.project,
+                "donor": lease.donor,
                 "hourly_cents": server.hourly_cents,
                 "start_us": to_us(server.active_at),
                 "stop_us": None if lease.backstop_at is None else to_us(lease.backstop_at),
@@ -215,6 +228,7 @@ def settle_all_spend(session: Session, servers: list[Server], leases: dict[int, 
                     "month": month,
                     "lease_id": lease.id,
                     "project": lease.project,
+                    "donor": lease.donor,
                     "cents": cents,
                 }
             )
@@ -318,7 +332,7 @@ def renote_exactness_if_due(lab: Lab, now: datetime) -> None:
 
 
 def open_month(session: Session, month: str) -> None:
-    """The lab's row of totals for the month, there for approvals to lock."""
+    """The month's lock row, there for approvals to lock."""
     _open_months(session, [month])
 
 
@@ -326,20 +340,37 @@ def _open_months(session: Session, months: list[str]) -> None:
     if months:
         session.execute(
             _upsert(session, CreditMonth),
-            [{"month": m, "project": LAB, "settled": 0, "held": 0} for m in months],
+            [_lock_row(m) for m in months],
         )
 
 
+def _lock_row(month: str) -> dict:
+    return {
+        "month": month,
+        "donor": LAB,
+        "project": LAB,
+        "applicant_class": LAB,
+        "settled": 0,
+        "held": 0,
+    }
+
+
 def lock_months(session: Session, months: Iterable[str]) -> None:
-    """Take the lab's rows of totals of these months for this transaction, so that a competing
-    approval or extension waits for this one's holds before it checks (PostgreSQL: row locks,
-    in month order; SQLite: BEGIN IMMEDIATE already serialises writers and FOR UPDATE is
-    dropped). Every check locks the lab's rows, so a project's cap needs no lock of its own."""
+    """Take the lock rows of these months for this transaction, so that a competing approval
+    or extension waits for this one's holds before it checks (PostgreSQL: row locks, in month
+    order; SQLite: BEGIN IMMEDIATE already serialises writers and FOR UPDATE is dropped). One
+    row a month whichever donor pays, so a project's cap, which spans the donors, needs no lock
+    of its own, and a check of several candidate donors in one transaction locks once."""
     keys = sorted(months)
     _open_months(session, keys)
     session.exec(
         select(CreditMonth.month)
-        .where(col(CreditMonth.month).in_(keys), CreditMonth.project == LAB)
+        .where(
+            col(CreditMonth.month).in_(keys),
+            CreditMonth.donor == LAB,
+            CreditMonth.project == LAB,
+            CreditMonth.applicant_class == LAB,
+        )
         .order_by(col(CreditMonth.month))
         .with_for_update()
     ).all()
@@ -352,7 +383,7 @@ def bump(
     settled: dict[str, int] | None = None,
     held: dict[str, int] | None = None,
 ) -> None:
-    """Add to the months' totals of the lab, the lease's project and its applicant class."""
+    """Add to the months' totals of the lease's donor, its project and its applicant class."""
     who = payer(lease)
     bump_all(session, settled={who: settled or {}}, held={who: held or {}})
 
@@ -363,39 +394,47 @@ def bump_all(
     settled: dict[Payer, dict[str, int]] | None = None,
     held: dict[Payer, dict[str, int]] | None = None,
 ) -> None:
-    """Add to the months' totals of the lab, of each project and of each applicant class
-    ({payer: {month: cents}}). The one order every writer takes these rows in: the lab's rows,
-    then the projects' in name order, then the classes' in name order, each in month order
-    (and every writer of holds has locked the lab's rows of its months first, `lock_months`),
-    so writers on PostgreSQL queue behind each other instead of deadlocking."""
+    """Add to the months' totals of each donor, of each project and of each applicant class
+    within it ({payer: {month: cents}}). The one order every writer takes these rows in: the
+    donors' rows, then the projects' in name order, then the classes' in name order, each in
+    month order (and every writer of holds has locked the months' lock rows first,
+    `lock_months`), so writers on PostgreSQL queue behind each other instead of deadlocking."""
     settled, held = settled or {}, held or {}
-    rows: dict[tuple[int, str, str], list[int]] = defaultdict(lambda: [0, 0])
+    rows: dict[tuple[int, tuple[str, ...], str], list[int]] = defaultdict(lambda: [0, 0])
     for n, amounts in enumerate((settled, held)):
         for who, months in amounts.items():
             for month, cents in months.items():
-                rows[_LAB_ROWS, LAB, month][n] += cents
-                rows[_PROJECT_ROWS, who.project, month][n] += cents
-                rows[_CLASS_ROWS, who.applicant_class, month][n] += cents
+                for key in (
+                    (_DONOR_ROWS, (who.donor, LAB, LAB)),
+                    (_PROJECT_ROWS, tuple(who)),
+                    (_CLASS_ROWS, (who.donor, who.applicant_class)),
+                ):
+                    rows[*key, month][n] += cents
     changes: dict[type[CreditMonth] | type[ClassMonth], list[dict]] = defaultdict(list)
     for (rank, key, month), (add_settled, add_held) in sorted(rows.items()):
         if add_settled or add_held:
             model = ClassMonth if rank == _CLASS_ROWS else CreditMonth
             changes[model].append(
-                {"month": month, _key(model): key, "settled": add_settled, "held": add_held}
+                {
+                    "month": month,
+                    **dict(zip(_keys(model), key, strict=True)),
+                    "settled": add_settled,
+                    "held": add_held,
+                }
             )
     for model, values in changes.items():  # one executemany a table, its rows in that order
         session.execute(_upsert(session, model), values)
 
 
 def _upsert(session: Session, model: type[CreditMonth] | type[ClassMonth]):
-    """INSERT of a row of totals that adds to the row if it is there: a project's ('' the
-    lab's) in `CreditMonth`, an applicant class's in `ClassMonth`."""
+    """INSERT of a row of totals that adds to the row if it is there: a donor's or a project's
+    in `CreditMonth`, an applicant class's in `ClassMonth`."""
     dialect = session.get_bind().dialect.name
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
     table = model.__table__
     statement = insert(table)
     return statement.on_conflict_do_update(
-        index_elements=[table.c.month, table.c[_key(model)]],
+        index_elements=[table.c.month, *(table.c[key] for key in _keys(model))],
         set_={
             "settled": table.c.settled + statement.excluded.settled,
             "held": table.c.held + statement.excluded.held,
@@ -403,8 +442,11 @@ def _upsert(session: Session, model: type[CreditMonth] | type[ClassMonth]):
     )
 
 
-def _key(model: type[CreditMonth] | type[ClassMonth]) -> str:
-    return "applicant_class" if model is ClassMonth else "project"
+def _keys(model: type[CreditMonth] | type[ClassMonth]) -> tuple[str, ...]:
+    """The columns that, with the month, name a row of totals."""
+    if model is ClassMonth:
+        return ("donor", "applicant_class")
+    return ("donor", "project", "applicant_class")
 
 
 def _holds_of(session: Session, lease_ids: Iterable[int]) -> dict[int, dict[str, CreditHold]]:
@@ -420,7 +462,7 @@ def _holds_of(session: Session, lease_ids: Iterable[int]) -> dict[int, dict[str,
 def _locked_holds_all(
     session: Session, lease_ids: Iterable[int], months: Iterable[str]
 ) -> dict[int, dict[str, CreditHold]]:
-    """The leases' holds, read after locking the lab's rows of every month they and `months`
+    """The leases' holds, read after locking the lock rows of every month they and `months`
     touch. Every writer of holds or totals takes those rows first, in month order, so two
     writers of one lease's holds (an extension, the sweep settling a vanished server) take
     turns on PostgreSQL and never deadlock."""
@@ -456,7 +498,7 @@ def _set_all_holds(
                 session.delete(row)
         for month, cents in want.items():
             row = rows.get(month) or CreditHold(
-                lease_id=lease.id, month=month, project=lease.project, cents=0
+                lease_id=lease.id, month=month, project=lease.project, cents=0, donor=lease.donor
             )
             row.cents = cents
             session.add(row)

@@ -1,9 +1,11 @@
-"""Books: the share of each month kept for other open-source projects, read from the books.
+"""Books: the share of each donor's month kept for other open-source projects, read from the
+books.
 
 The decisions are the pure functions of `commands.process`; this module gathers their numbers
-with credit's public functions (the month's grant, spent plus committed by class) and the
-ledger's reserve overrides, inside the caller's transaction, so an approval's reserve check and
-its state change see the same books.
+with credit's public functions (the donor's month's grant, spent plus committed by class) and
+the ledger's reserve overrides, inside the caller's transaction, so an approval's reserve check
+and its state change see the same books. Each donor keeps its own share (its `reserved_share`,
+else the lab's policy) of its own month; the lab's reserve is the sum of its donors'.
 """
 
 from __future__ import annotations
@@ -31,38 +33,60 @@ RESERVE_OVERRIDE = "reserve_override"
 
 
 def month_reserves(
-    session: Session, months: list[str], policy: Policy, now: datetime
+    session: Session, months: list[str], policy: Policy, now: datetime, donor: str | None = None
 ) -> dict[str, Reserve]:
-    """Kept, used and left of each month's reserve."""
-    granted = _granted(session, months)
-    others = class_usage(session, months, now, [OTHER])
-    overridden = _overridden(session, months)
+    """Kept, used and left of each month's reserve: one donor's, or the lab's (its configured
+    donors' summed)."""
+    names = [d.name for d in policy.donors()] if donor is None else [donor]
+    parts = [_donor_reserves(session, months, policy, now, name) for name in names]
     return {
-        m: reserve(granted[m], policy.reserved_share, others[m], overridden.get(m, 0))
+        m: Reserve(*(sum(getattr(part[m], f) for part in parts) for f in ("kept", "used", "left")))
         for m in months
     }
+
+
+def _donor_reserves(
+    session: Session, months: list[str], policy: Policy, now: datetime, donor: str
+) -> dict[str, Reserve]:
+    granted = _granted(session, months, donor)
+    others = class_usage(session, months, now, [OTHER], donor=donor)
+    overridden = _overridden(session, months, donor)
+    share = reserved_share(policy, donor)
+    return {m: reserve(granted[m], share, others[m], overridden.get(m, 0)) for m in months}
+
+
+def reserved_share(policy: Policy, donor: str) -> int:
+    """The share of the donor's month kept for other open-source projects (basis points): its
+    own if the configuration gives one, else the lab's."""
+    found = policy.donor(donor)
+    if found is None or found.reserved_share is None:
+        return policy.reserved_share
+    return found.reserved_share
 
 
 def reserve_shortfalls(
     session: Session, lease: Lease, policy: Policy, now: datetime
 ) -> dict[str, int]:
-    """Per month, how far approving `lease` would eat into the reserve; empty when it does not
-    (always empty for other open-source projects, whose share it is)."""
-    if lease.applicant_class not in FAVOURED or policy.reserved_share == 0:
+    """Per month, how far approving `lease` would eat into the reserve of its donor's month;
+    empty when it does not (always empty for other open-source projects, whose share it is)."""
+    share = reserved_share(policy, lease.donor)
+    if lease.applicant_class not in FAVOURED or share == 0:
         return {}
     need = planned_cost(lease, policy, now)
     months = sorted(need)
     if not months:
         return {}
-    granted = _granted(session, months)
-    favoured = class_usage(session, months, now, sorted(FAVOURED), exclude_lease=lease.id)
-    overridden = _overridden(session, months)
+    granted = _granted(session, months, lease.donor)
+    favoured = class_usage(
+        session, months, now, sorted(FAVOURED), exclude_lease=lease.id, donor=lease.donor
+    )
+    overridden = _overridden(session, months, lease.donor)
     short = {
         m: reserve_shortfall(
             lease.applicant_class,
             need[m],
             granted[m],
-            policy.reserved_share,
+            share,
             favoured[m],
             overridden.get(m, 0),
         )
@@ -71,20 +95,22 @@ def reserve_shortfalls(
     return {m: cents for m, cents in short.items() if cents > 0}
 
 
-def eat_words(short: dict[str, int], policy: Policy) -> str:
+def eat_words(short: dict[str, int], share: int) -> str:
     """`eat into the 20% of the month kept for other open-source projects: 2026-11 by $5.00`"""
     return (
-        f"eat into the {format_share(policy.reserved_share)} of the month kept for other "
+        f"eat into the {format_share(share)} of the month kept for other "
         f"open-source projects: {shortfall_words(short)}"
     )
 
 
 def record_reserve_override(
-    session: Session, lease_id: int, short: dict[str, int], actor: str, reason: str, now: datetime
+    session: Session, lease: Lease, short: dict[str, int], actor: str, reason: str, now: datetime
 ) -> None:
-    """An admin let a foundation or member request into the reserve: one ledger row per month,
-    for the amount it takes."""
-    record_override(session, lease_id, short, actor, reason, now, kind=RESERVE_OVERRIDE)
+    """An admin let a foundation or member request into its donor's reserve: one ledger row
+    per month, for the amount it takes."""
+    record_override(
+        session, lease.id, short, actor, reason, now, kind=RESERVE_OVERRIDE, donor=lease.donor
+    )
 
 
 def reserve_words(state: Reserve) -> str:
@@ -100,26 +126,33 @@ def class_usage(
     now: datetime,
     classes: list[str],
     exclude_lease: int | None = None,
+    donor: str | None = None,
 ) -> dict[str, int]:
-    """Spent plus committed per month by the leases of some applicant classes: the classes'
-    running totals (their holds and settled spend, what a lease uses while its servers bill
-    within its holds), less what those count for the lease left out, plus what the few leases
-    whose servers may bill past their holds or whose holds are gone (being reclaimed) use
-    beyond them. A handful of rows, however many leases are live."""
+    """Spent plus committed per month by the leases of some applicant classes (billed to one
+    donor, or to any): the classes' running totals (their holds and settled spend, what a
+    lease uses while its servers bill within its holds), less what those count for the lease
+    left out, plus what the few leases whose servers may bill past their holds or whose holds
+    are gone (being reclaimed) use beyond them. A handful of rows, however many leases are
+    live."""
     used = dict.fromkeys(months, 0)
-    for month, cents in session.exec(
-        select(ClassMonth.month, func.sum(ClassMonth.settled + ClassMonth.held))
-        .where(col(ClassMonth.month).in_(months), col(ClassMonth.applicant_class).in_(classes))
-        .group_by(ClassMonth.month)
-    ).all():
+    query = select(ClassMonth.month, func.sum(ClassMonth.settled + ClassMonth.held)).where(
+        col(ClassMonth.month).in_(months), col(ClassMonth.applicant_class).in_(classes)
+    )
+    if donor is not None:
+        query = query.where(ClassMonth.donor == donor)
+    for month, cents in session.exec(query.group_by(ClassMonth.month)).all():
         used[month] += int(cents)
     if exclude_lease is not None:
         left_out = session.get(Lease, exclude_lease)
-        if left_out is not None and left_out.applicant_class in classes:
+        if (
+            left_out is not None
+            and left_out.applicant_class in classes
+            and donor in (None, left_out.donor)
+        ):
             for month, cents in _counted(session, exclude_lease).items():
                 if month in used:
                     used[month] -= cents
-    beyond = beyond_totals(session, months, now, of_classes(classes, exclude_lease))
+    beyond = beyond_totals(session, months, now, of_classes(classes, exclude_lease, donor))
     return {m: used[m] + beyond[m] for m in months}
 
 
@@ -138,11 +171,16 @@ def beyond_totals(
     return beyond
 
 
-def of_classes(classes: list[str], exclude_lease: int | None = None) -> list[ColumnElement]:
-    """The conditions on `Lease` that choose the leases of some classes, less one."""
+def of_classes(
+    classes: list[str], exclude_lease: int | None = None, donor: str | None = None
+) -> list[ColumnElement]:
+    """The conditions on `Lease` that choose the leases of some classes (billed to one donor,
+    or to any), less one."""
     wanted = [col(Lease.applicant_class).in_(classes)]
     if exclude_lease is not None:
         wanted.append(col(Lease.id) != exclude_lease)
+    if donor is not None:
+        wanted.append(col(Lease.donor) == donor)
     return wanted
 
 
@@ -170,16 +208,21 @@ def _counted(session: Session, lease_id: int) -> dict[str, int]:
     return counted
 
 
-def _granted(session: Session, months: list[str]) -> dict[str, int]:
-    """The months' grants and adjustments, from the ledger alone: the callers have read (and so
-    opened) the months' books already, so walking the live leases again would only repeat it."""
-    return {m: ledger_totals(session, m)[0] for m in months}
+def _granted(session: Session, months: list[str], donor: str) -> dict[str, int]:
+    """The donor's months' grants and adjustments, from the ledger alone: the callers have read
+    (and so written) the months' grants already, so walking the live leases again would only
+    repeat it."""
+    return {m: ledger_totals(session, m, donor=donor)[0] for m in months}
 
 
-def _overridden(session: Session, months: list[str]) -> dict[str, int]:
+def _overridden(session: Session, months: list[str], donor: str) -> dict[str, int]:
     rows = session.exec(
         select(LedgerEntry.month, func.sum(LedgerEntry.amount_cents))
-        .where(LedgerEntry.kind == RESERVE_OVERRIDE, LedgerEntry.month.in_(months))
+        .where(
+            LedgerEntry.kind == RESERVE_OVERRIDE,
+            col(LedgerEntry.month).in_(months),
+            LedgerEntry.donor == donor,
+        )
         .group_by(LedgerEntry.month)
     ).all()
     return dict(rows)

@@ -137,28 +137,36 @@ class ServerSpend(SQLModel, table=True):
     lease_id: int = Field(index=True)
     project: str = Field(index=True)
     cents: int
+    donor: str = Field(default="lab", index=True)  # the lease's donor, who paid
 
 
 class CreditMonth(SQLModel, table=True):
-    """A month's running totals, for the lab (`project` '') and for each project: what servers
-    now gone billed (`settled`) and what live leases hold (`held`). Every change of a hold or a
-    settlement updates these rows in its own transaction, so the books read one row per month
-    instead of walking the live leases. An approval locks the lab's rows of its months before
-    it checks and writes, so competing approvals are decided one after the other."""
+    """A month's running totals per donor: the donor's month (`project` and `applicant_class`
+    ''), and each project's within it, per applicant class (a donor's earmark may name both):
+    what servers now gone billed (`settled`) and what live leases hold (`held`). Every change
+    of a hold or a settlement updates these rows in its own transaction, so the books read a
+    few rows per month (the lab's figure sums its donors') instead of walking the live leases.
+    The month's lock row (`donor`, `project` and `applicant_class` '', always zero) is what
+    an approval locks before it checks and writes, so competing approvals, whichever donors
+    they bill, are decided one after the other (a project's cap spans the donors)."""
 
     month: str = Field(primary_key=True)
+    donor: str = Field(default="", primary_key=True)
     project: str = Field(primary_key=True)
+    applicant_class: str = Field(default="", primary_key=True)
     settled: int = 0
     held: int = 0
 
 
 class ClassMonth(SQLModel, table=True):
     """A month's running totals per applicant class (foundation, member, other), kept like
-    `CreditMonth`'s per project and changed by the same writes: what the class's gone servers
-    billed (`settled`) and what its live leases hold (`held`). The reserve kept for other
-    open-source projects reads these few rows instead of summing the month's holds by class."""
+    `CreditMonth`'s per project and changed by the same writes, per donor: what the class's gone
+    servers billed (`settled`) and what its live leases hold (`held`). The reserve kept for
+    other open-source projects in each donor's month reads these few rows instead of summing
+    the month's holds by class."""
 
     month: str = Field(primary_key=True)
+    donor: str = Field(default="lab", primary_key=True)
     applicant_class: str = Field(primary_key=True)
     settled: int = 0
     held: int = 0
@@ -176,6 +184,7 @@ class CreditHold(SQLModel, table=True):
     project: str
     cents: int
     exact_until: datetime | None = Field(default=None, index=True)
+    donor: str = "lab"  # the lease's donor, whose month it holds
 
 
 class Meter(SQLModel, table=True):
@@ -188,6 +197,7 @@ class Meter(SQLModel, table=True):
     # no lookup of each meter's row, which is most of its cost with thousands running.
     __table_args__ = (
         Index("ix_meter_project_billing", "project", "start_us", "stop_us", "hourly_cents"),
+        Index("ix_meter_donor_billing", "donor", "project", "start_us", "stop_us", "hourly_cents"),
     )
 
     server_id: int = Field(foreign_key="server.id", primary_key=True)
@@ -197,11 +207,12 @@ class Meter(SQLModel, table=True):
     start_us: int = Field(sa_type=BigInteger)
     stop_us: int | None = Field(default=None, sa_type=BigInteger)
     held: bool = Field(default=True, index=True)
+    donor: str = "lab"  # the lease's donor, who pays what it bills
 
 
 class LedgerEntry(SQLModel, table=True):
-    """Grants, adjustments and overrides: who moved the month's money and why. `key` makes the
-    automatic monthly grant exactly-once."""
+    """Grants, adjustments and overrides: who moved which donor's month's money and why. `key`
+    makes each donor's automatic monthly grant exactly-once (`grant:DONOR:MONTH`)."""
 
     __table_args__ = (UniqueConstraint("key"),)
 
@@ -215,6 +226,7 @@ class LedgerEntry(SQLModel, table=True):
     project: str | None = Field(default=None, index=True)  # set: against that project's cap
     key: str | None = None
     created_at: datetime
+    donor: str = Field(default="lab", index=True)
 
 
 class SentReminder(SQLModel, table=True):

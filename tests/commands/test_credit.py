@@ -111,8 +111,8 @@ def test_the_grant_is_written_once_per_month(lab, clock):
     credit_report(lab, clock.now, "2026-12")
     grants = ledger(lab.db, GRANT)
     assert [(g.month, g.amount_cents, g.key) for g in grants] == [
-        ("2026-11", 2_500_000, "grant:2026-11"),
-        ("2026-12", 2_500_000, "grant:2026-12"),
+        ("2026-11", 2_500_000, "grant:lab:2026-11"),
+        ("2026-12", 2_500_000, "grant:lab:2026-12"),
     ]
 
 

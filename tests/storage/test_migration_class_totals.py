@@ -12,12 +12,12 @@ from sqlalchemy import inspect
 from sqlmodel import Session
 
 from commands.billing import cost_by_month, to_us
-from commands.credit import ensure_grant
+from commands.credit import GRANT
 from commands.holds import planned_cost, release_holds
 from commands.process import FAVOURED, FOUNDATION, MEMBER, OTHER, reserve
 from commands.reserve import class_usage, month_reserves
 from storage.db import Database
-from storage.models import CreditHold, CreditMonth, Lease, Meter, ServerSpend
+from storage.models import CreditHold, CreditMonth, Lease, LedgerEntry, Meter, ServerSpend
 from storage.schema import _config
 from tests.commands.credit_reference import reference_class_usage
 from tests.storage.releases import as_before, models_fit
@@ -109,8 +109,18 @@ def fill_as_the_previous_release(session: Session) -> None:
     session.add_all(
         CreditMonth(month=m, project=p, settled=s, held=h) for (m, p), (s, h) in totals.items()
     )
-    for month in MONTHS:
-        ensure_grant(session, month, POLICY, NOW)
+    session.add_all(
+        LedgerEntry(
+            month=month,
+            kind=GRANT,
+            amount_cents=POLICY.monthly_credit_cents,
+            actor="system",
+            reason="monthly donor credit",
+            key=f"grant:{month}",
+            created_at=NOW,
+        )
+        for month in MONTHS
+    )
 
 
 def _as_the_previous_release_computed(session: Session) -> dict[tuple, dict[str, int]]:
