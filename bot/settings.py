@@ -1,22 +1,25 @@
-"""Settings from the environment (and an optional TOML file for the catalog and the policy).
+"""Settings from the environment and the configuration file (LABBOT_CONFIG, bot.config_file).
 
 A bad value stops start-up with one sentence naming the setting and what it accepts. Secrets
-are read here and kept out of every repr, log line and message.
+are read here, from the environment only, and kept out of every repr, log line and message.
+A lab configured from the environment alone has one donor (FIRST_DONOR) on one provider
+account; a file with [[donor]] tables has one account per donor (`Settings.accounts()`).
 """
 
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 
+from bot.config_file import DonorTable, SettingsError, read_catalog, read_config, read_dollars
+from commands.donors import FIRST_DONOR
 from commands.durations import DurationError, parse_duration
 from commands.policy import Policy, Roles
-from commands.process import CLASSES, parse_share
-from metal.catalog import CatalogError, dollars_to_cents, load, seed
+from commands.process import parse_share
+from metal.catalog import CatalogError, seed
 from metal.ec2_catalog import Ec2Offer, load_offer, missing_images
 from metal.forge_http import GITHUB_API_URL, GITLAB_API_URL
 from metal.provider import Catalog
@@ -25,8 +28,29 @@ from storage.db import DEFAULT_URL
 HEALTH_SWEEPS_MISSED = 3
 
 
-class SettingsError(ValueError):
-    pass
+@dataclass(frozen=True)
+class Account:
+    """One donor's provider account: the backend and what it needs to reach it. `table` is
+    where it was configured, for sentences: "" for the environment, else its [[donor]] table."""
+
+    donor: str = FIRST_DONOR
+    provider: str = "simulated"
+    table: str = ""
+    catalog: Catalog | None = None  # simulated: its own plans (None: the lab's catalog)
+    packet_auth_token: str | None = field(default=None, repr=False)
+    packet_token_name: str = "PACKET_AUTH_TOKEN"  # the variable it was read from
+    packet_project_id: str | None = None
+    packet_api_url: str = "api.packet.net"
+    ec2_catalog: str | None = None
+    ec2_backstop_role: str | None = None
+    aws_endpoint_url: str | None = None
+    aws_profile: str | None = None
+    aws_access_key_id: str | None = field(default=None, repr=False)
+    aws_secret_access_key: str | None = field(default=None, repr=False)
+
+    def setting(self, env_name: str, key: str) -> str:
+        """How the sentence about a setting names it: the variable, or the table's key."""
+        return f"{self.table} {key}" if self.table else env_name
 
 
 @dataclass(frozen=True)
@@ -65,6 +89,22 @@ class Settings:
     web_concurrency: int = 2
     health_sweep_age: timedelta = timedelta(minutes=10)
     log_format: str = "text"
+    # One account per [[donor]] table, in the file's order; none: the environment's one donor.
+    donor_accounts: tuple[Account, ...] = ()
+
+    def accounts(self) -> tuple[Account, ...]:
+        """Each donor's provider account, the first donor's first."""
+        return self.donor_accounts or (
+            Account(
+                provider=self.provider,
+                packet_auth_token=self.packet_auth_token,
+                packet_project_id=self.packet_project_id,
+                packet_api_url=self.packet_api_url,
+                ec2_catalog=self.ec2_catalog,
+                ec2_backstop_role=self.ec2_backstop_role,
+                aws_endpoint_url=self.aws_endpoint_url,
+            ),
+        )
 
 
 _POLICY_DURATIONS = {
@@ -80,7 +120,7 @@ _POLICY_DURATIONS = {
     "LABBOT_WRITEUP_AFTER": "writeup_after",
     "LABBOT_PROVISION_POLL": "provision_poll",
 }
-_MAY_BE_ZERO = {"LABBOT_GRACE", "grace"}  # reclaiming exactly at the end is a lab's choice
+_MAY_BE_ZERO = {"LABBOT_GRACE"}  # reclaiming exactly at the end is a lab's choice
 _POLICY_INTS = {
     "LABBOT_MAX_SERVERS": "max_servers",
     "LABBOT_PENDING_PER_USER": "pending_per_user",
@@ -93,7 +133,7 @@ _POLICY_INTS = {
 
 def from_env(env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
-    base = _from_file(env.get("LABBOT_CONFIG"))
+    base = _from_file(env.get("LABBOT_CONFIG"), env)
     policy = _policy(env, base.policy)
     settings = replace(
         base,
@@ -134,7 +174,9 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         aws_endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
         **_operations(env, base),
     )
-    if "LABBOT_PROVISION_POLL" in env or settings.provider != "simulated":
+    if "LABBOT_PROVISION_POLL" in env or any(
+        account.provider != "simulated" for account in settings.accounts()
+    ):
         return settings
     return replace(settings, policy=replace(policy, provision_poll=simulated_poll(settings)))
 
@@ -164,32 +206,35 @@ def _operations(env: Mapping[str, str], base: Settings) -> dict:
     }
 
 
-def require_packet(settings: Settings) -> None:
+def require_packet(account: Account) -> None:
+    """(A [[donor]] table's account was checked when the file was read.)"""
     for name, value in (
-        ("PACKET_AUTH_TOKEN", settings.packet_auth_token),
-        ("PACKET_PROJECT_ID", settings.packet_project_id),
+        ("PACKET_AUTH_TOKEN", account.packet_auth_token),
+        ("PACKET_PROJECT_ID", account.packet_project_id),
     ):
         if not value:
             raise SettingsError(f"{name} is not set; LABBOT_PROVIDER=packet needs it.")
 
 
-def require_ec2(settings: Settings) -> Ec2Offer:
-    """The EC2 offer from LABBOT_EC2_CATALOG, with every gap said in one sentence. AWS
-    credentials are not settings of labbot's: boto3's standard chain finds them."""
+def require_ec2(account: Account) -> Ec2Offer:
+    """The EC2 offer from LABBOT_EC2_CATALOG (or the donor's catalog), with every gap said in
+    one sentence. Without a donor's own keys or profile, boto3's standard chain finds the AWS
+    credentials."""
     for name, value in (
-        ("LABBOT_EC2_CATALOG", settings.ec2_catalog),
-        ("LABBOT_EC2_BACKSTOP_ROLE", settings.ec2_backstop_role),
+        ("LABBOT_EC2_CATALOG", account.ec2_catalog),
+        ("LABBOT_EC2_BACKSTOP_ROLE", account.ec2_backstop_role),
     ):
         if not value:
             raise SettingsError(f"{name} is not set; LABBOT_PROVIDER=ec2 needs it.")
+    where = account.setting("LABBOT_EC2_CATALOG", "catalog")
     try:
-        offer = load_offer(Path(settings.ec2_catalog))
+        offer = load_offer(Path(account.ec2_catalog))
     except CatalogError as error:
-        raise SettingsError(f"LABBOT_EC2_CATALOG: {error}") from error
+        raise SettingsError(f"{where}: {error}") from error
     gaps = missing_images(offer)
     if gaps:
         raise SettingsError(
-            f"LABBOT_EC2_CATALOG: no [[images]] entry for {'; '.join(gaps[:5])}"
+            f"{where}: no [[images]] entry for {'; '.join(gaps[:5])}"
             + (f" and {len(gaps) - 5} more" if len(gaps) > 5 else "")
             + "; add an ami for each."
         )
@@ -275,16 +320,12 @@ def _flag(env: Mapping[str, str], name: str) -> bool:
 
 
 def _money(env: Mapping[str, str], name: str) -> int:
-    text = env[name].strip().lstrip("$").replace(",", "").replace("_", "")
     try:
-        cents = dollars_to_cents(text)
-    except ArithmeticError:
-        cents = -1
-    if cents < 0:
+        return read_dollars(env[name])
+    except ValueError:
         raise SettingsError(
             f"{name} must be an amount in dollars like 25000 or 25000.00, not '{env[name]}'."
-        )
-    return cents
+        ) from None
 
 
 def _choice(env: Mapping[str, str], name: str, options: tuple[str, ...], default: str) -> str:
@@ -298,69 +339,54 @@ def _ids(text: str) -> frozenset[str]:
     return frozenset(part.strip() for part in text.replace(" ", ",").split(",") if part.strip())
 
 
-def _from_file(path: str | None) -> Settings:
-    """LABBOT_CONFIG: a TOML file with [policy] (same names as the Policy fields, durations as
-    strings, money in dollars) and the catalog tables of metal.catalog."""
+def _from_file(path: str | None, env: Mapping[str, str]) -> Settings:
+    """LABBOT_CONFIG (bot.config_file): the policy, the foundation, the catalog, the donors.
+    With [[donor]] tables, the environment's one-donor settings would say something else about
+    the same money or account: they are refused rather than quietly ignored."""
     if not path:
         return Settings()
-    try:
-        data = tomllib.loads(Path(path).read_text())
-        catalog = load(Path(path))
-    except (OSError, tomllib.TOMLDecodeError, CatalogError) as error:
-        raise SettingsError(f"LABBOT_CONFIG: {error}") from error
-    policy = Policy()
-    known = {f.name: f for f in fields(Policy)}
-    changes = {}
-    for key, value in data.get("policy", {}).items():
-        if key not in known:
-            raise SettingsError(
-                f"LABBOT_CONFIG: [policy] has no setting '{key}'; known: {', '.join(known)}."
-            )
-        current = getattr(policy, key)
-        try:
-            if isinstance(current, timedelta):
-                value = parse_duration(str(value), zero=key in _MAY_BE_ZERO)
-            elif key.endswith("_cents"):
-                value = dollars_to_cents(value)
-            elif key == "reminders":
-                value = tuple(parse_duration(str(v)) for v in value)
-            elif key == "reserved_share":
-                value = _share("LABBOT_CONFIG: [policy] reserved_share", str(value))
-        except DurationError as error:
-            raise SettingsError(f"LABBOT_CONFIG: [policy] {key}: {error}.") from error
-        changes[key] = value
-    changes.update(_foundation(data.get("foundation", {})))
-    return Settings(policy=replace(policy, **changes), catalog=catalog)
+    config = read_config(Path(path))
+    if config.donors:
+        for name in ("LABBOT_PROVIDER", "LABBOT_MONTHLY_CREDIT"):
+            if name in env:
+                raise SettingsError(
+                    f"{name} is for a lab without [[donor]] tables in LABBOT_CONFIG; set each "
+                    "donor's provider and monthly_grant in its table instead."
+                )
+    policy = replace(Policy(), **config.policy, donor_list=tuple(t.rules() for t in config.donors))
+    return Settings(
+        policy=policy,
+        catalog=config.catalog,
+        donor_accounts=tuple(_account(table, env) for table in config.donors),
+    )
 
 
-def _foundation(table: dict) -> dict:
-    """[foundation]: `projects = [{ name = "coredns", maturity = "graduated" }, ...]`,
-    `members = ["Acme", ...]`, and optionally `rank = ["foundation", "member", "other"]`."""
-    where = "LABBOT_CONFIG: [foundation]"
-    unknown = set(table) - {"projects", "members", "rank"}
-    if unknown:
-        raise SettingsError(
-            f"{where} has no setting '{sorted(unknown)[0]}'; known: projects, members, rank."
-        )
-    projects = table.get("projects", [])
-    if not isinstance(projects, list) or not all(
-        isinstance(p, dict) and isinstance(p.get("name"), str) and p["name"] for p in projects
-    ):
-        raise SettingsError(
-            f"{where} projects must be a list like "
-            '[{ name = "coredns", maturity = "graduated" }].'
-        )
-    members = table.get("members", [])
-    if not isinstance(members, list) or not all(isinstance(m, str) and m for m in members):
-        raise SettingsError(f'{where} members must be a list of names like ["Acme", "Initech"].')
-    rank = tuple(table.get("rank", CLASSES))
-    if sorted(rank) != sorted(CLASSES):
-        raise SettingsError(f"{where} rank must order all of {', '.join(CLASSES)}, once each.")
-    changes: dict = {"rank": rank}
-    if projects:
-        changes["foundation_projects"] = tuple(
-            (p["name"].lower(), str(p.get("maturity", ""))) for p in projects
-        )
-    if members:
-        changes["members"] = tuple(members)
-    return changes
+def _account(table: DonorTable, env: Mapping[str, str]) -> Account:
+    """A [[donor]] table's account, its secrets read from the variables the table names."""
+    where = table.where()
+
+    def secret(key: str) -> str | None:
+        name = getattr(table, key)
+        if name is None:
+            return None
+        if not env.get(name):
+            raise SettingsError(f"{where} {key} names {name}, which is not set.")
+        return env[name]
+
+    own_catalog = table.provider == "simulated" and table.catalog
+    return Account(
+        donor=table.name,
+        provider=table.provider,
+        table=where,
+        catalog=read_catalog(Path(table.catalog), f"{where} catalog") if own_catalog else None,
+        packet_auth_token=secret("token_env"),
+        packet_token_name=table.token_env or Account.packet_token_name,
+        packet_project_id=table.project_id,
+        packet_api_url=table.api_url or Account.packet_api_url,
+        ec2_catalog=table.catalog if table.provider == "ec2" else None,
+        ec2_backstop_role=table.backstop_role,
+        aws_endpoint_url=table.endpoint_url,
+        aws_profile=table.profile,
+        aws_access_key_id=secret("access_key_env"),
+        aws_secret_access_key=secret("secret_key_env"),
+    )

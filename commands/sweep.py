@@ -9,8 +9,8 @@ The sweep finds and claims the due leases, picks each one's step from the table 
 and calls the jobs where they live: request expiry (request.py), provisioning (provision.py),
 reminders and the silent-lease check (remind.py, silent.py), expiry and deletes (reclaim.py),
 repository checks (repocheck.py), write-up reminders (writeups.py), the provider compared with
-our books (reconcile.py), credit alerts (credit_alerts.py), the exactness pass (holds.py) and
-notice delivery (notices.py).
+our books (reconcile.py), credit alerts (credit_alerts.py), donors ending (donor_alerts.py), the
+exactness pass (holds.py) and notice delivery (notices.py).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from datetime import datetime
 from sqlmodel import col, select
 
 from commands.credit_alerts import credit_alerts
+from commands.donor_alerts import donor_alerts
 from commands.facts import in_utc
 from commands.holds import renote_exactness_if_due
 from commands.lab import Lab, LostRace
@@ -125,6 +126,7 @@ def sweep(lab: Lab, now: datetime, *, dry_run: bool = False) -> SweepReport:
     _process(lab, now, report)
     report.reconciled = reconcile_if_due(lab, now, report.errors)
     credit_alerts(lab, now)
+    donor_alerts(lab, now)
     renote_exactness_if_due(lab, now)
     if lab.notifier is not None:
         report.delivered = deliver(lab.db, lab.notifier, now, owner=lab.replica)

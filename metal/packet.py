@@ -134,8 +134,10 @@ class PacketProvider(OneAtATime):
         clock: Callable[[], datetime] = utcnow,
         sleep: Callable[[float], None] = time.sleep,
         ca_bundle: str | None = None,
+        token_name: str = "PACKET_AUTH_TOKEN",  # where the token came from, for the sentence
     ) -> None:
         self._token = token
+        self._token_name = token_name
         self._project_id = project_id
         self._host = api_url
         self._timeout = timeout
@@ -343,7 +345,7 @@ class PacketProvider(OneAtATime):
         if response.ok:
             return _Transient(f"unreadable answer to {method} {path} ({type(exc).__name__})")
         if status == 401:
-            message = f"PACKET_AUTH_TOKEN was refused by the Packet API at {self._host}: "
+            message = f"{self._token_name} was refused by the Packet API at {self._host}: "
         else:
             message = f"Packet API at {self._host} refused {method} {path} ({status}): "
         return _Refused(self._scrub(message + _error_text(response)), status)

@@ -137,7 +137,7 @@ def test_the_process_settings(tmp_path):
     [
         ('projects = ["coredns"]', "projects must be a list like"),
         ("members = [1]", "members must be a list of names"),
-        ('rank = ["other"]', "rank must order all of foundation, member, other"),
+        ('rank = ["other"]', "rank must be all of foundation, member, other"),
         ("sponsors = []", "has no setting 'sponsors'"),
     ],
 )
