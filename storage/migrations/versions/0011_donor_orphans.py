@@ -1,7 +1,7 @@
 """donor orphans: an orphaned device is found in, and deleted through, one donor's account
 
 Revision ID: 0011_donor_orphans
-Revises: 0009
+Revises: 0010_donor_books (re-chained after 0010 so the merged branches have one head)
 Create Date: 2026-12-07 15:00:00
 
 Before donors, the lab had one provider account: every orphan it recorded was found in the one
@@ -13,7 +13,7 @@ import sqlmodel
 from alembic import op
 
 revision = "0011_donor_orphans"
-down_revision = "0009"
+down_revision = "0010_donor_books"
 branch_labels = None
 depends_on = None
 
