@@ -300,9 +300,10 @@ class Transcript:
         who = NAMES.get(actor or "", "")
         if call.method == "chat.postMessage":
             where = self.where.get(call.response["channel"], call.response["channel"])
-            return f"[{where}] {text}{_buttons(call.params)}"
+            return f"[{where}] {text}{_buttons(call.params)}{_who_pays(call.params)}"
         if call.method == "chat.update":
-            return f"[{self.where.get(call.params['channel'], '?')}, card updated] {text}"
+            where = self.where.get(call.params["channel"], "?")
+            return f"[{where}, card updated] {text}{_who_pays(call.params)}"
         if call.method in ("response_url", "chat.postEphemeral"):
             return f"[only {who} sees] {text}"
         if call.method == "views.open":
@@ -326,13 +327,38 @@ class Transcript:
 
 
 def _buttons(params: dict[str, Any]) -> str:
+    """The buttons under a message, and its menus (the one chosen, or what it asks)."""
     labels = [
-        element["text"]["text"]
+        _label(element)
         for block in params.get("blocks") or []
         if block.get("type") == "actions"
         for element in block["elements"]
     ]
     return f"  [buttons: {' | '.join(labels)}]" if labels else ""
+
+
+def _who_pays(params: dict[str, Any]) -> str:
+    """A card's donor, why it was chosen and what stopped the others, on lines of their own."""
+    lines = []
+    for block in params.get("blocks") or []:
+        for item in block.get("fields") or block.get("elements") or []:
+            text = str(item.get("text", "")) if isinstance(item, dict) else ""
+            label, _, value = text.partition("\n")
+            if label in ("*Donor*", "*Why this donor*"):
+                lines.append(f"{label.strip('*')}: {value}")
+            elif text.startswith("Other donors: "):
+                lines.append(text)
+    return "".join(f"\n      {_names(line)}" for line in lines)
+
+
+def _label(element: dict[str, Any]) -> str:
+    if element["type"] != "static_select":
+        return element["text"]["text"]
+    chosen = element.get("initial_option") or {"text": element["placeholder"]}
+    others = [o["text"]["text"] for o in element.get("options", []) if o != chosen]
+    return f"menu: {chosen['text']['text']} (or {', '.join(others)})" if others else (
+        f"menu: {chosen['text']['text']}"
+    )  # fmt: skip
 
 
 class Story:
@@ -422,7 +448,9 @@ class Story:
     def _card(self, lease_id: int) -> tuple[str, str]:
         block_id = f"review:{lease_id}"
         for call in self.fake.calls("chat.postMessage"):
-            if call.ok and any(b.get("block_id") == block_id for b in call.params["blocks"]):
+            if call.ok and any(
+                b.get("block_id") == block_id for b in call.params.get("blocks") or []
+            ):
                 return call.response["channel"], call.response["ts"]
         raise RuntimeError(f"no card for #{lease_id}")
 
@@ -536,6 +564,7 @@ class Story:
             )
             self.click_card(RITA, cards.APPROVE, lease_id)
         self.wait("the donors' servers come up", minutes=5)
+        self.wait("the donors' servers run", hours=6)
 
     def busy_morning(self) -> None:
         """Thirty requests arrive (told in one line, not ninety), and the reviewer's lists show
