@@ -66,8 +66,9 @@ KEY = public_key("bench", "bench@ci")
 
 @dataclass
 class Run:
-    """Seconds per approval, and the median seconds of each drain."""
+    """Seconds per request and per approval, and the median seconds of each drain."""
 
+    filing: float  # request(), the donor named (routing checks that one's terms and credit)
     approval: float
     up: float  # the sweep drain once the servers are up
     end: float  # the sweep drain after the leases' end and grace
@@ -82,6 +83,7 @@ def main() -> int:
     one, five = runs[1], runs[5]
     heading(f"{LEASES:,} leases of 1 x {PLAN} for {LEASE_HOURS} h in each lab")
     for label, get in (
+        ("request(), per request (no target)", lambda r: r.filing),
         ("approve(), per approval", lambda r: r.approval),
         ("sweep drain, servers up (polls)", lambda r: r.up),
         ("sweep drain, leases end (expire, reclaim)", lambda r: r.end),
@@ -117,7 +119,10 @@ def _measure(work: Path) -> dict[int, Run]:
     """Both labs filed, approved in turns, then each drained in turn on fresh copies."""
     clock = FixedClock(NOW)
     labs = {count: donors_lab(new_database(work / f"{count}.db"), clock, count) for count in (1, 5)}
-    ids = {count: _file(lab, count) for count, lab in labs.items()}
+    filed = {
+        count: timed(lambda lab=lab, count=count: _file(lab, count)) for count, lab in labs.items()
+    }
+    ids = {count: result for count, (_, result) in filed.items()}
     spent = {count: 0.0 for count in labs}
     for start in range(0, LEASES, TURN):
         for count, lab in labs.items():
@@ -133,7 +138,10 @@ def _measure(work: Path) -> dict[int, Run]:
             up[count].append(first)
             end[count].append(second)
     return {
-        count: Run(spent[count] / LEASES, median(up[count]), median(end[count])) for count in labs
+        count: Run(
+            filed[count][0] / LEASES, spent[count] / LEASES, median(up[count]), median(end[count])
+        )
+        for count in labs
     }
 
 
