@@ -23,7 +23,6 @@ from commands.donors import Donor
 from commands.durations import format_duration
 from commands.holds import billing_stops
 from commands.lab import Lab
-from commands.policy import Policy
 from commands.process import LABELS, Reserve
 from commands.queue import applicant_label
 from commands.reserve import beyond_counted, irregular_leases, month_reserves
@@ -135,6 +134,7 @@ def public_month(lab: Lab, month: str, now: datetime) -> PublicMonth:
         kept = month_reserves(session, [month], lab.policy, now)[month]
         leases, amounts = _month_leases(session, lab, month, now)
         burn = _burn(_servers(session, month), month, now)
+        given = _given(session, lab, month, now, {lease.donor for lease in leases})
     by_class: dict[str, int] = defaultdict(int)
     for lease in leases:
         by_class[LABELS.get(lease.applicant_class, lease.applicant_class)] += amounts[lease.id]
@@ -150,7 +150,7 @@ def public_month(lab: Lab, month: str, now: datetime) -> PublicMonth:
         burn=burn,
         by_project=_by_project(leases, amounts),
         by_class=_ranked(by_class),
-        by_donor=_by_donor(lab.policy, month, leases, amounts),
+        by_donor=_by_donor(given, leases, amounts),
     )
 
 
@@ -160,6 +160,7 @@ def donor_month(lab: Lab, donor: Donor, month: str, now: datetime) -> DonorMonth
     with lab.db.read() as session:
         leases, amounts = _month_leases(session, lab, month, now, donor.name)
         servers = _servers(session, month, donor.name)
+        given = _given(session, lab, month, now, {donor.name})
     start, end = month_bounds(month)
     ran = [
         (max(server.active_at, start), min(_stop(server, lease, now), end))
@@ -169,7 +170,7 @@ def donor_month(lab: Lab, donor: Donor, month: str, now: datetime) -> DonorMonth
     return DonorMonth(
         donor=donor.name,
         month=month,
-        granted=donor.grant_cents(month),
+        granted=given[donor.name],
         cents=sum(amounts.values()),
         servers=len(ran),
         server_hours=round(sum((last - first).total_seconds() for first, last in ran) / 3600),
@@ -205,16 +206,28 @@ def _by_project(leases: list[Lease], amounts: dict[int, int]) -> list[tuple[str,
     return _ranked(spent)
 
 
+def _given(
+    session: Session, lab: Lab, month: str, now: datetime, billed: set[str]
+) -> dict[str, int]:
+    """What each donor the lab names (in the configuration's order), then each other donor a
+    lease was billed to, gave in the month: its books' grant."""
+    names = [donor.name for donor in lab.policy.donors()]
+    names += sorted(billed - set(names))
+    return {
+        name: books(session, [month], lab.policy, now, donor=name)[month].granted for name in names
+    }
+
+
 def _by_donor(
-    policy: Policy, month: str, leases: list[Lease], amounts: dict[int, int]
+    given: dict[str, int], leases: list[Lease], amounts: dict[int, int]
 ) -> list[DonorSpend]:
-    billed: dict[str, list[Lease]] = {donor.name: [] for donor in policy.donors()}
+    billed: dict[str, list[Lease]] = {name: [] for name in given}
     for lease in leases:
-        billed.setdefault(lease.donor, []).append(lease)
+        billed[lease.donor].append(lease)
     return [
         DonorSpend(
             name=name,
-            granted=donor.grant_cents(month) if (donor := policy.donor(name)) else 0,
+            granted=given[name],
             cents=sum(amounts[lease.id] for lease in paid),
             by_project=_by_project(paid, amounts),
         )

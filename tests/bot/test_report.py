@@ -17,6 +17,7 @@ from bot.app import create_app
 from bot.cli import main
 from bot.report_html import BURN_COLOUR, export, report_app
 from bot.serve import local_server
+from commands.credit import books
 from commands.credit_report import credit_report
 from commands.donors import Donor
 from commands.report import donor_month, public_month, public_text
@@ -170,8 +171,12 @@ def test_spend_by_donor_and_by_project_within_each(two_donors, clock):
     assert [p for p, _ in cncf.by_project] == ["coredns"]
     assert [p for p, _ in armco.by_project] == ["envoy"]
     assert cncf.cents + armco.cents == report.spent + report.committed
-    for donor in report.by_donor:
-        assert sum(c for _, c in donor.by_project) == donor.cents
+    with two_donors.db.read() as session:
+        for donor in report.by_donor:  # each donor's part is its books'
+            book = books(session, ["2026-11"], two_donors.policy, clock.now, donor=donor.name)
+            spent, committed = book["2026-11"].spent, book["2026-11"].committed
+            assert (donor.granted, donor.cents) == (book["2026-11"].granted, spent + committed)
+            assert sum(c for _, c in donor.by_project) == donor.cents
     assert {row.project: row.donor for row in report.leases} == {
         "coredns": "cncf",
         "envoy": "armco",
