@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from commands.billing import format_cents
-from commands.donors import Donor
+from commands.donors import FIRST_DONOR, Donor
 from commands.lab import Lab
 from commands.process import format_share
 from commands.report import (
@@ -205,7 +205,11 @@ def _money_table(title: str, rows: list[tuple[str, int]]) -> str:
 
 
 def _given_by(donors: list[DonorSpend]) -> str:
+    """Who gives the credit; nothing for a lab configured without donors, whose one donor has
+    no name of its own (FIRST_DONOR)."""
     names = [escape(donor.name) for donor in donors]
+    if names == [FIRST_DONOR]:
+        return ""
     if len(names) == 1:
         return f"<p>The lab's credit is given by {names[0]}.</p>"
     return f"<p>The lab's credit is given by {', '.join(names[:-1])} and {names[-1]}.</p>"

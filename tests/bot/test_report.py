@@ -15,7 +15,7 @@ from sqlmodel import update
 
 from bot.app import create_app
 from bot.cli import main
-from bot.report_html import BURN_COLOUR, export, report_app
+from bot.report_html import BURN_COLOUR, export, render_month, report_app
 from bot.serve import local_server
 from commands.credit import books
 from commands.credit_report import credit_report
@@ -123,8 +123,8 @@ def test_the_exported_site_in_a_browser(story, clock, tmp_path):
     assert "foundation project (graduated)" in page and "other open-source project" in page
     assert re.search(r"<polyline id=\"burn-line\" points=\"[\d., ]+\"", page)
     assert page.count('class="bar"') == 2
-    assert "The lab's credit is given by lab." in page
-    assert 'id="by-donor"' not in page and "Paid by" not in page  # no section of one row
+    assert "credit is given by" not in page  # a lab without [[donor]] tables: as before donors
+    assert 'id="by-donor"' not in page and "Paid by" not in page
     assert "<script" not in page
     assert _private_things(page) == []
     shot = pixels(screenshot(written[0].as_uri(), tmp_path / "shot.png", (760, 900)))
@@ -240,3 +240,14 @@ def test_labbot_report_for_a_donor_and_an_unknown_one(tmp_path, monkeypatch, cap
     assert main(["report", "--donor", "nobody", "--out", str(tmp_path / "x")]) == 2
     assert "--donor takes one of the lab's donors (lab), not 'nobody'" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_a_lab_with_one_named_donor_names_it(lab, clock):
+    cncf = DONORS[0]
+    lab = replace(with_policy(lab, donor_list=(cncf,)), providers={cncf.name: lab.provider})
+    lease_id = file(lab, clock, count=1, duration=timedelta(hours=4))
+    assert approve(lab, REVIEWER, lease_id, clock.now).ok
+    report = public_month(lab, "2026-11", clock.now)
+    page = render_month(report, ["2026-11"], lambda m: f"{m}.html")
+    assert "The lab's credit is given by cncf." in page
+    assert "by-donor" not in page and "Paid by" not in page  # no section of one row
