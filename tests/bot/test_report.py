@@ -232,13 +232,23 @@ def test_one_donor_s_pages_hold_only_its_leases(two_donors, clock, tmp_path):
 
 
 def test_labbot_report_for_a_donor_and_an_unknown_one(tmp_path, monkeypatch, capsys):
+    config = tmp_path / "labbot.toml"
+    config.write_text(
+        '[[donor]]\nname = "cncf"\nprovider = "simulated"\nmonthly_grant = 20000\n\n'
+        '[[donor]]\nname = "armco"\nprovider = "simulated"\nmonthly_grant = 5000\n'
+        'architectures = ["aarch64"]\n'
+    )
+    monkeypatch.setenv("LABBOT_CONFIG", str(config))
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
     assert main(["credit"]) == 0  # opens this month's books
     capsys.readouterr()
-    assert main(["report", "--donor", "lab", "--out", str(tmp_path / "lab")]) == 0
-    assert f"lab's report is in {tmp_path / 'lab' / 'index.html'}" in capsys.readouterr().out
+    assert main(["report", "--donor", "armco", "--out", str(tmp_path / "armco")]) == 0
+    index = tmp_path / "armco" / "index.html"
+    assert f"armco's report is in {index} (1 month pages)" in capsys.readouterr().out
+    assert "What armco gave the lab in" in index.read_text() and "$5,000.00" in index.read_text()
     assert main(["report", "--donor", "nobody", "--out", str(tmp_path / "x")]) == 2
-    assert "--donor takes one of the lab's donors (lab), not 'nobody'" in capsys.readouterr().err
+    said = capsys.readouterr().err
+    assert "--donor takes one of the lab's donors (cncf, armco), not 'nobody'" in said
     assert not (tmp_path / "x").exists()
 
 
