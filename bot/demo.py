@@ -179,10 +179,10 @@ def with_two_donors(settings: Settings) -> Settings:
         settings,
         policy=replace(settings.policy, donor_list=(CNCF, ARMCO)),
         donor_accounts=(
-            Account(donor=CNCF.name, table="[[donor]] cncf"),
+            Account(donor=CNCF.name, table='LABBOT_CONFIG: [[donor]] "cncf"'),
             Account(
                 donor=ARMCO.name,
-                table="[[donor]] armco",
+                table='LABBOT_CONFIG: [[donor]] "armco"',
                 catalog=Catalog(cheaper, catalog.metros, catalog.oses, catalog.logins),
             ),
         ),
