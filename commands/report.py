@@ -134,7 +134,7 @@ def public_month(lab: Lab, month: str, now: datetime) -> PublicMonth:
         kept = month_reserves(session, [month], lab.policy, now)[month]
         leases, amounts = _month_leases(session, lab, month, now)
         burn = _burn(_servers(session, month), month, now)
-        given = _given(session, lab, month, now, {lease.donor for lease in leases})
+        given = _given(session, lab, month, now, _donor_names(lab, leases))
     by_class: dict[str, int] = defaultdict(int)
     for lease in leases:
         by_class[LABELS.get(lease.applicant_class, lease.applicant_class)] += amounts[lease.id]
@@ -160,7 +160,7 @@ def donor_month(lab: Lab, donor: Donor, month: str, now: datetime) -> DonorMonth
     with lab.db.read() as session:
         leases, amounts = _month_leases(session, lab, month, now, donor.name)
         servers = _servers(session, month, donor.name)
-        given = _given(session, lab, month, now, {donor.name})
+        given = _given(session, lab, month, now, [donor.name])
     start, end = month_bounds(month)
     ran = [
         (max(server.active_at, start), min(_stop(server, lease, now), end))
@@ -207,15 +207,19 @@ def _by_project(leases: list[Lease], amounts: dict[int, int]) -> list[tuple[str,
 
 
 def _given(
-    session: Session, lab: Lab, month: str, now: datetime, billed: set[str]
+    session: Session, lab: Lab, month: str, now: datetime, names: list[str]
 ) -> dict[str, int]:
-    """What each donor the lab names (in the configuration's order), then each other donor a
-    lease was billed to, gave in the month: its books' grant."""
-    names = [donor.name for donor in lab.policy.donors()]
-    names += sorted(billed - set(names))
+    """What each named donor gave in the month: its books' grant."""
     return {
         name: books(session, [month], lab.policy, now, donor=name)[month].granted for name in names
     }
+
+
+def _donor_names(lab: Lab, leases: list[Lease]) -> list[str]:
+    """Every donor the lab names, in the configuration's order, then any other a lease was
+    billed to (one the configuration no longer names)."""
+    named = [donor.name for donor in lab.policy.donors()]
+    return named + sorted({lease.donor for lease in leases} - set(named))
 
 
 def _by_donor(
