@@ -89,6 +89,10 @@ def _parser() -> argparse.ArgumentParser:
         "report", help="export the public report as a static site (HTML with SVG charts)"
     )
     report.add_argument("--month", help="YYYY-MM (default: every month the books have opened)")
+    report.add_argument(
+        "--donor",
+        help="only this donor's pages: what its credit paid for (the report to thank it with)",
+    )
     report.add_argument("--out", required=True, help="the directory to write the pages into")
     report.set_defaults(run=_report)
 
@@ -184,8 +188,15 @@ def _report(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    written = export(lab, Path(args.out), _now(), args.month)
-    print(f"The report is in {written[0]} ({len(written) - 1} month pages).")
+    donor = lab.policy.donor(args.donor) if args.donor is not None else None
+    if args.donor is not None and donor is None:
+        known = ", ".join(each.name for each in lab.policy.donors())
+        print(f"labbot: --donor takes one of the lab's donors ({known}), not '{args.donor}'",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    written = export(lab, Path(args.out), _now(), args.month, donor)
+    whose = f"{donor.name}'s report" if donor else "The report"
+    print(f"{whose} is in {written[0]} ({len(written) - 1} month pages).")
     return 0
 
 

@@ -11,6 +11,11 @@ denied, one refused because it would over-commit the month, one refused because 
 into the share kept for other open-source projects, one approved, provisioned, reminded at 24h
 and 1h, extended, expired and reclaimed; then the write-up, the month's books and the public
 report written to a directory.
+
+With the simulated provider (`make run`) the lab has two donors: cncf, whose credit pays for
+any server, and armco, whose smaller credit pays only for Arm servers and whose account asks
+less for them. The story adds a request routed to each, armco's month filled so that the next
+Arm request goes to cncf, and armco's own report: what its gift paid for.
 """
 
 from __future__ import annotations
@@ -33,19 +38,23 @@ from bot.blocks import cards, dms, home, modals
 from bot.report_html import export
 from bot.scheduler import COURIER_EVERY
 from bot.serve import local_server
-from bot.settings import Settings
+from bot.settings import Account, Settings
 from commands.billing import format_cents
 from commands.credit_report import credit_report
+from commands.donors import Donor
 from commands.facts import utc_text
 from commands.notices import deliver, undelivered
 from commands.policy import Policy, Roles
+from commands.report import donor_month
 from commands.sweep import sweep
 from fakes.forge import FakeForge
 from fakes.keys import public_key
 from fakes.packet import FakePacket
 from fakes.slack import Call, FakeSlack
 from fakes.slack_sender import SlackSender, field
+from metal.catalog import seed
 from metal.ec2_catalog import EXAMPLE
+from metal.provider import Catalog
 
 START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 ALICE, CAROL, BOB, RITA, ADA = "U0ALICE", "U0CAROL", "U0BOB", "U0RITA", "U0ADA"
@@ -73,6 +82,7 @@ CROWD = {
     )
 }
 NAMES.update({user: f"{name} ({project})" for user, (name, project) in CROWD.items()})
+DANA, ELI, FAY, GUS = "U0DANA", "U0ELI", "U0FAY", "U0GUS"  # of the crowd: two donors' story
 MEMBERS = {name.split()[0]: user for user, name in NAMES.items()}  # what @ offers: carol -> U0CAROL
 CHANNELS = {"C0REVIEW": "#lab-review", "C0ADMIN": "#lab-admin"}
 TOKEN = "xoxb-demo"
@@ -94,6 +104,11 @@ PACKET_SHAPES = (("c1.small.x86", "ams1"), ("m1.xlarge.x86", "sjc1"))
 EC2_SHAPES = (("c7g.metal", "us-east-1"), ("m7g.metal", "us-west-2"))
 # A lease too large for one Slack message, told with the simulated provider (`make run`).
 MANY = "120 t1.small.x86 ams1 4d"
+# The donors of `make run`: cncf pays for any server; armco gives less, for Arm servers only,
+# and its account asks 80% of the list price for them.
+CNCF = Donor("cncf", monthly_grant_cents=2_500_000)
+ARMCO = Donor("armco", monthly_grant_cents=200_000, architectures=frozenset({"aarch64"}))
+ARMCO_PRICES = 80  # percent
 
 
 def main(
@@ -123,6 +138,8 @@ def main(
             )
         shapes, observe = PACKET_SHAPES, None
         many = MANY if provider == "simulated" else None
+        if provider == "simulated":
+            settings = with_two_donors(settings)
         if provider == "ec2":
             # moto is a test dependency: imported only for the story that uses it.
             from fakes.ec2 import CREDENTIALS, FaultProxy, MotoServer
@@ -137,14 +154,52 @@ def main(
         with local_server(create_app(ctx), settings.slack_signing_secret) as url:
             sender = SlackSender(url, secret, response_url_base=fake, members=MEMBERS)
             Story(ctx, fake, sender, clock, shapes, observe, many).run()
-        written = export(ctx.lab, report or workdir / "report", clock.now)
+        out = report or workdir / "report"
+        written = export(ctx.lab, out, clock.now)
         print(
             f"\nThe public report (what /report serves) is in {written[0]}: the month's money, "
-            "the reserve, spend by project and class, every lease and its write-up."
+            "the reserve, spend by project, class and donor, every lease and its write-up."
         )
+        if len(ctx.lab.policy.donors()) > 1:
+            thank_armco(ctx, out / "armco", clock.now)
         ctx.shutdown()
         ctx.lab.db.dispose()
     return 0
+
+
+def with_two_donors(settings: Settings) -> Settings:
+    """cncf and armco, each a simulated provider account of its own (armco's catalog at its
+    prices), as two [[donor]] tables in LABBOT_CONFIG would configure them."""
+    catalog = seed()
+    cheaper = {
+        slug: replace(plan, hourly_cents=plan.hourly_cents * ARMCO_PRICES // 100)
+        for slug, plan in catalog.plans.items()
+    }
+    return replace(
+        settings,
+        policy=replace(settings.policy, donor_list=(CNCF, ARMCO)),
+        donor_accounts=(
+            Account(donor=CNCF.name, table='LABBOT_CONFIG: [[donor]] "cncf"'),
+            Account(
+                donor=ARMCO.name,
+                table='LABBOT_CONFIG: [[donor]] "armco"',
+                catalog=Catalog(cheaper, catalog.metros, catalog.oses, catalog.logins),
+            ),
+        ),
+    )
+
+
+def thank_armco(ctx: AppContext, out: Path, now: datetime) -> None:
+    """armco's own pages (`labbot report --donor armco`), and what they say, in a line."""
+    written = export(ctx.lab, out, now, donor=ARMCO)
+    gift = donor_month(ctx.lab, ARMCO, now.strftime("%Y-%m"), now)
+    projects = ", ".join(project for project, _ in gift.by_project)
+    print(
+        f"armco's report (labbot report --donor armco) is in {written[0]}: in {gift.month} its "
+        f"{format_cents(gift.granted)} paid for {gift.servers} servers, {gift.server_hours:,} "
+        f"server hours so far and {format_cents(gift.cents)} with what is committed, for "
+        f"{projects}; no other donor's lease is on it."
+    )
 
 
 def on_fake_packet(settings: Settings, metal: FakePacket, **changes: Any) -> Settings:
@@ -245,9 +300,10 @@ class Transcript:
         who = NAMES.get(actor or "", "")
         if call.method == "chat.postMessage":
             where = self.where.get(call.response["channel"], call.response["channel"])
-            return f"[{where}] {text}{_buttons(call.params)}"
+            return f"[{where}] {text}{_buttons(call.params)}{_who_pays(call.params)}"
         if call.method == "chat.update":
-            return f"[{self.where.get(call.params['channel'], '?')}, card updated] {text}"
+            where = self.where.get(call.params["channel"], "?")
+            return f"[{where}, card updated] {text}{_who_pays(call.params)}"
         if call.method in ("response_url", "chat.postEphemeral"):
             return f"[only {who} sees] {text}"
         if call.method == "views.open":
@@ -271,13 +327,38 @@ class Transcript:
 
 
 def _buttons(params: dict[str, Any]) -> str:
+    """The buttons under a message, and its menus (the one chosen, or what it asks)."""
     labels = [
-        element["text"]["text"]
+        _label(element)
         for block in params.get("blocks") or []
         if block.get("type") == "actions"
         for element in block["elements"]
     ]
     return f"  [buttons: {' | '.join(labels)}]" if labels else ""
+
+
+def _who_pays(params: dict[str, Any]) -> str:
+    """A card's donor, why it was chosen and what stopped the others, on lines of their own."""
+    lines = []
+    for block in params.get("blocks") or []:
+        for item in block.get("fields") or block.get("elements") or []:
+            text = str(item.get("text", "")) if isinstance(item, dict) else ""
+            label, _, value = text.partition("\n")
+            if label in ("*Donor*", "*Why this donor*"):
+                lines.append(f"{label.strip('*')}: {value}")
+            elif text.startswith("Other donors: "):
+                lines.append(text)
+    return "".join(f"\n      {_names(line)}" for line in lines)
+
+
+def _label(element: dict[str, Any]) -> str:
+    if element["type"] != "static_select":
+        return element["text"]["text"]
+    chosen = element.get("initial_option") or {"text": element["placeholder"]}
+    others = [o["text"]["text"] for o in element.get("options", []) if o != chosen]
+    return f"menu: {chosen['text']['text']} (or {', '.join(others)})" if others else (
+        f"menu: {chosen['text']['text']}"
+    )  # fmt: skip
 
 
 class Story:
@@ -367,7 +448,9 @@ class Story:
     def _card(self, lease_id: int) -> tuple[str, str]:
         block_id = f"review:{lease_id}"
         for call in self.fake.calls("chat.postMessage"):
-            if call.ok and any(b.get("block_id") == block_id for b in call.params["blocks"]):
+            if call.ok and any(
+                b.get("block_id") == block_id for b in call.params.get("blocks") or []
+            ):
                 return call.response["channel"], call.response["ts"]
         raise RuntimeError(f"no card for #{lease_id}")
 
@@ -448,10 +531,40 @@ class Story:
         self.wait("deletes confirmed", minutes=1)
         self.click_dm(ALICE, dms.WRITEUP, str(first), "Send the write-up link")
         self.submit(ALICE, modals.WRITEUP, "url", "https://coredns.io/blog/lab-scale-tests")
+        if len(self.ctx.lab.policy.donors()) > 1:
+            self.two_donors()
         self.busy_morning()
         self.type(ADA, f"show {first}")
         self.type(ADA, "credit")
         self.check_books()
+
+    def two_donors(self) -> None:
+        """Whose money pays: an Arm request goes to armco (it asks less for Arm servers), an x86
+        one to cncf (armco pays only for Arm); a large Arm lease fills most of armco's month, so
+        the next Arm request goes to cncf; the month's books show each donor."""
+        print(
+            f"\n{self.clock.now:%a %d %b %H:%M} — the lab has two donors: cncf "
+            f"({format_cents(CNCF.monthly_grant_cents)} a month, any server) and armco "
+            f"({format_cents(ARMCO.monthly_grant_cents)} a month, Arm servers only, at "
+            f"{ARMCO_PRICES}% of the list price)"
+        )
+        for who, ask in (
+            (DANA, '2 c1.large.arm ams1 24h project=kubevirt "Arm builds"'),
+            (ELI, '4 c1.small.x86 ams1 24h project=falco "driver tests"'),
+            (FAY, '20 c1.large.arm ams1 9d project=linkerd "a week of Arm soak tests"'),
+            (GUS, '8 c1.large.arm ams1 4d project=vitess "Arm release tests"'),
+        ):
+            name, project = CROWD[who]
+            lease_id = _lease_id(
+                self.type(
+                    who,
+                    f"request {ask} repo=https://github.com/{project}/{project} "
+                    f'key="{public_key(name, "ci")}"',
+                )
+            )
+            self.click_card(RITA, cards.APPROVE, lease_id)
+        self.wait("the donors' servers come up", minutes=5)
+        self.wait("the donors' servers run", hours=6)
 
     def busy_morning(self) -> None:
         """Thirty requests arrive (told in one line, not ninety), and the reviewer's lists show

@@ -1,6 +1,7 @@
 """The public report as HTML: one page per month with its charts as inline SVG (readable
 without JavaScript, each with a title and a table of the same numbers), served read-only at
-`/report` by `labbot serve` and exported as a static site by `labbot report --out DIR`.
+`/report` by `labbot serve` and exported as a static site by `labbot report --out DIR`; and one
+donor's pages, the thank-you report, exported by `labbot report --donor NAME --out DIR`.
 
 Everything shown comes from `commands.report`, which already keeps private things out; every
 value is HTML-escaped here, so a project's words cannot become markup.
@@ -10,14 +11,25 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from datetime import datetime
+from functools import partial
 from html import escape
 from pathlib import Path
 from typing import Any
 
 from commands.billing import format_cents
+from commands.donors import FIRST_DONOR, Donor
 from commands.lab import Lab
 from commands.process import format_share
-from commands.report import PublicMonth, is_month, public_month, report_months
+from commands.report import (
+    DonorMonth,
+    DonorSpend,
+    PublicMonth,
+    ReportLease,
+    donor_month,
+    is_month,
+    public_month,
+    report_months,
+)
 
 PATH = "/report"
 BURN_COLOUR = "#c0392b"
@@ -51,6 +63,7 @@ def render_month(report: PublicMonth, months: list[str], link: Callable[[str], s
         ("… of it used", r.used),
         ("… of it left", r.left),
     ]
+    several = len(report.by_donor) > 1
     return _page(
         f"The lab in {report.month}",
         [
@@ -59,11 +72,43 @@ def render_month(report: PublicMonth, months: list[str], link: Callable[[str], s
             "<p>What the lab's monthly credit was spent on, by whom and why. Foundation "
             "projects and member organizations are reviewed first; "
             f"{escape(share)} of each month is kept for other open-source projects.</p>",
+            _given_by(report.by_donor),
             _money_table("The month's credit", summary),
-            _burn_chart(report),
-            _bar_chart("Spend by project", report.by_project),
+            _burn_chart(report.month, report.granted, report.spent, report.burn, r.kept),
+            _bar_chart("Spend by project", report.by_project, "by-project"),
             _money_table("Spend by class", report.by_class),
-            _leases(report),
+            _donors(report.by_donor) if several else "",
+            _leases(report.leases, donor_column=several),
+        ],
+    )
+
+
+def render_donor_month(report: DonorMonth, months: list[str], link: Callable[[str], str]) -> str:
+    """One donor's month: what its gift paid for, for the lab to send it."""
+    name, month = escape(report.donor), escape(report.month)
+    facts = [
+        ("Given", format_cents(report.granted)),
+        ("Used (spent, and committed to leases still running)", format_cents(report.cents)),
+        ("Servers that ran on it", f"{report.servers:,}"),
+        ("Server hours", f"{report.server_hours:,}"),
+        ("Projects", f"{len(report.by_project):,}"),
+        ("Write-ups", f"{report.writeups:,} of {len(report.leases):,} leases"),
+    ]
+    body = "".join(
+        f"<tr><td>{escape(what)}</td><td class='money'>{escape(value)}</td></tr>"
+        for what, value in facts
+    )
+    return _page(
+        f"What {report.donor} gave the lab in {report.month}",
+        [
+            _nav(months, link),
+            f"<h1>What {name} gave the lab in {month}</h1>",
+            f"<p>Thank you. In {month} {name}'s credit paid for the servers below: which "
+            "open-source projects ran them, why, for how long, and what they wrote about it.</p>",
+            f"<h2>The gift</h2><table id='gift'>{body}</table>",
+            _burn_chart(report.month, report.granted, report.spent, report.burn, None),
+            _bar_chart("Spend by project", report.by_project, "by-project"),
+            _leases(report.leases, donor_column=False),
         ],
     )
 
@@ -72,16 +117,29 @@ def render_empty() -> str:
     return _page("The lab", ["<h1>The lab</h1>", "<p>No month has been opened yet.</p>"])
 
 
-def export(lab: Lab, out: Path, now: datetime, month: str | None = None) -> list[Path]:
-    """The static site: one page per month and index.html (the newest month, or `month`)."""
+def export(
+    lab: Lab, out: Path, now: datetime, month: str | None = None, donor: Donor | None = None
+) -> list[Path]:
+    """The static site: one page per month and index.html (the newest month, or `month`). For
+    a `donor`, its pages alone: the months it gave in or paid for leases in."""
     months = report_months(lab)
     chosen = [month] if month else months
+    pages: dict[str, Callable[[list[str], Callable[[str], str]], str]]
+    if donor is None:
+        pages = {key: partial(render_month, public_month(lab, key, now)) for key in chosen}
+    else:
+        gifts = [donor_month(lab, donor, key, now) for key in chosen]
+        pages = {
+            gift.month: partial(render_donor_month, gift)
+            for gift in gifts
+            if gift.granted or gift.leases or month
+        }
+        months = list(pages)
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for key in chosen:
-        page = render_month(public_month(lab, key, now), months, lambda m: f"{m}.html")
+    for key, render in pages.items():
         path = out / f"{key}.html"
-        path.write_text(page, encoding="utf-8")
+        path.write_text(render(months, lambda m: f"{m}.html"), encoding="utf-8")
         written.append(path)
     index = out / "index.html"
     first = written[0].read_text(encoding="utf-8") if written else render_empty()
@@ -146,10 +204,42 @@ def _money_table(title: str, rows: list[tuple[str, int]]) -> str:
     return f"<h2>{escape(title)}</h2><table>{body or '<tr><td>none</td></tr>'}</table>"
 
 
-def _leases(report: PublicMonth) -> str:
+def _given_by(donors: list[DonorSpend]) -> str:
+    """Who gives the credit; nothing for a lab configured without donors, whose one donor has
+    no name of its own (FIRST_DONOR)."""
+    names = [escape(donor.name) for donor in donors]
+    if names == [FIRST_DONOR]:
+        return ""
+    if len(names) == 1:
+        return f"<p>The lab's credit is given by {names[0]}.</p>"
+    return f"<p>The lab's credit is given by {', '.join(names[:-1])} and {names[-1]}.</p>"
+
+
+def _donors(donors: list[DonorSpend]) -> str:
+    """Spend by donor as a chart, and what each donor's money paid for, project by project."""
+    head = "<tr><th>Donor</th><th>Project</th><th class='money'>Dollars</th></tr>"
+    rows = "".join(
+        f"<tr><th>{escape(donor.name)}</th><td>all projects ("
+        f"{format_cents(donor.granted)} given)</td>"
+        f"<td class='money'>{format_cents(donor.cents)}</td></tr>"
+        + "".join(
+            f"<tr><td></td><td>{escape(project)}</td><td class='money'>{format_cents(cents)}</td>"
+            "</tr>"
+            for project, cents in donor.by_project
+        )
+        for donor in donors
+    )
+    chart = _bar_chart(
+        "Spend by donor", [(donor.name, donor.cents) for donor in donors], "by-donor", table=False
+    )
+    return f"{chart}<h2>Each donor's spend by project</h2><table id='donors'>{head}{rows}</table>"
+
+
+def _leases(leases: list[ReportLease], donor_column: bool) -> str:
+    paid_by = "<th>Paid by</th>" if donor_column else ""
     head = (
         "<tr><th>Project</th><th>Who</th><th>Repository</th><th>Purpose</th><th>Servers</th>"
-        "<th class='money'>Dollars</th><th>Write-up</th></tr>"
+        f"<th class='money'>Dollars</th>{paid_by}<th>Write-up</th></tr>"
     )
     rows = "".join(
         "<tr>"
@@ -157,9 +247,10 @@ def _leases(report: PublicMonth) -> str:
         f"<td><a href='{escape(row.repository)}'>{escape(row.repository)}</a></td>"
         f"<td>{escape(row.purpose)}</td><td>{escape(row.shape)}</td>"
         f"<td class='money'>{format_cents(row.cents)}</td>"
-        f"<td>{_writeup(row.writeup)}</td>"
+        + (f"<td>{escape(row.donor)}</td>" if donor_column else "")
+        + f"<td>{_writeup(row.writeup)}</td>"
         "</tr>"
-        for row in report.leases
+        for row in leases
     )
     return f"<h2>Leases</h2><table id='leases'>{head}{rows}</table>"
 
@@ -168,19 +259,26 @@ def _writeup(url: str | None) -> str:
     return f"<a href='{escape(url)}'>write-up</a>" if url else "pending"
 
 
-def _burn_chart(report: PublicMonth) -> str:
-    """Spend by the end of each day against the grant, and the line favoured requests stop at
-    (the grant less the reserve)."""
-    top = max([report.granted, *(cents for _, cents in report.burn), 1])
+def _burn_chart(
+    month: str, granted: int, spent: int, burn: list[tuple[int, int]], kept: int | None
+) -> str:
+    """Spend by the end of each day against the grant, and (for the lab's month, where `kept`
+    is its reserve) the line favoured requests stop at: the grant less the reserve."""
+    top = max([granted, *(cents for _, cents in burn), 1])
     days = 31
     x = lambda day: _PAD + (_W - 2 * _PAD) * day / days  # noqa: E731
     y = lambda cents: _H - _PAD - (_H - 2 * _PAD) * cents / top  # noqa: E731
-    points = " ".join(f"{x(day):.1f},{y(cents):.1f}" for day, cents in [(0, 0), *report.burn])
-    grant_y, kept_y = y(report.granted), y(report.granted - report.reserve.kept)
-    title = (
-        f"{report.month}: {format_cents(report.spent)} spent of {format_cents(report.granted)} "
-        "granted"
-    )
+    points = " ".join(f"{x(day):.1f},{y(cents):.1f}" for day, cents in [(0, 0), *burn])
+    grant_y = y(granted)
+    title = f"{month}: {format_cents(spent)} spent of {format_cents(granted)} granted"
+    kept_line = ""
+    if kept is not None:
+        kept_y = y(granted - kept)
+        kept_line = (
+            f"<line x1='{_PAD}' y1='{kept_y:.1f}' x2='{_W - _PAD}' y2='{kept_y:.1f}' "
+            f"stroke='{KEPT_COLOUR}' stroke-dasharray='2 3'/>"
+            f"<text x='{_PAD + 4}' y='{kept_y + 14:.1f}'>foundation and members stop here</text>"
+        )
     return (
         f"<figure><h2>The month's burn against its grant</h2>"
         f"<svg id='burn' role='img' aria-labelledby='burn-title' viewBox='0 0 {_W} {_H}' "
@@ -190,10 +288,8 @@ def _burn_chart(report: PublicMonth) -> str:
         f"<line x1='{_PAD}' y1='{grant_y:.1f}' x2='{_W - _PAD}' y2='{grant_y:.1f}' "
         f"stroke='{GRANT_COLOUR}' stroke-dasharray='6 4'/>"
         f"<text x='{_W - _PAD}' y='{grant_y - 4:.1f}' text-anchor='end'>granted "
-        f"{format_cents(report.granted)}</text>"
-        f"<line x1='{_PAD}' y1='{kept_y:.1f}' x2='{_W - _PAD}' y2='{kept_y:.1f}' "
-        f"stroke='{KEPT_COLOUR}' stroke-dasharray='2 3'/>"
-        f"<text x='{_PAD + 4}' y='{kept_y + 14:.1f}'>foundation and members stop here</text>"
+        f"{format_cents(granted)}</text>"
+        f"{kept_line}"
         f"<polyline id='burn-line' points='{points}' fill='none' stroke='{BURN_COLOUR}' "
         "stroke-width='4'/>"
         f"<text x='{_PAD}' y='{_H - _PAD + 16}'>day 1</text>"
@@ -203,7 +299,9 @@ def _burn_chart(report: PublicMonth) -> str:
     )
 
 
-def _bar_chart(title: str, rows: list[tuple[str, int]]) -> str:
+def _bar_chart(title: str, rows: list[tuple[str, int]], chart_id: str, table: bool = True) -> str:
+    """Horizontal bars, one a row, and (unless the caller shows the numbers itself) a table of
+    the same numbers."""
     if not rows:
         return f"<h2>{escape(title)}</h2><p>Nothing was spent.</p>"
     top = max(cents for _, cents in rows) or 1
@@ -219,7 +317,7 @@ def _bar_chart(title: str, rows: list[tuple[str, int]]) -> str:
     )
     return (
         f"<figure><h2>{escape(title)}</h2>"
-        f"<svg id='by-project' role='img' aria-label='{escape(title)}' viewBox='0 0 {_W} "
+        f"<svg id='{chart_id}' role='img' aria-label='{escape(title)}' viewBox='0 0 {_W} "
         f"{height}' width='{_W}' height='{height}' xmlns='http://www.w3.org/2000/svg'>{bars}"
-        f"</svg></figure>{_money_table(title + ' (table)', rows)}"
+        f"</svg></figure>{_money_table(title + ' (table)', rows) if table else ''}"
     )

@@ -1,5 +1,6 @@
 """Reads: the public report: per month, what the lab was given, what each project used and why, the
-share kept for other open-source projects, and who wrote up their run.
+share kept for other open-source projects, who wrote up their run, and what each donor's money
+paid for; and one donor's months alone (`donor_month`), the thank-you report a lab sends it.
 
 It is read-only (months the books have opened, read in a read transaction) and public: it
 carries no Slack ids, no addresses and no SSH keys. Purposes are people's own words, so mentions,
@@ -18,6 +19,7 @@ from sqlmodel import Session, col, select
 
 from commands.billing import cost_by_month, month_bounds
 from commands.credit import GRANT, books
+from commands.donors import Donor
 from commands.durations import format_duration
 from commands.holds import billing_stops
 from commands.lab import Lab
@@ -54,6 +56,41 @@ class ReportLease:
     cents: int  # spent plus still committed in the month
     writeup: str | None
     state: str
+    donor: str
+
+
+@dataclass(frozen=True)
+class DonorSpend:
+    """What one donor gave in a month, and what its money paid for, by project."""
+
+    name: str
+    granted: int
+    cents: int  # spent plus still committed by the leases billed to it
+    by_project: list[tuple[str, int]]
+
+
+@dataclass(frozen=True)
+class DonorMonth:
+    """One donor's month, as its thank-you page shows it: only the leases billed to it."""
+
+    donor: str
+    month: str
+    granted: int
+    cents: int  # spent plus still committed by its leases
+    servers: int  # servers that ran on its credit in the month
+    server_hours: int
+    leases: list[ReportLease]
+    by_project: list[tuple[str, int]]
+    burn: list[tuple[int, int]]
+
+    @property
+    def spent(self) -> int:
+        """Spent by the end of the last day shown."""
+        return self.burn[-1][1] if self.burn else 0
+
+    @property
+    def writeups(self) -> int:
+        return sum(1 for row in self.leases if row.writeup)
 
 
 @dataclass(frozen=True)
@@ -71,6 +108,9 @@ class PublicMonth:
     burn: list[tuple[int, int]]  # (day of month, spent by the end of it)
     by_project: list[tuple[str, int]] = field(default_factory=list)
     by_class: list[tuple[str, int]] = field(default_factory=list)
+    # Every donor the lab names (in the configuration's order), then any other a lease was
+    # billed to; one row for a lab with one donor.
+    by_donor: list[DonorSpend] = field(default_factory=list)
 
 
 def report_months(lab: Lab) -> list[str]:
@@ -92,16 +132,11 @@ def public_month(lab: Lab, month: str, now: datetime) -> PublicMonth:
     with lab.db.read() as session:
         book = books(session, [month], lab.policy, now)[month]
         kept = month_reserves(session, [month], lab.policy, now)[month]
-        amounts = _lease_amounts(session, lab, month, now)
-        leases = session.exec(select(Lease).where(col(Lease.id).in_(list(amounts)))).all()
-        burn = _burn(session, month, now)
-    rows = sorted(
-        (_row(lease, amounts[lease.id], lab) for lease in leases), key=lambda r: (-r.cents, r.id)
-    )
-    by_project: dict[str, int] = defaultdict(int)
+        leases, amounts = _month_leases(session, lab, month, now)
+        burn = _burn(_servers(session, month), month, now)
+        given = _given(session, lab, month, now, _donor_names(lab, leases))
     by_class: dict[str, int] = defaultdict(int)
     for lease in leases:
-        by_project[lease.project] += amounts[lease.id]
         by_class[LABELS.get(lease.applicant_class, lease.applicant_class)] += amounts[lease.id]
     return PublicMonth(
         month=month,
@@ -111,11 +146,101 @@ def public_month(lab: Lab, month: str, now: datetime) -> PublicMonth:
         available=book.available,
         reserve=kept,
         reserved_share=lab.policy.reserved_share,
-        leases=rows,
+        leases=_rows(leases, amounts, lab),
         burn=burn,
-        by_project=sorted(by_project.items(), key=lambda kv: (-kv[1], kv[0])),
-        by_class=sorted(by_class.items(), key=lambda kv: (-kv[1], kv[0])),
+        by_project=_by_project(leases, amounts),
+        by_class=_ranked(by_class),
+        by_donor=_by_donor(given, leases, amounts),
     )
+
+
+def donor_month(lab: Lab, donor: Donor, month: str, now: datetime) -> DonorMonth:
+    """One donor's month: its grant, and the servers, hours, projects and write-ups its money
+    paid for. Read-only, like `public_month`."""
+    with lab.db.read() as session:
+        leases, amounts = _month_leases(session, lab, month, now, donor.name)
+        servers = _servers(session, month, donor.name)
+        given = _given(session, lab, month, now, [donor.name])
+    start, end = month_bounds(month)
+    ran = [
+        (max(server.active_at, start), min(_stop(server, lease, now), end))
+        for server, lease in servers
+    ]
+    ran = [(first, last) for first, last in ran if last > first]
+    return DonorMonth(
+        donor=donor.name,
+        month=month,
+        granted=given[donor.name],
+        cents=sum(amounts.values()),
+        servers=len(ran),
+        server_hours=round(sum((last - first).total_seconds() for first, last in ran) / 3600),
+        leases=_rows(leases, amounts, lab),
+        by_project=_by_project(leases, amounts),
+        burn=_burn(servers, month, now),
+    )
+
+
+def _month_leases(
+    session: Session, lab: Lab, month: str, now: datetime, donor: str | None = None
+) -> tuple[list[Lease], dict[int, int]]:
+    """The leases that spent or hold credit in the month (only `donor`'s, if named), and what
+    each did."""
+    amounts = _lease_amounts(session, lab, month, now)
+    query = select(Lease).where(col(Lease.id).in_(list(amounts)))
+    if donor is not None:
+        query = query.where(Lease.donor == donor)
+    leases = list(session.exec(query).all())
+    return leases, {lease.id: amounts[lease.id] for lease in leases}
+
+
+def _rows(leases: list[Lease], amounts: dict[int, int], lab: Lab) -> list[ReportLease]:
+    return sorted(
+        (_row(lease, amounts[lease.id], lab) for lease in leases), key=lambda r: (-r.cents, r.id)
+    )
+
+
+def _by_project(leases: list[Lease], amounts: dict[int, int]) -> list[tuple[str, int]]:
+    spent: dict[str, int] = defaultdict(int)
+    for lease in leases:
+        spent[public_text(lease.project)] += amounts[lease.id]
+    return _ranked(spent)
+
+
+def _given(
+    session: Session, lab: Lab, month: str, now: datetime, names: list[str]
+) -> dict[str, int]:
+    """What each named donor gave in the month: its books' grant."""
+    return {
+        name: books(session, [month], lab.policy, now, donor=name)[month].granted for name in names
+    }
+
+
+def _donor_names(lab: Lab, leases: list[Lease]) -> list[str]:
+    """Every donor the lab names, in the configuration's order, then any other a lease was
+    billed to (one the configuration no longer names)."""
+    named = [donor.name for donor in lab.policy.donors()]
+    return named + sorted({lease.donor for lease in leases} - set(named))
+
+
+def _by_donor(
+    given: dict[str, int], leases: list[Lease], amounts: dict[int, int]
+) -> list[DonorSpend]:
+    billed: dict[str, list[Lease]] = {name: [] for name in given}
+    for lease in leases:
+        billed[lease.donor].append(lease)
+    return [
+        DonorSpend(
+            name=name,
+            granted=given[name],
+            cents=sum(amounts[lease.id] for lease in paid),
+            by_project=_by_project(paid, amounts),
+        )
+        for name, paid in billed.items()
+    ]
+
+
+def _ranked(cents: dict[str, int]) -> list[tuple[str, int]]:
+    return sorted(cents.items(), key=lambda kv: (-kv[1], kv[0]))
 
 
 def _row(lease: Lease, cents: int, lab: Lab) -> ReportLease:
@@ -130,6 +255,7 @@ def _row(lease: Lease, cents: int, lab: Lab) -> ReportLease:
         cents=cents,
         writeup=public_text(lease.writeup_url) if lease.writeup_url else None,
         state=lease.state,
+        donor=lease.donor,
     )
 
 
@@ -150,10 +276,11 @@ def _lease_amounts(session: Session, lab: Lab, month: str, now: datetime) -> dic
     return {lease_id: cents for lease_id, cents in amounts.items() if cents > 0}
 
 
-def _burn(session: Session, month: str, now: datetime) -> list[tuple[int, int]]:
-    """What the month had spent by the end of each day, up to today."""
+def _servers(session: Session, month: str, donor: str | None = None) -> list[tuple[Server, Lease]]:
+    """The servers that ran in the month (only on `donor`'s credit, if named), with their
+    leases."""
     start, end = month_bounds(month)
-    servers = session.exec(
+    query = (
         select(Server, Lease)
         .join(Lease, col(Lease.id) == Server.lease_id)
         .where(
@@ -161,7 +288,20 @@ def _burn(session: Session, month: str, now: datetime) -> list[tuple[int, int]]:
             col(Server.active_at) < end,
             or_(col(Server.deleted_at).is_(None), col(Server.deleted_at) > start),
         )
-    ).all()
+    )
+    if donor is not None:
+        query = query.where(Lease.donor == donor)
+    return list(session.exec(query).all())
+
+
+def _stop(server: Server, lease: Lease, now: datetime) -> datetime:
+    """When the server stopped billing, or `now` while it runs."""
+    return max(server.active_at, billing_stops(lease, server.deleted_at or now))
+
+
+def _burn(servers: list[tuple[Server, Lease]], month: str, now: datetime) -> list[tuple[int, int]]:
+    """What the servers had spent in the month by the end of each day, up to today."""
+    start, end = month_bounds(month)
     days = []
     day = start
     while day < end and day < now:
@@ -169,7 +309,7 @@ def _burn(session: Session, month: str, now: datetime) -> list[tuple[int, int]]:
         spent = sum(
             cost_by_month(
                 server.active_at,
-                max(server.active_at, min(billing_stops(lease, server.deleted_at or now), cut)),
+                max(server.active_at, min(_stop(server, lease, now), cut)),
                 1,
                 server.hourly_cents,
             ).get(month, 0)

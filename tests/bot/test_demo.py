@@ -20,9 +20,9 @@ def test_the_demo_ends_with_the_reclaimed_lease_and_the_months_credit(
     assert main() == 0  # as `make run` runs it: on a throwaway database
     out = capsys.readouterr().out
     page = Path(out.split("The public report (what /report serves) is in ")[1].split(":")[0])
-    assert "<h1>The lab in 2026-11</h1>" in page.read_text()  # the report it wrote is kept
-    shutil.rmtree(page.parent)
-    assert list(tmp_path.iterdir()) == []  # and the database is gone
+    public = page.read_text()  # the report it wrote is kept
+    assert "<h1>The lab in 2026-11</h1>" in public
+    assert "The lab's credit is given by cncf and armco." in public and "by-donor" in public
     for seen in (
         "[#lab-review] @alice asks for",
         "[only bob (envoy) sees] Only reviewers",
@@ -37,7 +37,7 @@ def test_the_demo_ends_with_the_reclaimed_lease_and_the_months_credit(
         "State: reclaimed",
         "Write-up: https://coredns.io/blog/lab-scale-tests",
         "Credit for 2026-11",
-        "The books balance: granted $25,000.00 = spent $595.20 + committed $294.00",
+        "The books balance: granted $27,000.00 = spent $732.00 + committed $2,341.20",
         "[DM to bob (envoy)] Lease #6 is ready: log in as root",
         "• and 110 more: every server is in the files sent with this message",
         "[files in the DM to bob (envoy)] Every server of lease #6 (120), in three files",
@@ -47,7 +47,7 @@ def test_the_demo_ends_with_the_reclaimed_lease_and_the_months_credit(
         "flagged: 'Globex' is not a member organization (Intel, Packet)",
         "Repository checked: public, Apache-2.0 (OSI-approved).",
         "would eat into the 20% of the month kept for other open-source projects",
-        "Kept for other open-source projects (20%): kept $5,000.00",
+        "Kept for other open-source projects (20%): kept $5,400.00",
         "The public report (what /report serves) is in ",
         "[App Home of rita (reviewer)] Showing 1 to 15 of 32.",
         "[buttons: More (17 not shown)]",
@@ -56,8 +56,25 @@ def test_the_demo_ends_with_the_reclaimed_lease_and_the_months_credit(
         "Showing 1 to 20 of 32 (page 1 of 2). `/lab queue 2` shows the next page.",
         "Showing 21 to 32 of 32 (page 2 of 2). That is the last page",
         "It ends Nov 4, 2026 09:25 UTC; you will be reminded",  # times as in the reader's zone
+        # two donors: an Arm request to armco, which asks less; an x86 one to cncf
+        "Request #7 filed: 2 x c1.large.arm in ams1 for 1d for kubevirt. Reviewers have been "
+        "asked; you will get a DM with their decision. armco pays",
+        "Other donors: armco pays only for aarch64 servers",
+        "80% of armco's credit is spent or committed ($1,756.00 of $2,000.00)",
+        # armco's month is nearly full: the next Arm request goes to cncf
+        "Request #10 filed: 8 x c1.large.arm in ams1 for 4d for vitess. Reviewers have been "
+        "asked; you will get a DM with their decision. cncf pays",
+        "Other donors: armco would over-commit",
+        "[buttons: Approve | Deny… | menu: cncf (or armco)]",
     ):
         assert seen in out, seen
+    thanks = out.split("armco's report (labbot report --donor armco) is in ")[1]
+    assert "its $2,000.00 paid for 22 servers, 132 server hours so far" in thanks
+    assert "for linkerd, kubevirt; no other donor's lease is on it" in thanks
+    gift = Path(thanks.split(":")[0]).read_text()
+    assert "What armco gave the lab in 2026-11" in gift and "vitess" not in gift
+    shutil.rmtree(page.parent)
+    assert list(tmp_path.iterdir()) == []  # and the database is gone
 
 
 def test_the_packet_demo_provisions_through_packet_python(
