@@ -3,9 +3,9 @@ on PostgreSQL 15), the simulated provider on a clock the test steps, and a notif
 what people would have been told.
 
 Each database starts as a copy of one migrated once per session (per xdist worker): a SQLite
-file copied, a PostgreSQL template database cloned. Without PostgreSQL on the machine the
-PostgreSQL half is skipped with the reason; `LABBOT_REQUIRE_POSTGRES=1` (set by .ci/run) turns
-that skip into a failure."""
+file copied, a PostgreSQL template database cloned (or a clone emptied after an earlier test).
+Without PostgreSQL on the machine the PostgreSQL half is skipped with the reason;
+`LABBOT_REQUIRE_POSTGRES=1` (set by .ci/run) turns that skip into a failure."""
 
 from __future__ import annotations
 
@@ -132,14 +132,15 @@ def blank_database_url(request: pytest.FixtureRequest, db_path: Path) -> Iterato
 def database_url(
     request: pytest.FixtureRequest, db_path: Path, sqlite_template: Path
 ) -> Iterator[str]:
-    """A migrated, empty database of each kind: a copy of the session's template."""
+    """A migrated, empty database of each kind: a copy of the session's template (on
+    PostgreSQL one emptied after an earlier test, as good as a copy: tests/postgres.py)."""
     if request.param == "sqlite":
         yield copy_of(sqlite_template, db_path)
         return
     server = _postgres(request)
-    url = server.create(template=template_name())
+    url = server.lend(template_name())
     yield url
-    server.drop(url)
+    server.take_back(url)
 
 
 @pytest.fixture
