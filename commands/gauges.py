@@ -14,7 +14,7 @@ from sqlalchemy import func
 from sqlmodel import col, select
 
 from commands.billing import months_between
-from commands.credit_report import CreditLine, credit_report
+from commands.credit_report import CreditLine, books_as_they_stand
 from commands.health import last_sweep
 from commands.lab import Lab
 from commands.states import ServerState, State
@@ -25,7 +25,7 @@ from storage.models import Lease, Notice, Server
 class Gauges:
     leases: dict[str, int]
     servers: dict[str, int]
-    credit: dict[str, CreditLine]  # month -> the lab's line of the books
+    credit: dict[str, CreditLine]  # month -> the lab's line of the books, for months with a grant
     sweep_lag_s: float  # how long the oldest due lease has waited for the sweep; 0 if none
     last_sweep_age_s: float | None
     outbox_depth: int
@@ -54,7 +54,11 @@ def gauges(lab: Lab, now: datetime) -> Gauges:
     return Gauges(
         leases={state.value: leases.get(state.value, 0) for state in State},
         servers={state.value: servers.get(state.value, 0) for state in ServerState},
-        credit={month: credit_report(lab, now, month).lab for month in _months(lab, now)},
+        credit={
+            month: report.lab
+            for month in _months(lab, now)
+            if (report := books_as_they_stand(lab, now, month)) is not None
+        },
         sweep_lag_s=_age(now, oldest_due),
         last_sweep_age_s=None if swept is None else _age(now, swept),
         outbox_depth=depth,

@@ -258,13 +258,17 @@ def test_authorization_matrix(lab_slack: Slack, role: str) -> None:
     assert not failures, "\n".join(failures)
 
 
+# What every request writes, refused or not: its audit row, and what Slack sent, kept (bot.inbox).
+RECORDS = ("auditevent", "inboxitem")
+
+
 def attempt(slack: Slack, action: Action, role: str) -> str | None:
     """What went wrong when `role` tried `action`; None when it went as the table says."""
     owner, actor = ROLES[role]
     target = prepare(slack, action.needs, owner)
     slack.settle()
     slack.fake.reset()
-    before = snapshot(slack.db)
+    before = snapshot(slack.db, RECORDS)
     answer = action.send(slack, actor, target)
     said = answers(slack)
     if answer.status_code != 200:
@@ -272,10 +276,10 @@ def attempt(slack: Slack, action: Action, role: str) -> str | None:
     if role in action.refused:
         if action.refused[role] not in said:
             return f"not refused with '{action.refused[role]}'; said {said!r}"
-        return "refused, but the database changed" if snapshot(slack.db) != before else None
+        return "refused, but the database changed" if snapshot(slack.db, RECORDS) != before else None
     if any(sentence in said for sentence in {*action.refused.values(), SELF}):
         return f"refused: {said!r}"
-    if action.changes and snapshot(slack.db) == before:
+    if action.changes and snapshot(slack.db, RECORDS) == before:
         return f"allowed, but nothing changed; said {said!r}"
     if not action.changes and not (said or slack.fake.calls("views.open")):
         return "allowed, but nothing was shown"

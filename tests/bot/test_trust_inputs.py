@@ -9,7 +9,7 @@ import logging
 import pytest
 from sqlmodel import func, select
 
-from bot.app import SORRY
+from bot.work import SORRY
 from bot.blocks import dms
 from bot.blocks.modals import deny_modal, writeup_modal
 from commands.policy import LIMITS
