@@ -276,7 +276,9 @@ def attempt(slack: Slack, action: Action, role: str) -> str | None:
     if role in action.refused:
         if action.refused[role] not in said:
             return f"not refused with '{action.refused[role]}'; said {said!r}"
-        return "refused, but the database changed" if snapshot(slack.db, RECORDS) != before else None
+        return (
+            "refused, but the database changed" if snapshot(slack.db, RECORDS) != before else None
+        )
     if any(sentence in said for sentence in {*action.refused.values(), SELF}):
         return f"refused: {said!r}"
     if action.changes and snapshot(slack.db, RECORDS) == before:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import threading
 
-from bot.work import SORRY, answered
 from bot.blocks import cards, modals
+from bot.work import SORRY, answered
 from commands.lab import move
 from commands.review import deny
 from commands.states import State
