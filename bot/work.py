@@ -53,7 +53,15 @@ def do(ctx: AppContext, body: Body) -> None:
 def run(ctx: AppContext, item: Kept) -> None:
     """One kept request's work, done once: its first write marks it done in the same
     transaction, and a run that finds it done writes nothing. A failure is told to its person,
-    who saw the request acknowledged and would otherwise wait."""
+    who saw the request acknowledged and would otherwise wait. If the database fails under the
+    run itself, the claim lapses and another worker tries again."""
+    try:
+        _run(ctx, item)
+    except Exception:
+        log.exception("kept request %s was not finished; its claim lapses for a retry", item.id)
+
+
+def _run(ctx: AppContext, item: Kept) -> None:
     now = ctx.clock()
     if item.attempts > MAX_ATTEMPTS:
         log.error("kept request %s given up after %s attempts", item.id, item.attempts - 1)

@@ -62,8 +62,6 @@ class Worker:
     def _do(self, item: Kept) -> None:
         try:
             run(self.ctx, item)
-        except Exception:  # the database failed under it: the claim lapses, another retries
-            log.exception("kept request %s was not finished", item.id)
         finally:
             with self._free:
                 self._busy -= 1

@@ -71,16 +71,17 @@ class Database:
         decides a write must hold what it read (storage.locks), and a state change is a
         conditional UPDATE whose row count says who won.
 
-        `wait` bounds, in seconds, how long it waits for SQLite's write lock (this process's
-        writers first, then other processes' through the busy timeout) and, on PostgreSQL, for
-        any row lock: past it, `Busy` is raised and nothing was written."""
+        `wait` bounds, in seconds, how long it waits in all for SQLite's write lock (this
+        process's writers first, then other processes' through the busy timeout) and, on
+        PostgreSQL, for each row lock: past it, `Busy` is raised and nothing was written."""
         if wait is None:
             engine = self.engine.execution_options(labbot_immediate=True)
             with self._writers, Session(engine, expire_on_commit=False) as session, session.begin():
                 yield session
             return
+        deadline = time.monotonic() + wait
         with self._writers_within(wait), _busy_as(wait):
-            ms = max(1, int(wait * 1000))
+            ms = max(1, int((deadline - time.monotonic()) * 1000))
             engine = self.engine.execution_options(labbot_immediate=True, labbot_busy_ms=ms)
             with Session(engine, expire_on_commit=False) as session, session.begin():
                 if not self.is_sqlite:
