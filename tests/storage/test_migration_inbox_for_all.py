@@ -17,7 +17,7 @@ from tests.storage.releases import as_before
 
 
 def test_a_database_of_the_previous_release_upgrades(db: Database) -> None:
-    as_before(db, "0009_inbox_for_all")
+    as_before(db, "0010_inbox_for_all")
     with db.engine.begin() as connection:
         for replica in ("a", "b"):
             connection.execute(

@@ -1,7 +1,7 @@
 """inbox for all: every acknowledged request is kept, keyed by what Slack sent, and marked done
 
-Revision ID: 0009_inbox_for_all
-Revises: 0008
+Revision ID: 0010_inbox_for_all
+Revises: 0009
 Create Date: 2026-12-07 14:30:00
 
 The web process now keeps every request whose work it hands to the workers, not only the clicks
@@ -14,8 +14,8 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-revision = "0009_inbox_for_all"
-down_revision = "0008"
+revision = "0010_inbox_for_all"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
