@@ -118,6 +118,7 @@ def test_health_turns_unhealthy_when_the_recorded_sweep_is_stale(served: Served)
 
 
 def test_with_json_logs_every_line_of_every_process_is_one_json_object(served: Served) -> None:
+    _wait_for(lambda: "worker doing kept requests" in served.log.read_text())  # it has started
     lines = [json.loads(line) for line in served.log.read_text().splitlines()]
     said = {line["message"] for line in lines}
     assert any(m.startswith("Listening at") for m in said)  # gunicorn's arbiter
