@@ -21,7 +21,7 @@ from slack_sdk import WebClient
 
 from bot.blocks.kit import ephemeral
 from bot.gate import VERIFIED
-from bot.inbox import KEEP_WAIT, Kept, keep
+from bot.inbox import KEEP_WAIT, Keeper, Kept
 from bot.listeners import actions, commands, events, views
 from bot.listeners.reply import tell
 from bot.roles import GroupMembers, GroupRoles
@@ -84,13 +84,16 @@ class AppContext:
     work: TrackedPool = field(default_factory=lambda: TrackedPool(WORKER_THREADS, "labbot-work"))
     works_here: bool = True  # False in a web process of `labbot serve`: workers do the work
 
+    def __post_init__(self) -> None:
+        self.keeper = Keeper(self.lab, self.clock)
+
     def hand_over(self, body: dict[str, Any]) -> None:
         """Before the ack: keep what Slack sent in the inbox, for a worker to do (this process,
         if it works here). If the database's write lock stays taken past KEEP_WAIT (SQLite
         during a sweep pass), the ack must not wait: the work is done in this process instead,
         and the log says so."""
         try:
-            item = keep(self.lab, body, self.clock(), wait=KEEP_WAIT, claimed=self.works_here)
+            item = self.keeper.keep(body, claimed=self.works_here)
         except Busy as busy:
             log.warning(
                 "the inbox did not take a %s within %s s (%s); acknowledged, and done in this "
@@ -113,6 +116,7 @@ class AppContext:
     def shutdown(self) -> None:
         self.listeners.shutdown(wait=True)
         self.work.shutdown(wait=True)
+        self.keeper.stop()
 
 
 def web_client(settings: Settings) -> WebClient:

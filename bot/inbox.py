@@ -22,8 +22,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -37,11 +39,12 @@ from commands.lab import Lab
 from commands.notices import Kind, enqueue, owner
 from storage.claims import claim
 from storage.db import Database
-from storage.locks import insert_once
+from storage.locks import insert_new
 from storage.models import InboxItem
 
 log = logging.getLogger(__name__)
 
+BATCH = 100  # requests kept in one transaction at most
 KEEP_WAIT = 1.0  # seconds an ack may wait to keep its request; Slack allows 3 for all of it
 RETENTION = timedelta(days=1)  # done rows kept to recognise a delivery Slack repeats
 MAX_ATTEMPTS = 3  # a request whose work killed its worker this often is given up, and logged
@@ -72,27 +75,69 @@ def key_of(body: Body) -> str:
     return "body:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def keep(lab: Lab, body: Body, now: datetime, *, wait: float, claimed: bool) -> int | None:
-    """Before the ack: what Slack sent, durably; its row id, or None when this delivery is
-    already kept (Slack repeated it). `claimed`: this process does the work itself, so no
-    worker elsewhere takes it while this process lives. Raises storage.db.Busy after `wait`."""
-    stored = {k: v for k, v in body.items() if k not in UNSAFE_FIELDS}
-    claim_values = (
-        {"attempts": 1, "claimed_by": lab.replica, "claimed_until": now + lab.policy.claim_for}
-        if claimed
-        else {}
-    )
+def keep_all(lab: Lab, asked: list[tuple[Body, bool]], now: datetime, *, wait: float) -> list:
+    """Before the acks: what Slack sent, durably, in one transaction; for each (body, claimed)
+    its row id, or None when that delivery is already kept (Slack repeated it). `claimed`: this
+    process does the work itself, so no worker elsewhere takes it while this process lives.
+    Raises storage.db.Busy after `wait`, and then nothing was kept."""
+    rows = [
+        {
+            "key": key_of(body),
+            "received_at": now,
+            "body": json.dumps({k: v for k, v in body.items() if k not in UNSAFE_FIELDS}),
+            "attempts": 1 if claimed else 0,
+            "claimed_by": lab.replica if claimed else None,
+            "claimed_until": now + lab.policy.claim_for if claimed else None,
+        }
+        for body, claimed in asked
+    ]
     with lab.db.write(wait=wait) as session:
-        if not insert_once(
-            session,
-            InboxItem,
-            key=key_of(body),
-            received_at=now,
-            body=json.dumps(stored),
-            **claim_values,
-        ):
-            return None
-        return session.exec(select(InboxItem.id).where(InboxItem.key == key_of(body))).one()
+        kept = dict(insert_new(session, InboxItem, rows, InboxItem.key, InboxItem.id))
+    return [kept.pop(row["key"], None) for row in rows]  # a repeat within the batch: None
+
+
+class Keeper:
+    """The acks' group commit. Requests that arrive while one transaction is keeping others are
+    kept together in the next, so thirty-two acks at once wait for a couple of transactions
+    rather than thirty-two turns at SQLite's one write lock (where a turn lost to another
+    process costs the busy handler's sleeps)."""
+
+    def __init__(self, lab: Lab, clock: Callable[[], datetime]) -> None:
+        self._lab = lab
+        self._clock = clock
+        self._asked: queue.SimpleQueue[tuple[Body, bool, Future] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._keeping, name="inbox-keeper", daemon=True)
+        self._thread.start()
+
+    def keep(self, body: Body, *, claimed: bool) -> int | None:
+        """As `keep_all` for one request; waits for the transaction that keeps it, which waits
+        at most KEEP_WAIT for the write lock (after the one before it)."""
+        kept: Future = Future()
+        self._asked.put((body, claimed, kept))
+        return kept.result()
+
+    def _keeping(self) -> None:
+        while (first := self._asked.get()) is not None:
+            batch = [first]
+            while len(batch) < BATCH and not self._asked.empty():
+                if (more := self._asked.get()) is None:
+                    self._asked.put(None)  # stop after this batch
+                    break
+                batch.append(more)
+            try:
+                ids = keep_all(
+                    self._lab, [(b, c) for b, c, _ in batch], self._clock(), wait=KEEP_WAIT
+                )
+            except Exception as error:
+                for _, _, kept in batch:
+                    kept.set_exception(error)
+            else:
+                for (_, _, kept), item_id in zip(batch, ids, strict=True):
+                    kept.set_result(item_id)
+
+    def stop(self) -> None:
+        self._asked.put(None)
+        self._thread.join(timeout=5)
 
 
 def due(lab: Lab, now: datetime) -> bool:
@@ -101,10 +146,13 @@ def due(lab: Lab, now: datetime) -> bool:
         return session.exec(select(InboxItem.id).where(*_free(now)).limit(1)).first() is not None
 
 
-def claim_due(lab: Lab, now: datetime, limit: int) -> list[Kept]:
+def claim_due(lab: Lab, now: datetime, limit: int, done: Iterable[int] = ()) -> list[Kept]:
     """Up to `limit` kept requests nobody is doing (new, or their worker died), oldest first,
-    now claimed by this process."""
+    now claimed by this process; in the same transaction, the requests in `done` (finished by
+    this process without a write of their own) are marked done."""
     with lab.db.write() as session:
+        for item_id in done:
+            mark_done(session, item_id, now)
         ids = claim(
             session,
             InboxItem,

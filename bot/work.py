@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Body = dict[str, Any]
+Finish = Callable[["AppContext", int], None]  # marks a request done that wrote nothing
 
 SORRY = (
     "Something went wrong inside labbot; it is logged for the admins. Whatever was already "
@@ -50,18 +51,18 @@ def do(ctx: AppContext, body: Body) -> None:
     surface(ctx, body)
 
 
-def run(ctx: AppContext, item: Kept) -> None:
+def run(ctx: AppContext, item: Kept, finish: Finish | None = None) -> None:
     """One kept request's work, done once: its first write marks it done in the same
     transaction, and a run that finds it done writes nothing. A failure is told to its person,
     who saw the request acknowledged and would otherwise wait. If the database fails under the
     run itself, the claim lapses and another worker tries again."""
     try:
-        _run(ctx, item)
+        _run(ctx, item, finish or _finished_now)
     except Exception:
         log.exception("kept request %s was not finished; its claim lapses for a retry", item.id)
 
 
-def _run(ctx: AppContext, item: Kept) -> None:
+def _run(ctx: AppContext, item: Kept, finish: Finish) -> None:
     now = ctx.clock()
     if item.attempts > MAX_ATTEMPTS:
         log.error("kept request %s given up after %s attempts", item.id, item.attempts - 1)
@@ -86,8 +87,12 @@ def _run(ctx: AppContext, item: Kept) -> None:
             not_done(ctx.lab, item, failure_sentence(error, sorry=_retry(item.body)), now)
             ctx.lab.flush_notices(now, None)
             return
-    if not once.marked:
-        finished(ctx.lab, item.id, ctx.clock())
+    if not once.marked:  # nothing written (a read, a refusal told in the ack): done now
+        finish(ctx, item.id)
+
+
+def _finished_now(ctx: AppContext, item_id: int) -> None:
+    finished(ctx.lab, item_id, ctx.clock())
 
 
 def take_over(ctx: AppContext, now: datetime, limit: int = 50) -> int:

@@ -35,6 +35,7 @@ class Worker:
         self.ctx = ctx
         self._threads = threads
         self._busy = 0
+        self._finished: list[int] = []  # done without a write: marked with the next claim
         self._free = threading.Condition()
         self._stopping = threading.Event()
         self._renewal = Renewal(ctx.lab, ctx.clock)
@@ -46,9 +47,11 @@ class Worker:
             with self._free:
                 self._free.wait_for(lambda: self._busy < self._threads or self._stopping.is_set())
                 free = self._threads - self._busy
+                finished, self._finished = self._finished, []
             try:
                 now = self.ctx.clock()
-                items = claim_due(self.ctx.lab, now, free) if due(self.ctx.lab, now) else []
+                waiting = due(self.ctx.lab, now)
+                items = claim_due(self.ctx.lab, now, free, finished) if waiting or finished else []
             except Exception:
                 log.exception("claiming kept requests failed; the next look tries again")
                 items = []
@@ -61,11 +64,17 @@ class Worker:
 
     def _do(self, item: Kept) -> None:
         try:
-            run(self.ctx, item)
+            run(self.ctx, item, self._finish)
         finally:
             with self._free:
                 self._busy -= 1
                 self._free.notify_all()
+
+    def _finish(self, ctx: AppContext, item_id: int) -> None:
+        """A request that wrote nothing (a read) is marked done in the next claim's
+        transaction rather than one of its own: a worker dying first only has it read again."""
+        with self._free:
+            self._finished.append(item_id)
 
     def stop(self) -> None:
         """Claim nothing more, finish what was claimed."""
@@ -74,6 +83,10 @@ class Worker:
             self._free.notify_all()
         self._loop.join(timeout=5)
         self.ctx.work.wait_idle(30)
+        with self._free:
+            finished, self._finished = self._finished, []
+        if finished:
+            claim_due(self.ctx.lab, self.ctx.clock(), 0, finished)
         self._renewal.stop()
 
 

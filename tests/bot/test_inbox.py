@@ -24,7 +24,7 @@ from sqlmodel import col, func, select
 
 from bot.app import build_context
 from bot.blocks import cards, dms, modals
-from bot.inbox import KEEP_WAIT, MAX_ATTEMPTS, claim_due, keep
+from bot.inbox import KEEP_WAIT, MAX_ATTEMPTS, claim_due, keep_all
 from bot.work import run, take_over
 from commands.lab import Lab
 from commands.request import request
@@ -326,7 +326,7 @@ def _kept_by_a_worker_that_died(slack: Slack, lease_id: int, reviewer: str) -> N
     click = slack.sender.click_payload(
         f"{cards.APPROVE}:{lease_id}", str(lease_id), reviewer, channel_id=channel, message_ts=ts
     )
-    keep(slack.ctx.lab, click, slack.clock(), wait=KEEP_WAIT, claimed=True)
+    keep_all(slack.ctx.lab, [(click, True)], slack.clock(), wait=KEEP_WAIT)
 
 
 def _dms(slack: Slack, user: str) -> list[str]:
