@@ -24,7 +24,7 @@ import json
 import logging
 import queue
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -146,13 +146,17 @@ def due(lab: Lab, now: datetime) -> bool:
         return session.exec(select(InboxItem.id).where(*_free(now)).limit(1)).first() is not None
 
 
-def claim_due(lab: Lab, now: datetime, limit: int, done: Iterable[int] = ()) -> list[Kept]:
+def claim_due(lab: Lab, now: datetime, limit: int, done: Sequence[int] = ()) -> list[Kept]:
     """Up to `limit` kept requests nobody is doing (new, or their worker died), oldest first,
     now claimed by this process; in the same transaction, the requests in `done` (finished by
     this process without a write of their own) are marked done."""
     with lab.db.write() as session:
-        for item_id in done:
-            mark_done(session, item_id, now)
+        if done:
+            session.exec(
+                update(InboxItem)
+                .where(col(InboxItem.id).in_(done), col(InboxItem.done_at).is_(None))
+                .values(done_at=now, claimed_by=None, claimed_until=None)
+            )
         ids = claim(
             session,
             InboxItem,
@@ -164,6 +168,9 @@ def claim_due(lab: Lab, now: datetime, limit: int, done: Iterable[int] = ()) -> 
             limit=limit,
             attempts=InboxItem.attempts + 1,
         )
+    if not ids:
+        return []
+    with lab.db.read() as session:  # ours now: read after the commit, the write lock given back
         rows = session.exec(select(InboxItem).where(col(InboxItem.id).in_(ids))).all()
     return [Kept(r.id, json.loads(r.body), r.attempts) for r in sorted(rows, key=lambda r: r.id)]
 

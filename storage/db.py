@@ -26,6 +26,7 @@ from sqlmodel import Session, create_engine
 DEFAULT_URL = "sqlite:///labbot.db"
 BUSY_TIMEOUT_MS = 15_000
 WAL_RETRY_S = 0.005
+BOUNDED_RETRY_S = 0.001
 
 log = logging.getLogger(__name__)
 
@@ -173,17 +174,37 @@ def _switch_to_wal(cursor) -> None:
 
 
 def _sqlite_on_begin(conn) -> None:
+    # Straight to the driver: these statements are ours, and SQLAlchemy's execution machinery
+    # around each would cost more than SQLite's work.
+    driver = conn.connection.driver_connection
     options = conn.get_execution_options()
     begin = "BEGIN IMMEDIATE" if options.get("labbot_immediate", False) else "BEGIN"
     busy_ms = options.get("labbot_busy_ms")
     if busy_ms is None:
-        conn.exec_driver_sql(begin)
+        driver.execute(begin)
         return
-    conn.exec_driver_sql(f"PRAGMA busy_timeout={int(busy_ms)}")
+    driver.execute("PRAGMA busy_timeout=0")
     try:
-        conn.exec_driver_sql(begin)
+        _begin_within(driver, begin, busy_ms / 1000)
     finally:
-        conn.exec_driver_sql(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        driver.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+
+
+def _begin_within(driver: sqlite3.Connection, begin: str, wait: float) -> None:
+    """Begin, trying again every millisecond until `wait` has passed. SQLite's own busy handler
+    sleeps in growing steps (up to 100 ms) between tries, so a bounded writer that meets
+    another process's short write would lose tens of milliseconds it need not."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            driver.execute(begin)
+            return
+        except sqlite3.OperationalError as error:
+            if error.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
+                raise
+            if time.monotonic() > deadline:
+                raise Busy(f"the database's write lock stayed taken for {wait:.2f} s") from error
+        time.sleep(BOUNDED_RETRY_S)
 
 
 class ReadOnly(Exception):

@@ -59,8 +59,8 @@ def insert_new(
     if not rows:
         return []
     dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(model).values(rows).on_conflict_do_nothing().returning(*returning)
-    return list(session.execute(statement).all())
+    statement = dialect.insert(model.__table__).on_conflict_do_nothing().returning(*returning)
+    return list(session.execute(statement, rows).all())  # one statement however many rows
 
 
 def insert_once(session: Session, model: type[SQLModel], **values: object) -> bool:
