@@ -77,8 +77,8 @@ def kept_click(body: Body) -> str:
     action = button_of(body)
     action_id, value = str(action.get("action_id", "")), str(action.get("value") or "")
     target = cards.target_of(value)
-    for action, name in NAMES.items():
-        if matching(action).match(action_id) and target is not None:
+    for named, name in NAMES.items():
+        if matching(named).match(action_id) and target is not None:
             return "Your " + name.format(target)
     return f"Your click on `{escape(value)}`"
 
