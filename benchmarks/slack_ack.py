@@ -7,9 +7,11 @@ the Web API on FakeSlack in another process:
 1. In process: both Apps on the threaded WSGI server of bot.serve. Measured: `/lab list` and an
    Approve click on a reviewer card (whose real work, provisioning, goes on after the ack).
    Targets: p99 < 100 ms and p99 within 2x of the bare App's.
-2. Behind gunicorn, as production runs: `labbot serve` (a subprocess, WEB_CONCURRENCY web
-   workers, its sweeper process) against the bare App under gunicorn with the same workers and
-   threads. Measured: `/lab list`. Target: labbot's p99 within 1.5x of the bare App's.
+2. Behind gunicorn, as production runs: `labbot serve` (a subprocess: WEB_CONCURRENCY web
+   processes, which only verify, keep the request in the inbox and ack, its worker process,
+   which does `/lab list` and answers through the response_url, and its sweeper) against the
+   bare App under gunicorn with the same web processes and threads. Measured: `/lab list`'s
+   ack. Target: labbot's p99 within 1.2x of the bare App's.
 
     python -m benchmarks slack_ack          (WEB_CONCURRENCY=4 to try another worker count)
 """
@@ -61,6 +63,7 @@ from fakes.slack_sender import SlackSender
 CLIENTS = 32
 PER_CLIENT = 5
 ROUNDS = 3  # alternating rounds per server behind gunicorn
+GUNICORN_RATIO = 1.2  # labbot's ack p99 behind gunicorn, at most this times the bare App's
 SECRET = "bench-signing-secret"
 TOKEN = "xoxb-bench"
 REVIEWER = "U0REVIEW"
@@ -111,12 +114,13 @@ def _report_gunicorn(labbot: list[float], bare: list[float], workers: int) -> No
     note(
         f"{CLIENTS} concurrent clients x {PER_CLIENT} requests each of /lab list, "
         f"{ROUNDS} rounds per server, alternating; "
-        f"{workers} web workers x {HTTP_THREADS} threads in both"
+        f"{workers} web processes x {HTTP_THREADS} threads in both; labbot's work in its "
+        "worker process"
     )
     ours, theirs = _percentiles(labbot), _percentiles(bare)
     row("labbot p50 / p99 ms", f"{ours[0]:.1f} / {ours[1]:.1f}")
     row("bare App p50 / p99 ms", f"{theirs[0]:.1f} / {theirs[1]:.1f}")
-    target_row("labbot p99 / bare p99", ours[1] / theirs[1], 1.5)
+    target_row("labbot p99 / bare p99", ours[1] / theirs[1], GUNICORN_RATIO)
 
 
 def _serve_fake_slack(ready: Queue) -> None:

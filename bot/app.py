@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections import OrderedDict
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -23,27 +21,25 @@ from slack_sdk import WebClient
 
 from bot.blocks.kit import ephemeral
 from bot.gate import VERIFIED
+from bot.inbox import KEEP_WAIT, Keeper, Kept
 from bot.listeners import actions, commands, events, views
 from bot.listeners.reply import tell
 from bot.roles import GroupMembers, GroupRoles
 from bot.runtime import Clock, build_lab, utcnow
 from bot.settings import Settings, SettingsError
 from bot.slack_notifier import SlackNotifier
+from bot.work import answered, do, failure_sentence, run
 from commands.facts import quoted, shape
-from commands.lab import Lab, LostRace
+from commands.lab import Lab
 from commands.views import lease_with_servers
-from storage.db import Database
+from storage.db import Busy, Database
 
 # bolt runs each listener on its executor and answers Slack when the listener acks. Listeners
-# here only ack (and open modals) and hand the slow part to the worker pool, so bolt's threads
-# are free within milliseconds and an ack never queues behind a slow provider or database.
+# in the web process only keep the request in the inbox, ack, and open forms; the work is done
+# by worker processes (bot.worker), or, where this process works too (Socket Mode, the demo,
+# the tests), by its own pool, whose threads are not bolt's.
 LISTENER_THREADS = 32
 WORKER_THREADS = 8  # SQLite takes one writer at a time; more threads only wait on its lock
-SEEN_EVENTS = 1000
-SORRY = (
-    "Something went wrong inside labbot; it is logged for the admins. Whatever was already "
-    "done stands: `/lab list` shows where your leases are."
-)
 UNHANDLED = (
     "labbot could not tell what that was for: it named no button or form labbot knows. "
     "`/lab help` lists what you can do."
@@ -78,24 +74,6 @@ class TrackedPool(ThreadPoolExecutor):
             return self._idle.wait_for(lambda: self._busy == 0, timeout)
 
 
-class SeenEvents:
-    """Slack retries an event it thinks we missed: remember recent event ids to act once."""
-
-    def __init__(self, size: int = SEEN_EVENTS) -> None:
-        self._ids: OrderedDict[str, None] = OrderedDict()
-        self._size = size
-        self._lock = threading.Lock()
-
-    def first_time(self, event_id: str) -> bool:
-        with self._lock:
-            if event_id in self._ids:
-                return False
-            self._ids[event_id] = None
-            while len(self._ids) > self._size:
-                self._ids.popitem(last=False)
-            return True
-
-
 @dataclass
 class AppContext:
     lab: Lab
@@ -104,19 +82,32 @@ class AppContext:
     client: WebClient
     listeners: TrackedPool = field(default_factory=lambda: TrackedPool(LISTENER_THREADS, "bolt"))
     work: TrackedPool = field(default_factory=lambda: TrackedPool(WORKER_THREADS, "labbot-work"))
-    seen_events: SeenEvents = field(default_factory=SeenEvents)
+    works_here: bool = True  # False in a web process of `labbot serve`: workers do the work
 
-    def later(self, body: dict[str, Any], job: Callable[..., None], *args: Any) -> None:
-        """Run the slow part of a listener after its ack, on the worker pool. The person who
-        acted is told how it ended rather than left waiting."""
+    def __post_init__(self) -> None:
+        self.keeper = Keeper(self.lab, self.clock)
 
-        def run() -> None:
-            try:
-                job(*args)
-            except Exception as error:
-                tell(self, body, failure_sentence(error))
-
-        self.work.submit(run)
+    def hand_over(self, body: dict[str, Any]) -> None:
+        """Before the ack: keep what Slack sent in the inbox, for a worker to do (this process,
+        if it works here). If the database's write lock stays taken past KEEP_WAIT (SQLite
+        during a sweep pass), the ack must not wait: the work is done in this process instead,
+        and the log says so."""
+        try:
+            item = self.keeper.keep(body, claimed=self.works_here)
+        except Busy as busy:
+            log.warning(
+                "the inbox did not take a %s within %s s (%s); acknowledged, and done in this "
+                "process instead of by a worker",
+                _kind(body),
+                KEEP_WAIT,
+                busy,
+            )
+            self.work.submit(answered, self, body, do, self, body)
+            return
+        if item is None:
+            log.info("Slack delivered a %s again; it is kept already and done once", _kind(body))
+        elif self.works_here:
+            self.work.submit(run, self, Kept(item, body, 1))
 
     def settle(self, timeout: float = 30.0) -> bool:
         """Wait until every listener and the work they handed on are done."""
@@ -125,6 +116,7 @@ class AppContext:
     def shutdown(self) -> None:
         self.listeners.shutdown(wait=True)
         self.work.shutdown(wait=True)
+        self.keeper.stop()
 
 
 def web_client(settings: Settings) -> WebClient:
@@ -217,16 +209,9 @@ def _on_error(
         ctx.work.submit(tell, ctx, body, sentence)
 
 
-def failure_sentence(error: Exception, sorry: str = SORRY) -> str:
-    """What a person is told when their action raised. A lost race is not a bug: another
-    caller changed the lease first, the loser's transaction rolled back, and all it may do is
-    say so. Anything else is a bug: logged for the admins, and the person told `sorry` (by
-    default, that what was already committed stands)."""
-    if isinstance(error, LostRace):
-        log.info("lost a race: %s", error)
-        return f"{error} Nothing else was done; `/lab show {error.lease_id}` says where it is now."
-    log.error("listener failed: %s", error, exc_info=error)
-    return sorry
+def _kind(body: dict[str, Any]) -> str:
+    """What a request is, for a log line (never its content)."""
+    return str(body.get("command") or body.get("type") or "request")
 
 
 def trusted(request: BoltRequest) -> bool:

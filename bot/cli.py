@@ -46,8 +46,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(run=_demo)
 
-    serve = sub.add_parser("serve", help="serve the Slack app and run the sweep")
+    serve = sub.add_parser("serve", help="serve the Slack app, its workers and the sweep")
     serve.set_defaults(run=_serve)
+
+    work = sub.add_parser("work", help="do what the web processes kept (the Procfile's worker)")
+    work.set_defaults(run=_work)
 
     leases = sub.add_parser("leases", help="list leases")
     leases.add_argument("--state", action="append", help="only leases in this state (repeatable)")
@@ -139,6 +142,12 @@ def _serve(args: argparse.Namespace) -> int:
         from bot.serve import main as serve_main
 
         return serve_main()
+
+
+def _work(args: argparse.Namespace) -> int:
+    from bot.worker import main as work_main
+
+    return work_main(child=False)
 
 
 def _leases(args: argparse.Namespace) -> int:

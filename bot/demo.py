@@ -4,7 +4,10 @@ The App is served in-process on 127.0.0.1 with its Web API pointed at FakeSlack;
 sending signed requests exactly as Slack would (slash commands, button clicks, form
 submissions), and the transcript prints what each person saw: channel cards, DMs, ephemeral
 answers, forms, the card updated after the decision. A simulated clock lets a week pass in a
-second: the listeners read it from the app context, and the sweep is called with it.
+second: the listeners read it from the app context, and the sweep is called with it. As in
+`labbot serve`, every request is kept in the inbox before its ack and done from the inbox, once
+(bot.inbox); here the one process is both the web process and the worker, so each is done as
+soon as it is kept.
 
 Two projects of the foundation and a stranger, five requests: the queue ranked by class, one
 denied, one refused because it would over-commit the month, one refused because it would eat

@@ -39,7 +39,7 @@ Also = Callable[[datetime], object]
 def run_sweep(lab: Lab, clock: Clock, also: Also | None = None) -> None:
     """One pass, timed for /metrics and recorded in the database for /healthz; a failure is
     logged and the next pass tries again (the sweep is idempotent). `also` is the Slack side's
-    share of the pass (clicks a dead replica acked: bot.takeover)."""
+    share of the pass (pruning the inbox of requests done long ago: bot.inbox)."""
     now = clock()
     try:
         with sweep_timer():

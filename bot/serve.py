@@ -1,18 +1,20 @@
-"""`labbot serve`: the bolt App behind a production server, and the sweep beside it.
+"""`labbot serve`: the bolt App behind a production server, the workers and the sweep beside it.
 
-HTTP mode (the default) runs gunicorn programmatically with WEB_CONCURRENCY worker processes
-(as platforms set it), each with threads: an ack then never waits behind another request's
-after-ack work in the same interpreter. The App is built in each worker (threads do not survive
-a fork). The sweep's scheduler runs once per `labbot serve`, in a process of its own that the
-arbiter starts, restarts and stops (bot/sweeper.py says why neither a worker nor the arbiter).
-Several processes on one SQLite file are correct because every write is BEGIN IMMEDIATE with a
-busy timeout and every state change a conditional update. Counters for /metrics are kept in
-prometheus_client's multiprocess directory (bot/multiproc.py), retired per process as gunicorn
-reports each child's exit. Socket Mode, when SLACK_APP_TOKEN is set, needs no public URL: it
-connects out to Slack over a WebSocket, in one process with the scheduler beside it.
+HTTP mode (the default) runs gunicorn programmatically with WEB_CONCURRENCY web processes (as
+platforms set it), each with threads, which only verify what Slack sent, keep it in the inbox
+and ack (and open forms): bot.inbox. The work is done by LABBOT_WORKERS worker processes
+(bot.worker), and the sweep's scheduler runs once per `labbot serve` in a process of its own;
+the arbiter starts, restarts and stops both (bot.children). The App is built in each web
+process (threads do not survive a fork). Several processes on one SQLite file are correct
+because every write is BEGIN IMMEDIATE with a busy timeout and every state change a conditional
+update. Counters for /metrics are kept in prometheus_client's multiprocess directory
+(bot/multiproc.py), retired per process as gunicorn reports each child's exit. Socket Mode,
+when SLACK_APP_TOKEN is set, needs no public URL: it connects out to Slack over a WebSocket, in
+one process that also works and sweeps.
 
-SIGTERM stops either cleanly: gunicorn drains its workers and then the sweeper; Socket Mode
-closes the connection and the scheduler.
+SIGTERM stops either cleanly: gunicorn drains its web processes, then the workers finish what
+they claimed and the sweeper stops; Socket Mode closes the connection, the worker and the
+scheduler.
 """
 
 from __future__ import annotations
@@ -36,8 +38,9 @@ from slack_bolt import App
 from slack_sdk.errors import SlackApiError
 
 from bot.app import AppContext, build_context, create_app, web_client
+from bot.children import Child
 from bot.gate import slack_endpoint
-from bot.inbox import Renewal
+from bot.inbox import prune
 from bot.logs import configure
 from bot.probes import HEALTH_PATH, METRICS_PATH, Probes
 from bot.report_html import PATH as REPORT_PATH
@@ -45,8 +48,7 @@ from bot.report_html import report_app
 from bot.runtime import open_database
 from bot.scheduler import start_sweeper
 from bot.settings import Settings, SettingsError, from_env
-from bot.sweeper import Sweeper
-from bot.takeover import take_over
+from bot.worker import Worker
 from metal.provider import utcnow
 
 log = logging.getLogger(__name__)
@@ -127,29 +129,31 @@ def wsgi_app(
 
 class Running:
     """What a serving process owns and must stop: the context (its thread pools) and, where
-    this process sweeps, the scheduler."""
+    this process is the whole of labbot (Socket Mode), a worker and the sweep's scheduler."""
 
-    def __init__(self, settings: Settings, *, started: datetime, sweep: bool) -> None:
+    def __init__(self, settings: Settings, *, started: datetime, whole: bool) -> None:
         self.ctx: AppContext = build_context(settings)
+        self.ctx.works_here = whole
         self.app = create_app(self.ctx)
         self.probes = Probes(self.ctx.lab, self.ctx.clock, settings.health_sweep_age, started)
-        self.renewal = Renewal(self.ctx.lab, self.ctx.clock)  # the clicks this process keeps
+        self.worker = Worker(self.ctx) if whole else None
         self.scheduler = (
             start_sweeper(
                 self.ctx.lab,
                 self.ctx.clock,
                 settings.sweep_interval,
-                also=partial(take_over, self.ctx),
+                also=partial(prune, self.ctx.lab),
             )
-            if sweep
+            if whole
             else None
         )
 
     def stop(self) -> None:
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=True)
+        if self.worker is not None:
+            self.worker.stop()
         self.ctx.shutdown()
-        self.renewal.stop()
         self.ctx.lab.db.dispose()
 
 
@@ -165,12 +169,13 @@ class _RootLogs(glogging.Logger):
 
 
 class _Arbiter(Arbiter):
-    """gunicorn's arbiter, which also keeps the sweeper process running: its loop calls
-    `manage_workers` about once a second."""
+    """gunicorn's arbiter, which also keeps the sweeper and the worker processes running: its
+    loop calls `manage_workers` about once a second."""
 
     def manage_workers(self) -> None:
         super().manage_workers()
-        self.app.sweeper.keep_running()
+        for child in self.app.children:
+            child.keep_running()
 
 
 class _Gunicorn(BaseApplication):
@@ -178,7 +183,9 @@ class _Gunicorn(BaseApplication):
         self.settings = settings
         self.started = utcnow()
         self.running: Running | None = None
-        self.sweeper = Sweeper()
+        self.children = [Child("bot.sweeper")] + [
+            Child("bot.worker") for _ in range(settings.workers)
+        ]
         super().__init__()
 
     def load_config(self) -> None:
@@ -201,7 +208,7 @@ class _Gunicorn(BaseApplication):
             self.cfg.set("control_socket_disable", True)
 
     def load(self) -> Wsgi:
-        self.running = Running(self.settings, started=self.started, sweep=False)
+        self.running = Running(self.settings, started=self.started, whole=False)
         ctx = self.running.ctx
         return wsgi_app(
             self.running.app,
@@ -214,7 +221,7 @@ class _Gunicorn(BaseApplication):
         _Arbiter(self).run()
 
     def _worker_exit(self, server: Any, worker: Any) -> None:
-        """In the worker: stop its thread pools and close its database connections."""
+        """In the web process: stop its thread pools and close its database connections."""
         if self.running is not None:
             self.running.stop()
 
@@ -224,9 +231,10 @@ class _Gunicorn(BaseApplication):
         mark_process_dead(worker.pid)
 
     def _on_exit(self, server: Any) -> None:
-        pid = self.sweeper.stop()
-        if pid is not None:
-            mark_process_dead(pid)
+        for child in self.children:
+            pid = child.stop()
+            if pid is not None:
+                mark_process_dead(pid)
 
 
 def serve_http(settings: Settings) -> int:
@@ -245,7 +253,7 @@ def serve_socket_mode(settings: Settings) -> int:
     """Socket Mode: no public URL, no signature (Slack authenticates the xapp- token)."""
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
-    running = Running(settings, started=utcnow(), sweep=True)
+    running = Running(settings, started=utcnow(), whole=True)
     handler = SocketModeHandler(running.app, settings.slack_app_token)
     stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

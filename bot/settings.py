@@ -87,6 +87,7 @@ class Settings:
     gitlab_token: str | None = field(default=None, repr=False)
     forge_timeout: float = 5.0
     web_concurrency: int = 2
+    workers: int = 1
     health_sweep_age: timedelta = timedelta(minutes=10)
     log_format: str = "text"
     # One account per [[donor]] table, in the file's order; none: the environment's one donor.
@@ -201,6 +202,7 @@ def _operations(env: Mapping[str, str], base: Settings) -> dict:
         )
     return {
         "web_concurrency": _int(env, "WEB_CONCURRENCY", base.web_concurrency, minimum=1),
+        "workers": _int(env, "LABBOT_WORKERS", base.workers, minimum=0),
         "health_sweep_age": health_age,
         "log_format": _choice(env, "LABBOT_LOG_FORMAT", ("text", "json"), base.log_format),
     }

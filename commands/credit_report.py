@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
+from sqlmodel import Session
+
 from commands.billing import format_cents, month_key
 from commands.credit import MonthBooks, Tally, month_tally, runs_out_at
 from commands.facts import when
@@ -17,6 +19,7 @@ from commands.lab import Lab
 from commands.pages import cut, not_shown
 from commands.process import Reserve, format_share
 from commands.reserve import month_reserves, reserve_words
+from storage.db import ReadOnly
 
 
 @dataclass(frozen=True)
@@ -86,10 +89,30 @@ def _line(line: CreditLine) -> str:
 
 
 def credit_report(lab: Lab, now: datetime, month: str | None = None) -> CreditReport:
+    """The month's books, read without writing; only a month's first look, which writes its
+    grant row, takes the write lock."""
     month = month or month_key(now)
-    with lab.db.write() as session:  # write: the month's grant row may be created
-        report = month_tally(session, month, lab.policy, now)
-        kept = month_reserves(session, [month], lab.policy, now)[month]
+    return books_as_they_stand(lab, now, month) or _written(lab, now, month)
+
+
+def books_as_they_stand(lab: Lab, now: datetime, month: str) -> CreditReport | None:
+    """The month's books, never writing (what a /metrics scrape reads); None while the month
+    has no grant row yet (nothing is held or spent in it)."""
+    try:
+        with lab.db.read_only() as session:
+            return _report(session, lab, now, month)
+    except ReadOnly:
+        return None
+
+
+def _written(lab: Lab, now: datetime, month: str) -> CreditReport:
+    with lab.db.write() as session:  # write: the month's grant row is created
+        return _report(session, lab, now, month)
+
+
+def _report(session: Session, lab: Lab, now: datetime, month: str) -> CreditReport:
+    report = month_tally(session, month, lab.policy, now)
+    kept = month_reserves(session, [month], lab.policy, now)[month]
     book = report.books
     burn = report.burn_per_day if month == month_key(now) else 0
     projects = _by_project(report.projects, lab.policy.project_cap_cents)

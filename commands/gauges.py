@@ -2,7 +2,10 @@
 
 Read from the database at the moment of asking, so every process and every replica gives the
 same answer. Each figure is a count or a minimum over an indexed column (or the books, which
-sum a few rows per month): asking costs the same in a small lab and a large one.
+sum a few rows per month): asking costs the same in a small lab and a large one. Asking never
+writes: the books are read in a read-only transaction, and a month whose books have no rows yet
+(nothing granted, held or spent in it so far) is left out rather than opened, so a scrape never
+waits for, or takes, the write lock.
 """
 
 from __future__ import annotations
@@ -14,18 +17,18 @@ from sqlalchemy import func
 from sqlmodel import col, select
 
 from commands.billing import months_between
-from commands.credit_report import CreditLine, credit_report
+from commands.credit_report import CreditLine, books_as_they_stand
 from commands.health import last_sweep
 from commands.lab import Lab
 from commands.states import ServerState, State
-from storage.models import Lease, Notice, Server
+from storage.models import Lease, LedgerEntry, Notice, Server
 
 
 @dataclass(frozen=True)
 class Gauges:
     leases: dict[str, int]
     servers: dict[str, int]
-    credit: dict[str, CreditLine]  # month -> the lab's line of the books
+    credit: dict[str, CreditLine]  # month -> the lab's line of the books, for months with a grant
     donor_credit: dict[tuple[str, str], CreditLine]  # (month, donor) -> the donor's, if several
     sweep_lag_s: float  # how long the oldest due lease has waited for the sweep; 0 if none
     last_sweep_age_s: float | None
@@ -46,13 +49,23 @@ def gauges(lab: Lab, now: datetime) -> Gauges:
         oldest_due = session.exec(
             select(func.min(Lease.due_at)).where(col(Lease.due_at) <= now)
         ).one()
+        months = _months(lab, now)
+        opened = set(  # months whose books have rows; the others hold and have spent nothing
+            session.exec(
+                select(LedgerEntry.month).where(col(LedgerEntry.month).in_(months)).distinct()
+            ).all()
+        )
         depth, oldest_notice = session.exec(
             select(func.count(), func.min(Notice.created_at)).where(
                 col(Notice.retry_at).is_not(None)
             )
         ).one()
     swept = last_sweep(lab.db)
-    reports = {month: credit_report(lab, now, month) for month in _months(lab, now)}
+    reports = {
+        month: report
+        for month in months
+        if month in opened and (report := books_as_they_stand(lab, now, month)) is not None
+    }
     return Gauges(
         leases={state.value: leases.get(state.value, 0) for state in State},
         servers={state.value: servers.get(state.value, 0) for state in ServerState},

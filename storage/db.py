@@ -18,13 +18,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine, event, text
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.pool import StaticPool
 from sqlmodel import Session, create_engine
 
 DEFAULT_URL = "sqlite:///labbot.db"
 BUSY_TIMEOUT_MS = 15_000
 WAL_RETRY_S = 0.005
+BOUNDED_RETRY_S = 0.001
 
 log = logging.getLogger(__name__)
 
@@ -62,16 +64,42 @@ class Database:
         return engine
 
     @contextmanager
-    def write(self) -> Iterator[Session]:
+    def write(self, wait: float | None = None) -> Iterator[Session]:
         """A transaction that writes. Commits on success, rolls back on any raise.
 
         On SQLite it holds the write lock from its first statement, so the read-then-write
         inside it is isolated. On PostgreSQL it is READ COMMITTED, like any other: a read that
         decides a write must hold what it read (storage.locks), and a state change is a
-        conditional UPDATE whose row count says who won."""
-        engine = self.engine.execution_options(labbot_immediate=True)
-        with self._writers, Session(engine, expire_on_commit=False) as session, session.begin():
-            yield session
+        conditional UPDATE whose row count says who won.
+
+        `wait` bounds, in seconds, how long it waits in all for SQLite's write lock (this
+        process's writers first, then other processes' through the busy timeout) and, on
+        PostgreSQL, for each row lock: past it, `Busy` is raised and nothing was written."""
+        if wait is None:
+            engine = self.engine.execution_options(labbot_immediate=True)
+            with self._writers, Session(engine, expire_on_commit=False) as session, session.begin():
+                yield session
+            return
+        deadline = time.monotonic() + wait
+        with self._writers_within(wait), _busy_as(wait):
+            ms = max(1, int((deadline - time.monotonic()) * 1000))
+            engine = self.engine.execution_options(labbot_immediate=True, labbot_busy_ms=ms)
+            with Session(engine, expire_on_commit=False) as session, session.begin():
+                if not self.is_sqlite:
+                    session.execute(text(f"SET LOCAL lock_timeout = {ms}"))
+                yield session
+
+    @contextmanager
+    def _writers_within(self, wait: float) -> Iterator[None]:
+        if not self.is_sqlite:
+            yield
+            return
+        if not self._writers.acquire(timeout=wait):
+            raise Busy(f"this process's writers held the database for {wait} s")
+        try:
+            yield
+        finally:
+            self._writers.release()
 
     def writers(self) -> contextlib.AbstractContextManager:
         """This process's queue of writers (SQLite only; a no-op elsewhere)."""
@@ -81,6 +109,27 @@ class Database:
     def read(self) -> Iterator[Session]:
         with Session(self.engine, expire_on_commit=False) as session:
             yield session
+
+    @contextmanager
+    def read_only(self) -> Iterator[Session]:
+        """A transaction the database itself keeps from writing (SQLite's `query_only`,
+        PostgreSQL's READ ONLY): a statement that would write raises `ReadOnly` at once, and
+        nothing waits for or takes the write lock. For readers that must never queue behind
+        writers, as a metrics scrape."""
+        with Session(self.engine, expire_on_commit=False) as session:
+            connection = session.connection()
+            connection.exec_driver_sql(
+                "PRAGMA query_only = ON" if self.is_sqlite else "SET TRANSACTION READ ONLY"
+            )
+            try:
+                yield session
+            except DBAPIError as error:
+                if "readonly database" in str(error) or "read-only transaction" in str(error):
+                    raise ReadOnly(str(error.orig)) from error
+                raise
+            finally:
+                if self.is_sqlite:  # the connection goes back to the pool able to write
+                    connection.exec_driver_sql("PRAGMA query_only = OFF")
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -125,5 +174,54 @@ def _switch_to_wal(cursor) -> None:
 
 
 def _sqlite_on_begin(conn) -> None:
-    immediate = conn.get_execution_options().get("labbot_immediate", False)
-    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    # Straight to the driver: these statements are ours, and SQLAlchemy's execution machinery
+    # around each would cost more than SQLite's work.
+    driver = conn.connection.driver_connection
+    options = conn.get_execution_options()
+    begin = "BEGIN IMMEDIATE" if options.get("labbot_immediate", False) else "BEGIN"
+    busy_ms = options.get("labbot_busy_ms")
+    if busy_ms is None:
+        driver.execute(begin)
+        return
+    driver.execute("PRAGMA busy_timeout=0")
+    try:
+        _begin_within(driver, begin, busy_ms / 1000)
+    finally:
+        driver.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+
+
+def _begin_within(driver: sqlite3.Connection, begin: str, wait: float) -> None:
+    """Begin, trying again every millisecond until `wait` has passed. SQLite's own busy handler
+    sleeps in growing steps (up to 100 ms) between tries, so a bounded writer that meets
+    another process's short write would lose tens of milliseconds it need not."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            driver.execute(begin)
+            return
+        except sqlite3.OperationalError as error:
+            if error.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
+                raise
+            if time.monotonic() > deadline:
+                raise Busy(f"the database's write lock stayed taken for {wait:.2f} s") from error
+        time.sleep(BOUNDED_RETRY_S)
+
+
+class ReadOnly(Exception):
+    """A statement tried to write inside `Database.read_only()`; nothing was written."""
+
+
+class Busy(Exception):
+    """A bounded write (`Database.write(wait=...)`) did not get the lock in time."""
+
+
+@contextmanager
+def _busy_as(wait: float) -> Iterator[None]:
+    """The driver's "database is locked" (SQLite) or lock timeout (PostgreSQL) as `Busy`."""
+    try:
+        yield
+    except OperationalError as error:
+        locked = "database is locked" in str(error) or "lock timeout" in str(error)
+        if not locked:
+            raise
+        raise Busy(f"the database's write lock stayed taken for {wait} s") from error

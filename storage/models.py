@@ -309,17 +309,20 @@ class Claim(SQLModel, table=True):
 
 
 class InboxItem(SQLModel, table=True):
-    """A click Slack was told we have: kept before the ack, deleted when its work is done. A
-    replica that dies in between leaves it behind; once its claim lapses, any replica's
-    sweeper does the work (bot.inbox). Only work not yet done is here, so the table stays
-    as small as the clicks in flight."""
+    """What Slack sent that labbot acknowledged: kept before the ack by the web process, done
+    by a worker (bot.inbox, bot.work). `key` is what Slack sent that names the delivery (an
+    event's id, a trigger's id, else a hash of the verified body), so a delivery Slack repeats
+    is kept once; `done_at` is set in the same transaction as the work's first write, so a
+    second run is refused as done. Done rows stay a day for that, then the sweep prunes them."""
 
     id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(unique=True, index=True)
     received_at: datetime
     body: str  # the verified payload as JSON, without Slack's verification token
     attempts: int = 0
     claimed_by: str | None = None
     claimed_until: datetime | None = None
+    done_at: datetime | None = Field(default=None, index=True)
 
 
 class SimDevice(SQLModel, table=True):

@@ -1,7 +1,8 @@
 """Button clicks: Approve/Deny on reviewer cards (and on a reviewer's App Home), Extend, Release
 and Cancel in DMs and on App Home, the write-up form, and a catch-all for buttons we no longer
-know. Every click is acknowledged first; a Deny or a write-up opens its modal right after the
-ack, while the trigger_id is still good."""
+know. Every click is kept in the inbox and acknowledged first; a Deny, a write-up or co-owners
+opens its modal in the web process right after the ack, while the trigger_id is still good; the
+rest is done by a worker (`work`)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ from slack_sdk.errors import SlackApiError
 from bot.blocks import cards, dms, home, pages
 from bot.blocks.kit import escape, matching
 from bot.blocks.modals import deny_modal, share_modal, writeup_modal
-from bot.inbox import keep, then_finish
 from bot.listeners.reply import (
     UNKNOWN_USER,
     button_of,
@@ -48,63 +48,45 @@ BROKEN_BUTTON = (
 
 
 def register(app: App, ctx: AppContext) -> None:
-    for action, on_click in CLICKS.items():
-        _listen(app, ctx, matching(action), on_click, action)
-    _listen(app, ctx, re.compile(".*"), unknown_button, None)
+    @app.action(re.compile(".*"))
+    def clicked(ack: Ack, body: Body) -> None:
+        """In the web process: the click kept, the ack, and the form it asks for opened while
+        the trigger_id is good."""
+        ctx.hand_over(body)
+        ack()
+        action_id = str(button_of(body).get("action_id", ""))
+        opener = next((o for a, o in OPENERS.items() if matching(a).match(action_id)), None)
+        if opener is not None and user_of(body):
+            opener(ctx, body, user_of(body), value_of(button_of(body)))
 
 
-def _listen(
-    app: App, ctx: AppContext, action_id: re.Pattern[str], on_click: Click, action: str | None
-) -> None:
-    """A click that opens a modal is handled right after the ack, while the trigger_id is
-    good; every other click on the worker pool. A click whose work is safe to repeat is kept
-    in the inbox before the ack (bot.inbox), so that it is done even if this replica dies
-    right after acking it."""
-
-    @app.action(action_id)
-    def listener(ack: Ack, body: Body) -> None:
-        if action in OPENS_MODAL:
-            ack()
-            _handle(ctx, body, on_click)
-        elif action in KEPT:
-            item = keep(ctx.lab, body, ctx.clock())
-            ack()
-            ctx.later(body, then_finish, ctx.lab, item, _handle, ctx, body, on_click)
-        else:
-            ack()
-            ctx.later(body, _handle, ctx, body, on_click)
-
-
-def redo(ctx: AppContext, body: Body) -> None:
-    """A kept click's work, done by a replica other than the one that acked it."""
+def work(ctx: AppContext, body: Body) -> None:
+    """In a worker: the click's use case, its answer, and the clicker's App Home."""
     action_id = str(button_of(body).get("action_id", ""))
-    for action in KEPT:
-        if matching(action).match(action_id):
-            _handle(ctx, body, CLICKS[action])
-            return
-    log.warning("a kept click names no button labbot keeps: %s", action_id)
-
-
-def kept_click(body: Body) -> str:
-    """A kept click as its person knows it: "Your Approve on request #7"."""
-    action = button_of(body)
-    action_id, value = str(action.get("action_id", "")), str(action.get("value") or "")
-    target = cards.target_of(value)
-    for kept, name in KEPT.items():
-        if matching(kept).match(action_id) and target is not None:
-            return "Your " + name.format(target)
-    return f"Your click on `{escape(value)}`"
-
-
-def _handle(ctx: AppContext, body: Body, on_click: Click) -> None:
+    on_click = next((c for a, c in CLICKS.items() if matching(a).match(action_id)), unknown_button)
     user = user_of(body)
     if not user:
         tell(ctx, body, UNKNOWN_USER)
         return
+    on_click(ctx, body, user, value_of(button_of(body)))
+    refresh_home(ctx, user, home_places(body))
+
+
+def kept_click(body: Body) -> str:
+    """A click as its person knows it: "Your Approve on request #7"."""
     action = button_of(body)
-    chosen = (action.get("selected_option") or {}).get("value")  # a select menu's choice
-    on_click(ctx, body, user, str(action.get("value") or chosen or ""))
-    ctx.later(body, refresh_home, ctx, user, home_places(body))
+    action_id, value = str(action.get("action_id", "")), value_of(action)
+    target = cards.target_of(value)
+    for named, name in NAMES.items():
+        if matching(named).match(action_id) and target is not None:
+            return "Your " + name.format(target)
+    return f"Your click on `{escape(value)}`"
+
+
+def value_of(action: dict[str, Any]) -> str:
+    """What a click carries: a button's value, or the option chosen in a select menu."""
+    chosen = (action.get("selected_option") or {}).get("value")
+    return str(action.get("value") or chosen or "")
 
 
 APPROVERS: dict[str, Callable[[AppContext, str, int], Outcome]] = {
@@ -125,20 +107,23 @@ def decision(kind: str, approving: bool) -> Click:
             tell(ctx, body, BROKEN_BUTTON.format(value=escape(value)))
         elif approving:
             tell(ctx, body, APPROVERS[kind](ctx, user, target).message)
-        else:
-            ask_reason(ctx, body, user, kind, target)
+        elif not ctx.lab.roles.is_reviewer(user):  # a reviewer was asked why (`ask_reason`)
+            tell(ctx, body, deny_with_reason(ctx, user, kind, target, "").message)
 
     return click
 
 
-def ask_reason(ctx: AppContext, body: Body, user: str, kind: str, target: int) -> None:
-    """Open the reason modal for a reviewer; anyone else is refused (and audited) by the use
-    case itself, called with no reason."""
-    if not ctx.lab.roles.is_reviewer(user):
-        tell(ctx, body, deny_with_reason(ctx, user, kind, target, "").message)
-        return
-    title = f"Why deny {'request #' if kind == 'lease' else 'extension '}{target}?"
-    _open(ctx, body, deny_modal(kind, target, title))
+def ask_reason(kind: str) -> Click:
+    """Deny on a card, in the web process: the reason form, for a reviewer; anyone else is
+    refused (and audited) by the worker, which calls the use case with no reason."""
+
+    def opener(ctx: AppContext, body: Body, user: str, value: str) -> None:
+        target = cards.target_of(value)
+        if target is not None and ctx.lab.roles.is_reviewer(user):
+            title = f"Why deny {'request #' if kind == 'lease' else 'extension '}{target}?"
+            _open(ctx, body, deny_modal(kind, target, title))
+
+    return opener
 
 
 def on_donor(ctx: AppContext, body: Body, user: str, value: str) -> None:
@@ -173,20 +158,22 @@ def on_lease(use_case: Callable[..., Outcome]) -> Click:
     return click
 
 
-def on_writeup(ctx: AppContext, body: Body, user: str, value: str) -> None:
-    lease_id = cards.target_of(value)
-    if lease_id is None:
+def opens(modal: Callable[[int], dict[str, Any]]) -> Click:
+    """A button that opens a form about its lease (the write-up, co-owners), in the web
+    process; a value that names no lease is answered by the worker (`broken`)."""
+
+    def opener(ctx: AppContext, body: Body, user: str, value: str) -> None:
+        lease_id = cards.target_of(value)
+        if lease_id is not None:
+            _open(ctx, body, modal(lease_id))
+
+    return opener
+
+
+def broken(ctx: AppContext, body: Body, user: str, value: str) -> None:
+    """The worker's share of a button that opens a form: a value naming no lease."""
+    if cards.target_of(value) is None:
         tell(ctx, body, BROKEN_BUTTON.format(value=escape(value)))
-        return
-    _open(ctx, body, writeup_modal(lease_id))
-
-
-def on_share(ctx: AppContext, body: Body, user: str, value: str) -> None:
-    lease_id = cards.target_of(value)
-    if lease_id is None:
-        tell(ctx, body, BROKEN_BUTTON.format(value=value))
-        return
-    _open(ctx, body, share_modal(lease_id))
 
 
 def on_more(ctx: AppContext, body: Body, user: str, value: str) -> None:
@@ -231,10 +218,14 @@ def _open(ctx: AppContext, body: Body, view: dict[str, Any]) -> None:
         tell(ctx, body, "The form did not open; Slack may have been slow. Click again.")
 
 
-OPENS_MODAL = {cards.DENY, cards.EXTENSION_DENY, dms.WRITEUP, dms.SHARE}
-# Clicks whose work is a conditional change a second run refuses (bot.inbox): kept before the
-# ack. Each is named as its person would name it, should a replica that takes it over fail.
-KEPT = {
+OPENERS: dict[str, Click] = {
+    cards.DENY: ask_reason("lease"),
+    cards.EXTENSION_DENY: ask_reason("extension"),
+    dms.WRITEUP: opens(writeup_modal),
+    dms.SHARE: opens(share_modal),
+}
+# The clicks as their person names them, should the worker that does one fail.
+NAMES = {
     cards.APPROVE: "Approve on request #{}",
     cards.EXTENSION_APPROVE: "Approve on extension {}",
     dms.RELEASE: "Release of lease #{}",
@@ -250,8 +241,8 @@ CLICKS: dict[str, Click] = {
     dms.EXTEND: on_extend,
     dms.RELEASE: on_lease(release),
     dms.CANCEL: on_lease(cancel),
-    dms.WRITEUP: on_writeup,
-    dms.SHARE: on_share,
+    dms.WRITEUP: broken,
+    dms.SHARE: broken,
     home.MORE: on_more,
     pages.PAGE: on_page,
 }

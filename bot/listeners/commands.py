@@ -1,8 +1,9 @@
 """The slash command (`/lab` unless LABBOT_COMMAND says otherwise).
 
 What needs no database (help, a typo) is answered inside the ack itself, and the request form
-opens right after it; everything else is acknowledged at once and answered through the
-response_url when the use case is done, however long the database or the provider takes.
+opens right after it; everything else is kept in the inbox, acknowledged at once, and answered
+through the response_url by the worker that does it (`work`), however long the database or the
+provider takes.
 """
 
 from __future__ import annotations
@@ -57,24 +58,37 @@ def register(app: App, ctx: AppContext) -> None:
 
 
 def on_command(ctx: AppContext, ack: Ack, body: dict[str, Any], client: WebClient) -> None:
-    user = user_of(body)
+    """In the web process: an answer that needs no database, the form, or the request kept."""
     try:
         command = parse(str(body.get("text") or ""))
     except GrammarError as error:
+        ctx.hand_over(body)  # its refusal is audited by the worker
         ack(**ephemeral(f"{escape(str(error))} (`{ctx.settings.command} help` lists everything.)"))
-        audit_refusal(ctx, body, user, "command", str(error))
         return
-    if not user:
+    if not user_of(body):
         ack(**ephemeral(UNKNOWN_USER))
         return
     if command.verb == "help":
         ack(**ephemeral(help_text(ctx.settings.command)))
         return
-    ack()
     if command.opens_form:
+        ack()
         open_request_form(ctx, client, body)
-    else:
-        ctx.later(body, answer, ctx, body, user, command)
+        return
+    ctx.hand_over(body)
+    ack()
+
+
+def work(ctx: AppContext, body: dict[str, Any]) -> None:
+    """In a worker: the command's use case, and its answer through the response_url."""
+    user = user_of(body)
+    try:
+        command = parse(str(body.get("text") or ""))
+    except GrammarError as error:
+        audit_refusal(ctx, user, "command", str(error))
+        return
+    if user and command.verb != "help" and not command.opens_form:
+        answer(ctx, body, user, command)
 
 
 def answer(ctx: AppContext, body: dict[str, Any], user: str, command: Command) -> None:

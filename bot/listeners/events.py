@@ -1,7 +1,8 @@
 """Events: App Home, published when a person opens it.
 
-Slack retries an event it thinks was not acknowledged in time, so each event_id is acted on
-once. bolt acknowledges events itself before the listener runs.
+bolt acknowledges an event itself before its listener runs, so the listener only keeps it in
+the inbox; a worker publishes App Home (`work`). Slack repeats an event it thinks was not
+acknowledged in time, with the same event_id: the inbox keeps one delivery of each.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ if TYPE_CHECKING:
 def register(app: App, ctx: AppContext) -> None:
     @app.event("app_home_opened")
     def home_opened(body: dict[str, Any], event: dict[str, Any]) -> None:
-        if event.get("tab", "home") != "home":
-            return
-        event_id = body.get("event_id")
-        if event_id and not ctx.seen_events.first_time(str(event_id)):
-            return
-        ctx.later(body, refresh_home, ctx, str(event.get("user") or ""))
+        if event.get("tab", "home") == "home":
+            ctx.hand_over(body)
+
+
+def work(ctx: AppContext, body: dict[str, Any]) -> None:
+    event = body.get("event") or {}
+    if event.get("type") == "app_home_opened":
+        refresh_home(ctx, str(event.get("user") or ""))

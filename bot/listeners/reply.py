@@ -71,12 +71,12 @@ def tell(
         log.warning("could not answer %s: %s", user, error)
 
 
-def audit_refusal(ctx: AppContext, body: Body, user: str, action: str, sentence: str) -> None:
+def audit_refusal(ctx: AppContext, user: str, action: str, sentence: str) -> None:
     """Input refused inside the ack (a command labbot could not read, a form answered wrongly)
-    is audited like any refusal, after the ack: the row holds the sentence the person was shown,
-    never their text, so a secret pasted in the wrong place is not kept."""
+    is audited like any refusal, by the worker: the row holds the sentence the person was
+    shown, never their text, so a secret pasted in the wrong place is not kept."""
     why = Refusal(Code.BAD_INPUT, sentence)
-    ctx.later(body, refuse, ctx.lab, ctx.clock(), user or "unknown", action, why)
+    refuse(ctx.lab, ctx.clock(), user or "unknown", action, why)
 
 
 def tell_refusal(ctx: AppContext, body: Body, outcome: Outcome) -> None:

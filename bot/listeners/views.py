@@ -1,13 +1,16 @@
-"""Modal submissions: the request form, a denial's reason, a write-up link.
+"""Modal submissions: the request form, a denial's reason, co-owners, a write-up link.
 
 Answers that are wrong field by field go back into the modal (`response_action=errors`, keyed
-by block_id) inside the ack; those checks are pure, so the ack stays fast. The use case runs
-after the ack, and only a refusal needs a message (success shows as the card or a DM).
+by block_id) inside the ack; those checks are pure, so the ack stays fast. The submission is
+kept in the inbox before the ack; a worker (`work`) audits the refusal or runs the use case,
+and only a refusal needs a message (success shows as the card or a DM).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from slack_bolt import Ack, App
@@ -26,7 +29,7 @@ from bot.listeners.reply import (
 from commands.coowners import share
 from commands.extend import decide_extension
 from commands.lab import Outcome
-from commands.policy import RequestInput, check_request
+from commands.policy import check_request
 from commands.request import request
 from commands.review import deny
 from commands.writeups import submit_writeup
@@ -42,80 +45,85 @@ ERROR_LIMIT = 150  # Slack shows a few lines under the field; keep the sentence 
 
 
 def register(app: App, ctx: AppContext) -> None:
-    @app.view(modals.REQUEST)
-    def request_form(ack: Ack, body: Body, view: dict[str, Any]) -> None:
-        on_request(ctx, ack, body, view)
-
-    @app.view(modals.DENY)
-    def deny_form(ack: Ack, body: Body, view: dict[str, Any]) -> None:
-        on_deny(ctx, ack, body, view)
-
-    @app.view(modals.SHARE)
-    def share_form(ack: Ack, body: Body, view: dict[str, Any]) -> None:
-        on_share(ctx, ack, body, view)
-
-    @app.view(modals.WRITEUP)
-    def writeup_form(ack: Ack, body: Body, view: dict[str, Any]) -> None:
-        on_writeup(ctx, ack, body, view)
-
     @app.view(re.compile(".*"))
-    def unknown_form(ack: Ack, body: Body, view: dict[str, Any]) -> None:
-        ack()
+    def submitted(ack: Ack, body: Body, view: dict[str, Any]) -> None:
+        """In the web process: the pure checks, the request kept, and the ack (with the
+        errors under their fields when there are any)."""
+        ctx.hand_over(body)
+        form = FORMS.get(str(view.get("callback_id")))
+        errors = form.errors(ctx, _values(view)) if form else {}
+        if errors:
+            ack(response_action="errors", errors=_shortened(errors))
+        else:
+            ack()
+
+
+def work(ctx: AppContext, body: Body) -> None:
+    """In a worker: the form's refusal audited, or its use case run."""
+    view = body.get("view") or {}
+    user = user_of(body)
+    form = FORMS.get(str(view.get("callback_id")))
+    if form is None:
         sentence = (
             f"labbot does not know the form `{escape(str(view.get('callback_id', ''))[:40])}`; "
             "it may be from an older version. `/lab help` lists what you can do."
         )
         tell(ctx, body, sentence)
-        audit_refusal(ctx, body, user_of(body), "form", sentence)
-
-
-def on_request(ctx: AppContext, ack: Ack, body: Body, view: dict[str, Any]) -> None:
-    user = user_of(body)
-    answer, errors = modals.parse_request(_values(view))
-    errors = {**check_request(answer, ctx.lab.plans(), ctx.lab.policy), **errors}
-    if errors:
-        sentence = "That request cannot be filed: " + "; ".join(errors.values()) + "."
-        _refuse_form(ctx, ack, body, "request", _shortened(errors), sentence)
+        audit_refusal(ctx, user, "form", sentence)
         return
-    ack()
+    values = _values(view)
+    errors = form.errors(ctx, values)
+    if errors:
+        audit_refusal(ctx, user, form.action, form.sentence(errors))
+        return
     if not user:
         tell(ctx, body, UNKNOWN_USER)
         return
-    ctx.later(body, _file, ctx, body, user, answer)
+    form.submit(ctx, body, user, values, str(view.get("private_metadata") or ""))
 
 
-def _file(ctx: AppContext, body: Body, user: str, answer: RequestInput) -> None:
+@dataclass(frozen=True)
+class Form:
+    """A modal: what its answers must be (pure checks, run before the ack and again by the
+    worker), and what submitting it does."""
+
+    action: str
+    errors: Callable[[AppContext, modals.Values], dict[str, str]]
+    submit: Callable[[AppContext, Body, str, modals.Values, str], None]
+    refused: str = ""  # the sentence a refusal is audited with, before the errors
+
+    def sentence(self, errors: dict[str, str]) -> str:
+        if self.refused:
+            return self.refused + "; ".join(errors.values()) + "."
+        return next(iter(errors.values()))
+
+
+def _request_errors(ctx: AppContext, values: modals.Values) -> dict[str, str]:
+    answer, errors = modals.parse_request(values)
+    return {**check_request(answer, ctx.lab.plans(), ctx.lab.policy), **errors}
+
+
+def _needs(
+    field: str, read: Callable[[modals.Values, str], object], sentence: str
+) -> Callable[[AppContext, modals.Values], dict[str, str]]:
+    """A form whose one check is that `field` was answered."""
+    return lambda ctx, values: {} if read(values, field) else {field: sentence}
+
+
+def _file(ctx: AppContext, body: Body, user: str, values: modals.Values, _: str) -> None:
+    answer, _errors = modals.parse_request(values)
     outcome = request(ctx.lab, user, answer, ctx.clock())
     tell_refusal(ctx, body, outcome)
     refresh_home(ctx, user)
     check_after_filing(ctx, outcome)
 
 
-def _refuse_form(
-    ctx: AppContext, ack: Ack, body: Body, action: str, errors: dict[str, str], sentence: str
-) -> None:
-    """A form answered wrongly: Slack shows each error under its field and keeps the form open,
-    so the ack is the answer; the refusal is audited like any other and nothing else happens."""
-    ack(response_action="errors", errors=errors)
-    audit_refusal(ctx, body, user_of(body), action, sentence)
-
-
-def on_deny(ctx: AppContext, ack: Ack, body: Body, view: dict[str, Any]) -> None:
-    reason = modals.answer(_values(view), "reason")
-    if not reason:
-        _refuse_form(ctx, ack, body, "deny", {"reason": NO_REASON}, NO_REASON)
-        return
-    ack()
-    user = user_of(body)
-    target = modals.deny_target(str(view.get("private_metadata") or ""))
+def _deny(ctx: AppContext, body: Body, user: str, values: modals.Values, meta: str) -> None:
+    target = modals.deny_target(meta)
     if target is None:
         tell(ctx, body, "That form lost track of what it was denying; click Deny again.")
         return
-    ctx.later(body, _deny, ctx, body, user, target, reason)
-
-
-def _deny(ctx: AppContext, body: Body, user: str, target: tuple[str, int], reason: str) -> None:
-    tell_refusal(ctx, body, deny_with_reason(ctx, user, *target, reason))
+    tell_refusal(ctx, body, deny_with_reason(ctx, user, *target, modals.answer(values, "reason")))
     refresh_home(ctx, user)
 
 
@@ -126,38 +134,31 @@ def deny_with_reason(ctx: AppContext, user: str, kind: str, target: int, reason:
     return decide_extension(ctx.lab, user, target, False, ctx.clock(), reason=reason)
 
 
-def on_writeup(ctx: AppContext, ack: Ack, body: Body, view: dict[str, Any]) -> None:
-    ack()
-    user = user_of(body)
-    lease_id = number(str(view.get("private_metadata") or ""))
+def _writeup(ctx: AppContext, body: Body, user: str, values: modals.Values, meta: str) -> None:
+    lease_id = number(meta)
     if lease_id is None:
         tell(ctx, body, "That form lost track of its lease; click the write-up button again.")
         return
-    url = modals.answer(_values(view), "url")
-    ctx.later(body, _writeup, ctx, body, user, lease_id, url)
-
-
-def _writeup(ctx: AppContext, body: Body, user: str, lease_id: int, url: str) -> None:
+    url = modals.answer(values, "url")
     tell(ctx, body, submit_writeup(ctx.lab, user, lease_id, url, ctx.clock()).message)
 
 
-def on_share(ctx: AppContext, ack: Ack, body: Body, view: dict[str, Any]) -> None:
-    users = modals.chosen_users(_values(view), "co_owners")
-    if not users:
-        _refuse_form(ctx, ack, body, "share", {"co_owners": NO_ONE}, NO_ONE)
-        return
-    ack()
-    user = user_of(body)
-    lease_id = number(str(view.get("private_metadata") or ""))
+def _share(ctx: AppContext, body: Body, user: str, values: modals.Values, meta: str) -> None:
+    lease_id = number(meta)
     if lease_id is None:
         tell(ctx, body, "That form lost track of its lease; click Add co-owners again.")
         return
-    ctx.later(body, _share, ctx, body, user, lease_id, users)
-
-
-def _share(ctx: AppContext, body: Body, user: str, lease_id: int, users: tuple[str, ...]) -> None:
+    users = modals.chosen_users(values, "co_owners")
     tell(ctx, body, share(ctx.lab, user, lease_id, list(users), ctx.clock()).message)
     refresh_home(ctx, user)
+
+
+FORMS = {
+    modals.REQUEST: Form("request", _request_errors, _file, "That request cannot be filed: "),
+    modals.DENY: Form("deny", _needs("reason", modals.answer, NO_REASON), _deny),
+    modals.SHARE: Form("share", _needs("co_owners", modals.chosen_users, NO_ONE), _share),
+    modals.WRITEUP: Form("writeup", lambda ctx, values: {}, _writeup),
+}
 
 
 def _values(view: dict[str, Any]) -> modals.Values:

@@ -93,9 +93,9 @@ def test_every_worker_reports_the_same_counts_and_they_agree_with_the_database(
         assert scrape[("labbot_database_up", ())] == 1
         assert _sum(scrape, "labbot_slack_deliveries_total", outcome="ok") == delivered
         assert _sum(scrape, "labbot_slack_deliveries_total", outcome="error") == 0
-        # every process that built a Lab read the catalog: each worker, and the sweeper at
-        # start-up and at its reconcile
-        assert _sum(scrape, "labbot_provider_calls_total", call="catalog") == WORKERS + 2
+        # every process that built a Lab read the catalog: each web process, the inbox worker,
+        # and the sweeper at start-up and at its reconcile
+        assert _sum(scrape, "labbot_provider_calls_total", call="catalog") == WORKERS + 3
         assert _sum(scrape, "labbot_sweeps_total", outcome="ok") == 1
     assert {_counters(s) for s in scrapes} == {_counters(scrapes[0])}
     writers = {path.stem.rsplit("_", 1)[1] for path in served.metrics.glob("*.db")}
@@ -118,11 +118,13 @@ def test_health_turns_unhealthy_when_the_recorded_sweep_is_stale(served: Served)
 
 
 def test_with_json_logs_every_line_of_every_process_is_one_json_object(served: Served) -> None:
+    _wait_for(lambda: "worker doing kept requests" in served.log.read_text())  # it has started
     lines = [json.loads(line) for line in served.log.read_text().splitlines()]
     said = {line["message"] for line in lines}
     assert any(m.startswith("Listening at") for m in said)  # gunicorn's arbiter
     assert any(m.startswith("Booting worker") for m in said)  # gunicorn's workers
     assert any(m.startswith("sweeper running") for m in said)  # the sweeper process
+    assert any(m.startswith("worker doing kept requests") for m in said)  # the inbox worker
     assert all({"time", "level", "logger", "message", "pid"} <= line.keys() for line in lines)
 
 

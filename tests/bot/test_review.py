@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import threading
 
-from bot.app import SORRY
 from bot.blocks import cards, modals
+from bot.work import SORRY, answered
 from commands.lab import move
 from commands.review import deny
 from commands.states import State
@@ -166,7 +166,7 @@ def test_a_caller_that_lost_the_race_is_told_so_and_nothing_else_happens(slack: 
         with slack.db.write() as session:
             move(session, session.merge(stale, load=False), State.APPROVED)
 
-    slack.ctx.later({"user": {"id": ADMIN}}, approve_from_a_stale_read)
+    slack.ctx.work.submit(answered, slack.ctx, {"user": {"id": ADMIN}}, approve_from_a_stale_read)
     slack.settle()
     told = [m["text"] for m in slack.dms(ADMIN)]
     assert told == [

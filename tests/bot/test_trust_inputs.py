@@ -9,9 +9,9 @@ import logging
 import pytest
 from sqlmodel import func, select
 
-from bot.app import SORRY
 from bot.blocks import dms
 from bot.blocks.modals import deny_modal, writeup_modal
+from bot.work import SORRY
 from commands.policy import LIMITS
 from commands.pubkeys import PRIVATE_KEY_REFUSAL
 from fakes.slack_sender import field

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+import time
 from datetime import datetime
 
 import pytest
@@ -12,7 +13,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 from sqlmodel import select
 
-from storage.db import Database, normalise_url
+from storage.db import BUSY_TIMEOUT_MS, Busy, Database, ReadOnly, normalise_url
 from storage.locks import locked
 from storage.models import Lease, Marker
 from storage.schema import MIGRATIONS, upgrade
@@ -93,6 +94,35 @@ def test_a_write_rolls_back_on_any_raise(db):
         raise RuntimeError("boom")
     with db.read() as session:
         assert session.get(Marker, "x") is None
+
+
+def test_a_bounded_write_gives_up_while_another_process_holds_the_sqlite_write_lock(sqlite_db):
+    holder = sqlite3.connect(sqlite_db.path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        started = time.monotonic()
+        with pytest.raises(Busy), sqlite_db.write(wait=0.3) as session:
+            session.add(Marker(key="x", at=START))
+            session.flush()
+        assert time.monotonic() - started < 2  # not the 15 s busy timeout
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    with sqlite_db.write(wait=0.3) as session:
+        session.add(Marker(key="x", at=START))
+    with sqlite_db.read() as session:  # the pooled connection waits as long as before
+        assert session.exec(text("PRAGMA busy_timeout")).one()[0] == BUSY_TIMEOUT_MS
+        assert session.get(Marker, "x") is not None
+
+
+def test_a_read_only_transaction_refuses_a_write_at_once_and_leaves_writes_possible(db):
+    with pytest.raises(ReadOnly), db.read_only() as session:
+        session.add(Marker(key="x", at=START))
+        session.flush()
+    with db.write() as session:
+        session.add(Marker(key="y", at=START))
+    with db.read() as session:
+        assert session.get(Marker, "x") is None and session.get(Marker, "y") is not None
 
 
 def test_aware_datetimes_round_trip_and_naive_ones_are_refused(db):

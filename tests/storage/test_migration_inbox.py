@@ -38,8 +38,8 @@ def test_a_database_of_the_previous_release_upgrades(db: Database) -> None:
         assert connection.execute(text("select count(*) from inboxitem")).scalar() == 0
         connection.execute(
             text(
-                "insert into inboxitem (received_at, body, attempts, claimed_by, claimed_until)"
-                " values (:at, '{}', 1, 'replica', :until)"
+                "insert into inboxitem (key, received_at, body, attempts, claimed_by,"
+                " claimed_until) values ('trigger:1', :at, '{}', 1, 'replica', :until)"
             ),
             {"at": START, "until": START + timedelta(minutes=2)},
         )

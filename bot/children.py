@@ -1,0 +1,68 @@
+"""The processes `labbot serve` runs beside its web workers, and how each of them stops.
+
+gunicorn's arbiter starts, restarts and stops them (`Child`): the sweeper (bot.sweeper) and the
+inbox workers (bot.worker). Each is a fresh interpreter started with `python -m`, not a fork of
+the arbiter: a fork copies locks held by other threads (the database pool's, the metrics
+files') into a child that can never release them. A child stops on SIGTERM, or when its parent
+is gone (`until_stopped`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+log = logging.getLogger(__name__)
+
+RESTART_AFTER = 5.0  # seconds between restarts of a child that keeps dying
+STOP_WITHIN = 30.0
+
+
+class Child:
+    """The arbiter's handle on one child process (`python -m module`): started when missing,
+    stopped at exit."""
+
+    def __init__(self, module: str) -> None:
+        self.module = module
+        self.process: subprocess.Popen | None = None
+        self.started = float("-inf")
+        self.stopping = False
+
+    def keep_running(self) -> None:
+        if self.stopping or (self.process is not None and self.process.poll() is None):
+            return
+        if time.monotonic() - self.started < RESTART_AFTER:
+            return
+        if self.process is not None:
+            log.error("%s exited (%s); starting another", self.module, self.process.returncode)
+        self.started = time.monotonic()
+        self.process = subprocess.Popen([sys.executable, "-m", self.module])
+
+    def stop(self) -> int | None:
+        """Stop the child; returns its pid (to retire its metrics files), if one ran."""
+        self.stopping = True
+        if self.process is None:
+            return None
+        self.process.terminate()
+        try:
+            self.process.wait(STOP_WITHIN)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        return self.process.pid
+
+
+def until_stopped(*, child: bool) -> None:
+    """Block until SIGTERM (or, for `child`, until the arbiter that started it is gone; its
+    SIGINT is the arbiter's to handle). A process run on its own stops on SIGINT too."""
+    parent = os.getppid()
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    signal.signal(signal.SIGINT, signal.SIG_IGN if child else lambda *_: stopping.set())
+    while not stopping.wait(1.0) and not (child and os.getppid() != parent):
+        pass
