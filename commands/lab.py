@@ -1,10 +1,11 @@
 """Kernel: what every use case needs, and the one way a lease changes state.
 
-`Lab` bundles the database, the provider, the notifier and the rules; each use case takes it
-plus the actor and `now`, and returns an `Outcome` rather than raising, so every front end
-(Slack, CLI, demo, tests) can show the sentence to a person. A refusal also carries a `Code`, the
-same for every wording of one kind of "no", written to the audit log beside the sentence, so a
-program (a test, an admin filtering the log, a front end) reads the kind without the words.
+`Lab` bundles the database, the donors and each one's provider, the notifier and the rules;
+each use case takes it plus the actor and `now`, and returns an `Outcome` rather than raising,
+so every front end (Slack, CLI, demo, tests) can show the sentence to a person. A refusal also
+carries a `Code`, the same for every wording of one kind of "no", written to the audit log
+beside the sentence, so a program (a test, an admin filtering the log, a front end) reads the
+kind without the words.
 """
 
 from __future__ import annotations
@@ -49,6 +50,16 @@ class Lab:
     catalog: Catalog | None = None
     forge: Forge | None = None  # None: repositories are not checked (the check stays pending)
     replica: str = field(default_factory=replica_name)  # who this process's claims name
+    # Each donor's provider account (the donors themselves are rules: `policy.donors()`).
+    # Without them, the one donor's is `provider`, which is always the first donor's.
+    providers: dict[str, Provider] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.providers = self.providers or {self.policy.donors()[0].name: self.provider}
+
+    def provider_of(self, donor: str) -> Provider:
+        """The provider account of `donor` (a lease's `donor`)."""
+        return self.providers[donor]
 
     def plans(self) -> Catalog:
         """The catalog, asked of the provider once and then kept."""

@@ -13,6 +13,7 @@ from enum import Enum
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from commands.donors import FIRST_DONOR, Donor
 from commands.durations import format_duration
 from commands.process import CLASSES, OTHER, class_problem
 from commands.pubkeys import MAX_KEY_CHARS, KeyProblem, read_key
@@ -94,6 +95,17 @@ class Policy:
 
     backstop_margin: timedelta = DAY
     allow_self_approval: bool = False
+    # Who gives the credit, in the order the configuration names them (commands.donors). None
+    # named: one donor, FIRST_DONOR, granting `monthly_credit_cents` every month.
+    donor_list: tuple[Donor, ...] = ()
+
+    def donors(self) -> tuple[Donor, ...]:
+        return self.donor_list or (
+            Donor(FIRST_DONOR, monthly_grant_cents=self.monthly_credit_cents),
+        )
+
+    def donor(self, name: str) -> Donor | None:
+        return next((donor for donor in self.donors() if donor.name == name), None)
 
     def backstop(self, ends_at: datetime) -> datetime:
         """When the provider may delete a lease's servers on its own, should labbot be down:

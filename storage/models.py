@@ -56,6 +56,9 @@ class Lease(SQLModel, table=True):
     repo_ok: bool | None = None  # public, not archived, OSI-approved; None while pending
     repo_check_at: datetime | None = Field(default=None, index=True)  # next forge attempt
     writeup_remind_at: datetime | None = Field(default=None, index=True)
+    # Who pays (commands.donors): proposed when requested, confirmed on approval. "lab" is the
+    # one donor of a lab configured from the environment alone (commands.donors.FIRST_DONOR).
+    donor: str = Field(default="lab", index=True)
 
 
 class PendingExtension(SQLModel, table=True):

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from alembic import command
 from alembic.script import ScriptDirectory
+from sqlalchemy import inspect, text
+from sqlmodel import SQLModel
 
 from storage.db import Database
 from storage.schema import MIGRATIONS, _config
@@ -15,3 +20,31 @@ def as_before(db: Database, revision: str) -> None:
     previous = ScriptDirectory(str(MIGRATIONS)).get_revision(revision).down_revision
     with db.engine.begin() as connection:
         command.downgrade(_config(connection), previous)
+
+
+@contextmanager
+def models_fit(db: Database) -> Iterator[None]:
+    """The columns today's models have and an older schema's tables lack, added while a test
+    fills that schema through the models (the ORM writes and reads every mapped column) and
+    dropped again before the upgrade runs, so the migration meets the older schema exactly."""
+    added = []
+    with db.engine.begin() as connection:
+        inspector = inspect(connection)
+        tables = set(inspector.get_table_names())
+        for table in SQLModel.metadata.sorted_tables:
+            if table.name not in tables:
+                continue
+            have = {column["name"] for column in inspector.get_columns(table.name)}
+            for column in table.columns:
+                if column.name not in have:
+                    kind = column.type.compile(connection.dialect)
+                    connection.execute(
+                        text(f'alter table "{table.name}" add column "{column.name}" {kind}')
+                    )
+                    added.append((table.name, column.name))
+    try:
+        yield
+    finally:
+        with db.engine.begin() as connection:
+            for table_name, column_name in added:
+                connection.execute(text(f'alter table "{table_name}" drop column "{column_name}"'))

@@ -20,7 +20,7 @@ from storage.db import Database
 from storage.models import CreditHold, CreditMonth, Lease, Meter, ServerSpend
 from storage.schema import _config
 from tests.commands.credit_reference import reference_class_usage
-from tests.storage.releases import as_before
+from tests.storage.releases import as_before, models_fit
 from tests.storage.test_migration_credit_holds import MONTHS, NOW, POLICY, lease_row, server_row
 
 CLASSES = [[FOUNDATION], [MEMBER], [OTHER], sorted(FAVOURED)]
@@ -127,10 +127,11 @@ def _as_the_previous_release_computed(session: Session) -> dict[tuple, dict[str,
 def test_a_database_of_the_previous_release_upgrades_to_class_totals(db: Database) -> None:
     as_before(db, "0007")
     assert "classmonth" not in inspect(db.engine).get_table_names()
-    with db.write() as session:
-        fill_as_the_previous_release(session)
-    with db.write() as session:
-        before = _as_the_previous_release_computed(session)
+    with models_fit(db):
+        with db.write() as session:
+            fill_as_the_previous_release(session)
+        with db.write() as session:
+            before = _as_the_previous_release_computed(session)
     assert any(used[MONTHS[0]] for used in before.values())
     with db.engine.begin() as connection:
         command.upgrade(_config(connection), "head")

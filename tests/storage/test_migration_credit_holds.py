@@ -16,6 +16,7 @@ from commands.states import ServerState
 from storage.models import Lease, Server, ServerSpend
 from storage.schema import MIGRATIONS, upgrade
 from tests.commands.credit_reference import reference_books, reference_tally
+from tests.storage.releases import models_fit
 
 NOW = datetime(2026, 11, 30, 20, 0, tzinfo=UTC)
 MONTHS = ["2026-11", "2026-12"]
@@ -112,16 +113,17 @@ def fill_as_the_previous_release(db) -> None:
 
 
 def _migrated(db_path):
-    """A database the previous release filled, upgraded to the holds; and what that release's
-    books said."""
+    """A database the previous release filled, upgraded to the holds and every migration since;
+    and what that release's books said."""
     from storage.db import Database
 
     db = Database(f"sqlite:///{db_path}")
     upgrade(db, to=BEFORE)  # every schema change before the holds: the models fill it
-    fill_as_the_previous_release(db)
-    with db.write() as session:  # what the previous release's books said
-        before = reference_tally(session, MONTHS, POLICY, NOW, None)
-    upgrade(db, grace=POLICY.grace, to=HOLDS)  # later migrations have tests of their own
+    with models_fit(db):
+        fill_as_the_previous_release(db)
+        with db.write() as session:  # what the previous release's books said
+            before = reference_tally(session, MONTHS, POLICY, NOW, None)
+    upgrade(db, grace=POLICY.grace)
     return db, before
 
 
@@ -147,10 +149,7 @@ def test_the_holds_migration_converts_a_database_filled_by_the_previous_release(
     db, before = _migrated(db_path)
     try:
         with db.engine.connect() as connection:
-            assert (
-                connection.execute(text("select version_num from alembic_version")).scalar()
-                == HOLDS
-            )
+            assert connection.execute(text("select count(*) from credithold")).scalar()
         _books_match_the_reference(db)
         with db.write() as session:
             after = books(session, MONTHS, POLICY, NOW)
