@@ -410,6 +410,11 @@ def _check(db: Database, packet: FakePacket, load: Load, settled: bool) -> dict:
         "ack_p999": percentile(seconds, 0.999),
         "ack_max": seconds[-1] if acks else 0,
         "slowest": acks[-1][1] if acks else "",
+        "faults": Counter(
+            "lost create" if r.status is None else f"{r.method} {r.status}"
+            for r in packet.requests
+            if r.status is None or r.status in (429, 500)
+        ),
         **sweep_lag(packet, servers, ends, expired),
         **waste(packet, servers, ends),
         "checks": checks,
@@ -500,6 +505,7 @@ def report(results: list[dict], n: int, users: int) -> None:
             f"{format_cents(r['waste_cents'])} ({r['late_server_minutes']:.1f} server-minutes "
             "up past it)"
         )
+        print(f"    provider faults that fired: {dict(r['faults']) or 'none'}")
         for check, ok in r["checks"].items():
             print(f"    {'PASS' if ok else 'FAIL'}  {check}")
         for line in r["failed_audits"]:
@@ -520,5 +526,10 @@ def main() -> int:
         url = f"sqlite:///{tmp / 'soak.db'}"
         results.append(drive("SQLite, 1 replica", url, 1, n, users, kill=False))
     report(results, n, users)
-    print(json.dumps([{**r, "states": dict(r["states"])} for r in results], default=str))
+    print(
+        json.dumps(
+            [{**r, "states": dict(r["states"]), "faults": dict(r["faults"])} for r in results],
+            default=str,
+        )
+    )
     return 0 if all(all(r["checks"].values()) for r in results) else 1
