@@ -238,7 +238,14 @@ def _recover_lost_creates(lab: Lab, lease_id: int, rows: list[Server], now: date
                 retry_at=None,
             )
             if device
-            else servers_moving(ServerState.CREATING, ServerState.PENDING, retry_at=now)
+            else servers_moving(
+                ServerState.CREATING,
+                ServerState.PENDING,
+                retry_at=now,
+                # Cut short on our side (its process died) and nothing came of it: not one of
+                # the attempts the provider gets to make the server.
+                create_attempts=Server.create_attempts - 1,
+            )
         )
         with lab.db.write() as session:
             changed = session.exec(moving.where(col(Server.id) == server.id)).rowcount

@@ -175,12 +175,14 @@ def _os_json(row: tuple[str, str, str, str, str]) -> JsonDict:
 
 
 class Recorded(NamedTuple):
-    """One request as the fake saw it. `status` is None when no answer was sent (hung, lost)."""
+    """One request as the fake saw it, and when (by its clock). `status` is None when no answer
+    was sent (hung, lost)."""
 
     method: str
     path: str
     body: Any
     status: int | None
+    at: datetime
 
 
 @dataclass(frozen=True)
@@ -472,6 +474,7 @@ class FakePacket(Served):
         with self._lock:
             self._failures.clear()
             self._hangs.clear()
+            self._lost_answers.clear()
             self._provision_failures.clear()
 
     def hang_next(self, method: str, path_prefix: str, times: int = 1) -> None:
@@ -536,7 +539,7 @@ class FakePacket(Served):
         with self._lock:
             answer = self._answer(method, path, query, body if valid else _INVALID, handler.headers)
             shown = f"{path}?{query}" if query else path
-            self.requests.append(Recorded(method, shown, body, answer.status))
+            self.requests.append(Recorded(method, shown, body, answer.status, self.clock()))
         if answer.hang:
             self._closed.wait()
         if answer.status is not None:

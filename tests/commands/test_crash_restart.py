@@ -23,7 +23,7 @@ from metal.simulated import SimulatedProvider
 from storage.db import Database
 from storage.schema import upgrade
 from tests.commands.helpers import active, audits, file, lease, servers
-from tests.conftest import OWNER, REVIEWER, ROLES
+from tests.conftest import OWNER, REVIEWER, ROLES, with_policy
 
 
 class Crash(BaseException):
@@ -88,6 +88,29 @@ def test_a_crash_around_create_is_finished_by_the_next_sweep(database_url, clock
     up = [s.hostname for s in servers(second.db, lease_id) if s.state == ServerState.ACTIVE]
     assert sorted(up) == hostnames
     assert len(second.notifier.texts(Kind.READY)) == 1
+    shutdown(second)
+
+
+def test_a_create_cut_short_by_a_crash_is_not_one_of_the_servers_attempts(database_url, clock):
+    """The soak's failed lease (issue 21): a replica died with a create in flight that never
+    reached the provider. Once its claim lapses, the server still has every attempt, so a
+    provider that then refuses once does not fail the lease."""
+    first = with_policy(
+        boot(database_url, clock, CrashingProvider, crash_on="create"), create_attempts=2
+    )
+    lease_id = file(first, clock, count=1)
+    with pytest.raises(Crash):
+        approve(first, REVIEWER, lease_id, clock.now)
+    shutdown(first)
+
+    second = with_policy(boot(database_url, clock), create_attempts=2)
+    second.provider.fail_next_creates(1)
+    sweep(second, clock.advance(minutes=6))  # the claim has lapsed: no device, created again
+    assert [a.action for a in audits(second.db, lease_id) if a.outcome == "failed"] == ["create"]
+    for minutes in (1, 3):  # the retry is created and comes up
+        sweep(second, clock.advance(minutes=minutes))
+    assert lease(second.db, lease_id).state == State.ACTIVE
+    assert devices_by_hostname(second) == Counter([f"coredns-{lease_id}-1"])
     shutdown(second)
 
 
