@@ -38,7 +38,7 @@ from typing import NamedTuple
 from sqlalchemy import delete, event, insert, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import ORMExecuteState
+from sqlalchemy.orm import ORMExecuteState, SessionTransaction
 from sqlmodel import Session, col, func, select
 
 from commands.billing import cost_by_month, first_overrun, from_us, to_us
@@ -446,8 +446,10 @@ def _write_bumps(session: Session) -> None:
 @event.listens_for(Session, "before_commit")
 def _bumps_before_commit(session: Session) -> None:
     """The totals are the transaction's last writes: their rows stay locked from there to
-    the commit, not from the writer's first change to it."""
-    _write_bumps(session)
+    the commit, not from the writer's first change to it (a savepoint's end is not the
+    transaction's)."""
+    if not session.in_nested_transaction():
+        _write_bumps(session)
 
 
 @event.listens_for(Session, "do_orm_execute")
@@ -458,9 +460,11 @@ def _bumps_before_reading_totals(state: ORMExecuteState) -> None:
         _write_bumps(state.session)
 
 
-@event.listens_for(Session, "after_rollback")
-def _bumps_rolled_back(session: Session) -> None:
-    session.info.pop(_BUMPS, None)
+@event.listens_for(Session, "after_transaction_end")
+def _bumps_forgotten(session: Session, transaction: SessionTransaction) -> None:
+    """A transaction rolled back takes the changes it noted with it."""
+    if transaction.parent is None:
+        session.info.pop(_BUMPS, None)
 
 
 def _upsert(session: Session, model: type[CreditMonth] | type[ClassMonth]):

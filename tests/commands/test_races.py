@@ -200,3 +200,32 @@ def test_the_sweep_goes_on_while_an_approval_holds_the_month(lab, clock):
             assert books(
                 session, months, lab.policy, clock.now, project=project
             ) == reference_books(session, months, lab.policy, clock.now, project=project)
+
+
+def test_approvals_racing_the_sweep_keep_the_books_exact(lab, clock):
+    """Two approvals, an expiry, a settlement and an activation at once, on each database: every
+    one goes through and the books equal the reference to the cent."""
+    ending = active(lab, clock)
+    starting = approved(lab, clock, project="envoy")
+    pending = [file(lab, clock, project=p) for p in ("cilium", "envoy")]
+    clock.now = lease(lab.db, ending).ends_at + lab.policy.grace
+    now = clock.now
+    outcomes = run_together(
+        *[lambda i=i: approve(lab, REVIEWER, i, now) for i in pending],
+        lambda: sweep(lab, now),
+        lambda: sweep(lab, now),
+    )
+    assert all(o.ok for o in outcomes[:2]), outcomes[:2]
+    assert outcomes[2].errors == [] and outcomes[3].errors == []
+    sweep_until_quiet(lab, clock, timedelta(minutes=1), limit=5)
+    assert lease(lab.db, ending).state == State.RECLAIMED
+    assert lease(lab.db, starting).state == State.ACTIVE
+    months = ["2026-11", "2026-12"]
+    with lab.db.write() as session:
+        assert books(session, months, lab.policy, clock.now) == reference_books(
+            session, months, lab.policy, clock.now
+        )
+        for project in ("coredns", "envoy", "cilium"):
+            assert books(
+                session, months, lab.policy, clock.now, project=project
+            ) == reference_books(session, months, lab.policy, clock.now, project=project)
