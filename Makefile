@@ -21,8 +21,11 @@ run: $(STAMP)
 # `$(BIN)/pytest -n 0 ...`, runs in one process, to debug.
 WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
 
+# Bytecode is cached (in the gitignored __pycache__/) even where PYTHONDONTWRITEBYTECODE is set:
+# otherwise every worker and every `labbot` subprocess the tests start compiles the sources again,
+# and pytest rewrites every test module's asserts again in every worker.
 test: $(STAMP)
-	$(BIN)/pytest -n $(WORKERS) --dist worksteal
+	PYTHONDONTWRITEBYTECODE= $(BIN)/pytest -n $(WORKERS) --dist worksteal
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

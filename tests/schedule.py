@@ -16,24 +16,29 @@ import os
 
 import pytest
 
-# Seconds each run of a test took, roughly (`--durations` under `make test`); a node id prefix
-# matches every parameter of the test. Only the order of magnitude matters: a test missing here
-# is treated as short and only scheduled less well.
+# Seconds each run of a test takes, roughly: its CPU time measured in one process (`-n 0`,
+# docs/testing.md says how), which under `make test` is about its share of a core. A node id
+# prefix matches every parameter of the test. Only the order of magnitude matters: a test
+# missing here is treated as short and only scheduled less well.
 LONG = {
-    "tests/commands/test_credit_equivalence.py::test_holds_equal_the_reference_books": 40,
-    "tests/commands/test_credit_properties.py::test_credit_invariants[postgresql]": 25,
-    "tests/bot/test_authorization.py::test_authorization_matrix[postgresql": 14,
-    "tests/bot/test_authorization.py::test_authorization_matrix[sqlite": 9,
-    "tests/bot/test_inbox.py::test_a_click_whose_replica_is_alive_but_slow": 10,
-    "tests/bot/test_inbox.py::test_a_click_acked_by_a_replica_killed": 8,
-    "tests/bot/test_demo_ec2.py::": 8,
-    "tests/bot/test_socket_mode.py::test_a_request_an_approval_a_reconnect": 7,
-    "tests/metal/test_ec2.py::test_create_launches_one_tagged_instance": 7,
+    "tests/commands/test_credit_equivalence.py::test_holds_equal_the_reference_books": 27,
+    "tests/commands/test_credit_properties.py::test_credit_invariants[postgresql]": 13,
+    "tests/bot/test_pacing.py::test_a_burst_of_requests_yields_every_card_once": 9,
+    "tests/bot/test_demo_ec2.py::": 5,
+    "tests/bot/test_operations.py::": 6,
     "tests/commands/test_credit_properties.py::test_credit_invariants[sqlite]": 6,
-    "tests/commands/test_replicas.py::": 5,
-    "tests/bot/test_operations.py::": 9,
-    "tests/bot/test_serve.py::test_serve_answers_slack_and_stops_cleanly": 5,
-    "tests/metal/test_ec2_lifecycle.py::": 4,
+    "tests/bot/test_inbox.py::test_a_click_whose_replica_is_alive_but_slow": 5,
+    "tests/bot/test_inbox.py::test_a_click_acked_by_a_replica_killed": 6,
+    "tests/bot/test_authorization.py::test_authorization_matrix[postgresql": 5,
+    "tests/bot/test_cli.py::test_the_demo_tells_a_whole_story": 5,
+    "tests/bot/test_demo.py::": 4,
+    "tests/bot/test_report.py::test_the_exported_site_in_a_browser": 4,
+    "tests/bot/test_socket_mode.py::test_a_request_an_approval_a_reconnect": 3,
+    "tests/metal/test_ec2.py::test_create_launches_one_tagged_instance": 2,
+    "tests/commands/test_replicas.py::": 4,
+    "tests/bot/test_serve.py::test_serve_answers_slack_and_stops_cleanly": 4,
+    "tests/bot/test_authorization.py::test_authorization_matrix[sqlite": 3,
+    "tests/bot/test_large_leases.py::test_show_pages_through_every_server_exactly_once": 3,
 }
 
 
