@@ -14,9 +14,18 @@ A lease is billed to its donor alone (`Lease.donor`, fixed once approved), so ev
 and settlement carries the donor, and the totals are kept per donor: the donor's month and each
 project's within it, per applicant class (`CreditMonth`), and each applicant class's
 (`ClassMonth`, read by the reserve kept for other open-source projects). Every total is changed
-with an atomic increment through `bump_all`, rows in one order (the donors' months, then the
-projects', then the classes'), after the writer has locked the months' lock rows
-(`lock_months`), so writers on PostgreSQL queue behind each other instead of deadlocking.
+with an atomic increment through `bump_all`, which only notes the change on the session: the
+transaction adds them up and writes them as its last statements before it commits (or before it
+next reads a total), each row once, in one order (the donors' months, then the projects', then
+the classes'). So a transaction holds a row of totals from its last statement to its commit, and
+writers on PostgreSQL never wait on each other in a circle.
+
+Only writers that check money (approvals and extensions, `commands.budget`) take the months'
+lock rows (`lock_months`), and so are decided one after the other. Activations, expiries,
+settlements and releases do not check money and only add to the totals, and increments
+commute, so they never take a lock row: what they read and then write is their own leases'
+holds, and they lock those leases' rows first (`_lock_leases`), as an extension of the same
+lease does before it reads them (docs/credit.md, "The check").
 """
 
 from __future__ import annotations
@@ -26,9 +35,10 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
-from sqlalchemy import delete, insert, update
+from sqlalchemy import delete, event, insert, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import ORMExecuteState, SessionTransaction
 from sqlmodel import Session, col, func, select
 
 from commands.billing import cost_by_month, first_overrun, from_us, to_us
@@ -36,6 +46,7 @@ from commands.lab import Lab
 from commands.policy import Policy
 from commands.states import LIVE, State
 from storage.claims import claim_period
+from storage.locks import insert_all_once
 from storage.models import (
     ClassMonth,
     CreditHold,
@@ -137,25 +148,20 @@ def release_holds(session: Session, lease: Lease) -> None:
 
 
 def release_all_holds(session: Session, leases: list[Lease]) -> None:
-    """`release_holds` for many ended leases at once (a sweep pass's expiries): the lab's
-    months' lock rows of every month they hold are taken once, and each total changes once."""
+    """`release_holds` for many ended leases at once (a sweep pass's expiries): their holds are
+    deleted in one statement and each total changes once."""
     by_id = {lease.id: lease for lease in leases}
     ids = list(by_id)
-    months = session.exec(
-        select(CreditHold.month).where(col(CreditHold.lease_id).in_(ids)).distinct()
+    _lock_leases(session, ids)
+    held = session.execute(
+        delete(CreditHold)
+        .where(col(CreditHold.lease_id).in_(ids))
+        .returning(CreditHold.lease_id, CreditHold.month, CreditHold.cents)
     ).all()
-    if months:
-        lock_months(session, months)
-        held = session.exec(
-            select(CreditHold.lease_id, CreditHold.month, CreditHold.cents).where(
-                col(CreditHold.lease_id).in_(ids)
-            )
-        ).all()
-        session.exec(delete(CreditHold).where(col(CreditHold.lease_id).in_(ids)))
-        given_back: dict[Payer, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-        for lease_id, month, cents in held:
-            given_back[payer(by_id[lease_id])][month] -= cents
-        bump_all(session, held=given_back)
+    given_back: dict[Payer, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for lease_id, month, cents in held:
+        given_back[payer(by_id[lease_id])][month] -= cents
+    bump_all(session, held=given_back)
     session.exec(update(Meter).where(col(Meter.lease_id).in_(ids)).values(held=False))
 
 
@@ -202,9 +208,12 @@ def settle_spend(session: Session, servers: list[Server], lease: Lease) -> None:
 
 def settle_all_spend(session: Session, servers: list[Server], leases: dict[int, Lease]) -> None:
     """`settle_spend` for gone servers of many leases at once. A server is settled by the
-    call that stopped its meter (the DELETE's RETURNING says which), so never twice."""
+    call that stopped its meter (the DELETE's RETURNING says which), so never twice. The
+    leases' rows are locked first, so an extension of one of them reads its servers, spend and
+    holds before this or after it, never halfway."""
     if not servers:
         return
+    _lock_leases(session, [server.lease_id for server in servers])
     stopped = set(
         session.scalars(
             delete(Meter)
@@ -241,7 +250,7 @@ def settle_all_spend(session: Session, servers: list[Server], leases: dict[int, 
         ).all()
     )
     if holding:  # a live lease: spend replaces hold
-        held = _locked_holds_all(session, holding, {m for s in spend.values() for m in s})
+        held = _locked_holds_all(session, holding)
         _set_all_holds(
             session,
             [leases[lease_id] for lease_id in sorted(holding)],
@@ -312,12 +321,12 @@ def renote_lapsed_exactness(session: Session, now: datetime) -> list[int]:
     (`exact_until` passed): live leases of a database upgraded from a release without holds
     carry a time in the past until their holds are next written, and are reckoned one by one
     meanwhile. Those whose servers stay within their holds become exact again; those that
-    really bill past them keep being reckoned. Each lease's months are locked first, as every
+    really bill past them keep being reckoned. Each lease's row is locked first, as every
     writer of holds does. Returns the leases looked at."""
     lapsed = session.exec(
         select(CreditHold.lease_id).where(col(CreditHold.exact_until) < now).distinct()
     ).all()
-    _locked_holds_all(session, lapsed, ())
+    _lock_leases(session, lapsed)
     refresh_exactness_all(session, lapsed)
     return list(lapsed)
 
@@ -337,11 +346,9 @@ def open_month(session: Session, month: str) -> None:
 
 
 def _open_months(session: Session, months: list[str]) -> None:
-    if months:
-        session.execute(
-            _upsert(session, CreditMonth),
-            [_lock_row(m) for m in months],
-        )
+    """Insert the months' lock rows that are missing (one that is there is left alone: neither
+    written nor locked)."""
+    insert_all_once(session, CreditMonth, [_lock_row(m) for m in months])
 
 
 def _lock_row(month: str) -> dict:
@@ -360,7 +367,8 @@ def lock_months(session: Session, months: Iterable[str]) -> None:
     or extension waits for this one's holds before it checks (PostgreSQL: row locks, in month
     order; SQLite: BEGIN IMMEDIATE already serialises writers and FOR UPDATE is dropped). One
     row a month whichever donor pays, so a project's cap, which spans the donors, needs no lock
-    of its own, and a check of several candidate donors in one transaction locks once."""
+    of its own, and a check of several candidate donors in one transaction locks once. Only
+    the writers that check money take them: the others never wait here."""
     keys = sorted(months)
     _open_months(session, keys)
     session.exec(
@@ -395,13 +403,10 @@ def bump_all(
     held: dict[Payer, dict[str, int]] | None = None,
 ) -> None:
     """Add to the months' totals of each donor, of each project and of each applicant class
-    within it ({payer: {month: cents}}). The one order every writer takes these rows in: the
-    donors' rows, then the projects' in name order, then the classes' in name order, each in
-    month order (and every writer of holds has locked the months' lock rows first,
-    `lock_months`), so writers on PostgreSQL queue behind each other instead of deadlocking."""
-    settled, held = settled or {}, held or {}
-    rows: dict[tuple[int, tuple[str, ...], str], list[int]] = defaultdict(lambda: [0, 0])
-    for n, amounts in enumerate((settled, held)):
+    within it ({payer: {month: cents}}). The changes are noted on the session and written by
+    `_write_bumps` when the transaction commits or next reads a total."""
+    rows = session.info.setdefault(_BUMPS, defaultdict(lambda: [0, 0]))
+    for n, amounts in enumerate((settled or {}, held or {})):
         for who, months in amounts.items():
             for month, cents in months.items():
                 for key in (
@@ -410,6 +415,18 @@ def bump_all(
                     (_CLASS_ROWS, (who.donor, who.applicant_class)),
                 ):
                     rows[*key, month][n] += cents
+
+
+_BUMPS = "labbot.holds.bumps"  # session.info: {(rank, key, month): [settled, held]} to add
+
+
+def _write_bumps(session: Session) -> None:
+    """Write the totals' changes noted on the session, each row once. The one order every
+    writer takes these rows in: the donors' rows, then the projects' in name order, then the
+    classes' in name order, each in month order, one executemany a table."""
+    rows = session.info.pop(_BUMPS, None)
+    if not rows:
+        return
     changes: dict[type[CreditMonth] | type[ClassMonth], list[dict]] = defaultdict(list)
     for (rank, key, month), (add_settled, add_held) in sorted(rows.items()):
         if add_settled or add_held:
@@ -422,8 +439,32 @@ def bump_all(
                     "held": add_held,
                 }
             )
-    for model, values in changes.items():  # one executemany a table, its rows in that order
+    for model, values in changes.items():
         session.execute(_upsert(session, model), values)
+
+
+@event.listens_for(Session, "before_commit")
+def _bumps_before_commit(session: Session) -> None:
+    """The totals are the transaction's last writes: their rows stay locked from there to
+    the commit, not from the writer's first change to it (a savepoint's end is not the
+    transaction's)."""
+    if not session.in_nested_transaction():
+        _write_bumps(session)
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _bumps_before_reading_totals(state: ORMExecuteState) -> None:
+    """A transaction that reads a total sees its own changes to it."""
+    reads = {m.class_ for m in state.all_mappers} if state.is_select else set()
+    if _BUMPS in state.session.info and reads & {CreditMonth, ClassMonth}:
+        _write_bumps(state.session)
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _bumps_forgotten(session: Session, transaction: SessionTransaction) -> None:
+    """A transaction rolled back takes the changes it noted with it."""
+    if transaction.parent is None:
+        session.info.pop(_BUMPS, None)
 
 
 def _upsert(session: Session, model: type[CreditMonth] | type[ClassMonth]):
@@ -460,18 +501,25 @@ def _holds_of(session: Session, lease_ids: Iterable[int]) -> dict[int, dict[str,
 
 
 def _locked_holds_all(
-    session: Session, lease_ids: Iterable[int], months: Iterable[str]
+    session: Session, lease_ids: Iterable[int]
 ) -> dict[int, dict[str, CreditHold]]:
-    """The leases' holds, read after locking the lock rows of every month they and `months`
-    touch. Every writer of holds or totals takes those rows first, in month order, so two
-    writers of one lease's holds (an extension, the sweep settling a vanished server) take
-    turns on PostgreSQL and never deadlock."""
+    """The leases' holds, read after locking the leases' rows. Every writer of a lease's holds
+    takes its row first, so two writers of one lease's holds (an extension, the sweep settling
+    a vanished server) take turns on PostgreSQL, and writers of different leases do not wait
+    on each other at all."""
     ids = list(lease_ids)
-    held = session.exec(
-        select(CreditHold.month).where(col(CreditHold.lease_id).in_(ids)).distinct()
-    ).all()
-    lock_months(session, {*held, *months})
+    _lock_leases(session, ids)
     return _holds_of(session, ids)
+
+
+def _lock_leases(session: Session, lease_ids: Iterable[int]) -> None:
+    """Hold the leases' rows until the transaction ends (in id order; a row this transaction
+    already holds, as the sweep's state changes do, costs no wait)."""
+    ids = sorted(set(lease_ids))
+    if ids:
+        session.exec(
+            select(Lease.id).where(col(Lease.id).in_(ids)).order_by(Lease.id).with_for_update()
+        ).all()
 
 
 def _set_all_holds(
@@ -482,9 +530,7 @@ def _set_all_holds(
 ) -> None:
     """Rewrite each lease's holds to what it wants per month, and the totals by the change
     (plus what `settled` says its gone servers billed), each total once."""
-    old = _locked_holds_all(
-        session, [lease.id for lease in leases], {m for want in wants.values() for m in want}
-    )
+    old = _locked_holds_all(session, [lease.id for lease in leases])
     held: dict[Payer, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     spent: dict[Payer, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for lease in leases:

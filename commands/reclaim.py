@@ -240,15 +240,14 @@ def _send_deletes(lab: Lab, servers: list[Server], now: datetime) -> list[Server
 
 def _mark_gone(lab: Lab, servers: list[Server], now: datetime) -> None:
     """Record the servers deleted (each by a conditional UPDATE: a racing caller records none
-    twice) and settle what they billed."""
+    twice) and settle what they billed. The leases are locked first, then their servers, as
+    everywhere: settling may rewrite a live lease's holds."""
     if not servers:
         return
     with lab.db.write() as session:
         leases = {
             lease.id: lease
-            for lease in session.exec(
-                select(Lease).where(col(Lease.id).in_({s.lease_id for s in servers}))
-            ).all()
+            for lease in locked_all(session, Lease, {server.lease_id for server in servers})
         }
         by_time: dict[datetime, list[int]] = defaultdict(list)
         for server in servers:

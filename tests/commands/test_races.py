@@ -1,21 +1,39 @@
-"""Real threads on a real SQLite file: sixteen reviewers clicking Approve at once, an owner's
-release racing the expiry sweep, two sweeps at once."""
+"""Real threads on a real database: sixteen reviewers clicking Approve at once, an owner's
+release racing the expiry sweep, two sweeps at once, the sweep going on while an approval holds
+the month."""
 
 from __future__ import annotations
 
 import threading
 from collections import Counter
 from dataclasses import replace
+from datetime import timedelta
 
-from commands.credit import books
+import pytest
+from sqlmodel import select
+
+from commands.budget import over_budget
+from commands.credit import books, ensure_grant
+from commands.holds import planned_cost
 from commands.lab import Code
 from commands.policy import Roles
 from commands.reclaim import release
 from commands.review import approve
 from commands.states import State
 from commands.sweep import sweep
-from tests.commands.helpers import active, audits, file, lease, live_devices, servers
-from tests.conftest import OWNER
+from storage.models import Lease, ServerSpend
+from tests.commands.credit_reference import reference_books
+from tests.commands.helpers import (
+    active,
+    approved,
+    audits,
+    file,
+    lease,
+    live_devices,
+    servers,
+    sweep_until_quiet,
+)
+from tests.conftest import OWNER, REVIEWER
 
 REVIEWERS = [f"U0REV{n:02d}" for n in range(16)]
 
@@ -132,3 +150,82 @@ def test_an_approval_racing_the_request_deadline_is_one_or_the_other(lab, clock)
             assert state == State.EXPIRED_REQUEST
             assert outcome.code == Code.WRONG_STATE
         clock.now = deadline
+
+
+HELD_AT_MOST = 20  # seconds an approval keeps the month in the test below, unless let go
+
+
+def test_the_sweep_goes_on_while_an_approval_holds_the_month(lab, clock):
+    """An approval's check holds the month's lock row open. Meanwhile the sweep expires one
+    lease, settles what its servers billed once they are gone, and activates another: none of
+    that checks money, so none of it waits; the approval then goes through, and the books equal
+    the reference to the cent."""
+    if lab.db.is_sqlite:
+        pytest.skip("SQLite has one writer at a time: every write waits for the approval")
+    ending = active(lab, clock)
+    starting = approved(lab, clock, project="envoy")
+    waiting = file(lab, clock, project="cilium")
+    clock.now = lease(lab.db, ending).ends_at + lab.policy.grace
+    with lab.db.write() as session:  # the months' grants, which the first reader writes
+        months = sorted(planned_cost(session.get(Lease, waiting), lab.policy, clock.now))
+        for month in months:
+            ensure_grant(session, month, lab.policy, clock.now)
+    holding, let_go = threading.Event(), threading.Event()
+
+    def hold_the_month() -> bool:
+        with lab.db.write() as session:
+            assert over_budget(session, session.get(Lease, waiting), lab.policy, clock.now) == []
+            holding.set()
+            return let_go.wait(HELD_AT_MOST)
+
+    results: list[bool] = []
+    holder = threading.Thread(target=lambda: results.append(hold_the_month()))
+    holder.start()
+    assert holding.wait(HELD_AT_MOST)
+    sweep_until_quiet(lab, clock, timedelta(minutes=1), limit=5)
+    let_go.set()
+    holder.join(HELD_AT_MOST + 10)
+    assert results == [True], "the sweep waited for the approval to let the month go"
+    assert lease(lab.db, ending).state == State.RECLAIMED
+    assert lease(lab.db, starting).state == State.ACTIVE
+    with lab.db.read() as session:
+        assert session.exec(select(ServerSpend).where(ServerSpend.lease_id == ending)).all()
+    assert approve(lab, REVIEWER, waiting, clock.now).ok
+    with lab.db.write() as session:
+        months = sorted({*months, "2026-11"})
+        assert books(session, months, lab.policy, clock.now) == reference_books(
+            session, months, lab.policy, clock.now
+        )
+        for project in ("coredns", "envoy", "cilium"):
+            assert books(
+                session, months, lab.policy, clock.now, project=project
+            ) == reference_books(session, months, lab.policy, clock.now, project=project)
+
+
+def test_approvals_racing_the_sweep_keep_the_books_exact(lab, clock):
+    """Two approvals, an expiry, a settlement and an activation at once, on each database: every
+    one goes through and the books equal the reference to the cent."""
+    ending = active(lab, clock)
+    starting = approved(lab, clock, project="envoy")
+    pending = [file(lab, clock, project=p) for p in ("cilium", "envoy")]
+    clock.now = lease(lab.db, ending).ends_at + lab.policy.grace
+    now = clock.now
+    outcomes = run_together(
+        *[lambda i=i: approve(lab, REVIEWER, i, now) for i in pending],
+        lambda: sweep(lab, now),
+        lambda: sweep(lab, now),
+    )
+    assert all(o.ok for o in outcomes[:2]), outcomes[:2]
+    assert outcomes[2].errors == [] and outcomes[3].errors == []
+    sweep_until_quiet(lab, clock, timedelta(minutes=1), limit=5)
+    assert lease(lab.db, ending).state == State.RECLAIMED
+    assert lease(lab.db, starting).state == State.ACTIVE
+    months = ["2026-11", "2026-12"]
+    with lab.db.write() as session:
+        assert books(session, months, lab.policy, clock.now) == reference_books(
+            session, months, lab.policy, clock.now
+        )
+        for project in ("coredns", "envoy", "cilium"):
+            assert books(
+                session, months, lab.policy, clock.now, project=project
+            ) == reference_books(session, months, lab.policy, clock.now, project=project)
