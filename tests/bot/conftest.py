@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import requests
-from sqlmodel import select
+from sqlmodel import col, select
 
 from bot.app import AppContext, build_context, create_app
 from bot.blocks import cards
@@ -107,7 +107,13 @@ class Slack:
 
     def audits(self, action: str) -> list[AuditEvent]:
         with self.db.read() as session:
-            return list(session.exec(select(AuditEvent).where(AuditEvent.action == action)).all())
+            return list(
+                session.exec(
+                    select(AuditEvent)
+                    .where(AuditEvent.action == action)
+                    .order_by(col(AuditEvent.id))
+                ).all()
+            )
 
 
 def file_request(slack: Slack, user: str = OWNER) -> int:
