@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from sqlalchemy import ColumnElement
 from sqlmodel import col, select
 
 from commands.credit_alerts import credit_alerts
@@ -81,9 +82,9 @@ def due_leases(lab: Lab, now: datetime, limit: int = BATCH) -> list[Lease]:
         )
 
 
-def claim_due_leases(lab: Lab, now: datetime) -> Iterator[list[Lease]]:
-    """The due leases this replica claimed, a chunk at a time (so replicas sweeping at once
-    share them), each at most once per sweep."""
+def claim_due_leases(lab: Lab, now: datetime, *where: ColumnElement) -> Iterator[list[Lease]]:
+    """The due leases this replica claimed (of those `where` selects: one donor's), a chunk at
+    a time (so replicas sweeping at once share them), each at most once per sweep."""
     seen: list[int] = []
     while len(seen) < BATCH:
         with lab.db.write() as session:
@@ -92,6 +93,7 @@ def claim_due_leases(lab: Lab, now: datetime) -> Iterator[list[Lease]]:
                 Lease,
                 col(Lease.due_at) <= now,
                 col(Lease.id).not_in(seen),
+                *where,
                 owner=lab.replica,
                 now=now,
                 hold=lab.policy.claim_for,
@@ -111,7 +113,33 @@ def sweep(lab: Lab, now: datetime, *, dry_run: bool = False) -> SweepReport:
         for lease in due_leases(lab, now):
             report.stepped.append((lease.id, f"{lease.state}: due since {in_utc(lease.due_at)}"))
         return report
-    for chunk in claim_due_leases(lab, now):
+    donors = list(lab.providers)
+    if len(donors) == 1:
+        _sweep_leases(lab, now, report)
+    else:
+        # Each donor's due leases claimed and stepped apart and at once, a chunk of its own at
+        # a time, so each chunk's steps share their transactions as with one donor; leases of a
+        # donor the configuration no longer names are stepped too, to say so.
+        parts = [col(Lease.donor) == donor for donor in donors] + [col(Lease.donor).not_in(donors)]
+        reports = [SweepReport() for _ in parts]
+        with ThreadPoolExecutor(len(parts), thread_name_prefix="donor") as pool:
+            list(pool.map(lambda part, mine: _sweep_leases(lab, now, mine, part), parts, reports))
+        for mine in reports:
+            report.stepped += mine.stepped
+            report.errors += mine.errors
+    _process(lab, now, report)
+    report.reconciled = reconcile_if_due(lab, now, report.errors)
+    credit_alerts(lab, now)
+    donor_alerts(lab, now)
+    renote_exactness_if_due(lab, now)
+    if lab.notifier is not None:
+        report.delivered = deliver(lab.db, lab.notifier, now, owner=lab.replica)
+    return report
+
+
+def _sweep_leases(lab: Lab, now: datetime, report: SweepReport, *where: ColumnElement) -> None:
+    """Claim and step the due leases `where` selects, a chunk at a time, into `report`."""
+    for chunk in claim_due_leases(lab, now, *where):
         try:
             outcomes = step_all(lab, chunk, now)
         finally:
@@ -123,14 +151,6 @@ def sweep(lab: Lab, now: datetime, *, dry_run: bool = False) -> SweepReport:
                 report.errors.append(f"lease #{lease.id}: {what}")
             else:
                 report.stepped.append((lease.id, what))
-    _process(lab, now, report)
-    report.reconciled = reconcile_if_due(lab, now, report.errors)
-    credit_alerts(lab, now)
-    donor_alerts(lab, now)
-    renote_exactness_if_due(lab, now)
-    if lab.notifier is not None:
-        report.delivered = deliver(lab.db, lab.notifier, now, owner=lab.replica)
-    return report
 
 
 def _process(lab: Lab, now: datetime, report: SweepReport) -> None:
