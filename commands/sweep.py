@@ -170,18 +170,15 @@ Step = Callable[[Lab, list[Lease], datetime], dict[int, str]]
 
 
 def step_all(lab: Lab, leases: list[Lease], now: datetime) -> dict[int, str | Exception]:
-    """One step for each due lease, each donor's leases apart and at once, through the Lab for
-    that donor (`Lab.for_donor`): a donor whose provider fails or hangs holds up no other
-    donor's leases, whose steps are recorded as soon as their own provider answers."""
+    """One step for each due lease, through the Lab for its donor (`Lab.for_donor`). The sweep
+    claims each donor's leases apart (`sweep`), so a chunk holds one donor's, or those of donors
+    the configuration no longer names, which are only told so."""
     by_donor: dict[str, list[Lease]] = defaultdict(list)
     for lease in leases:
         by_donor[lease.donor].append(lease)
-    if len(by_donor) == 1:
-        return _step_donor(lab, *next(iter(by_donor.items())), now)
     outcomes: dict[int, str | Exception] = {}
-    with ThreadPoolExecutor(len(by_donor), thread_name_prefix="donor") as pool:
-        for done in pool.map(lambda item: _step_donor(lab, *item, now), by_donor.items()):
-            outcomes.update(done)
+    for donor, group in by_donor.items():
+        outcomes.update(_step_donor(lab, donor, group, now))
     return outcomes
 
 
