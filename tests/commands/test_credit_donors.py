@@ -120,6 +120,9 @@ def test_a_donor_month_full_leaves_the_others_untouched(lab, clock):
     assert approve(lab, REVIEWER, second, clock.now).code == Code.OVER_BUDGET
     bill_to(lab, second, "arm")
     assert approve(lab, REVIEWER, second, clock.now).ok
+    assert (lease(lab.db, first).donor, lease(lab.db, second).donor) == ("lab", "arm")
+    for donor in ("lab", "arm"):  # each donor's month holds its own lease, and only that
+        assert donor_books(lab, clock.now, donor).committed == COST
     assert donor_books(lab, clock.now).available == 0
 
 
