@@ -18,7 +18,7 @@ from sqlalchemy import func, or_
 from sqlmodel import Session, col, select
 
 from commands.billing import cost_by_month, month_bounds
-from commands.credit import GRANT, books
+from commands.credit import GRANT, books, ensure_grant, ledger_totals
 from commands.donors import Donor
 from commands.durations import format_duration
 from commands.holds import billing_stops
@@ -209,10 +209,13 @@ def _by_project(leases: list[Lease], amounts: dict[int, int]) -> list[tuple[str,
 def _given(
     session: Session, lab: Lab, month: str, now: datetime, names: list[str]
 ) -> dict[str, int]:
-    """What each named donor gave in the month: its books' grant."""
-    return {
-        name: books(session, [month], lab.policy, now, donor=name)[month].granted for name in names
-    }
+    """What each named donor gave in the month: its books' grant (the ledger's rows alone; its
+    books' spent and committed, which read every running server, are not needed here)."""
+    given = {}
+    for name in names:
+        ensure_grant(session, month, lab.policy, now, name)
+        given[name] = ledger_totals(session, month, donor=name)[0]
+    return given
 
 
 def _donor_names(lab: Lab, leases: list[Lease]) -> list[str]:
