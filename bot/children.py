@@ -16,6 +16,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
+from typing import NoReturn
+
+from bot.settings import SettingsError
 
 log = logging.getLogger(__name__)
 
@@ -66,3 +70,13 @@ def until_stopped(*, child: bool) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN if child else lambda *_: stopping.set())
     while not stopping.wait(1.0) and not (child and os.getppid() != parent):
         pass
+
+
+def run_child(name: str, main: Callable[[], int]) -> NoReturn:
+    """Run a child's `main` as its process's whole life (its `__main__` block): bad settings
+    are one line on stderr and exit status 2, not a traceback."""
+    try:
+        raise SystemExit(main())
+    except SettingsError as error:
+        print(f"labbot {name}: {error}", file=sys.stderr)
+        raise SystemExit(2) from error

@@ -10,15 +10,14 @@ that worker's interpreter lock. Its pass also prunes the inbox of requests done 
 from __future__ import annotations
 
 import logging
-import sys
 from functools import partial
 
 from bot.app import build_context
-from bot.children import until_stopped
+from bot.children import run_child, until_stopped
 from bot.inbox import prune
 from bot.logs import configure
 from bot.scheduler import start_sweeper
-from bot.settings import SettingsError, from_env
+from bot.settings import from_env
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +38,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        raise SystemExit(main())
-    except SettingsError as error:
-        print(f"labbot sweeper: {error}", file=sys.stderr)
-        raise SystemExit(2) from error
+    run_child("sweeper", main)

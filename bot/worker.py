@@ -13,14 +13,13 @@ it lives (bot.inbox.Renewal), so another worker takes over only the requests of 
 from __future__ import annotations
 
 import logging
-import sys
 import threading
 
 from bot.app import WORKER_THREADS, AppContext, build_context
-from bot.children import until_stopped
+from bot.children import run_child, until_stopped
 from bot.inbox import Kept, Renewal, claim_due, due
 from bot.logs import configure
-from bot.settings import SettingsError, from_env
+from bot.settings import from_env
 from bot.work import run
 
 log = logging.getLogger(__name__)
@@ -104,8 +103,4 @@ def main(*, child: bool = True) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        raise SystemExit(main())
-    except SettingsError as error:
-        print(f"labbot worker: {error}", file=sys.stderr)
-        raise SystemExit(2) from error
+    run_child("worker", main)
