@@ -47,12 +47,18 @@ class Child:
         self.started = time.monotonic()
         self.process = subprocess.Popen([sys.executable, "-m", self.module])
 
+    def ask_to_stop(self) -> None:
+        """Send the child SIGTERM, once, without waiting (the arbiter asks every child before it
+        waits for any, so their shutdowns overlap)."""
+        if not self.stopping and self.process is not None:
+            self.process.terminate()
+        self.stopping = True
+
     def stop(self) -> int | None:
         """Stop the child; returns its pid (to retire its metrics files), if one ran."""
-        self.stopping = True
+        self.ask_to_stop()
         if self.process is None:
             return None
-        self.process.terminate()
         try:
             self.process.wait(STOP_WITHIN)
         except subprocess.TimeoutExpired:

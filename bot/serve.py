@@ -232,6 +232,8 @@ class _Gunicorn(BaseApplication):
 
     def _on_exit(self, server: Any) -> None:
         for child in self.children:
+            child.ask_to_stop()
+        for child in self.children:
             pid = child.stop()
             if pid is not None:
                 mark_process_dead(pid)
