@@ -98,9 +98,9 @@ Moment = Annotated[
     Field(description="a date like 2027-06-30 or a time like 2027-06-30T12:00:00Z"),
 ]
 Month = Annotated[str, _accepts("a month like 2027-01", pattern=r"^\d{4}-(0[1-9]|1[0-2])$")]
-Class = Literal["foundation", "member", "other"]
+Class = Literal[CLASSES]
 Classes = Annotated[list[Class], Field(description=f"a list of classes from {', '.join(CLASSES)}")]
-Arch = Annotated[Literal["x86_64", "aarch64"], Field(description=" or ".join(ARCHES))]
+Arch = Annotated[Literal[ARCHES], Field(description=" or ".join(ARCHES))]
 EnvName = Annotated[
     str,
     _accepts(
@@ -211,9 +211,7 @@ class DonorTable(Table):
     """[[donor]]: one donor's account, grant, dates and terms (commands.donors.Donor)."""
 
     name: DonorName
-    provider: Annotated[
-        Literal["simulated", "packet", "ec2"], Field(description=f"one of {', '.join(PROVIDERS)}")
-    ]
+    provider: Annotated[Literal[PROVIDERS], Field(description=f"one of {', '.join(PROVIDERS)}")]
     monthly_grant: Money
     grants: Annotated[
         dict[Month, Money], Field(description="a table of months like { 2027-01 = 10000 }")
