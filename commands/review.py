@@ -132,7 +132,9 @@ def choose_donor(lab: Lab, actor: str, lease_id: int, donor: str, now: datetime)
     """A reviewer bills a pending request to another donor (the card's menu) before approving
     it: the donor's terms must allow it; its money is checked, as always, at the approval."""
     if not lab.roles.is_reviewer(actor):
-        return refuse(lab, now, actor, "choose_donor", _reviewers_only("choose donors for"))
+        return refuse(
+            lab, now, actor, "choose_donor", _reviewers_only("choose donors for"), lease_id
+        )
     if lab.policy.donor(donor) is None:
         names = ", ".join(d.name for d in lab.policy.donors())
         return refuse(
