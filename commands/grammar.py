@@ -176,7 +176,7 @@ def _show(verb: str, args: list[str]) -> Command:
     if len(args) != 3 or plain(args[1]).lower() != "servers":
         raise _usage(verb, "`show` takes a lease number, then `servers` and a page number")
     page = plain(args[2])
-    if not (page.isascii() and page.isdigit()) or len(page) > 6 or int(page) == 0:
+    if not (page.isascii() and page.isdigit()) or len(page) > MAX_PAGE_DIGITS or int(page) == 0:
         raise _usage(
             verb,
             f"'{page[:20]}' is not a page number; `show {lease_id} servers 2` shows the second "

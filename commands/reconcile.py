@@ -48,8 +48,7 @@ def reconcile_if_due(lab: Lab, now: datetime, errors: list[str]) -> bool:
         answers = dict(zip(donors, pool.map(lambda d: _listing(lab, d), donors), strict=True))
     for donor, answer in answers.items():
         if isinstance(answer, Exception):
-            whose = f"donor {donor}: " if len(donors) > 1 else ""
-            errors.append(f"{whose}listing the provider's devices failed: {answer}")
+            errors.append(f"{_whose(lab, donor)}listing the provider's devices failed: {answer}")
         _tell_health(lab, donor, answer, now)
     listed = {d: devices for d, devices in answers.items() if not isinstance(devices, Exception)}
     if not listed:
@@ -63,6 +62,11 @@ def reconcile_if_due(lab: Lab, now: datetime, errors: list[str]) -> bool:
         _vanished(lab.for_donor(donor), donor, {d.id for d in devices}, now)
     _refresh_catalogs(lab, list(listed), errors)
     return True
+
+
+def _whose(lab: Lab, donor: str) -> str:
+    """Whose provider a sweep error is about, when the lab has several."""
+    return f"donor {donor}: " if len(lab.providers) > 1 else ""
 
 
 def _listing(lab: Lab, donor: str) -> list[Device] | Exception:
@@ -99,7 +103,7 @@ def _refresh_catalogs(lab: Lab, donors: list[str], errors: list[str]) -> None:
         try:
             lab.catalogs[donor] = lab.provider_of(donor).catalog()
         except Exception as error:
-            errors.append(f"reading the provider's catalog failed: {error}")
+            errors.append(f"{_whose(lab, donor)}reading the provider's catalog failed: {error}")
     lab.catalog = None
 
 

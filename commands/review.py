@@ -27,7 +27,7 @@ from commands.policy import (
 )
 from commands.provision import provision
 from commands.request import post_card
-from commands.routing import assess, choose, others_with_credit, terms_stop
+from commands.routing import allowed_donors, assess, choose, others_with_credit, terms_stop
 from commands.states import State
 from storage.locks import locked
 from storage.models import Lease
@@ -132,7 +132,9 @@ def choose_donor(lab: Lab, actor: str, lease_id: int, donor: str, now: datetime)
     """A reviewer bills a pending request to another donor (the card's menu) before approving
     it: the donor's terms must allow it; its money is checked, as always, at the approval."""
     if not lab.roles.is_reviewer(actor):
-        return refuse(lab, now, actor, "choose_donor", _reviewers_only("choose donors for"))
+        return refuse(
+            lab, now, actor, "choose_donor", _reviewers_only("choose donors for"), lease_id
+        )
     if lab.policy.donor(donor) is None:
         names = ", ".join(d.name for d in lab.policy.donors())
         return refuse(
@@ -191,7 +193,7 @@ def _donor_refuses(lab: Lab, lease: Lease, now: datetime) -> Refusal | None:
     )
     if stop is None:
         return None
-    could = [d.name for d in lab.policy.donors() if terms_stop(lab, lease, d, now) is None]
+    could = allowed_donors(lab, lease, now)
     instead = f"pick {' or '.join(could)} on the card, or deny it" if could else "deny it"
     return Refusal(Code.NO_DONOR, f"#{lease.id} cannot be approved: {stop}; {instead}.")
 

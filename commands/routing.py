@@ -196,12 +196,16 @@ def card_facts(session: Session, lab: Lab, lease: Lease, now: datetime) -> dict:
         "donor_months": sorted(planned_cost(lease, lab.policy, now)),
         "donor_why": recorded.get("donor_why", ""),
         "donor_stops": recorded.get("donor_stops", []),
-        "donors": [
-            donor.name
-            for donor in lab.policy.donors()
-            if terms_stop(lab, lease, donor, now) is None
-        ],
+        "donors": allowed_donors(lab, lease, now),
     }
+
+
+def allowed_donors(lab: Lab, lease: Lease, now: datetime) -> list[str]:
+    """The donors whose catalog, terms and dates allow `lease`, whatever their money: those a
+    reviewer may pick on the card."""
+    return [
+        donor.name for donor in lab.policy.donors() if terms_stop(lab, lease, donor, now) is None
+    ]
 
 
 def past_donor_end(lab: Lab, lease: Lease, ends_at: datetime) -> datetime | None:
