@@ -231,6 +231,27 @@ class LedgerEntry(SQLModel, table=True):
     donor: str = Field(default="lab", index=True)
 
 
+class ActivitySample(SQLModel, table=True):
+    """What one source said about one server's use over an interval ending at `at` (issue 23):
+    the server's own report (`source` "server"), or its provider's metrics ("cloudwatch",
+    "packet"). A signal the source does not give is None, never 0: a missing number is "unknown",
+    not "idle". `net_bytes` is in and out together over the `interval_s` seconds before `at`;
+    `cpu_busy` is the busy share of all CPUs, 0.0 to 1.0."""
+
+    __table_args__ = (Index("ix_activitysample_server_at", "server_id", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    server_id: int = Field(foreign_key="server.id")
+    lease_id: int = Field(index=True)
+    at: datetime
+    source: str
+    interval_s: int
+    cpu_busy: float | None = None
+    load_1m: float | None = None
+    net_bytes: int | None = Field(default=None, sa_type=BigInteger)
+    sessions: int | None = None
+
+
 class SentReminder(SQLModel, table=True):
     lease_id: int = Field(foreign_key="lease.id", primary_key=True)
     offset_s: int = Field(primary_key=True)
