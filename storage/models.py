@@ -59,6 +59,18 @@ class Lease(SQLModel, table=True):
     # Who pays (commands.donors): proposed when requested, confirmed on approval. "lab" is the
     # one donor of a lab configured from the environment alone (commands.donors.FIRST_DONOR).
     donor: str = Field(default="lab", index=True)
+    # Booking ahead (issue 22): the start the requester asked for, None for "as soon as approved".
+    book_start: datetime | None = Field(default=None, index=True)
+    # Several metros (issue 22): "ams1:2,ewr1:2" when the lease spans metros, "" for `count`
+    # servers in `metro`. Read it through per_metro(), never by hand.
+    metro_counts: str = ""
+
+    def per_metro(self) -> dict[str, int]:
+        """How many servers the lease holds in each metro, in the order they were asked for."""
+        if not self.metro_counts:
+            return {self.metro: self.count}
+        pairs = (part.split(":") for part in self.metro_counts.split(","))
+        return {metro: int(count) for metro, count in pairs}
 
 
 class PendingExtension(SQLModel, table=True):
