@@ -120,6 +120,9 @@ _POLICY_DURATIONS = {
     "LABBOT_PROVISION_TIMEOUT": "provision_timeout",
     "LABBOT_WRITEUP_AFTER": "writeup_after",
     "LABBOT_PROVISION_POLL": "provision_poll",
+    "LABBOT_IDLE_AFTER": "idle_after",
+    "LABBOT_IDLE_SNOOZE": "idle_snooze",
+    "LABBOT_IDLE_ESCALATE": "idle_escalate",
 }
 _MAY_BE_ZERO = {"LABBOT_GRACE"}  # reclaiming exactly at the end is a lab's choice
 _POLICY_INTS = {
@@ -263,6 +266,12 @@ def _policy(env: Mapping[str, str], base: Policy) -> Policy:
         changes["reminders"] = _reminders(env["LABBOT_REMINDERS"])
     if "LABBOT_ALLOW_SELF_APPROVAL" in env:
         changes["allow_self_approval"] = _flag(env, "LABBOT_ALLOW_SELF_APPROVAL")
+    if "LABBOT_IDLE_CPU" in env:
+        changes["idle_cpu"] = _percent("LABBOT_IDLE_CPU", env["LABBOT_IDLE_CPU"])
+    if "LABBOT_IDLE_NETWORK" in env:
+        changes["idle_network"] = _per_hour("LABBOT_IDLE_NETWORK", env["LABBOT_IDLE_NETWORK"])
+    if "LABBOT_IDLE_RECLAIM" in env:
+        changes["idle_reclaim"] = _off_or_duration("LABBOT_IDLE_RECLAIM", env)
     policy = replace(base, **changes)
     if policy.min_lease > policy.max_lease:
         raise SettingsError("LABBOT_MIN_LEASE is longer than LABBOT_MAX_LEASE; make it shorter.")
@@ -280,6 +289,45 @@ def _duration(env: Mapping[str, str], name: str, default: timedelta) -> timedelt
         return parse_duration(env[name], zero=name in _MAY_BE_ZERO)
     except DurationError as error:
         raise SettingsError(f"{name}: {error}.") from error
+
+
+def _percent(name: str, text: str) -> float:
+    """`5%` (or `5`, `2.5%`) as a share of 1, above 0 and below 100%."""
+    try:
+        value = float(text.strip().removesuffix("%"))
+    except ValueError:
+        value = -1.0
+    if not 0 < value < 100:
+        raise SettingsError(
+            f"{name} must be a percentage above 0 and below 100 like 5%, not '{text}'."
+        )
+    return value / 100
+
+
+_SIZES = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9}
+
+
+def _per_hour(name: str, text: str) -> int:
+    """`10MB/h` (or `10MB`, `500kb`, `2GB/h`, bytes alone) as bytes an hour, at least one."""
+    cleaned = text.strip().lower().replace(" ", "").removesuffix("/h")
+    digits = cleaned.rstrip("kmgb")
+    try:
+        value = round(float(digits) * _SIZES[cleaned[len(digits) :]])
+    except (ValueError, KeyError):
+        value = 0
+    if value < 1:
+        raise SettingsError(
+            f"{name} must be an amount of traffic an hour like 10MB/h (B, KB, MB or GB), "
+            f"not '{text}'."
+        )
+    return value
+
+
+def _off_or_duration(name: str, env: Mapping[str, str]) -> timedelta | None:
+    """`off` (or empty) for never, else a duration like 24h."""
+    if env[name].strip().lower() in ("", "off", "no", "0"):
+        return None
+    return _duration(env, name, timedelta(0))
 
 
 def _reminders(text: str) -> tuple[timedelta, ...]:

@@ -501,3 +501,15 @@ def _lease_parts(session: Session, lease_id: int, now: datetime) -> tuple[dict, 
 def lease_used(session: Session, lease_id: int, now: datetime) -> dict[str, int]:
     """One lease's spent plus committed per month (the lab's process sums these by class)."""
     return dict(_lease_parts(session, lease_id, now)[1])
+
+
+def lease_spent(session: Session, lease_id: int, now: datetime) -> int:
+    """What one lease has billed by `now`, in cents: its gone servers' and its running ones'."""
+    return sum(_lease_parts(session, lease_id, now)[0].values())
+
+
+def lease_unspent(session: Session, lease_id: int, now: datetime) -> int:
+    """What a live lease still holds beyond what it has billed by `now`, in cents: what
+    ending it now gives back to its donor's months (its servers stopping within the hour)."""
+    spent, used = _lease_parts(session, lease_id, now)
+    return sum(used.values()) - sum(spent.values())

@@ -64,6 +64,9 @@ class Kind(StrEnum):
     ADMIN_ALERT = "admin_alert"
     SHARED = "shared"
     SILENT_LEASE = "silent_lease"
+    IDLE_ASKED = "idle_asked"  # a lease's people asked whether they still use its idle servers
+    IDLE_ESCALATED = "idle_escalated"  # the reviewers told nobody answered that question
+    IDLE_RECLAIMED = "idle_reclaimed"  # a lease reclaimed early for being idle, with its refund
     CLICK_FAILED = "click_failed"  # an acknowledged click a replica took over could not do
 
 

@@ -94,6 +94,17 @@ class Policy:
     writeup_after: timedelta = 14 * DAY
 
     backstop_margin: timedelta = DAY
+    # Idle servers (commands/idle.py, docs/idle.md): below these for `idle_after`, a server is
+    # idle (CPU busy share 0..1; network bytes in and out per hour of samples; no session).
+    # Its people are asked, quiet for `idle_snooze` if they still use it; the reviewers are
+    # told `idle_escalate` after an unanswered question; `idle_reclaim` (None: never) after it,
+    # a lease still idle is reclaimed early.
+    idle_cpu: float = 0.05
+    idle_network: int = 10_000_000
+    idle_after: timedelta = 6 * HOUR
+    idle_snooze: timedelta = DAY
+    idle_escalate: timedelta = 12 * HOUR
+    idle_reclaim: timedelta | None = None
     allow_self_approval: bool = False
     # Who gives the credit, in the order the configuration names them (commands.donors). None
     # named: one donor, FIRST_DONOR, granting `monthly_credit_cents` every month.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
@@ -55,10 +56,30 @@ UP = (  # a server row that is, or may become, a device
 )
 
 
-def release(lab: Lab, actor: str, lease_id: int, now: datetime) -> Outcome:
+# What must still hold when a lease is released, checked in the release's own transaction
+# once the lease is locked: a refusal, or None after writing what goes with the release (the
+# idle path re-checks idleness here: commands/idle.py).
+Proviso = Callable[[Session, Lease], Refusal | None]
+
+
+def release(
+    lab: Lab,
+    actor: str,
+    lease_id: int,
+    now: datetime,
+    *,
+    reviewers: bool = False,
+    proviso: Proviso | None = None,
+) -> Outcome:
+    """The owner, a co-owner or an admin (and a reviewer, where `reviewers` admits them)
+    releases an active lease, once `proviso` (if any) agrees in the same transaction."""
     with lab.db.write() as session:
         lease = locked(session, Lease, lease_id)
-        problem = _cannot_release(lab, lease, actor, lease_id, co_owner_ids(session, lease_id))
+        problem = _cannot_release(
+            lab, lease, actor, lease_id, co_owner_ids(session, lease_id), reviewers
+        )
+        if problem is None and proviso is not None:
+            problem = proviso(session, lease)
         if problem is None:
             donor = lease.donor
             problem = (
@@ -76,13 +97,18 @@ def release(lab: Lab, actor: str, lease_id: int, now: datetime) -> Outcome:
 
 
 def _cannot_release(
-    lab: Lab, lease: Lease | None, actor: str, lease_id: int, co_owners: list[str]
+    lab: Lab,
+    lease: Lease | None,
+    actor: str,
+    lease_id: int,
+    co_owners: list[str],
+    reviewers: bool,
 ) -> Refusal | None:
     if lease is None:
         return not_found(lease_id)
     if lease.state != State.ACTIVE:
         return wrong_state(lease, "released", "an active lease (cancel a pending request)")
-    return owner_or_admin(lab, lease, actor, "release", co_owners)
+    return owner_or_admin(lab, lease, actor, "release", co_owners, reviewers)
 
 
 def expire(lab: Lab, leases: list[Lease], now: datetime) -> list[int]:

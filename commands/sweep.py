@@ -10,7 +10,7 @@ and calls the jobs where they live: request expiry (request.py), provisioning (p
 reminders and the silent-lease check (remind.py, silent.py), expiry and deletes (reclaim.py),
 repository checks (repocheck.py), write-up reminders (writeups.py), the provider compared with
 our books (reconcile.py), credit alerts (credit_alerts.py), donors ending (donor_alerts.py), the
-exactness pass (holds.py) and notice delivery (notices.py).
+exactness pass (holds.py), idle leases (idle.py) and notice delivery (notices.py).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from commands.credit_alerts import credit_alerts
 from commands.donor_alerts import donor_alerts
 from commands.facts import in_utc
 from commands.holds import renote_exactness_if_due
+from commands.idle import idle_pass
 from commands.lab import Lab, LostRace
 from commands.log_context import about_lease
 from commands.notices import deliver
@@ -128,6 +129,11 @@ def sweep(lab: Lab, now: datetime, *, dry_run: bool = False) -> SweepReport:
             report.stepped += mine.stepped
             report.errors += mine.errors
     _process(lab, now, report)
+    for lease_id, what in idle_pass(lab, now):
+        if isinstance(what, Exception):
+            report.errors.append(f"lease #{lease_id}: idle check: {what}")
+        else:
+            report.stepped.append((lease_id, what))
     report.reconciled = reconcile_if_due(lab, now, report.errors)
     credit_alerts(lab, now)
     donor_alerts(lab, now)

@@ -264,6 +264,41 @@ class ActivitySample(SQLModel, table=True):
     sessions: int | None = None
 
 
+class IdleWatch(SQLModel, table=True):
+    """Where a lease stands on being idle (issue 23, commands/idle.py): when the sweep next
+    looks (`check_at`, None while no sample of it came since it last looked), and this round's
+    question: when its people were asked (`asked_at`, with `idle_since` as the DM said it),
+    when the reviewers were told, until when its people said they still use it. `round`
+    counts the questions; a button names its round, so a click on an older one is stale.
+    Armed by the samples themselves: the sweep reads the samples written since the last
+    `sample_id` it saw (the row of lease 0 holds that watermark)."""
+
+    lease_id: int = Field(primary_key=True)
+    check_at: datetime | None = Field(default=None, index=True)
+    round: int = 0
+    idle_since: datetime | None = None
+    asked_at: datetime | None = None
+    escalated_at: datetime | None = None
+    snoozed_until: datetime | None = None
+    sample_id: int = 0
+    claimed_by: str | None = None
+    claimed_until: datetime | None = None
+
+
+class IdleSpan(SQLModel, table=True):
+    """A stretch of time a server was idle (commands/idle.py), from the start of its quiet to
+    the latest sample seen, written as the sweep looks: what /metrics and the public report
+    count as idle server-hours, per project."""
+
+    __table_args__ = (Index("ix_idlespan_project_end", "project", "end"),)
+
+    server_id: int = Field(foreign_key="server.id", primary_key=True)
+    start: datetime = Field(primary_key=True)
+    end: datetime
+    lease_id: int = Field(index=True)
+    project: str
+
+
 class SentReminder(SQLModel, table=True):
     lease_id: int = Field(foreign_key="lease.id", primary_key=True)
     offset_s: int = Field(primary_key=True)
