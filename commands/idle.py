@@ -44,6 +44,7 @@ from commands.lab import (
     wrong_state,
 )
 from commands.notices import REVIEW, Kind, enqueue
+from commands.policy import Policy
 from commands.reclaim import release
 from commands.states import ServerState, State
 from storage.claims import claim, give_back
@@ -52,7 +53,7 @@ from storage.models import ActivitySample, IdleSpan, IdleWatch, Lease, Server
 
 log = logging.getLogger(__name__)
 
-RECHECK = timedelta(minutes=15)  # the soonest a lease is looked at again
+RECHECK = timedelta(minutes=15)  # the soonest a lease is looked at again (or half idle_after)
 WATERMARK = 0  # the watch row that holds the last sample id the sweep read
 CHUNK = 50
 MARGIN = timedelta(hours=1)  # samples read beyond `idle_after`: lag, drift, long intervals
@@ -223,7 +224,7 @@ def _step(
         if watch.asked_at is not None:
             audit(session, now, "system", "idle_over", lease.id, round=watch.round)
             _end_round(watch)
-        watch.check_at = None if seen.idle_at is None else max(seen.idle_at, now + RECHECK)
+        watch.check_at = None if seen.idle_at is None else max(seen.idle_at, now + _recheck(policy))
         return "in use" if seen.idle_at is not None else "unknown: no fresh samples"
     if watch.snoozed_until is not None and now < watch.snoozed_until:
         watch.check_at = watch.snoozed_until
@@ -238,8 +239,12 @@ def _step(
     deadlines = [watch.asked_at + policy.idle_escalate] if watch.escalated_at is None else []
     if policy.idle_reclaim is not None:
         deadlines.append(watch.asked_at + policy.idle_reclaim)
-    watch.check_at = min([at for at in deadlines if at > now] + [now + RECHECK])
+    watch.check_at = min([at for at in deadlines if at > now] + [now + _recheck(policy)])
     return what
+
+
+def _recheck(policy: Policy) -> timedelta:
+    return min(RECHECK, policy.idle_after / 2)
 
 
 def _end_round(watch: IdleWatch) -> None:
@@ -247,11 +252,11 @@ def _end_round(watch: IdleWatch) -> None:
     watch.asked_at = watch.escalated_at = watch.idle_since = None
 
 
-def _facts(session: Session, lease: Lease, hosts: Sequence[str], now: datetime) -> str:
+def _facts(session: Session, lease: Lease, hosts: Sequence[str], now: datetime) -> tuple[str, str]:
+    """Its servers, named (the first few), and what the lease has cost so far."""
     named = ", ".join(hosts[:HOSTS_NAMED])
     more = f" and {len(hosts) - HOSTS_NAMED} more" if len(hosts) > HOSTS_NAMED else ""
-    cost = format_cents(lease_spent(session, lease.id, now))
-    return f"its servers ({named}{more}); it has cost {cost} so far"
+    return f"{named}{more}", format_cents(lease_spent(session, lease.id, now))
 
 
 def _ask(
@@ -264,16 +269,16 @@ def _ask(
 ) -> None:
     watch.round += 1
     watch.asked_at, watch.idle_since, watch.escalated_at = now, since, None
-    facts = _facts(session, lease, hosts, now)
+    named, cost = _facts(session, lease, hosts, now)
     audit(session, now, "system", "idle_asked", lease.id, round=watch.round, since=since)
     for audience in audiences(session, lease):
         enqueue(
             session,
             Kind.IDLE_ASKED,
             audience,
-            f"Lease #{lease.id} ({shape(lease)}) looks idle: nothing has used {facts}, "
-            f"since {when(since)}. Still using it? If not, release it now and its unspent "
-            "credit goes back to the lab.",
+            f"Lease #{lease.id} ({shape(lease)}) looks idle: nothing has used its servers "
+            f"({named}) since {when(since)}. It has cost {cost} so far. Still using it? If "
+            "not, release it now and its unspent credit goes back to the lab.",
             now,
             lease.id,
             round=watch.round,
@@ -290,13 +295,14 @@ def _escalate(session: Session, lease: Lease, watch: IdleWatch, now: datetime) -
             )
         ).all()
     )
+    named, cost = _facts(session, lease, hosts, now)
     audit(session, now, "system", "idle_escalated", lease.id, round=watch.round)
     enqueue(
         session,
         Kind.IDLE_ESCALATED,
         REVIEW,
-        f"Lease #{lease.id} ({shape(lease)} for {lease.project}) has been idle since "
-        f"{when(watch.idle_since)}: nothing has used {_facts(session, lease, hosts, now)}. "
+        f"Lease #{lease.id} ({shape(lease)} for {lease.project}) looks idle: nothing has used "
+        f"its servers ({named}) since {when(watch.idle_since)}. It has cost {cost} so far. "
         f"Its people ({', '.join(f'<@{p}>' for p in people)}) were asked at "
         f"{when(watch.asked_at)} and have not answered. A reviewer may release it now, or "
         "keep it.",
@@ -307,16 +313,16 @@ def _escalate(session: Session, lease: Lease, watch: IdleWatch, now: datetime) -
 
 
 def _reclaim_due(lab: Lab, watch: IdleWatch, seen: LeaseVerdict, now: datetime) -> bool:
-    """Early reclaim is on, the question is `idle_reclaim` old, and the lease has been idle
-    since before it was asked."""
+    """Early reclaim is on, the question is `idle_reclaim` old and still open, and the lease
+    is idle now. An open question means every look since it found the lease idle (a look that
+    does not, ends the round), and looks come at least every `_recheck`, shorter than
+    `idle_after`: so the lease has been idle throughout."""
     after = lab.policy.idle_reclaim
     return (
         after is not None
         and watch.asked_at is not None
         and now >= watch.asked_at + after
         and seen.idle
-        and seen.since is not None
-        and seen.since <= watch.asked_at
     )
 
 
