@@ -23,7 +23,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.blocks.cards import decided_card, extension_card, review_card
-from bot.blocks.dms import dm_blocks, silent_lease
+from bot.blocks.dms import dm_blocks, idle_question, silent_lease
 from bot.blocks.kit import MESSAGE_TEXT_LIMIT, Block, message, mrkdwn, section, truncate
 from commands.notices import ADMIN, CARD_EDITS, REVIEW, Kind, Message, Rate, Throttled
 from commands.serverfiles import ServerFile, server_files
@@ -132,6 +132,8 @@ class SlackNotifier:
             return extension_card(notice)
         if notice.kind == Kind.SILENT_LEASE:
             return silent_lease(notice)
+        if notice.kind == Kind.IDLE_ESCALATED:
+            return idle_question(notice)
         if notice.user:
             return dm_blocks(notice)
         return [section(mrkdwn(notice.text))]

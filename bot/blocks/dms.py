@@ -1,5 +1,6 @@
 """Direct messages to a lease's owner: each notice's sentence, plus the buttons that let the
-owner act on it where they read it (Extend, Release, Cancel, the write-up form)."""
+owner act on it where they read it (Extend, Release, Cancel, the write-up form, the idle
+question's Still using it and Release now)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,8 @@ RELEASE = "lease_release"
 CANCEL = "lease_cancel"
 WRITEUP = "writeup_open"
 SHARE = "lease_share"
+IDLE_KEEP = "idle_keep"
+IDLE_RELEASE = "idle_release"
 EXTENSIONS = (timedelta(hours=24), timedelta(hours=72))
 
 
@@ -137,6 +140,28 @@ def silent_lease(message: Message) -> list[Block]:
     return [*_sentence(message), actions(f"silent:{message.lease_id}", *extend)]
 
 
+def idle_target(value: str | None) -> tuple[int, int] | None:
+    """`12-3` -> (lease 12, question round 3); None for anything an idle button could not have
+    sent."""
+    lease, _, asked_round = (value or "").partition("-")
+    lease_id, round_number = number(lease), number(asked_round)
+    return (lease_id, round_number) if lease_id and round_number else None
+
+
+def idle_question(message: Message) -> list[Block]:
+    """An idle lease's question, to its people and then to the reviewers: *Still using it*
+    and *Release now*, naming the lease and the question's round."""
+    value = f"{message.lease_id}-{message.data.get('round')}"
+    return [
+        *_sentence(message),
+        actions(
+            f"idle:{message.lease_id}",
+            button("Still using it", IDLE_KEEP, value, "primary"),
+            button("Release now", IDLE_RELEASE, value, "danger"),
+        ),
+    ]
+
+
 def _writeup(message: Message) -> list[Block]:
     return [
         *_sentence(message),
@@ -157,4 +182,5 @@ _BY_KIND: dict[Kind, Callable[[Message], list[Block]]] = {
     Kind.REMINDER: _with_lease_buttons,
     Kind.EXTENDED: _with_lease_buttons,
     Kind.WRITEUP_REQUEST: _writeup,
+    Kind.IDLE_ASKED: idle_question,
 }

@@ -1,5 +1,5 @@
 """Button clicks: Approve/Deny on reviewer cards (and on a reviewer's App Home), Extend, Release
-and Cancel in DMs and on App Home, the write-up form, and a catch-all for buttons we no longer
+and Cancel in DMs and on App Home, Still using it and Release now on an idle lease's question, the write-up form, and a catch-all for buttons we no longer
 know. Every click is kept in the inbox and acknowledged first; a Deny, a write-up or co-owners
 opens its modal in the web process right after the ack, while the trigger_id is still good; the
 rest is done by a worker (`work`)."""
@@ -27,6 +27,7 @@ from bot.listeners.reply import (
 )
 from bot.listeners.views import deny_with_reason
 from commands.extend import decide_extension, extend
+from commands.idle import keep, release_idle
 from commands.lab import Outcome
 from commands.reclaim import release
 from commands.request import cancel
@@ -158,6 +159,21 @@ def on_lease(use_case: Callable[..., Outcome]) -> Click:
     return click
 
 
+def on_idle(use_case: Callable[..., Outcome]) -> Click:
+    """Still using it or Release now on an idle lease's question: the lease and the
+    question's round."""
+
+    def click(ctx: AppContext, body: Body, user: str, value: str) -> None:
+        target = dms.idle_target(value)
+        if target is None:
+            tell(ctx, body, BROKEN_BUTTON.format(value=escape(value)))
+            return
+        lease_id, asked_round = target
+        tell(ctx, body, use_case(ctx.lab, user, lease_id, asked_round, ctx.clock()).message)
+
+    return click
+
+
 def opens(modal: Callable[[int], dict[str, Any]]) -> Click:
     """A button that opens a form about its lease (the write-up, co-owners), in the web
     process; a value that names no lease is answered by the worker (`broken`)."""
@@ -241,6 +257,8 @@ CLICKS: dict[str, Click] = {
     dms.EXTEND: on_extend,
     dms.RELEASE: on_lease(release),
     dms.CANCEL: on_lease(cancel),
+    dms.IDLE_KEEP: on_idle(keep),
+    dms.IDLE_RELEASE: on_idle(release_idle),
     dms.WRITEUP: broken,
     dms.SHARE: broken,
     home.MORE: on_more,

@@ -14,38 +14,12 @@ from commands.credit import available_cents, lease_unspent
 from commands.idle import keep, release_idle
 from commands.lab import Code, Lab
 from commands.notices import REVIEW, Kind
-from commands.states import ServerState, State
+from commands.states import State
 from commands.sweep import sweep
-from storage.models import ActivitySample, IdleSpan, IdleWatch, Server
+from storage.models import ActivitySample, IdleSpan, IdleWatch
 from tests.commands.helpers import active, audits, lease, live_devices, servers
+from tests.commands.samples import BUSY, QUIET, report
 from tests.conftest import ADMIN, OTHER, OWNER, REVIEWER, Clock, with_policy
-
-FIVE_MINUTES = timedelta(minutes=5)
-QUIET = {"cpu_busy": 0.01, "net_bytes": 100_000, "sessions": 0}
-BUSY = {"cpu_busy": 0.9, "net_bytes": 100_000, "sessions": 0}
-
-
-def report(lab: Lab, lease_id: int, start: datetime, end: datetime, **signals) -> None:
-    """Every running server of the lease reports every 5 minutes from `start` to `end`, as
-    a server's own timer does (source "server")."""
-    with lab.db.write() as session:
-        ids = session.exec(
-            select(Server.id).where(Server.lease_id == lease_id, Server.state == ServerState.ACTIVE)
-        ).all()
-        at = start + FIVE_MINUTES
-        while at <= end:
-            for server_id in ids:
-                session.add(
-                    ActivitySample(
-                        server_id=server_id,
-                        lease_id=lease_id,
-                        at=at,
-                        source="server",
-                        interval_s=300,
-                        **signals,
-                    )
-                )
-            at += FIVE_MINUTES
 
 
 def swept(lab: Lab, at: datetime) -> None:
@@ -67,7 +41,7 @@ def idle_lease(lab: Lab, clock: Clock) -> tuple[int, datetime]:
     lease_id = active(lab, clock)
     start = clock.now
     clock.advance(hours=6, minutes=5)
-    report(lab, lease_id, start, clock.now, **QUIET)
+    report(lab.db, lease_id, start, clock.now, **QUIET)
     swept(lab, clock.now)
     return lease_id, start
 
@@ -90,7 +64,7 @@ def test_an_idle_lease_s_people_are_asked_once_with_what_it_cost(lab, clock):
 def test_quiet_but_not_for_long_enough_is_not_idle(lab, clock):
     lease_id = active(lab, clock)
     start = clock.now
-    report(lab, lease_id, start, clock.advance(hours=5), **QUIET)
+    report(lab.db, lease_id, start, clock.advance(hours=5), **QUIET)
     swept(lab, clock.now)
     assert asked(lab) == []
     assert watch(lab, lease_id).check_at == start + timedelta(hours=6)  # its first chance
@@ -99,8 +73,10 @@ def test_quiet_but_not_for_long_enough_is_not_idle(lab, clock):
 def test_a_gap_in_the_samples_starts_the_count_again(lab, clock):
     lease_id = active(lab, clock)
     start = clock.now
-    report(lab, lease_id, start, start + timedelta(hours=3), **QUIET)
-    report(lab, lease_id, start + timedelta(hours=3, minutes=30), clock.advance(hours=7), **QUIET)
+    report(lab.db, lease_id, start, start + timedelta(hours=3), **QUIET)
+    report(
+        lab.db, lease_id, start + timedelta(hours=3, minutes=30), clock.advance(hours=7), **QUIET
+    )
     swept(lab, clock.now)
     assert asked(lab) == []
     assert watch(lab, lease_id).check_at == start + timedelta(hours=9, minutes=30)
@@ -110,7 +86,7 @@ def test_no_signal_at_all_is_unknown_never_idle(lab, clock):
     lease_id = active(lab, clock)
     start = clock.now
     nothing = {"cpu_busy": None, "net_bytes": None, "sessions": None}
-    report(lab, lease_id, start, clock.advance(hours=12), **nothing)
+    report(lab.db, lease_id, start, clock.advance(hours=12), **nothing)
     swept(lab, clock.now)
     assert asked(lab) == []
     assert watch(lab, lease_id).check_at is None  # asleep until a sample says something
@@ -119,7 +95,7 @@ def test_no_signal_at_all_is_unknown_never_idle(lab, clock):
 def test_one_busy_server_keeps_the_lease_in_use(lab, clock):
     lease_id = active(lab, clock)
     start = clock.now
-    report(lab, lease_id, start, clock.advance(hours=7), **QUIET)
+    report(lab.db, lease_id, start, clock.advance(hours=7), **QUIET)
     with lab.db.write() as session:
         server_id = servers(lab.db, lease_id)[0].id
         session.add(
@@ -144,7 +120,7 @@ def test_still_using_it_keeps_it_quiet_for_the_snooze(lab, clock):
         outcome = keep(lab, OWNER, lease_id, 1, clock.now)
     assert outcome.ok and "will not ask about it again before" in outcome.message
     until = clock.now + lab.policy.idle_snooze
-    report(lab, lease_id, clock.now - timedelta(minutes=15), until, **QUIET)
+    report(lab.db, lease_id, clock.now - timedelta(minutes=15), until, **QUIET)
     swept(lab, until - timedelta(minutes=1))
     assert len(asked(lab)) == 1
     swept(lab, until)
@@ -155,7 +131,7 @@ def test_still_using_it_keeps_it_quiet_for_the_snooze(lab, clock):
 def test_unanswered_the_reviewers_are_told_once_with_the_buttons(lab, clock):
     lease_id, _ = idle_lease(lab, clock)
     asked_at = clock.now
-    report(lab, lease_id, asked_at, asked_at + timedelta(hours=13), **QUIET)
+    report(lab.db, lease_id, asked_at, asked_at + timedelta(hours=13), **QUIET)
     swept(lab, asked_at + timedelta(hours=11, minutes=59))
     assert lab.notifier.texts(Kind.IDLE_ESCALATED) == []
     swept(lab, asked_at + timedelta(hours=12))
@@ -173,7 +149,7 @@ def test_early_reclaim_releases_the_lease_and_gives_back_the_rest_exactly(lab, c
     lease_id, _ = idle_lease(lab, clock)
     asked_at = clock.now
     reclaim_at = asked_at + timedelta(hours=24)
-    report(lab, lease_id, asked_at, reclaim_at, **QUIET)
+    report(lab.db, lease_id, asked_at, reclaim_at, **QUIET)
     swept(lab, reclaim_at - timedelta(minutes=1))
     assert lease(lab.db, lease_id).state == State.ACTIVE
     month = [month_key(reclaim_at)]
@@ -200,8 +176,8 @@ def test_a_lease_used_just_before_the_reclaim_is_not_reclaimed(lab, clock):
     lease_id, _ = idle_lease(lab, clock)
     asked_at = clock.now
     reclaim_at = asked_at + timedelta(hours=24)
-    report(lab, lease_id, asked_at, reclaim_at - timedelta(minutes=10), **QUIET)
-    report(lab, lease_id, reclaim_at - timedelta(minutes=10), reclaim_at, **BUSY)
+    report(lab.db, lease_id, asked_at, reclaim_at - timedelta(minutes=10), **QUIET)
+    report(lab.db, lease_id, reclaim_at - timedelta(minutes=10), reclaim_at, **BUSY)
     swept(lab, reclaim_at)
     assert lease(lab.db, lease_id).state == State.ACTIVE
     assert lab.notifier.texts(Kind.IDLE_RECLAIMED) == []
