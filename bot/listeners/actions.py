@@ -1,8 +1,8 @@
 """Button clicks: Approve/Deny on reviewer cards (and on a reviewer's App Home), Extend, Release
 and Cancel in DMs and on App Home, Still using it and Release now on an idle lease's question,
-the write-up form, and a catch-all for buttons we no longer know. Every click is kept in the inbox and acknowledged first; a Deny, a write-up or co-owners
-opens its modal in the web process right after the ack, while the trigger_id is still good; the
-rest is done by a worker (`work`)."""
+the write-up form, and a catch-all for buttons we no longer know. Every click is kept in the
+inbox and acknowledged first; a Deny, a write-up or co-owners opens its modal in the web process
+right after the ack, while the trigger_id is still good; the rest is done by a worker (`work`)."""
 
 from __future__ import annotations
 
