@@ -30,7 +30,7 @@ from commands.coowners import audiences, co_owner_ids
 from commands.credit import lease_spent, lease_unspent
 from commands.durations import format_duration
 from commands.facts import shape, when
-from commands.idleness import LeaseVerdict, Use, Verdict, judge, judge_lease
+from commands.idleness import HOUR_S, LeaseVerdict, Use, Verdict, judge, judge_lease
 from commands.lab import (
     Code,
     Lab,
@@ -445,15 +445,54 @@ def release_idle(lab: Lab, actor: str, lease_id: int, asked_round: int, now: dat
     return release(lab, actor, lease_id, now, reviewers=True, proviso=proviso)
 
 
-def idle_marks(session: Session, lease_ids: list[int]) -> dict[int, datetime]:
+def idle_marks(lab: Lab, lease_ids: list[int]) -> dict[int, datetime]:
     """The leases among these whose people are being asked about them now, and since when
     each has been idle (App Home marks them)."""
     if not lease_ids:
         return {}
-    return dict(
-        session.exec(
-            select(IdleWatch.lease_id, IdleWatch.idle_since).where(
-                col(IdleWatch.lease_id).in_(lease_ids), col(IdleWatch.asked_at).is_not(None)
+    with lab.db.read() as session:
+        return dict(
+            session.exec(
+                select(IdleWatch.lease_id, IdleWatch.idle_since).where(
+                    col(IdleWatch.lease_id).in_(lease_ids), col(IdleWatch.asked_at).is_not(None)
+                )
+            ).all()
+        )
+
+
+def last_samples(lab: Lab, server_ids: list[int]) -> dict[int, ActivitySample]:
+    """Each server's latest sample, of any source (`/lab show`), by its index."""
+    if not server_ids:
+        return {}
+    latest = (
+        select(ActivitySample.server_id, func.max(ActivitySample.at).label("at"))
+        .where(col(ActivitySample.server_id).in_(server_ids))
+        .group_by(ActivitySample.server_id)
+        .subquery()
+    )
+    with lab.db.read() as session:
+        rows = session.exec(
+            select(ActivitySample).join(
+                latest,
+                (col(ActivitySample.server_id) == latest.c.server_id)
+                & (col(ActivitySample.at) == latest.c.at),
             )
         ).all()
-    )
+    return {sample.server_id: sample for sample in rows}
+
+
+def activity_words(sample: ActivitySample | None) -> str:
+    """`last activity Nov 2, 2026 15:05 UTC (server): CPU 3%, 1.2 MB/h, no sessions`: what a
+    server's latest sample said, each signal its source does not give left out."""
+    if sample is None:
+        return "no activity reported"
+    said = []
+    if sample.cpu_busy is not None:
+        said.append(f"CPU {sample.cpu_busy:.0%}")
+    if sample.net_bytes is not None:
+        said.append(f"{sample.net_bytes * HOUR_S / max(sample.interval_s, 1) / 1e6:.1f} MB/h")
+    if sample.load_1m is not None:
+        said.append(f"load {sample.load_1m:.2f}")
+    if sample.sessions is not None:
+        said.append(f"{sample.sessions} session(s)" if sample.sessions else "no sessions")
+    return f"last activity {when(sample.at)} ({sample.source}): {', '.join(said) or 'no signal'}"

@@ -3,7 +3,8 @@ Previous buttons show them.
 
 A 500-server lease does not fit in one answer, so `show` answers with the lease and its first
 page, and each page says which servers it shows of how many and how to reach the others. The
-servers are those the lease has now (being created or running), in the order of their names;
+servers are those the lease has now (being created or running), in the order of their names,
+each with what its latest activity sample said (commands/idle.py);
 a server replaced after a failed create, deleted or vanished is counted, not listed. A page
 asked for past the end, or a button from an answer the lease has changed since, gets a
 sentence or the page that is there now, never an error.
@@ -18,6 +19,7 @@ from datetime import datetime
 
 from commands.coowners import co_owner_ids
 from commands.facts import describe, server_line, shape
+from commands.idle import activity_words, last_samples
 from commands.lab import Code, Lab, Outcome, Refusal, not_found, refuse
 from commands.states import ServerState
 from commands.views import ADDRESSES_HIDDEN, lease_with_servers, may_see_addresses
@@ -100,7 +102,9 @@ def show_page(
     if not current:
         return Shown(Outcome(True, head, lease_id))
     listed = current[page.first - 1 : page.last]
-    text = "\n".join([head, *(server_line(s) for s in listed), _others(page)])
+    last = last_samples(lab, [s.id for s in listed])
+    lines = [f"{server_line(s)}  {activity_words(last.get(s.id))}" for s in listed]
+    text = "\n".join([head, *lines, _others(page)])
     return Shown(Outcome(True, text.rstrip("\n"), lease_id), page)
 
 

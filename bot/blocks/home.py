@@ -33,7 +33,7 @@ from bot.blocks.kit import (
 )
 from commands.billing import format_cents
 from commands.credit_report import CreditLine, CreditReport
-from commands.facts import one_line
+from commands.facts import one_line, when
 from commands.pages import shown
 from commands.queue import QueueEntry, repo_words
 from commands.reserve import reserve_words
@@ -89,14 +89,16 @@ def home_view(
     pending: list[QueueEntry] | None,
     now: datetime,
     places: Places | None = None,
+    idle: dict[int, datetime] | None = None,
 ) -> dict[str, Any]:
     """`pending` is None for people who are not reviewers (they do not see the queue); for
     reviewers it is the queue in review order. `places` says which page of each section to
-    show (the first by default)."""
+    show (the first by default). `idle`: the leases marked idle, and since when."""
     places = places or {}
+    mark = _lease(now, idle or {})
     blocks = [
         header("Your leases"),
-        *_paged(MINE, mine, [lease.id for lease in mine], places, _lease(now), _NO_LEASES),
+        *_paged(MINE, mine, [lease.id for lease in mine], places, mark, _NO_LEASES),
         divider(),
         *_credit(report),
     ]
@@ -158,10 +160,14 @@ def _resume(ids: list[int], place: Place, size: int) -> tuple[int, str]:
     return start, ("" if kept and start == place.start else CHANGED)
 
 
-def _lease(now: datetime) -> Callable[[Lease], list[Block]]:
+def _lease(now: datetime, idle: dict[int, datetime]) -> Callable[[Lease], list[Block]]:
     def render(lease: Lease) -> list[Block]:
         buttons = lease_buttons(lease.id, lease.state)
         shown_line = [section(mrkdwn(one_line(lease, now)))]
+        if lease.id in idle:
+            shown_line.append(
+                context(f":zzz: Idle: nothing has used it since {when(idle[lease.id])}.")
+            )
         return shown_line + ([actions(f"home:{lease.id}", *buttons)] if buttons else [])
 
     return render

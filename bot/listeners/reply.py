@@ -17,6 +17,7 @@ from slack_sdk.webhook import WebhookClient
 from bot.blocks.home import MORE, Places, home_view, read_place, read_places
 from bot.blocks.kit import Block, ephemeral, matching
 from commands.credit_report import credit_report
+from commands.idle import idle_marks
 from commands.lab import Code, Outcome, Refusal, refuse
 from commands.queue import queue
 from commands.repocheck import check_repository
@@ -102,7 +103,8 @@ def refresh_home(ctx: AppContext, user: str, places: Places | None = None) -> No
     lab = ctx.lab
     mine = person_leases(lab, user)
     waiting = queue(lab, now) if lab.roles.is_reviewer(user) else None
-    view = home_view(mine, credit_report(lab, now), waiting, now, places)
+    idle = idle_marks(lab, [lease.id for lease in mine])
+    view = home_view(mine, credit_report(lab, now), waiting, now, places, idle)
     try:
         ctx.client.views_publish(user_id=user, view=view)
     except SlackApiError as error:

@@ -59,3 +59,24 @@ def test_unanswered_the_reviewers_get_the_buttons_and_one_releases(slack: Slack)
     slack.click(dms.IDLE_RELEASE, f"{lease_id}-1", OWNER, channel_id=REVIEW_CHANNEL)
     assert slack.lease(lease_id).state in {"releasing", "reclaimed"}
     assert [a.actor for a in slack.audits("idle_release")] == [REVIEWER]
+
+
+def test_show_gives_each_server_s_last_activity_and_app_home_marks_the_idle_lease(
+    slack: Slack,
+) -> None:
+    lease_id = active_lease(slack)
+    idle_for_hours(slack, lease_id, 6.1)
+    slack.command(f"show {lease_id}", OWNER)
+    shown = slack.replies()[-1]
+    assert f"coredns-{lease_id}-1 [active]" in shown
+    assert "last activity" in shown and "(server): CPU 1%, 1.2 MB/h, no sessions" in shown
+    slack.click(dms.IDLE_KEEP, f"{lease_id}-1", OWNER)  # every click publishes App Home
+    home = slack.fake.calls("views.publish")[-1].params["view"]
+    assert ":zzz: Idle" not in str(home)  # answered: no longer asked about
+    sweep(slack.ctx.lab, slack.clock.advance(hours=25))
+    report(slack.db, lease_id, slack.clock.now - timedelta(hours=7), slack.clock.now, **QUIET)
+    sweep(slack.ctx.lab, slack.clock.advance(minutes=1))
+    slack.command(f"show {lease_id}", OWNER)
+    slack.click(dms.IDLE_KEEP, "0-0", OWNER)
+    home = slack.fake.calls("views.publish")[-1].params["view"]
+    assert ":zzz: Idle: nothing has used it since" in str(home)
