@@ -220,9 +220,17 @@ def _families(g: Gauges) -> Iterator[Metric]:
         "labbot_outbox_age_seconds", "Age of the oldest undelivered notice.", g.outbox_age_s
     )
     yield _single("labbot_quarantined_leases", "Leases whose deletes keep failing.", g.quarantined)
+    yield _labelled(
+        "labbot_idle_server_hours",
+        "Server-hours each project's servers were idle this month (docs/idle.md).",
+        "project",
+        g.idle_server_hours,
+    )
 
 
-def _labelled(name: str, doc: str, label: str, values: dict[str, int]) -> GaugeMetricFamily:
+def _labelled(
+    name: str, doc: str, label: str, values: dict[str, int] | dict[str, float]
+) -> GaugeMetricFamily:
     family = GaugeMetricFamily(name, doc, labels=[label])
     for key, value in sorted(values.items()):
         family.add_metric([key], value)

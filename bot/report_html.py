@@ -23,6 +23,7 @@ from commands.process import format_share
 from commands.report import (
     DonorMonth,
     DonorSpend,
+    IdleShare,
     PublicMonth,
     ReportLease,
     donor_month,
@@ -78,8 +79,28 @@ def render_month(report: PublicMonth, months: list[str], link: Callable[[str], s
             _bar_chart("Spend by project", report.by_project, "by-project"),
             _money_table("Spend by class", report.by_class),
             _donors(report.by_donor) if several else "",
+            _idle(report.idle),
             _leases(report.leases, donor_column=several),
         ],
+    )
+
+
+def _idle(rows: list[IdleShare]) -> str:
+    """Each project's server-hours and the share its servers sat idle (docs/idle.md)."""
+    head = (
+        "<tr><th>Project</th><th class='money'>Server-hours</th>"
+        "<th class='money'>Idle</th><th class='money'>Idle share</th></tr>"
+    )
+    body = "".join(
+        f"<tr><td>{escape(row.project)}</td><td class='money'>{row.server_hours:,.0f}</td>"
+        f"<td class='money'>{row.idle_hours:,.0f}</td>"
+        f"<td class='money'>{row.share:.0%}</td></tr>"
+        for row in rows
+    )
+    return (
+        "<h2>Idle server-hours</h2><p>The time each project's servers ran with nobody using "
+        "them, as the servers and the provider reported it.</p>"
+        f"<table id='idle'>{head}{body or '<tr><td>none</td></tr>'}</table>"
     )
 
 

@@ -16,9 +16,10 @@ from datetime import datetime
 from sqlalchemy import func
 from sqlmodel import col, select
 
-from commands.billing import months_between
+from commands.billing import month_bounds, month_key, months_between
 from commands.credit_report import CreditLine, books_as_they_stand
 from commands.health import last_sweep
+from commands.idle import idle_hours
 from commands.lab import Lab
 from commands.states import ServerState, State
 from storage.models import Lease, LedgerEntry, Notice, Server
@@ -34,6 +35,7 @@ class Gauges:
     last_sweep_age_s: float | None
     outbox_depth: int
     outbox_age_s: float  # age of the oldest undelivered notice; 0 if none
+    idle_server_hours: dict[str, float]  # project -> server-hours idle this month so far
 
     @property
     def quarantined(self) -> int:
@@ -55,6 +57,7 @@ def gauges(lab: Lab, now: datetime) -> Gauges:
                 select(LedgerEntry.month).where(col(LedgerEntry.month).in_(months)).distinct()
             ).all()
         )
+        idle = idle_hours(session, month_bounds(month_key(now))[0], now)
         depth, oldest_notice = session.exec(
             select(func.count(), func.min(Notice.created_at)).where(
                 col(Notice.retry_at).is_not(None)
@@ -77,6 +80,7 @@ def gauges(lab: Lab, now: datetime) -> Gauges:
         last_sweep_age_s=None if swept is None else _age(now, swept),
         outbox_depth=depth,
         outbox_age_s=_age(now, oldest_notice),
+        idle_server_hours=idle,
     )
 
 

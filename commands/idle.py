@@ -19,6 +19,7 @@ older question, or one already answered, is refused and audited.
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
@@ -496,3 +497,18 @@ def activity_words(sample: ActivitySample | None) -> str:
     if sample.sessions is not None:
         said.append(f"{sample.sessions} session(s)" if sample.sessions else "no sessions")
     return f"last activity {when(sample.at)} ({sample.source}): {', '.join(said) or 'no signal'}"
+
+
+def idle_hours(session: Session, since: datetime, until: datetime) -> dict[str, float]:
+    """The server-hours each project's servers were idle between `since` and `until`, as the
+    sweep recorded them (`IdleSpan`): the /metrics figure and the public report's."""
+    hours: dict[str, float] = defaultdict(float)
+    for project, start, end in session.exec(
+        select(IdleSpan.project, IdleSpan.start, IdleSpan.end).where(
+            col(IdleSpan.end) > since, col(IdleSpan.start) < until
+        )
+    ).all():
+        seconds = (min(end, until) - max(start, since)).total_seconds()
+        if seconds > 0:
+            hours[project] += seconds / HOUR_S
+    return dict(hours)

@@ -22,6 +22,7 @@ from commands.credit import GRANT, books, ensure_grant, ledger_totals
 from commands.donors import Donor
 from commands.durations import format_duration
 from commands.holds import billing_stops
+from commands.idle import idle_hours
 from commands.lab import Lab
 from commands.process import LABELS, Reserve
 from commands.queue import applicant_label
@@ -111,6 +112,20 @@ class PublicMonth:
     # Every donor the lab names (in the configuration's order), then any other a lease was
     # billed to; one row for a lab with one donor.
     by_donor: list[DonorSpend] = field(default_factory=list)
+    # Per project, most server-hours first: its server-hours in the month and the share of
+    # them its servers were idle (docs/idle.md), what the donors' money bought and nobody used.
+    idle: list[IdleShare] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class IdleShare:
+    project: str
+    server_hours: float
+    idle_hours: float
+
+    @property
+    def share(self) -> float:
+        return self.idle_hours / self.server_hours if self.server_hours else 0.0
 
 
 def report_months(lab: Lab) -> list[str]:
@@ -133,8 +148,10 @@ def public_month(lab: Lab, month: str, now: datetime) -> PublicMonth:
         book = books(session, [month], lab.policy, now)[month]
         kept = month_reserves(session, [month], lab.policy, now)[month]
         leases, amounts = _month_leases(session, lab, month, now)
-        burn = _burn(_servers(session, month), month, now)
+        servers = _servers(session, month)
+        burn = _burn(servers, month, now)
         given = _given(session, lab, month, now, _donor_names(lab, leases))
+        idle = _idle(session, servers, month, now)
     by_class: dict[str, int] = defaultdict(int)
     for lease in leases:
         by_class[LABELS.get(lease.applicant_class, lease.applicant_class)] += amounts[lease.id]
@@ -151,7 +168,38 @@ def public_month(lab: Lab, month: str, now: datetime) -> PublicMonth:
         by_project=_by_project(leases, amounts),
         by_class=_ranked(by_class),
         by_donor=_by_donor(given, leases, amounts),
+        idle=idle,
     )
+
+
+def _idle(
+    session: Session, servers: list[tuple[Server, Lease]], month: str, now: datetime
+) -> list[IdleShare]:
+    """Each project's server-hours in the month, and how many of them were idle."""
+    start, end = month_bounds(month)
+    ran: dict[str, float] = defaultdict(float)
+    for first, last, lease in _ran(servers, month, now):
+        ran[lease.project] += (last - first).total_seconds() / 3600
+    idle = idle_hours(session, start, min(end, now))
+    return sorted(
+        (
+            IdleShare(project, hours, min(idle.get(project, 0.0), hours))
+            for project, hours in ran.items()
+        ),
+        key=lambda row: (-row.server_hours, row.project),
+    )
+
+
+def _ran(
+    servers: list[tuple[Server, Lease]], month: str, now: datetime
+) -> list[tuple[datetime, datetime, Lease]]:
+    """When each server ran within the month (those that did), with its lease."""
+    start, end = month_bounds(month)
+    spans = [
+        (max(server.active_at, start), min(_stop(server, lease, now), end), lease)
+        for server, lease in servers
+    ]
+    return [(first, last, lease) for first, last, lease in spans if last > first]
 
 
 def donor_month(lab: Lab, donor: Donor, month: str, now: datetime) -> DonorMonth:
@@ -161,19 +209,14 @@ def donor_month(lab: Lab, donor: Donor, month: str, now: datetime) -> DonorMonth
         leases, amounts = _month_leases(session, lab, month, now, donor.name)
         servers = _servers(session, month, donor.name)
         given = _given(session, lab, month, now, [donor.name])
-    start, end = month_bounds(month)
-    ran = [
-        (max(server.active_at, start), min(_stop(server, lease, now), end))
-        for server, lease in servers
-    ]
-    ran = [(first, last) for first, last in ran if last > first]
+    ran = _ran(servers, month, now)
     return DonorMonth(
         donor=donor.name,
         month=month,
         granted=given[donor.name],
         cents=sum(amounts.values()),
         servers=len(ran),
-        server_hours=round(sum((last - first).total_seconds() for first, last in ran) / 3600),
+        server_hours=round(sum((last - first).total_seconds() for first, last, _ in ran) / 3600),
         leases=_rows(leases, amounts, lab),
         by_project=_by_project(leases, amounts),
         burn=_burn(servers, month, now),

@@ -290,11 +290,9 @@ class IdleSpan(SQLModel, table=True):
     the latest sample seen, written as the sweep looks: what /metrics and the public report
     count as idle server-hours, per project."""
 
-    __table_args__ = (Index("ix_idlespan_project_end", "project", "end"),)
-
     server_id: int = Field(foreign_key="server.id", primary_key=True)
     start: datetime = Field(primary_key=True)
-    end: datetime
+    end: datetime = Field(index=True)
     lease_id: int = Field(index=True)
     project: str
 

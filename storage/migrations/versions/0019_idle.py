@@ -45,11 +45,11 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("server_id", "start"),
     )
     op.create_index(op.f("ix_idlespan_lease_id"), "idlespan", ["lease_id"])
-    op.create_index("ix_idlespan_project_end", "idlespan", ["project", "end"])
+    op.create_index(op.f("ix_idlespan_end"), "idlespan", ["end"])
 
 
 def downgrade() -> None:
-    op.drop_index("ix_idlespan_project_end", table_name="idlespan")
+    op.drop_index(op.f("ix_idlespan_end"), table_name="idlespan")
     op.drop_index(op.f("ix_idlespan_lease_id"), table_name="idlespan")
     op.drop_table("idlespan")
     op.drop_index(op.f("ix_idlewatch_check_at"), table_name="idlewatch")
