@@ -18,7 +18,9 @@ report written to a directory.
 With the simulated provider (`make run`) the lab has two donors: cncf, whose credit pays for
 any server, and armco, whose smaller credit pays only for Arm servers and whose account asks
 less for them. The story adds a request routed to each, armco's month filled so that the next
-Arm request goes to cncf, and armco's own report: what its gift paid for.
+Arm request goes to cncf, and armco's own report: what its gift paid for. It also tells two
+leases nobody uses: their owners asked, one still in use, the other told to the reviewers and
+released early, with what its hold gave back (docs/idle.md).
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from sqlmodel import col, select
+
 from bot.app import AppContext, build_context, create_app
 from bot.blocks import cards, dms, home, modals
 from bot.report_html import export
@@ -49,6 +53,7 @@ from commands.facts import utc_text
 from commands.notices import deliver, undelivered
 from commands.policy import Policy, Roles
 from commands.report import donor_month
+from commands.states import ServerState
 from commands.sweep import sweep
 from fakes.forge import FakeForge
 from fakes.keys import public_key
@@ -58,6 +63,7 @@ from fakes.slack_sender import SlackSender, field
 from metal.catalog import seed
 from metal.ec2_catalog import EXAMPLE
 from metal.provider import Catalog
+from storage.models import ActivitySample, Server
 
 START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 ALICE, CAROL, BOB, RITA, ADA = "U0ALICE", "U0CAROL", "U0BOB", "U0RITA", "U0ADA"
@@ -92,6 +98,7 @@ TOKEN = "xoxb-demo"
 COURIER_SECONDS = 60  # at most, after a step: Slack's pace for a minute's worth of messages
 _MENTION = re.compile(r"<@(\w+)>")
 FILE_LINES = 2  # of each file shared, the transcript prints the first few lines
+REPORT_EVERY = timedelta(minutes=5)  # how often a server's activity timer reports
 
 
 @dataclass
@@ -156,7 +163,8 @@ def main(
         ctx = build_context(settings, clock=clock)
         with local_server(create_app(ctx), settings.slack_signing_secret) as url:
             sender = SlackSender(url, secret, response_url_base=fake, members=MEMBERS)
-            Story(ctx, fake, sender, clock, shapes, observe, many).run()
+            idle = provider == "simulated"
+            Story(ctx, fake, sender, clock, shapes, observe, many, idle).run()
         out = report or workdir / "report"
         written = export(ctx.lab, out, clock.now)
         print(
@@ -260,6 +268,7 @@ def _settings(workdir: Path, fake: FakeSlack, secret: str, forge: FakeForge) -> 
             foundation_projects=(("coredns", "graduated"), ("envoy", "graduated")),
             members=("Packet", "Intel"),
             max_servers=500,
+            idle_reclaim=timedelta(hours=24),  # LABBOT_IDLE_RECLAIM=24h
         ),
         github_api_url=forge.github_url,
         gitlab_api_url=forge.gitlab_url,
@@ -374,8 +383,10 @@ class Story:
         shapes: tuple[tuple[str, str], tuple[str, str]] = PACKET_SHAPES,
         observe: Callable[[], str] | None = None,
         many: str | None = None,
+        idle: bool = False,
     ) -> None:
         self.ctx, self.fake, self.sender, self.clock = ctx, fake, sender, clock
+        self.idle = idle  # tell the idle servers' step
         self.small, self.large = (" ".join(shape) for shape in shapes)
         self.observe = observe  # the provider's own view, printed after each sweep
         self.many = many  # a lease too large for one message (count plan metro duration)
@@ -537,6 +548,8 @@ class Story:
         if len(self.ctx.lab.policy.donors()) > 1:
             self.two_donors()
         self.busy_morning()
+        if self.idle:
+            self.idle_servers()
         self.type(ADA, f"show {first}")
         self.type(ADA, "credit")
         self.check_books()
@@ -596,6 +609,70 @@ class Story:
         self.show_queue_on_home(RITA)
         self.type(RITA, "queue")
         self.type(RITA, "queue 2")
+
+    def idle_servers(self) -> None:
+        """Two leases nobody uses: their servers report every five minutes (written here as
+        their reports are kept), quiet; after six hours each owner is asked; alice still uses
+        hers; nobody answers for bob's, the reviewers are told after twelve hours, and after
+        twenty-four (this lab's LABBOT_IDLE_RECLAIM) it is released early with its refund."""
+        key = public_key("bob", "ci")
+        kept = _lease_id(
+            self.type(
+                ALICE,
+                f"request 2 {self.small} 3d project=coredns "
+                'repo=https://github.com/coredns/coredns "soak tests"',
+            )
+        )
+        left = _lease_id(
+            self.type(
+                BOB,
+                f"request 1 {self.small} 3d project=envoy "
+                f'repo=https://github.com/envoyproxy/envoy "a benchmark" key="{key}"',
+            )
+        )
+        self.click_card(RITA, cards.APPROVE, kept)
+        self.click_card(RITA, cards.APPROVE, left)
+        self.wait("the servers come up", minutes=5)
+        print(
+            f"\n{self.clock.now:%a %d %b %H:%M} — #{kept} and #{left}'s servers report every "
+            "five minutes: CPU 1%, a few KB of traffic, nobody logged in"
+        )
+        self.quiet([kept, left], hours=6, minutes=5)
+        self.wait("six hours without use", hours=6, minutes=5)
+        self.click_dm(ALICE, dms.IDLE_KEEP, f"{kept}-1", "Still using it")
+        self.quiet([kept, left], hours=12)
+        self.wait("nobody answered bob's question", hours=12)
+        self.quiet([kept, left], hours=12, minutes=5)
+        self.wait("a day after the question", hours=12, minutes=5)
+        self.wait("deletes confirmed", minutes=1)
+
+    def quiet(self, lease_ids: list[int], **span: float) -> None:
+        """Each running server of the leases reports, every five minutes from now until `span`
+        from now, that nothing used it (as a server's own reports are kept)."""
+        until = self.clock.now + timedelta(**span)
+        with self.ctx.lab.db.write() as session:
+            servers = session.exec(
+                select(Server.id, Server.lease_id).where(
+                    col(Server.lease_id).in_(lease_ids), Server.state == ServerState.ACTIVE
+                )
+            ).all()
+            at = self.clock.now + REPORT_EVERY
+            while at <= until:
+                session.add_all(
+                    ActivitySample(
+                        server_id=server_id,
+                        lease_id=lease_id,
+                        at=at,
+                        source="server",
+                        interval_s=int(REPORT_EVERY.total_seconds()),
+                        cpu_busy=0.01,
+                        load_1m=0.02,
+                        net_bytes=20_000,
+                        sessions=0,
+                    )
+                    for server_id, lease_id in servers
+                )
+                at += REPORT_EVERY
 
     def _home(self, who: str) -> dict[str, Any]:
         calls = self.fake.calls("views.publish")

@@ -21,7 +21,8 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import update
 from sqlmodel import Session, col, func, select
@@ -59,6 +60,7 @@ WATERMARK = 0  # the watch row that holds the last sample id the sweep read
 CHUNK = 50
 MARGIN = timedelta(hours=1)  # samples read beyond `idle_after`: lag, drift, long intervals
 HOSTS_NAMED = 10
+LOOKBACK = timedelta(days=2)  # the furthest back a look reads, however late it comes
 
 
 def idle_pass(lab: Lab, now: datetime) -> list[tuple[int, str | Exception]]:
@@ -139,8 +141,10 @@ def look(lab: Lab, lease_id: int, now: datetime) -> str:
             session.add(watch)
             return "not running"
         verdicts = server_verdicts(session, lab, lease_id, now)
-        _record_spans(session, lease, verdicts)
+        starts = _record_spans(session, lease, verdicts)
         seen = judge_lease(list(verdicts.values()))
+        if seen.idle:  # quiet since before the samples read here, as the stretches recorded
+            seen = replace(seen, since=max(starts.values()))
         what = _step(session, lab, lease, watch, seen, verdicts, now)
         session.add(watch)
         asked_round = watch.round
@@ -165,6 +169,11 @@ def server_verdicts(session: Session, lab: Lab, lease_id: int, now: datetime) ->
         )
     ).all()
     since = now - lab.policy.idle_after - MARGIN
+    last_idle = session.exec(
+        select(func.max(IdleSpan.end)).where(IdleSpan.lease_id == lease_id)
+    ).one()
+    if last_idle is not None:  # read back to it, so a stretch continues across a late look
+        since = max(min(since, _aware(last_idle) - MARGIN), now - LOOKBACK)
     samples: dict[int, list[ActivitySample]] = {server_id: [] for server_id, _ in servers}
     for sample in session.exec(
         select(ActivitySample).where(
@@ -177,12 +186,21 @@ def server_verdicts(session: Session, lab: Lab, lease_id: int, now: datetime) ->
     return {host: judge(samples[server_id], lab.policy, now) for server_id, host in servers}
 
 
-def _record_spans(session: Session, lease: Lease, verdicts: dict[str, Verdict]) -> None:
+def _aware(at: datetime) -> datetime:
+    """SQLite hands back naive values from aggregate functions; they are UTC."""
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+def _record_spans(
+    session: Session, lease: Lease, verdicts: dict[str, Verdict]
+) -> dict[str, datetime]:
     """Each idle server's current idle stretch, extended to what its samples last said (the
-    stretch starts where its quiet did; a later quiet is a new stretch)."""
+    stretch starts where its quiet did; a later quiet is a new stretch). Returns when each
+    idle server's stretch began: it may be before the samples a look reads, since a lease is
+    looked at every `_recheck` while it is idle."""
     idle = {h: v for h, v in verdicts.items() if v.use == Use.IDLE}
     if not idle:
-        return
+        return {}
     ids = dict(
         session.exec(
             select(Server.hostname, Server.id).where(
@@ -190,6 +208,7 @@ def _record_spans(session: Session, lease: Lease, verdicts: dict[str, Verdict]) 
             )
         ).all()
     )
+    starts = {}
     for host, verdict in idle.items():
         open_span = session.exec(
             select(IdleSpan)
@@ -206,9 +225,12 @@ def _record_spans(session: Session, lease: Lease, verdicts: dict[str, Verdict]) 
                     project=lease.project,
                 )
             )
+            starts[host] = verdict.quiet_since
         else:
             open_span.end = max(open_span.end, verdict.seen_until)
             session.add(open_span)
+            starts[host] = open_span.start
+    return starts
 
 
 def _step(
@@ -228,7 +250,7 @@ def _step(
         watch.check_at = None if seen.idle_at is None else max(seen.idle_at, now + _recheck(policy))
         return "in use" if seen.idle_at is not None else "unknown: no fresh samples"
     if watch.snoozed_until is not None and now < watch.snoozed_until:
-        watch.check_at = watch.snoozed_until
+        watch.check_at = min(watch.snoozed_until, now + _recheck(policy))
         return "idle; its people still use it"
     what = "idle; asked"
     if watch.asked_at is None:
@@ -341,7 +363,7 @@ def _still_idle(
         )
     refund = lease_unspent(session, lease.id, now)
     reason = (
-        f"idle since {when(seen.since)} and nobody answered the question of "
+        f"idle since {when(watch.idle_since)} and nobody answered the question of "
         f"{when(watch.asked_at)} within {format_duration(lab.policy.idle_reclaim)}"
     )
     audit(
@@ -351,7 +373,7 @@ def _still_idle(
         "idle_reclaim",
         lease.id,
         reason=reason,
-        idle_since=seen.since,
+        idle_since=watch.idle_since,
         asked_at=watch.asked_at,
         refund_cents=refund,
     )
@@ -415,7 +437,7 @@ def keep(lab: Lab, actor: str, lease_id: int, asked_round: int, now: datetime) -
         problem = _cannot_answer(session, lab, lease, watch, actor, lease_id, asked_round)
         if problem is None:
             until = now + lab.policy.idle_snooze
-            watch.snoozed_until = watch.check_at = until
+            watch.snoozed_until, watch.check_at = until, now + _recheck(lab.policy)
             _end_round(watch)
             session.add(watch)
             audit(session, now, actor, "idle_keep", lease_id, round=asked_round, until=until)
