@@ -548,11 +548,11 @@ class Story:
         if len(self.ctx.lab.policy.donors()) > 1:
             self.two_donors()
         self.busy_morning()
-        if self.idle:
-            self.idle_servers()
         self.type(ADA, f"show {first}")
         self.type(ADA, "credit")
         self.check_books()
+        if self.idle:
+            self.idle_servers()
 
     def two_donors(self) -> None:
         """Whose money pays: an Arm request goes to armco (it asks less for Arm servers), an x86

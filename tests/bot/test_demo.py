@@ -66,10 +66,18 @@ def test_the_demo_ends_with_the_reclaimed_lease_and_the_months_credit(
         "asked; you will get a DM with their decision. cncf pays",
         "Other donors: armco would over-commit",
         "[buttons: Approve | Deny… | menu: cncf (or armco)]",
+        # idle servers: asked, one still in use, the other told to reviewers and reclaimed
+        "(2 x c1.small.x86 in ams1 for 3d) looks idle: nothing has used its servers",
+        "[buttons: Still using it | Release now]",
+        "[only alice (coredns) sees] Noted: lease #41 is in use.",
+        "and have not answered. A reviewer may release it now, or keep it.",
+        "is being reclaimed early: idle since Nov 5, 2026 04:37 UTC and nobody answered",
+        "$16.80 of its credit goes back to the lab.",
     ):
         assert seen in out, seen
     thanks = out.split("armco's report (labbot report --donor armco) is in ")[1]
-    assert "its $2,000.00 paid for 22 servers, 132 server hours so far" in thanks
+    # counted when the story ends, a day and a half after the idle leases' step began
+    assert "its $2,000.00 paid for 22 servers, 798 server hours so far" in thanks
     assert "for linkerd, kubevirt; no other donor's lease is on it" in thanks
     gift = Path(thanks.split(":")[0]).read_text()
     assert "What armco gave the lab in 2026-11" in gift and "vitess" not in gift
