@@ -45,6 +45,34 @@ def read_dollars(value: object) -> int:
     return cents
 
 
+def read_percent(value: object) -> float:
+    """A percentage above 0 and below 100 (`5%`, `2.5`) as a share of 1; ValueError otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError("not a percentage")
+    share = float(str(value).strip().removesuffix("%")) / 100
+    if not 0 < share < 1:
+        raise ValueError("not a percentage")
+    return share
+
+
+_SIZES = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9}
+
+
+def read_per_hour(value: object) -> int:
+    """Traffic an hour (`10MB/h`, `10MB`, `500kb`, bytes alone) as bytes, at least one;
+    ValueError otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError("not an amount of traffic")
+    cleaned = str(value).strip().lower().replace(" ", "").removesuffix("/h")
+    digits = cleaned.rstrip("kmgb")
+    if cleaned[len(digits) :] not in _SIZES:
+        raise ValueError("not an amount of traffic")
+    amount = round(float(digits) * _SIZES[cleaned[len(digits) :]])
+    if amount < 1:
+        raise ValueError("not an amount of traffic")
+    return amount
+
+
 def _duration(zero: bool) -> BeforeValidator:
     def read(value: object) -> timedelta:
         if not isinstance(value, str):
@@ -88,6 +116,16 @@ MaybeNone = Annotated[
     Field(description=f"a duration in quotes like {EXAMPLES}, or 0s for none"),
 ]
 Share = Annotated[int, BeforeValidator(_share), Field(description='a share like "20%"')]
+Percent = Annotated[
+    float,
+    BeforeValidator(read_percent),
+    Field(description='a percentage above 0 and below 100 like "5%"'),
+]
+PerHour = Annotated[
+    int,
+    BeforeValidator(read_per_hour),
+    Field(description='an amount of traffic an hour like "10MB/h" (B, KB, MB or GB)'),
+]
 Count = Annotated[int, _accepts("a whole number of at least 1", ge=1)]
 Flag = Annotated[bool, _accepts("true or false")]
 Text = Annotated[str, _accepts("text in quotes", min_length=1)]
@@ -158,6 +196,12 @@ class PolicyTable(Table):
     writeup_after: Duration = None
     backstop_margin: Duration = None
     allow_self_approval: Flag = None
+    idle_cpu: Percent = None
+    idle_network: PerHour = None
+    idle_after: Duration = None
+    idle_snooze: Duration = None
+    idle_escalate: Duration = None
+    idle_reclaim: Duration = None  # left out: idle leases are never reclaimed early
 
 
 class Project(Table):

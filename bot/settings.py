@@ -14,7 +14,15 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 
-from bot.config_file import DonorTable, SettingsError, read_catalog, read_config, read_dollars
+from bot.config_file import (
+    DonorTable,
+    SettingsError,
+    read_catalog,
+    read_config,
+    read_dollars,
+    read_per_hour,
+    read_percent,
+)
 from commands.donors import FIRST_DONOR
 from commands.durations import DurationError, parse_duration
 from commands.policy import Policy, Roles
@@ -292,35 +300,22 @@ def _duration(env: Mapping[str, str], name: str, default: timedelta) -> timedelt
 
 
 def _percent(name: str, text: str) -> float:
-    """`5%` (or `5`, `2.5%`) as a share of 1, above 0 and below 100%."""
     try:
-        value = float(text.strip().removesuffix("%"))
+        return read_percent(text)
     except ValueError:
-        value = -1.0
-    if not 0 < value < 100:
         raise SettingsError(
             f"{name} must be a percentage above 0 and below 100 like 5%, not '{text}'."
-        )
-    return value / 100
-
-
-_SIZES = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9}
+        ) from None
 
 
 def _per_hour(name: str, text: str) -> int:
-    """`10MB/h` (or `10MB`, `500kb`, `2GB/h`, bytes alone) as bytes an hour, at least one."""
-    cleaned = text.strip().lower().replace(" ", "").removesuffix("/h")
-    digits = cleaned.rstrip("kmgb")
     try:
-        value = round(float(digits) * _SIZES[cleaned[len(digits) :]])
-    except (ValueError, KeyError):
-        value = 0
-    if value < 1:
+        return read_per_hour(text)
+    except ValueError:
         raise SettingsError(
             f"{name} must be an amount of traffic an hour like 10MB/h (B, KB, MB or GB), "
             f"not '{text}'."
-        )
-    return value
+        ) from None
 
 
 def _off_or_duration(name: str, env: Mapping[str, str]) -> timedelta | None:
