@@ -5,9 +5,9 @@ What idle means is commands/idleness.py. Each lease with samples has an `IdleWat
 `check_at` says when the sweep next looks; the sweep claims those due a lease at a time, as it
 claims due leases. A watch is armed by the samples themselves: each pass reads the samples
 written since the last one it read (a watermark in the watch of lease 0) and makes their leases
-due, so whoever writes samples need not know this module, and a lease nobody reports on costs
-nothing. A look either finds the lease in use (the next look is when it could first be idle),
-says nothing (no fresh samples: the watch sleeps until samples come), or finds it idle: then its
+due, so whoever writes samples need not know this module, and a lease nobody ever reported on
+costs nothing. A look either finds the lease in use (the next look is when it could first be idle),
+unknown (a server without fresh samples: looked at again soon), or finds it idle: then its
 owner and co-owners are asked once a round (*Still using it* / *Release now*), the reviewers are
 told once when nobody answered within `idle_escalate`, and with `idle_reclaim` set a lease idle
 that long after the question is released early. The release re-checks idleness in its own
@@ -36,7 +36,6 @@ from commands.idleness import HOUR_S, LeaseVerdict, Use, Verdict, judge, judge_l
 from commands.lab import (
     Code,
     Lab,
-    LostRace,
     Outcome,
     Refusal,
     audit,
@@ -89,8 +88,6 @@ def idle_pass(lab: Lab, now: datetime) -> list[tuple[int, str | Exception]]:
             for lease_id in ids:
                 try:
                     done.append((lease_id, look(lab, lease_id, now)))
-                except LostRace:
-                    done.append((lease_id, "changed meanwhile"))
                 except Exception as error:
                     log.exception("idle check of lease %s", lease_id)
                     done.append((lease_id, error))
@@ -247,7 +244,10 @@ def _step(
         if watch.asked_at is not None:
             audit(session, now, "system", "idle_over", lease.id, round=watch.round)
             _end_round(watch)
-        watch.check_at = None if seen.idle_at is None else max(seen.idle_at, now + _recheck(policy))
+        # Unknown (a server says nothing fresh) is looked at again soon, as late samples may
+        # fill the gap; in use, when it could first be idle.
+        soonest = now + _recheck(policy)
+        watch.check_at = soonest if seen.idle_at is None else max(seen.idle_at, soonest)
         return "in use" if seen.idle_at is not None else "unknown: no fresh samples"
     if watch.snoozed_until is not None and now < watch.snoozed_until:
         watch.check_at = min(watch.snoozed_until, now + _recheck(policy))

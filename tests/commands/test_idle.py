@@ -89,7 +89,7 @@ def test_no_signal_at_all_is_unknown_never_idle(lab, clock):
     report(lab.db, lease_id, start, clock.advance(hours=12), **nothing)
     swept(lab, clock.now)
     assert asked(lab) == []
-    assert watch(lab, lease_id).check_at is None  # asleep until a sample says something
+    assert watch(lab, lease_id).check_at == clock.now + timedelta(minutes=15)
 
 
 def test_one_busy_server_keeps_the_lease_in_use(lab, clock):
