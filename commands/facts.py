@@ -8,6 +8,7 @@ from typing import Any
 
 from commands.billing import format_cents
 from commands.durations import format_duration
+from commands.metros import metro_words
 from commands.states import DESCRIPTIONS, State
 from storage.models import Lease, Server
 
@@ -29,7 +30,7 @@ def lease_facts(lease: Lease, estimate: int | None = None) -> dict[str, Any]:
         "repo_url": lease.repo_url,
         "purpose": lease.purpose,
         "plan": lease.plan,
-        "metro": lease.metro,
+        "metro": metro_words(lease.per_metro()),
         "os": lease.os,
         "count": lease.count,
         "duration": format_duration(lease.duration_s + lease.extended_s),
@@ -42,9 +43,10 @@ def lease_facts(lease: Lease, estimate: int | None = None) -> dict[str, Any]:
 
 
 def shape(lease: Lease) -> str:
-    """`3 x c1.small.x86 in ams1 for 48h`"""
+    """`3 x c1.small.x86 in ams1 for 48h`; across metros, `6 x c1.small.x86 in ams1 (4),
+    ewr1 (2) for 48h`."""
     total = format_duration(lease.duration_s + lease.extended_s)
-    return f"{lease.count} x {lease.plan} in {lease.metro} for {total}"
+    return f"{lease.count} x {lease.plan} in {metro_words(lease.per_metro())} for {total}"
 
 
 SLACK_DATE = "{date_short_pretty} {time}"  # "Dec 7, 2026 3:00 PM", in the reader's zone
