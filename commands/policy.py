@@ -223,7 +223,7 @@ def check_request(req: RequestInput, catalog: Catalog, policy: Policy) -> dict[s
     unknown = ", ".join(f"'{m[:40]}'" for m in req.per_metro() if m not in catalog.metros)
     if unknown:
         errors["metro"] = f"unknown metro {unknown}; choose one of {', '.join(catalog.metros)}"
-    elif req.plan in catalog.plans and (absent := not_offered(req, catalog)):
+    elif absent := not_offered(req, catalog):
         errors["metro"] = absent
     if req.os and catalog.oses and req.os not in catalog.oses:
         errors["os"] = f"unknown OS '{req.os}'; choose one of {', '.join(catalog.oses)}"
@@ -260,7 +260,7 @@ def not_offered(req: RequestInput, catalog: Catalog) -> str | None:
     """The metros asked for where the catalog does not offer the plan, in one sentence naming
     them and where it is offered; None when it is offered in every one."""
     absent = [m for m in req.per_metro() if not catalog.plan_available(req.plan, m)]
-    if not absent:
+    if not absent or req.plan not in catalog.plans:
         return None
     where = catalog.plans[req.plan].metros or tuple(catalog.metros)
     many = f" ({len(req.per_metro())} asked, {len(where)} offered)" if len(absent) > 1 else ""

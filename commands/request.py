@@ -51,8 +51,8 @@ def request(lab: Lab, actor: str, req: RequestInput, now: datetime) -> Outcome:
     errors = check_request(req, catalog, lab.policy)
     if errors:
         message = "That request cannot be filed: " + "; ".join(errors.values()) + "."
-        absent = set(errors) == {"metro"} and req.plan in catalog.plans
-        code = Code.NOT_OFFERED if absent and not_offered(req, catalog) else Code.BAD_INPUT
+        absent = set(errors) == {"metro"} and errors["metro"] == not_offered(req, catalog)
+        code = Code.NOT_OFFERED if absent else Code.BAD_INPUT
         return refuse(lab, now, actor, "request", Refusal(code, message), errors=errors)
     draft = _draft(lab, actor, req, now)
     offers = assess(lab, draft, now, [req.donor] if req.donor else None)
