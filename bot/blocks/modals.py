@@ -181,13 +181,15 @@ def parse_request(values: Values) -> tuple[RequestInput, dict[str, str]]:
     right kind of thing (a count that is not a number); policy checks come after."""
     errors: dict[str, str] = {}
     metros = answers(values, "metro")
-    try:
-        counts = counts_for(metros, answer(values, "count"))
-    except MetroError as error:
-        errors["count"] = str(error)
-        counts = {metro: 0 for metro in metros} or {"": 0}
+    counts = {"": 1}  # no metro: the one error is that
     if not metros:
         errors["metro"] = "Choose a metro, or several for one lease across them."
+    else:
+        try:
+            counts = counts_for(metros, answer(values, "count"))
+        except MetroError as error:
+            errors["count"] = str(error)
+            counts = {metro: 1 for metro in metros}
     try:
         duration = parse_duration(answer(values, "duration"))
     except DurationError as error:
