@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 from sqlmodel import select
 
+from commands.credit_report import credit_report
 from commands.grammar import GrammarError, parse
 from commands.lab import Code, Lab
 from commands.metros import MetroError, counts_for, read_metros
@@ -223,11 +224,14 @@ def test_a_three_metro_lease_is_one_lease_from_request_to_reclaim(lab: Lab, cloc
     ini = inventory(lease_id, "root", ready.data["servers"])
     assert f"[lease_{lease_id}:children]\nlease_{lease_id}_ams1\nlease_{lease_id}_ewr1" in ini
 
+    clock.advance(minutes=30)
     assert release(lab, OWNER, lease_id, clock.now).ok
     sweep_until_quiet(lab, clock, timedelta(minutes=1), limit=5)
     assert lease(lab.db, lease_id).state == State.RECLAIMED
     assert live_devices(lab, lease_id) == []
     assert {s.state for s in servers(lab.db, lease_id)} == {ServerState.DELETED}
+    books = credit_report(lab, clock.now).lab
+    assert (books.spent, books.committed) == (6 * 40, 0)  # one started hour of each server
 
 
 def test_a_partial_lease_across_metros_keeps_the_metros_that_came_up(lab: Lab, clock) -> None:
