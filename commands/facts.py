@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections import Counter
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -125,8 +127,21 @@ def describe(
         lines.append(f"Flagged: {lease.flagged}")
     if lease.writeup_url:
         lines.append(f"Write-up: {quoted(lease.writeup_url)}")
-    lines += [server_line(server) for server in servers]
+    order = {metro: n for n, metro in enumerate(lease.per_metro())}
+    servers = sorted(servers, key=lambda s: order.get(s.metro, len(order)))
+    lines += server_lines(servers, Counter(s.metro for s in servers))
     return "\n".join(lines)
+
+
+def server_lines(listed: list[Server], counts: Mapping[str, int]) -> list[str]:
+    """A line per server; across several metros (`counts`: the lease's servers in each), each
+    metro's run of them under a line naming the metro and how many servers it has there."""
+    lines: list[str] = []
+    for n, server in enumerate(listed):
+        if len(counts) > 1 and (n == 0 or listed[n - 1].metro != server.metro):
+            lines.append(f"{server.metro}: {counts[server.metro]} server(s)")
+        lines.append(server_line(server))
+    return lines
 
 
 def server_line(server: Server) -> str:

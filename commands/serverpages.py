@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from commands.coowners import co_owner_ids
-from commands.facts import describe, server_line, shape
+from commands.facts import describe, server_lines, shape
 from commands.lab import Code, Lab, Outcome, Refusal, not_found, refuse
 from commands.states import ServerState
 from commands.views import ADDRESSES_HIDDEN, lease_with_servers, may_see_addresses
@@ -105,7 +105,8 @@ def show_page(
     if not current:
         return Shown(Outcome(True, head, lease_id))
     listed = current[page.first - 1 : page.last]
-    text = "\n".join([head, *_by_metro(listed, current), _others(page)])
+    counts = Counter(s.metro for s in current)
+    text = "\n".join([head, *server_lines(listed, counts), _others(page)])
     return Shown(Outcome(True, text.rstrip("\n"), lease_id), page)
 
 
@@ -118,18 +119,6 @@ def _head(lease: Lease, page: Page, not_listed: str, now: datetime, sharing: lis
     if page.number == 1:
         return f"{describe(lease, [], now, sharing)}\nServers {page.words()}.{others}"
     return f"Lease #{lease.id} ({shape(lease)}), servers {page.words()}.{others}"
-
-
-def _by_metro(listed: list[Server], current: list[Server]) -> list[str]:
-    """The page's server lines; across several metros, each metro's run of them under a line
-    naming the metro and how many servers the lease has there."""
-    counts = Counter(s.metro for s in current)
-    lines: list[str] = []
-    for n, server in enumerate(listed):
-        if len(counts) > 1 and (n == 0 or listed[n - 1].metro != server.metro):
-            lines.append(f"{server.metro}: {counts[server.metro]} server(s)")
-        lines.append(server_line(server))
-    return lines
 
 
 def _not_listed(rows: list[Server]) -> str:

@@ -21,6 +21,7 @@ from commands.serverfiles import inventory
 from commands.serverpages import show_page
 from commands.states import ServerState, State
 from commands.sweep import sweep
+from commands.views import lease_list, show
 from metal.provider import Catalog, Plan
 from storage.models import CreditHold
 from tests.commands.helpers import (
@@ -220,6 +221,11 @@ def test_a_three_metro_lease_is_one_lease_from_request_to_reclaim(lab: Lab, cloc
     assert [lines[n + 1].split()[0] for n in heads] == [
         f"coredns-{lease_id}-{n}" for n in (1, 3, 5)
     ]
+
+    everything = show(lab, OWNER, lease_id, clock.now).message  # `labbot show ID`
+    assert everything.index("ams1: 2 server(s)") < everything.index("sjc1: 2 server(s)")
+    listed = lease_list(lab, OWNER, OWNER, 1, clock.now).message  # and App Home's lines
+    assert f"#{lease_id} coredns: 6 x c1.small.x86 in ams1 (2), ewr1 (2), sjc1 (2)" in listed
 
     ini = inventory(lease_id, "root", ready.data["servers"])
     assert f"[lease_{lease_id}:children]\nlease_{lease_id}_ams1\nlease_{lease_id}_ewr1" in ini
