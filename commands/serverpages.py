@@ -3,11 +3,12 @@ Previous buttons show them.
 
 A 500-server lease does not fit in one answer, so `show` answers with the lease and its first
 page, and each page says which servers it shows of how many and how to reach the others. The
-servers are those the lease has now (being created or running), in the order of their names,
-each with what its latest activity sample said (commands/idle.py);
-a server replaced after a failed create, deleted or vanished is counted, not listed. A page
-asked for past the end, or a button from an answer the lease has changed since, gets a
-sentence or the page that is there now, never an error.
+servers are those the lease has now (being created or running), metro by metro in the order the
+metros were asked for, each metro's in the order of their names, each server with what its
+latest activity sample said (commands/idle.py); a server replaced after a failed create,
+deleted or vanished is counted, not listed. A page asked for past the end, or a button from an
+answer the lease has changed since, gets a sentence or the page that is there now, never an
+error.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from commands.coowners import co_owner_ids
-from commands.facts import describe, server_line, shape
+from commands.facts import describe, server_lines, shape
 from commands.idle import activity_words, last_samples
 from commands.lab import Code, Lab, Outcome, Refusal, not_found, refuse
 from commands.states import ServerState
@@ -82,7 +83,11 @@ def show_page(
         return Shown(refuse(lab, now, actor, "show", not_found(lease_id), lease_id))
     with lab.db.read() as session:
         sharing = co_owner_ids(session, lease_id)
-    current = sorted((s for s in rows if s.state in CURRENT), key=_natural)
+    order = {metro: n for n, metro in enumerate(lease.per_metro())}
+    current = sorted(
+        (s for s in rows if s.state in CURRENT),
+        key=lambda s: (order.get(s.metro, len(order)), _natural(s)),
+    )
     if not may_see_addresses(lab, lease, actor, sharing):
         hidden = f"\n{len(current)} server(s); {ADDRESSES_HIDDEN}" if current else ""
         return Shown(Outcome(True, describe(lease, [], now, sharing) + hidden, lease_id))
@@ -102,9 +107,10 @@ def show_page(
     if not current:
         return Shown(Outcome(True, head, lease_id))
     listed = current[page.first - 1 : page.last]
+    counts = Counter(s.metro for s in current)
     last = last_samples(lab, [s.id for s in listed])
-    lines = [f"{server_line(s)}  {activity_words(last.get(s.id))}" for s in listed]
-    text = "\n".join([head, *lines, _others(page)])
+    notes = {s.id: activity_words(last.get(s.id)) for s in listed}
+    text = "\n".join([head, *server_lines(listed, counts, notes), _others(page)])
     return Shown(Outcome(True, text.rstrip("\n"), lease_id), page)
 
 
