@@ -39,7 +39,7 @@ from sqlmodel import Session, col, delete, select
 from commands.donors import capacity_of
 from commands.durations import format_duration
 from commands.facts import when
-from commands.lab import Code, Refusal
+from commands.lab import Code, Lab, Outcome, Refusal
 from commands.policy import Policy
 from commands.states import LIVE, State
 from storage.locks import insert_all_once, serialize
@@ -329,6 +329,54 @@ def calendar_limit(policy: Policy, plan: str, metro: str) -> int | None:
         return lab
     own = [capacity_of(d.capacity, plan, metro) for d in policy.donors()]
     return sum(n for n in own if n is not None) if any(n is not None for n in own) else None
+
+
+@dataclass(frozen=True)
+class Calendar:
+    """A plan's coming days in a metro, as `/lab calendar`, App Home and the report show it."""
+
+    plan: str
+    metro: str
+    days: list[CalendarDay]
+
+    def text(self) -> str:
+        limit = self.days[0].limit if self.days else None
+        against = "no limit set" if limit is None else f"at most {limit} at once"
+        lines = "\n".join(calendar_lines(self.days))
+        return (
+            f"*{self.plan} in {self.metro}*, the coming {len(self.days)} days (UTC): the most "
+            f"servers held or booked at any moment of each day ({against})\n```{lines}```"
+        )
+
+
+def calendar_text(lab: Lab, plan: str, metro: str, now: datetime) -> Outcome:
+    """`/lab calendar PLAN METRO`."""
+    catalog = lab.plans()
+    problem = None
+    if plan not in catalog.plans:
+        problem = f"There is no plan '{plan[:40]}'; choose one of {', '.join(catalog.plans)}."
+    elif metro not in catalog.metros:
+        problem = f"There is no metro '{metro[:40]}'; choose one of {', '.join(catalog.metros)}."
+    if problem:
+        return Outcome(False, problem, code=Code.BAD_INPUT)
+    with lab.db.read() as session:
+        days = calendar(session, lab.policy, plan, metro, now)
+    return Outcome(True, Calendar(plan, metro, days).text())
+
+
+def calendars(lab: Lab, now: datetime, most: int = 3) -> list[Calendar]:
+    """The calendars of the first `most` plans and metros with a limit (the lab's, then the
+    donors'), for App Home."""
+    limited = dict.fromkeys(
+        (plan, metro)
+        for capacity in (lab.policy.capacity, *(d.capacity for d in lab.policy.donors()))
+        for plan, metro, _ in capacity
+    )
+    with lab.db.read() as session:
+        return [
+            Calendar(plan, metro, calendar(session, lab.policy, plan, metro, now))
+            for plan, metro in list(limited)[:most]
+        ]
 
 
 def calendar(

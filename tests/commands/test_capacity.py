@@ -8,10 +8,13 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import timedelta
 
-from commands.capacity import calendar, calendar_lines, place, window
+import pytest
+
+from commands.capacity import calendar, calendar_lines, calendar_text, place, window
 from commands.donors import Donor
 from commands.extend import extend
 from commands.facts import when
+from commands.grammar import GrammarError, parse
 from commands.lab import Code
 from commands.reclaim import release
 from commands.request import request
@@ -168,3 +171,21 @@ def test_no_limit_is_no_refusal(lab, clock):
     lab = replace(lab, policy=replace(lab.policy, pending_per_user=10))
     active(lab, clock, count=50)
     assert request(lab, OWNER, request_input(count=50), clock.now).ok
+
+
+def test_lab_calendar_answers_for_a_plan_and_a_metro_and_says_what_it_accepts(lab, clock):
+    lab = limited(lab)
+    active(lab, clock, count=3, duration=timedelta(hours=24))
+    command = parse("calendar c1.small.x86 ams1")
+    outcome = calendar_text(lab, command.plan, command.metro, clock.now)
+    assert outcome.ok
+    assert outcome.message.startswith(
+        "*c1.small.x86 in ams1*, the coming 14 days (UTC): the most servers held or booked at "
+        "any moment of each day (at most 4 at once)\n```"
+    )
+    assert "3/4  ########.." in outcome.message
+    wrong = calendar_text(lab, "c9.huge", "ams1", clock.now)
+    assert wrong.code == Code.BAD_INPUT
+    assert wrong.message.startswith("There is no plan 'c9.huge'; choose one of t1.small.x86")
+    with pytest.raises(GrammarError, match="takes a plan and a metro"):
+        parse("calendar c1.small.x86")
