@@ -416,8 +416,8 @@ def _bar(day: CalendarDay) -> str:
 
 def fit_words(session: Session, policy: Policy, lease: Lease, now: datetime) -> str:
     """What the calendar says of a request, for its reviewers' card: in each metro with a limit,
-    the most servers held during its window against the limit (`ams1: at most 12 of the lab's
-    20 held during it`)."""
+    the most servers held during its window against the limit (`ams1: 12 of the lab's 20 held
+    at the busiest moment of its window`)."""
     start, end = window(lease, policy, now)
     said = []
     for metro in lease.per_metro():
@@ -428,6 +428,7 @@ def fit_words(session: Session, policy: Policy, lease: Lease, now: datetime) -> 
         for limit in rules:
             most = Steps(holding, limit, start, end).most(start, end)
             said.append(
-                f"{metro}: at most {most} of {limit.whose()} {limit.servers} held during it"
+                f"{metro}: {most} of {limit.whose()} {limit.servers} held at the busiest moment "
+                "of its window"
             )
     return "; ".join(said) or "no limit set"

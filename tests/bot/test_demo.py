@@ -37,7 +37,7 @@ def test_the_demo_ends_with_the_reclaimed_lease_and_the_months_credit(
         "State: reclaimed",
         "Write-up: https://coredns.io/blog/lab-scale-tests",
         "Credit for 2026-11",
-        "The books balance: granted $27,000.00 = spent $732.00 + committed $2,341.20",
+        "The books balance: granted $27,000.00 = spent $746.40 + committed $3,012.80",
         "[DM to bob (envoy)] Lease #6 is ready: log in as root",
         "• and 110 more: every server is in the files sent with this message",
         "[files in the DM to bob (envoy)] Every server of lease #6 (120), in three files",
@@ -66,6 +66,12 @@ def test_the_demo_ends_with_the_reclaimed_lease_and_the_months_credit(
         "asked; you will get a DM with their decision. cncf pays",
         "Other donors: armco would over-commit",
         "[buttons: Approve | Deny… | menu: cncf (or armco)]",
+        # the capacity calendar: 8 of 10 held, 4 more refused with the next window that fits
+        "Capacity calendar: nrt1: 0 of the lab's 10 held at the busiest moment of its window",
+        "[only ivy (cortex) sees] That request would not fit the capacity calendar: 4 more "
+        "c1.xlarge.x86 in nrt1 do not fit from Nov 5, 2026 04:37 UTC (8 of the lab's 10 "
+        "c1.xlarge.x86 in nrt1 are held then); the next 1d that fits starts Nov 7, 2026 04:37 UTC.",
+        "Fri Nov 06     8/10  ########..\nSat Nov 07     8/10  ########..\nSun Nov 08     0/10",
     ):
         assert seen in out, seen
     thanks = out.split("armco's report (labbot report --donor armco) is in ")[1]

@@ -76,7 +76,9 @@ def test_a_request_that_fits_is_filed_and_its_card_says_what_the_calendar_holds(
     lease_id = file(lab, clock, count=2)
     assert lease(lab.db, lease_id).state == State.PENDING
     card = lab.notifier.messages[-1]
-    assert card.data["calendar"] == "ams1: at most 2 of the lab's 4 held during it"
+    assert card.data["calendar"] == (
+        "ams1: 2 of the lab's 4 held at the busiest moment of its window"
+    )
 
 
 def test_approval_checks_again_and_writes_nothing_when_it_does_not_fit(lab, clock):
