@@ -223,16 +223,22 @@ def misfit(
     lease: Lease,
     now: datetime,
     leaving: int | None = None,
+    own_only: bool = False,
 ) -> Misfit | None:
     """Whether `lease` as it would stand (a request, an approval, a lease with its extension
-    applied) fits every limit of its plan in each of its metros over its whole window; if not,
-    where it first does not, and the next window of the same length that does. Call inside the
-    write transaction that changes the lease: the plan's metros are locked for it."""
+    applied) fits every limit of its plan in each of its metros over its whole window (with
+    `own_only`, its donor's own limits alone, and no next window); if not, where it first does
+    not, and the next window of the same length that does. Call inside the write transaction
+    that changes the lease: the plan's metros are locked for it."""
     start, end = window(lease, policy, now)
     per_metro = lease.per_metro()
     serialize(session, *(f"capacity:{lease.plan}:{metro}" for metro in per_metro))
     for metro, count in per_metro.items():
-        rules = limits(policy, lease.plan, metro, lease.donor)
+        rules = [
+            limit
+            for limit in limits(policy, lease.plan, metro, lease.donor)
+            if limit.donor or not own_only
+        ]
         if not rules:
             continue
         holding = held(session, policy, lease.plan, metro, start, end, now, leaving)
@@ -245,7 +251,9 @@ def misfit(
                     limit,
                     at,
                     steps.count_at(at),
-                    _next_start(session, policy, lease, now, leaving, start, end - start),
+                    None
+                    if own_only
+                    else _next_start(session, policy, lease, now, leaving, start, end - start),
                 )
     return None
 

@@ -75,7 +75,7 @@ def test_the_demo_ends_with_the_reclaimed_lease_and_the_months_credit(
     ):
         assert seen in out, seen
     thanks = out.split("armco's report (labbot report --donor armco) is in ")[1]
-    assert "its $2,000.00 paid for 22 servers, 132 server hours so far" in thanks
+    assert "its $2,000.00 paid for 22 servers, 134 server hours so far" in thanks
     assert "for linkerd, kubevirt; no other donor's lease is on it" in thanks
     gift = Path(thanks.split(":")[0]).read_text()
     assert "What armco gave the lab in 2026-11" in gift and "vitess" not in gift

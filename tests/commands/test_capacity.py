@@ -5,6 +5,7 @@ hold nothing; a donor's own limit counts only its leases; the calendar reads at 
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import timedelta
 
@@ -21,7 +22,7 @@ from commands.request import request
 from commands.review import approve
 from commands.states import State
 from storage.models import Lease
-from tests.commands.helpers import active, approved, file, lease
+from tests.commands.helpers import active, approved, audits, file, lease
 from tests.conftest import OTHER, OWNER, REVIEWER, request_input, with_policy
 
 PLAN, METRO = "c1.small.x86", "ams1"
@@ -191,3 +192,19 @@ def test_lab_calendar_answers_for_a_plan_and_a_metro_and_says_what_it_accepts(la
     assert wrong.message.startswith("There is no plan 'c9.huge'; choose one of t1.small.x86")
     with pytest.raises(GrammarError, match="takes a plan and a metro"):
         parse("calendar c1.small.x86")
+
+
+def test_a_donor_whose_own_capacity_is_full_is_passed_over_for_one_with_room(lab, clock):
+    donors = (Donor("cncf", capacity=((PLAN, METRO, 2),)), Donor("community"))
+    lab = with_policy(lab, donor_list=donors, pending_per_user=10)
+    lab = replace(lab, providers={donor.name: lab.provider for donor in donors})
+    first = active(lab, clock, count=2)
+    assert lease(lab.db, first).donor == "cncf"
+    outcome = request(lab, OWNER, request_input(count=2), clock.now)
+    assert outcome.ok
+    assert lease(lab.db, outcome.lease_id).donor == "community"
+    [filed] = audits(lab.db, outcome.lease_id, "request")
+    stops = json.loads(filed.details)["donor_stops"]
+    assert stops == [
+        f"cncf's own capacity has no room for 2 {PLAN} in {METRO} from {when(clock.now)}"
+    ]
