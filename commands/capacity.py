@@ -42,6 +42,7 @@ from commands.facts import when
 from commands.lab import Code, Lab, Outcome, Refusal
 from commands.policy import Policy
 from commands.states import LIVE, State
+from metal.provider import Catalog
 from storage.locks import insert_all_once, serialize
 from storage.models import CapacityDay, Lease
 
@@ -60,9 +61,6 @@ class Limit:
 
     def whose(self) -> str:
         return "the lab's" if self.donor is None else f"{self.donor}'s"
-
-    def counts(self, donor: str) -> bool:
-        return self.donor is None or self.donor == donor
 
 
 @dataclass(frozen=True)
@@ -170,14 +168,17 @@ def held(
 
 
 class Steps:
-    """The step function of servers a limit counts, over a span: `at[i]` is where a step
-    starts and `count[i]` what is held from there to the next step."""
+    """The step function of servers held over a span (those `donor` pays for; None: all, as
+    the lab's limit counts them): `at[i]` is where a step starts and `count[i]` what is held
+    from there to the next step."""
 
-    def __init__(self, holding: list[Held], limit: Limit, start: datetime, end: datetime) -> None:
+    def __init__(
+        self, holding: list[Held], donor: str | None, start: datetime, end: datetime
+    ) -> None:
         change: dict[datetime, int] = defaultdict(int)
         change[start] += 0
         for each in holding:
-            if limit.counts(each.donor):
+            if donor is None or each.donor == donor:
                 change[max(each.start, start)] += each.count
                 if each.end < end:
                     change[each.end] -= each.count
@@ -243,7 +244,7 @@ def misfit(
             continue
         holding = held(session, policy, lease.plan, metro, start, end, now, leaving)
         for limit in rules:
-            steps = Steps(holding, limit, start, end)
+            steps = Steps(holding, limit.donor, start, end)
             at = steps.first_over(start, end, limit.servers - count)
             if at is not None:
                 return Misfit(
@@ -275,7 +276,7 @@ def _next_start(
     for metro, count in lease.per_metro().items():
         holding = held(session, policy, lease.plan, metro, start, horizon, now, leaving)
         for limit in limits(policy, lease.plan, metro, lease.donor):
-            checks.append((Steps(holding, limit, start, horizon), limit.servers - count))
+            checks.append((Steps(holding, limit.donor, start, horizon), limit.servers - count))
     if any(room < 0 for _, room in checks):
         return None
     candidate = start
@@ -358,18 +359,26 @@ class Calendar:
 
 
 def calendar_text(lab: Lab, plan: str, metro: str, now: datetime) -> Outcome:
-    """`/lab calendar PLAN METRO`."""
-    catalog = lab.plans()
-    problem = None
-    if plan not in catalog.plans:
-        problem = f"There is no plan '{plan[:40]}'; choose one of {', '.join(catalog.plans)}."
-    elif metro not in catalog.metros:
-        problem = f"There is no metro '{metro[:40]}'; choose one of {', '.join(catalog.metros)}."
+    """`/lab calendar PLAN METRO` (the names are checked against the catalog when the
+    providers can say what they offer)."""
+    try:
+        catalog = lab.plans()
+    except Exception:  # the providers cannot say now: the names are taken as given
+        catalog = None
+    problem = _unknown(catalog, plan, metro) if catalog else None
     if problem:
         return Outcome(False, problem, code=Code.BAD_INPUT)
     with lab.db.read() as session:
         days = calendar(session, lab.policy, plan, metro, now)
     return Outcome(True, Calendar(plan, metro, days).text())
+
+
+def _unknown(catalog: Catalog, plan: str, metro: str) -> str | None:
+    if plan not in catalog.plans:
+        return f"There is no plan '{plan[:40]}'; choose one of {', '.join(catalog.plans)}."
+    if metro not in catalog.metros:
+        return f"There is no metro '{metro[:40]}'; choose one of {', '.join(catalog.metros)}."
+    return None
 
 
 def calendars(lab: Lab, now: datetime, most: int = 3) -> list[Calendar]:
@@ -393,7 +402,7 @@ def calendar(
     """The coming `CALENDAR_DAYS` UTC days of `plan` in `metro`, from today's."""
     first = datetime.combine(now.astimezone(UTC).date(), time(), UTC)
     end = first + CALENDAR_DAYS * DAY
-    steps = Steps(held(session, policy, plan, metro, first, end, now), Limit(0), first, end)
+    steps = Steps(held(session, policy, plan, metro, first, end, now), None, first, end)
     limit = calendar_limit(policy, plan, metro)
     return [
         CalendarDay(day, steps.most(day, day + DAY), limit)
@@ -434,7 +443,7 @@ def fit_words(session: Session, policy: Policy, lease: Lease, now: datetime) -> 
             held(session, policy, lease.plan, metro, start, end, now, lease.id) if rules else []
         )
         for limit in rules:
-            most = Steps(holding, limit, start, end).most(start, end)
+            most = Steps(holding, limit.donor, start, end).most(start, end)
             said.append(
                 f"{metro}: {most} of {limit.whose()} {limit.servers} held at the busiest moment "
                 "of its window"
