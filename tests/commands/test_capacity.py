@@ -208,3 +208,19 @@ def test_a_donor_whose_own_capacity_is_full_is_passed_over_for_one_with_room(lab
     assert stops == [
         f"cncf's own capacity has no room for 2 {PLAN} in {METRO} from {when(clock.now)}"
     ]
+
+
+def test_a_lease_across_metros_is_checked_in_each_and_held_in_each(lab, clock):
+    lab = with_policy(lab, capacity=((PLAN, "ewr1", 3),), pending_per_user=10)
+    across = (("ams1", 4), ("ewr1", 2))
+    first = active(lab, clock, metro="ams1", count=6, metro_counts=across)
+    outcome = request(lab, OWNER, request_input(metro="ewr1", count=2), clock.now)
+    assert outcome.code == Code.NO_CAPACITY
+    assert "2 of the lab's 3 c1.small.x86 in ewr1 are held then" in outcome.message
+    assert request(lab, OWNER, request_input(metro="ewr1", count=1), clock.now).ok
+    with lab.db.read() as session:
+        [ewr1] = calendar(session, lab.policy, PLAN, "ewr1", clock.now)[:1]
+        [ams1] = calendar(session, lab.policy, PLAN, "ams1", clock.now)[:1]
+    assert (ewr1.held, ams1.held) == (2, 4)
+    assert release(lab, OWNER, first, clock.now).ok
+    assert request(lab, OWNER, request_input(metro="ewr1", count=3), clock.now).ok
