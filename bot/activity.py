@@ -12,11 +12,11 @@ database, and it never waits for the write lock.
   range or a field it does not know, 422.
 - The token is checked with one indexed read (no lock): not the token of a server that is up
   under a live lease, 401. Nothing is written for any refusal.
-- A good report is handed to the `Recorder`, whose thread writes what has come in together in
-  one insert, waiting for the write lock at most WRITE_WAIT at a time and trying again while
-  the database is busy (a sweep pass on SQLite); the answer, 202, does not wait for it. A
-  process that dies loses at most the reports of its last moments: a gap, which reads as
-  "unknown", never as idle. Past QUEUE_LIMIT reports waiting, 503.
+- A good report is handed to the `Recorder`, whose thread writes what came in over a second
+  (GATHER_S) together in one insert, waiting for the write lock at most WRITE_WAIT at a time
+  and trying again while the database is busy (a sweep pass on SQLite); the answer, 202, does
+  not wait for it. A process that dies loses at most the reports of its last second or so: a
+  gap, which reads as "unknown", never as idle. Past QUEUE_LIMIT reports waiting, 503.
 
 The token appears in no log line and no answer.
 """
@@ -48,6 +48,7 @@ LIMITED_KEYS = 100_000  # tokens the limiter remembers (the oldest forgotten fir
 QUEUE_LIMIT = 10_000  # reports waiting to be written, at most
 BATCH = 500  # reports written in one insert, at most
 WRITE_WAIT = 0.25  # seconds the recorder waits for the write lock at a time
+GATHER_S = 1.0  # reports gathered this long into one insert
 RETRY_AFTER_BUSY = 0.5  # seconds before the recorder tries a busy database again
 
 Wsgi = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -105,16 +106,12 @@ class Recorder:
         batch: list[dict[str, object]] = []
         stopping = False
         while not (stopping and not batch):
-            if not batch and not stopping:
+            if not batch:
                 first = self._waiting.get()
                 if first is None:
                     return
                 batch.append(first)
-            while not stopping and len(batch) < BATCH and not self._waiting.empty():
-                row = self._waiting.get_nowait()
-                stopping = row is None
-                if row is not None:
-                    batch.append(row)
+            stopping = self._gather(batch, time.monotonic() + GATHER_S) or stopping
             try:
                 record(self._lab, batch, wait=WRITE_WAIT)
             except Busy:
@@ -125,6 +122,20 @@ class Recorder:
             except Exception:
                 log.exception("%d activity reports could not be written", len(batch))
             batch = []
+
+    def _gather(self, batch: list[dict[str, object]], until: float) -> bool:
+        """Add what comes in until `until` (or BATCH are in hand): one write a GATHER_S, not
+        one a report, so the reports take the write lock as rarely as the acks' inbox does.
+        True when told to stop meanwhile."""
+        while len(batch) < BATCH:
+            try:
+                row = self._waiting.get(timeout=max(0.0, until - time.monotonic()))
+            except queue.Empty:
+                return False
+            if row is None:
+                return True
+            batch.append(row)
+        return False
 
     def stop(self) -> None:
         """Write what is waiting, then stop."""
