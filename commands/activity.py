@@ -109,15 +109,13 @@ def reporter_of(lab: Lab, token: str) -> Reporter | None:
     return None if found is None else Reporter(found[0], found[1])
 
 
-def sample(
-    reporter: Reporter, report: ActivityReport, at: datetime, source: str = SERVER
-) -> dict[str, object]:
-    """One ActivitySample row, as `record` takes it."""
+def sample(reporter: Reporter, report: ActivityReport, at: datetime) -> dict[str, object]:
+    """The report as one ActivitySample row, as `record` takes it."""
     return {
         "server_id": reporter.server_id,
         "lease_id": reporter.lease_id,
         "at": at,
-        "source": source,
+        "source": SERVER,
         **report.model_dump(),
     }
 

@@ -176,7 +176,7 @@ def test_a_server_reports_through_its_reporter_and_everything_else_is_refused(
     assert ran.returncode == 0, ran.stderr
     wait_for(lambda: len(samples(lab.db)) == 2, "the second report")
     two = samples(lab.db)[1]
-    assert two.interval_s in (300, 301)
+    assert 300 <= two.interval_s <= 330  # five minutes, and the seconds between the runs
     assert two.cpu_busy == pytest.approx(350 / 850, abs=1e-4)
     assert two.net_bytes == 80_000
 
