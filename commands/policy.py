@@ -94,6 +94,9 @@ class Policy:
     writeup_after: timedelta = 14 * DAY
 
     backstop_margin: timedelta = DAY
+    # Where the servers report their activity (LABBOT_PUBLIC_URL + /activity); empty: they do
+    # not (Socket Mode, no public URL, or LABBOT_ACTIVITY_REPORTS=off). commands.activity.
+    activity_url: str = ""
     allow_self_approval: bool = False
     # Who gives the credit, in the order the configuration names them (commands.donors). None
     # named: one donor, FIRST_DONOR, granting `monthly_credit_cents` every month.
