@@ -18,6 +18,7 @@ from sqlalchemy import func, or_
 from sqlmodel import Session, col, select
 
 from commands.billing import cost_by_month, month_bounds
+from commands.capacity import Calendar, calendars
 from commands.credit import GRANT, books, ensure_grant, ledger_totals
 from commands.donors import Donor
 from commands.durations import format_duration
@@ -116,6 +117,9 @@ class PublicMonth:
     # them its servers were idle (docs/idle.md), what the donors' money bought and nobody used.
     idle: list[IdleShare] = field(default_factory=list)
 
+    # The coming two weeks of each plan and metro with a capacity limit, as of the report.
+    calendars: list[Calendar] = field(default_factory=list)
+
 
 @dataclass(frozen=True)
 class IdleShare:
@@ -169,6 +173,7 @@ def public_month(lab: Lab, month: str, now: datetime) -> PublicMonth:
         by_class=_ranked(by_class),
         by_donor=_by_donor(given, leases, amounts),
         idle=idle,
+        calendars=calendars(lab, now),
     )
 
 

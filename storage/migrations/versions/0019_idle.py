@@ -1,7 +1,7 @@
 """idle: where each lease stands on being idle, and the stretches its servers were idle
 
 Revision ID: 0019_idle
-Revises: 0014_booking
+Revises: 0018_activity_tokens
 Create Date: 2026-12-07 17:30:00
 
 New tables, so a database the previous release filled gains it empty: no lease has been asked
@@ -13,7 +13,7 @@ import sqlmodel
 from alembic import op
 
 revision = "0019_idle"
-down_revision = "0014_booking"
+down_revision = "0018_activity_tokens"
 branch_labels = None
 depends_on = None
 
