@@ -25,7 +25,8 @@ USAGE: dict[str, str] = {
     "request": (
         'request [COUNT PLAN METRO DURATION project=NAME repo=URL "why"] '
         '[class=foundation|member|other org=NAME] [os=OS key="ssh-ed25519 ..." '
-        "with=@user,@user partial=yes donor=NAME]  (no arguments: a form)"
+        'with=@user,@user partial=yes donor=NAME] [from=2026-12-14T09:00|"tomorrow 09:00" '
+        "until=...]  (no arguments: a form; from= books a start ahead, in your time zone)"
     ),
     "keys": (
         "keys [add ssh-ed25519 AAAA... | remove NUMBER | import github|gitlab LOGIN]  "
@@ -37,7 +38,7 @@ USAGE: dict[str, str] = {
     "show": "show ID [servers PAGE]  (a lease, and its servers a page at a time)",
     "extend": "extend ID DURATION  (like 24h or 3d)",
     "release": "release ID",
-    "cancel": "cancel ID  (a request still waiting for review)",
+    "cancel": "cancel ID  (a request still waiting for review, or a booking not yet started)",
     "credit": "credit  (the lab's money this month)",
     "plans": "plans  (server types, metros, OSes)",
     "approve": 'approve ID [override="why"]  (reviewers)',
@@ -213,30 +214,59 @@ def _approve(verb: str, args: list[str]) -> Command:
 def _request(verb: str, args: list[str]) -> Command:
     if not args:
         return Command(verb)
+    args = _joined_times(args)
     positional = [a for a in args if "=" not in a]
     options = _options(
-        verb, [a for a in args if "=" in a], allowed={*_OPTION_FIELDS, "partial", "with"}
+        verb,
+        [a for a in args if "=" in a],
+        allowed={*_OPTION_FIELDS, "partial", "with", "from", "until"},
     )
-    if len(positional) < 4:
-        raise _usage(verb, "an inline request starts with COUNT PLAN METRO DURATION")
-    count, plan, metro, duration = map(plain, positional[:4])
+    # With `until=` the end gives the length, so DURATION is left out.
+    needed = 3 if "until" in options else 4
+    if len(positional) < needed:
+        raise _usage(
+            verb,
+            "an inline request starts with COUNT PLAN METRO DURATION (or COUNT PLAN METRO with "
+            "from= and until=)",
+        )
+    count, plan, metro = map(plain, positional[:3])
+    duration = _duration(verb, plain(positional[3])) if needed == 4 else None
     fields: dict = {_OPTION_FIELDS[k]: plain(v) for k, v in options.items() if k in _OPTION_FIELDS}
+    fields["start"] = plain(options.get("from", ""))
+    fields["end"] = plain(options.get("until", ""))
+    if duration is not None:
+        fields["duration"] = duration
     if "with" in options:
         fields["co_owners"] = _users(verb, [options["with"]])
     if "applicant" in fields:
         fields["applicant"] = fields["applicant"].lower()
-    extra_purpose = plain(" ".join(positional[4:]))
+    extra_purpose = plain(" ".join(positional[needed:]))
     if extra_purpose:
         fields["purpose"] = " ".join(filter(None, [fields.get("purpose", ""), extra_purpose]))
     request = RequestInput(
         plan=plan,
         metro=metro,
         count=_count(count),
-        duration=_duration(verb, duration),
         allow_partial=_yes_no(plain(options.get("partial", "no"))),
         **fields,
     )
     return Command(verb, request=request)
+
+
+_TIME_WORD = re.compile(r"\d{1,2}:\d{2}")
+
+
+def _joined_times(args: list[str]) -> list[str]:
+    """`from=tomorrow 09:00` typed without quotes arrives as two words: the clock time that
+    follows `from=` or `until=` is put back with it."""
+    out: list[str] = []
+    for arg in args:
+        previous = plain(out[-1]).lower() if out else ""
+        if _TIME_WORD.fullmatch(plain(arg)) and previous.startswith(("from=", "until=")):
+            out[-1] = f"{out[-1]} {arg}"
+        else:
+            out.append(arg)
+    return out
 
 
 def _keys(rest: str) -> Command:

@@ -131,6 +131,7 @@ class Code(StrEnum):
     PROVIDER_REFUSED = "provider_refused"  # the provider would not do what the action needs
     NO_DONOR = "no_donor"  # no donor's catalog, terms or dates allow it (or the one named)
     DONOR_ENDS = "donor_ends"  # the lease would run past the end of its donor's credit
+    BAD_START = "bad_start"  # a booking's start or end: unreadable, past, too far, a DST gap
 
 
 class Refusal(NamedTuple):

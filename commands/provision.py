@@ -18,6 +18,7 @@ from sqlmodel import Session, col, select
 
 from commands.backstop import move_backstop
 from commands.batches import batches
+from commands.bookings import warn_late
 from commands.coowners import audiences, co_owners_of
 from commands.facts import servers_summary, shape, when
 from commands.handover import files_notice
@@ -115,8 +116,10 @@ def _start(session: Session, lab: Lab, leases: list[Lease], actor: str, now: dat
     moved = move_all(session, leases, State.PROVISIONING, due_at=now)
     drafts = []
     for lease in moved:
-        planned_end = now + lab.policy.provision_timeout + timedelta(seconds=lease.duration_s)
-        lease.backstop_at = lab.policy.backstop(planned_end)
+        # Provisioning may take until the timeout (a booking's, from its start if that is
+        # later): the backstop leaves the lease its whole length after that.
+        ready_by = max(now + lab.policy.provision_timeout, lease.book_start or now)
+        lease.backstop_at = lab.policy.backstop(ready_by + timedelta(seconds=lease.duration_s))
         for n in range(1, lease.count + 1):
             session.add(
                 Server(
@@ -132,7 +135,12 @@ def _start(session: Session, lab: Lab, leases: list[Lease], actor: str, now: dat
                 Kind.PROVISIONING,
                 owner(lease.owner),
                 f"Provisioning {shape(lease)} for lease #{lease.id}; servers usually take a "
-                "few minutes. You will get a DM when they are ready.",
+                "few minutes. You will get a DM when they are ready."
+                + (
+                    f" They are being prepared for its start, {when(lease.book_start)}."
+                    if lease.book_start and lease.book_start > now
+                    else ""
+                ),
                 lease.id,
             )
         )
@@ -312,6 +320,8 @@ def _has_capacity(lab: Lab, lease: Lease, todo: list[Server], now: datetime) -> 
             .values(retry_at=now + CAPACITY_WAIT)
         )
         audit(session, now, "system", "capacity", lease.id, "waiting", servers=len(todo))
+        short = f"the provider has no {lease.plan} to spare in {lease.metro}"
+        warn_late(session, lease, short, now)
     return False
 
 
@@ -332,6 +342,7 @@ def _guarded(lab: Lab, lease: Lease, todo: list[Server], now: datetime) -> bool:
             .values(retry_at=now + CAPACITY_WAIT, last_error=reason[:500])
         )
         audit(session, now, "system", "backstop_set", lease.id, "failed", reason=reason)
+        warn_late(session, lease, reason, now)
         if once(session, f"backstop:{lease.id}", now):
             enqueue(
                 session,
@@ -425,6 +436,7 @@ def _record_create(
         set_state(row, ServerState.PENDING)
         row.retry_at, row.last_error = now + CAPACITY_WAIT, str(result)[:500]
         audit(session, now, "system", "capacity", lease.id, "waiting", hostname=row.hostname)
+        warn_late(session, lease, f"the provider is out of capacity ({row.last_error})", now)
         return
     retryable = not isinstance(result, ProviderError) or result.retryable
     exhausted = row.create_attempts >= lab.policy.create_attempts or not retryable
@@ -442,6 +454,7 @@ def _record_create(
         error=row.last_error,
         final=exhausted,
     )
+    warn_late(session, lease, f"creating its servers fails ({row.last_error})", now)
 
 
 def _backoff(attempts: int) -> timedelta:
@@ -653,11 +666,13 @@ def _activate_all(
     keys = keys_on_all(session, [(lease, up[lease.id], co_owners[lease.id]) for lease in leases])
     drafts = []
     for lease in leases:
-        lease.ends_at = now + timedelta(seconds=lease.duration_s + lease.extended_s)
+        # A booking ends at its start plus its length, whenever its servers came up.
+        begins = lease.book_start or now
+        lease.ends_at = begins + timedelta(seconds=lease.duration_s + lease.extended_s)
         lease.due_at = next_due(lab.policy, now, lease.ends_at, sent=())
         asked, lease.count = lease.count, len(up[lease.id])
         _give_up_stragglers(session, lease, rows[lease.id], now)
-        drafts += _ready(session, lab, lease, up[lease.id], asked, keys[lease.id], co_owners)
+        drafts += _ready(session, lab, lease, up[lease.id], asked, keys[lease.id], co_owners, now)
     audit_all(session, now, "system", "active", {x.id: {"servers": x.count} for x in leases})
     hold_all(session, leases, lab.policy, now)  # the real window and count replace the approved
     return drafts
@@ -690,13 +705,21 @@ def _ready(
     asked: int,
     keys: list[str],
     co_owners: dict[int, list[str]],
+    now: datetime,
 ) -> list[Draft]:
     """The ready DM, to the owner and each co-owner, and the files with every server. Whatever
     the lease's size, the DM says how to log in, which keys are on the servers and when the
     lease ends; it names the servers as far as it can and says where the rest are."""
     partial = f" ({lease.count} of the {asked} asked for)" if lease.count < asked else ""
+    early = (
+        f" ahead of its start, {when(lease.book_start)}"
+        if lease.book_start and lease.book_start > now
+        else ""
+    )
     login = lab.plans().login_user(lease.os)
-    intro = f"Lease #{lease.id} is ready{partial}: log in as {login} (`ssh {login}@ADDRESS`)."
+    intro = (
+        f"Lease #{lease.id} is ready{early}{partial}: log in as {login} (`ssh {login}@ADDRESS`)."
+    )
     ends = f"It ends {when(lease.ends_at)}; you will be reminded before then."
     listed = "\n".join(f"• {s.hostname}: {s.ips or 'no IP yet'}" for s in active[:TEXT_LISTED])
     if len(active) > TEXT_LISTED:

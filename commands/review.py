@@ -12,6 +12,7 @@ from datetime import datetime
 
 from sqlmodel import Session
 
+from commands.bookings import next_due, start_words, waiting
 from commands.budget import Limit, Shortfall, over_budget, past_words, record_overrides
 from commands.facts import quoted, shape, when
 from commands.holds import hold_approved
@@ -71,12 +72,19 @@ def approve(
             if override is not None:
                 record_overrides(session, lease, over, actor, override, now)
             own = approver(lab.policy, lease.owner, actor) == Approver.SELF_ALLOWED
-            move(session, lease, State.APPROVED, decided_by=actor, decided_at=now, due_at=now)
+            ahead = waiting(lease, lab.policy, now)
+            due = next_due(lease, lab.policy, now, told=False) if ahead else now
+            move(session, lease, State.APPROVED, decided_by=actor, decided_at=now, due_at=due)
             hold_approved(session, lease, lab.policy, now)
             audit(session, now, actor, "approve", lease_id, override=override, self_approved=own)
-            _tell_decision(session, lease, actor, now, "approved", "", own=own)
+            _tell_decision(session, lease, actor, now, "approved", "", own=own, policy=lab.policy)
     if problem:
         return refuse(lab, now, actor, "approve", problem, lease_id)
+    if ahead:  # a booking: the sweep prepares its servers the lead time before its start
+        lab.flush_notices(now, lease_id)
+        return Outcome(
+            True, f"Booking #{lease_id} approved.{start_words(lease, lab.policy)}", lease_id
+        )
     # Approval starts provisioning at once; the sweep finishes it if this process dies here.
     provision(lab, "system", lease_id, now)
     lab.flush_notices(now, lease_id)
@@ -259,6 +267,7 @@ def _tell_decision(
     decision: str,
     reason: str,
     own: bool = False,
+    policy: Policy | None = None,
 ) -> None:
     """The owner's DM and the card's new text; an approval of one's own request (allowed by
     the operator) says so on the card for everyone to see."""
@@ -268,9 +277,11 @@ def _tell_decision(
         session,
         Kind.DECISION,
         owner(lease.owner),
-        f"Your request #{lease.id} ({shape(lease)}) was {decision} by <@{actor}>.{why}",
+        f"Your request #{lease.id} ({shape(lease)}) was {decision} by <@{actor}>.{why}"
+        + (start_words(lease, policy) if policy else ""),
         now,
         lease.id,
+        booking=bool(policy and lease.book_start),
         decision=decision,
         by=actor,
         reason=reason,
