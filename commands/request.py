@@ -297,8 +297,8 @@ def cancel(lab: Lab, actor: str, lease_id: int, now: datetime) -> Outcome:
                 session,
                 Kind.CARD_DECIDED,
                 REVIEW,
-                f"{'Booking' if booked else 'Request'} #{lease_id} was cancelled by "
-                f"<@{actor}>" + ("; its credit hold is released." if booked else "."),
+                f"{'Booking' if booked else 'Request'} #{lease_id} was cancelled by its owner"
+                + ("; its credit hold is released." if booked else "."),
                 now,
                 lease_id,
                 decision="cancelled",

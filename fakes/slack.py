@@ -565,8 +565,7 @@ class FakeSlack(Served):
         if not user_id:
             return _error("user_not_found")
         real_name = f"User {user_id}"
-        with self._lock:
-            zone = self._zones.get(user_id, "UTC")
+        zone = self._zones.get(user_id, "UTC")  # answered under the fake's lock already
         offset = datetime.now(ZoneInfo(zone)).utcoffset() or timedelta(0)
         return {
             "ok": True,
