@@ -58,6 +58,7 @@ from fakes.slack_sender import SlackSender, field
 from metal.catalog import seed
 from metal.ec2_catalog import EXAMPLE
 from metal.provider import Catalog
+from storage.models import Lease
 
 START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 ALICE, CAROL, BOB, RITA, ADA = "U0ALICE", "U0CAROL", "U0BOB", "U0RITA", "U0ADA"
@@ -540,6 +541,7 @@ class Story:
         self.type(ADA, f"show {first}")
         self.type(ADA, "credit")
         self.check_books()
+        self.book_ahead()
 
     def two_donors(self) -> None:
         """Whose money pays: an Arm request goes to armco (it asks less for Arm servers), an x86
@@ -597,7 +599,31 @@ class Story:
         self.type(RITA, "queue")
         self.type(RITA, "queue 2")
 
+    def book_ahead(self) -> None:
+        """A booking for tomorrow (issue 22): alice, in Amsterdam, books servers from 09:00 her
+        time; rita approves it ahead; the sweep prepares them the lead time before the start,
+        so they are ready when it opens."""
+        self.fake.set_zone(ALICE, "Europe/Amsterdam")
+        print(f"\n{self.clock.now:%a %d %b %H:%M} — alice's Slack is set to Europe/Amsterdam")
+        booking = _lease_id(
+            self.type(
+                ALICE,
+                f"request 2 {self.small} 8h project=coredns class=foundation "
+                'repo=https://github.com/coredns/coredns "a release benchmark" '
+                'from="tomorrow 09:00"',
+            )
+        )
+        self.click_card(RITA, cards.APPROVE, booking)
+        lab = self.ctx.lab
+        with lab.db.read() as session:
+            start = session.get(Lease, booking).book_start
+        prepare = lab.policy.prepare_from(start)
+        ahead = (prepare - self.clock.now).total_seconds()
+        self.wait("the lead time before the booking's start", seconds=ahead)
+        self.wait("the booking's servers come up", minutes=5)
+
     def _home(self, who: str) -> dict[str, Any]:
+
         calls = self.fake.calls("views.publish")
         return next(c for c in reversed(calls) if c.params["user_id"] == who).response["view"]
 

@@ -66,10 +66,16 @@ def test_the_demo_ends_with_the_reclaimed_lease_and_the_months_credit(
         "asked; you will get a DM with their decision. cncf pays",
         "Other donors: armco would over-commit",
         "[buttons: Approve | Deny… | menu: cncf (or armco)]",
+        # a booking for tomorrow, 09:00 in alice's Amsterdam (08:00 UTC), ready before it opens
+        "It starts Nov 6, 2026 08:00 UTC; its servers will be prepared from Nov 6, 2026 07:45 UTC",
+        "[buttons: Add co-owners | Cancel booking]",
+        "They are being prepared for its start, Nov 6, 2026 08:00 UTC.",
+        "is ready ahead of its start, Nov 6, 2026 08:00 UTC",
     ):
         assert seen in out, seen
     thanks = out.split("armco's report (labbot report --donor armco) is in ")[1]
-    assert "its $2,000.00 paid for 22 servers, 132 server hours so far" in thanks
+    # told after the booking's day (the story's last step), so armco's servers ran longer
+    assert "its $2,000.00 paid for 22 servers, 732 server hours so far" in thanks
     assert "for linkerd, kubevirt; no other donor's lease is on it" in thanks
     gift = Path(thanks.split(":")[0]).read_text()
     assert "What armco gave the lab in 2026-11" in gift and "vitess" not in gift
