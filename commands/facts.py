@@ -115,6 +115,8 @@ def describe(
     ]
     if lease.reason:
         lines.append(f"Reason: {quoted(lease.reason)}")
+    if lease.book_start:
+        lines.append(f"Booked to start {when(lease.book_start)}")
     if lease.starts_at:
         lines.append(
             f"Started {when(lease.starts_at)}, ends {when(lease.ends_at)} ({time_left(lease, now)})"

@@ -61,6 +61,7 @@ def approve(
         lease = locked(session, Lease, lease_id)
         problem = (
             _undecidable(lease, lease_id)
+            or _start_passed(lease, now)
             or _self_approval(lab, lease, actor)
             or _donor_refuses(lab, lease, now)
         )
@@ -226,6 +227,18 @@ def _undecidable(lease: Lease | None, lease_id: int) -> Refusal | None:
     return Refusal(
         Code.WRONG_STATE,
         f"Lease #{lease_id} is {lease.state}; only a pending request can be decided.",
+    )
+
+
+def _start_passed(lease: Lease, now: datetime) -> Refusal | None:
+    """A booking undecided until its start lapses then (the sweep expires it); approving it
+    late would give it less than it asked for."""
+    if lease.book_start is None or now < lease.book_start:
+        return None
+    return Refusal(
+        Code.WRONG_STATE,
+        f"Booking #{lease.id} was to start {when(lease.book_start)}, which has passed; it "
+        "lapses undecided, and its requester can book again.",
     )
 
 

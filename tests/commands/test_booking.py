@@ -229,3 +229,12 @@ def test_a_booking_back_to_back_with_the_projects_lease_is_flagged(lab, clock):
     assert f"back to back with #{earlier}" in cards[after]
     assert "back to back" not in cards[elsewhere]
     assert "back to back" not in cards[earlier]
+
+
+def test_a_booking_undecided_until_its_start_lapses(lab, clock):
+    lease_id = file(lab, clock, start="tomorrow 09:00")
+    clock.now = datetime(2026, 11, 3, 9, 0, tzinfo=UTC)
+    outcome = approve(lab, REVIEWER, lease_id, clock.now)
+    assert not outcome.ok and outcome.code == Code.WRONG_STATE
+    sweep(lab, clock.now)
+    assert lease(lab.db, lease_id).state == State.EXPIRED_REQUEST
