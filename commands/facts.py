@@ -93,6 +93,8 @@ def one_line(lease: Lease, now: datetime) -> str:
     left = (
         f", {time_left(lease, now)} (ends {when(lease.ends_at)})" if state == State.ACTIVE else ""
     )
+    if lease.book_start and state in (State.PENDING, State.APPROVED):
+        left = f", starts {when(lease.book_start)}"
     return f"#{lease.id} {lease.project}: {shape(lease)} — {state.value}{left}"
 
 

@@ -69,3 +69,16 @@ def test_an_unreadable_start_gets_one_sentence_saying_what_is_accepted(slack: Sl
     assert "tomorrow 09:00" in reply and "someday" in reply
     assert slack.audits("request")[-1].outcome == "refused"
     assert not slack.fake.messages()
+
+
+def test_app_home_lists_a_booking_with_its_start_and_cancel(slack: Slack) -> None:
+    slack.command(f"{INLINE} from=2026-11-09T09:00", OWNER)
+    lease_id = lease_id_in(slack.replies()[-1])
+    slack.card_click(cards.APPROVE, lease_id, REVIEWER)
+    slack.sender.event({"type": "app_home_opened", "user": OWNER, "tab": "home"})
+    slack.settle()
+    published = slack.fake.calls("views.publish")[-1].params["view"]
+    assert "starts <!date^" in str(published["blocks"])
+    assert dms.CANCEL in str(published["blocks"])
+    slack.click(dms.CANCEL, str(lease_id), OWNER)
+    assert slack.lease(lease_id).state == "cancelled"
