@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from bot.blocks import cards, dms
+from bot.settings import from_env
 from commands.sweep import sweep
 from tests.bot.conftest import INLINE, Slack, body_of, lease_id_in
 from tests.bot.test_commands import request_values
@@ -82,3 +83,20 @@ def test_app_home_lists_a_booking_with_its_start_and_cancel(slack: Slack) -> Non
     assert dms.CANCEL in str(published["blocks"])
     slack.click(dms.CANCEL, str(lease_id), OWNER)
     assert slack.lease(lease_id).state == "cancelled"
+
+
+def test_the_booking_settings_are_read_from_the_environment() -> None:
+    policy = from_env({}).policy
+    assert (policy.book_ahead, policy.lead_time, policy.bookings_per_project) == (
+        timedelta(days=60),
+        timedelta(minutes=15),
+        3,
+    )
+    policy = from_env(
+        {"LABBOT_BOOK_AHEAD": "14d", "LABBOT_LEAD_TIME": "0s", "LABBOT_BOOKINGS_PER_PROJECT": "1"}
+    ).policy
+    assert (policy.book_ahead, policy.lead_time, policy.bookings_per_project) == (
+        timedelta(days=14),
+        timedelta(0),
+        1,
+    )

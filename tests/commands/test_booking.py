@@ -12,6 +12,7 @@ from freezegun import freeze_time
 from sqlmodel import select
 
 from commands.billing import cost_by_month
+from commands.grammar import parse
 from commands.lab import Code
 from commands.notices import Kind
 from commands.request import cancel, request
@@ -238,3 +239,17 @@ def test_a_booking_undecided_until_its_start_lapses(lab, clock):
     assert not outcome.ok and outcome.code == Code.WRONG_STATE
     sweep(lab, clock.now)
     assert lease(lab.db, lease_id).state == State.EXPIRED_REQUEST
+
+
+def test_a_start_typed_without_quotes_is_read_whole():
+    command = parse(
+        "request 3 c1.small.x86 ams1 48h project=coredns repo=https://github.com/coredns/coredns "
+        "from=tomorrow 09:00 a release benchmark"
+    )
+    assert command.request.start == "tomorrow 09:00"
+    assert command.request.purpose == "a release benchmark"
+    ended = parse(
+        "request 3 c1.small.x86 ams1 project=coredns repo=https://github.com/coredns/coredns "
+        'from=2026-11-09T09:00 until="2026-11-10 09:00" why'
+    )
+    assert (ended.request.start, ended.request.end) == ("2026-11-09T09:00", "2026-11-10 09:00")
