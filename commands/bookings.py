@@ -75,7 +75,8 @@ def await_start(lab: Lab, leases: list[Lease], now: datetime) -> dict[int, str]:
         drafts, told = [], {}
         for lease in fresh:
             due = now >= day_before_at(lease)
-            if due and once(session, f"day-before:{lease.id}", now):
+            decided_ahead = lease.decided_at is not None and lease.decided_at < day_before_at(lease)
+            if due and decided_ahead and once(session, f"day-before:{lease.id}", now):
                 drafts.append(_day_before(lease, lab.policy))
                 told[lease.id] = {"starts": lease.book_start}
             lease.due_at = next_due(lease, lab.policy, now, told=due)

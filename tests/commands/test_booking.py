@@ -253,3 +253,14 @@ def test_a_start_typed_without_quotes_is_read_whole():
         'from=2026-11-09T09:00 until="2026-11-10 09:00" why'
     )
     assert (ended.request.start, ended.request.end) == ("2026-11-09T09:00", "2026-11-10 09:00")
+
+
+def test_a_booking_approved_within_its_last_day_gets_no_day_before_dm(lab, clock):
+    lease_id = file(lab, clock, start="tomorrow 08:00")  # 23 hours ahead
+    approve(lab, REVIEWER, lease_id, clock.now)
+    start = datetime(2026, 11, 3, 8, 0, tzinfo=UTC)
+    assert lease(lab.db, lease_id).due_at == start - LEAD
+    clock.now = start - LEAD
+    sweep(lab, clock.now)
+    assert lease(lab.db, lease_id).state == State.PROVISIONING
+    assert _texts(lab, Kind.DAY_BEFORE) == []
