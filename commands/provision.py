@@ -16,9 +16,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
+from commands.activity import issue_tokens, reporting
 from commands.backstop import move_backstop
 from commands.batches import batches
 from commands.bookings import warn_late
+from commands.capacity import forget, place
 from commands.coowners import audiences, co_owners_of
 from commands.facts import servers_summary, shape, when
 from commands.handover import files_notice
@@ -291,11 +293,11 @@ def _create_missing(
     todo = _with_capacity(lab, lease, todo, now)
     if not todo or not _guarded(lab, lease, todo, now):
         return
-    claimed = _claim_creates(lab, todo, now)
+    claimed, tokens = _claim_creates(lab, todo, now)
     workers = max(1, min(lab.policy.provider_concurrency, len(claimed) or 1))
     with ThreadPoolExecutor(workers, thread_name_prefix=f"create-{lease.id}") as pool:
         sent = {
-            pool.submit(_send_creates, lab, lease, batch, keys): batch
+            pool.submit(_send_creates, lab, lease, batch, keys, tokens): batch
             for batch in batches(claimed, workers, lab.provider.max_batch)
         }
         # Answers are recorded at least every RECORD_EVERY, all those in hand in one
@@ -371,9 +373,12 @@ def _guarded(lab: Lab, lease: Lease, todo: list[Server], now: datetime) -> bool:
     return False
 
 
-def _claim_creates(lab: Lab, servers: list[Server], now: datetime) -> list[Server]:
+def _claim_creates(
+    lab: Lab, servers: list[Server], now: datetime
+) -> tuple[list[Server], dict[int, str]]:
     """One statement claims every pending row this pass will create; a pass running at the
-    same time claims none of them twice."""
+    same time claims none of them twice. Each claimed server gets a fresh activity token in
+    the same transaction (where servers report: commands.activity)."""
     with lab.db.write() as session:
         taken = set(
             session.exec(
@@ -387,11 +392,12 @@ def _claim_creates(lab: Lab, servers: list[Server], now: datetime) -> list[Serve
                 .returning(Server.id)
             ).scalars()
         )
-    return [s for s in servers if s.id in taken]
+        tokens = issue_tokens(session, sorted(taken), now) if lab.policy.activity_url else {}
+    return [s for s in servers if s.id in taken], tokens
 
 
 def _send_creates(
-    lab: Lab, lease: Lease, servers: list[Server], keys: list[PublicKey]
+    lab: Lab, lease: Lease, servers: list[Server], keys: list[PublicKey], tokens: dict[int, str]
 ) -> list[Device | Exception]:
     """One provider call for a batch of the lease's servers: an answer for each."""
     specs = [
@@ -403,6 +409,7 @@ def _send_creates(
             ssh_keys=tuple(k.line for k in keys),
             tags=(TAG, lease_tag(lease.id)),
             termination_time=lease.backstop_at,
+            reporting=reporting(lab, tokens.get(server.id)),
         )
         for server in servers
     ]
@@ -690,6 +697,7 @@ def _activate_all(
         drafts += _ready(session, lab, lease, up[lease.id], asked, keys[lease.id], co_owners, now)
     audit_all(session, now, "system", "active", {x.id: {"servers": x.count} for x in leases})
     hold_all(session, leases, lab.policy, now)  # the real window and count replace the approved
+    place(session, leases, lab.policy, now)  # and on the capacity calendar, its days
     return drafts
 
 
@@ -779,6 +787,7 @@ def _fail(
     why = "provisioning timed out" if timed_out else "the provider could not create the servers"
     move(session, lease, State.FAILED, due_at=now, ended_at=now, reason=why)
     release_holds(session, lease)
+    forget(session, [lease.id])
     session.exec(
         servers_moving([ServerState.ACTIVE, *COMING], ServerState.DELETING, retry_at=now).where(
             Server.lease_id == lease.id
