@@ -9,7 +9,7 @@ from sqlmodel import Session, func, select
 
 from commands.billing import format_cents, month_key
 from commands.bookings import back_to_back, bookings_ahead, start_words
-from commands.capacity import fit_words, misfit, misfit_refusal
+from commands.capacity import fit_words, forget, misfit, misfit_refusal
 from commands.coowners import add_co_owners
 from commands.credit import available_cents, estimate_cents
 from commands.facts import lease_facts, quoted, shape, when
@@ -304,6 +304,7 @@ def cancel(lab: Lab, actor: str, lease_id: int, now: datetime) -> Outcome:
             move(session, lease, State.CANCELLED, due_at=None, decided_at=now)
             if booked:  # approved ahead: everything it held goes back, nothing was billed
                 release_holds(session, lease)
+                forget(session, [lease.id])
             audit(session, now, actor, "cancel", lease_id, booking_approved=booked)
             enqueue(
                 session,
