@@ -137,8 +137,12 @@ _POLICY_DURATIONS = {
     "LABBOT_IDLE_AFTER": "idle_after",
     "LABBOT_IDLE_SNOOZE": "idle_snooze",
     "LABBOT_IDLE_ESCALATE": "idle_escalate",
+    "LABBOT_BOOK_AHEAD": "book_ahead",
+    "LABBOT_LEAD_TIME": "lead_time",
 }
-_MAY_BE_ZERO = {"LABBOT_GRACE"}  # reclaiming exactly at the end is a lab's choice
+# Reclaiming exactly at the end, or creating a booking's servers only at its start, is a
+# lab's choice.
+_MAY_BE_ZERO = {"LABBOT_GRACE", "LABBOT_LEAD_TIME"}
 _POLICY_INTS = {
     "LABBOT_MAX_SERVERS": "max_servers",
     "LABBOT_PENDING_PER_USER": "pending_per_user",
@@ -146,6 +150,7 @@ _POLICY_INTS = {
     "LABBOT_CREATE_ATTEMPTS": "create_attempts",
     "LABBOT_PROVIDER_CONCURRENCY": "provider_concurrency",
     "LABBOT_SWEEP_CONCURRENCY": "sweep_concurrency",
+    "LABBOT_BOOKINGS_PER_PROJECT": "bookings_per_project",
 }
 
 

@@ -67,6 +67,8 @@ class Kind(StrEnum):
     IDLE_ASKED = "idle_asked"  # a lease's people asked whether they still use its idle servers
     IDLE_ESCALATED = "idle_escalated"  # the reviewers told nobody answered that question
     IDLE_RECLAIMED = "idle_reclaimed"  # a lease reclaimed early for being idle, with its refund
+    DAY_BEFORE = "day_before"  # a booking starts tomorrow
+    BOOKING_LATE = "booking_late"  # a booking's servers cannot be created in time
     CLICK_FAILED = "click_failed"  # an acknowledged click a replica took over could not do
 
 

@@ -165,7 +165,8 @@ def _resume(ids: list[int], place: Place, size: int) -> tuple[int, str]:
 
 def _lease(now: datetime, idle: dict[int, datetime]) -> Callable[[Lease], list[Block]]:
     def render(lease: Lease) -> list[Block]:
-        buttons = lease_buttons(lease.id, lease.state)
+        booked = lease.state == "approved" and lease.book_start is not None
+        buttons = lease_buttons(lease.id, "booked" if booked else lease.state)
         shown_line = [section(mrkdwn(one_line(lease, now)))]
         if lease.id in idle:
             shown_line.append(
