@@ -46,6 +46,7 @@ from benchmarks.common import workdir
 from bot.blocks import cards
 from bot.slack_notifier import POST_EVERY
 from commands.billing import cost_by_month, format_cents, hours_by_month
+from commands.notices import Kind
 from commands.states import ServerState, State
 from fakes.keys import public_key
 from fakes.packet import FakePacket
@@ -501,6 +502,7 @@ def _check(db: Database, packet: FakePacket, load: Load, gave_up: list[str]) -> 
             for r in packet.requests
             if r.status is None or r.status in (429, 500)
         ),
+        **outbox(notices),
         **sweep_lag(packet, servers, ends, expired),
         **waste(packet, servers, ends),
         "checks": checks,
@@ -510,6 +512,23 @@ def _check(db: Database, packet: FakePacket, load: Load, gave_up: list[str]) -> 
             for e in audits
         ],
     }
+
+
+def outbox(notices: list[Notice]) -> dict:
+    """How long review cards and their edits waited in the outbox, from queued to sent (the
+    pacing's cost), and what was still owed when the half ended."""
+    waits: dict[str, list[float]] = {"cards": [], "edits": []}
+    for notice in notices:
+        group = {Kind.REVIEW_CARD: "cards", Kind.CARD_DECIDED: "edits"}.get(Kind(notice.kind))
+        if group and notice.delivered_at:
+            waits[group].append((notice.delivered_at - notice.created_at).total_seconds())
+    figures = {}
+    for group, seconds in waits.items():
+        seconds.sort()
+        figures[f"{group}_p50"] = percentile(seconds, 0.5)
+        figures[f"{group}_max"] = seconds[-1] if seconds else 0
+    owed = Counter(n.kind for n in notices if n.retry_at is not None)
+    return {**figures, "owed": dict(owed)}
 
 
 def percentile(ordered: list[float], q: float) -> float:
@@ -591,6 +610,11 @@ def report(results: list[dict], n: int, users: int) -> None:
             f"    billed past end + grace: {r['waste_hours']} server-hours, "
             f"{format_cents(r['waste_cents'])} ({r['late_server_minutes']:.1f} server-minutes "
             "up past it)"
+        )
+        print(
+            f"    outbox (queued to sent): review cards p50 {r['cards_p50']:.0f} s, "
+            f"max {r['cards_max']:.0f} s; card edits p50 {r['edits_p50']:.0f} s, "
+            f"max {r['edits_max']:.0f} s; owed at the end: {r['owed'] or 'nothing'}"
         )
         print(f"    provider faults that fired: {dict(r['faults']) or 'none'}")
         print(f"    Slack's 429s (the outbox's pacing overrun): {dict(r['slack_429s']) or 'none'}")
