@@ -20,6 +20,12 @@ saw: acks timed at the client (p50, p99, p99.9, the maximum and the slowest requ
 sweep's lag, from a lease's end + grace to the first delete of its servers that reached the
 provider (p50, p99, maximum); and the server-hours the donor was billed past end + grace, in
 dollars, from the deletes the provider took.
+
+Each request is decided as soon as its card appears. The cards come at Slack's pace, about one
+a second in one channel (the fake Slack enforces Slack's limits here), so a half takes about
+N + 240 s: 2,000 requests about 38 minutes a half. No wait is a fixed guess: the card wait
+gives up when cards come slower than that pace by more than a minute, the last wait a minute
+after the last lease's end + grace, and each says what it was still waiting for.
 """
 
 from __future__ import annotations
