@@ -127,7 +127,9 @@ def choose(
         _bill(lease, offer)
         over = over_budget(session, lease, lab.policy, now)
         if over:
-            lacks[offer.donor] = f"{offer.donor} would {past_words(over[0], lease, lab.policy)}"
+            lacks[offer.donor] = (
+                f"{offer.donor} would {past_words(over[0], lease, lab.policy, after_donor=True)}"
+            )
             broke.add(offer.donor)
         elif offer.busy:
             lacks[offer.donor] = offer.busy
