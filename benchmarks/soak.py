@@ -52,7 +52,7 @@ from benchmarks.common import workdir
 from bot.blocks import cards
 from bot.slack_notifier import POST_EVERY
 from commands.billing import cost_by_month, format_cents, hours_by_month
-from commands.notices import Kind
+from commands.notices import CLAIM_FOR, Kind
 from commands.states import ServerState, State
 from fakes.keys import public_key
 from fakes.packet import FakePacket
@@ -339,7 +339,9 @@ def _decide(pool, procs, load, slack, db, rng, n: int, kill: bool) -> list[str]:
             restarted = time.monotonic()
             procs[0].kill()
             procs[0].start()
-            deadline.pause(time.monotonic() - restarted)
+            # And the killed replica's claims on audiences it was sending lapse only after
+            # the outbox's CLAIM_FOR: until then nobody posts its cards (the takeover).
+            deadline.pause(time.monotonic() - restarted + CLAIM_FOR.total_seconds())
             done.killed = True
             say(f"{len(done.clicked)} decided; replica 0 killed with SIGKILL and started again")
         _extend_and_release(pool, procs, load, rng, rows, done)
