@@ -76,6 +76,9 @@ FINAL = {
 ACK_LIMIT = 3.0
 LEASE = "2m"
 GRACE = timedelta(seconds=10)
+# Longer than a create's claim (5 minutes), so that the creates the killed replica had in flight
+# are looked for and adopted, not left to fail the lease at the deadline.
+PROVISION_TIMEOUT = timedelta(minutes=8)
 PLAN, METRO = "t1.small.x86", "ams1"
 ROOT = Path(__file__).parents[1]
 LABBOT = str(Path(sys.executable).parent / "labbot")
@@ -160,9 +163,7 @@ def environment(url: str, slack: FakeSlack, packet: FakePacket) -> dict[str, str
         "LABBOT_REMINDERS": "1m",
         "LABBOT_CLAIM_FOR": "20s",
         "LABBOT_RECONCILE_EVERY": "30s",
-        # Longer than a create's claim (5 minutes), so that the creates the killed replica
-        # had in flight are looked for and adopted, not left to fail the lease at the deadline.
-        "LABBOT_PROVISION_TIMEOUT": "8m",
+        "LABBOT_PROVISION_TIMEOUT": f"{PROVISION_TIMEOUT.total_seconds():.0f}s",
         "LABBOT_PENDING_PER_USER": "1000",
     }
 
@@ -306,6 +307,7 @@ class Decisions:
     again: set[int] = field(default_factory=set)  # clicked a second time
     seen_active: set[int] = field(default_factory=set)
     killed: bool = False
+    all_decided: bool = False
 
 
 def _decide(pool, procs, load, slack, db, rng, n: int, kill: bool) -> list[str]:
@@ -349,15 +351,22 @@ def _decide(pool, procs, load, slack, db, rng, n: int, kill: bool) -> list[str]:
             done.killed = True
             say(f"{len(done.clicked)} decided; replica 0 killed with SIGKILL and started again")
         _extend_and_release(pool, procs, load, rng, rows, done)
-        moving = (State.PENDING, State.APPROVED, State.PROVISIONING)
-        if len(rows) >= n and done.killed and not any(r.state in moving for r in rows):
+        decided = len(rows) >= n and done.killed and not pending
+        if decided and not done.all_decided:
+            # What remains is the provider's: an approved lease comes up, or fails, within
+            # the provisioning timeout (a lost create is found and adopted by then).
+            done.all_decided = True
+            deadline = Deadline(0, PROVISION_TIMEOUT.total_seconds() + MARGIN)
+            say(f"all {n} decided ({len(done.again)} clicked again)")
+        coming = (State.APPROVED, State.PROVISIONING)
+        if decided and not any(r.state in coming for r in rows):
             break
         if deadline.passed():
             return [_owed(db, n, posted, rows)]
         time.sleep(1)
     for click in clicks:
         click.result()
-    say(f"all {n} decided ({len(done.again)} clicked again)")
+    say("every approved lease came up")
     return []
 
 
