@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -19,6 +20,7 @@ from slack_bolt import App, BoltRequest, BoltResponse
 from slack_bolt.error import BoltUnhandledRequestError
 from slack_sdk import WebClient
 
+from bot.acks import Acks
 from bot.blocks.kit import ephemeral
 from bot.gate import VERIFIED
 from bot.inbox import KEEP_WAIT, Keeper, Kept
@@ -34,10 +36,12 @@ from commands.lab import Lab
 from commands.views import lease_with_servers
 from storage.db import Busy, Database
 
-# bolt runs each listener on its executor and answers Slack when the listener acks. Listeners
-# in the web process only keep the request in the inbox, ack, and open forms; the work is done
-# by worker processes (bot.worker), or, where this process works too (Socket Mode, the demo,
-# the tests), by its own pool, whose threads are not bolt's.
+# A listener only keeps the request in the inbox and acks, so bolt runs it on the request's own
+# thread (`process_before_response`) and answers Slack when it returns: no hand-over to another
+# thread and no polling for the ack (bolt's other mode looks for it every 10 ms). What follows
+# the ack in the web process, opening a form, runs on the listener threads (`after_ack`); the
+# work is done by worker processes (bot.worker), or, where this process works too (Socket Mode,
+# the demo, the tests), by its own pool.
 LISTENER_THREADS = 32
 WORKER_THREADS = 8  # SQLite takes one writer at a time; more threads only wait on its lock
 UNHANDLED = (
@@ -52,14 +56,17 @@ class TrackedPool(ThreadPoolExecutor):
     """A thread pool able to say when all the work it was given is done (the demo, the tests
     and a clean shutdown wait on that instead of sleeping)."""
 
-    def __init__(self, max_workers: int, name: str) -> None:
+    def __init__(self, max_workers: int, name: str, after: Acks | None = None) -> None:
         super().__init__(max_workers=max_workers, thread_name_prefix=name)
         self._busy = 0
         self._idle = threading.Condition()
+        self._after = after  # each task waits for these acks first (bot.acks)
 
     def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future:
         with self._idle:
             self._busy += 1
+        if self._after is not None:
+            fn, args = self._after.after, (fn, *args)
         future = super().submit(fn, *args, **kwargs)
         future.add_done_callback(self._finished)
         return future
@@ -80,11 +87,12 @@ class AppContext:
     settings: Settings
     clock: Clock
     client: WebClient
+    acks: Acks = field(default_factory=Acks)  # the requests this process is answering
     listeners: TrackedPool = field(default_factory=lambda: TrackedPool(LISTENER_THREADS, "bolt"))
-    work: TrackedPool = field(default_factory=lambda: TrackedPool(WORKER_THREADS, "labbot-work"))
     works_here: bool = True  # False in a web process of `labbot serve`: workers do the work
 
     def __post_init__(self) -> None:
+        self.work = TrackedPool(WORKER_THREADS, "labbot-work", after=self.acks)
         self.keeper = Keeper(self.lab, self.clock)
 
     def hand_over(self, body: dict[str, Any]) -> None:
@@ -108,6 +116,12 @@ class AppContext:
             log.info("Slack delivered a %s again; it is kept already and done once", _kind(body))
         elif self.works_here:
             self.work.submit(run, self, Kept(item, body, 1))
+
+    def after_ack(self, body: dict[str, Any], job: Callable[..., None], *args: Any) -> None:
+        """Right after the ack, on this process's listener threads: opening a form, whose
+        trigger_id dies within seconds (so not a worker's to do). If it raises, its person is
+        told."""
+        self.listeners.submit(answered, self, body, job, *args)
 
     def settle(self, timeout: float = 30.0) -> bool:
         """Wait until every listener and the work they handed on are done."""
@@ -166,18 +180,32 @@ def create_app(ctx: AppContext) -> App:
             "SLACK_SIGNING_SECRET is not set; labbot needs it to check that requests come "
             "from Slack (or set SLACK_APP_TOKEN for Socket Mode)."
         )
-    app = App(
+    app = _Answering(
+        ctx.acks,
         client=ctx.client,
         signing_secret=secret,
         request_verification_enabled=bool(secret),
         raise_error_for_unhandled_request=True,  # answered by _on_error, not a bare 404
-        process_before_response=False,
+        process_before_response=True,  # see LISTENER_THREADS
         listener_executor=ctx.listeners,
     )
     for surface in (commands, actions, views, events):
         surface.register(app, ctx)
     app.error(partial(_on_error, ctx))
     return app
+
+
+class _Answering(App):
+    """bolt's App, counting each request it answers as being acknowledged until it is (the
+    listener runs before `dispatch` returns): bot.acks."""
+
+    def __init__(self, acks: Acks, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._acks = acks
+
+    def dispatch(self, req: BoltRequest) -> BoltResponse:
+        with self._acks.answering():
+            return super().dispatch(req)
 
 
 def _on_error(
