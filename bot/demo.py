@@ -19,6 +19,9 @@ With the simulated provider (`make run`) the lab has two donors: cncf, whose cre
 any server, and armco, whose smaller credit pays only for Arm servers and whose account asks
 less for them. The story adds a request routed to each, armco's month filled so that the next
 Arm request goes to cncf, and armco's own report: what its gift paid for.
+
+One test across three metros: a request for two servers in each of three metros, filed, approved,
+provisioned and listed by metro as one lease, then released and reclaimed in every metro.
 """
 
 from __future__ import annotations
@@ -536,6 +539,7 @@ class Story:
         self.submit(ALICE, modals.WRITEUP, "url", "https://coredns.io/blog/lab-scale-tests")
         if len(self.ctx.lab.policy.donors()) > 1:
             self.two_donors()
+        self.across_metros()
         self.busy_morning()
         self.type(ADA, f"show {first}")
         self.type(ADA, "credit")
@@ -568,6 +572,26 @@ class Story:
             self.click_card(RITA, cards.APPROVE, lease_id)
         self.wait("the donors' servers come up", minutes=5)
         self.wait("the donors' servers run", hours=6)
+
+    def across_metros(self) -> None:
+        """One test, many metros: a request for servers in three metros at once is one lease,
+        approved, provisioned in each metro, listed by metro, and reclaimed whole."""
+        catalog = self.ctx.lab.plans()
+        plan = self.small.split()[0]
+        metros = [m for m in catalog.metros if catalog.plan_available(plan, m)][:3]
+        print(f"\n{self.clock.now:%a %d %b %H:%M} — one test across {len(metros)} metros")
+        lease_id = _lease_id(
+            self.type(
+                ALICE,
+                f"request {plan} 24h metro={','.join(metros)} count=2 project=coredns "
+                'repo=https://github.com/coredns/coredns "DNS latency between the metros"',
+            )
+        )
+        self.click_card(RITA, cards.APPROVE, lease_id)
+        self.wait("the servers come up in every metro", minutes=5)
+        self.type(ALICE, f"show {lease_id}")
+        self.type(ALICE, f"release {lease_id}")
+        self.wait("deletes confirmed in every metro", minutes=1)
 
     def busy_morning(self) -> None:
         """Thirty requests arrive (told in one line, not ninety), and the reviewer's lists show

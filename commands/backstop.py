@@ -19,9 +19,9 @@ from storage.models import Lease, Server
 
 def move_backstop(lab: Lab, lease_id: int, ends_at: datetime, now: datetime) -> str | None:
     """Push the lease's backstop past `ends_at` (plus grace and margin) when it is not already
-    there: one provider call for the whole lease. Returns the provider's refusal as a sentence,
-    or None when the backstop is safe. A backstop moved for an end that then does not happen
-    only deletes later."""
+    there: one provider call for each of the lease's metros. Returns the provider's refusal as
+    a sentence, or None when the backstop is safe. A backstop moved for an end that then does
+    not happen only deletes later."""
     with lab.db.read() as session:
         lease = session.get(Lease, lease_id)
         servers = session.exec(
@@ -32,10 +32,15 @@ def move_backstop(lab: Lab, lease_id: int, ends_at: datetime, now: datetime) -> 
     needed = lab.policy.backstop(ends_at)
     if needed <= lease.backstop_at:
         return None
+    metros = dict.fromkeys([*lease.per_metro(), *(s.metro for s in servers)])
     try:
-        lab.provider_of(lease.donor).set_backstop(
-            lease_tag(lease_id), lease.metro, needed, [s.provider_id for s in servers]
-        )
+        for metro in metros:  # one call a metro: EC2 keeps the lease's schedule in each region
+            lab.provider_of(lease.donor).set_backstop(
+                lease_tag(lease_id),
+                metro,
+                needed,
+                [s.provider_id for s in servers if s.metro == metro],
+            )
     except Exception as error:
         return (
             f"the provider would not move the deletion backstop of lease #{lease_id}'s servers "

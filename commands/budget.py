@@ -71,11 +71,12 @@ def over_budget(session: Session, lease: Lease, policy: Policy, now: datetime) -
     return [short for short in found if short.months]
 
 
-def past_words(short: Shortfall, lease: Lease, policy: Policy) -> str:
+def past_words(short: Shortfall, lease: Lease, policy: Policy, *, after_donor: bool = False) -> str:
     """What the lease would do, to follow "would": `take coredns past its monthly cap: 2026-11
-    by $7.60`."""
+    by $7.60`. After the donor's own name ("cncf would ..."), its credit is "its"."""
     if short.limit == Limit.LAB:
-        whose = "the lab's" if len(policy.donors()) == 1 else f"{lease.donor}'s"
+        whose = "its" if after_donor else f"{lease.donor}'s"
+        whose = "the lab's" if len(policy.donors()) == 1 else whose
         return f"over-commit {whose} credit: {shortfall_words(short.months)}"
     if short.limit == Limit.PROJECT:
         return f"take {lease.project} past its monthly cap: {shortfall_words(short.months)}"

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import re
+from collections import Counter
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from commands.billing import format_cents
 from commands.durations import format_duration
+from commands.metros import metro_words
 from commands.states import DESCRIPTIONS, State
 from storage.models import Lease, Server
 
@@ -29,7 +32,7 @@ def lease_facts(lease: Lease, estimate: int | None = None) -> dict[str, Any]:
         "repo_url": lease.repo_url,
         "purpose": lease.purpose,
         "plan": lease.plan,
-        "metro": lease.metro,
+        "metro": metro_words(lease.per_metro()),
         "os": lease.os,
         "count": lease.count,
         "duration": format_duration(lease.duration_s + lease.extended_s),
@@ -42,9 +45,10 @@ def lease_facts(lease: Lease, estimate: int | None = None) -> dict[str, Any]:
 
 
 def shape(lease: Lease) -> str:
-    """`3 x c1.small.x86 in ams1 for 48h`"""
+    """`3 x c1.small.x86 in ams1 for 48h`; across metros, `6 x c1.small.x86 in ams1 (4),
+    ewr1 (2) for 48h`."""
     total = format_duration(lease.duration_s + lease.extended_s)
-    return f"{lease.count} x {lease.plan} in {lease.metro} for {total}"
+    return f"{lease.count} x {lease.plan} in {metro_words(lease.per_metro())} for {total}"
 
 
 SLACK_DATE = "{date_short_pretty} {time}"  # "Dec 7, 2026 3:00 PM", in the reader's zone
@@ -123,8 +127,21 @@ def describe(
         lines.append(f"Flagged: {lease.flagged}")
     if lease.writeup_url:
         lines.append(f"Write-up: {quoted(lease.writeup_url)}")
-    lines += [server_line(server) for server in servers]
+    order = {metro: n for n, metro in enumerate(lease.per_metro())}
+    servers = sorted(servers, key=lambda s: order.get(s.metro, len(order)))
+    lines += server_lines(servers, Counter(s.metro for s in servers))
     return "\n".join(lines)
+
+
+def server_lines(listed: list[Server], counts: Mapping[str, int]) -> list[str]:
+    """A line per server; across several metros (`counts`: the lease's servers in each), each
+    metro's run of them under a line naming the metro and how many servers it has there."""
+    lines: list[str] = []
+    for n, server in enumerate(listed):
+        if len(counts) > 1 and (n == 0 or listed[n - 1].metro != server.metro):
+            lines.append(f"{server.metro}: {counts[server.metro]} server(s)")
+        lines.append(server_line(server))
+    return lines
 
 
 def server_line(server: Server) -> str:

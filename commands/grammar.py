@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from commands.durations import DurationError, parse_duration
+from commands.metros import MetroError, read_metros
 from commands.pages import MAX_PAGE_DIGITS
 from commands.policy import MAX_CO_OWNERS, RequestInput
 from commands.pubkeys import PRIVATE_KEY_REFUSAL, looks_private
@@ -24,6 +25,7 @@ from metal.forge import FORGES
 USAGE: dict[str, str] = {
     "request": (
         'request [COUNT PLAN METRO DURATION project=NAME repo=URL "why"] '
+        "[metro=ams1,ewr1 count=2 | metro=ams1:4,ewr1:2] "
         '[class=foundation|member|other org=NAME] [os=OS key="ssh-ed25519 ..." '
         "with=@user,@user partial=yes donor=NAME]  (no arguments: a form)"
     ),
@@ -215,23 +217,51 @@ def _request(verb: str, args: list[str]) -> Command:
         return Command(verb)
     positional = [a for a in args if "=" not in a]
     options = _options(
-        verb, [a for a in args if "=" in a], allowed={*_OPTION_FIELDS, "partial", "with"}
+        verb,
+        [a for a in args if "=" in a],
+        allowed={*_OPTION_FIELDS, "partial", "with", "metro", "count"},
     )
-    if len(positional) < 4:
-        raise _usage(verb, "an inline request starts with COUNT PLAN METRO DURATION")
-    count, plan, metro, duration = map(plain, positional[:4])
+    metros_given = plain(options["metro"]) if "metro" in options else None
+    count_given = plain(options["count"]) if "count" in options else None
+    per_metro = metros_given is not None and ":" in metros_given
+    # The words not given as options, in their places: COUNT PLAN METRO DURATION.
+    names = [
+        *(["count"] if count_given is None and not per_metro else []),
+        "plan",
+        *(["metro"] if metros_given is None else []),
+        "duration",
+    ]
+    if len(positional) < len(names):
+        raise _usage(
+            verb,
+            "an inline request starts with COUNT PLAN METRO DURATION "
+            "(or PLAN DURATION with count= and metro=)",
+        )
+    words = dict(zip(names, map(plain, positional), strict=False))
+    plan, duration = words["plan"], words["duration"]
+    if per_metro and _looks_numeric(positional[0]):
+        raise _usage(verb, "with a count per metro (metro=ams1:4,ewr1:2), leave out COUNT")
+    count_word = count_given if count_given is not None else words.get("count")
+    try:
+        counts = read_metros(
+            metros_given if metros_given is not None else words["metro"],
+            None if count_word is None else _count(count_word),
+        )
+    except MetroError as error:
+        raise _usage(verb, str(error).rstrip(".")) from error
     fields: dict = {_OPTION_FIELDS[k]: plain(v) for k, v in options.items() if k in _OPTION_FIELDS}
     if "with" in options:
         fields["co_owners"] = _users(verb, [options["with"]])
     if "applicant" in fields:
         fields["applicant"] = fields["applicant"].lower()
-    extra_purpose = plain(" ".join(positional[4:]))
+    extra_purpose = plain(" ".join(positional[len(names) :]))
     if extra_purpose:
         fields["purpose"] = " ".join(filter(None, [fields.get("purpose", ""), extra_purpose]))
     request = RequestInput(
         plan=plan,
-        metro=metro,
-        count=_count(count),
+        metro=next(iter(counts)),
+        count=sum(counts.values()),
+        metro_counts=tuple(counts.items()) if len(counts) > 1 else (),
         duration=_duration(verb, duration),
         allow_partial=_yes_no(plain(options.get("partial", "no"))),
         **fields,

@@ -129,6 +129,7 @@ class Code(StrEnum):
     TOO_MANY = "too_many"  # a limit on how many reached (waiting requests, keys, co-owners)
     FORGE_UNAVAILABLE = "forge_unavailable"  # no forge configured, or it cannot answer now
     PROVIDER_REFUSED = "provider_refused"  # the provider would not do what the action needs
+    NOT_OFFERED = "not_offered"  # the plan is not offered in (every) metro asked for
     NO_DONOR = "no_donor"  # no donor's catalog, terms or dates allow it (or the one named)
     DONOR_ENDS = "donor_ends"  # the lease would run past the end of its donor's credit
 

@@ -188,6 +188,12 @@ class RequestInput(BaseModel):
     co_owners: tuple[str, ...] = ()  # Slack user ids
     saved_keys: tuple[str, ...] | None = None  # fingerprints checked in the form; None: not asked
     donor: str = ""  # who pays (`donor=NAME`); empty: labbot proposes one (commands.routing)
+    # Several metros (commands.metros): (metro, count) in the order asked, `metro` the first and
+    # `count` the total; empty for `count` servers in `metro`. Read through per_metro().
+    metro_counts: tuple[tuple[str, int], ...] = ()
+
+    def per_metro(self) -> dict[str, int]:
+        return dict(self.metro_counts) if self.metro_counts else {self.metro: self.count}
 
 
 def is_link(text: str) -> bool:
@@ -214,16 +220,17 @@ def check_request(req: RequestInput, catalog: Catalog, policy: Policy) -> dict[s
         errors["purpose"] = 'say in a few words what the servers are for, in quotes: "why"'
     if req.plan not in catalog.plans:
         errors["plan"] = f"unknown plan '{req.plan}'; choose one of {', '.join(catalog.plans)}"
-    if req.metro not in catalog.metros:
-        errors["metro"] = f"unknown metro '{req.metro}'; choose one of {', '.join(catalog.metros)}"
-    elif req.plan in catalog.plans and not catalog.plan_available(req.plan, req.metro):
-        where = ", ".join(catalog.plans[req.plan].metros)
-        errors["metro"] = f"{req.plan} is not offered in {req.metro}; it is offered in {where}"
+    unknown = ", ".join(f"'{m[:40]}'" for m in req.per_metro() if m not in catalog.metros)
+    if unknown:
+        errors["metro"] = f"unknown metro {unknown}; choose one of {', '.join(catalog.metros)}"
+    elif absent := not_offered(req, catalog):
+        errors["metro"] = absent
     if req.os and catalog.oses and req.os not in catalog.oses:
         errors["os"] = f"unknown OS '{req.os}'; choose one of {', '.join(catalog.oses)}"
     if not 1 <= req.count <= policy.max_servers:
+        across = " in all metros together" if req.metro_counts else ""
         errors["count"] = (
-            f"{req.count} servers is outside policy; ask for 1 to {policy.max_servers}"
+            f"{req.count} servers is outside policy; ask for 1 to {policy.max_servers}{across}"
         )
     if not policy.min_lease <= req.duration <= policy.max_lease:
         errors["duration"] = (
@@ -247,6 +254,20 @@ def check_request(req: RequestInput, catalog: Catalog, policy: Policy) -> dict[s
     if len(req.co_owners) > MAX_CO_OWNERS:
         errors["co_owners"] = f"name at most {MAX_CO_OWNERS} co-owners"
     return errors
+
+
+def not_offered(req: RequestInput, catalog: Catalog) -> str | None:
+    """The metros asked for where the catalog does not offer the plan, in one sentence naming
+    them and where it is offered; None when it is offered in every one."""
+    absent = [m for m in req.per_metro() if not catalog.plan_available(req.plan, m)]
+    if not absent or req.plan not in catalog.plans:
+        return None
+    where = catalog.plans[req.plan].metros or tuple(catalog.metros)
+    many = f" ({len(req.per_metro())} asked, {len(where)} offered)" if len(absent) > 1 else ""
+    return (
+        f"{req.plan} is not offered in {', '.join(absent)}{many}; it is offered in "
+        f"{', '.join(where)}"
+    )
 
 
 def check_extension(current_total: timedelta, extra: timedelta, policy: Policy) -> str | None:

@@ -9,7 +9,7 @@ tag and the server's hostname before creating again, so a server is never create
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
+from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor, wait
 from datetime import datetime, timedelta
 
@@ -40,6 +40,7 @@ from commands.lab import (
     wrong_state,
 )
 from commands.markers import once
+from commands.metros import metro_words
 from commands.notices import ADMIN, Draft, Kind, enqueue, enqueue_all, owner
 from commands.pubkeys import PublicKey
 from commands.reclaim import delete_due_all
@@ -53,6 +54,7 @@ from metal.provider import (
     NoCapacity,
     ProviderError,
     lease_tag,
+    short_metros,
 )
 from storage.locks import locked, locked_all
 from storage.models import Lease, Server, ServerKeys
@@ -117,13 +119,14 @@ def _start(session: Session, lab: Lab, leases: list[Lease], actor: str, now: dat
     for lease in moved:
         planned_end = now + lab.policy.provision_timeout + timedelta(seconds=lease.duration_s)
         lease.backstop_at = lab.policy.backstop(planned_end)
-        for n in range(1, lease.count + 1):
+        metros = [metro for metro, count in lease.per_metro().items() for _ in range(count)]
+        for n, metro in enumerate(metros, 1):
             session.add(
                 Server(
                     lease_id=lease.id,
                     hostname=f"{lease.project}-{lease.id}-{n}",
                     plan=lease.plan,
-                    metro=lease.metro,
+                    metro=metro,
                     hourly_cents=lease.hourly_cents,
                 )
             )
@@ -277,7 +280,8 @@ def _create_missing(
         for s in rows
         if s.state == ServerState.PENDING and (s.retry_at is None or s.retry_at <= now)
     ]
-    if not todo or not _has_capacity(lab, lease, todo, now) or not _guarded(lab, lease, todo, now):
+    todo = _with_capacity(lab, lease, todo, now)
+    if not todo or not _guarded(lab, lease, todo, now):
         return
     claimed = _claim_creates(lab, todo, now)
     workers = max(1, min(lab.policy.provider_concurrency, len(claimed) or 1))
@@ -296,23 +300,32 @@ def _create_missing(
                 _record_creates(lab, lease, answers, keys, now)
 
 
-def _has_capacity(lab: Lab, lease: Lease, todo: list[Server], now: datetime) -> bool:
-    """Checked again just before creating (reviewers saw it on the card). No capacity: wait
-    and ask again, until the provisioning deadline fails the lease; unknown: go ahead."""
-    try:
-        available = lab.provider.capacity(lease.plan, lease.metro, len(todo))
-    except Exception:
-        available = None
-    if available is not False:
-        return True
+def _with_capacity(lab: Lab, lease: Lease, todo: list[Server], now: datetime) -> list[Server]:
+    """The servers to create now: capacity is checked again, metro by metro, just before
+    creating (reviewers saw it on the card). A metro without room waits and is asked again,
+    until the provisioning deadline fails the lease; unknown: go ahead."""
+    counts = Counter(s.metro for s in todo)
+    short = set(short_metros(lab.provider, lease.plan, dict(counts)))
+    if not short:
+        return todo
+    waiting = [s for s in todo if s.metro in short]
     with lab.db.write() as session:
         session.exec(
             update(Server)
-            .where(col(Server.id).in_([s.id for s in todo]), Server.state == ServerState.PENDING)
+            .where(col(Server.id).in_([s.id for s in waiting]), Server.state == ServerState.PENDING)
             .values(retry_at=now + CAPACITY_WAIT)
         )
-        audit(session, now, "system", "capacity", lease.id, "waiting", servers=len(todo))
-    return False
+        audit(
+            session,
+            now,
+            "system",
+            "capacity",
+            lease.id,
+            "waiting",
+            servers=len(waiting),
+            metros=sorted(short),
+        )
+    return [s for s in todo if s.metro not in short]
 
 
 def _guarded(lab: Lab, lease: Lease, todo: list[Server], now: datetime) -> bool:
@@ -321,7 +334,8 @@ def _guarded(lab: Lab, lease: Lease, todo: list[Server], now: datetime) -> bool:
     nothing is created: the servers wait, the admins are told once, and the provisioning
     deadline fails the lease if it never works."""
     try:
-        lab.provider.set_backstop(lease_tag(lease.id), lease.metro, lease.backstop_at, ())
+        for metro in dict.fromkeys(s.metro for s in todo):  # EC2: a schedule in each region
+            lab.provider.set_backstop(lease_tag(lease.id), metro, lease.backstop_at, ())
         return True
     except Exception as error:
         reason = f"the provider would not set the deletion backstop ({error})"
@@ -655,7 +669,8 @@ def _activate_all(
     for lease in leases:
         lease.ends_at = now + timedelta(seconds=lease.duration_s + lease.extended_s)
         lease.due_at = next_due(lab.policy, now, lease.ends_at, sent=())
-        asked, lease.count = lease.count, len(up[lease.id])
+        asked, came_up = lease.count, Counter(s.metro for s in up[lease.id])
+        lease.spread({metro: came_up[metro] for metro in lease.per_metro() if came_up[metro]})
         _give_up_stragglers(session, lease, rows[lease.id], now)
         drafts += _ready(session, lab, lease, up[lease.id], asked, keys[lease.id], co_owners)
     audit_all(session, now, "system", "active", {x.id: {"servers": x.count} for x in leases})
@@ -696,9 +711,18 @@ def _ready(
     lease ends; it names the servers as far as it can and says where the rest are."""
     partial = f" ({lease.count} of the {asked} asked for)" if lease.count < asked else ""
     login = lab.plans().login_user(lease.os)
-    intro = f"Lease #{lease.id} is ready{partial}: log in as {login} (`ssh {login}@ADDRESS`)."
+    counts = lease.per_metro()
+    where = f" in {metro_words(counts)}" if len(counts) > 1 else ""
+    intro = (
+        f"Lease #{lease.id} is ready{partial}{where}: log in as {login} (`ssh {login}@ADDRESS`)."
+    )
     ends = f"It ends {when(lease.ends_at)}; you will be reminded before then."
-    listed = "\n".join(f"• {s.hostname}: {s.ips or 'no IP yet'}" for s in active[:TEXT_LISTED])
+    order = list(counts)
+    active = sorted(active, key=lambda s: (order.index(s.metro), s.id))
+    listed = "\n".join(
+        f"• {s.hostname}{f' ({s.metro})' if where else ''}: {s.ips or 'no IP yet'}"
+        for s in active[:TEXT_LISTED]
+    )
     if len(active) > TEXT_LISTED:
         listed += (
             f"\n• and {len(active) - TEXT_LISTED} more: every server is in the files sent with "

@@ -28,7 +28,7 @@ from commands.lab import (
     wrong_state,
 )
 from commands.notices import REVIEW, Draft, Kind, enqueue, enqueue_all, owner
-from commands.policy import RequestInput, check_request, default_os
+from commands.policy import RequestInput, check_request, default_os, not_offered
 from commands.process import classify
 from commands.queue import (
     applicant_label,
@@ -39,6 +39,7 @@ from commands.queue import (
 )
 from commands.routing import Choice, assess, card_facts, choose
 from commands.states import State
+from metal.provider import capacity_in
 from storage.locks import locked, serialize
 from storage.models import Lease
 
@@ -50,7 +51,9 @@ def request(lab: Lab, actor: str, req: RequestInput, now: datetime) -> Outcome:
     errors = check_request(req, catalog, lab.policy)
     if errors:
         message = "That request cannot be filed: " + "; ".join(errors.values()) + "."
-        return refuse(lab, now, actor, "request", Refusal(Code.BAD_INPUT, message), errors=errors)
+        absent = set(errors) == {"metro"} and errors["metro"] == not_offered(req, catalog)
+        code = Code.NOT_OFFERED if absent else Code.BAD_INPUT
+        return refuse(lab, now, actor, "request", Refusal(code, message), errors=errors)
     draft = _draft(lab, actor, req, now)
     offers = assess(lab, draft, now, [req.donor] if req.donor else None)
     if all(offer.stop for offer in offers):
@@ -116,7 +119,7 @@ def _draft(lab: Lab, actor: str, req: RequestInput, now: datetime) -> Lease:
         dict(lab.policy.foundation_projects),
         lab.policy.members,
     )
-    return Lease(
+    lease = Lease(
         state=State.PENDING,
         owner=actor,
         project=req.project.lower(),
@@ -137,6 +140,8 @@ def _draft(lab: Lab, actor: str, req: RequestInput, now: datetime) -> Lease:
         class_note=who.note,
         repo_check_at=now,  # pending: asked of the forge after the commit, never before
     )
+    lease.spread(req.per_metro())
+    return lease
 
 
 def _file(
@@ -217,7 +222,7 @@ def review_context(session: Session, lab: Lab, lease: Lease, now: datetime) -> d
     )
     left_after = {m: format_cents(left[m] - need.get(m, 0)) for m in months}
     try:
-        capacity = lab.provider_of(lease.donor).capacity(lease.plan, lease.metro, lease.count)
+        capacity = capacity_in(lab.provider_of(lease.donor), lease.plan, lease.per_metro())
     except Exception:
         capacity = None
     return {

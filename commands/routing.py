@@ -27,6 +27,7 @@ from commands.donors import Donor, term_problem, window_stop
 from commands.facts import when
 from commands.holds import planned_cost, planned_window
 from commands.lab import Lab
+from metal.provider import short_metros
 from storage.models import AuditEvent, Lease
 
 CHOSEN = ("request", "choose_donor")  # the audited actions that record why a donor was chosen
@@ -64,8 +65,9 @@ def terms_stop(lab: Lab, lease: Lease, donor: Donor, now: datetime) -> str | Non
         catalog = lab.catalog_of(donor.name)
     except Exception:
         return f"{donor.name}'s provider cannot say now what it offers"
-    if not catalog.plan_available(lease.plan, lease.metro):
-        return f"{donor.name} does not offer {lease.plan} in {lease.metro}"
+    absent = [m for m in lease.per_metro() if not catalog.plan_available(lease.plan, m)]
+    if absent:
+        return f"{donor.name} does not offer {lease.plan} in {', '.join(absent)}"
     if lease.os and catalog.oses and lease.os not in catalog.oses:
         return f"{donor.name} does not offer the OS {lease.os}"
     arch = catalog.plans[lease.plan].arch
@@ -104,12 +106,15 @@ def _offer(lab: Lab, lease: Lease, donor: Donor, now: datetime) -> Offer:
 
 def _busy(lab: Lab, lease: Lease, donor: str) -> str | None:
     try:
-        room = lab.provider_of(donor).capacity(lease.plan, lease.metro, lease.count)
+        provider = lab.provider_of(donor)
     except Exception:
         return None  # a provider that cannot say is not taken for one that is full
-    if room is False:
-        return f"{donor} has no room for {lease.count} {lease.plan} in {lease.metro} now"
-    return None
+    counts = lease.per_metro()
+    short = short_metros(provider, lease.plan, counts)
+    if not short:
+        return None
+    where = ", ".join(f"{counts[m]} {lease.plan} in {m}" for m in short)
+    return f"{donor} has no room for {where} now"
 
 
 def choose(
@@ -127,7 +132,9 @@ def choose(
         _bill(lease, offer)
         over = over_budget(session, lease, lab.policy, now)
         if over:
-            lacks[offer.donor] = f"{offer.donor} would {past_words(over[0], lease, lab.policy)}"
+            lacks[offer.donor] = (
+                f"{offer.donor} would {past_words(over[0], lease, lab.policy, after_donor=True)}"
+            )
             broke.add(offer.donor)
         elif offer.busy:
             lacks[offer.donor] = offer.busy

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,13 +96,29 @@ def ssh_config(lease_id: int, login: str, servers: Sequence[ServerFacts]) -> str
 
 
 def inventory(lease_id: int, login: str, servers: Sequence[ServerFacts]) -> str:
+    """One group of the lease's servers; across several metros, a group for each metro
+    (`lease_12_ams1`) and the lease's group made of them."""
     group = f"lease_{lease_id}"
-    lines = [f"# The servers of lease #{lease_id}, written by labbot.", f"[{group}]"]
+    metros = list(dict.fromkeys(str(s.get("metro", "")) for s in servers))
+    lines = [f"# The servers of lease #{lease_id}, written by labbot."]
+    if len(metros) > 1:
+        groups = {metro: f"{group}_{re.sub(r'[^A-Za-z0-9_]', '_', metro)}" for metro in metros}
+        for metro in metros:
+            lines += [f"[{groups[metro]}]", *_hosts(s for s in servers if s.get("metro") == metro)]
+            lines.append("")
+        lines += [f"[{group}:children]", *groups.values()]
+    else:
+        lines += [f"[{group}]", *_hosts(servers)]
+    lines += ["", f"[{group}:vars]", f"ansible_user={login}"]
+    return "\n".join(lines) + "\n"
+
+
+def _hosts(servers: Iterable[ServerFacts]) -> list[str]:
+    lines = []
     for s in servers:
         address = first_address(str(s.get("ips") or ""))
         if address:
             lines.append(f"{s['hostname']} ansible_host={address}")
         else:
             lines.append(f"# {s['hostname']}: no address yet")
-    lines += ["", f"[{group}:vars]", f"ansible_user={login}"]
-    return "\n".join(lines) + "\n"
+    return lines

@@ -3,7 +3,8 @@ Previous buttons show them.
 
 A 500-server lease does not fit in one answer, so `show` answers with the lease and its first
 page, and each page says which servers it shows of how many and how to reach the others. The
-servers are those the lease has now (being created or running), in the order of their names;
+servers are those the lease has now (being created or running), metro by metro in the order the
+metros were asked for, each metro's in the order of their names;
 a server replaced after a failed create, deleted or vanished is counted, not listed. A page
 asked for past the end, or a button from an answer the lease has changed since, gets a
 sentence or the page that is there now, never an error.
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from commands.coowners import co_owner_ids
-from commands.facts import describe, server_line, shape
+from commands.facts import describe, server_lines, shape
 from commands.lab import Code, Lab, Outcome, Refusal, not_found, refuse
 from commands.states import ServerState
 from commands.views import ADDRESSES_HIDDEN, lease_with_servers, may_see_addresses
@@ -80,7 +81,11 @@ def show_page(
         return Shown(refuse(lab, now, actor, "show", not_found(lease_id), lease_id))
     with lab.db.read() as session:
         sharing = co_owner_ids(session, lease_id)
-    current = sorted((s for s in rows if s.state in CURRENT), key=_natural)
+    order = {metro: n for n, metro in enumerate(lease.per_metro())}
+    current = sorted(
+        (s for s in rows if s.state in CURRENT),
+        key=lambda s: (order.get(s.metro, len(order)), _natural(s)),
+    )
     if not may_see_addresses(lab, lease, actor, sharing):
         hidden = f"\n{len(current)} server(s); {ADDRESSES_HIDDEN}" if current else ""
         return Shown(Outcome(True, describe(lease, [], now, sharing) + hidden, lease_id))
@@ -100,7 +105,8 @@ def show_page(
     if not current:
         return Shown(Outcome(True, head, lease_id))
     listed = current[page.first - 1 : page.last]
-    text = "\n".join([head, *(server_line(s) for s in listed), _others(page)])
+    counts = Counter(s.metro for s in current)
+    text = "\n".join([head, *server_lines(listed, counts), _others(page)])
     return Shown(Outcome(True, text.rstrip("\n"), lease_id), page)
 
 

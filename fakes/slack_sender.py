@@ -103,6 +103,12 @@ def select(value: str | None) -> JsonDict:
     return {"type": "static_select", "selected_option": option}
 
 
+def multi_select(values: list[str]) -> JsonDict:
+    """A multi_static_select's state entry: the options chosen, in order ([] for none)."""
+    chosen = [{"text": {"type": "plain_text", "text": v}, "value": v} for v in values]
+    return {"type": "multi_static_select", "selected_options": chosen}
+
+
 class SlackSender:
     """Plays Slack's side of the HTTP conversation against one bolt endpoint."""
 

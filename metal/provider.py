@@ -199,6 +199,28 @@ class Provider(Protocol):
         """One cheap call that proves the credentials work; raises ProviderError otherwise."""
 
 
+def capacity_in(provider: Provider, plan: str, counts: dict[str, int]) -> bool | None:
+    """`capacity` for servers in several metros (a count in each): False when any metro is
+    short, None when the provider cannot say for some and none is short, else True."""
+    answers = [provider.capacity(plan, metro, count) for metro, count in counts.items()]
+    if False in answers:
+        return False
+    return None if None in answers else True
+
+
+def short_metros(provider: Provider, plan: str, counts: dict[str, int]) -> list[str]:
+    """The metros among `counts` where the provider says the servers do not fit now (a
+    provider that cannot say, or fails to, is not taken for one that is full)."""
+    short = []
+    for metro, count in counts.items():
+        try:
+            if provider.capacity(plan, metro, count) is False:
+                short.append(metro)
+        except Exception:
+            continue
+    return short
+
+
 class OneAtATime:
     """`create_many` and `delete_many` for a provider whose API makes and deletes one device
     per call (Packet, the simulated backend): the engine sends one device per call, as many

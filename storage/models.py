@@ -72,6 +72,14 @@ class Lease(SQLModel, table=True):
         pairs = (part.split(":") for part in self.metro_counts.split(","))
         return {metro: int(count) for metro, count in pairs}
 
+    def spread(self, counts: dict[str, int]) -> None:
+        """Write how many servers the lease holds in each metro (in the order asked): `metro`
+        becomes the first, `count` the total, and `metro_counts` is kept only for several."""
+        self.metro = next(iter(counts))
+        self.count = sum(counts.values())
+        several = len(counts) > 1
+        self.metro_counts = ",".join(f"{m}:{n}" for m, n in counts.items()) if several else ""
+
 
 class PendingExtension(SQLModel, table=True):
     """An extension beyond policy, waiting for a reviewer."""

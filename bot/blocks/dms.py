@@ -103,8 +103,11 @@ def _ready(message: Message) -> list[Block]:
     ]
     more = context(_more(message.lease_id, len(servers), len(servers)))  # the longest it gets
     room = MESSAGE_CHARS_BUDGET - block_chars([*fixed, more])
+    several = len({s.get("metro") for s in servers}) > 1
     listing, shown = packed(
-        [_login_line(login, s) for s in servers], room, MESSAGE_BLOCK_LIMIT - len(fixed) - 1
+        [_login_line(login, s, several) for s in servers],
+        room,
+        MESSAGE_BLOCK_LIMIT - len(fixed) - 1,
     )
     rest = [context(_more(message.lease_id, shown, len(servers)))] if shown < len(servers) else []
     return [fixed[0], *listing, *rest, *fixed[1:]]
@@ -115,11 +118,13 @@ KEYS_BUDGET = MESSAGE_CHARS_BUDGET - 2_000
 KEY_SECTIONS = 4
 
 
-def _login_line(login: str, server: dict) -> str:
+def _login_line(login: str, server: dict, several: bool) -> str:
+    """One server; across several metros (listed metro by metro), with its metro."""
+    name = escape(server["hostname"]) + (f", {escape(str(server['metro']))}" if several else "")
     address = first_address(str(server.get("ips") or ""))
     if not address:
-        return f"{escape(server['hostname'])}: no address yet"
-    return f"`ssh {escape(login)}@{escape(address)}`  ({escape(server['hostname'])})"
+        return f"{name}: no address yet"
+    return f"`ssh {escape(login)}@{escape(address)}`  ({name})"
 
 
 def _more(lease_id: int | None, shown: int, total: int) -> str:

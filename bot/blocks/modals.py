@@ -12,6 +12,7 @@ from bot.blocks.kit import option as choice
 from commands.billing import format_cents
 from commands.durations import EXAMPLES, DurationError, parse_duration
 from commands.keys import MAX_KEYS
+from commands.metros import MetroError, counts_for
 from commands.policy import LIMITS, RequestInput
 from commands.process import CLASSES, LABELS, OTHER
 from commands.pubkeys import PublicKey
@@ -78,8 +79,9 @@ def request_modal(catalog: Catalog, default_os: str, saved_keys: list[PublicKey]
             ),
             _select(
                 "metro",
-                "Metro",
+                "Metros (one or several: one lease across them)",
                 [(m.code, f"{m.code} ({m.name})", "") for m in catalog.metros.values()],
+                several=True,
             ),
             _select(
                 "os",
@@ -88,7 +90,14 @@ def request_modal(catalog: Catalog, default_os: str, saved_keys: list[PublicKey]
                 initial=default_os,
                 optional=True,
             ),
-            _text("count", "How many servers", "1", initial="1"),
+            _text(
+                "count",
+                "How many servers (in each metro)",
+                "1",
+                initial="1",
+                hint="A whole number, that many in each metro chosen; or a count per metro, "
+                "like ams1:4,ewr1:2.",
+            ),
             _text("duration", "For how long", EXAMPLES, initial="48h"),
             *_key_choices(saved_keys),
             _text(
@@ -171,14 +180,16 @@ def parse_request(values: Values) -> tuple[RequestInput, dict[str, str]]:
     """The form's answers as a RequestInput, plus the errors of fields that are not even the
     right kind of thing (a count that is not a number); policy checks come after."""
     errors: dict[str, str] = {}
-    count_text = answer(values, "count")
-    count = (
-        int(count_text)
-        if count_text.isascii() and count_text.isdigit() and len(count_text) < 7
-        else 0
-    )
-    if not count:
-        errors["count"] = f"'{count_text}' is not a number of servers; write a whole number like 3"
+    metros = answers(values, "metro")
+    counts = {"": 1}  # no metro: the one error is that
+    if not metros:
+        errors["metro"] = "Choose a metro, or several for one lease across them."
+    else:
+        try:
+            counts = counts_for(metros, answer(values, "count"))
+        except MetroError as error:
+            errors["count"] = str(error)
+            counts = {metro: 1 for metro in metros}
     try:
         duration = parse_duration(answer(values, "duration"))
     except DurationError as error:
@@ -192,9 +203,10 @@ def parse_request(values: Values) -> tuple[RequestInput, dict[str, str]]:
         repo_url=answer(values, "repo_url"),
         purpose=answer(values, "purpose"),
         plan=answer(values, "plan"),
-        metro=answer(values, "metro"),
+        metro=next(iter(counts)),
         os=answer(values, "os"),
-        count=count,
+        count=sum(counts.values()),
+        metro_counts=tuple(counts.items()) if len(counts) > 1 else (),
         duration=duration,
         ssh_key=answer(values, "ssh_key"),
         applicant=answer(values, "applicant") or OTHER,
@@ -289,9 +301,11 @@ def _select(
     *,
     initial: str | None = None,
     optional: bool = False,
+    several: bool = False,
 ) -> Block:
     choices = [_option(value, text, description) for value, text, description in options[:100]]
-    element: dict[str, Any] = {"type": "static_select", "action_id": VALUE, "options": choices}
+    kind = "multi_static_select" if several else "static_select"
+    element: dict[str, Any] = {"type": kind, "action_id": VALUE, "options": choices}
     chosen = [c for c in choices if c["value"] == initial]
     if chosen:
         element["initial_option"] = chosen[0]
@@ -317,6 +331,16 @@ def _option(value: str, text: str, description: str) -> dict[str, Any]:
 
 def _plan_label(plan) -> str:
     return f"{plan.slug} · {format_cents(plan.hourly_cents)}/h ({plan.arch})"
+
+
+def answers(values: Values, block_id: str) -> list[str]:
+    """The values chosen in a multi_static_select (or the one of a static_select), in the
+    order Slack lists them; [] when none is."""
+    entry = next(iter((values.get(block_id) or {}).values()), None) or {}
+    if "selected_options" not in entry:
+        return [answer(values, block_id)] if answer(values, block_id) else []
+    chosen = (o.get("value") for o in entry.get("selected_options") or [] if isinstance(o, dict))
+    return [value.strip() for value in chosen if isinstance(value, str) and value.strip()]
 
 
 def answer(values: Values, block_id: str) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fakes.slack_sender import field, select
+from fakes.slack_sender import field, multi_select, select
 from tests.bot.conftest import INLINE, Slack, body_of, file_request, lease_id_in
 from tests.conftest import OTHER, OWNER, OWNER_KEY
 
@@ -36,7 +36,7 @@ def request_values(**changes: dict) -> dict:
         "repo_url": {"value": field("https://github.com/coredns/coredns")},
         "purpose": {"value": field("scale tests")},
         "plan": {"value": select("c1.small.x86")},
-        "metro": {"value": select("ams1")},
+        "metro": {"value": multi_select(["ams1"])},
         "os": {"value": select(None)},
         "count": {"value": field("2")},
         "duration": {"value": field("36h")},

@@ -37,7 +37,14 @@ def test_the_demo_ends_with_the_reclaimed_lease_and_the_months_credit(
         "State: reclaimed",
         "Write-up: https://coredns.io/blog/lab-scale-tests",
         "Credit for 2026-11",
-        "The books balance: granted $27,000.00 = spent $732.00 + committed $2,341.20",
+        "The books balance: granted $27,000.00 = spent $746.40 + committed $2,326.80",
+        # one test across three metros: one lease, listed by metro, reclaimed whole
+        "Request #11 filed: 6 x c1.small.x86 in ewr1 (2), sjc1 (2), ams1 (2) for 1d",
+        "Lease #11 is ready in ewr1 (2), sjc1 (2), ams1 (2): log in as root",
+        "• coredns-11-6 (ams1): 147.75.",
+        "sjc1: 2 server(s)\n  coredns-11-3 [active] 147.75.",
+        "[lease_11_ewr1]\n        coredns-11-1 ansible_host=147.75.",
+        "Lease #11 is over and every server is deleted.",
         "[DM to bob (envoy)] Lease #6 is ready: log in as root",
         "• and 110 more: every server is in the files sent with this message",
         "[files in the DM to bob (envoy)] Every server of lease #6 (120), in three files",
@@ -69,7 +76,7 @@ def test_the_demo_ends_with_the_reclaimed_lease_and_the_months_credit(
     ):
         assert seen in out, seen
     thanks = out.split("armco's report (labbot report --donor armco) is in ")[1]
-    assert "its $2,000.00 paid for 22 servers, 132 server hours so far" in thanks
+    assert "its $2,000.00 paid for 22 servers, 134 server hours so far" in thanks
     assert "for linkerd, kubevirt; no other donor's lease is on it" in thanks
     gift = Path(thanks.split(":")[0]).read_text()
     assert "What armco gave the lab in 2026-11" in gift and "vitess" not in gift

@@ -107,7 +107,7 @@ def test_a_plan_not_offered_in_a_metro_names_where_it_is(db, clock):
     lab = Lab(lab.db, lab.provider, lab.notifier, lab.policy, lab.roles)
     lab.catalog = Catalog(plans, base.metros, base.oses)
     outcome = request(lab, OWNER, request_input(plan="c1.large.arm"), clock.now)
-    assert outcome.code == Code.BAD_INPUT
+    assert outcome.code == Code.NOT_OFFERED
     assert "c1.large.arm is not offered in ams1; it is offered in sjc1, ewr1" in outcome.message
 
 

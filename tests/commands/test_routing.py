@@ -128,7 +128,7 @@ def test_a_donor_whose_month_is_full_is_passed_over(db: Database, clock: Clock) 
     assert lease(db, third.lease_id).donor == "dear"
     assert "dear pays: the cheapest donor with credit for 2026-11 and room" in third.message
     (said,) = audits(db, third.lease_id, "request")
-    assert "small would over-commit small's credit: 2026-11 by $" in said.details
+    assert "small would over-commit its credit: 2026-11 by $" in said.details
 
 
 def test_when_no_donor_has_the_credit_the_request_waits_for_reviewers(
@@ -141,7 +141,7 @@ def test_when_no_donor_has_the_credit_the_request_waits_for_reviewers(
     assert "Note: no donor has the credit and the room for it now; cheap is the cheapest" in (
         filed.message
     )
-    assert "dear would over-commit dear's credit" in filed.message
+    assert "dear would over-commit its credit" in filed.message
     assert lease(db, filed.lease_id).donor == "cheap"
     refused = approve(lab, REVIEWER, filed.lease_id, clock.now)
     assert refused.code == Code.OVER_BUDGET
