@@ -30,7 +30,7 @@ class Acks:
 
     @contextmanager
     def answering(self) -> Iterator[None]:
-        """Around one request, from the gate's verdict to its ack."""
+        """Around one request, from bolt taking it to its ack."""
         with self._none:
             self._count += 1
         try:
