@@ -13,10 +13,6 @@ the Web API on FakeSlack in another process:
    bare App under gunicorn with the same web processes and threads. Measured: `/lab list`'s
    ack. Target: labbot's p99 within 1.2x of the bare App's.
 
-The bare App keeps bolt's defaults for HTTP (its listener on bolt's executor, the request's
-thread looking for the ack every 10 ms); labbot runs its listener on the request's thread
-(bot.app), and what that saves is labbot's, measured like the rest.
-
     python -m benchmarks slack_ack          (WEB_CONCURRENCY=4 to try another worker count)
 """
 

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from typing import Any
 
 AFTER_ACKS = 1.0  # seconds a piece of work waits at most for the acks in flight
-QUIET = 0.05  # seconds without an ack in flight that end a burst
+QUIET = 0.02  # seconds without an ack in flight that end a burst
 
 
 class Acks:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -36,12 +35,12 @@ from commands.lab import Lab
 from commands.views import lease_with_servers
 from storage.db import Busy, Database
 
-# A listener only keeps the request in the inbox and acks, so bolt runs it on the request's own
-# thread (`process_before_response`) and answers Slack when it returns: no hand-over to another
-# thread and no polling for the ack (bolt's other mode looks for it every 10 ms). What follows
-# the ack in the web process, opening a form, runs on the listener threads (`after_ack`); the
-# work is done by worker processes (bot.worker), or, where this process works too (Socket Mode,
-# the demo, the tests), by its own pool.
+# bolt runs each listener on its executor and answers Slack when the listener acks. Listeners
+# in the web process only keep the request in the inbox, ack, and open forms; the work is done
+# by worker processes (bot.worker), or, where this process works too (Socket Mode, the demo,
+# the tests), by its own pool, whose threads are not bolt's. (bolt's other mode, the listener
+# on the request's own thread, spares the request thread's polling for the ack every 10 ms,
+# but behind gunicorn it made the acks slower: measured, issue 21.)
 LISTENER_THREADS = 32
 WORKER_THREADS = 8  # SQLite takes one writer at a time; more threads only wait on its lock
 UNHANDLED = (
@@ -117,12 +116,6 @@ class AppContext:
         elif self.works_here:
             self.work.submit(run, self, Kept(item, body, 1))
 
-    def after_ack(self, body: dict[str, Any], job: Callable[..., None], *args: Any) -> None:
-        """Right after the ack, on this process's listener threads: opening a form, whose
-        trigger_id dies within seconds (so not a worker's to do). If it raises, its person is
-        told."""
-        self.listeners.submit(answered, self, body, job, *args)
-
     def settle(self, timeout: float = 30.0) -> bool:
         """Wait until every listener and the work they handed on are done."""
         return self.listeners.wait_idle(timeout) and self.work.wait_idle(timeout)
@@ -186,7 +179,7 @@ def create_app(ctx: AppContext) -> App:
         signing_secret=secret,
         request_verification_enabled=bool(secret),
         raise_error_for_unhandled_request=True,  # answered by _on_error, not a bare 404
-        process_before_response=True,  # see LISTENER_THREADS
+        process_before_response=False,
         listener_executor=ctx.listeners,
     )
     for surface in (commands, actions, views, events):
@@ -196,8 +189,8 @@ def create_app(ctx: AppContext) -> App:
 
 
 class _Answering(App):
-    """bolt's App, counting each request it answers as being acknowledged until it is (the
-    listener runs before `dispatch` returns): bot.acks."""
+    """bolt's App, counting each request it answers as being acknowledged until it is
+    (`dispatch` returns with the ack): bot.acks."""
 
     def __init__(self, acks: Acks, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -1,8 +1,7 @@
 """Events: App Home, published when a person opens it.
 
-bolt acknowledges an event itself when its listener returns (bot.app: the listener runs on the
-request's thread), so the event is kept in the inbox before the ack, like every other request;
-a worker publishes App Home (`work`). Slack repeats an event it thinks was not
+bolt acknowledges an event itself before its listener runs, so the listener only keeps it in
+the inbox; a worker publishes App Home (`work`). Slack repeats an event it thinks was not
 acknowledged in time, with the same event_id: the inbox keeps one delivery of each.
 """
 
