@@ -22,6 +22,10 @@ Arm request goes to cncf, and armco's own report: what its gift paid for.
 
 One test across three metros: a request for two servers in each of three metros, filed, approved,
 provisioned and listed by metro as one lease, then released and reclaimed in every metro.
+
+The lab also has a capacity calendar for one plan in one metro (`[capacity]`): a request that
+would pass it is refused with the next window that fits, and the calendar is read with
+`/lab calendar`.
 """
 
 from __future__ import annotations
@@ -89,6 +93,7 @@ CROWD = {
 }
 NAMES.update({user: f"{name} ({project})" for user, (name, project) in CROWD.items()})
 DANA, ELI, FAY, GUS = "U0DANA", "U0ELI", "U0FAY", "U0GUS"  # of the crowd: two donors' story
+HAL, IVY = "U0HAL", "U0IVY"  # of the crowd: the capacity calendar
 MEMBERS = {name.split()[0]: user for user, name in NAMES.items()}  # what @ offers: carol -> U0CAROL
 CHANNELS = {"C0REVIEW": "#lab-review", "C0ADMIN": "#lab-admin"}
 TOKEN = "xoxb-demo"
@@ -115,6 +120,8 @@ MANY = "120 t1.small.x86 ams1 4d"
 CNCF = Donor("cncf", monthly_grant_cents=2_500_000)
 ARMCO = Donor("armco", monthly_grant_cents=200_000, architectures=frozenset({"aarch64"}))
 ARMCO_PRICES = 80  # percent
+# `make run`'s capacity calendar: at most this many of the plan in the metro at once.
+CAPACITY = ("c1.xlarge.x86", "nrt1", 10)
 
 
 def main(
@@ -146,6 +153,7 @@ def main(
         many = MANY if provider == "simulated" else None
         if provider == "simulated":
             settings = with_two_donors(settings)
+            settings = replace(settings, policy=replace(settings.policy, capacity=(CAPACITY,)))
         if provider == "ec2":
             # moto is a test dependency: imported only for the story that uses it.
             from fakes.ec2 import CREDENTIALS, FaultProxy, MotoServer
@@ -344,13 +352,16 @@ def _buttons(params: dict[str, Any]) -> str:
 
 
 def _who_pays(params: dict[str, Any]) -> str:
-    """A card's donor, why it was chosen and what stopped the others, on lines of their own."""
+    """A card's donor, why it was chosen and what stopped the others, and what the capacity
+    calendar holds during the request (where a limit is set), on lines of their own."""
     lines = []
     for block in params.get("blocks") or []:
         for item in block.get("fields") or block.get("elements") or []:
             text = str(item.get("text", "")) if isinstance(item, dict) else ""
             label, _, value = text.partition("\n")
-            if label in ("*Donor*", "*Why this donor*"):
+            if label in ("*Donor*", "*Why this donor*") or (
+                label == "*Capacity calendar*" and value != "no limit set"
+            ):
                 lines.append(f"{label.strip('*')}: {value}")
             elif text.startswith("Other donors: "):
                 lines.append(text)
@@ -540,6 +551,8 @@ class Story:
         if len(self.ctx.lab.policy.donors()) > 1:
             self.two_donors()
         self.across_metros()
+        if self.ctx.lab.policy.capacity:
+            self.capacity()
         self.busy_morning()
         self.type(ADA, f"show {first}")
         self.type(ADA, "credit")
@@ -572,6 +585,28 @@ class Story:
             self.click_card(RITA, cards.APPROVE, lease_id)
         self.wait("the donors' servers come up", minutes=5)
         self.wait("the donors' servers run", hours=6)
+
+    def capacity(self) -> None:
+        """The capacity calendar: with 8 of the 10 servers the lab may hold in the metro taken
+        for two days, a request for 4 more is refused with the first moment it would not fit and
+        the next window that does, and the calendar shows why."""
+        plan, metro, most = CAPACITY
+        print(
+            f"\n{self.clock.now:%a %d %b %H:%M} — the lab may hold at most {most} {plan} in "
+            f"{metro} at once ([capacity] in the configuration)"
+        )
+        asks = ((HAL, 8, "48h", "a storage benchmark"), (IVY, 4, "24h", "query load tests"))
+        for n, (who, count, length, why) in enumerate(asks):
+            name, project = CROWD[who]
+            answer = self.type(
+                who,
+                f'request {count} {plan} {metro} {length} project={project} "{why}" '
+                f'repo=https://github.com/{project}/{project} key="{public_key(name, "ci")}"',
+            )
+            if n == 0:
+                self.click_card(RITA, cards.APPROVE, _lease_id(answer))
+                self.wait(f"{name}'s servers come up", minutes=5)
+        self.type(IVY, f"calendar {plan} {metro}")
 
     def across_metros(self) -> None:
         """One test, many metros: a request for servers in three metros at once is one lease,

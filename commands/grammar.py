@@ -42,6 +42,7 @@ USAGE: dict[str, str] = {
     "cancel": "cancel ID  (a request still waiting for review)",
     "credit": "credit  (the lab's money this month)",
     "plans": "plans  (server types, metros, OSes)",
+    "calendar": "calendar PLAN METRO  (the coming two weeks of a plan's bookings in a metro)",
     "approve": 'approve ID [override="why"]  (reviewers)',
     "deny": "deny ID REASON  (reviewers)",
     "provision": "provision ID  (admins)",
@@ -94,6 +95,8 @@ class Command:
     forge: str = ""
     users: tuple[str, ...] = ()  # share, unshare: Slack user ids; list: whose leases
     page: int = 1  # list, queue; show: which page of the lease's servers
+    plan: str = ""  # calendar
+    metro: str = ""  # calendar
 
     @property
     def opens_form(self) -> bool:
@@ -138,6 +141,12 @@ def _bare(verb: str, args: list[str]) -> Command:
     if args:
         raise _usage(verb, f"`{verb}` takes nothing after it")
     return Command(verb)
+
+
+def _calendar(verb: str, args: list[str]) -> Command:
+    if len(args) != 2:
+        raise _usage(verb, "`calendar` takes a plan and a metro, like `calendar c1.small.x86 ams1`")
+    return Command(verb, plan=plain(args[0]), metro=plain(args[1]))
 
 
 def _paged(verb: str, args: list[str]) -> Command:
@@ -369,6 +378,7 @@ _PARSERS = {
     "list": _paged,
     "credit": _bare,
     "plans": _bare,
+    "calendar": _calendar,
     "help": _bare,
     "queue": _paged,
     "show": _show,

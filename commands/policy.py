@@ -13,7 +13,7 @@ from enum import Enum
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from commands.donors import FIRST_DONOR, Donor
+from commands.donors import FIRST_DONOR, Capacity, Donor
 from commands.durations import format_duration
 from commands.process import CLASSES, OTHER, class_problem
 from commands.pubkeys import MAX_KEY_CHARS, KeyProblem, read_key
@@ -98,6 +98,9 @@ class Policy:
     # Who gives the credit, in the order the configuration names them (commands.donors). None
     # named: one donor, FIRST_DONOR, granting `monthly_credit_cents` every month.
     donor_list: tuple[Donor, ...] = ()
+    # The servers the lab may hold at once per plan and metro, whichever donor pays
+    # (commands.capacity; each donor may set its own too). Empty: no limit.
+    capacity: Capacity = ()
 
     def donors(self) -> tuple[Donor, ...]:
         return self.donor_list or (

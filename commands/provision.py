@@ -18,6 +18,7 @@ from sqlmodel import Session, col, select
 
 from commands.backstop import move_backstop
 from commands.batches import batches
+from commands.capacity import forget, place
 from commands.coowners import audiences, co_owners_of
 from commands.facts import servers_summary, shape, when
 from commands.handover import files_notice
@@ -675,6 +676,7 @@ def _activate_all(
         drafts += _ready(session, lab, lease, up[lease.id], asked, keys[lease.id], co_owners)
     audit_all(session, now, "system", "active", {x.id: {"servers": x.count} for x in leases})
     hold_all(session, leases, lab.policy, now)  # the real window and count replace the approved
+    place(session, leases, lab.policy, now)  # and on the capacity calendar, its days
     return drafts
 
 
@@ -757,6 +759,7 @@ def _fail(
     why = "provisioning timed out" if timed_out else "the provider could not create the servers"
     move(session, lease, State.FAILED, due_at=now, ended_at=now, reason=why)
     release_holds(session, lease)
+    forget(session, [lease.id])
     session.exec(
         servers_moving([ServerState.ACTIVE, *COMING], ServerState.DELETING, retry_at=now).where(
             Server.lease_id == lease.id

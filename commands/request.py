@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from sqlmodel import Session, func, select
 
 from commands.billing import format_cents, month_key
+from commands.capacity import fit_words, misfit, misfit_refusal
 from commands.coowners import add_co_owners
 from commands.credit import available_cents, estimate_cents
 from commands.facts import lease_facts, quoted, shape, when
@@ -74,7 +75,12 @@ def request(lab: Lab, actor: str, req: RequestInput, now: datetime) -> Outcome:
         if problem is None:
             draft.ssh_key = keys
             choice = choose(session, lab, draft, offers, now, named=bool(req.donor))
+            if short := misfit(session, lab.policy, draft, now):
+                problem = misfit_refusal(draft, short, "That request")
+        if problem is None:
             lease = _file(session, lab, draft, req.co_owners, choice, now)
+    if problem and problem.code == Code.NO_CAPACITY:
+        return refuse(lab, now, actor, "request", problem)
     if problem:
         filed = f"That request cannot be filed: {problem.message}."
         return refuse(lab, now, actor, "request", Refusal(problem.code, filed))
@@ -229,6 +235,7 @@ def review_context(session: Session, lab: Lab, lease: Lease, now: datetime) -> d
         "left_after": left_after,
         "history": requester_history(session, lease),
         "capacity": capacity,
+        "calendar": fit_words(session, lab.policy, lease, now),
         "applicant": applicant_label(lease, lab.policy),
         "class_note": lease.class_note,
         "place": place_in_queue(session, lab.policy, lease.id, now),

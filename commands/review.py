@@ -13,6 +13,7 @@ from datetime import datetime
 from sqlmodel import Session
 
 from commands.budget import Limit, Shortfall, over_budget, past_words, record_overrides
+from commands.capacity import misfit, misfit_refusal, place
 from commands.facts import quoted, shape, when
 from commands.holds import hold_approved
 from commands.lab import Code, Lab, Outcome, Refusal, audit, move, not_found, refuse
@@ -67,12 +68,15 @@ def approve(
         if over and override is None:
             instead = others_with_credit(session, lab, lease, now)
             problem = _refusal(lease, over[0], lab.policy, instead)
+        if problem is None and (short := misfit(session, lab.policy, lease, now)):
+            problem = misfit_refusal(lease, short, f"Approving #{lease_id}")
         if problem is None:
             if override is not None:
                 record_overrides(session, lease, over, actor, override, now)
             own = approver(lab.policy, lease.owner, actor) == Approver.SELF_ALLOWED
             move(session, lease, State.APPROVED, decided_by=actor, decided_at=now, due_at=now)
             hold_approved(session, lease, lab.policy, now)
+            place(session, [lease], lab.policy, now)
             audit(session, now, actor, "approve", lease_id, override=override, self_approved=own)
             _tell_decision(session, lease, actor, now, "approved", "", own=own)
     if problem:

@@ -46,6 +46,7 @@ def review_card(message: Message) -> list[Block]:
             ("Cost", f"{data.get('estimate', '?')} ({data.get('hourly', '?')}/h each)"),
             ("Left this month after it", ", ".join(f"{m}: {v}" for m, v in left.items()) or "-"),
             ("Capacity", _capacity(data.get("capacity"))),
+            ("Capacity calendar", escape(str(data.get("calendar") or "no limit set"))),
             ("Past leases", ", ".join(history) or "none"),
         ),
         *_donor(data),
@@ -154,4 +155,6 @@ def _servers(data: dict[str, Any]) -> str:
 
 
 def _capacity(capacity: bool | None) -> str:
-    return {True: "available", False: "the provider says it is short"}.get(capacity, "unknown")
+    """What the provider reports for now (Packet's `/capacity`); "unknown" when it cannot say."""
+    words = {True: "available", False: "the provider says it is short"}
+    return f"provider now: {words.get(capacity, 'unknown')}"

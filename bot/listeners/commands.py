@@ -27,6 +27,7 @@ from bot.listeners.reply import (
     tell,
     user_of,
 )
+from commands.capacity import calendar_text
 from commands.coowners import share, unshare
 from commands.credit_report import credit_report
 from commands.extend import extend
@@ -122,7 +123,7 @@ def open_request_form(ctx: AppContext, client: WebClient, body: dict[str, Any]) 
         )
 
 
-READ_ONLY = {"list", "show", "credit", "plans", "queue", "keys"}
+READ_ONLY = {"list", "show", "credit", "plans", "calendar", "queue", "keys"}
 
 
 def keys_answer(ctx: AppContext, user: str, command: Command) -> Outcome | str:
@@ -147,6 +148,7 @@ ANSWERS: dict[str, Answer] = {
     "cancel": lambda ctx, user, c: cancel(ctx.lab, user, c.lease_id, ctx.clock()),
     "credit": lambda ctx, user, c: credit_report(ctx.lab, ctx.clock()).text(ANSWER_BUDGET),
     "plans": lambda ctx, user, c: plans_text(ctx.lab.plans()),
+    "calendar": lambda ctx, user, c: calendar_text(ctx.lab, c.plan, c.metro, ctx.clock()),
     "queue": lambda ctx, user, c: queue_text(ctx.lab, user, ctx.clock(), c.page),
     "approve": lambda ctx, user, c: approve(
         ctx.lab, user, c.lease_id, ctx.clock(), override=c.override

@@ -16,6 +16,7 @@ from slack_sdk.webhook import WebhookClient
 
 from bot.blocks.home import MORE, Places, home_view, read_place, read_places
 from bot.blocks.kit import Block, ephemeral, matching
+from commands.capacity import calendars
 from commands.credit_report import credit_report
 from commands.lab import Code, Outcome, Refusal, refuse
 from commands.queue import queue
@@ -102,7 +103,7 @@ def refresh_home(ctx: AppContext, user: str, places: Places | None = None) -> No
     lab = ctx.lab
     mine = person_leases(lab, user)
     waiting = queue(lab, now) if lab.roles.is_reviewer(user) else None
-    view = home_view(mine, credit_report(lab, now), waiting, now, places)
+    view = home_view(mine, credit_report(lab, now), waiting, now, places, calendars(lab, now))
     try:
         ctx.client.views_publish(user_id=user, view=view)
     except SlackApiError as error:
