@@ -19,7 +19,6 @@ from slack_bolt import App, BoltRequest, BoltResponse
 from slack_bolt.error import BoltUnhandledRequestError
 from slack_sdk import WebClient
 
-from bot.acks import Acks
 from bot.blocks.kit import ephemeral
 from bot.gate import VERIFIED
 from bot.inbox import KEEP_WAIT, Keeper, Kept
@@ -38,9 +37,7 @@ from storage.db import Busy, Database
 # bolt runs each listener on its executor and answers Slack when the listener acks. Listeners
 # in the web process only keep the request in the inbox, ack, and open forms; the work is done
 # by worker processes (bot.worker), or, where this process works too (Socket Mode, the demo,
-# the tests), by its own pool, whose threads are not bolt's. (bolt's other mode, the listener
-# on the request's own thread, spares the request thread's polling for the ack every 10 ms,
-# but behind gunicorn it made the acks slower: measured, issue 21.)
+# the tests), by its own pool, whose threads are not bolt's.
 LISTENER_THREADS = 32
 WORKER_THREADS = 8  # SQLite takes one writer at a time; more threads only wait on its lock
 UNHANDLED = (
@@ -55,17 +52,14 @@ class TrackedPool(ThreadPoolExecutor):
     """A thread pool able to say when all the work it was given is done (the demo, the tests
     and a clean shutdown wait on that instead of sleeping)."""
 
-    def __init__(self, max_workers: int, name: str, after: Acks | None = None) -> None:
+    def __init__(self, max_workers: int, name: str) -> None:
         super().__init__(max_workers=max_workers, thread_name_prefix=name)
         self._busy = 0
         self._idle = threading.Condition()
-        self._after = after  # each task waits for these acks first (bot.acks)
 
     def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future:
         with self._idle:
             self._busy += 1
-        if self._after is not None:
-            fn, args = self._after.after, (fn, *args)
         future = super().submit(fn, *args, **kwargs)
         future.add_done_callback(self._finished)
         return future
@@ -86,12 +80,11 @@ class AppContext:
     settings: Settings
     clock: Clock
     client: WebClient
-    acks: Acks = field(default_factory=Acks)  # the requests this process is answering
     listeners: TrackedPool = field(default_factory=lambda: TrackedPool(LISTENER_THREADS, "bolt"))
+    work: TrackedPool = field(default_factory=lambda: TrackedPool(WORKER_THREADS, "labbot-work"))
     works_here: bool = True  # False in a web process of `labbot serve`: workers do the work
 
     def __post_init__(self) -> None:
-        self.work = TrackedPool(WORKER_THREADS, "labbot-work", after=self.acks)
         self.keeper = Keeper(self.lab, self.clock)
 
     def hand_over(self, body: dict[str, Any]) -> None:
@@ -173,12 +166,13 @@ def create_app(ctx: AppContext) -> App:
             "SLACK_SIGNING_SECRET is not set; labbot needs it to check that requests come "
             "from Slack (or set SLACK_APP_TOKEN for Socket Mode)."
         )
-    app = _Answering(
-        ctx.acks,
+    app = App(
         client=ctx.client,
         signing_secret=secret,
         request_verification_enabled=bool(secret),
         raise_error_for_unhandled_request=True,  # answered by _on_error, not a bare 404
+        # Not the listener on the request's own thread (True): it spares bolt's polling for
+        # the ack every 10 ms, but behind gunicorn it made labbot's acks slower (issue 21).
         process_before_response=False,
         listener_executor=ctx.listeners,
     )
@@ -186,19 +180,6 @@ def create_app(ctx: AppContext) -> App:
         surface.register(app, ctx)
     app.error(partial(_on_error, ctx))
     return app
-
-
-class _Answering(App):
-    """bolt's App, counting each request it answers as being acknowledged until it is
-    (`dispatch` returns with the ack): bot.acks."""
-
-    def __init__(self, acks: Acks, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._acks = acks
-
-    def dispatch(self, req: BoltRequest) -> BoltResponse:
-        with self._acks.answering():
-            return super().dispatch(req)
 
 
 def _on_error(
