@@ -6,10 +6,10 @@ no ack waits in an interpreter busy with the work of another request. `labbot wo
 its own: the Procfile's `worker` type, to add workers apart from the web processes.
 
 A worker asks the inbox every POLL seconds whether anything waits (a read), claims as many
-requests as it has free threads (with all of them busy, once half are free or POLL has passed,
-so that a burst takes the write lock a few times, not once a request), and does each once
-(bot.work.run); it renews its claims while
-it lives (bot.inbox.Renewal), so another worker takes over only the requests of one that died.
+requests as it has free threads (with more than half of them busy, once half are free or POLL
+has passed: a burst takes the write lock a few times, not once a request), and does each once
+(bot.work.run); it renews its claims while it lives (bot.inbox.Renewal), so another worker
+takes over only the requests of one that died.
 """
 
 from __future__ import annotations
