@@ -12,6 +12,7 @@ MODULES = (
     "engine",
     "donors",
     "slack_ack",
+    "activity",
     "packet_scale",
     "ec2_scale",
     "process",

@@ -55,6 +55,7 @@ from bot.app import LISTENER_THREADS, TrackedPool, build_context, create_app
 from bot.blocks import cards
 from bot.serve import EVENTS_PATH, HTTP_THREADS, local_server, wsgi_app
 from bot.settings import Settings
+from commands.lab import Lab
 from commands.policy import Policy, RequestInput, Roles
 from commands.request import request
 from fakes.slack import FakeSlack
@@ -188,14 +189,24 @@ def _bare_app(api_url: str) -> tuple[App, TrackedPool]:
 
 
 @contextmanager
-def _labbot_served(api_url: str, responses: str, workdir: Path, workers: int) -> Iterator[str]:
+def _labbot_served(
+    api_url: str,
+    responses: str,
+    workdir: Path,
+    workers: int,
+    prepare: Callable[[Lab, int], dict[str, str]] | None = None,
+) -> Iterator[str]:
     """`labbot serve` as an operator starts it, on a database where each client has a lease
-    for `/lab list` to show."""
+    for `/lab list` to show. `prepare(lab, port)` adds what another benchmark needs to the
+    database first, and returns the settings it needs (benchmarks.activity: the public URL)."""
     database = workdir / "served.db"
+    port = _free_port()
+    more: dict[str, str] = {}
     with _lab_on(database) as lab:
         for n in range(CLIENTS * PER_CLIENT):
             _pending(lab, n)
-    port = _free_port()
+        if prepare is not None:
+            more = prepare(lab, port)
     env = {
         **os.environ,
         "SLACK_BOT_TOKEN": TOKEN,
@@ -207,6 +218,7 @@ def _labbot_served(api_url: str, responses: str, workdir: Path, workers: int) ->
         "LABBOT_PENDING_PER_USER": str(CLIENTS * PER_CLIENT),
         "LABBOT_SWEEP_INTERVAL": "1m",
         "LABBOT_LOG_FORMAT": "text",
+        **more,
     }
     for name in ("SLACK_APP_TOKEN", "PROMETHEUS_MULTIPROC_DIR", "LABBOT_CONFIG"):
         env.pop(name, None)

@@ -26,6 +26,9 @@ provisioned and listed by metro as one lease, then released and reclaimed in eve
 The lab also has a capacity calendar for one plan in one metro (`[capacity]`): a request that
 would pass it is refused with the next window that fits, and the calendar is read with
 `/lab calendar`.
+
+Last, a booking for tomorrow across three metros: alice, in Amsterdam, books 09:00 her time;
+it is approved ahead and its servers are prepared the lead time before the start.
 """
 
 from __future__ import annotations
@@ -65,6 +68,7 @@ from fakes.slack_sender import SlackSender, field
 from metal.catalog import seed
 from metal.ec2_catalog import EXAMPLE
 from metal.provider import Catalog
+from storage.models import Lease
 
 START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 ALICE, CAROL, BOB, RITA, ADA = "U0ALICE", "U0CAROL", "U0BOB", "U0RITA", "U0ADA"
@@ -557,6 +561,7 @@ class Story:
         self.type(ADA, f"show {first}")
         self.type(ADA, "credit")
         self.check_books()
+        self.book_ahead()
 
     def two_donors(self) -> None:
         """Whose money pays: an Arm request goes to armco (it asks less for Arm servers), an x86
@@ -611,9 +616,7 @@ class Story:
     def across_metros(self) -> None:
         """One test, many metros: a request for servers in three metros at once is one lease,
         approved, provisioned in each metro, listed by metro, and reclaimed whole."""
-        catalog = self.ctx.lab.plans()
-        plan = self.small.split()[0]
-        metros = [m for m in catalog.metros if catalog.plan_available(plan, m)][:3]
+        plan, metros = self._three_metros()
         print(f"\n{self.clock.now:%a %d %b %H:%M} — one test across {len(metros)} metros")
         lease_id = _lease_id(
             self.type(
@@ -656,7 +659,39 @@ class Story:
         self.type(RITA, "queue")
         self.type(RITA, "queue 2")
 
+    def book_ahead(self) -> None:
+        """A booking for tomorrow across three metros (issue 22): alice, in Amsterdam, books two
+        servers in each from 09:00 her time; rita approves it ahead; the sweep prepares them the
+        lead time before the start, so they are ready, listed by metro, when it opens."""
+        self.fake.set_zone(ALICE, "Europe/Amsterdam")
+        print(f"\n{self.clock.now:%a %d %b %H:%M} — alice's Slack is set to Europe/Amsterdam")
+        plan, metros = self._three_metros()
+        booking = _lease_id(
+            self.type(
+                ALICE,
+                f"request {plan} 8h metro={','.join(metros)} count=2 project=coredns "
+                'class=foundation repo=https://github.com/coredns/coredns "a release benchmark" '
+                'from="tomorrow 09:00"',
+            )
+        )
+        self.click_card(RITA, cards.APPROVE, booking)
+        lab = self.ctx.lab
+        with lab.db.read() as session:
+            start = session.get(Lease, booking).book_start
+        prepare = lab.policy.prepare_from(start)
+        ahead = (prepare - self.clock.now).total_seconds()
+        self.wait("the lead time before the booking's start", seconds=ahead)
+        self.wait("the booking's servers come up", minutes=5)
+        self.type(ALICE, f"show {booking}")
+
+    def _three_metros(self) -> tuple[str, list[str]]:
+        """The small plan and the first three metros that offer it."""
+        catalog = self.ctx.lab.plans()
+        plan = self.small.split()[0]
+        return plan, [m for m in catalog.metros if catalog.plan_available(plan, m)][:3]
+
     def _home(self, who: str) -> dict[str, Any]:
+
         calls = self.fake.calls("views.publish")
         return next(c for c in reversed(calls) if c.params["user_id"] == who).response["view"]
 

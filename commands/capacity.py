@@ -4,7 +4,8 @@ and the one check that no booking or extension takes it past the operator's limi
 The operator may say how many servers of a plan the lab may hold in a metro at once (`[capacity]`,
 `Policy.capacity`), and each donor how many its own account may (`Donor.capacity`); no entry
 means no limit. A lease holds its servers over its window, `[start, end)`: from its start (its
-servers' start once they are up, else the start it booked, else now) to that start plus its
+servers' start once they are up, else the lead time before the start it booked, when its
+servers are made (`Policy.prepare_from`), else now) to that start plus its
 duration and extensions (its `ends_at` once set). It holds from its approval until it ends;
 a pending request holds nothing, because it is not a promise: a request that may be denied
 would otherwise keep others out, and reviewers decide in the queue's order, not the filing
@@ -99,8 +100,8 @@ def window(lease: Lease, policy: Policy, now: datetime) -> tuple[datetime, datet
     length = timedelta(seconds=lease.duration_s + lease.extended_s)
     if lease.starts_at is not None:
         return lease.starts_at, lease.ends_at or lease.starts_at + length
-    if lease.book_start is not None:
-        return lease.book_start, lease.book_start + length
+    if lease.book_start is not None:  # its servers are made the lead time before its start
+        return policy.prepare_from(lease.book_start), lease.book_start + length
     approved = lease.decided_at or now  # a request would start on approval
     return now, max(now, approved + policy.provision_timeout) + length
 

@@ -285,6 +285,16 @@ class ActivitySample(SQLModel, table=True):
     sessions: int | None = None
 
 
+class ActivityToken(SQLModel, table=True):
+    """The hash of the token a server reports its activity with (issue 23): SHA-256 of a random
+    token that only the server's user data carries, never the token itself. Issued again with
+    each attempt to create the server, so the token of a create that was given up is dead."""
+
+    server_id: int = Field(foreign_key="server.id", primary_key=True)
+    token_hash: str = Field(unique=True, index=True)
+    issued_at: datetime
+
+
 class SentReminder(SQLModel, table=True):
     lease_id: int = Field(foreign_key="lease.id", primary_key=True)
     offset_s: int = Field(primary_key=True)

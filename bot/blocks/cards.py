@@ -57,6 +57,7 @@ def review_card(message: Message) -> list[Block]:
             ("Write-ups", ", ".join(data.get("writeups") or []) or "no earlier leases"),
         ),
         *_flag(data),
+        *_booking(data),
         section(f"*Why:* {escape(str(data.get('purpose', '')))}"),
         decision_buttons(f"review:{lease_id}", lease_id, menu=_donor_menu(lease_id, data)),
     ]
@@ -145,6 +146,19 @@ def decided_card(message: Message, summary: str | None) -> list[Block]:
 def _flag(data: dict[str, Any]) -> list[Block]:
     note = data.get("class_note")
     return [context(f":warning: Flagged for reviewers: {escape(str(note))}")] if note else []
+
+
+def _booking(data: dict[str, Any]) -> list[Block]:
+    """A booking's start (in each reviewer's own zone) and, when it would follow the project's
+    earlier lease of the same plan, that flag."""
+    blocks = []
+    if data.get("book_start"):
+        blocks.append(context(f":calendar: Booked ahead: starts {mrkdwn(str(data['book_start']))}"))
+    if data.get("back_to_back"):
+        blocks.append(
+            context(f":warning: Flagged for reviewers: {mrkdwn(str(data['back_to_back']))}")
+        )
+    return blocks
 
 
 def _servers(data: dict[str, Any]) -> str:

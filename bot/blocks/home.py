@@ -163,7 +163,8 @@ def _resume(ids: list[int], place: Place, size: int) -> tuple[int, str]:
 
 def _lease(now: datetime) -> Callable[[Lease], list[Block]]:
     def render(lease: Lease) -> list[Block]:
-        buttons = lease_buttons(lease.id, lease.state)
+        booked = lease.state == "approved" and lease.book_start is not None
+        buttons = lease_buttons(lease.id, "booked" if booked else lease.state)
         shown_line = [section(mrkdwn(one_line(lease, now)))]
         return shown_line + ([actions(f"home:{lease.id}", *buttons)] if buttons else [])
 

@@ -23,6 +23,7 @@ from bot.listeners.reply import (
     UNKNOWN_USER,
     audit_refusal,
     check_after_filing,
+    in_their_zone,
     refresh_home,
     tell,
     user_of,
@@ -138,7 +139,9 @@ def keys_answer(ctx: AppContext, user: str, command: Command) -> Outcome | str:
 
 
 ANSWERS: dict[str, Answer] = {
-    "request": lambda ctx, user, c: request(ctx.lab, user, c.request, ctx.clock()),
+    "request": lambda ctx, user, c: request(
+        ctx.lab, user, in_their_zone(ctx, user, c.request), ctx.clock()
+    ),
     "list": lambda ctx, user, c: lease_list(
         ctx.lab, user, c.users[0] if c.users else user, c.page, ctx.clock()
     ),
