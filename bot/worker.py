@@ -6,10 +6,8 @@ no ack waits in an interpreter busy with the work of another request. `labbot wo
 its own: the Procfile's `worker` type, to add workers apart from the web processes.
 
 A worker asks the inbox every POLL seconds whether anything waits (a read), claims as many
-requests as it has free threads (with more than half of them busy, once half are free or POLL
-has passed: a burst takes the write lock a few times, not once a request), and does each once
-(bot.work.run); it renews its claims while it lives (bot.inbox.Renewal), so another worker
-takes over only the requests of one that died.
+requests as it has free threads, and does each once (bot.work.run); it renews its claims while
+it lives (bot.inbox.Renewal), so another worker takes over only the requests of one that died.
 """
 
 from __future__ import annotations
@@ -47,12 +45,6 @@ class Worker:
         while not self._stopping.is_set():
             with self._free:
                 self._free.wait_for(lambda: self._busy < self._threads or self._stopping.is_set())
-                # Under a burst, claim for half the threads at once rather than for each one
-                # as it frees: every claim takes SQLite's one write lock, which the acks'
-                # keeps wait for (at most POLL more for a reply).
-                self._free.wait_for(
-                    lambda: self._busy <= self._threads // 2 or self._stopping.is_set(), POLL
-                )
                 free = self._threads - self._busy
                 finished, self._finished = self._finished, []
             try:
