@@ -8,4 +8,14 @@ a target was missed (the report says MISS); it raises, or returns non-zero, only
 from __future__ import annotations
 
 # Run in this order.
-MODULES = ("engine", "donors", "slack_ack", "packet_scale", "ec2_scale", "process", "delivery")
+MODULES = (
+    "engine",
+    "donors",
+    "slack_ack",
+    "activity",
+    "packet_scale",
+    "ec2_scale",
+    "process",
+    "delivery",
+    "capacity",
+)

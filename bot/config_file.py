@@ -1,7 +1,8 @@
 """The configuration file (LABBOT_CONFIG), read through one typed schema.
 
 The file holds the lab's `[policy]`, its `[foundation]`, the plan catalog (the tables of
-metal.catalog) and one `[[donor]]` table per donor (docs/donors.md). Every table is a pydantic
+metal.catalog), one `[[donor]]` table per donor (docs/donors.md) and the `[capacity]` of each
+plan and metro (docs/booking.md). Every table is a pydantic
 model that refuses keys it does not know and values of the wrong kind, so a mistake stops
 start-up with one sentence naming the table, the key and what is accepted, before anything
 runs. Credentials are never written in the file: a donor names the environment variables that
@@ -19,7 +20,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from commands.donors import PROVIDERS, Donor, Earmark
+from commands.donors import PROVIDERS, Capacity, Donor, Earmark
 from commands.durations import EXAMPLES, parse_duration
 from commands.process import BASIS_POINTS, CLASSES, format_share, parse_share
 from metal.catalog import CatalogError, dollars_to_cents, load
@@ -96,6 +97,16 @@ Moment = Annotated[
     datetime,
     BeforeValidator(_moment),
     Field(description="a date like 2027-06-30 or a time like 2027-06-30T12:00:00Z"),
+]
+SERVERS = "a whole number of servers, 0 or more"
+Servers = Annotated[int, _accepts(SERVERS, ge=0)]
+CapacityTables = Annotated[
+    dict[str, dict[str, Servers]],
+    Field(description='tables of plans like [capacity."c1.small.x86"] with ams1 = 20'),
+]
+DonorCapacity = Annotated[
+    dict[str, dict[str, Servers]],
+    Field(description='tables of plans like [donor.capacity."c1.large.arm"] with ams1 = 20'),
 ]
 Month = Annotated[str, _accepts("a month like 2027-01", pattern=r"^\d{4}-(0[1-9]|1[0-2])$")]
 Class = Literal[CLASSES]
@@ -226,6 +237,7 @@ class DonorTable(Table):
         Field(description='a list like [{ share = "10%", projects = ["coredns"] }]'),
     ] = []
     reserved_share: Share = None
+    capacity: DonorCapacity = {}
     # The provider account: which keys belong to which provider is ACCOUNT_KEYS.
     catalog: Annotated[str, _accepts("the path of a catalog file in quotes")] = None
     token_env: EnvName = None
@@ -256,6 +268,7 @@ class DonorTable(Table):
                 for e in self.earmarks
             ),
             reserved_share=self.reserved_share,
+            capacity=capacity_rules(self.capacity),
         )
 
 
@@ -279,6 +292,19 @@ class ConfigTables(CatalogTables):
     donor: Annotated[
         list[DonorTable], Field(description="[[donor]] tables, one for each donor")
     ] = []
+    capacity: CapacityTables = {}
+
+
+def capacity_rules(tables: dict[str, dict[str, int]]) -> Capacity:
+    """A `[capacity]` table (the lab's, or a donor's) as the rules hold it: (plan, metro,
+    servers) in a stable order."""
+    return tuple(
+        sorted(
+            (plan, metro, servers)
+            for plan, metros in tables.items()
+            for metro, servers in metros.items()
+        )
+    )
 
 
 @dataclass(frozen=True)
@@ -310,6 +336,8 @@ def read_config(path: Path) -> ConfigFile:
             "LABBOT_CONFIG: [policy] monthly_credit_cents is the grant of a lab without [[donor]] "
             "tables; give each [[donor]] its monthly_grant instead."
         )
+    if tables.capacity:
+        policy["capacity"] = capacity_rules(tables.capacity)
     for key in ("reminders", "credit_alerts"):
         if key in policy:
             policy[key] = tuple(sorted(policy[key], reverse=key == "reminders"))
@@ -404,7 +432,13 @@ def _sentence(error: dict[str, Any], data: dict[str, Any], top: type[Table], pre
         what = "setting" if table else "table or setting"
         return f"{where} has no {what} '{key}'; known: {', '.join(known)}."
     field = model.model_fields.get(key) if model else None
-    accepted = field.description if field and field.description else "a place's name in quotes"
+    accepted = (
+        field.description
+        if field and field.description
+        else SERVERS
+        if "capacity." in table
+        else "a place's name in quotes"
+    )
     if error["type"] == "missing" and len(rest) == 1:
         return f"{where} needs {key}: {accepted}."
     if error["type"] in ("extra_forbidden", "missing"):  # inside a key's value (an earmark)
@@ -421,6 +455,8 @@ def _place(
     """Which table an error's location is in (as the file writes it), its model, and the
     location inside it."""
     head = loc[0] if loc else ""
+    if head == "donor" and len(loc) > 4 and loc[2] == "capacity":
+        return f'{_donor_table(data, loc[1])} capacity."{loc[3]}"', None, loc[4:]
     if head == "donor" and len(loc) > 2:
         return _donor_table(data, loc[1]), DonorTable, loc[2:]
     if head == "plans" and len(loc) > 2:
@@ -429,6 +465,8 @@ def _place(
         return f"[{head}]", PolicyTable if head == "policy" else FoundationTable, loc[1:]
     if head == "metros" and len(loc) > 1:
         return "[metros]", None, loc[1:]
+    if head == "capacity" and len(loc) > 2:
+        return f'[capacity."{loc[1]}"]', None, loc[2:]
     return "", top, loc
 
 

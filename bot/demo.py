@@ -22,6 +22,13 @@ Arm request goes to cncf, and armco's own report: what its gift paid for.
 
 One test across three metros: a request for two servers in each of three metros, filed, approved,
 provisioned and listed by metro as one lease, then released and reclaimed in every metro.
+
+The lab also has a capacity calendar for one plan in one metro (`[capacity]`): a request that
+would pass it is refused with the next window that fits, and the calendar is read with
+`/lab calendar`.
+
+Last, a booking for tomorrow across three metros: alice, in Amsterdam, books 09:00 her time;
+it is approved ahead and its servers are prepared the lead time before the start.
 """
 
 from __future__ import annotations
@@ -61,6 +68,7 @@ from fakes.slack_sender import SlackSender, field
 from metal.catalog import seed
 from metal.ec2_catalog import EXAMPLE
 from metal.provider import Catalog
+from storage.models import Lease
 
 START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 ALICE, CAROL, BOB, RITA, ADA = "U0ALICE", "U0CAROL", "U0BOB", "U0RITA", "U0ADA"
@@ -89,6 +97,7 @@ CROWD = {
 }
 NAMES.update({user: f"{name} ({project})" for user, (name, project) in CROWD.items()})
 DANA, ELI, FAY, GUS = "U0DANA", "U0ELI", "U0FAY", "U0GUS"  # of the crowd: two donors' story
+HAL, IVY = "U0HAL", "U0IVY"  # of the crowd: the capacity calendar
 MEMBERS = {name.split()[0]: user for user, name in NAMES.items()}  # what @ offers: carol -> U0CAROL
 CHANNELS = {"C0REVIEW": "#lab-review", "C0ADMIN": "#lab-admin"}
 TOKEN = "xoxb-demo"
@@ -115,6 +124,8 @@ MANY = "120 t1.small.x86 ams1 4d"
 CNCF = Donor("cncf", monthly_grant_cents=2_500_000)
 ARMCO = Donor("armco", monthly_grant_cents=200_000, architectures=frozenset({"aarch64"}))
 ARMCO_PRICES = 80  # percent
+# `make run`'s capacity calendar: at most this many of the plan in the metro at once.
+CAPACITY = ("c1.xlarge.x86", "nrt1", 10)
 
 
 def main(
@@ -146,6 +157,7 @@ def main(
         many = MANY if provider == "simulated" else None
         if provider == "simulated":
             settings = with_two_donors(settings)
+            settings = replace(settings, policy=replace(settings.policy, capacity=(CAPACITY,)))
         if provider == "ec2":
             # moto is a test dependency: imported only for the story that uses it.
             from fakes.ec2 import CREDENTIALS, FaultProxy, MotoServer
@@ -344,13 +356,16 @@ def _buttons(params: dict[str, Any]) -> str:
 
 
 def _who_pays(params: dict[str, Any]) -> str:
-    """A card's donor, why it was chosen and what stopped the others, on lines of their own."""
+    """A card's donor, why it was chosen and what stopped the others, and what the capacity
+    calendar holds during the request (where a limit is set), on lines of their own."""
     lines = []
     for block in params.get("blocks") or []:
         for item in block.get("fields") or block.get("elements") or []:
             text = str(item.get("text", "")) if isinstance(item, dict) else ""
             label, _, value = text.partition("\n")
-            if label in ("*Donor*", "*Why this donor*"):
+            if label in ("*Donor*", "*Why this donor*") or (
+                label == "*Capacity calendar*" and value != "no limit set"
+            ):
                 lines.append(f"{label.strip('*')}: {value}")
             elif text.startswith("Other donors: "):
                 lines.append(text)
@@ -540,10 +555,13 @@ class Story:
         if len(self.ctx.lab.policy.donors()) > 1:
             self.two_donors()
         self.across_metros()
+        if self.ctx.lab.policy.capacity:
+            self.capacity()
         self.busy_morning()
         self.type(ADA, f"show {first}")
         self.type(ADA, "credit")
         self.check_books()
+        self.book_ahead()
 
     def two_donors(self) -> None:
         """Whose money pays: an Arm request goes to armco (it asks less for Arm servers), an x86
@@ -573,12 +591,32 @@ class Story:
         self.wait("the donors' servers come up", minutes=5)
         self.wait("the donors' servers run", hours=6)
 
+    def capacity(self) -> None:
+        """The capacity calendar: with 8 of the 10 servers the lab may hold in the metro taken
+        for two days, a request for 4 more is refused with the first moment it would not fit and
+        the next window that does, and the calendar shows why."""
+        plan, metro, most = CAPACITY
+        print(
+            f"\n{self.clock.now:%a %d %b %H:%M} — the lab may hold at most {most} {plan} in "
+            f"{metro} at once ([capacity] in the configuration)"
+        )
+        asks = ((HAL, 8, "48h", "a storage benchmark"), (IVY, 4, "24h", "query load tests"))
+        for n, (who, count, length, why) in enumerate(asks):
+            name, project = CROWD[who]
+            answer = self.type(
+                who,
+                f'request {count} {plan} {metro} {length} project={project} "{why}" '
+                f'repo=https://github.com/{project}/{project} key="{public_key(name, "ci")}"',
+            )
+            if n == 0:
+                self.click_card(RITA, cards.APPROVE, _lease_id(answer))
+                self.wait(f"{name}'s servers come up", minutes=5)
+        self.type(IVY, f"calendar {plan} {metro}")
+
     def across_metros(self) -> None:
         """One test, many metros: a request for servers in three metros at once is one lease,
         approved, provisioned in each metro, listed by metro, and reclaimed whole."""
-        catalog = self.ctx.lab.plans()
-        plan = self.small.split()[0]
-        metros = [m for m in catalog.metros if catalog.plan_available(plan, m)][:3]
+        plan, metros = self._three_metros()
         print(f"\n{self.clock.now:%a %d %b %H:%M} — one test across {len(metros)} metros")
         lease_id = _lease_id(
             self.type(
@@ -621,7 +659,39 @@ class Story:
         self.type(RITA, "queue")
         self.type(RITA, "queue 2")
 
+    def book_ahead(self) -> None:
+        """A booking for tomorrow across three metros (issue 22): alice, in Amsterdam, books two
+        servers in each from 09:00 her time; rita approves it ahead; the sweep prepares them the
+        lead time before the start, so they are ready, listed by metro, when it opens."""
+        self.fake.set_zone(ALICE, "Europe/Amsterdam")
+        print(f"\n{self.clock.now:%a %d %b %H:%M} — alice's Slack is set to Europe/Amsterdam")
+        plan, metros = self._three_metros()
+        booking = _lease_id(
+            self.type(
+                ALICE,
+                f"request {plan} 8h metro={','.join(metros)} count=2 project=coredns "
+                'class=foundation repo=https://github.com/coredns/coredns "a release benchmark" '
+                'from="tomorrow 09:00"',
+            )
+        )
+        self.click_card(RITA, cards.APPROVE, booking)
+        lab = self.ctx.lab
+        with lab.db.read() as session:
+            start = session.get(Lease, booking).book_start
+        prepare = lab.policy.prepare_from(start)
+        ahead = (prepare - self.clock.now).total_seconds()
+        self.wait("the lead time before the booking's start", seconds=ahead)
+        self.wait("the booking's servers come up", minutes=5)
+        self.type(ALICE, f"show {booking}")
+
+    def _three_metros(self) -> tuple[str, list[str]]:
+        """The small plan and the first three metros that offer it."""
+        catalog = self.ctx.lab.plans()
+        plan = self.small.split()[0]
+        return plan, [m for m in catalog.metros if catalog.plan_available(plan, m)][:3]
+
     def _home(self, who: str) -> dict[str, Any]:
+
         calls = self.fake.calls("views.publish")
         return next(c for c in reversed(calls) if c.params["user_id"] == who).response["view"]
 

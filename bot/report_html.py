@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from commands.billing import format_cents
+from commands.capacity import Calendar
 from commands.donors import FIRST_DONOR, Donor
 from commands.lab import Lab
 from commands.process import format_share
@@ -78,6 +79,7 @@ def render_month(report: PublicMonth, months: list[str], link: Callable[[str], s
             _bar_chart("Spend by project", report.by_project, "by-project"),
             _money_table("Spend by class", report.by_class),
             _donors(report.by_donor) if several else "",
+            *(_calendar_chart(calendar) for calendar in report.calendars),
             _leases(report.leases, donor_column=several),
         ],
     )
@@ -320,4 +322,41 @@ def _bar_chart(title: str, rows: list[tuple[str, int]], chart_id: str, table: bo
         f"<svg id='{chart_id}' role='img' aria-label='{escape(title)}' viewBox='0 0 {_W} "
         f"{height}' width='{_W}' height='{height}' xmlns='http://www.w3.org/2000/svg'>{bars}"
         f"</svg></figure>{_money_table(title + ' (table)', rows) if table else ''}"
+    )
+
+
+def _calendar_chart(calendar: Calendar) -> str:
+    """A plan's coming two weeks in a metro: a column a day, as high as the most servers held
+    or booked at any moment of it, under a line at the limit."""
+    days = calendar.days
+    limit = days[0].limit if days else None
+    top = max([limit or 0, *(d.held for d in days), 1])
+    step = (_W - 2 * _PAD) / max(1, len(days))
+    scale = (_H - 2 * _PAD) / top
+    chart_id = f"calendar-{calendar.plan}-{calendar.metro}".replace(".", "-")
+    columns = "".join(
+        f"<g><title>{d.day:%a %b %d}: {d.held}"
+        f"{'' if limit is None else f' of {limit}'} held</title>"
+        f"<rect class='held' x='{_PAD + i * step + 2:.1f}' y='{_H - _PAD - d.held * scale:.1f}' "
+        f"width='{step - 4:.1f}' height='{d.held * scale:.1f}' fill='{BAR_COLOUR}'/>"
+        f"<text x='{_PAD + (i + 0.5) * step:.1f}' y='{_H - _PAD + 16}' text-anchor='middle'>"
+        f"{d.day.day}</text></g>"
+        for i, d in enumerate(days)
+    )
+    line = (
+        ""
+        if limit is None
+        else f"<line id='{chart_id}-limit' x1='{_PAD}' x2='{_W - _PAD}' "
+        f"y1='{_H - _PAD - limit * scale:.1f}' y2='{_H - _PAD - limit * scale:.1f}' "
+        f"stroke='{BURN_COLOUR}' stroke-width='2' stroke-dasharray='6 4'/>"
+    )
+    title = f"{calendar.plan} in {calendar.metro}, the coming {len(days)} days"
+    against = "no limit set" if limit is None else f"the dashed line is the limit, {limit}"
+    return (
+        f"<figure><h2>{escape(title)}</h2>"
+        f"<svg id='{escape(chart_id)}' role='img' aria-label='{escape(title)}' "
+        f"viewBox='0 0 {_W} {_H}' width='{_W}' height='{_H}' "
+        f"xmlns='http://www.w3.org/2000/svg'>{columns}{line}</svg><figcaption>"
+        f"Servers held or booked at most at any moment of each day (UTC); {against}."
+        "</figcaption></figure>"
     )

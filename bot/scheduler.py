@@ -10,6 +10,10 @@ The courier is a second job of the same kind, every second: it delivers the noti
 for a lane's room (Slack's pace of about a message a second per channel), which the sweep's
 interval would otherwise hold up for a whole interval. It costs one indexed query when nothing
 is due.
+
+A third job asks the providers' metrics of the servers' use (commands.provider_activity) once
+a minute, which costs a claim unless its period (15 minutes) is over: apart from the sweep, so
+a slow or throttled metrics API never delays a sweep pass.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from bot.runtime import Clock
 from commands.health import record_sweep
 from commands.lab import Lab
 from commands.notices import deliver
+from commands.provider_activity import poll_provider_activity
 from commands.sweep import sweep
 
 log = logging.getLogger(__name__)
@@ -32,6 +37,8 @@ log = logging.getLogger(__name__)
 JOB_ID = "labbot-sweep"
 COURIER_ID = "labbot-courier"
 COURIER_EVERY = timedelta(seconds=1)
+METRICS_ID = "labbot-provider-activity"
+METRICS_EVERY = timedelta(minutes=1)  # a claim each minute; the poll itself every POLL_EVERY
 
 Also = Callable[[datetime], object]
 
@@ -64,6 +71,15 @@ def run_courier(lab: Lab, clock: Clock) -> None:
         log.exception("delivering notices failed; the next tick retries")
 
 
+def run_metrics_poll(lab: Lab, clock: Clock) -> None:
+    """The providers' metrics of the servers' use (commands.provider_activity), in a job of
+    its own so that a slow metrics API never holds up a sweep pass; a failure is logged."""
+    try:
+        poll_provider_activity(lab, clock())
+    except Exception:
+        log.exception("polling the providers' metrics failed; the next period retries")
+
+
 def start_sweeper(
     lab: Lab, clock: Clock, every: timedelta, also: Also | None = None
 ) -> BackgroundScheduler:
@@ -71,6 +87,7 @@ def start_sweeper(
     for job, args, interval, job_id in (
         (run_sweep, (lab, clock, also), every, JOB_ID),
         (run_courier, (lab, clock), COURIER_EVERY, COURIER_ID),
+        (run_metrics_poll, (lab, clock), METRICS_EVERY, METRICS_ID),
     ):
         scheduler.add_job(
             job,

@@ -37,6 +37,7 @@ from prometheus_client.multiprocess import mark_process_dead
 from slack_bolt import App
 from slack_sdk.errors import SlackApiError
 
+from bot.activity import Limiter, Recorder, activity_endpoint
 from bot.app import AppContext, build_context, create_app, web_client
 from bot.children import Child
 from bot.gate import slack_endpoint
@@ -47,7 +48,7 @@ from bot.report_html import PATH as REPORT_PATH
 from bot.report_html import report_app
 from bot.runtime import open_database
 from bot.scheduler import start_sweeper
-from bot.settings import Settings, SettingsError, from_env
+from bot.settings import ACTIVITY_PATH, Settings, SettingsError, from_env
 from bot.worker import Worker
 from metal.provider import utcnow
 
@@ -106,15 +107,22 @@ def check_app_token(settings: Settings) -> None:
 
 
 def wsgi_app(
-    app: App, secret: str | None, probes: Probes | None = None, report: Wsgi | None = None
+    app: App,
+    secret: str | None,
+    probes: Probes | None = None,
+    report: Wsgi | None = None,
+    activity: Wsgi | None = None,
 ) -> Wsgi:
     """Slack's endpoint, behind the signature check of bot.gate, plus the health check and the
     metrics (without probes, as the bare App of the benchmark runs, the health check only says
-    the process answers), and the lab's public report (read-only) when given."""
+    the process answers), the lab's public report (read-only) and the servers' activity
+    reports (bot.activity) when given."""
     slack = slack_endpoint(app, secret, EVENTS_PATH)
 
     def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path = environ.get("PATH_INFO") or ""
+        if activity is not None and path == ACTIVITY_PATH:
+            return activity(environ, start_response)
         if probes is not None and path in (HEALTH_PATH, METRICS_PATH):
             return probes.answer(path, start_response)
         if path == HEALTH_PATH:
@@ -137,6 +145,13 @@ class Running:
         self.app = create_app(self.ctx)
         self.probes = Probes(self.ctx.lab, self.ctx.clock, settings.health_sweep_age, started)
         self.worker = Worker(self.ctx) if whole else None
+        # The servers' reports, where they report (a public URL, HTTP mode, not turned off).
+        self.recorder = Recorder(self.ctx.lab) if settings.policy.activity_url else None
+        self.activity = (
+            activity_endpoint(self.ctx.lab, self.ctx.clock, self.recorder, Limiter())
+            if self.recorder is not None
+            else None
+        )
         self.scheduler = (
             start_sweeper(
                 self.ctx.lab,
@@ -153,6 +168,8 @@ class Running:
             self.scheduler.shutdown(wait=True)
         if self.worker is not None:
             self.worker.stop()
+        if self.recorder is not None:
+            self.recorder.stop()
         self.ctx.shutdown()
         self.ctx.lab.db.dispose()
 
@@ -215,6 +232,7 @@ class _Gunicorn(BaseApplication):
             self.settings.slack_signing_secret,
             self.running.probes,
             report_app(ctx.lab, ctx.clock),
+            self.running.activity,
         )
 
     def run(self) -> None:

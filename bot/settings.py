@@ -23,9 +23,11 @@ from metal.catalog import CatalogError, seed
 from metal.ec2_catalog import Ec2Offer, load_offer, missing_images
 from metal.forge_http import GITHUB_API_URL, GITLAB_API_URL
 from metal.provider import Catalog
+from metal.reporter import usable_url
 from storage.db import DEFAULT_URL
 
 HEALTH_SWEEPS_MISSED = 3
+ACTIVITY_PATH = "/activity"  # where `labbot serve` takes the servers' activity reports
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,10 @@ class Settings:
     workers: int = 1
     health_sweep_age: timedelta = timedelta(minutes=10)
     log_format: str = "text"
+    # Where Slack and the servers reach labbot (https://labbot.example.org); None: nowhere
+    # (Socket Mode, a lab behind a firewall), and the servers do not report their activity.
+    public_url: str | None = None
+    activity_reports: bool = True  # LABBOT_ACTIVITY_REPORTS=off: servers get no reporter
     # One account per [[donor]] table, in the file's order; none: the environment's one donor.
     donor_accounts: tuple[Account, ...] = ()
 
@@ -120,8 +126,12 @@ _POLICY_DURATIONS = {
     "LABBOT_PROVISION_TIMEOUT": "provision_timeout",
     "LABBOT_WRITEUP_AFTER": "writeup_after",
     "LABBOT_PROVISION_POLL": "provision_poll",
+    "LABBOT_BOOK_AHEAD": "book_ahead",
+    "LABBOT_LEAD_TIME": "lead_time",
 }
-_MAY_BE_ZERO = {"LABBOT_GRACE"}  # reclaiming exactly at the end is a lab's choice
+# Reclaiming exactly at the end, or creating a booking's servers only at its start, is a
+# lab's choice.
+_MAY_BE_ZERO = {"LABBOT_GRACE", "LABBOT_LEAD_TIME"}
 _POLICY_INTS = {
     "LABBOT_MAX_SERVERS": "max_servers",
     "LABBOT_PENDING_PER_USER": "pending_per_user",
@@ -129,6 +139,7 @@ _POLICY_INTS = {
     "LABBOT_CREATE_ATTEMPTS": "create_attempts",
     "LABBOT_PROVIDER_CONCURRENCY": "provider_concurrency",
     "LABBOT_SWEEP_CONCURRENCY": "sweep_concurrency",
+    "LABBOT_BOOKINGS_PER_PROJECT": "bookings_per_project",
 }
 
 
@@ -175,6 +186,8 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         aws_endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
         **_operations(env, base),
     )
+    settings = replace(settings, policy=replace(policy, activity_url=activity_url(settings)))
+    policy = settings.policy
     if "LABBOT_PROVISION_POLL" in env or any(
         account.provider != "simulated" for account in settings.accounts()
     ):
@@ -205,7 +218,29 @@ def _operations(env: Mapping[str, str], base: Settings) -> dict:
         "workers": _int(env, "LABBOT_WORKERS", base.workers, minimum=0),
         "health_sweep_age": health_age,
         "log_format": _choice(env, "LABBOT_LOG_FORMAT", ("text", "json"), base.log_format),
+        "public_url": _public_url(env),
+        "activity_reports": _flag(env, "LABBOT_ACTIVITY_REPORTS")
+        if "LABBOT_ACTIVITY_REPORTS" in env
+        else base.activity_reports,
     }
+
+
+def _public_url(env: Mapping[str, str]) -> str | None:
+    url = (env.get("LABBOT_PUBLIC_URL") or "").strip().rstrip("/")
+    if url and not usable_url(url + ACTIVITY_PATH):
+        raise SettingsError(
+            f"LABBOT_PUBLIC_URL must be an http(s) URL like https://labbot.example.org, not "
+            f"'{env['LABBOT_PUBLIC_URL']}'."
+        )
+    return url or None
+
+
+def activity_url(settings: Settings) -> str:
+    """Where the servers report their activity, or "" where they do not: no public URL, Socket
+    Mode (labbot serves no HTTP then), or LABBOT_ACTIVITY_REPORTS=off."""
+    if not settings.public_url or settings.slack_app_token or not settings.activity_reports:
+        return ""
+    return settings.public_url + ACTIVITY_PATH
 
 
 def require_packet(account: Account) -> None:

@@ -21,6 +21,15 @@ from commands.billing import month_bounds
 FIRST_DONOR = "lab"
 PROVIDERS = ("simulated", "packet", "ec2")
 
+# How many servers of a plan may be held in a metro at once: (plan, metro, servers), the
+# operator's `[capacity]` (the lab's, whichever donor pays) or a donor's own. No entry: no limit.
+Capacity = tuple[tuple[str, str, int], ...]
+
+
+def capacity_of(capacity: Capacity, plan: str, metro: str) -> int | None:
+    """The limit `capacity` sets on `plan` in `metro`, or None when it sets none."""
+    return next((n for p, m, n in capacity if p == plan and m == metro), None)
+
 
 @dataclass(frozen=True)
 class Earmark:
@@ -53,6 +62,7 @@ class Donor:
     classes: frozenset[str] = frozenset()
     earmarks: tuple[Earmark, ...] = ()
     reserved_share: int | None = None
+    capacity: Capacity = ()  # the servers its account may hold at once, per plan and metro
 
     def grant_cents(self, month: str) -> int:
         """What the donor gives in `month`: its amount for that month if the configuration

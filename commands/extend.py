@@ -9,6 +9,7 @@ from sqlmodel import Session, delete
 
 from commands.backstop import move_backstop
 from commands.budget import over_budget, past_words, record_overrides
+from commands.capacity import misfit, misfit_refusal, place
 from commands.coowners import audiences, co_owner_ids
 from commands.durations import format_duration
 from commands.facts import quoted, shape, when
@@ -197,6 +198,9 @@ def _apply(
             f"{past_words(over[0], lease, lab.policy)}. Ask for a shorter extension or release "
             "servers you do not need.",
         )
+    # The capacity calendar has no override: the servers are not there to be had.
+    if short := misfit(session, lab.policy, probe, now, leaving=lease.id):
+        return misfit_refusal(probe, short, f"Extending #{lease.id} by {format_duration(extra)}")
     if override is not None:
         record_overrides(session, lease, over, actor, override, now)
     # Reminders still ahead of the new end are owed again.
@@ -210,6 +214,7 @@ def _apply(
     lease.version += 1
     session.add(lease)
     hold(session, lease, lab.policy, now)
+    place(session, [lease], lab.policy, now)
     audit(
         session,
         now,

@@ -97,6 +97,8 @@ def one_line(lease: Lease, now: datetime) -> str:
     left = (
         f", {time_left(lease, now)} (ends {when(lease.ends_at)})" if state == State.ACTIVE else ""
     )
+    if lease.book_start and state in (State.PENDING, State.APPROVED):
+        left = f", starts {when(lease.book_start)}"
     return f"#{lease.id} {lease.project}: {shape(lease)} — {state.value}{left}"
 
 
@@ -119,6 +121,8 @@ def describe(
     ]
     if lease.reason:
         lines.append(f"Reason: {quoted(lease.reason)}")
+    if lease.book_start:
+        lines.append(f"Booked to start {when(lease.book_start)}")
     if lease.starts_at:
         lines.append(
             f"Started {when(lease.starts_at)}, ends {when(lease.ends_at)} ({time_left(lease, now)})"

@@ -27,7 +27,8 @@ USAGE: dict[str, str] = {
         'request [COUNT PLAN METRO DURATION project=NAME repo=URL "why"] '
         "[metro=ams1,ewr1 count=2 | metro=ams1:4,ewr1:2] "
         '[class=foundation|member|other org=NAME] [os=OS key="ssh-ed25519 ..." '
-        "with=@user,@user partial=yes donor=NAME]  (no arguments: a form)"
+        'with=@user,@user partial=yes donor=NAME] [from=2026-12-14T09:00|"tomorrow 09:00" '
+        "until=...]  (no arguments: a form; from= books a start ahead, in your time zone)"
     ),
     "keys": (
         "keys [add ssh-ed25519 AAAA... | remove NUMBER | import github|gitlab LOGIN]  "
@@ -39,9 +40,10 @@ USAGE: dict[str, str] = {
     "show": "show ID [servers PAGE]  (a lease, and its servers a page at a time)",
     "extend": "extend ID DURATION  (like 24h or 3d)",
     "release": "release ID",
-    "cancel": "cancel ID  (a request still waiting for review)",
+    "cancel": "cancel ID  (a request still waiting for review, or a booking not yet started)",
     "credit": "credit  (the lab's money this month)",
     "plans": "plans  (server types, metros, OSes)",
+    "calendar": "calendar PLAN METRO  (the coming two weeks of a plan's bookings in a metro)",
     "approve": 'approve ID [override="why"]  (reviewers)',
     "deny": "deny ID REASON  (reviewers)",
     "provision": "provision ID  (admins)",
@@ -94,6 +96,8 @@ class Command:
     forge: str = ""
     users: tuple[str, ...] = ()  # share, unshare: Slack user ids; list: whose leases
     page: int = 1  # list, queue; show: which page of the lease's servers
+    plan: str = ""  # calendar
+    metro: str = ""  # calendar
 
     @property
     def opens_form(self) -> bool:
@@ -138,6 +142,12 @@ def _bare(verb: str, args: list[str]) -> Command:
     if args:
         raise _usage(verb, f"`{verb}` takes nothing after it")
     return Command(verb)
+
+
+def _calendar(verb: str, args: list[str]) -> Command:
+    if len(args) != 2:
+        raise _usage(verb, "`calendar` takes a plan and a metro, like `calendar c1.small.x86 ams1`")
+    return Command(verb, plan=plain(args[0]), metro=plain(args[1]))
 
 
 def _paged(verb: str, args: list[str]) -> Command:
@@ -215,30 +225,32 @@ def _approve(verb: str, args: list[str]) -> Command:
 def _request(verb: str, args: list[str]) -> Command:
     if not args:
         return Command(verb)
+    args = _joined_times(args)
     positional = [a for a in args if "=" not in a]
     options = _options(
         verb,
         [a for a in args if "=" in a],
-        allowed={*_OPTION_FIELDS, "partial", "with", "metro", "count"},
+        allowed={*_OPTION_FIELDS, "partial", "with", "metro", "count", "from", "until"},
     )
     metros_given = plain(options["metro"]) if "metro" in options else None
     count_given = plain(options["count"]) if "count" in options else None
     per_metro = metros_given is not None and ":" in metros_given
-    # The words not given as options, in their places: COUNT PLAN METRO DURATION.
+    # The words not given as options, in their places: COUNT PLAN METRO DURATION (with
+    # `until=` the end gives the length, so DURATION is left out).
     names = [
         *(["count"] if count_given is None and not per_metro else []),
         "plan",
         *(["metro"] if metros_given is None else []),
-        "duration",
+        *(["duration"] if "until" not in options else []),
     ]
     if len(positional) < len(names):
         raise _usage(
             verb,
             "an inline request starts with COUNT PLAN METRO DURATION "
-            "(or PLAN DURATION with count= and metro=)",
+            "(or PLAN DURATION with count= and metro=; no DURATION with from= and until=)",
         )
     words = dict(zip(names, map(plain, positional), strict=False))
-    plan, duration = words["plan"], words["duration"]
+    plan = words["plan"]
     if per_metro and _looks_numeric(positional[0]):
         raise _usage(verb, "with a count per metro (metro=ams1:4,ewr1:2), leave out COUNT")
     count_word = count_given if count_given is not None else words.get("count")
@@ -250,6 +262,10 @@ def _request(verb: str, args: list[str]) -> Command:
     except MetroError as error:
         raise _usage(verb, str(error).rstrip(".")) from error
     fields: dict = {_OPTION_FIELDS[k]: plain(v) for k, v in options.items() if k in _OPTION_FIELDS}
+    fields["start"] = plain(options.get("from", ""))
+    fields["end"] = plain(options.get("until", ""))
+    if "duration" in words:
+        fields["duration"] = _duration(verb, words["duration"])
     if "with" in options:
         fields["co_owners"] = _users(verb, [options["with"]])
     if "applicant" in fields:
@@ -262,11 +278,26 @@ def _request(verb: str, args: list[str]) -> Command:
         metro=next(iter(counts)),
         count=sum(counts.values()),
         metro_counts=tuple(counts.items()) if len(counts) > 1 else (),
-        duration=_duration(verb, duration),
         allow_partial=_yes_no(plain(options.get("partial", "no"))),
         **fields,
     )
     return Command(verb, request=request)
+
+
+_TIME_WORD = re.compile(r"\d{1,2}:\d{2}")
+
+
+def _joined_times(args: list[str]) -> list[str]:
+    """`from=tomorrow 09:00` typed without quotes arrives as two words: the clock time that
+    follows `from=` or `until=` is put back with it."""
+    out: list[str] = []
+    for arg in args:
+        previous = plain(out[-1]).lower() if out else ""
+        if _TIME_WORD.fullmatch(plain(arg)) and previous.startswith(("from=", "until=")):
+            out[-1] = f"{out[-1]} {arg}"
+        else:
+            out.append(arg)
+    return out
 
 
 def _keys(rest: str) -> Command:
@@ -369,6 +400,7 @@ _PARSERS = {
     "list": _paged,
     "credit": _bare,
     "plans": _bare,
+    "calendar": _calendar,
     "help": _bare,
     "queue": _paged,
     "show": _show,

@@ -80,9 +80,15 @@ _DONOR_ROWS, _PROJECT_ROWS, _CLASS_ROWS = range(3)  # bump_all's order of the to
 
 def planned_window(lease: Lease, policy: Policy, now: datetime) -> tuple[datetime, datetime]:
     """When the lease's servers will run: from their start (before that, from the approval,
-    or now for a request) to the planned end plus grace, because servers bill until deleted."""
+    or now for a request) to the planned end plus grace, because servers bill until deleted.
+    A booking's servers run from the lead time before its start (they bill from creation) to
+    its start plus its length, whenever they came up."""
+    length = timedelta(seconds=lease.duration_s + lease.extended_s)
+    if lease.book_start is not None:
+        start = lease.starts_at or policy.prepare_from(lease.book_start)
+        return start, (lease.ends_at or lease.book_start + length) + policy.grace
     start = lease.starts_at or lease.decided_at or now
-    end = lease.ends_at or start + timedelta(seconds=lease.duration_s + lease.extended_s)
+    end = lease.ends_at or start + length
     return start, end + policy.grace
 
 

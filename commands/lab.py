@@ -132,6 +132,8 @@ class Code(StrEnum):
     NOT_OFFERED = "not_offered"  # the plan is not offered in (every) metro asked for
     NO_DONOR = "no_donor"  # no donor's catalog, terms or dates allow it (or the one named)
     DONOR_ENDS = "donor_ends"  # the lease would run past the end of its donor's credit
+    BAD_START = "bad_start"  # a booking's start or end: unreadable, past, too far, a DST gap
+    NO_CAPACITY = "no_capacity"  # the window would pass a plan's capacity in a metro (calendar)
 
 
 class Refusal(NamedTuple):

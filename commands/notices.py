@@ -64,6 +64,8 @@ class Kind(StrEnum):
     ADMIN_ALERT = "admin_alert"
     SHARED = "shared"
     SILENT_LEASE = "silent_lease"
+    DAY_BEFORE = "day_before"  # a booking starts tomorrow
+    BOOKING_LATE = "booking_late"  # a booking's servers cannot be created in time
     CLICK_FAILED = "click_failed"  # an acknowledged click a replica took over could not do
 
 

@@ -13,7 +13,7 @@ from enum import Enum
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from commands.donors import FIRST_DONOR, Donor
+from commands.donors import FIRST_DONOR, Capacity, Donor
 from commands.durations import format_duration
 from commands.process import CLASSES, OTHER, class_problem
 from commands.pubkeys import MAX_KEY_CHARS, KeyProblem, read_key
@@ -94,10 +94,21 @@ class Policy:
     writeup_after: timedelta = 14 * DAY
 
     backstop_margin: timedelta = DAY
+    # Booking ahead (issue 22): how far ahead a start may be, how long before it the servers
+    # are created (billed from then), and how many bookings ahead a project may hold at once.
+    book_ahead: timedelta = 60 * DAY
+    lead_time: timedelta = timedelta(minutes=15)
+    bookings_per_project: int = 3
+    # Where the servers report their activity (LABBOT_PUBLIC_URL + /activity); empty: they do
+    # not (Socket Mode, no public URL, or LABBOT_ACTIVITY_REPORTS=off). commands.activity.
+    activity_url: str = ""
     allow_self_approval: bool = False
     # Who gives the credit, in the order the configuration names them (commands.donors). None
     # named: one donor, FIRST_DONOR, granting `monthly_credit_cents` every month.
     donor_list: tuple[Donor, ...] = ()
+    # The servers the lab may hold at once per plan and metro, whichever donor pays
+    # (commands.capacity; each donor may set its own too). Empty: no limit.
+    capacity: Capacity = ()
 
     def donors(self) -> tuple[Donor, ...]:
         return self.donor_list or (
@@ -111,6 +122,11 @@ class Policy:
         """When the provider may delete a lease's servers on its own, should labbot be down:
         the end plus grace plus a margin. Extensions move it before they take effect."""
         return ends_at + self.grace + self.backstop_margin
+
+    def prepare_from(self, book_start: datetime) -> datetime:
+        """When a booking's servers are created: the lead time before its start, so they are
+        ready when it opens (and bill from then)."""
+        return book_start - self.lead_time
 
 
 def default_os(policy: Policy, catalog: Catalog) -> str:
@@ -188,6 +204,13 @@ class RequestInput(BaseModel):
     co_owners: tuple[str, ...] = ()  # Slack user ids
     saved_keys: tuple[str, ...] | None = None  # fingerprints checked in the form; None: not asked
     donor: str = ""  # who pays (`donor=NAME`); empty: labbot proposes one (commands.routing)
+    # A booking (commands.starts): the start as typed (`from=`) or picked in the form (an aware
+    # moment), an end as typed (`until=`, which then replaces `duration`), and the requester's
+    # Slack time zone the typed ones are read in. No start: as soon as approved.
+    start: str = ""
+    start_at: datetime | None = None
+    end: str = ""
+    zone: str = "UTC"
     # Several metros (commands.metros): (metro, count) in the order asked, `metro` the first and
     # `count` the total; empty for `count` servers in `metro`. Read through per_metro().
     metro_counts: tuple[tuple[str, int], ...] = ()

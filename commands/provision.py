@@ -16,8 +16,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
+from commands.activity import issue_tokens, reporting
 from commands.backstop import move_backstop
 from commands.batches import batches
+from commands.bookings import warn_late
+from commands.capacity import forget, place
 from commands.coowners import audiences, co_owners_of
 from commands.facts import servers_summary, shape, when
 from commands.handover import files_notice
@@ -117,8 +120,10 @@ def _start(session: Session, lab: Lab, leases: list[Lease], actor: str, now: dat
     moved = move_all(session, leases, State.PROVISIONING, due_at=now)
     drafts = []
     for lease in moved:
-        planned_end = now + lab.policy.provision_timeout + timedelta(seconds=lease.duration_s)
-        lease.backstop_at = lab.policy.backstop(planned_end)
+        # Provisioning may take until the timeout (a booking's, from its start if that is
+        # later): the backstop leaves the lease its whole length after that.
+        ready_by = max(now + lab.policy.provision_timeout, lease.book_start or now)
+        lease.backstop_at = lab.policy.backstop(ready_by + timedelta(seconds=lease.duration_s))
         metros = [metro for metro, count in lease.per_metro().items() for _ in range(count)]
         for n, metro in enumerate(metros, 1):
             session.add(
@@ -135,7 +140,12 @@ def _start(session: Session, lab: Lab, leases: list[Lease], actor: str, now: dat
                 Kind.PROVISIONING,
                 owner(lease.owner),
                 f"Provisioning {shape(lease)} for lease #{lease.id}; servers usually take a "
-                "few minutes. You will get a DM when they are ready.",
+                "few minutes. You will get a DM when they are ready."
+                + (
+                    f" They are being prepared for its start, {when(lease.book_start)}."
+                    if lease.book_start and lease.book_start > now
+                    else ""
+                ),
                 lease.id,
             )
         )
@@ -283,11 +293,11 @@ def _create_missing(
     todo = _with_capacity(lab, lease, todo, now)
     if not todo or not _guarded(lab, lease, todo, now):
         return
-    claimed = _claim_creates(lab, todo, now)
+    claimed, tokens = _claim_creates(lab, todo, now)
     workers = max(1, min(lab.policy.provider_concurrency, len(claimed) or 1))
     with ThreadPoolExecutor(workers, thread_name_prefix=f"create-{lease.id}") as pool:
         sent = {
-            pool.submit(_send_creates, lab, lease, batch, keys): batch
+            pool.submit(_send_creates, lab, lease, batch, keys, tokens): batch
             for batch in batches(claimed, workers, lab.provider.max_batch)
         }
         # Answers are recorded at least every RECORD_EVERY, all those in hand in one
@@ -325,6 +335,8 @@ def _with_capacity(lab: Lab, lease: Lease, todo: list[Server], now: datetime) ->
             servers=len(waiting),
             metros=sorted(short),
         )
+        where = ", ".join(sorted(short))
+        warn_late(session, lease, f"the provider has no {lease.plan} to spare in {where}", now)
     return [s for s in todo if s.metro not in short]
 
 
@@ -346,6 +358,7 @@ def _guarded(lab: Lab, lease: Lease, todo: list[Server], now: datetime) -> bool:
             .values(retry_at=now + CAPACITY_WAIT, last_error=reason[:500])
         )
         audit(session, now, "system", "backstop_set", lease.id, "failed", reason=reason)
+        warn_late(session, lease, reason, now)
         if once(session, f"backstop:{lease.id}", now):
             enqueue(
                 session,
@@ -360,9 +373,12 @@ def _guarded(lab: Lab, lease: Lease, todo: list[Server], now: datetime) -> bool:
     return False
 
 
-def _claim_creates(lab: Lab, servers: list[Server], now: datetime) -> list[Server]:
+def _claim_creates(
+    lab: Lab, servers: list[Server], now: datetime
+) -> tuple[list[Server], dict[int, str]]:
     """One statement claims every pending row this pass will create; a pass running at the
-    same time claims none of them twice."""
+    same time claims none of them twice. Each claimed server gets a fresh activity token in
+    the same transaction (where servers report: commands.activity)."""
     with lab.db.write() as session:
         taken = set(
             session.exec(
@@ -376,11 +392,12 @@ def _claim_creates(lab: Lab, servers: list[Server], now: datetime) -> list[Serve
                 .returning(Server.id)
             ).scalars()
         )
-    return [s for s in servers if s.id in taken]
+        tokens = issue_tokens(session, sorted(taken), now) if lab.policy.activity_url else {}
+    return [s for s in servers if s.id in taken], tokens
 
 
 def _send_creates(
-    lab: Lab, lease: Lease, servers: list[Server], keys: list[PublicKey]
+    lab: Lab, lease: Lease, servers: list[Server], keys: list[PublicKey], tokens: dict[int, str]
 ) -> list[Device | Exception]:
     """One provider call for a batch of the lease's servers: an answer for each."""
     specs = [
@@ -392,6 +409,7 @@ def _send_creates(
             ssh_keys=tuple(k.line for k in keys),
             tags=(TAG, lease_tag(lease.id)),
             termination_time=lease.backstop_at,
+            reporting=reporting(lab, tokens.get(server.id)),
         )
         for server in servers
     ]
@@ -439,6 +457,7 @@ def _record_create(
         set_state(row, ServerState.PENDING)
         row.retry_at, row.last_error = now + CAPACITY_WAIT, str(result)[:500]
         audit(session, now, "system", "capacity", lease.id, "waiting", hostname=row.hostname)
+        warn_late(session, lease, f"the provider is out of capacity ({row.last_error})", now)
         return
     retryable = not isinstance(result, ProviderError) or result.retryable
     exhausted = row.create_attempts >= lab.policy.create_attempts or not retryable
@@ -456,6 +475,7 @@ def _record_create(
         error=row.last_error,
         final=exhausted,
     )
+    warn_late(session, lease, f"creating its servers fails ({row.last_error})", now)
 
 
 def _backoff(attempts: int) -> timedelta:
@@ -667,14 +687,17 @@ def _activate_all(
     keys = keys_on_all(session, [(lease, up[lease.id], co_owners[lease.id]) for lease in leases])
     drafts = []
     for lease in leases:
-        lease.ends_at = now + timedelta(seconds=lease.duration_s + lease.extended_s)
+        # A booking ends at its start plus its length, whenever its servers came up.
+        begins = lease.book_start or now
+        lease.ends_at = begins + timedelta(seconds=lease.duration_s + lease.extended_s)
         lease.due_at = next_due(lab.policy, now, lease.ends_at, sent=())
         asked, came_up = lease.count, Counter(s.metro for s in up[lease.id])
         lease.spread({metro: came_up[metro] for metro in lease.per_metro() if came_up[metro]})
         _give_up_stragglers(session, lease, rows[lease.id], now)
-        drafts += _ready(session, lab, lease, up[lease.id], asked, keys[lease.id], co_owners)
+        drafts += _ready(session, lab, lease, up[lease.id], asked, keys[lease.id], co_owners, now)
     audit_all(session, now, "system", "active", {x.id: {"servers": x.count} for x in leases})
     hold_all(session, leases, lab.policy, now)  # the real window and count replace the approved
+    place(session, leases, lab.policy, now)  # and on the capacity calendar, its days
     return drafts
 
 
@@ -705,16 +728,23 @@ def _ready(
     asked: int,
     keys: list[str],
     co_owners: dict[int, list[str]],
+    now: datetime,
 ) -> list[Draft]:
     """The ready DM, to the owner and each co-owner, and the files with every server. Whatever
     the lease's size, the DM says how to log in, which keys are on the servers and when the
     lease ends; it names the servers as far as it can and says where the rest are."""
     partial = f" ({lease.count} of the {asked} asked for)" if lease.count < asked else ""
+    early = (
+        f" ahead of its start, {when(lease.book_start)}"
+        if lease.book_start and lease.book_start > now
+        else ""
+    )
     login = lab.plans().login_user(lease.os)
     counts = lease.per_metro()
     where = f" in {metro_words(counts)}" if len(counts) > 1 else ""
     intro = (
-        f"Lease #{lease.id} is ready{partial}{where}: log in as {login} (`ssh {login}@ADDRESS`)."
+        f"Lease #{lease.id} is ready{early}{partial}{where}: log in as {login} "
+        f"(`ssh {login}@ADDRESS`)."
     )
     ends = f"It ends {when(lease.ends_at)}; you will be reminded before then."
     order = list(counts)
@@ -757,6 +787,7 @@ def _fail(
     why = "provisioning timed out" if timed_out else "the provider could not create the servers"
     move(session, lease, State.FAILED, due_at=now, ended_at=now, reason=why)
     release_holds(session, lease)
+    forget(session, [lease.id])
     session.exec(
         servers_moving([ServerState.ACTIVE, *COMING], ServerState.DELETING, retry_at=now).where(
             Server.lease_id == lease.id

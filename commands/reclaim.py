@@ -18,6 +18,7 @@ from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from commands.batches import batches
+from commands.capacity import forget
 from commands.coowners import audiences, co_owner_ids, co_owners_of
 from commands.facts import shape
 from commands.holds import billing_stops, release_all_holds, settle_all_spend, settle_spend
@@ -119,6 +120,7 @@ def _begin_all(
         return []
     ids = [lease.id for lease in moved]
     release_all_holds(session, moved)
+    forget(session, ids)
     session.exec(
         servers_moving(UP, ServerState.DELETING, retry_at=now).where(col(Server.lease_id).in_(ids))
     )

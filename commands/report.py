@@ -18,6 +18,7 @@ from sqlalchemy import func, or_
 from sqlmodel import Session, col, select
 
 from commands.billing import cost_by_month, month_bounds
+from commands.capacity import Calendar, calendars
 from commands.credit import GRANT, books, ensure_grant, ledger_totals
 from commands.donors import Donor
 from commands.durations import format_duration
@@ -111,6 +112,8 @@ class PublicMonth:
     # Every donor the lab names (in the configuration's order), then any other a lease was
     # billed to; one row for a lab with one donor.
     by_donor: list[DonorSpend] = field(default_factory=list)
+    # The coming two weeks of each plan and metro with a capacity limit, as of the report.
+    calendars: list[Calendar] = field(default_factory=list)
 
 
 def report_months(lab: Lab) -> list[str]:
@@ -151,6 +154,7 @@ def public_month(lab: Lab, month: str, now: datetime) -> PublicMonth:
         by_project=_by_project(leases, amounts),
         by_class=_ranked(by_class),
         by_donor=_by_donor(given, leases, amounts),
+        calendars=calendars(lab, now),
     )
 
 

@@ -12,7 +12,9 @@ from datetime import datetime
 
 from sqlmodel import Session
 
+from commands.bookings import next_due, start_words, waiting
 from commands.budget import Limit, Shortfall, over_budget, past_words, record_overrides
+from commands.capacity import misfit, misfit_refusal, place
 from commands.facts import quoted, shape, when
 from commands.holds import hold_approved
 from commands.lab import Code, Lab, Outcome, Refusal, audit, move, not_found, refuse
@@ -60,6 +62,7 @@ def approve(
         lease = locked(session, Lease, lease_id)
         problem = (
             _undecidable(lease, lease_id)
+            or _start_passed(lease, now)
             or _self_approval(lab, lease, actor)
             or _donor_refuses(lab, lease, now)
         )
@@ -67,16 +70,26 @@ def approve(
         if over and override is None:
             instead = others_with_credit(session, lab, lease, now)
             problem = _refusal(lease, over[0], lab.policy, instead)
+        if problem is None and (short := misfit(session, lab.policy, lease, now)):
+            problem = misfit_refusal(lease, short, f"Approving #{lease_id}")
         if problem is None:
             if override is not None:
                 record_overrides(session, lease, over, actor, override, now)
             own = approver(lab.policy, lease.owner, actor) == Approver.SELF_ALLOWED
-            move(session, lease, State.APPROVED, decided_by=actor, decided_at=now, due_at=now)
+            ahead = waiting(lease, lab.policy, now)
+            due = next_due(lease, lab.policy, now, told=False) if ahead else now
+            move(session, lease, State.APPROVED, decided_by=actor, decided_at=now, due_at=due)
             hold_approved(session, lease, lab.policy, now)
+            place(session, [lease], lab.policy, now)
             audit(session, now, actor, "approve", lease_id, override=override, self_approved=own)
-            _tell_decision(session, lease, actor, now, "approved", "", own=own)
+            _tell_decision(session, lease, actor, now, "approved", "", own=own, policy=lab.policy)
     if problem:
         return refuse(lab, now, actor, "approve", problem, lease_id)
+    if ahead:  # a booking: the sweep prepares its servers the lead time before its start
+        lab.flush_notices(now, lease_id)
+        return Outcome(
+            True, f"Booking #{lease_id} approved.{start_words(lease, lab.policy)}", lease_id
+        )
     # Approval starts provisioning at once; the sweep finishes it if this process dies here.
     provision(lab, "system", lease_id, now)
     lab.flush_notices(now, lease_id)
@@ -221,6 +234,18 @@ def _undecidable(lease: Lease | None, lease_id: int) -> Refusal | None:
     )
 
 
+def _start_passed(lease: Lease, now: datetime) -> Refusal | None:
+    """A booking undecided until its start lapses then (the sweep expires it); approving it
+    late would give it less than it asked for."""
+    if lease.book_start is None or now < lease.book_start:
+        return None
+    return Refusal(
+        Code.WRONG_STATE,
+        f"Booking #{lease.id} was to start {when(lease.book_start)}, which has passed; it "
+        "lapses undecided, and its requester can book again.",
+    )
+
+
 def _self_approval(lab: Lab, lease: Lease, actor: str) -> Refusal | None:
     if approver(lab.policy, lease.owner, actor) == Approver.SELF_REFUSED:
         return Refusal(Code.SELF_APPROVAL, self_approval_refused(f"#{lease.id}"))
@@ -259,6 +284,7 @@ def _tell_decision(
     decision: str,
     reason: str,
     own: bool = False,
+    policy: Policy | None = None,
 ) -> None:
     """The owner's DM and the card's new text; an approval of one's own request (allowed by
     the operator) says so on the card for everyone to see."""
@@ -268,9 +294,11 @@ def _tell_decision(
         session,
         Kind.DECISION,
         owner(lease.owner),
-        f"Your request #{lease.id} ({shape(lease)}) was {decision} by <@{actor}>.{why}",
+        f"Your request #{lease.id} ({shape(lease)}) was {decision} by <@{actor}>.{why}"
+        + (start_words(lease, policy) if policy else ""),
         now,
         lease.id,
+        booking=bool(policy and lease.book_start),
         decision=decision,
         by=actor,
         reason=reason,

@@ -23,6 +23,7 @@ from sqlmodel import Session, col, select
 
 from commands.billing import format_cents
 from commands.budget import over_budget, past_words
+from commands.capacity import misfit
 from commands.donors import Donor, term_problem, window_stop
 from commands.facts import when
 from commands.holds import planned_cost, planned_window
@@ -121,7 +122,8 @@ def choose(
     session: Session, lab: Lab, lease: Lease, offers: list[Offer], now: datetime, named: bool
 ) -> Choice:
     """The donor proposed among `offers` (from `assess`): the first with credit left in every
-    month the lease touches (the books' one credit check, with the lease billed to it) and room.
+    month the lease touches (the books' one credit check, with the lease billed to it) and room
+    (at its provider now, and in its own capacity calendar).
     Sets the lease's donor and price to it. Call inside the write transaction that files or
     changes the lease."""
     stops = [offer.stop for offer in offers if offer.stop]
@@ -138,6 +140,12 @@ def choose(
             broke.add(offer.donor)
         elif offer.busy:
             lacks[offer.donor] = offer.busy
+        elif full := misfit(session, lab.policy, lease, now, own_only=True):
+            lacks[offer.donor] = (
+                f"{offer.donor}'s own capacity has no room for {lease.per_metro()[full.metro]} "
+                f"{lease.plan} in "
+                f"{full.metro} from {when(full.at)}"
+            )
         else:
             why = _why(lab, lease, offer, named, now)
             return Choice(offer.donor, why, (*stops, *lacks.values()))

@@ -32,7 +32,8 @@ TRANSITIONS: dict[State, frozenset[State]] = {
     State.PENDING: frozenset(
         {State.APPROVED, State.DENIED, State.CANCELLED, State.EXPIRED_REQUEST}
     ),
-    State.APPROVED: frozenset({State.PROVISIONING}),
+    # A booking approved ahead may be cancelled before its servers are prepared.
+    State.APPROVED: frozenset({State.PROVISIONING, State.CANCELLED}),
     State.PROVISIONING: frozenset({State.ACTIVE, State.FAILED}),
     State.ACTIVE: frozenset({State.RELEASING, State.EXPIRING}),
     State.RELEASING: frozenset({State.RECLAIMED, State.QUARANTINED}),

@@ -6,11 +6,12 @@ it twice with the same `now` does nothing the second time, and a crash anywhere 
 the next call. Nothing is scheduled per lease outside our own tables.
 
 The sweep finds and claims the due leases, picks each one's step from the table in `_step_for`,
-and calls the jobs where they live: request expiry (request.py), provisioning (provision.py),
-reminders and the silent-lease check (remind.py, silent.py), expiry and deletes (reclaim.py),
-repository checks (repocheck.py), write-up reminders (writeups.py), the provider compared with
-our books (reconcile.py), credit alerts (credit_alerts.py), donors ending (donor_alerts.py), the
-exactness pass (holds.py) and notice delivery (notices.py).
+and calls the jobs where they live: request expiry (request.py), bookings waiting for their
+start (bookings.py), provisioning (provision.py), reminders and the silent-lease check
+(remind.py, silent.py), expiry and deletes (reclaim.py), repository checks (repocheck.py),
+write-up reminders (writeups.py), the provider compared with our books (reconcile.py), credit
+alerts (credit_alerts.py), donors ending (donor_alerts.py), the exactness pass (holds.py) and
+notice delivery (notices.py).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from datetime import datetime
 from sqlalchemy import ColumnElement
 from sqlmodel import col, select
 
+from commands.bookings import await_start, waiting
 from commands.credit_alerts import credit_alerts
 from commands.donor_alerts import donor_alerts
 from commands.facts import in_utc
@@ -230,9 +232,13 @@ def _step_for(state: State) -> Step | None:
 
 
 def _approved(lab: Lab, leases: list[Lease], now: datetime) -> dict[int, str]:
-    started = set(provision_all(lab, [lease.id for lease in leases], now))
-    outcomes = {}
-    for lease in leases:
+    """Approved leases are provisioned, but bookings before their lead time, which only get
+    their day-before DM (commands/bookings.py)."""
+    ahead = [lease for lease in leases if waiting(lease, lab.policy, now)]
+    due = [lease for lease in leases if not waiting(lease, lab.policy, now)]
+    outcomes = await_start(lab, ahead, now) if ahead else {}
+    started = set(provision_all(lab, [lease.id for lease in due], now)) if due else set()
+    for lease in due:
         started_here = lease.id in started
         outcomes[lease.id] = (
             f"Lease #{lease.id} is provisioning." if started_here else "changed meanwhile"

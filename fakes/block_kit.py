@@ -4,7 +4,8 @@ From Slack's reference pages: 50 blocks a message and 100 a view; 3,000 characte
 object (a section's text, a context's text); a section's fields at most 10 of 2,000 each; a
 header 150; a context 10 elements; an actions block 25; a button's text 75 and value 2,000; a
 static select 100 options; checkboxes and radio buttons 1 to 10; an option's text 75 and value
-150; a modal's title, submit and close 24; private_metadata 3,000; a message's text 40,000.
+150; a datetimepicker's initial time a Unix timestamp (an integer); a modal's title, submit and
+close 24; private_metadata 3,000; a message's text 40,000.
 
 Each check gives the problems as Slack words them in `response_metadata.messages` (what is wrong
 and a JSON pointer to where), so a test that trips one says which limit and which block; the
@@ -116,6 +117,21 @@ def _element(element: Any, where: str) -> list[str]:
         return _options(element, where, 0, SELECT_OPTIONS)
     if kind in _CHOICES:
         return _options(element, where, 1, CHOICES) + _initial(element, where)
+    if kind == "datetimepicker":
+        return _date_time(element, where)
+    return []
+
+
+def _date_time(element: dict[str, Any], where: str) -> list[str]:
+    """A datetimepicker's `initial_date_time` is a Unix timestamp in seconds (an integer of
+    at most 10 digits), never a string or a date."""
+    initial = element.get("initial_date_time")
+    if initial is None:
+        return []
+    if not isinstance(initial, int) or isinstance(initial, bool) or not 0 <= initial < 10**10:
+        return [
+            f"[ERROR] must be an integer Unix timestamp [json-pointer:{where}/initial_date_time]"
+        ]
     return []
 
 

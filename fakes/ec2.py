@@ -249,7 +249,7 @@ class FaultProxy:
             def _any(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
-                action = _action(self.command, self.path, body)
+                action = _action(self.command, self.path, body, self.headers.get("X-Amz-Target"))
                 if proxy.added_latency:
                     time.sleep(proxy.added_latency)
                 fault = proxy._take_fault(action, body)
@@ -308,8 +308,12 @@ def _as_ec2_launches(action: str, body: bytes) -> bytes:
     return urlencode(form, doseq=True).encode()
 
 
-def _action(method: str, path: str, body: bytes) -> str:
-    """EC2 and STS name the action in a form body; REST services are named by method and path."""
+def _action(method: str, path: str, body: bytes, target: str | None = None) -> str:
+    """EC2 and STS name the action in a form body, JSON services (CloudWatch) in the
+    X-Amz-Target header (`GraniteServiceVersion20100801.GetMetricData`); REST services are
+    named by method and path."""
+    if target:
+        return target.rpartition(".")[2]
     if method == "POST" and path.split("?")[0] == "/":
         return parse_qs(body.decode(errors="replace")).get("Action", ["?"])[0]
     return f"{method} {path}"

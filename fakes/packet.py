@@ -41,6 +41,7 @@ _Route = Callable[["_Call"], "_Answer"]
 _HANDLER_SOCKET_TIMEOUT = 10.0
 _DEFAULT_PER_PAGE = 10
 _DEFAULT_CAPACITY = 100
+_TRAFFIC_INTERVALS = ("minute", "hour", "day", "week", "month", "year")
 
 
 def _stable_id(kind: str, key: str) -> str:
@@ -396,6 +397,7 @@ class FakePacket(Served):
         self._provision_failures: list[_Rule] = []
         self._latencies: dict[str, float] = {}
         self._capacity: dict[tuple[str, str], int] = {}
+        self._traffic_bytes: dict[tuple[str, str], int] = {}
 
         self._metros = {m: _metro_json(m, name, country) for _, _, m, name, country in _FACILITIES}
         self._facilities = {
@@ -513,6 +515,12 @@ class FakePacket(Served):
         with self._lock:
             self._capacity[plan, self._metro_code(location)] = servers
 
+    def set_traffic(self, device_id: str, inbound: int, outbound: int) -> None:
+        """The bytes a device moved in each direction, spread over any timeframe asked for."""
+        with self._lock:
+            self._traffic_bytes[device_id, "inbound"] = inbound
+            self._traffic_bytes[device_id, "outbound"] = outbound
+
     # --- inspection ---
 
     def count(self, method: str, path_prefix: str = "") -> int:
@@ -588,6 +596,7 @@ class FakePacket(Served):
             (("GET",), project + "/devices", self._list_devices),
             (("POST",), project + "/devices", self._create_device),
             (("GET",), device, self._get_device),
+            (("GET",), device + "/traffic", self._traffic),
             (("DELETE",), device, self._delete_device),
             (("PUT", "PATCH"), device, self._update_device),
             (("GET",), r"plans", self._list_plans),
@@ -709,6 +718,41 @@ class FakePacket(Served):
         device.description = str(body.get("description") or device.description)
         device.locked = bool(body.get("locked", device.locked))
         return _Answer(200, self._device_json(device, call.now))
+
+    def _traffic(self, call: _Call) -> _Answer:
+        """`GET /devices/{id}/traffic`: `direction` (inbound or outbound) is required, as are
+        `timeframe[started_at]` and `timeframe[ended_at]` here. The API documents the query,
+        not the answer's shape; this one gives the bytes as a series of points per minute."""
+        device = self._live(call.params["device"])
+        direction = call.query.get("direction")
+        if direction not in ("inbound", "outbound"):
+            raise _ApiError(422, "direction must be inbound or outbound")
+        if call.query.get("interval", "minute") not in _TRAFFIC_INTERVALS:
+            raise _ApiError(422, "interval is not one the API knows")
+        try:
+            started = datetime.fromisoformat(call.query["timeframe[started_at]"])
+            ended = datetime.fromisoformat(call.query["timeframe[ended_at]"])
+        except (KeyError, ValueError) as exc:
+            raise _ApiError(
+                422, "timeframe[started_at] and timeframe[ended_at] are required"
+            ) from exc
+        minutes = max(1, int((ended - started).total_seconds() // 60))
+        total = self._traffic_bytes.get((device.id, direction), 0)
+        points = [
+            {"timestamp": _stamp(started + timedelta(minutes=n)), "value": total // minutes}
+            for n in range(minutes)
+        ]
+        points[-1]["value"] += total - total // minutes * minutes
+        return _Answer(
+            200,
+            {
+                "direction": direction,
+                "interval": call.query.get("interval", "minute"),
+                "timeframe": {"started_at": _stamp(started), "ended_at": _stamp(ended)},
+                "unit": "bytes",
+                "series": points,
+            },
+        )
 
     def _list_plans(self, call: _Call) -> _Answer:
         return _Answer(200, {"plans": list(self._plans.values())})

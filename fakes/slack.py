@@ -18,9 +18,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
+from zoneinfo import ZoneInfo
 
 from fakes.block_kit import message_error, view_problems
 from fakes.served import Served
@@ -181,6 +183,7 @@ class FakeSlack(Served):
         self._faults: dict[str, list[_Fault]] = {}
         self._delays: dict[str, float] = {}
         self._usergroups: dict[str, list[str]] = {}
+        self._zones: dict[str, str] = {}  # user id -> IANA time zone users.info gives (UTC)
         self.socket_mode_url: str | None = None  # where apps.connections.open sends clients
         self.refused_app_tokens: set[str] = set()
         self._messages: dict[tuple[str, str], JsonDict] = {}
@@ -234,6 +237,11 @@ class FakeSlack(Served):
     def set_usergroup(self, usergroup_id: str, user_ids: list[str]) -> None:
         with self._lock:
             self._usergroups[usergroup_id] = list(user_ids)
+
+    def set_zone(self, user_id: str, zone: str) -> None:
+        """The time zone a person set in Slack, as users.info gives it (`tz`, `tz_offset`)."""
+        with self._lock:
+            self._zones[user_id] = zone
 
     def fail_next(
         self,
@@ -557,6 +565,8 @@ class FakeSlack(Served):
         if not user_id:
             return _error("user_not_found")
         real_name = f"User {user_id}"
+        zone = self._zones.get(user_id, "UTC")  # answered under the fake's lock already
+        offset = datetime.now(ZoneInfo(zone)).utcoffset() or timedelta(0)
         return {
             "ok": True,
             "user": {
@@ -567,9 +577,9 @@ class FakeSlack(Served):
                 "deleted": False,
                 "is_bot": user_id == BOT_USER_ID,
                 "is_admin": False,
-                "tz": "UTC",
-                "tz_label": "Coordinated Universal Time",
-                "tz_offset": 0,
+                "tz": zone,
+                "tz_label": zone,
+                "tz_offset": int(offset.total_seconds()),
                 "profile": {
                     "real_name": real_name,
                     "display_name": user_id.lower(),

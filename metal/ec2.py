@@ -57,9 +57,20 @@ from metal.provider import (
     DeviceState,
     NoCapacity,
     ProviderError,
+    Usage,
 )
+from metal.reporter import user_data as reporter_script
 
 T = TypeVar("T")
+
+# CloudWatch's metrics of an instance that say whether it is used: (query id prefix, metric,
+# statistic). GetMetricData takes at most METRIC_QUERIES queries a call.
+_METRICS = (
+    ("cpu", "CPUUtilization", "Average"),
+    ("in", "NetworkIn", "Sum"),
+    ("out", "NetworkOut", "Sum"),
+)
+METRIC_QUERIES = 500
 
 # EventBridge Scheduler's universal target for SSM's StartAutomationExecution, and the
 # AWS-owned runbook it starts: terminate every instance the automation's targets resolve to.
@@ -112,10 +123,11 @@ class _Adopted(Exception):
 
 
 class Ec2Provider:
-    """`Provider` on Amazon EC2. Thread safe: boto3 clients are, once built, and all are built
-    here."""
+    """`Provider` on Amazon EC2, and `Metered` through CloudWatch. Thread safe: boto3 clients
+    are, once built, and all are built here."""
 
     name = "ec2"
+    metrics_source = "cloudwatch"
 
     def __init__(
         self,
@@ -147,6 +159,10 @@ class Ec2Provider:
         }
         self._scheduler = {
             region: session.client("scheduler", region, endpoint_url=endpoint_url, config=config)
+            for region in offer.regions
+        }
+        self._cloudwatch = {
+            region: session.client("cloudwatch", region, endpoint_url=endpoint_url, config=config)
             for region in offer.regions
         }
         # IAM is global; its client is only for checking the backstop role at start-up.
@@ -309,6 +325,60 @@ class Ec2Provider:
             )
         self._verify_role()
 
+    def usage(self, device_ids: Sequence[str], start: datetime, end: datetime) -> dict[str, Usage]:
+        """CloudWatch's CPUUtilization (average), NetworkIn and NetworkOut (sums) of each
+        instance over the window, as one period: GetMetricData, three queries an instance and
+        up to METRIC_QUERIES a call, in each region. EC2 publishes them every 5 minutes
+        (basic monitoring), some minutes late. An instance with no datapoints is left out."""
+        by_region: dict[str, list[str]] = {}
+        for device_id in device_ids:
+            region, instance_id = self._split(device_id)
+            by_region.setdefault(region, []).append(instance_id)
+        found: dict[str, Usage] = {}
+        period = max(60, int((end - start).total_seconds()) // 60 * 60)
+        for region, instance_ids in by_region.items():
+            per_call = METRIC_QUERIES // len(_METRICS)
+            for first in range(0, len(instance_ids), per_call):
+                chunk = instance_ids[first : first + per_call]
+                values = self._metric_values(region, chunk, start, end, period)
+                for n, instance_id in enumerate(chunk):
+                    usage = _usage(*(values.get(f"{key}{n}") for key, _, _ in _METRICS))
+                    if usage is not None:
+                        found[f"{region}/{instance_id}"] = usage
+        return found
+
+    def _metric_values(
+        self, region: str, instance_ids: list[str], start: datetime, end: datetime, period: int
+    ) -> dict[str, list[float]]:
+        queries = [
+            {
+                "Id": f"{key}{n}",
+                "MetricStat": {
+                    "Metric": {
+                        "Namespace": "AWS/EC2",
+                        "MetricName": metric,
+                        "Dimensions": [{"Name": "InstanceId", "Value": instance_id}],
+                    },
+                    "Period": period,
+                    "Stat": stat,
+                },
+                "ReturnData": True,
+            }
+            for n, instance_id in enumerate(instance_ids)
+            for key, metric, stat in _METRICS
+        ]
+        pages = (
+            self._cloudwatch[region]
+            .get_paginator("get_metric_data")
+            .paginate(MetricDataQueries=queries, StartTime=start, EndTime=end)
+        )
+        values: dict[str, list[float]] = {}
+        with _said(f"read CloudWatch metrics in {region}"):
+            for page in pages:
+                for result in page.get("MetricDataResults") or ():
+                    values.setdefault(result["Id"], []).extend(result.get("Values") or ())
+        return values
+
     # --- creating ---
 
     def _where(self, spec: DeviceSpec) -> tuple[str, str]:
@@ -345,7 +415,7 @@ class Ec2Provider:
             "TagSpecifications": [{"ResourceType": "instance", "Tags": tags}],
             # A shutdown from inside ends the lease's billing instead of parking a stopped server.
             "InstanceInitiatedShutdownBehavior": "terminate",
-            "UserData": user_data(spec),
+            "UserData": user_data(spec, [s.reporting.token for s in specs if s.reporting]),
         }
         subnet = self._offer.subnets.get(region)
         if subnet:
@@ -527,6 +597,18 @@ def _client_failure(what: str, error: ClientError) -> ProviderError:
     return _Failure(f"EC2: {what} failed ({code}): {message}", code, retryable=retryable)
 
 
+def _usage(
+    cpu: list[float] | None, inbound: list[float] | None, outbound: list[float] | None
+) -> Usage | None:
+    """One instance's Usage from its datapoints (CPU in percent; bytes), None with none at all.
+    The network is known when both directions are (half a figure would look quieter)."""
+    cpu_busy = min(1.0, max(0.0, sum(cpu) / len(cpu) / 100)) if cpu else None
+    net_bytes = int(sum(inbound) + sum(outbound)) if inbound and outbound else None
+    if cpu_busy is None and net_bytes is None:
+        return None
+    return Usage(cpu_busy=cpu_busy, net_bytes=net_bytes)
+
+
 def _maybe_launched(response: Any, caught_exception: Exception | None) -> bool:
     """No answer at all, or a server error: the launch may have happened. A 4xx (throttling
     included) was refused before anything was launched."""
@@ -587,10 +669,12 @@ def launched_hostname(tags: dict[str, str], launch_index: int) -> str:
 
 
 def _alike(specs: Sequence[DeviceSpec]) -> list[list[tuple[int, DeviceSpec]]]:
-    """The specs (with their places) grouped by everything but the hostname: one launch each."""
+    """The specs (with their places) grouped by everything but the hostname and the activity
+    token: one launch each (its user data carries the tokens in launch order)."""
     groups: dict[DeviceSpec, list[tuple[int, DeviceSpec]]] = {}
     for n, spec in enumerate(specs):
-        groups.setdefault(replace(spec, hostname=""), []).append((n, spec))
+        reporting = spec.reporting and replace(spec.reporting, token="")
+        groups.setdefault(replace(spec, hostname="", reporting=reporting), []).append((n, spec))
     return list(groups.values())
 
 
@@ -636,14 +720,20 @@ def trusted_services(role: dict[str, Any]) -> set[str]:
     return services
 
 
-def user_data(spec: DeviceSpec) -> str:
+def user_data(spec: DeviceSpec, tokens: Sequence[str] = ()) -> str:
     """The owner's SSH keys through cloud-init (no key pair to import, name and clean up);
-    any user data the spec carries rides along as a second part."""
+    any user data the spec carries rides along as a second part, and the activity reporter
+    (metal.reporter) as a third, with the launch's `tokens` in launch order (each instance
+    takes its own by its launch index)."""
     keys = "".join(f"  - {json.dumps(key)}\n" for key in spec.ssh_keys)
     config = "#cloud-config\n" + (f"ssh_authorized_keys:\n{keys}" if keys else "")
-    if not spec.userdata:
+    scripts = [spec.userdata] if spec.userdata else []
+    if spec.reporting is not None:
+        scripts.append(reporter_script(spec.reporting.url, tokens or [spec.reporting.token]))
+    if not scripts:
         return config
     parts = MIMEMultipart()
     parts.attach(MIMEText(config, "cloud-config"))
-    parts.attach(MIMEText(spec.userdata, "x-shellscript"))
+    for script in scripts:
+        parts.attach(MIMEText(script, "x-shellscript"))
     return parts.as_string()

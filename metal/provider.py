@@ -14,6 +14,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Protocol, TypeVar, runtime_checkable
 
+from metal.reporter import Reporting
+
 TAG = "labbot"
 
 T = TypeVar("T")
@@ -124,6 +126,8 @@ class DeviceSpec:
     tags: tuple[str, ...] = ()
     termination_time: datetime | None = None
     userdata: str = ""
+    # The activity reporter to install (metal.reporter): None where servers do not report.
+    reporting: Reporting | None = None
 
 
 @dataclass(frozen=True)
@@ -197,6 +201,28 @@ class Provider(Protocol):
 
     def verify(self) -> None:
         """One cheap call that proves the credentials work; raises ProviderError otherwise."""
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What a provider's own metrics say of one device over a window: the busy share of its
+    CPUs (0 to 1) and the bytes in and out. None: the provider did not say (unknown, not 0)."""
+
+    cpu_busy: float | None = None
+    net_bytes: int | None = None
+
+
+@runtime_checkable
+class Metered(Protocol):
+    """A provider that keeps metrics of its devices' use (EC2's CloudWatch, Packet's traffic);
+    others do not implement it, and their servers' only signal is their own reports."""
+
+    metrics_source: str  # ActivitySample.source of what it says: "cloudwatch", "packet"
+
+    def usage(self, device_ids: Sequence[str], start: datetime, end: datetime) -> dict[str, Usage]:
+        """Each device's use from `start` to `end`, for those the provider has figures of (a
+        device it says nothing about is left out). Raises ProviderError when the metrics
+        cannot be read at all (down, throttled, refused)."""
 
 
 def capacity_in(provider: Provider, plan: str, counts: dict[str, int]) -> bool | None:

@@ -28,6 +28,7 @@ from metal.provider import (
     ProviderError,
     utcnow,
 )
+from metal.reporter import user_data
 from storage.db import Database
 from storage.locks import locked
 from storage.models import SimDevice
@@ -59,6 +60,9 @@ class SimulatedProvider(OneAtATime):
         # Ids carry a counter: continue after the devices of an earlier run (they are rows).
         self._ids = count(self._stored_devices() + 1)
         self.calls: list[str] = []
+        # What each device would run at first boot (its user data), by device id: kept in
+        # memory, as a provider keeps it out of labbot's database (it may hold a token).
+        self.userdata: dict[str, str] = {}
 
     # failure injection -------------------------------------------------------------------
     def fail_next_creates(self, times: int = 1) -> None:
@@ -106,6 +110,8 @@ class SimulatedProvider(OneAtATime):
         )
         with self.db.write() as session:
             session.add(row)
+        if spec.reporting is not None:
+            self.userdata[row.id] = user_data(spec.reporting.url, [spec.reporting.token])
         return self._device(row, now)
 
     def get(self, device_id: str) -> Device | None:

@@ -81,6 +81,19 @@ class Lease(SQLModel, table=True):
         self.metro_counts = ",".join(f"{m}:{n}" for m, n in counts.items()) if several else ""
 
 
+class CapacityDay(SQLModel, table=True):
+    """The capacity calendar's index (issue 22): a row for each UTC day a live lease's servers
+    of `plan` in `metro` may be held on (`day` "2026-12-14"), or one row with `day` "" while its
+    start is not known (approved to start as soon as it is provisioned). The books of servers
+    read the rows of a plan, a metro and a few days by the key's prefix and take each lease's
+    exact window from the lease itself, so a check costs what overlaps it, not the calendar."""
+
+    plan: str = Field(primary_key=True)
+    metro: str = Field(primary_key=True)
+    day: str = Field(primary_key=True)
+    lease_id: int = Field(foreign_key="lease.id", primary_key=True, index=True)
+
+
 class PendingExtension(SQLModel, table=True):
     """An extension beyond policy, waiting for a reviewer."""
 
@@ -270,6 +283,16 @@ class ActivitySample(SQLModel, table=True):
     load_1m: float | None = None
     net_bytes: int | None = Field(default=None, sa_type=BigInteger)
     sessions: int | None = None
+
+
+class ActivityToken(SQLModel, table=True):
+    """The hash of the token a server reports its activity with (issue 23): SHA-256 of a random
+    token that only the server's user data carries, never the token itself. Issued again with
+    each attempt to create the server, so the token of a create that was given up is dead."""
+
+    server_id: int = Field(foreign_key="server.id", primary_key=True)
+    token_hash: str = Field(unique=True, index=True)
+    issued_at: datetime
 
 
 class SentReminder(SQLModel, table=True):

@@ -46,6 +46,7 @@ def review_card(message: Message) -> list[Block]:
             ("Cost", f"{data.get('estimate', '?')} ({data.get('hourly', '?')}/h each)"),
             ("Left this month after it", ", ".join(f"{m}: {v}" for m, v in left.items()) or "-"),
             ("Capacity", _capacity(data.get("capacity"))),
+            ("Capacity calendar", escape(str(data.get("calendar") or "no limit set"))),
             ("Past leases", ", ".join(history) or "none"),
         ),
         *_donor(data),
@@ -56,6 +57,7 @@ def review_card(message: Message) -> list[Block]:
             ("Write-ups", ", ".join(data.get("writeups") or []) or "no earlier leases"),
         ),
         *_flag(data),
+        *_booking(data),
         section(f"*Why:* {escape(str(data.get('purpose', '')))}"),
         decision_buttons(f"review:{lease_id}", lease_id, menu=_donor_menu(lease_id, data)),
     ]
@@ -146,6 +148,19 @@ def _flag(data: dict[str, Any]) -> list[Block]:
     return [context(f":warning: Flagged for reviewers: {escape(str(note))}")] if note else []
 
 
+def _booking(data: dict[str, Any]) -> list[Block]:
+    """A booking's start (in each reviewer's own zone) and, when it would follow the project's
+    earlier lease of the same plan, that flag."""
+    blocks = []
+    if data.get("book_start"):
+        blocks.append(context(f":calendar: Booked ahead: starts {mrkdwn(str(data['book_start']))}"))
+    if data.get("back_to_back"):
+        blocks.append(
+            context(f":warning: Flagged for reviewers: {mrkdwn(str(data['back_to_back']))}")
+        )
+    return blocks
+
+
 def _servers(data: dict[str, Any]) -> str:
     return (
         f"{data.get('count', '?')} x {data.get('plan', '?')} in {data.get('metro', '?')} "
@@ -154,4 +169,6 @@ def _servers(data: dict[str, Any]) -> str:
 
 
 def _capacity(capacity: bool | None) -> str:
-    return {True: "available", False: "the provider says it is short"}.get(capacity, "unknown")
+    """What the provider reports for now (Packet's `/capacity`); "unknown" when it cannot say."""
+    words = {True: "available", False: "the provider says it is short"}
+    return f"provider now: {words.get(capacity, 'unknown')}"

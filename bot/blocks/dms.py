@@ -62,6 +62,8 @@ def lease_buttons(lease_id: int, state: str) -> list[dict]:
         ]
     if state == "pending":
         return [share, button("Cancel request", CANCEL, str(lease_id))]
+    if state == "booked":  # approved ahead, not started: it may still be cancelled
+        return [share, button("Cancel booking", CANCEL, str(lease_id))]
     return []
 
 
@@ -156,8 +158,20 @@ def _request_received(message: Message) -> list[Block]:
     return _with_buttons(message, "pending")
 
 
+def _decision(message: Message) -> list[Block]:
+    """A booking's approval carries Cancel, for while it has not started."""
+    booked = message.data.get("booking") and message.data.get("decision") == "approved"
+    return _with_buttons(message, "booked") if booked else _sentence(message)
+
+
+def _day_before(message: Message) -> list[Block]:
+    return _with_buttons(message, "booked")
+
+
 _BY_KIND: dict[Kind, Callable[[Message], list[Block]]] = {
     Kind.REQUEST_RECEIVED: _request_received,
+    Kind.DECISION: _decision,
+    Kind.DAY_BEFORE: _day_before,
     Kind.READY: _ready,
     Kind.REMINDER: _with_lease_buttons,
     Kind.EXTENDED: _with_lease_buttons,

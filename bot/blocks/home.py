@@ -32,6 +32,7 @@ from bot.blocks.kit import (
     section,
 )
 from commands.billing import format_cents
+from commands.capacity import Calendar
 from commands.credit_report import CreditLine, CreditReport
 from commands.facts import one_line
 from commands.pages import shown
@@ -89,6 +90,7 @@ def home_view(
     pending: list[QueueEntry] | None,
     now: datetime,
     places: Places | None = None,
+    calendars: Sequence[Calendar] = (),
 ) -> dict[str, Any]:
     """`pending` is None for people who are not reviewers (they do not see the queue); for
     reviewers it is the queue in review order. `places` says which page of each section to
@@ -99,6 +101,7 @@ def home_view(
         *_paged(MINE, mine, [lease.id for lease in mine], places, _lease(now), _NO_LEASES),
         divider(),
         *_credit(report),
+        *_calendars(calendars),
     ]
     if pending is not None:
         ids = [entry.lease.id for entry in pending]
@@ -160,7 +163,8 @@ def _resume(ids: list[int], place: Place, size: int) -> tuple[int, str]:
 
 def _lease(now: datetime) -> Callable[[Lease], list[Block]]:
     def render(lease: Lease) -> list[Block]:
-        buttons = lease_buttons(lease.id, lease.state)
+        booked = lease.state == "approved" and lease.book_start is not None
+        buttons = lease_buttons(lease.id, "booked" if booked else lease.state)
         shown_line = [section(mrkdwn(one_line(lease, now)))]
         return shown_line + ([actions(f"home:{lease.id}", *buttons)] if buttons else [])
 
@@ -179,6 +183,18 @@ def _request(now: datetime) -> Callable[[QueueEntry], list[Block]]:
         ]
 
     return render
+
+
+def _calendars(calendars: Sequence[Calendar]) -> list[Block]:
+    """The coming two weeks of the plans with a capacity limit (`/lab calendar` for others)."""
+    if not calendars:
+        return []
+    return [
+        divider(),
+        header("Capacity, the coming two weeks"),
+        *(section(calendar.text()) for calendar in calendars),
+        context("Any plan and metro: `/lab calendar PLAN METRO`."),
+    ]
 
 
 def _credit(report: CreditReport) -> list[Block]:

@@ -4,7 +4,7 @@ input without a mapping table."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bot.blocks.kit import OPTION_TEXT_LIMIT, Block, number, plain, truncate
@@ -24,6 +24,7 @@ DENY = "lab_deny"
 WRITEUP = "lab_writeup"
 VALUE = "value"  # the action_id of every input: one input per block
 HINT_LIMIT = 2000
+START = "start"  # a booking's start: a datetimepicker, in the person's own zone
 SAVED_KEYS = "saved_keys"  # block ids saved_keys, saved_keys_2, ...: checkboxes of saved keys
 CHECKBOXES_LIMIT = 10  # options Slack allows in one checkboxes element
 
@@ -99,6 +100,12 @@ def request_modal(catalog: Catalog, default_os: str, saved_keys: list[PublicKey]
                 "like ams1:4,ewr1:2.",
             ),
             _text("duration", "For how long", EXAMPLES, initial="48h"),
+            _input(
+                START,
+                "Starts (leave empty for as soon as approved)",
+                {"type": "datetimepicker", "action_id": VALUE},
+                True,
+            ),
             *_key_choices(saved_keys),
             _text(
                 "ssh_key",
@@ -213,8 +220,18 @@ def parse_request(values: Values) -> tuple[RequestInput, dict[str, str]]:
         org=answer(values, "org"),
         co_owners=chosen_users(values, "co_owners"),
         saved_keys=saved_keys,
+        start_at=picked_time(values, START),
     )
     return request, errors
+
+
+def picked_time(values: Values, block_id: str) -> datetime | None:
+    """The moment a datetimepicker holds (Slack sends a Unix timestamp), None when empty."""
+    entry = next(iter((values.get(block_id) or {}).values()), None) or {}
+    stamp = entry.get("selected_date_time")
+    if not isinstance(stamp, int) or isinstance(stamp, bool) or not 0 < stamp < 2**33:
+        return None
+    return datetime.fromtimestamp(stamp, UTC)
 
 
 def deny_modal(kind: str, target: int, title: str) -> View:

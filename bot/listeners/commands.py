@@ -23,10 +23,12 @@ from bot.listeners.reply import (
     UNKNOWN_USER,
     audit_refusal,
     check_after_filing,
+    in_their_zone,
     refresh_home,
     tell,
     user_of,
 )
+from commands.capacity import calendar_text
 from commands.coowners import share, unshare
 from commands.credit_report import credit_report
 from commands.extend import extend
@@ -122,7 +124,7 @@ def open_request_form(ctx: AppContext, client: WebClient, body: dict[str, Any]) 
         )
 
 
-READ_ONLY = {"list", "show", "credit", "plans", "queue", "keys"}
+READ_ONLY = {"list", "show", "credit", "plans", "calendar", "queue", "keys"}
 
 
 def keys_answer(ctx: AppContext, user: str, command: Command) -> Outcome | str:
@@ -137,7 +139,9 @@ def keys_answer(ctx: AppContext, user: str, command: Command) -> Outcome | str:
 
 
 ANSWERS: dict[str, Answer] = {
-    "request": lambda ctx, user, c: request(ctx.lab, user, c.request, ctx.clock()),
+    "request": lambda ctx, user, c: request(
+        ctx.lab, user, in_their_zone(ctx, user, c.request), ctx.clock()
+    ),
     "list": lambda ctx, user, c: lease_list(
         ctx.lab, user, c.users[0] if c.users else user, c.page, ctx.clock()
     ),
@@ -147,6 +151,7 @@ ANSWERS: dict[str, Answer] = {
     "cancel": lambda ctx, user, c: cancel(ctx.lab, user, c.lease_id, ctx.clock()),
     "credit": lambda ctx, user, c: credit_report(ctx.lab, ctx.clock()).text(ANSWER_BUDGET),
     "plans": lambda ctx, user, c: plans_text(ctx.lab.plans()),
+    "calendar": lambda ctx, user, c: calendar_text(ctx.lab, c.plan, c.metro, ctx.clock()),
     "queue": lambda ctx, user, c: queue_text(ctx.lab, user, ctx.clock(), c.page),
     "approve": lambda ctx, user, c: approve(
         ctx.lab, user, c.lease_id, ctx.clock(), override=c.override

@@ -16,8 +16,10 @@ from slack_sdk.webhook import WebhookClient
 
 from bot.blocks.home import MORE, Places, home_view, read_place, read_places
 from bot.blocks.kit import Block, ephemeral, matching
+from commands.capacity import calendars
 from commands.credit_report import credit_report
 from commands.lab import Code, Outcome, Refusal, refuse
+from commands.policy import RequestInput
 from commands.queue import queue
 from commands.repocheck import check_repository
 from commands.views import person_leases
@@ -40,6 +42,19 @@ def user_of(body: Body) -> str:
     if isinstance(user, dict):
         return str(user.get("id") or "")
     return str(body.get("user_id") or "")
+
+
+def in_their_zone(ctx: AppContext, user: str, req: RequestInput) -> RequestInput:
+    """A request whose start or end is typed is read in its requester's own Slack time zone
+    (`users.info` gives `tz`); when Slack cannot say, in UTC, which the answer names."""
+    if not (req.start or req.end):
+        return req
+    try:
+        zone = str((ctx.client.users_info(user=user).get("user") or {}).get("tz") or "UTC")
+    except (SlackApiError, OSError) as error:
+        log.warning("users.info of %s failed, reading the start in UTC: %s", user, error)
+        zone = "UTC"
+    return req.model_copy(update={"zone": zone})
 
 
 def button_of(body: Body) -> dict[str, Any]:
@@ -102,7 +117,7 @@ def refresh_home(ctx: AppContext, user: str, places: Places | None = None) -> No
     lab = ctx.lab
     mine = person_leases(lab, user)
     waiting = queue(lab, now) if lab.roles.is_reviewer(user) else None
-    view = home_view(mine, credit_report(lab, now), waiting, now, places)
+    view = home_view(mine, credit_report(lab, now), waiting, now, places, calendars(lab, now))
     try:
         ctx.client.views_publish(user_id=user, view=view)
     except SlackApiError as error:

@@ -32,6 +32,7 @@ from commands.lab import Outcome
 from commands.policy import check_request
 from commands.request import request
 from commands.review import deny
+from commands.starts import StartError, check_start
 from commands.writeups import submit_writeup
 
 if TYPE_CHECKING:
@@ -100,6 +101,11 @@ class Form:
 
 def _request_errors(ctx: AppContext, values: modals.Values) -> dict[str, str]:
     answer, errors = modals.parse_request(values)
+    if answer.start_at is not None:
+        try:
+            check_start(answer.start_at, ctx.clock(), ctx.lab.policy.book_ahead, "UTC")
+        except StartError as error:
+            errors[modals.START] = str(error)
     return {**check_request(answer, ctx.lab.plans(), ctx.lab.policy), **errors}
 
 

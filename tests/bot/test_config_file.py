@@ -199,7 +199,7 @@ def test_the_environments_one_donor_and_the_donor_tables_do_not_mix(tmp_path):
 
 
 def test_every_policy_rule_has_its_key_in_the_policy_table():
-    elsewhere = {"foundation_projects", "members", "rank", "donor_list"}
+    elsewhere = {"foundation_projects", "members", "rank", "donor_list", "capacity"}
     assert set(PolicyTable.model_fields) == {f.name for f in fields(Policy)} - elsewhere
 
 
@@ -212,3 +212,56 @@ def test_the_example_in_the_donors_page_is_a_configuration_labbot_reads(tmp_path
     settings = settings_of(tmp_path, example, **secrets)
     assert [d.name for d in settings.policy.donors()] == ["cloud-a", "arm-credits", "community"]
     assert [a.provider for a in settings.accounts()] == ["packet", "ec2", "simulated"]
+
+
+CAPACITY = """
+[capacity."c1.small.x86"]
+ams1 = 20
+ewr1 = 0
+
+[[donor]]
+name = "cloud-a"
+provider = "simulated"
+monthly_grant = 10000
+
+[donor.capacity."c1.large.arm"]
+ams1 = 6
+"""
+
+
+def test_capacity_per_plan_and_metro_for_the_lab_and_for_a_donor(tmp_path):
+    policy = settings_of(tmp_path, CAPACITY).policy
+    assert policy.capacity == (("c1.small.x86", "ams1", 20), ("c1.small.x86", "ewr1", 0))
+    assert policy.donor("cloud-a").capacity == (("c1.large.arm", "ams1", 6),)
+    assert settings_of(tmp_path, "").policy.capacity == ()  # no entry: no limit
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        (
+            '[capacity."c1.small.x86"]\nams1 = -1\n',
+            'LABBOT_CONFIG: [capacity."c1.small.x86"] ams1 must be a whole number of servers, '
+            "0 or more, not -1.",
+        ),
+        (
+            '[capacity."c1.small.x86"]\nams1 = "ten"\n',
+            'LABBOT_CONFIG: [capacity."c1.small.x86"] ams1 must be a whole number of servers, '
+            "0 or more, not 'ten'.",
+        ),
+        (
+            "[capacity]\nams1 = 3\n",
+            'LABBOT_CONFIG: capacity must be tables of plans like [capacity."c1.small.x86"] with '
+            "ams1 = 20, not 3.",
+        ),
+        (
+            DONOR + '[donor.capacity."c1.large.arm"]\nams1 = 2.5\n',
+            'LABBOT_CONFIG: [[donor]] "cloud-a" capacity."c1.large.arm" ams1 must be a whole '
+            "number of servers, 0 or more, not 2.5.",
+        ),
+    ],
+)
+def test_a_bad_capacity_is_one_sentence_naming_table_key_and_what_is_accepted(tmp_path, text, said):
+    message = refusal(tmp_path, text)
+    assert message == said
+    assert one_sentence(message)

@@ -37,7 +37,7 @@ def test_the_demo_ends_with_the_reclaimed_lease_and_the_months_credit(
         "State: reclaimed",
         "Write-up: https://coredns.io/blog/lab-scale-tests",
         "Credit for 2026-11",
-        "The books balance: granted $27,000.00 = spent $746.40 + committed $2,326.80",
+        "The books balance: granted $27,000.00 = spent $746.40 + committed $3,012.80",
         # one test across three metros: one lease, listed by metro, reclaimed whole
         "Request #11 filed: 6 x c1.small.x86 in ewr1 (2), sjc1 (2), ams1 (2) for 1d",
         "Lease #11 is ready in ewr1 (2), sjc1 (2), ams1 (2): log in as root",
@@ -73,10 +73,22 @@ def test_the_demo_ends_with_the_reclaimed_lease_and_the_months_credit(
         "asked; you will get a DM with their decision. cncf pays",
         "Other donors: armco would over-commit",
         "[buttons: Approve | Deny… | menu: cncf (or armco)]",
+        # the capacity calendar: 8 of 10 held, 4 more refused with the next window that fits
+        "Capacity calendar: nrt1: 0 of the lab's 10 held at the busiest moment of its window",
+        "[only ivy (cortex) sees] That request would not fit the capacity calendar: 4 more "
+        "c1.xlarge.x86 in nrt1 do not fit from Nov 5, 2026 04:43 UTC (8 of the lab's 10 "
+        "c1.xlarge.x86 in nrt1 are held then); the next 1d that fits starts Nov 7, 2026 04:43 UTC.",
+        "Fri Nov 06     8/10  ########..\nSat Nov 07     8/10  ########..\nSun Nov 08     0/10",
+        # a booking for tomorrow, 09:00 in alice's Amsterdam (08:00 UTC), ready before it opens
+        "It starts Nov 6, 2026 08:00 UTC; its servers will be prepared from Nov 6, 2026 07:45 UTC",
+        "[buttons: Add co-owners | Cancel booking]",
+        "They are being prepared for its start, Nov 6, 2026 08:00 UTC.",
+        "is ready ahead of its start, Nov 6, 2026 08:00 UTC",
     ):
         assert seen in out, seen
     thanks = out.split("armco's report (labbot report --donor armco) is in ")[1]
-    assert "its $2,000.00 paid for 22 servers, 134 server hours so far" in thanks
+    # told after the booking's day (the story's last step), so armco's servers ran longer
+    assert "its $2,000.00 paid for 22 servers, 732 server hours so far" in thanks
     assert "for linkerd, kubevirt; no other donor's lease is on it" in thanks
     gift = Path(thanks.split(":")[0]).read_text()
     assert "What armco gave the lab in 2026-11" in gift and "vitess" not in gift

@@ -261,3 +261,18 @@ def test_a_lab_with_one_named_donor_names_it(lab, clock):
     page = render_month(report, ["2026-11"], lambda m: f"{m}.html")
     assert "The lab's credit is given by cncf." in page
     assert "by-donor" not in page and "Paid by" not in page  # no section of one row
+
+
+def test_the_capacity_calendar_is_charted_in_a_browser(story, clock, tmp_path):
+    lab = with_policy(story, capacity=(("c1.large.arm", "ams1", 4),))
+    [calendar] = public_month(lab, "2026-11", clock.now).calendars
+    assert (calendar.plan, calendar.metro) == ("c1.large.arm", "ams1")
+    assert [d.held for d in calendar.days[:2]] == [2, 2]  # envoy's two Arm servers, 48h
+    written = export(lab, tmp_path / "site", clock.now)
+    page = dump_dom(written[0].as_uri())
+    assert "c1.large.arm in ams1, the coming 14 days" in page
+    assert page.count('class="held"') == 14
+    assert 'id="calendar-c1-large-arm-ams1-limit"' in page
+    assert "Tue Nov 03: 2 of 4 held" in page
+    shot = pixels(screenshot(written[0].as_uri(), tmp_path / "shot.png", (760, 2400)))
+    assert sum(row.count(BURN_RGB) for row in shot) > 400, "the limit line is not drawn"

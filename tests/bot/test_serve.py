@@ -106,7 +106,7 @@ def test_the_sweep_job_runs_at_start_up_once_at_a_time_and_never_drops_a_late_ru
     finally:
         running.shutdown(wait=True)
     assert ran == [clock.now]
-    assert set(jobs) == {scheduler.JOB_ID, scheduler.COURIER_ID}
+    assert set(jobs) == {scheduler.JOB_ID, scheduler.COURIER_ID, scheduler.METRICS_ID}
     for job in jobs.values():
         assert (job.max_instances, job.coalesce, job.misfire_grace_time) == (1, True, None)
     assert str(running.timezone) == "UTC"

@@ -6,7 +6,8 @@ One change from that release, made in both: a lease that is approved but not yet
 its window from the approval (`decided_at`), not from whatever time the books are read, so
 what an approval checked is what stays held until the servers are up. Since donors, the books
 of one donor are those of the leases billed to it (`Lease.donor`), found from the leases, not
-from the donor the books' own rows carry.
+from the donor the books' own rows carry. Since bookings, a booking plans its window from
+the lead time before its start to its start plus its length, whenever its servers came up.
 """
 
 from __future__ import annotations
@@ -35,8 +36,13 @@ def server_spend(server: Server, lease: Lease, now: datetime) -> dict[str, int]:
 
 
 def planned_cost(lease: Lease, policy: Policy, now: datetime) -> dict[str, int]:
-    start = lease.starts_at or lease.decided_at or now
-    end = lease.ends_at or start + timedelta(seconds=lease.duration_s + lease.extended_s)
+    length = timedelta(seconds=lease.duration_s + lease.extended_s)
+    if lease.book_start is not None:  # a booking: from its lead time to its start + length
+        start = lease.starts_at or lease.book_start - policy.lead_time
+        end = lease.ends_at or lease.book_start + length
+    else:
+        start = lease.starts_at or lease.decided_at or now
+        end = lease.ends_at or start + length
     return cost_by_month(start, end + policy.grace, lease.count, lease.hourly_cents)
 
 

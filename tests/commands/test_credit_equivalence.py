@@ -11,7 +11,10 @@ Across three donors (one with its own reserve and an earmark, one whose credit e
 donor of a request changed before approval as a reviewer's pick on the card does: each
 donor's books equal the reckoning from scratch of the leases billed to it, the lab's are their
 sum, every hold, meter and settlement of a lease is on its donor alone, and no approval or
-extension without an override leaves its donor's month committed past its allowance."""
+extension without an override leaves its donor's month committed past its allowance.
+
+With bookings (a start ahead, approved ahead, cancelled before the start): the same books, held
+from the lead time before the start as a lease approved to start then."""
 
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ from commands.donors import Donor, Earmark
 from commands.extend import extend
 from commands.process import FAVOURED, FOUNDATION, MEMBER, OTHER
 from commands.reclaim import release
-from commands.request import request
+from commands.request import cancel, request
 from commands.reserve import class_usage
 from commands.review import approve
 from commands.states import ServerState
@@ -121,9 +124,44 @@ def test_holds_equal_the_reference_books_at_every_step(sqlite_db, ops, capped):
         _same_books(lab, clock.now, ids[which % len(ids)] if ids else None)
 
 
+@settings(
+    max_examples=15,
+    deadline=None,
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(ops=steps(["book", "book", "cancel", *KINDS]))
+# Booked across the month's end, approved ahead, prepared the lead time before, run, released;
+# another booked and cancelled before its start.
+@example(
+    ops=[
+        ("book", 1, 40, 0),
+        ("approve", 0, 1, 0),
+        ("book", 2, 60, 0),
+        ("approve", 1, 1, 0),
+        ("cancel", 1, 1, 1),
+        ("wait", 0, 1, 2400),
+        ("sweep", 0, 1, 0),
+        ("sweep", 0, 1, 3),
+        ("release", 0, 1, 200),
+        ("sweep", 0, 1, 1),
+    ]
+)
+def test_bookings_hold_as_leases_that_start_now(sqlite_db, ops):
+    """SQLite only, as above: bookings (a start up to 80 hours ahead), approved ahead and
+    cancelled before their start, beside leases that start at once."""
+    lab, clock = fresh_lab(sqlite_db)
+    lab.policy = replace(CLASSED, pending_per_user=20)
+    ids: list[int] = []
+    for kind, which, hours, wait in ops:
+        clock.advance(minutes=wait)
+        _step(lab, clock.now, ids, kind, which, hours)
+        _same_books(lab, clock.now, ids[which % len(ids)] if ids else None)
+
+
 def _step(lab, now: datetime, ids: list[int], kind: str, which: int, hours: int) -> None:
     lease_id = ids[which % len(ids)] if ids else None
-    if kind == "request":
+    if kind in ("request", "book"):
         outcome = request(
             lab,
             OWNER,
@@ -135,11 +173,14 @@ def _step(lab, now: datetime, ids: list[int], kind: str, which: int, hours: int)
                 allow_partial=which % 2 == 0,
                 applicant=CLAIMS[which // 2 % 3],
                 org="Acme",
+                start_at=now + timedelta(hours=hours) if kind == "book" else None,
             ),
             now,
         )
         if outcome.ok:
             ids.append(outcome.lease_id)
+    elif kind == "cancel" and lease_id is not None:
+        cancel(lab, OWNER, lease_id, now)
     elif kind == "approve" and lease_id is not None:
         approve(lab, REVIEWER, lease_id, now)
     elif kind == "override" and lease_id is not None:

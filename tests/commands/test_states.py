@@ -57,6 +57,7 @@ def test_the_table_is_the_one_in_the_design():
                 (State.PENDING, State.CANCELLED),
                 (State.PENDING, State.EXPIRED_REQUEST),
                 (State.APPROVED, State.PROVISIONING),
+                (State.APPROVED, State.CANCELLED),
                 (State.PROVISIONING, State.ACTIVE),
                 (State.PROVISIONING, State.FAILED),
                 (State.ACTIVE, State.RELEASING),
