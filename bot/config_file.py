@@ -169,6 +169,9 @@ class PolicyTable(Table):
     writeup_after: Duration = None
     backstop_margin: Duration = None
     allow_self_approval: Flag = None
+    book_ahead: Duration = None
+    lead_time: Duration = None
+    bookings_per_project: Count = None
 
 
 class Project(Table):
