@@ -64,7 +64,11 @@ def main() -> int:
     ):
         database = Path(tmp) / "served.db"
         with _labbot_served(
-            api_url, responses, Path(tmp), workers, lambda lab, port: _servers(lab, port, tokens)
+            api_url,
+            responses,
+            f"sqlite:///{database}",
+            workers,
+            lambda lab, port: _servers(lab, port, tokens),
         ) as url:
             base = url.rsplit("/slack/", 1)[0]
             alone, loaded, sent = _alternating(url, responses, f"{base}/activity", tokens)

@@ -11,7 +11,9 @@ the Web API on FakeSlack in another process:
    processes, which only verify, keep the request in the inbox and ack, its worker process,
    which does `/lab list` and answers through the response_url, and its sweeper) against the
    bare App under gunicorn with the same web processes and threads. Measured: `/lab list`'s
-   ack. Target: labbot's p99 within 1.2x of the bare App's.
+   ack, on SQLite (the embedded default) and on PostgreSQL (production: a server started by the
+   benchmark, as the tests start theirs). Target: labbot's p99 within 1.2x of the bare App's,
+   on each.
 
     python -m benchmarks slack_ack          (WEB_CONCURRENCY=4 to try another worker count)
 """
@@ -43,7 +45,6 @@ from slack_sdk import WebClient
 from benchmarks.common import (
     FixedClock,
     make_lab,
-    new_database,
     note,
     row,
     section,
@@ -60,6 +61,9 @@ from commands.policy import Policy, RequestInput, Roles
 from commands.request import request
 from fakes.slack import FakeSlack
 from fakes.slack_sender import SlackSender
+from storage.db import Database
+from storage.schema import upgrade
+from tests.postgres import Server as PostgresServer
 
 CLIENTS = 32
 PER_CLIENT = 5
@@ -84,13 +88,25 @@ def main() -> int:
             bare = _measure(bare_url, responses, list(range(1, CLIENTS * PER_CLIENT + 2)))
         _report_in_process(labbot, bare)
         workers = int(os.environ.get("WEB_CONCURRENCY", Settings().web_concurrency))
-        with (
-            _labbot_served(api_url, responses, Path(tmp), workers) as labbot_url,
-            _bare_served(api_url, workers) as bare_url,
-        ):
-            served, bare_served = _alternating(labbot_url, bare_url, responses)
-        _report_gunicorn(served, bare_served, workers)
+        sqlite = f"sqlite:///{Path(tmp) / 'served.db'}"
+        _gunicorn_round("SQLite, embedded", sqlite, api_url, responses, workers)
+        postgres = PostgresServer.start()
+        try:
+            _gunicorn_round(
+                "PostgreSQL, as in production", postgres.create(), api_url, responses, workers
+            )
+        finally:
+            postgres.stop()
     return 0
+
+
+def _gunicorn_round(name: str, url: str, api_url: str, responses: str, workers: int) -> None:
+    with (
+        _labbot_served(api_url, responses, url, workers) as labbot_url,
+        _bare_served(api_url, workers) as bare_url,
+    ):
+        served, bare_served = _alternating(labbot_url, bare_url, responses)
+    _report_gunicorn(name, served, bare_served, workers)
 
 
 def _report_in_process(labbot: dict[str, list[float]], bare: dict[str, list[float]]) -> None:
@@ -110,8 +126,8 @@ def _report_in_process(labbot: dict[str, list[float]], bare: dict[str, list[floa
         target_row(f"{name}: p99 / bare p99", ours[1] / theirs[1], 2)
 
 
-def _report_gunicorn(labbot: list[float], bare: list[float], workers: int) -> None:
-    section("Slack ack latency behind gunicorn (labbot serve against a bare bolt App)")
+def _report_gunicorn(name: str, labbot: list[float], bare: list[float], workers: int) -> None:
+    section(f"Slack ack latency behind gunicorn on {name} (labbot serve against a bare App)")
     note(
         f"{CLIENTS} concurrent clients x {PER_CLIENT} requests each of /lab list, "
         f"{ROUNDS} rounds per server, alternating; "
@@ -192,17 +208,17 @@ def _bare_app(api_url: str) -> tuple[App, TrackedPool]:
 def _labbot_served(
     api_url: str,
     responses: str,
-    workdir: Path,
+    database_url: str,
     workers: int,
     prepare: Callable[[Lab, int], dict[str, str]] | None = None,
 ) -> Iterator[str]:
-    """`labbot serve` as an operator starts it, on a database where each client has a lease
-    for `/lab list` to show. `prepare(lab, port)` adds what another benchmark needs to the
-    database first, and returns the settings it needs (benchmarks.activity: the public URL)."""
-    database = workdir / "served.db"
+    """`labbot serve` as an operator starts it, on a new database (SQLite or PostgreSQL) where
+    each client has a lease for `/lab list` to show. `prepare(lab, port)` adds what another
+    benchmark needs to the database first, and returns the settings it needs
+    (benchmarks.activity: the public URL)."""
     port = _free_port()
     more: dict[str, str] = {}
-    with _lab_on(database) as lab:
+    with _lab_on(database_url) as lab:
         for n in range(CLIENTS * PER_CLIENT):
             _pending(lab, n)
         if prepare is not None:
@@ -212,7 +228,7 @@ def _labbot_served(
         "SLACK_BOT_TOKEN": TOKEN,
         "SLACK_SIGNING_SECRET": SECRET,
         "SLACK_API_URL": api_url,
-        "DATABASE_URL": f"sqlite:///{database}",
+        "DATABASE_URL": database_url,
         "PORT": str(port),
         "WEB_CONCURRENCY": str(workers),
         "LABBOT_PENDING_PER_USER": str(CLIENTS * PER_CLIENT),
@@ -233,8 +249,9 @@ def _labbot_served(
 
 
 @contextmanager
-def _lab_on(database: Path) -> Iterator:
-    db = new_database(database)
+def _lab_on(database_url: str) -> Iterator:
+    db = Database(database_url)
+    upgrade(db)
     try:
         yield make_lab(db, FixedClock(NOW), Policy(pending_per_user=CLIENTS * PER_CLIENT))
     finally:

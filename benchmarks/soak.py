@@ -20,6 +20,12 @@ saw: acks timed at the client (p50, p99, p99.9, the maximum and the slowest requ
 sweep's lag, from a lease's end + grace to the first delete of its servers that reached the
 provider (p50, p99, maximum); and the server-hours the donor was billed past end + grace, in
 dollars, from the deletes the provider took.
+
+Each request is decided as soon as its card appears. The cards come at Slack's pace, about one
+a second in one channel (the fake Slack enforces Slack's limits here), so a half takes about
+N + 240 s: 2,000 requests about 38 minutes a half. No wait is a fixed guess: the card wait
+gives up when cards come slower than that pace by more than a minute, the last wait a minute
+after the last lease's end + grace, and each says what it was still waiting for.
 """
 
 from __future__ import annotations
@@ -40,18 +46,21 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import requests
-from sqlmodel import col, select
+from sqlmodel import col, func, select
 
 from benchmarks.common import workdir
 from bot.blocks import cards
+from bot.slack_notifier import POST_EVERY
 from commands.billing import cost_by_month, format_cents, hours_by_month
+from commands.notices import CLAIM_FOR, Kind
 from commands.states import ServerState, State
 from fakes.keys import public_key
 from fakes.packet import FakePacket
 from fakes.slack import FakeSlack
 from fakes.slack_sender import SlackSender
+from metal.provider import utcnow
 from storage.db import Database
-from storage.models import AuditEvent, Lease, Notice, Server, ServerSpend
+from storage.models import AuditEvent, InboxItem, Lease, Notice, Server, ServerSpend
 from tests.postgres import Server as PostgresServer
 from tests.postgres import free_port
 
@@ -67,6 +76,9 @@ FINAL = {
 ACK_LIMIT = 3.0
 LEASE = "2m"
 GRACE = timedelta(seconds=10)
+# Longer than a create's claim (5 minutes), so that the creates the killed replica had in flight
+# are looked for and adopted, not left to fail the lease at the deadline.
+PROVISION_TIMEOUT = timedelta(minutes=8)
 PLAN, METRO = "t1.small.x86", "ams1"
 ROOT = Path(__file__).parents[1]
 LABBOT = str(Path(sys.executable).parent / "labbot")
@@ -151,9 +163,7 @@ def environment(url: str, slack: FakeSlack, packet: FakePacket) -> dict[str, str
         "LABBOT_REMINDERS": "1m",
         "LABBOT_CLAIM_FOR": "20s",
         "LABBOT_RECONCILE_EVERY": "30s",
-        # Longer than a create's claim (5 minutes), so that the creates the killed replica
-        # had in flight are looked for and adopted, not left to fail the lease at the deadline.
-        "LABBOT_PROVISION_TIMEOUT": "8m",
+        "LABBOT_PROVISION_TIMEOUT": f"{PROVISION_TIMEOUT.total_seconds():.0f}s",
         "LABBOT_PENDING_PER_USER": "1000",
     }
 
@@ -184,16 +194,6 @@ def leases(db: Database) -> list[Lease]:
         return list(session.exec(select(Lease)).all())
 
 
-def card_refs(slack: FakeSlack) -> dict[int, tuple[str, str]]:
-    refs = {}
-    for call in slack.calls("chat.postMessage"):
-        for block in call.params.get("blocks") or []:
-            block_id = str(block.get("block_id", ""))
-            if call.ok and block_id.startswith("review:"):
-                refs[int(block_id.split(":")[1])] = (call.response["channel"], call.response["ts"])
-    return refs
-
-
 def say(text: str) -> None:
     print(f"  [{time.strftime('%H:%M:%S')}] {text}", flush=True)
 
@@ -208,6 +208,9 @@ def drive(name: str, url: str, replicas: int, n: int, users: int, kill: bool) ->
         # The lab has room for the whole load: servers waiting for capacity would only measure
         # the fake's default (100 of a plan per location) against the provisioning deadline.
         packet.set_capacity(PLAN, METRO, n)
+        # Slack's own limits, as the fake enforces them: a call the outbox paced wrongly is
+        # refused with a 429, as Slack would, and counted.
+        slack.limit_rates()
         env = environment(url, slack, packet)
         procs = [Replica(env, logs / f"replica-{i}.log", slack) for i in range(replicas)]
         for proc in procs:
@@ -219,19 +222,18 @@ def drive(name: str, url: str, replicas: int, n: int, users: int, kill: bool) ->
         try:
             with ThreadPoolExecutor(16) as pool:
                 _file(pool, procs, load, n, users)
-                say(f"{name}: {n} requests filed")
-                _decide(pool, procs, load, slack, db, rng, n, kill)
-                say(f"{name}: decided")
-                _extend_and_release(pool, procs, load, db, rng)
-            say(f"{name}: extensions and releases sent; waiting for every lease to end")
-            settled = _wait_final(db, timeout=max(900, n))
+                say(f"{name}: {n} requests acked")
+                gave_up = _decide(pool, procs, load, slack, db, rng, n, kill)
+            say(f"{name}: waiting for every lease to end")
+            gave_up += _wait_final(db)
         finally:
             stop.set()
             for proc in procs:
                 proc.stop()
         wall = time.monotonic() - started
         packet.clear_faults()
-        result = _check(db, packet, load, settled)
+        result = _check(db, packet, load, gave_up)
+        result["slack_429s"] = Counter(c.method for c in slack.calls() if c.status == 429)
         db.dispose()
     result.update(name=name, wall=wall)
     return result
@@ -249,114 +251,225 @@ def _file(pool, procs, load: Load, n: int, users: int) -> None:
     list(pool.map(one, range(n)))
 
 
-def _decide(pool, procs, load, slack, db, rng, n: int, kill: bool) -> None:
-    """Deny a tenth, approve the rest; a third of approvals clicked on every replica at once."""
-    # Filing runs after the ack; on one SQLite replica 2,000 requests took over 4 minutes.
-    deadline = time.monotonic() + max(120, n / 2)
-    filed: list[Lease] = []
-    refs: dict[int, tuple[str, str]] = {}
-    # A request is acked before it is filed: wait for every lease row and its review card.
-    while time.monotonic() < deadline:
-        filed, refs = leases(db), card_refs(slack)
-        if len(filed) >= n and refs.keys() >= {lease.id for lease in filed}:
-            break
-        time.sleep(0.5)
-    pending = {lease.id for lease in filed if lease.state == State.PENDING}
-    order = sorted(pending)
-    half = len(order) // 2
+class Cards:
+    """The review cards the fake Slack has taken so far, read incrementally: each look scans
+    only the calls made since the last one."""
 
-    def decide(lease_id: int) -> None:
-        if rng.random() < 0.1:
-            proc = rng.choice(procs)
-            load.post(
-                "deny",
-                lambda: proc.sender.slash_command(
-                    text=f"deny {lease_id} not this month", user_id=REVIEWERS[1]
-                ),
-            )
-            return
-        channel, ts = refs.get(lease_id, ("C0REVIEW", "0"))
-        clicks = procs if rng.random() < 1 / 3 else [rng.choice(procs)]
+    def __init__(self, slack: FakeSlack) -> None:
+        self.slack = slack
+        self.seen = 0
+        self.refs: dict[int, tuple[str, str]] = {}
 
-        def click(pair) -> None:
-            proc, reviewer = pair
-            load.post(
-                "approve",
-                lambda: proc.sender.block_action(
-                    f"{cards.APPROVE}:{lease_id}",
-                    str(lease_id),
-                    reviewer,
-                    channel_id=channel,
-                    message_ts=ts,
-                ),
-            )
-
-        barrier_pool = ThreadPoolExecutor(len(clicks))
-        list(barrier_pool.map(click, zip(clicks, REVIEWERS, strict=False)))
-        barrier_pool.shutdown()
-
-    say(f"cards found for {len(refs.keys() & pending)} of {len(pending)} requests")
-    list(pool.map(decide, order[:half]))
-    if kill:
-        procs[0].kill()
-        procs[0].start()
-        say("replica 0 killed with SIGKILL and started again")
-    list(pool.map(decide, order[half:]))
-    # A click acked by the replica just before it was killed never reached its listener: the
-    # card still shows Approve and Deny, so the reviewer clicks again.
-    time.sleep(5)
-    again = [lease.id for lease in leases(db) if lease.state == State.PENDING]
-    say(f"{len(again)} cards still undecided after the clicks; clicked again")
-    list(pool.map(decide, again))
-
-
-def _extend_and_release(pool, procs, load, db, rng) -> None:
-    """As leases come up: extend a fifth of them by a minute, release another fifth."""
-    done: set[int] = set()
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        live = [lease for lease in leases(db) if lease.id not in done]
-        active = [lease for lease in live if lease.state == State.ACTIVE]
-        waiting = [lease for lease in live if lease.state in (State.APPROVED, State.PROVISIONING)]
-        for lease in active:
-            done.add(lease.id)
-            roll, proc = rng.random(), rng.choice(procs)
-            if roll < 0.2:
-                text = f"extend {lease.id} 1m"
-            elif roll < 0.4:
-                text = f"release {lease.id}"
-            else:
+    def look(self) -> dict[int, tuple[str, str]]:
+        calls = self.slack.calls()
+        for call in calls[self.seen :]:
+            if call.method != "chat.postMessage" or not call.ok:
                 continue
-            pool.submit(
-                load.post,
-                text.split()[0],
-                lambda t=text, o=lease.owner, p=proc: p.sender.slash_command(text=t, user_id=o),
-            )
-        if not waiting and not active:
-            return
+            for block in call.params.get("blocks") or []:
+                block_id = str(block.get("block_id", ""))
+                if block_id.startswith("review:"):
+                    lease_id = int(block_id.split(":")[1])
+                    self.refs[lease_id] = (call.response["channel"], call.response["ts"])
+        self.seen = len(calls)
+        return self.refs
+
+
+class Deadline:
+    """A wait that ends when Slack's pacing says it should have: `owed` things still to come,
+    each at most `every` apart, plus `margin`. Reset on progress, so a run going at Slack's pace
+    never reaches it, and one going slower than the pace by a margin's worth does."""
+
+    def __init__(self, every: float, margin: float) -> None:
+        self.every, self.margin = every, margin
+        self.at = time.monotonic() + margin
+
+    def progress(self, owed: int) -> None:
+        self.at = time.monotonic() + owed * self.every + self.margin
+
+    def pause(self, seconds: float) -> None:
+        self.at += seconds
+
+    def passed(self) -> bool:
+        return time.monotonic() > self.at
+
+
+CARD_EVERY = POST_EVERY.total_seconds()  # the outbox posts to one channel at Slack's pace
+MARGIN = 60.0  # the start, a replica's restart's catch-up, and a few slow passes
+RECLICK_AFTER = 60.0  # a click not done by then is clicked again, once, as a reviewer would
+
+
+@dataclass
+class Decisions:
+    """What the soak clicked: when each lease was decided, and the leases whose activation it
+    has seen (each extended, released or left to expire once)."""
+
+    clicked: dict[int, float] = field(default_factory=dict)
+    again: set[int] = field(default_factory=set)  # clicked a second time
+    seen_active: set[int] = field(default_factory=set)
+    killed: bool = False
+    all_decided: bool = False
+
+
+def _decide(pool, procs, load, slack, db, rng, n: int, kill: bool) -> list[str]:
+    """Decide each request as soon as its card appears (a tenth denied, the rest approved, a
+    third of approvals clicked on every replica at once), and extend or release leases as they
+    come up; kill replica 0 halfway through the decisions. Returns what a wait gave up on."""
+    board = Cards(slack)
+    done = Decisions(killed=not kill)
+    deadline = Deadline(CARD_EVERY, MARGIN)
+    clicks: list = []
+    posted = 0
+    while True:
+        rows, refs = leases(db), board.look()
+        if len(refs) > posted:
+            posted = len(refs)
+            deadline.progress(n - posted)
+        pending = [lease for lease in rows if lease.state == State.PENDING]
+        for lease in pending:
+            if lease.id in refs and lease.id not in done.clicked:
+                clicks.append(pool.submit(_click, procs, load, rng, lease.id, refs[lease.id]))
+                done.clicked[lease.id] = time.monotonic()
+            elif (
+                lease.id not in done.again
+                and time.monotonic() - done.clicked.get(lease.id, math.inf) > RECLICK_AFTER
+            ):
+                # A click acked by a replica just before it was killed is done by the other's
+                # sweeper from the inbox; the card still shows Approve and Deny meanwhile, and
+                # a reviewer clicks again, once. (Clicking every few seconds while the workers
+                # were behind flooded the inbox: 13,000 items for 500 requests.)
+                clicks.append(pool.submit(_click, procs, load, rng, lease.id, refs[lease.id]))
+                done.again.add(lease.id)
+        if not done.killed and len(done.clicked) >= n // 2:
+            for click in clicks:
+                click.result()
+            restarted = time.monotonic()
+            procs[0].kill()
+            procs[0].start()
+            # And the killed replica's claims on audiences it was sending lapse only after
+            # the outbox's CLAIM_FOR: until then nobody posts its cards (the takeover).
+            deadline.pause(time.monotonic() - restarted + CLAIM_FOR.total_seconds())
+            done.killed = True
+            say(f"{len(done.clicked)} decided; replica 0 killed with SIGKILL and started again")
+        _extend_and_release(pool, procs, load, rng, rows, done)
+        decided = len(rows) >= n and done.killed and not pending
+        if decided and not done.all_decided:
+            # What remains is the provider's: an approved lease comes up, or fails, within
+            # the provisioning timeout (a lost create is found and adopted by then).
+            done.all_decided = True
+            deadline = Deadline(0, PROVISION_TIMEOUT.total_seconds() + MARGIN)
+            say(f"all {n} decided ({len(done.again)} clicked again)")
+        coming = (State.APPROVED, State.PROVISIONING)
+        if decided and not any(r.state in coming for r in rows):
+            break
+        if deadline.passed():
+            return [_owed(db, n, posted, rows)]
         time.sleep(1)
+    for click in clicks:
+        click.result()
+    say("every approved lease came up")
+    return []
 
 
-def _wait_final(db: Database, timeout: float) -> bool:
+def _click(procs, load: Load, rng: random.Random, lease_id: int, ref: tuple[str, str]) -> None:
+    """A reviewer's decision on the card: deny (a tenth) or approve, an approval clicked on
+    every replica at once by as many reviewers a third of the time."""
+    if rng.random() < 0.1:
+        proc = rng.choice(procs)
+        text = f"deny {lease_id} not this month"
+        load.post("deny", lambda: proc.sender.slash_command(text=text, user_id=REVIEWERS[1]))
+        return
+    channel, ts = ref
+    clicks = procs if rng.random() < 1 / 3 else [rng.choice(procs)]
+
+    def click(pair) -> None:
+        proc, reviewer = pair
+        load.post(
+            "approve",
+            lambda: proc.sender.block_action(
+                f"{cards.APPROVE}:{lease_id}",
+                str(lease_id),
+                reviewer,
+                channel_id=channel,
+                message_ts=ts,
+            ),
+        )
+
+    with ThreadPoolExecutor(len(clicks)) as together:
+        list(together.map(click, zip(clicks, REVIEWERS, strict=False)))
+
+
+def _owed(db: Database, n: int, posted: int, rows: list[Lease]) -> str:
+    """What the decisions' wait gave up on, for the report: the cards still owed by the outbox,
+    or, all posted, the work on what Slack sent still undone (the inbox)."""
+    with db.read() as session:
+        owed = session.exec(
+            select(Notice.kind, func.count(), func.min(Notice.retry_at))
+            .where(col(Notice.audience) == "review", col(Notice.retry_at).is_not(None))
+            .group_by(col(Notice.kind))
+        ).all()
+        undone = session.exec(select(func.count()).where(col(InboxItem.done_at).is_(None))).one()
+    waiting = ", ".join(f"{kind} {count} (next due {due:%H:%M:%S})" for kind, count, due in owed)
+    what = (
+        "the clicks to be done and the leases to come up"
+        if posted >= n
+        else f"review cards at Slack's pace ({CARD_EVERY:g} s a card + {MARGIN:g} s)"
+    )
+    return (
+        f"gave up at {time.strftime('%H:%M:%S')} waiting for {what}: {posted} of {n} cards "
+        f"posted; {len(rows)} leases filed, {dict(Counter(r.state for r in rows))}; owed to "
+        f"the review channel: {waiting or 'nothing'}; {undone} of what Slack sent not yet done"
+    )
+
+
+def _extend_and_release(pool, procs, load, rng, rows: list[Lease], done: Decisions) -> None:
+    """As leases come up: extend a fifth of them by a minute, release another fifth."""
+    for lease in rows:
+        if lease.state != State.ACTIVE or lease.id in done.seen_active:
+            continue
+        done.seen_active.add(lease.id)
+        roll, proc = rng.random(), rng.choice(procs)
+        if roll < 0.2:
+            text = f"extend {lease.id} 1m"
+        elif roll < 0.4:
+            text = f"release {lease.id}"
+        else:
+            continue
+        pool.submit(
+            load.post,
+            text.split()[0],
+            lambda t=text, o=lease.owner, p=proc: p.sender.slash_command(text=t, user_id=o),
+        )
+
+
+def _wait_final(db: Database) -> list[str]:
     """Every lease final and no server still on its way up or down (a failed lease is final
-    while the sweep is still deleting what came up)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while the sweep is still deleting what came up). The wait's deadline is the last lease's
+    end + grace and a margin for the deletes; returns what it gave up on."""
+    while True:
+        rows = leases(db)
         with db.read() as session:
             busy = session.exec(
-                select(Server.id).where(
+                select(Server.lease_id, Server.state).where(
                     col(Server.state).not_in(
                         [ServerState.DELETED, ServerState.FAILED, ServerState.VANISHED]
                     )
                 )
-            ).first()
-        if busy is None and all(lease.state in FINAL for lease in leases(db)):
-            return True
+            ).all()
+        live = [r for r in rows if r.state not in FINAL]
+        if not busy and not live:
+            return []
+        ends = [r.ends_at for r in live if r.ends_at] or [utcnow()]
+        if utcnow() > max(ends) + GRACE + timedelta(seconds=MARGIN):
+            return [
+                f"gave up at {time.strftime('%H:%M:%S')} waiting for leases to end "
+                f"(the last due at {max(ends) + GRACE:%H:%M:%S}, + {MARGIN:g} s): "
+                f"{dict(Counter(r.state for r in live))} not final, servers not gone: "
+                f"{dict(Counter(state for _, state in busy))}"
+            ]
         time.sleep(2)
-    return False
 
 
-def _check(db: Database, packet: FakePacket, load: Load, settled: bool) -> dict:
+def _check(db: Database, packet: FakePacket, load: Load, gave_up: list[str]) -> dict:
     rows = leases(db)
     with db.read() as session:
         servers = session.exec(select(Server)).all()
@@ -390,7 +503,8 @@ def _check(db: Database, packet: FakePacket, load: Load, settled: bool) -> dict:
     twice = Counter((n.kind, n.audience, n.lease_id, n.payload) for n in notices)
     acks = sorted(load.acks)
     checks = {
-        "every lease in a final state": settled and all(r.state in FINAL for r in rows),
+        "every wait ended before its deadline": not gave_up,
+        "every lease in a final state": all(r.state in FINAL for r in rows),
         "no lease failed": not failed,
         "no device left at the provider": packet.devices() == [],
         "no server created twice": all(c == 1 for c in created.values())
@@ -415,14 +529,33 @@ def _check(db: Database, packet: FakePacket, load: Load, settled: bool) -> dict:
             for r in packet.requests
             if r.status is None or r.status in (429, 500)
         ),
+        **outbox(notices),
         **sweep_lag(packet, servers, ends, expired),
         **waste(packet, servers, ends),
         "checks": checks,
+        "gave_up": gave_up,
         "failed_audits": [
             f"#{e.lease_id} {e.at:%H:%M:%S.%f} {e.actor} {e.action} {e.outcome} {e.details}"
             for e in audits
         ],
     }
+
+
+def outbox(notices: list[Notice]) -> dict:
+    """How long review cards and their edits waited in the outbox, from queued to sent (the
+    pacing's cost), and what was still owed when the half ended."""
+    waits: dict[str, list[float]] = {"cards": [], "edits": []}
+    for notice in notices:
+        group = {Kind.REVIEW_CARD: "cards", Kind.CARD_DECIDED: "edits"}.get(Kind(notice.kind))
+        if group and notice.delivered_at:
+            waits[group].append((notice.delivered_at - notice.created_at).total_seconds())
+    figures = {}
+    for group, seconds in waits.items():
+        seconds.sort()
+        figures[f"{group}_p50"] = percentile(seconds, 0.5)
+        figures[f"{group}_max"] = seconds[-1] if seconds else 0
+    owed = Counter(n.kind for n in notices if n.retry_at is not None)
+    return {**figures, "owed": dict(owed)}
 
 
 def percentile(ordered: list[float], q: float) -> float:
@@ -505,9 +638,17 @@ def report(results: list[dict], n: int, users: int) -> None:
             f"{format_cents(r['waste_cents'])} ({r['late_server_minutes']:.1f} server-minutes "
             "up past it)"
         )
+        print(
+            f"    outbox (queued to sent): review cards p50 {r['cards_p50']:.0f} s, "
+            f"max {r['cards_max']:.0f} s; card edits p50 {r['edits_p50']:.0f} s, "
+            f"max {r['edits_max']:.0f} s; owed at the end: {r['owed'] or 'nothing'}"
+        )
         print(f"    provider faults that fired: {dict(r['faults']) or 'none'}")
+        print(f"    Slack's 429s (the outbox's pacing overrun): {dict(r['slack_429s']) or 'none'}")
         for check, ok in r["checks"].items():
             print(f"    {'PASS' if ok else 'FAIL'}  {check}")
+        for line in r["gave_up"]:
+            print(f"    {line}")
         for line in r["failed_audits"]:
             print(f"    audit {line}")
 

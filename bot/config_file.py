@@ -213,6 +213,9 @@ class PolicyTable(Table):
     idle_snooze: Duration = None
     idle_escalate: Duration = None
     idle_reclaim: Duration = None  # left out: idle leases are never reclaimed early
+    book_ahead: Duration = None
+    lead_time: Duration = None
+    bookings_per_project: Count = None
 
 
 class Project(Table):

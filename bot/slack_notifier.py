@@ -25,7 +25,16 @@ from slack_sdk.errors import SlackApiError
 from bot.blocks.cards import decided_card, extension_card, review_card
 from bot.blocks.dms import dm_blocks, idle_question, silent_lease
 from bot.blocks.kit import MESSAGE_TEXT_LIMIT, Block, message, mrkdwn, section, truncate
-from commands.notices import ADMIN, CARD_EDITS, REVIEW, Kind, Message, Rate, Throttled
+from commands.notices import (
+    ADMIN,
+    CARD_EDITS,
+    REVIEW,
+    REVIEW_EDITS,
+    Kind,
+    Message,
+    Rate,
+    Throttled,
+)
 from commands.serverfiles import ServerFile, server_files
 
 log = logging.getLogger(__name__)
@@ -62,7 +71,7 @@ class SlackNotifier:
         summary: Summary | None = None,
     ) -> None:
         self.client = client
-        self.channels = {REVIEW: review_channel, ADMIN: admin_channel}
+        self.channels = {REVIEW: review_channel, REVIEW_EDITS: review_channel, ADMIN: admin_channel}
         self.summary = summary
         self._dm_channels: dict[str, str] = {}
         self._lock = threading.Lock()

@@ -73,6 +73,12 @@ class Kind(StrEnum):
 
 
 REVIEW = "review"
+# The review channel's card edits (a decision, a repository check's news) form a queue of their
+# own: an edit of a card already posted goes on chat.update's lane at once, instead of waiting
+# behind every card still to be posted (at a card a second, 2,000 cards filed in a burst held
+# each decision's edit for half an hour, while chat.update's lane stood idle). An edit whose
+# card is still to be posted waits for it (`_send`).
+REVIEW_EDITS = "review:edits"
 ADMIN = "admin"
 
 
@@ -176,16 +182,23 @@ def enqueue_all(session: Session, drafts: list[Draft], now: datetime) -> None:
 
 def _row(draft: Draft, now: datetime) -> dict[str, Any]:
     payload = json.dumps({"text": draft.text, **draft.data}, default=str, sort_keys=True)
-    key = json.dumps([draft.kind, draft.audience, draft.lease_id, payload])
+    audience = _queue_of(draft.kind, draft.audience)
+    key = json.dumps([draft.kind, audience, draft.lease_id, payload])
     return {
         "kind": draft.kind,
-        "audience": draft.audience,
+        "audience": audience,
         "lease_id": draft.lease_id,
         "payload": payload,
         "created_at": now,
         "retry_at": now,
         "key": hashlib.sha256(key.encode()).hexdigest(),
     }
+
+
+def _queue_of(kind: Kind, audience: str) -> str:
+    """The audience a notice is queued and ordered in: the review channel's card edits apart
+    from its posts (REVIEW_EDITS), every other notice in its own audience."""
+    return REVIEW_EDITS if audience == REVIEW and kind in CARD_EDITS else audience
 
 
 def deliver(
@@ -229,6 +242,7 @@ def undelivered(db: Database) -> int:
 class _Batch:
     audiences: list[str]
     messages: list[Message]
+    owed_cards: set[int] = field(default_factory=set)  # leases whose card is still to be posted
 
 
 @dataclass
@@ -267,10 +281,12 @@ def _claim(
             .order_by(col(Notice.id))
             .limit(limit)
         ).all()
-        refs = _cards(session, [n.lease_id for n in notices if n.kind in CARD_EDITS])
+        edited = [n.lease_id for n in notices if n.kind in CARD_EDITS]
+        refs = _cards(session, edited)
         return _Batch(
             mine,
             [_message(notice, refs, partial(_checkpoint, db, notice.id)) for notice in notices],
+            _owed_cards(session, edited),
         )
 
 
@@ -302,6 +318,12 @@ def _send(db: Database, notifier: Notifier, now: datetime, batch: _Batch) -> _Se
             continue  # queued behind a message that waits: it waits too
         if message.kind in CARD_EDITS and message.lease_id in cards:
             message = replace(message, update_ref=cards[message.lease_id])
+        elif message.kind in CARD_EDITS and message.lease_id in batch.owed_cards:
+            # Its card waits for the channel's lane: the edit follows it, with the edits
+            # queued after it, rather than post a card of its own.
+            result.held[message.audience] = now + CARD_WAIT
+            result.waiting[message.id] = (now + CARD_WAIT, "waiting for its card to be posted")
+            continue
         rates = notifier.lanes(message)
         room_at = _book(db, rates, now) if rates else None
         why = ""
@@ -370,6 +392,7 @@ def _pause(db: Database, rates: tuple[Rate, ...], lane: str, until: datetime) ->
 
 CARDS = (Kind.REVIEW_CARD, Kind.EXTENSION_CARD)  # notices that post a card reviewers decide on
 CARD_EDITS = (Kind.CARD_DECIDED, Kind.CARD_UPDATE)  # notices that edit a review card in place
+CARD_WAIT = timedelta(seconds=1)  # an edit whose card is still owed looks again after this
 
 
 def _message(notice: Notice, cards: dict[int, str], checkpoint: Callable[[str], None]) -> Message:
@@ -411,6 +434,24 @@ def _cards(session: Session, lease_ids: list[int | None]) -> dict[int, str]:
         .order_by(col(Notice.id))
     ).all()
     return dict(rows)  # in id order, so each lease keeps its latest card
+
+
+def _owed_cards(session: Session, lease_ids: list[int | None]) -> set[int]:
+    """Of these leases, those with a card still waiting to be posted (for its lane's room; a
+    card whose post failed is retried apart and holds up no edit, as any failed notice)."""
+    wanted = [i for i in lease_ids if i is not None]
+    if not wanted:
+        return set()
+    return set(
+        session.exec(
+            select(Notice.lease_id).where(
+                col(Notice.lease_id).in_(wanted),
+                col(Notice.kind).in_(CARDS),
+                col(Notice.retry_at).is_not(None),
+                col(Notice.attempts) == 0,
+            )
+        ).all()
+    )
 
 
 def _record(db: Database, owner: str, now: datetime, result: _Sent) -> None:

@@ -48,7 +48,7 @@ class Database:
         # growing steps (up to 100 ms) before trying again. Queueing this process's writers on
         # a lock of our own hands the database over at once; other processes still meet the
         # busy timeout.
-        self._writers = threading.RLock() if self.is_sqlite else contextlib.nullcontext()
+        self._writers = Writers() if self.is_sqlite else contextlib.nullcontext()
 
     def _create_engine(self) -> Engine:
         if not self.is_sqlite:
@@ -94,7 +94,7 @@ class Database:
         if not self.is_sqlite:
             yield
             return
-        if not self._writers.acquire(timeout=wait):
+        if not self._writers.acquire(timeout=wait, first=True):
             raise Busy(f"this process's writers held the database for {wait} s")
         try:
             yield
@@ -139,6 +139,51 @@ class Database:
         if not self.is_sqlite or self.url in ("sqlite://", "sqlite:///:memory:"):
             return None
         return Path(self.url.removeprefix("sqlite:///"))
+
+
+class Writers:
+    """This process's writers on SQLite, one at a time (reentrant, as an RLock). A bounded
+    writer (`Database.write(wait=...)`: an ack keeping its request) goes before every unbounded
+    one waiting, so it waits only for the transaction under way, not for a queue of work's."""
+
+    def __init__(self) -> None:
+        self._turn = threading.Condition()
+        self._owner: int | None = None
+        self._depth = 0
+        self._first = 0  # bounded writers waiting
+
+    def acquire(self, timeout: float | None = None, *, first: bool = False) -> bool:
+        me = threading.get_ident()
+        with self._turn:
+            if self._owner == me:
+                self._depth += 1
+                return True
+            self._first += int(first)
+            try:
+                free = self._turn.wait_for(
+                    lambda: self._owner is None and (first or not self._first), timeout
+                )
+            finally:
+                self._first -= int(first)
+                if first:
+                    self._turn.notify_all()  # a bounded writer gone: the others may go
+            if free:
+                self._owner, self._depth = me, 1
+            return free
+
+    def release(self) -> None:
+        with self._turn:
+            self._depth -= 1
+            if not self._depth:
+                self._owner = None
+                self._turn.notify_all()
+
+    def __enter__(self) -> Writers:
+        self.acquire()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.release()
 
 
 def _sqlite_on_connect(dbapi_connection, _record) -> None:

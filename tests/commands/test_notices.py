@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 
 from commands.notices import (
     REVIEW,
+    REVIEW_EDITS,
     Kind,
     Message,
     Rate,
@@ -226,3 +227,22 @@ def test_an_edit_queued_behind_its_waiting_card_edits_that_card(lab, clock):
     _, card, decided = lab.notifier.messages
     assert (card.text, decided.text) == ("card of #7", "#7 approved")
     assert decided.update_ref == f"rec-{card.id}"
+
+
+def test_an_edit_of_a_posted_card_does_not_wait_behind_the_cards_still_to_post(lab, clock):
+    lab.notifier = Paced(clock, burst=1)
+    with lab.db.write() as session:
+        for n in range(10):
+            enqueue(session, Kind.REVIEW_CARD, REVIEW, f"card of #{n}", clock.now, n)
+    assert deliver(lab.db, lab.notifier, clock.now, owner=lab.replica) == 1
+    with lab.db.write() as session:
+        enqueue(session, Kind.CARD_DECIDED, REVIEW, "#0 approved", clock.now, 0)
+        enqueue(session, Kind.CARD_DECIDED, REVIEW, "#5 approved", clock.now, 5)
+    assert deliver_every_second(lab, clock, 1) == [2], "card #1, and #0's edit at once"
+    assert deliver_every_second(lab, clock, 9) == [1, 1, 1, 2, 1, 1, 1, 1, 0]
+    sent = {m.text: m for m in lab.notifier.messages}
+    assert [t for t in sent if "approved" in t] == ["#0 approved", "#5 approved"]
+    assert sent["#0 approved"].update_ref == f"rec-{sent['card of #0'].id}"
+    assert sent["#5 approved"].update_ref == f"rec-{sent['card of #5'].id}", "never a post"
+    edits = [at - START for at, _ in lab.notifier.sent_at[REVIEW_EDITS]]
+    assert edits == [timedelta(seconds=1), timedelta(seconds=5)]

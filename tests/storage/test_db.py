@@ -115,6 +115,42 @@ def test_a_bounded_write_gives_up_while_another_process_holds_the_sqlite_write_l
         assert session.get(Marker, "x") is not None
 
 
+def test_a_bounded_write_goes_before_this_process_s_queued_writers(sqlite_db):
+    """An ack keeping its request (a bounded write) waits for the transaction under way, not
+    for the writers queued behind it: the markers are written holder, ack, then the queue."""
+    order: list[str] = []
+    holding, release = threading.Event(), threading.Event()
+
+    def write(key: str, wait: float | None = None) -> None:
+        with sqlite_db.write(wait=wait) as session:
+            order.append(key)
+            session.add(Marker(key=key, at=START))
+            if key == "holder":
+                holding.set()
+                release.wait(5)
+
+    def queued(n: int) -> bool:
+        with sqlite_db._writers._turn:  # how many writers wait for this process's turn
+            return len(sqlite_db._writers._turn._waiters) >= n
+
+    holder = threading.Thread(target=write, args=("holder",))
+    holder.start()
+    holding.wait(5)
+    threads = [threading.Thread(target=write, args=(f"work{n}",)) for n in range(3)]
+    for thread in threads:
+        thread.start()
+    while not queued(3):
+        time.sleep(0.001)
+    threads.append(threading.Thread(target=write, args=("ack", 5.0)))
+    threads[-1].start()
+    while not queued(4):
+        time.sleep(0.001)
+    release.set()
+    for thread in [holder, *threads]:
+        thread.join(5)
+    assert order[:2] == ["holder", "ack"] and sorted(order[2:]) == ["work0", "work1", "work2"]
+
+
 def test_a_read_only_transaction_refuses_a_write_at_once_and_leaves_writes_possible(db):
     with pytest.raises(ReadOnly), db.read_only() as session:
         session.add(Marker(key="x", at=START))
