@@ -56,6 +56,7 @@ from bot.report_html import export
 from bot.scheduler import COURIER_EVERY
 from bot.serve import local_server
 from bot.settings import Account, Settings
+from commands.activity import ActivityReport, Reporter, record, sample
 from commands.billing import format_cents
 from commands.credit_report import credit_report
 from commands.donors import Donor
@@ -73,7 +74,7 @@ from fakes.slack_sender import SlackSender, field
 from metal.catalog import seed
 from metal.ec2_catalog import EXAMPLE
 from metal.provider import Catalog
-from storage.models import ActivitySample, Lease, Server
+from storage.models import Lease, Server
 
 START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 ALICE, CAROL, BOB, RITA, ADA = "U0ALICE", "U0CAROL", "U0BOB", "U0RITA", "U0ADA"
@@ -709,31 +710,36 @@ class Story:
 
     def quiet(self, lease_ids: list[int], **span: float) -> None:
         """Each running server of the leases reports, every five minutes from now until `span`
-        from now, that nothing used it (as a server's own reports are kept)."""
+        from now, that nothing used it: kept as the servers' own reports are
+        (commands.activity.record, what `POST /activity` writes)."""
         until = self.clock.now + timedelta(**span)
-        with self.ctx.lab.db.write() as session:
+        lab = self.ctx.lab
+        with lab.db.read() as session:
             servers = session.exec(
                 select(Server.id, Server.lease_id).where(
                     col(Server.lease_id).in_(lease_ids), Server.state == ServerState.ACTIVE
                 )
             ).all()
-            at = self.clock.now + REPORT_EVERY
-            while at <= until:
-                session.add_all(
-                    ActivitySample(
-                        server_id=server_id,
-                        lease_id=lease_id,
-                        at=at,
-                        source="server",
-                        interval_s=int(REPORT_EVERY.total_seconds()),
-                        cpu_busy=0.01,
-                        load_1m=0.02,
-                        net_bytes=20_000,
-                        sessions=0,
-                    )
-                    for server_id, lease_id in servers
-                )
-                at += REPORT_EVERY
+        report = ActivityReport(
+            interval_s=int(REPORT_EVERY.total_seconds()),
+            cpu_busy=0.01,
+            load_1m=0.02,
+            net_bytes=20_000,
+            sessions=0,
+        )
+        ats = []
+        at = self.clock.now + REPORT_EVERY
+        while at <= until:
+            ats.append(at)
+            at += REPORT_EVERY
+        record(
+            lab,
+            (
+                sample(Reporter(server_id, lease_id), report, at)
+                for at in ats
+                for server_id, lease_id in servers
+            ),
+        )
 
     def book_ahead(self) -> None:
         """A booking for tomorrow across three metros (issue 22): alice, in Amsterdam, books two
