@@ -48,3 +48,20 @@ def models_fit(db: Database) -> Iterator[None]:
         with db.engine.begin() as connection:
             for table_name, column_name in added:
                 connection.execute(text(f'alter table "{table_name}" drop column "{column_name}"'))
+
+
+def upgraded_with_one_active_server(db: Database, revision: str) -> int:
+    """The release before `revision` with one active lease (#7, coredns) and its one server,
+    upgraded to the head; returns the server's id."""
+    # Imported here: the holds migration's test fills its rows with models_fit, from this module.
+    from tests.conftest import START
+    from tests.storage.test_migration_credit_holds import lease_row, server_row
+
+    as_before(db, revision)
+    with models_fit(db), db.write() as session:
+        session.add(lease_row(7, "active", "coredns"))
+        session.flush()
+        session.add(server_row(1, 7, active_at=START))
+    with db.engine.begin() as connection:
+        command.upgrade(_config(connection), "head")
+    return 1
