@@ -127,51 +127,25 @@ def ask_reason(kind: str) -> Click:
     return opener
 
 
-def on_donor(ctx: AppContext, body: Body, user: str, value: str) -> None:
-    """A reviewer picks another donor in a request card's menu."""
-    pick = cards.donor_pick(value)
-    if pick is None:
-        tell(ctx, body, BROKEN_BUTTON.format(value=escape(value)))
-        return
-    lease_id, donor = pick
-    tell(ctx, body, choose_donor(ctx.lab, user, lease_id, donor, ctx.clock()).message)
-
-
-def on_extend(ctx: AppContext, body: Body, user: str, value: str) -> None:
-    target = dms.extend_target(value)
-    if target is None:
-        tell(ctx, body, BROKEN_BUTTON.format(value=escape(value)))
-        return
-    lease_id, extra = target
-    tell(ctx, body, extend(ctx.lab, user, lease_id, extra, ctx.clock()).message)
-
-
-def on_lease(use_case: Callable[..., Outcome]) -> Click:
-    """Release or Cancel: the lease number is the whole value."""
+def on_target(parse: Callable[[str], tuple | None], use_case: Callable[..., Outcome]) -> Click:
+    """A button whose value names what `use_case` acts on (a lease; with a donor, a length or
+    a question's round): the use case with what `parse` read from it, or the broken-button
+    sentence when the value is not one (a forged or stale payload)."""
 
     def click(ctx: AppContext, body: Body, user: str, value: str) -> None:
-        lease_id = cards.target_of(value)
-        if lease_id is None:
-            tell(ctx, body, BROKEN_BUTTON.format(value=escape(value)))
-            return
-        tell(ctx, body, use_case(ctx.lab, user, lease_id, ctx.clock()).message)
-
-    return click
-
-
-def on_idle(use_case: Callable[..., Outcome]) -> Click:
-    """Still using it or Release now on an idle lease's question: the lease and the
-    question's round."""
-
-    def click(ctx: AppContext, body: Body, user: str, value: str) -> None:
-        target = dms.idle_target(value)
+        target = parse(value)
         if target is None:
             tell(ctx, body, BROKEN_BUTTON.format(value=escape(value)))
             return
-        lease_id, asked_round = target
-        tell(ctx, body, use_case(ctx.lab, user, lease_id, asked_round, ctx.clock()).message)
+        tell(ctx, body, use_case(ctx.lab, user, *target, ctx.clock()).message)
 
     return click
+
+
+def lease_of(value: str) -> tuple[int] | None:
+    """Release or Cancel: the lease number is the whole value."""
+    lease_id = cards.target_of(value)
+    return None if lease_id is None else (lease_id,)
 
 
 def opens(modal: Callable[[int], dict[str, Any]]) -> Click:
@@ -253,12 +227,12 @@ CLICKS: dict[str, Click] = {
     cards.DENY: decision("lease", approving=False),
     cards.EXTENSION_APPROVE: decision("extension", approving=True),
     cards.EXTENSION_DENY: decision("extension", approving=False),
-    cards.DONOR: on_donor,
-    dms.EXTEND: on_extend,
-    dms.RELEASE: on_lease(release),
-    dms.CANCEL: on_lease(cancel),
-    dms.IDLE_KEEP: on_idle(keep),
-    dms.IDLE_RELEASE: on_idle(release_idle),
+    cards.DONOR: on_target(cards.donor_pick, choose_donor),
+    dms.EXTEND: on_target(dms.extend_target, extend),
+    dms.RELEASE: on_target(lease_of, release),
+    dms.CANCEL: on_target(lease_of, cancel),
+    dms.IDLE_KEEP: on_target(dms.idle_target, keep),
+    dms.IDLE_RELEASE: on_target(dms.idle_target, release_idle),
     dms.WRITEUP: broken,
     dms.SHARE: broken,
     home.MORE: on_more,
