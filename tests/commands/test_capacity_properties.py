@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import timedelta
 
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from sqlmodel import select
 
@@ -28,6 +28,7 @@ from storage.models import CapacityDay, Lease
 from tests.commands.test_capacity import METRO, PLAN, booked
 from tests.commands.test_credit_properties import fresh_lab
 from tests.conftest import OWNER, REVIEWER, request_input, with_policy
+from tests.properties import on_a_database
 
 CAPACITY = 6
 
@@ -43,12 +44,7 @@ operations = st.lists(
 )
 
 
-@settings(
-    max_examples=25,
-    deadline=None,
-    phases=[Phase.explicit, Phase.reuse, Phase.generate],
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@on_a_database(25)
 @given(ops=operations)
 def test_capacity_is_never_exceeded_and_the_books_stay_exact(db, ops):
     lab, clock = fresh_lab(db)

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from hypothesis import HealthCheck, Phase, example, given, settings
+from hypothesis import example, given
 from hypothesis import strategies as st
 from sqlmodel import col, select
 
@@ -43,6 +43,7 @@ from tests.commands.credit_reference import (
 )
 from tests.commands.test_credit_properties import POLICY, fresh_lab
 from tests.conftest import ADMIN, OWNER, REVIEWER, request_input
+from tests.properties import on_a_database
 
 MONTHS = ["2026-11", "2026-12", "2027-01"]
 PROJECTS = ["coredns", "envoy"]
@@ -81,12 +82,7 @@ def steps(kinds: list[str]):
     )
 
 
-@settings(
-    max_examples=30,
-    deadline=None,
-    phases=[Phase.explicit, Phase.reuse, Phase.generate],
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@on_a_database(30)
 @given(ops=steps(KINDS), capped=st.booleans())
 # A bot down for days: servers bill past the lease's end, then past the month's end.
 @example(
@@ -124,12 +120,7 @@ def test_holds_equal_the_reference_books_at_every_step(sqlite_db, ops, capped):
         _same_books(lab, clock.now, ids[which % len(ids)] if ids else None)
 
 
-@settings(
-    max_examples=15,
-    deadline=None,
-    phases=[Phase.explicit, Phase.reuse, Phase.generate],
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@on_a_database(15)
 @given(ops=steps(["book", "book", "cancel", *KINDS]))
 # Booked across the month's end, approved ahead, prepared the lead time before, run, released;
 # another booked and cancelled before its start.
@@ -260,12 +251,7 @@ THREE = replace(
 )
 
 
-@settings(
-    max_examples=15,
-    deadline=None,
-    phases=[Phase.explicit, Phase.reuse, Phase.generate],
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@on_a_database(15)
 @given(ops=steps(["donor", "donor", *KINDS]))
 @example(
     ops=[

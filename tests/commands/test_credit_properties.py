@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from sqlmodel import SQLModel, select
 
@@ -30,6 +30,7 @@ from storage.db import Database
 from storage.models import Lease, LedgerEntry, Server
 from tests.commands.credit_reference import lease_commitment
 from tests.conftest import ADMIN, OWNER, REVIEWER, ROLES, Clock, request_input
+from tests.properties import on_a_database
 
 MONTHS = ["2026-11", "2026-12", "2027-01"]
 START = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -81,13 +82,7 @@ operations = st.lists(
 )
 
 
-@settings(
-    max_examples=25,
-    deadline=None,
-    # Shrinking a sequence of database operations takes minutes; the failing case is printed.
-    phases=[Phase.explicit, Phase.reuse, Phase.generate],
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@on_a_database(25)
 @given(ops=operations)
 def test_credit_invariants(db, ops):
     lab, clock = fresh_lab(db)

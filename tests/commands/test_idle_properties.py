@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from hypothesis import HealthCheck, Phase, event, given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from sqlmodel import SQLModel, select
 
@@ -29,6 +29,7 @@ from storage.db import Database
 from storage.models import ActivitySample, AuditEvent, Server
 from tests.commands.helpers import active, lease
 from tests.conftest import ROLES, Clock
+from tests.properties import on_a_database
 
 START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 SLOT = timedelta(minutes=5)
@@ -122,12 +123,7 @@ def fresh_lab(db: Database) -> tuple[Lab, Clock]:
     return Lab(db, provider, RecordingNotifier(), POLICY, ROLES), clock
 
 
-@settings(
-    max_examples=20,
-    deadline=None,
-    phases=[Phase.explicit, Phase.reuse, Phase.generate],
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@on_a_database(20)
 @given(first=runs, second=runs, every=st.integers(1, 4))
 def test_a_busy_lease_is_never_reclaimed_early(db, first, second, every):
     lab, clock = fresh_lab(db)
