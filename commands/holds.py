@@ -41,7 +41,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import ORMExecuteState, SessionTransaction
 from sqlmodel import Session, col, func, select
 
-from commands.billing import cost_by_month, first_overrun, from_us, to_us
+from commands.billing import cost_by_month, first_overrun, from_us, month_key, to_us
 from commands.lab import Lab
 from commands.policy import Policy
 from commands.states import LIVE, State
@@ -126,7 +126,12 @@ def hold_all(session: Session, leases: list[Lease], policy: Policy, now: datetim
     for lease in leases:
         done = settled.get(lease.id, {})
         plan = planned_cost(lease, policy, now)
-        wants[lease.id] = {m: max(0, c - done.get(m, 0)) for m, c in plan.items()}
+        # A lease with nothing left to plan (a booking whose servers came up after its end,
+        # labbot down through its window) keeps a row of 0, so its exactness is noted and
+        # what its servers bill is reckoned as billed past its holds, as for any lease.
+        wants[lease.id] = {m: max(0, c - done.get(m, 0)) for m, c in plan.items()} or {
+            month_key(now): 0
+        }
     _set_all_holds(session, leases, wants)
 
 

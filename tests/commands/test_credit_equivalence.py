@@ -138,6 +138,26 @@ def test_holds_equal_the_reference_books_at_every_step(sqlite_db, ops, capped):
         ("sweep", 0, 1, 1),
     ]
 )
+# Found by hypothesis: labbot down for three days through a booking's whole window; its servers
+# come up after its end, so nothing is left to hold, and what they bill is an overrun.
+@example(
+    ops=[
+        ("request", 3, 40, 1440),
+        ("extend", 0, 39, 45),
+        ("sweep", 1, 29, 45),
+        ("sweep", 6, 72, 200),
+        ("extend", 7, 36, 29),
+        ("book", 1, 32, 1),
+        ("approve", 3, 21, 200),
+        ("approve", 1, 36, 1440),
+        ("sweep", 3, 32, 4320),
+        ("sweep", 0, 33, 1440),
+        ("approve", 6, 46, 1440),
+        ("request", 1, 76, 200),
+        ("sweep", 2, 17, 90),
+        ("sweep", 2, 14, 90),
+    ]
+)
 def test_bookings_hold_as_leases_that_start_now(sqlite_db, ops):
     """SQLite only, as above: bookings (a start up to 80 hours ahead), approved ahead and
     cancelled before their start, beside leases that start at once."""
