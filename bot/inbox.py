@@ -91,8 +91,12 @@ def keep_all(lab: Lab, asked: list[tuple[Body, bool]], now: datetime, *, wait: f
         }
         for body, claimed in asked
     ]
-    with lab.db.write(wait=wait) as session:
-        kept = dict(insert_new(session, InboxItem, rows, InboxItem.key, InboxItem.id))
+    kept = dict(
+        lab.db.one_statement(
+            wait,
+            lambda connection: insert_new(connection, InboxItem, rows, InboxItem.key, InboxItem.id),
+        )
+    )
     return [kept.pop(row["key"], None) for row in rows]  # a repeat within the batch: None
 
 

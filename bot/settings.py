@@ -35,6 +35,7 @@ from metal.reporter import usable_url
 from storage.db import DEFAULT_URL
 
 HEALTH_SWEEPS_MISSED = 3
+MAX_NICENESS = 19  # the lowest CPU priority a process can take (`nice`)
 ACTIVITY_PATH = "/activity"  # where `labbot serve` takes the servers' activity reports
 
 
@@ -98,6 +99,9 @@ class Settings:
     forge_timeout: float = 5.0
     web_concurrency: int = 2
     workers: int = 1
+    # How much lower than the web processes' the CPU priority of the workers `labbot serve`
+    # runs beside them is (`nice`): on a shared machine acks come first (issue 21).
+    worker_niceness: int = 10
     health_sweep_age: timedelta = timedelta(minutes=10)
     log_format: str = "text"
     # Where Slack and the servers reach labbot (https://labbot.example.org); None: nowhere
@@ -227,6 +231,7 @@ def _operations(env: Mapping[str, str], base: Settings) -> dict:
     return {
         "web_concurrency": _int(env, "WEB_CONCURRENCY", base.web_concurrency, minimum=1),
         "workers": _int(env, "LABBOT_WORKERS", base.workers, minimum=0),
+        "worker_niceness": _niceness(env, base.worker_niceness),
         "health_sweep_age": health_age,
         "log_format": _choice(env, "LABBOT_LOG_FORMAT", ("text", "json"), base.log_format),
         "public_url": _public_url(env),
@@ -386,6 +391,16 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
     if value < minimum:
         raise SettingsError(
             f"{name} must be a whole number of at least {minimum}, not '{env[name]}'."
+        )
+    return value
+
+
+def _niceness(env: Mapping[str, str], default: int) -> int:
+    value = _int(env, "LABBOT_WORKER_NICENESS", default)
+    if value > MAX_NICENESS:
+        raise SettingsError(
+            f"LABBOT_WORKER_NICENESS must be a whole number from 0 to {MAX_NICENESS}, "
+            f"not '{value}'."
         )
     return value
 

@@ -13,6 +13,7 @@ it lives (bot.inbox.Renewal), so another worker takes over only the requests of 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 
 from bot.app import WORKER_THREADS, AppContext, build_context
@@ -92,6 +93,8 @@ class Worker:
 def main(*, child: bool = True) -> int:
     settings = from_env()
     configure(settings.log_format)
+    if child:  # beside `labbot serve`'s web processes: their acks come first
+        os.nice(settings.worker_niceness)
     ctx = build_context(settings)
     worker = Worker(ctx)
     log.info("worker doing kept requests on %s threads", WORKER_THREADS)

@@ -14,11 +14,12 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
-from sqlalchemy import Engine, event, text
+from sqlalchemy import Connection, Engine, event, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.pool import StaticPool
 from sqlmodel import Session, create_engine
@@ -29,6 +30,8 @@ WAL_RETRY_S = 0.005
 BOUNDED_RETRY_S = 0.001
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 def normalise_url(url: str) -> str:
@@ -49,6 +52,8 @@ class Database:
         # a lock of our own hands the database over at once; other processes still meet the
         # busy timeout.
         self._writers = Writers() if self.is_sqlite else contextlib.nullcontext()
+        self._autocommit: dict[int, Engine] = {}  # by lock timeout, ms (`one_statement`)
+        self._autocommit_lock = threading.Lock()
 
     def _create_engine(self) -> Engine:
         if not self.is_sqlite:
@@ -101,6 +106,42 @@ class Database:
         finally:
             self._writers.release()
 
+    def one_statement(self, wait: float, statement: Callable[[Connection], T]) -> T:
+        """`statement(connection)`: one statement that writes and commits by itself, waiting
+        at most `wait` seconds for a lock (past it, `Busy`, and nothing was written). It must
+        be safe to repeat (an insert of keyed rows that skips those present): a connection
+        found dead, as after a restart of the database, is replaced and it runs again.
+
+        On PostgreSQL the connection is of a pool of its own, in autocommit, with the lock
+        timeout set once: one round trip, where a `write()` transaction takes six (the pool's
+        ping, BEGIN, the lock timeout, the statement, COMMIT and the pool's reset). On SQLite
+        it is a `write(wait)` transaction's."""
+        if self.is_sqlite:
+            with self.write(wait) as session:
+                return statement(session.connection())
+        engine = self._autocommit_engine(max(1, int(wait * 1000)))
+        for attempt in (1, 2):
+            try:
+                with _busy_as(wait), engine.connect() as connection:
+                    return statement(connection)
+            except DBAPIError as error:
+                if attempt == 2 or not error.connection_invalidated:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _autocommit_engine(self, lock_timeout_ms: int) -> Engine:
+        with self._autocommit_lock:
+            engine = self._autocommit.get(lock_timeout_ms)
+            if engine is None:
+                engine = self._autocommit[lock_timeout_ms] = create_engine(
+                    self.url,
+                    isolation_level="AUTOCOMMIT",
+                    pool_reset_on_return=None,  # nothing to roll back in autocommit
+                    pool_size=2,
+                    connect_args={"options": f"-c lock_timeout={lock_timeout_ms}"},
+                )
+            return engine
+
     def writers(self) -> contextlib.AbstractContextManager:
         """This process's queue of writers (SQLite only; a no-op elsewhere)."""
         return self._writers
@@ -133,6 +174,8 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        for engine in self._autocommit.values():
+            engine.dispose()
 
     @property
     def path(self) -> Path | None:

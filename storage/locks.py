@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
-from sqlalchemy import func, select
+from sqlalchemy import Connection, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, SQLModel
 
@@ -52,15 +52,15 @@ def insert_all_once(session: Session, model: type[SQLModel], rows: list[dict[str
 
 
 def insert_new(
-    session: Session, model: type[SQLModel], rows: list[dict[str, object]], *returning: Any
+    connection: Connection, model: type[SQLModel], rows: list[dict[str, object]], *returning: Any
 ) -> list[Row]:
     """Insert each row unless one with the same key exists (in the table or earlier in `rows`),
     in one statement; returns the `returning` columns of the rows this call inserted."""
     if not rows:
         return []
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
     statement = dialect.insert(model.__table__).on_conflict_do_nothing().returning(*returning)
-    return list(session.execute(statement, rows).all())  # one statement however many rows
+    return list(connection.execute(statement, rows).all())  # one statement however many rows
 
 
 def insert_once(session: Session, model: type[SQLModel], **values: object) -> bool:

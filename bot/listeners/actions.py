@@ -58,7 +58,7 @@ def register(app: App, ctx: AppContext) -> None:
         action_id = str(button_of(body).get("action_id", ""))
         opener = next((o for a, o in OPENERS.items() if matching(a).match(action_id)), None)
         if opener is not None and user_of(body):
-            opener(ctx, body, user_of(body), value_of(button_of(body)))
+            ctx.after_ack(body, opener, ctx, body, user_of(body), value_of(button_of(body)))
 
 
 def work(ctx: AppContext, body: Body) -> None:

@@ -75,7 +75,7 @@ def on_command(ctx: AppContext, ack: Ack, body: dict[str, Any], client: WebClien
         return
     if command.opens_form:
         ack()
-        open_request_form(ctx, client, body)
+        ctx.after_ack(body, open_request_form, ctx, client, body)
         return
     ctx.hand_over(body)
     ack()
