@@ -396,13 +396,13 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
 
 
 def _niceness(env: Mapping[str, str], default: int) -> int:
-    value = _int(env, "LABBOT_WORKER_NICENESS", default)
-    if value > MAX_NICENESS:
+    text = env.get("LABBOT_WORKER_NICENESS", str(default)).strip()
+    if not (text.isascii() and text.isdigit() and int(text) <= MAX_NICENESS):
         raise SettingsError(
-            f"LABBOT_WORKER_NICENESS must be a whole number from 0 to {MAX_NICENESS}, "
-            f"not '{value}'."
+            f"LABBOT_WORKER_NICENESS must be a whole number from 0 (the web processes' "
+            f"priority) to {MAX_NICENESS} (the lowest), not '{text}'."
         )
-    return value
+    return int(text)
 
 
 def _flag(env: Mapping[str, str], name: str) -> bool:

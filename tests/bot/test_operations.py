@@ -137,10 +137,28 @@ def test_one_sweeper_per_serve_restarted_by_the_arbiter_when_it_dies(served: Ser
     assert requests.get(f"{served.url}/healthz", timeout=5).status_code == 200
 
 
+def test_the_workers_give_way_to_the_web_processes_and_the_sweeper(served: Served) -> None:
+    """LABBOT_WORKER_NICENESS (10 by default): on a shared machine an ack comes before a
+    reply, and the sweep that reclaims servers keeps its priority."""
+    _wait_for(lambda: _children(served.pid, b"bot.worker") != [])
+    assert {_niceness(pid) for pid in _children(served.pid, b"bot.worker")} == {10}
+    assert {_niceness(pid) for pid in _children(served.pid, b"bot.sweeper")} == {0}
+    assert {_niceness(pid) for pid in _children(served.pid, b"bot.cli")} == {0}
+
+
+def _niceness(pid: int) -> int:
+    """Field 19 of /proc/PID/stat, counted after the command's closing parenthesis."""
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
 def _sweepers(parent: int) -> list[int]:
     """The children of `parent` running bot.sweeper (the web workers run bot.cli serve)."""
+    return _children(parent, b"bot.sweeper")
+
+
+def _children(parent: int, module: bytes) -> list[int]:
     children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
-    return [int(pid) for pid in children if b"bot.sweeper" in _cmdline(int(pid))]
+    return [int(pid) for pid in children if module in _cmdline(int(pid))]
 
 
 def _cmdline(pid: int) -> bytes:

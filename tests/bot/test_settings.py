@@ -56,6 +56,8 @@ def test_overrides():
         ({"LABBOT_PROVIDER": "aws"}, "LABBOT_PROVIDER must be one of simulated, packet"),
         ({"LABBOT_REMINDERS": "1h,x"}, "LABBOT_REMINDERS: 'x' is not a duration"),
         ({"PORT": "http"}, "PORT must be a whole number"),
+        ({"LABBOT_WORKER_NICENESS": "20"}, "LABBOT_WORKER_NICENESS must be a whole number from 0"),
+        ({"LABBOT_WORKER_NICENESS": "-5"}, "LABBOT_WORKER_NICENESS must be a whole number from 0"),
         (
             {"LABBOT_MIN_LEASE": "3d", "LABBOT_MAX_LEASE": "1d"},
             "LABBOT_MIN_LEASE is longer than LABBOT_MAX_LEASE",
@@ -130,6 +132,13 @@ def test_the_process_settings(tmp_path):
     assert (policy.members, policy.rank) == (("Acme",), ("member", "foundation", "other"))
     assert (policy.reserved_share, policy.writeup_after) == (1250, timedelta(days=7))
     assert from_env({"LABBOT_RESERVED_SHARE": "0%"}).policy.reserved_share == 0
+    assert (
+        settings.worker_niceness,
+        from_env({"LABBOT_WORKER_NICENESS": "0"}).worker_niceness,
+    ) == (
+        10,
+        0,
+    )
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ from sqlalchemy import inspect, text
 from sqlmodel import select
 
 from storage.db import BUSY_TIMEOUT_MS, Busy, Database, ReadOnly, normalise_url
-from storage.locks import locked
+from storage.locks import insert_new, locked
 from storage.models import Lease, Marker
 from storage.schema import MIGRATIONS, upgrade
 from tests.conftest import START
@@ -241,3 +241,51 @@ def _get(db):
 )
 def test_urls_are_normalised(url, expected):
     assert normalise_url(url) == expected
+
+
+def _insert_marker(key: str):
+    return lambda connection: [
+        row.key for row in insert_new(connection, Marker, [{"key": key, "at": START}], Marker.key)
+    ]
+
+
+def test_one_statement_commits_by_itself_and_gives_up_on_a_lock_held_past_its_wait(db):
+    assert db.one_statement(0.3, _insert_marker("x")) == ["x"]
+    assert db.one_statement(0.3, _insert_marker("x")) == []  # present: skipped
+    taken, release = threading.Event(), threading.Event()
+
+    def holder() -> None:  # inserts "y" and holds its transaction open
+        with db.write() as session:
+            session.add(Marker(key="y", at=START))
+            session.flush()
+            taken.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    try:
+        assert taken.wait(10)
+        started = time.monotonic()
+        with pytest.raises(Busy):
+            db.one_statement(0.3, _insert_marker("y"))
+        assert time.monotonic() - started < 2
+    finally:
+        release.set()
+        thread.join()
+    with db.read() as session:
+        assert {m.key for m in session.exec(select(Marker))} == {"x", "y"}
+
+
+def test_one_statement_replaces_a_connection_the_database_closed(db):
+    if db.is_sqlite:
+        pytest.skip("a SQLite file has no server to close a connection")
+    assert db.one_statement(1.0, _insert_marker("before")) == ["before"]
+    with db.write() as session:  # the database restarting would close them so
+        closed = session.exec(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        ).one()[0]
+    assert closed >= 1
+    assert db.one_statement(1.0, _insert_marker("after")) == ["after"]
