@@ -141,9 +141,11 @@ def test_the_workers_give_way_to_the_web_processes_and_the_sweeper(served: Serve
     """LABBOT_WORKER_NICENESS (10 by default): on a shared machine an ack comes before a
     reply, and the sweep that reclaims servers keeps its priority."""
     _wait_for(lambda: _children(served.pid, b"bot.worker") != [])
-    assert {_niceness(pid) for pid in _children(served.pid, b"bot.worker")} == {10}
-    assert {_niceness(pid) for pid in _children(served.pid, b"bot.sweeper")} == {0}
-    assert {_niceness(pid) for pid in _children(served.pid, b"bot.cli")} == {0}
+    started_at = _niceness(served.pid)  # the suite itself may run under `nice`
+    worker = {_niceness(pid) for pid in _children(served.pid, b"bot.worker")}
+    assert worker == {min(started_at + 10, 19)}
+    assert {_niceness(pid) for pid in _children(served.pid, b"bot.sweeper")} == {started_at}
+    assert {_niceness(pid) for pid in _children(served.pid, b"bot.cli")} == {started_at}
 
 
 def _niceness(pid: int) -> int:
