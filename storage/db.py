@@ -120,14 +120,12 @@ class Database:
             with self.write(wait) as session:
                 return statement(session.connection())
         engine = self._autocommit_engine(max(1, int(wait * 1000)))
-        for attempt in (1, 2):
-            try:
-                with _busy_as(wait), engine.connect() as connection:
-                    return statement(connection)
-            except DBAPIError as error:
-                if attempt == 2 or not error.connection_invalidated:
-                    raise
-        raise AssertionError("unreachable")
+        try:
+            return _autocommitted(engine, wait, statement)
+        except DBAPIError as error:
+            if not error.connection_invalidated:
+                raise
+        return _autocommitted(engine, wait, statement)  # on a new connection
 
     def _autocommit_engine(self, lock_timeout_ms: int) -> Engine:
         with self._autocommit_lock:
@@ -301,6 +299,11 @@ class ReadOnly(Exception):
 
 class Busy(Exception):
     """A bounded write (`Database.write(wait=...)`) did not get the lock in time."""
+
+
+def _autocommitted(engine: Engine, wait: float, statement: Callable[[Connection], T]) -> T:
+    with _busy_as(wait), engine.connect() as connection:
+        return statement(connection)
 
 
 @contextmanager
