@@ -9,10 +9,11 @@ account; a file with [[donor]] tables has one account per donor (`Settings.accou
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
+from typing import TypeVar
 
 from bot.config_file import (
     DonorTable,
@@ -36,6 +37,8 @@ from storage.db import DEFAULT_URL
 
 HEALTH_SWEEPS_MISSED = 3
 MAX_NICENESS = 19  # the lowest CPU priority a process can take (`nice`)
+
+T = TypeVar("T")
 ACTIVITY_PATH = "/activity"  # where `labbot serve` takes the servers' activity reports
 
 
@@ -231,7 +234,12 @@ def _operations(env: Mapping[str, str], base: Settings) -> dict:
     return {
         "web_concurrency": _int(env, "WEB_CONCURRENCY", base.web_concurrency, minimum=1),
         "workers": _int(env, "LABBOT_WORKERS", base.workers, minimum=0),
-        "worker_niceness": _niceness(env, base.worker_niceness),
+        "worker_niceness": _read(
+            "LABBOT_WORKER_NICENESS",
+            env.get("LABBOT_WORKER_NICENESS", str(base.worker_niceness)),
+            _niceness,
+            f"a whole number from 0 (the web processes' priority) to {MAX_NICENESS} (the lowest)",
+        ),
         "health_sweep_age": health_age,
         "log_format": _choice(env, "LABBOT_LOG_FORMAT", ("text", "json"), base.log_format),
         "public_url": _public_url(env),
@@ -315,9 +323,19 @@ def _policy(env: Mapping[str, str], base: Policy) -> Policy:
     if "LABBOT_ALLOW_SELF_APPROVAL" in env:
         changes["allow_self_approval"] = _flag(env, "LABBOT_ALLOW_SELF_APPROVAL")
     if "LABBOT_IDLE_CPU" in env:
-        changes["idle_cpu"] = _percent("LABBOT_IDLE_CPU", env["LABBOT_IDLE_CPU"])
+        changes["idle_cpu"] = _read(
+            "LABBOT_IDLE_CPU",
+            env["LABBOT_IDLE_CPU"],
+            read_percent,
+            "a percentage above 0 and below 100 like 5%",
+        )
     if "LABBOT_IDLE_NETWORK" in env:
-        changes["idle_network"] = _per_hour("LABBOT_IDLE_NETWORK", env["LABBOT_IDLE_NETWORK"])
+        changes["idle_network"] = _read(
+            "LABBOT_IDLE_NETWORK",
+            env["LABBOT_IDLE_NETWORK"],
+            read_per_hour,
+            "an amount of traffic an hour like 10MB/h (B, KB, MB or GB)",
+        )
     if "LABBOT_IDLE_RECLAIM" in env:
         changes["idle_reclaim"] = _off_or_duration("LABBOT_IDLE_RECLAIM", env)
     policy = replace(base, **changes)
@@ -339,23 +357,12 @@ def _duration(env: Mapping[str, str], name: str, default: timedelta) -> timedelt
         raise SettingsError(f"{name}: {error}.") from error
 
 
-def _percent(name: str, text: str) -> float:
+def _read(name: str, text: str, read: Callable[[str], T], accepted: str) -> T:
+    """`read(text)`, or one sentence naming the setting and what it accepts."""
     try:
-        return read_percent(text)
+        return read(text)
     except ValueError:
-        raise SettingsError(
-            f"{name} must be a percentage above 0 and below 100 like 5%, not '{text}'."
-        ) from None
-
-
-def _per_hour(name: str, text: str) -> int:
-    try:
-        return read_per_hour(text)
-    except ValueError:
-        raise SettingsError(
-            f"{name} must be an amount of traffic an hour like 10MB/h (B, KB, MB or GB), "
-            f"not '{text}'."
-        ) from None
+        raise SettingsError(f"{name} must be {accepted}, not '{text}'.") from None
 
 
 def _off_or_duration(name: str, env: Mapping[str, str]) -> timedelta | None:
@@ -395,14 +402,11 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
     return value
 
 
-def _niceness(env: Mapping[str, str], default: int) -> int:
-    text = env.get("LABBOT_WORKER_NICENESS", str(default)).strip()
-    if not (text.isascii() and text.isdigit() and int(text) <= MAX_NICENESS):
-        raise SettingsError(
-            f"LABBOT_WORKER_NICENESS must be a whole number from 0 (the web processes' "
-            f"priority) to {MAX_NICENESS} (the lowest), not '{text}'."
-        )
-    return int(text)
+def _niceness(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= MAX_NICENESS:
+        raise ValueError(text)
+    return value
 
 
 def _flag(env: Mapping[str, str], name: str) -> bool:
