@@ -67,8 +67,8 @@ from tests.postgres import Server as PostgresServer
 
 CLIENTS = 32
 PER_CLIENT = 5
-ROUNDS = 6  # alternating rounds per server behind gunicorn: p99 of 960 acks a side (three
-# rounds, 480, gave ratios from 1.14 to 1.99 for one commit minutes apart on 2 cores)
+ROUNDS = 12  # alternating rounds per server behind gunicorn: p99 of 1,920 acks a side (six
+# rounds, 960, gave ratios from 1.03 to 1.56 for one commit on 2 cores; three, 1.14 to 1.99)
 GUNICORN_RATIO = 1.2  # labbot's ack p99 behind gunicorn, at most this times the bare App's
 SECRET = "bench-signing-secret"
 TOKEN = "xoxb-bench"
