@@ -68,8 +68,10 @@ def ranked(session: Session, policy: Policy, now: datetime) -> list[QueueEntry]:
     """Every pending request in review order, each with what the months it touches would have
     left if it and everything above it were approved. Call in a write transaction: reading a
     month's books may write its grant row."""
-    rows = session.exec(select(*ListedLease.columns()).where(Lease.state == State.PENDING)).all()
-    pending = {lease.id: lease for lease in (ListedLease(*row) for row in rows)}
+    # The table's column, like the selected ones: an ORM attribute would bring the ORM's loading.
+    pending_state = Lease.__table__.c.state == State.PENDING
+    rows = session.exec(select(*ListedLease.columns()).where(pending_state)).all()
+    pending = {lease.id: lease for lease in map(ListedLease._make, rows)}
     waiting = [
         Waiting(lease.id, lease.applicant_class, lease.created_at, planned_cost(lease, policy, now))
         for lease in pending.values()
