@@ -23,38 +23,59 @@ def started_hours(start: datetime, end: datetime) -> int:
 
 
 def month_key(at: datetime) -> str:
-    return at.astimezone(UTC).strftime("%Y-%m")
+    utc = at.astimezone(UTC)
+    return _key(utc.year, utc.month)
+
+
+def _key(year: int, month: int) -> str:
+    """`2026-12`, as strftime("%Y-%m") writes it (glibc leaves years before 1000 unpadded)."""
+    return f"{year}-{month:02d}"
 
 
 def month_bounds(key: str) -> tuple[datetime, datetime]:
     year, month = (int(part) for part in key.split("-"))
+    return _bounds(year, month)
+
+
+def _bounds(year: int, month: int) -> tuple[datetime, datetime]:
     start = datetime(year, month, 1, tzinfo=UTC)
     end = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=UTC)
     return start, end
 
 
-def months_between(start: datetime, end: datetime) -> Iterator[str]:
-    """Every month key that [start, end) touches, in order."""
-    key = month_key(start)
+def _months(start: datetime, end: datetime) -> Iterator[tuple[str, datetime, datetime]]:
+    """Every month that [start, end) touches, in order: its key, its start and its end. Counted
+    on the year and month, so a month costs no formatting and parsing of its key."""
+    utc = start.astimezone(UTC)
+    year, month = utc.year, utc.month
     while True:
-        yield key
-        _, month_end = month_bounds(key)
+        month_start, month_end = _bounds(year, month)
+        yield _key(year, month), month_start, month_end
         if month_end >= end:
             return
-        key = month_key(month_end)
+        year, month = month_end.year, month_end.month
+
+
+def months_between(start: datetime, end: datetime) -> Iterator[str]:
+    """Every month key that [start, end) touches, in order."""
+    return (key for key, _, _ in _months(start, end))
 
 
 def hours_by_month(start: datetime, end: datetime) -> dict[str, int]:
     """The started hours of [start, end) grouped by the month in which each hour starts.
 
     Hour k starts at start + k hours; the hours starting inside a month are counted with two
-    ceilings, so a year-long span costs a dozen steps, not 8,760."""
+    ceilings, so a year-long span costs a dozen steps, not 8,760. When the first and the last
+    hour start in the same month (most leases), that month has them all."""
     total = started_hours(start, end)
     if total == 0:
         return {}
+    last_hour = start + (total - 1) * HOUR
+    first_key, last_key = month_key(start), month_key(last_hour)
+    if first_key == last_key:
+        return {first_key: total}
     result: dict[str, int] = {}
-    for key in months_between(start, start + (total - 1) * HOUR + timedelta(microseconds=1)):
-        month_start, month_end = month_bounds(key)
+    for key, month_start, month_end in _months(start, last_hour + timedelta(microseconds=1)):
         first = max(0, math.ceil((month_start - start) / HOUR))
         last = min(total, math.ceil((month_end - start) / HOUR))
         if last > first:

@@ -42,6 +42,7 @@ from sqlalchemy.orm import ORMExecuteState, SessionTransaction
 from sqlmodel import Session, col, func, select
 
 from commands.billing import cost_by_month, first_overrun, from_us, month_key, to_us
+from commands.facts import ListedLease
 from commands.lab import Lab
 from commands.policy import Policy
 from commands.states import LIVE, State
@@ -78,7 +79,9 @@ def payer(lease: Lease) -> Payer:
 _DONOR_ROWS, _PROJECT_ROWS, _CLASS_ROWS = range(3)  # bump_all's order of the totals' rows
 
 
-def planned_window(lease: Lease, policy: Policy, now: datetime) -> tuple[datetime, datetime]:
+def planned_window(
+    lease: Lease | ListedLease, policy: Policy, now: datetime
+) -> tuple[datetime, datetime]:
     """When the lease's servers will run: from their start (before that, from the approval,
     or now for a request) to the planned end plus grace, because servers bill until deleted.
     A booking's servers run from the lead time before its start (they bill from creation) to
@@ -92,7 +95,7 @@ def planned_window(lease: Lease, policy: Policy, now: datetime) -> tuple[datetim
     return start, end + policy.grace
 
 
-def planned_cost(lease: Lease, policy: Policy, now: datetime) -> dict[str, int]:
+def planned_cost(lease: Lease | ListedLease, policy: Policy, now: datetime) -> dict[str, int]:
     start, end = planned_window(lease, policy, now)
     return cost_by_month(start, end, lease.count, lease.hourly_cents)
 

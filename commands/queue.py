@@ -15,7 +15,7 @@ from sqlmodel import Session, col, func, select
 
 from commands.billing import format_cents
 from commands.credit import available_cents
-from commands.facts import one_line, quoted
+from commands.facts import ListedLease, one_line, quoted
 from commands.holds import planned_cost
 from commands.lab import Code, Lab, Outcome, Refusal, refuse
 from commands.pages import cut, footer, no_such_page, not_shown, page
@@ -33,7 +33,7 @@ PENDING_CHECK = "check pending"
 @dataclass(frozen=True)
 class QueueEntry:
     place: int
-    lease: Lease
+    lease: ListedLease
     label: str
     cost: int
     left: dict[str, int]
@@ -47,11 +47,14 @@ class QueueEntry:
         )
 
 
-def applicant_label(lease: Lease, policy: Policy) -> str:
+def applicant_label(
+    lease: Lease | ListedLease, policy: Policy, maturities: dict[str, str] | None = None
+) -> str:
     """`foundation project (graduated)`, `member organization Acme`, `other open-source
-    project (claimed foundation)`."""
+    project (claimed foundation)`. `maturities`: the policy's foundation projects as a dict, for
+    a caller labelling many leases."""
     words = CLASS_LABELS.get(lease.applicant_class, lease.applicant_class)
-    maturity = dict(policy.foundation_projects).get(lease.project, "")
+    maturity = (maturities or dict(policy.foundation_projects)).get(lease.project, "")
     if lease.applicant_class == "foundation" and maturity:
         words += f" ({maturity})"
     if lease.applicant_class == MEMBER:
@@ -65,10 +68,10 @@ def ranked(session: Session, policy: Policy, now: datetime) -> list[QueueEntry]:
     """Every pending request in review order, each with what the months it touches would have
     left if it and everything above it were approved. Call in a write transaction: reading a
     month's books may write its grant row."""
-    pending = {
-        lease.id: lease
-        for lease in session.exec(select(Lease).where(Lease.state == State.PENDING)).all()
-    }
+    # The table's column, like the selected ones: an ORM attribute would bring the ORM's loading.
+    pending_state = Lease.__table__.c.state == State.PENDING
+    rows = session.exec(select(*ListedLease.columns()).where(pending_state)).all()
+    pending = {lease.id: lease for lease in map(ListedLease._make, rows)}
     waiting = [
         Waiting(lease.id, lease.applicant_class, lease.created_at, planned_cost(lease, policy, now))
         for lease in pending.values()
@@ -76,11 +79,12 @@ def ranked(session: Session, policy: Policy, now: datetime) -> list[QueueEntry]:
     order = rank(waiting, policy.rank)
     months = sorted({m for item in waiting for m in item.cost})
     available = available_cents(session, months, policy, now)
+    maturities = dict(policy.foundation_projects)
     return [
         QueueEntry(
             place,
             pending[item.lease_id],
-            applicant_label(pending[item.lease_id], policy),
+            applicant_label(pending[item.lease_id], policy, maturities),
             sum(item.cost.values()),
             left,
         )
@@ -123,7 +127,7 @@ def place_in_queue(session: Session, policy: Policy, lease_id: int, now: datetim
     return f"{place} of {len(entries)}" if place else "-"
 
 
-def repo_words(lease: Lease) -> str:
+def repo_words(lease: Lease | ListedLease) -> str:
     """What the forge said, or that the check is still pending (and why, once it failed)."""
     if lease.repo_check_at is not None:
         return f"{PENDING_CHECK} ({lease.repo_check})" if lease.repo_check else PENDING_CHECK

@@ -15,6 +15,14 @@ from sqlmodel import Field, SQLModel
 from storage.statuses import ExtensionState, ServerState
 
 
+def per_metro(metro: str, count: int, metro_counts: str) -> dict[str, int]:
+    """How many servers a lease of these columns holds in each metro, in the order asked."""
+    if not metro_counts:
+        return {metro: count}
+    pairs = (part.split(":") for part in metro_counts.split(","))
+    return {name: int(number) for name, number in pairs}
+
+
 class Lease(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     state: str = Field(index=True)
@@ -67,10 +75,7 @@ class Lease(SQLModel, table=True):
 
     def per_metro(self) -> dict[str, int]:
         """How many servers the lease holds in each metro, in the order they were asked for."""
-        if not self.metro_counts:
-            return {self.metro: self.count}
-        pairs = (part.split(":") for part in self.metro_counts.split(","))
-        return {metro: int(count) for metro, count in pairs}
+        return per_metro(self.metro, self.count, self.metro_counts)
 
     def spread(self, counts: dict[str, int]) -> None:
         """Write how many servers the lease holds in each metro (in the order asked): `metro`
