@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlmodel import Session, col, func, select
 
@@ -47,7 +47,20 @@ class QueueEntry:
         )
 
 
-def applicant_label(lease: Lease, policy: Policy) -> str:
+class Applicant(Protocol):
+    """What an applicant's label is made of: a lease, or a report's lighter row of one."""
+
+    @property
+    def applicant_class(self) -> str: ...
+    @property
+    def project(self) -> str: ...
+    @property
+    def member_org(self) -> str: ...
+    @property
+    def claimed_class(self) -> str: ...
+
+
+def applicant_label(lease: Applicant, policy: Policy) -> str:
     """`foundation project (graduated)`, `member organization Acme`, `other open-source
     project (claimed foundation)`."""
     words = CLASS_LABELS.get(lease.applicant_class, lease.applicant_class)
