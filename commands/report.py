@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cache
 from typing import NamedTuple
 
-from sqlalchemy import func, or_
+from sqlalchemy import func, literal, or_, union_all
 from sqlmodel import Session, col, select
 
 from commands.billing import cost_by_month, month_bounds
@@ -273,24 +272,64 @@ def _month_leases(
     session: Session, lab: Lab, month: str, now: datetime, donor: str | None = None
 ) -> tuple[list[_Billed], dict[int, int]]:
     """The leases that spent or hold credit in the month (only `donor`'s, if named), and what
-    each did."""
-    amounts = _lease_amounts(session, lab, month, now)
-    query = select(*_BILLED_COLUMNS).where(col(Lease.id).in_(list(amounts)))
+    each did: its holds plus its settled spend, summed in SQL alongside its columns, and for the
+    few irregular leases what they used beyond those, reckoned exactly; together the books'
+    spent plus committed."""
+    beyond = {
+        lease_id: beyond_counted(session, lease_id, now).get(month, 0)
+        for lease_id in irregular_leases(session, now)
+    }
+    booked = union_all(
+        *(
+            select(table.lease_id, table.cents).where(table.month == month)
+            for table in (CreditHold, ServerSpend)
+        ),
+        select(Lease.id, literal(0)).where(col(Lease.id).in_(list(beyond))),
+    ).subquery()
+    query = (
+        select(*_BILLED_COLUMNS, func.sum(booked.c.cents))
+        .join(booked, col(Lease.id) == booked.c.lease_id)
+        .group_by(col(Lease.id))
+    )
     if donor is not None:
         query = query.where(Lease.donor == donor)
-    leases = [_Billed(*row) for row in session.exec(query).all()]
-    return leases, {lease.id: amounts[lease.id] for lease in leases}
+    leases: list[_Billed] = []
+    amounts: dict[int, int] = {}
+    for *columns, cents in session.exec(query).all():
+        lease = _Billed(*columns)
+        amount = int(cents) + beyond.get(lease.id, 0)
+        if amount > 0:
+            leases.append(lease)
+            amounts[lease.id] = amount
+    return leases, amounts
 
 
 def _rows(leases: list[_Billed], amounts: dict[int, int], lab: Lab) -> list[ReportLease]:
-    """The month's rows, most spent first. A month's leases repeat their projects, repositories
-    and applicants, so each distinct text is scrubbed, and each applicant labelled, once."""
+    """The month's rows, most spent first. A month's leases repeat their projects, repositories,
+    applicants and shapes, so each distinct one is scrubbed, labelled or written once."""
     scrub = cache(public_text)
     label = cache(lambda applicant: applicant_label(applicant, lab.policy))
-    return sorted(
-        (_row(lease, amounts[lease.id], scrub, label(_Applicant.of(lease))) for lease in leases),
-        key=lambda r: (-r.cents, r.id),
-    )
+    shape = cache(_shape)
+    rows = [
+        ReportLease(
+            id=lease.id,
+            project=scrub(lease.project),
+            applicant=label(_Applicant.of(lease)),
+            repository=scrub(lease.repo_url),
+            purpose=scrub(lease.purpose),
+            shape=shape(lease.plan, lease.count, lease.duration_s + lease.extended_s),
+            cents=amounts[lease.id],
+            writeup=scrub(lease.writeup_url) if lease.writeup_url else None,
+            state=lease.state,
+            donor=lease.donor,
+        )
+        for lease in leases
+    ]
+    return sorted(rows, key=lambda r: (-r.cents, r.id))
+
+
+def _shape(plan: str, count: int, seconds: int) -> str:
+    return f"{plan} x {count} servers x {format_duration(seconds)}"
 
 
 def _by_project(rows: list[ReportLease]) -> list[tuple[str, int]]:
@@ -336,39 +375,6 @@ def _by_donor(given: dict[str, int], rows: list[ReportLease]) -> list[DonorSpend
 
 def _ranked(cents: dict[str, int]) -> list[tuple[str, int]]:
     return sorted(cents.items(), key=lambda kv: (-kv[1], kv[0]))
-
-
-def _row(lease: _Billed, cents: int, scrub: Callable[[str], str], applicant: str) -> ReportLease:
-    hours = format_duration(lease.duration_s + lease.extended_s)
-    return ReportLease(
-        id=lease.id,
-        project=scrub(lease.project),
-        applicant=applicant,
-        repository=scrub(lease.repo_url),
-        purpose=scrub(lease.purpose),
-        shape=f"{lease.plan} x {lease.count} servers x {hours}",
-        cents=cents,
-        writeup=scrub(lease.writeup_url) if lease.writeup_url else None,
-        state=lease.state,
-        donor=lease.donor,
-    )
-
-
-def _lease_amounts(session: Session, lab: Lab, month: str, now: datetime) -> dict[int, int]:
-    """Per lease, what it spent and still holds in the month (holds plus settled spend, summed
-    in SQL, and the few irregular leases reckoned exactly); together the books' spent plus
-    committed."""
-    amounts: dict[int, int] = defaultdict(int)
-    for table in (CreditHold, ServerSpend):
-        for lease_id, cents in session.exec(
-            select(table.lease_id, func.sum(table.cents))
-            .where(table.month == month)
-            .group_by(table.lease_id)
-        ).all():
-            amounts[lease_id] += int(cents)
-    for lease_id in irregular_leases(session, now):
-        amounts[lease_id] += beyond_counted(session, lease_id, now).get(month, 0)
-    return {lease_id: cents for lease_id, cents in amounts.items() if cents > 0}
 
 
 def _servers(session: Session, month: str, donor: str | None = None) -> list[tuple[Server, Lease]]:
