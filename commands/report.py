@@ -189,7 +189,7 @@ def public_month(lab: Lab, month: str, now: datetime) -> PublicMonth:
     with lab.db.read() as session:
         book = books(session, [month], lab.policy, now)[month]
         kept = month_reserves(session, [month], lab.policy, now)[month]
-        leases, amounts = _month_leases(session, lab, month, now)
+        leases, amounts = _month_leases(session, month, now)
         rows = _rows(leases, amounts, lab)
         servers = _servers(session, month)
         burn = _burn(servers, month, now)
@@ -250,7 +250,7 @@ def donor_month(lab: Lab, donor: Donor, month: str, now: datetime) -> DonorMonth
     """One donor's month: its grant, and the servers, hours, projects and write-ups its money
     paid for. Read-only, like `public_month`."""
     with lab.db.read() as session:
-        leases, amounts = _month_leases(session, lab, month, now, donor.name)
+        leases, amounts = _month_leases(session, month, now, donor.name)
         servers = _servers(session, month, donor.name)
         given = _given(session, lab, month, now, [donor.name])
     ran = _ran(servers, month, now)
@@ -269,7 +269,7 @@ def donor_month(lab: Lab, donor: Donor, month: str, now: datetime) -> DonorMonth
 
 
 def _month_leases(
-    session: Session, lab: Lab, month: str, now: datetime, donor: str | None = None
+    session: Session, month: str, now: datetime, donor: str | None = None
 ) -> tuple[list[_Billed], dict[int, int]]:
     """The leases that spent or hold credit in the month (only `donor`'s, if named), and what
     each did: its holds plus its settled spend, summed in SQL alongside its columns, and for the
