@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlmodel import Session, col, func, select
 
@@ -47,8 +47,21 @@ class QueueEntry:
         )
 
 
+class Applicant(Protocol):
+    """What an applicant's label is made of: a lease, or a report's lighter row of one."""
+
+    @property
+    def applicant_class(self) -> str: ...
+    @property
+    def project(self) -> str: ...
+    @property
+    def member_org(self) -> str: ...
+    @property
+    def claimed_class(self) -> str: ...
+
+
 def applicant_label(
-    lease: Lease | ListedLease, policy: Policy, maturities: dict[str, str] | None = None
+    lease: Applicant, policy: Policy, maturities: dict[str, str] | None = None
 ) -> str:
     """`foundation project (graduated)`, `member organization Acme`, `other open-source
     project (claimed foundation)`. `maturities`: the policy's foundation projects as a dict, for

@@ -13,8 +13,10 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cache
+from typing import NamedTuple
 
-from sqlalchemy import func, or_
+from sqlalchemy import func, literal, or_, union_all
 from sqlmodel import Session, col, select
 
 from commands.billing import cost_by_month, month_bounds
@@ -45,6 +47,42 @@ _PRIVATE = re.compile(
 def public_text(text: str) -> str:
     """People's words with anything private taken out."""
     return _PRIVATE.sub(REMOVED, text)
+
+
+class _Billed(NamedTuple):
+    """The columns of a lease that the report shows or sums: a month's leases are read as these
+    plain rows, lighter than whole leases (which convert a dozen timestamps each)."""
+
+    id: int
+    project: str
+    repo_url: str
+    purpose: str
+    plan: str
+    count: int
+    duration_s: int
+    extended_s: int
+    writeup_url: str | None
+    state: str
+    donor: str
+    applicant_class: str
+    claimed_class: str
+    member_org: str
+
+
+_BILLED_COLUMNS = tuple(getattr(Lease, name) for name in _Billed._fields)
+
+
+class _Applicant(NamedTuple):
+    """What a lease's applicant label is made of: leases that share it share their label."""
+
+    applicant_class: str
+    project: str
+    member_org: str
+    claimed_class: str
+
+    @classmethod
+    def of(cls, lease: _Billed) -> _Applicant:
+        return cls(lease.applicant_class, lease.project, lease.member_org, lease.claimed_class)
 
 
 @dataclass(frozen=True)
@@ -151,7 +189,8 @@ def public_month(lab: Lab, month: str, now: datetime) -> PublicMonth:
     with lab.db.read() as session:
         book = books(session, [month], lab.policy, now)[month]
         kept = month_reserves(session, [month], lab.policy, now)[month]
-        leases, amounts = _month_leases(session, lab, month, now)
+        leases, amounts = _month_leases(session, month, now)
+        rows = _rows(leases, amounts, lab)
         servers = _servers(session, month)
         burn = _burn(servers, month, now)
         given = _given(session, lab, month, now, _donor_names(lab, leases))
@@ -167,11 +206,11 @@ def public_month(lab: Lab, month: str, now: datetime) -> PublicMonth:
         available=book.available,
         reserve=kept,
         reserved_share=lab.policy.reserved_share,
-        leases=_rows(leases, amounts, lab),
+        leases=rows,
         burn=burn,
-        by_project=_by_project(leases, amounts),
+        by_project=_by_project(rows),
         by_class=_ranked(by_class),
-        by_donor=_by_donor(given, leases, amounts),
+        by_donor=_by_donor(given, rows),
         idle=idle,
         calendars=calendars(lab, now),
     )
@@ -211,10 +250,11 @@ def donor_month(lab: Lab, donor: Donor, month: str, now: datetime) -> DonorMonth
     """One donor's month: its grant, and the servers, hours, projects and write-ups its money
     paid for. Read-only, like `public_month`."""
     with lab.db.read() as session:
-        leases, amounts = _month_leases(session, lab, month, now, donor.name)
+        leases, amounts = _month_leases(session, month, now, donor.name)
         servers = _servers(session, month, donor.name)
         given = _given(session, lab, month, now, [donor.name])
     ran = _ran(servers, month, now)
+    rows = _rows(leases, amounts, lab)
     return DonorMonth(
         donor=donor.name,
         month=month,
@@ -222,35 +262,80 @@ def donor_month(lab: Lab, donor: Donor, month: str, now: datetime) -> DonorMonth
         cents=sum(amounts.values()),
         servers=len(ran),
         server_hours=round(sum((last - first).total_seconds() for first, last, _ in ran) / 3600),
-        leases=_rows(leases, amounts, lab),
-        by_project=_by_project(leases, amounts),
+        leases=rows,
+        by_project=_by_project(rows),
         burn=_burn(servers, month, now),
     )
 
 
 def _month_leases(
-    session: Session, lab: Lab, month: str, now: datetime, donor: str | None = None
-) -> tuple[list[Lease], dict[int, int]]:
+    session: Session, month: str, now: datetime, donor: str | None = None
+) -> tuple[list[_Billed], dict[int, int]]:
     """The leases that spent or hold credit in the month (only `donor`'s, if named), and what
-    each did."""
-    amounts = _lease_amounts(session, lab, month, now)
-    query = select(Lease).where(col(Lease.id).in_(list(amounts)))
+    each did: its holds plus its settled spend, summed in SQL alongside its columns, and for the
+    few irregular leases what they used beyond those, reckoned exactly; together the books'
+    spent plus committed."""
+    beyond = {
+        lease_id: beyond_counted(session, lease_id, now).get(month, 0)
+        for lease_id in irregular_leases(session, now)
+    }
+    booked = union_all(
+        *(
+            select(table.lease_id, table.cents).where(table.month == month)
+            for table in (CreditHold, ServerSpend)
+        ),
+        select(Lease.id, literal(0)).where(col(Lease.id).in_(list(beyond))),
+    ).subquery()
+    query = (
+        select(*_BILLED_COLUMNS, func.sum(booked.c.cents))
+        .join(booked, col(Lease.id) == booked.c.lease_id)
+        .group_by(col(Lease.id))
+    )
     if donor is not None:
         query = query.where(Lease.donor == donor)
-    leases = list(session.exec(query).all())
-    return leases, {lease.id: amounts[lease.id] for lease in leases}
+    leases: list[_Billed] = []
+    amounts: dict[int, int] = {}
+    for *columns, cents in session.exec(query).all():
+        lease = _Billed(*columns)
+        amount = int(cents) + beyond.get(lease.id, 0)
+        if amount > 0:
+            leases.append(lease)
+            amounts[lease.id] = amount
+    return leases, amounts
 
 
-def _rows(leases: list[Lease], amounts: dict[int, int], lab: Lab) -> list[ReportLease]:
-    return sorted(
-        (_row(lease, amounts[lease.id], lab) for lease in leases), key=lambda r: (-r.cents, r.id)
-    )
+def _rows(leases: list[_Billed], amounts: dict[int, int], lab: Lab) -> list[ReportLease]:
+    """The month's rows, most spent first. A month's leases repeat their projects, repositories,
+    applicants and shapes, so each distinct one is scrubbed, labelled or written once."""
+    scrub = cache(public_text)
+    label = cache(lambda applicant: applicant_label(applicant, lab.policy))
+    shape = cache(_shape)
+    rows = [
+        ReportLease(
+            id=lease.id,
+            project=scrub(lease.project),
+            applicant=label(_Applicant.of(lease)),
+            repository=scrub(lease.repo_url),
+            purpose=scrub(lease.purpose),
+            shape=shape(lease.plan, lease.count, lease.duration_s + lease.extended_s),
+            cents=amounts[lease.id],
+            writeup=scrub(lease.writeup_url) if lease.writeup_url else None,
+            state=lease.state,
+            donor=lease.donor,
+        )
+        for lease in leases
+    ]
+    return sorted(rows, key=lambda r: (-r.cents, r.id))
 
 
-def _by_project(leases: list[Lease], amounts: dict[int, int]) -> list[tuple[str, int]]:
+def _shape(plan: str, count: int, seconds: int) -> str:
+    return f"{plan} x {count} servers x {format_duration(seconds)}"
+
+
+def _by_project(rows: list[ReportLease]) -> list[tuple[str, int]]:
     spent: dict[str, int] = defaultdict(int)
-    for lease in leases:
-        spent[public_text(lease.project)] += amounts[lease.id]
+    for row in rows:
+        spent[row.project] += row.cents
     return _ranked(spent)
 
 
@@ -266,25 +351,23 @@ def _given(
     return given
 
 
-def _donor_names(lab: Lab, leases: list[Lease]) -> list[str]:
+def _donor_names(lab: Lab, leases: list[_Billed]) -> list[str]:
     """Every donor the lab names, in the configuration's order, then any other a lease was
     billed to (one the configuration no longer names)."""
     named = [donor.name for donor in lab.policy.donors()]
     return named + sorted({lease.donor for lease in leases} - set(named))
 
 
-def _by_donor(
-    given: dict[str, int], leases: list[Lease], amounts: dict[int, int]
-) -> list[DonorSpend]:
-    billed: dict[str, list[Lease]] = {name: [] for name in given}
-    for lease in leases:
-        billed[lease.donor].append(lease)
+def _by_donor(given: dict[str, int], rows: list[ReportLease]) -> list[DonorSpend]:
+    billed: dict[str, list[ReportLease]] = {name: [] for name in given}
+    for row in rows:
+        billed[row.donor].append(row)
     return [
         DonorSpend(
             name=name,
             granted=given[name],
-            cents=sum(amounts[lease.id] for lease in paid),
-            by_project=_by_project(paid, amounts),
+            cents=sum(row.cents for row in paid),
+            by_project=_by_project(paid),
         )
         for name, paid in billed.items()
     ]
@@ -292,39 +375,6 @@ def _by_donor(
 
 def _ranked(cents: dict[str, int]) -> list[tuple[str, int]]:
     return sorted(cents.items(), key=lambda kv: (-kv[1], kv[0]))
-
-
-def _row(lease: Lease, cents: int, lab: Lab) -> ReportLease:
-    hours = format_duration(lease.duration_s + lease.extended_s)
-    return ReportLease(
-        id=lease.id,
-        project=public_text(lease.project),
-        applicant=applicant_label(lease, lab.policy),
-        repository=public_text(lease.repo_url),
-        purpose=public_text(lease.purpose),
-        shape=f"{lease.plan} x {lease.count} servers x {hours}",
-        cents=cents,
-        writeup=public_text(lease.writeup_url) if lease.writeup_url else None,
-        state=lease.state,
-        donor=lease.donor,
-    )
-
-
-def _lease_amounts(session: Session, lab: Lab, month: str, now: datetime) -> dict[int, int]:
-    """Per lease, what it spent and still holds in the month (holds plus settled spend, summed
-    in SQL, and the few irregular leases reckoned exactly); together the books' spent plus
-    committed."""
-    amounts: dict[int, int] = defaultdict(int)
-    for table in (CreditHold, ServerSpend):
-        for lease_id, cents in session.exec(
-            select(table.lease_id, func.sum(table.cents))
-            .where(table.month == month)
-            .group_by(table.lease_id)
-        ).all():
-            amounts[lease_id] += int(cents)
-    for lease_id in irregular_leases(session, now):
-        amounts[lease_id] += beyond_counted(session, lease_id, now).get(month, 0)
-    return {lease_id: cents for lease_id, cents in amounts.items() if cents > 0}
 
 
 def _servers(session: Session, month: str, donor: str | None = None) -> list[tuple[Server, Lease]]:

@@ -20,13 +20,16 @@ from bot.serve import local_server
 from commands.credit import books
 from commands.credit_report import credit_report
 from commands.donors import Donor
+from commands.reclaim import release
 from commands.report import donor_month, public_month, public_text
+from commands.reserve import irregular_leases
 from commands.review import approve
+from commands.sweep import sweep
 from commands.writeups import submit_writeup
 from fakes.keys import public_key
 from storage.models import Lease
 from tests.bot.browser import dump_dom, pixels, screenshot
-from tests.commands.helpers import file, lease, sweep_until_quiet
+from tests.commands.helpers import PROVISION, file, lease, servers, sweep_until_quiet
 from tests.conftest import ADMIN, OTHER, OWNER, REVIEWER, with_policy
 
 KEY = public_key("ada", "ada@lab")  # a well-formed key: requests check the blob
@@ -200,6 +203,43 @@ def test_a_donor_s_month_is_what_its_money_paid_for(two_donors, clock):
     assert done.cents + running.cents == public.spent + public.committed
     assert done.spent + running.spent == public.spent
     assert (done.granted, running.granted) == (2_000_000, 500_000)
+
+
+def test_a_lease_billing_past_its_released_holds_is_reported(two_donors, clock):
+    """A released lease whose servers will not delete: its holds went back, but its servers
+    bill on until they are gone, and the report (and its donor's month) counts what they billed."""
+    cncf, _ = DONORS
+    stuck = file(two_donors, clock, OWNER, project="etcd", repo_url="https://github.com/etcd-io/etcd",
+                 ssh_key=KEY, count=2, purpose="raft soak")  # fmt: skip
+    _bill(two_donors, stuck, "cncf")
+    assert approve(two_donors, REVIEWER, stuck, clock.now).ok
+    clock.advance(seconds=PROVISION.total_seconds() + 30)
+    sweep(two_donors, clock.now)
+    for server in servers(two_donors.db, stuck):
+        two_donors.provider.fail_deletes(server.provider_id, 100)
+    clock.advance(minutes=20)
+    assert release(two_donors, OWNER, stuck, clock.now).ok
+    clock.advance(hours=2)
+    with two_donors.db.read() as session:
+        assert stuck in irregular_leases(session, clock.now)
+    public = public_month(two_donors, "2026-11", clock.now)
+    month = donor_month(two_donors, cncf, "2026-11", clock.now)
+    # two servers up 2 h 20 min each (billed by the started hour: 3 h at $0.40 each), nothing held
+    etcd = 2 * 3 * 40
+    [row] = [row for row in public.leases if row.id == stuck]
+    assert (row.project, row.donor, row.state, row.cents) == ("etcd", "cncf", "releasing", etcd)
+    assert dict(public.by_project)["etcd"] == etcd
+    assert sum(row.cents for row in public.leases) == public.spent + public.committed
+    ledger = credit_report(two_donors, clock.now).lab
+    assert (public.spent, public.committed) == (ledger.spent, ledger.committed)
+    [paid, _] = public.by_donor
+    assert paid.by_project == [("coredns", 24 * 40), ("etcd", etcd)]
+    assert paid.cents == 24 * 40 + etcd
+    assert [(row.project, row.cents) for row in month.leases] == [
+        ("coredns", 24 * 40),
+        ("etcd", etcd),
+    ]
+    assert month.cents == month.spent == paid.cents
 
 
 def test_the_report_with_two_donors_in_a_browser(two_donors, clock, tmp_path):
