@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import Enum
+from functools import cached_property
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -92,6 +93,12 @@ class Policy:
     rank: tuple[str, ...] = CLASSES
     reserved_share: int = 2000
     writeup_after: timedelta = 14 * DAY
+
+    @cached_property
+    def maturities(self) -> dict[str, str]:
+        """Each foundation project's maturity, by name: built once per policy, since the queue
+        and the report label every lease with it. Read it; never change it."""
+        return dict(self.foundation_projects)
 
     backstop_margin: timedelta = DAY
     # Idle servers (commands/idle.py, docs/idle.md): below these for `idle_after`, a server is

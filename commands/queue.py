@@ -60,14 +60,11 @@ class Applicant(Protocol):
     def claimed_class(self) -> str: ...
 
 
-def applicant_label(
-    lease: Applicant, policy: Policy, maturities: dict[str, str] | None = None
-) -> str:
+def applicant_label(lease: Applicant, policy: Policy) -> str:
     """`foundation project (graduated)`, `member organization Acme`, `other open-source
-    project (claimed foundation)`. `maturities`: the policy's foundation projects as a dict, for
-    a caller labelling many leases."""
+    project (claimed foundation)`."""
     words = CLASS_LABELS.get(lease.applicant_class, lease.applicant_class)
-    maturity = (maturities or dict(policy.foundation_projects)).get(lease.project, "")
+    maturity = policy.maturities.get(lease.project, "")
     if lease.applicant_class == "foundation" and maturity:
         words += f" ({maturity})"
     if lease.applicant_class == MEMBER:
@@ -92,12 +89,11 @@ def ranked(session: Session, policy: Policy, now: datetime) -> list[QueueEntry]:
     order = rank(waiting, policy.rank)
     months = sorted({m for item in waiting for m in item.cost})
     available = available_cents(session, months, policy, now)
-    maturities = dict(policy.foundation_projects)
     return [
         QueueEntry(
             place,
             pending[item.lease_id],
-            applicant_label(pending[item.lease_id], policy, maturities),
+            applicant_label(pending[item.lease_id], policy),
             sum(item.cost.values()),
             left,
         )

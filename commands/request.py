@@ -169,7 +169,7 @@ def _draft(
         req.applicant,
         req.project,
         req.org,
-        dict(lab.policy.foundation_projects),
+        lab.policy.maturities,
         lab.policy.members,
     )
     lease = Lease(
