@@ -403,7 +403,11 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
 
 
 def _niceness(text: str) -> int:
-    value = int(text)
+    """Digits only: `int()` alone would also take `+5` and `1_0`."""
+    digits = text.strip()
+    if not (digits.isascii() and digits.isdigit()):
+        raise ValueError(text)
+    value = int(digits)
     if not 0 <= value <= MAX_NICENESS:
         raise ValueError(text)
     return value

@@ -58,6 +58,8 @@ def test_overrides():
         ({"PORT": "http"}, "PORT must be a whole number"),
         ({"LABBOT_WORKER_NICENESS": "20"}, "LABBOT_WORKER_NICENESS must be a whole number from 0"),
         ({"LABBOT_WORKER_NICENESS": "-5"}, "LABBOT_WORKER_NICENESS must be a whole number from 0"),
+        ({"LABBOT_WORKER_NICENESS": "1_0"}, "LABBOT_WORKER_NICENESS must be a whole number from 0"),
+        ({"LABBOT_WORKER_NICENESS": "+5"}, "LABBOT_WORKER_NICENESS must be a whole number from 0"),
         (
             {"LABBOT_MIN_LEASE": "3d", "LABBOT_MAX_LEASE": "1d"},
             "LABBOT_MIN_LEASE is longer than LABBOT_MAX_LEASE",
