@@ -141,8 +141,11 @@ def test_the_workers_give_way_to_the_web_processes_and_the_sweeper(served: Serve
     """LABBOT_WORKER_NICENESS (10 by default): on a shared machine an ack comes before a
     reply, and the sweep that reclaims servers keeps its priority."""
     _wait_for(lambda: _children(served.pid, b"bot.worker") != [])
+    workers = _children(served.pid, b"bot.worker")
+    # A worker renices itself as it starts, before it says it is doing kept requests.
+    _wait_for(lambda: all(_said(served, pid, "worker doing kept requests") for pid in workers))
     started_at = _niceness(served.pid)  # the suite itself may run under `nice`
-    worker = {_niceness(pid) for pid in _children(served.pid, b"bot.worker")}
+    worker = {_niceness(pid) for pid in workers}
     assert worker == {min(started_at + 10, 19)}
     assert {_niceness(pid) for pid in _children(served.pid, b"bot.sweeper")} == {started_at}
     assert {_niceness(pid) for pid in _children(served.pid, b"bot.cli")} == {started_at}
@@ -202,6 +205,12 @@ def _undelivered(db: Database) -> int:
         return session.exec(
             select(func.count()).select_from(Notice).where(col(Notice.retry_at).is_not(None))
         ).one()
+
+
+def _said(served: Served, pid: int, message: str) -> bool:
+    """Whether process `pid` has logged a line starting with `message` (JSON logs)."""
+    lines = (json.loads(line) for line in served.log.read_text().splitlines())
+    return any(line["pid"] == pid and line["message"].startswith(message) for line in lines)
 
 
 def _wait_for(condition, timeout: float = DEADLINE) -> None:
