@@ -7,6 +7,7 @@ never from the wall clock, so the demo and the tests can run a week in a second.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import threading
@@ -87,6 +88,14 @@ class AppContext:
 
     def __post_init__(self) -> None:
         self.keeper = Keeper(self.lab, self.clock)
+
+    def on(self, lab: Lab) -> AppContext:
+        """This context with another Lab (a kept request's run, bot.work), sharing its pools and
+        its keeper. Not `dataclasses.replace`, which builds a new context, and with it a keeper
+        whose thread nobody stops: one thread left behind per request done."""
+        other = copy.copy(self)
+        other.lab = lab
+        return other
 
     def hand_over(self, body: dict[str, Any]) -> None:
         """Before the ack: keep what Slack sent in the inbox, for a worker to do (this process,

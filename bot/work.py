@@ -76,7 +76,7 @@ def _run(ctx: AppContext, item: Kept, finish: Finish) -> None:
         return
     once = Once(ctx.lab.db, item.id, now)
     try:
-        do(replace(ctx, lab=replace(ctx.lab, db=once)), item.body)
+        do(ctx.on(replace(ctx.lab, db=once)), item.body)
     except AlreadyDone:
         log.info("kept request %s was done by another run; not done again", item.id)
         return

@@ -13,6 +13,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -207,6 +208,28 @@ def test_every_kind_of_write_is_done_once_however_many_runs_try_it(
     replies = slack.replies()  # filed, extended twice, key saved: each told once
     assert len(replies) == 4 and sum(r.startswith("Saved") for r in replies) == 1
     assert _undone(db) == 0
+
+
+def test_a_worker_doing_many_requests_starts_no_thread_per_request(
+    slack: Slack, clock: Clock
+) -> None:
+    """Each kept request runs on a copy of the worker's context; a copy built by
+    `dataclasses.replace` started a keeper thread of its own that nothing stopped, so a worker
+    grew one idle thread (and its memory) per request it did."""
+    slack.ctx.works_here = False
+    keepers = _keepers()
+    for _ in range(25):
+        assert slack.command("list", OWNER).status_code == 200
+    items = claim_due(slack.ctx.lab, clock(), 50)
+    for item in items:
+        run(slack.ctx, item)
+
+    assert len(items) == 25 and len(slack.replies()) == 25
+    assert _keepers() == keepers
+
+
+def _keepers() -> int:
+    return sum(thread.name == "inbox-keeper" for thread in threading.enumerate())
 
 
 def test_a_delivery_slack_repeats_is_kept_and_done_once(slack: Slack, db: Database) -> None:
