@@ -112,13 +112,23 @@ class Database:
         be safe to repeat (an insert of keyed rows that skips those present): a connection
         found dead, as after a restart of the database, is replaced and it runs again.
 
-        On PostgreSQL the connection is of a pool of its own, in autocommit, with the lock
-        timeout set once: one round trip, where a `write()` transaction takes six (the pool's
-        ping, BEGIN, the lock timeout, the statement, COMMIT and the pool's reset). On SQLite
-        it is a `write(wait)` transaction's."""
-        if self.is_sqlite:
+        The connection is of a pool of its own, in autocommit. On PostgreSQL its lock timeout
+        is set once: one round trip, where a `write()` transaction takes six (the pool's ping,
+        BEGIN, the lock timeout, the statement, COMMIT and the pool's reset). On SQLite the
+        statement is its own transaction, one call into the driver where a `write(wait)`
+        transaction makes six (two busy timeouts, BEGIN IMMEDIATE, the statement, COMMIT and
+        the pool's reset), each giving up the interpreter lock to the request threads; a
+        busy database is tried again every millisecond until `wait` has passed, as
+        `_begin_within` does. It does not queue with this process's other writers (`Writers`):
+        it meets them at SQLite's lock as another process's writers do. A database in memory
+        has one connection, so there it is a `write(wait)` transaction."""
+        if self.is_sqlite and self.path is None:
             with self.write(wait) as session:
                 return statement(session.connection())
+        if self.is_sqlite:
+            return _until_free(
+                wait, lambda: _autocommitted(self._autocommit_engine(0), wait, statement)
+            )
         engine = self._autocommit_engine(max(1, int(wait * 1000)))
         try:
             return _autocommitted(engine, wait, statement)
@@ -136,8 +146,14 @@ class Database:
                     isolation_level="AUTOCOMMIT",
                     pool_reset_on_return=None,  # nothing to roll back in autocommit
                     pool_size=2,
-                    connect_args={"options": f"-c lock_timeout={lock_timeout_ms}"},
+                    connect_args=(
+                        {"check_same_thread": False}
+                        if self.is_sqlite
+                        else {"options": f"-c lock_timeout={lock_timeout_ms}"}
+                    ),
                 )
+                if self.is_sqlite:
+                    event.listen(engine, "connect", _sqlite_on_connect_unwaiting)
             return engine
 
     def writers(self) -> contextlib.AbstractContextManager:
@@ -259,6 +275,12 @@ def _switch_to_wal(cursor) -> None:
         time.sleep(WAL_RETRY_S)
 
 
+def _sqlite_on_connect_unwaiting(dbapi_connection, record) -> None:
+    """As `_sqlite_on_connect`, with no busy timeout: the caller tries again itself."""
+    _sqlite_on_connect(dbapi_connection, record)
+    dbapi_connection.execute("PRAGMA busy_timeout=0")
+
+
 def _sqlite_on_begin(conn) -> None:
     # Straight to the driver: these statements are ours, and SQLAlchemy's execution machinery
     # around each would cost more than SQLite's work.
@@ -299,6 +321,18 @@ class ReadOnly(Exception):
 
 class Busy(Exception):
     """A bounded write (`Database.write(wait=...)`) did not get the lock in time."""
+
+
+def _until_free(wait: float, attempt: Callable[[], T]) -> T:
+    """`attempt()` until it is not `Busy`, every millisecond, for at most `wait` seconds."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            return attempt()
+        except Busy:
+            if time.monotonic() > deadline:
+                raise
+        time.sleep(BOUNDED_RETRY_S)
 
 
 def _autocommitted(engine: Engine, wait: float, statement: Callable[[Connection], T]) -> T:
