@@ -119,16 +119,18 @@ class Database:
         transaction makes six (two busy timeouts, BEGIN IMMEDIATE, the statement, COMMIT and
         the pool's reset), each giving up the interpreter lock to the request threads; a
         busy database is tried again every millisecond until `wait` has passed, as
-        `_begin_within` does. It does not queue with this process's other writers (`Writers`):
-        it meets them at SQLite's lock as another process's writers do. A database in memory
-        has one connection, so there it is a `write(wait)` transaction."""
+        `_begin_within` does. Among this process's writers it goes first, as a `write(wait)`
+        does (`Writers`). A database in memory has one connection, so there it is a
+        `write(wait)` transaction."""
         if self.is_sqlite and self.path is None:
             with self.write(wait) as session:
                 return statement(session.connection())
         if self.is_sqlite:
-            return _until_free(
-                wait, lambda: _autocommitted(self._autocommit_engine(0), wait, statement)
-            )
+            deadline = time.monotonic() + wait
+            with self._writers_within(wait):
+                left = max(0.0, deadline - time.monotonic())
+                engine = self._autocommit_engine(0)
+                return _until_free(left, lambda: _autocommitted(engine, left, statement))
         engine = self._autocommit_engine(max(1, int(wait * 1000)))
         try:
             return _autocommitted(engine, wait, statement)
