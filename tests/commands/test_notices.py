@@ -7,6 +7,8 @@ import contextlib
 import threading
 from datetime import datetime, timedelta
 
+from sqlalchemy import event
+
 from commands.notices import (
     REVIEW,
     REVIEW_EDITS,
@@ -24,7 +26,7 @@ from commands.states import State
 from commands.sweep import sweep
 from fakes.notifier import RecordingNotifier
 from tests.commands.helpers import file, lease, notices
-from tests.conftest import OWNER, REVIEWER, START, Clock, request_input
+from tests.conftest import OWNER, REVIEWER, START, Clock, make_lab, request_input
 
 
 class Flaky(RecordingNotifier):
@@ -246,3 +248,32 @@ def test_an_edit_of_a_posted_card_does_not_wait_behind_the_cards_still_to_post(l
     assert sent["#5 approved"].update_ref == f"rec-{sent['card of #5'].id}", "never a post"
     edits = [at - START for at, _ in lab.notifier.sent_at[REVIEW_EDITS]]
     assert edits == [timedelta(seconds=1), timedelta(seconds=5)]
+
+
+def test_the_outbox_finds_due_notices_by_their_index_not_among_all_ever_sent(sqlite_db, clock):
+    """The outbox keeps every delivered notice: the sweep's delivery must read the due ones by
+    the `retry_at` index, not walk the whole table in id order (SQLite's plan, asked of every
+    statement the delivery sent)."""
+    lab = make_lab(sqlite_db, clock)
+    with sqlite_db.write() as session:
+        for n in range(3):
+            enqueue(session, Kind.REMINDER, owner(f"user{n}"), f"reminder {n}", clock.now)
+    sent: list[tuple[str, object]] = []
+
+    def seen(conn, cursor, statement, parameters, context, executemany) -> None:
+        sent.append((statement, parameters))
+
+    event.listen(sqlite_db.engine, "before_cursor_execute", seen)
+    try:
+        assert deliver(sqlite_db, lab.notifier, clock.now, owner="replica-1") == 3
+    finally:
+        event.remove(sqlite_db.engine, "before_cursor_execute", seen)
+    reads = [(s, p) for s, p in sent if s.lstrip().startswith("SELECT") and "FROM notice" in s]
+    assert reads
+    with sqlite_db.engine.connect() as conn:
+        plans = [
+            row[3]
+            for statement, parameters in reads
+            for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)
+        ]
+    assert not [step for step in plans if step.startswith("SCAN notice")], plans
