@@ -172,11 +172,28 @@ def audit_all(
 ) -> None:
     """`audit` of one action on many leases ({lease id: details}) in one statement, for the
     sweep's passes, where building an ORM object per event cost more than the insert."""
-    if details:
-        session.execute(
-            insert(AuditEvent),
-            [_event(now, actor, action, lease_id, "ok", d) for lease_id, d in details.items()],
-        )
+    audit_rows(
+        session, [_event(now, actor, action, lease_id, "ok", d) for lease_id, d in details.items()]
+    )
+
+
+def audit_event(
+    now: datetime,
+    actor: str,
+    action: str,
+    lease_id: int | None = None,
+    outcome: str = "ok",
+    **details: Any,
+) -> dict[str, Any]:
+    """An event as `audit` records it, for `audit_rows` to record with others."""
+    return _event(now, actor, action, lease_id, outcome, details)
+
+
+def audit_rows(session: Session, events: list[dict[str, Any]]) -> None:
+    """Events made by `audit_event`, in one statement (SQLite inserts ORM objects one
+    statement each, to read back their ids)."""
+    if events:
+        session.execute(insert(AuditEvent), events)
 
 
 def _event(

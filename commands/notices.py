@@ -27,7 +27,7 @@ from enum import StrEnum
 from functools import partial
 from typing import Any, Protocol
 
-from sqlalchemy import String, cast, func, literal, or_, update
+from sqlalchemy import String, bindparam, cast, func, literal, or_, update
 from sqlmodel import Session, col, select
 
 from storage.claims import claim, give_back
@@ -460,22 +460,17 @@ def _owed_cards(session: Session, lease_ids: list[int | None]) -> set[int]:
 def _record(db: Database, owner: str, now: datetime, result: _Sent) -> None:
     with db.write() as session:
         if result.sent:  # one executemany by primary key for the whole batch
-            session.execute(
-                update(Notice),
-                [
-                    {
-                        "id": notice_id,
-                        "retry_at": None,
-                        "delivered_at": now,
-                        "ref": ref,
-                        "last_error": "",
-                    }
-                    for notice_id, ref in result.sent
-                ],
-            )
-            tried = [notice_id for notice_id, _ in result.sent]
-            session.execute(
-                update(Notice).where(col(Notice.id).in_(tried)).values(attempts=Notice.attempts + 1)
+            session.connection().execute(
+                update(Notice.__table__)
+                .where(Notice.__table__.c.id == bindparam("notice_id"))
+                .values(
+                    retry_at=None,
+                    delivered_at=now,
+                    ref=bindparam("sent_ref"),
+                    last_error="",
+                    attempts=Notice.__table__.c.attempts + 1,
+                ),
+                [{"notice_id": notice_id, "sent_ref": ref} for notice_id, ref in result.sent],
             )
         for notice_id, error in result.failed:
             notice = locked(session, Notice, notice_id)

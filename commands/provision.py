@@ -13,7 +13,7 @@ from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor, wait
 from datetime import datetime, timedelta
 
-from sqlalchemy import update
+from sqlalchemy import insert, update
 from sqlmodel import Session, col, select
 
 from commands.activity import issue_tokens, reporting
@@ -34,6 +34,8 @@ from commands.lab import (
     Refusal,
     audit,
     audit_all,
+    audit_event,
+    audit_rows,
     move,
     move_all,
     not_found,
@@ -119,22 +121,23 @@ def _start(session: Session, lab: Lab, leases: list[Lease], actor: str, now: dat
     """Move the leases to provisioning (each with its backstop) and write their server rows."""
     moved = move_all(session, leases, State.PROVISIONING, due_at=now)
     drafts = []
+    servers: list[dict] = []  # inserted in one statement (an ORM object is one statement each)
     for lease in moved:
         # Provisioning may take until the timeout (a booking's, from its start if that is
         # later): the backstop leaves the lease its whole length after that.
         ready_by = max(now + lab.policy.provision_timeout, lease.book_start or now)
         lease.backstop_at = lab.policy.backstop(ready_by + timedelta(seconds=lease.duration_s))
         metros = [metro for metro, count in lease.per_metro().items() for _ in range(count)]
-        for n, metro in enumerate(metros, 1):
-            session.add(
-                Server(
-                    lease_id=lease.id,
-                    hostname=f"{lease.project}-{lease.id}-{n}",
-                    plan=lease.plan,
-                    metro=metro,
-                    hourly_cents=lease.hourly_cents,
-                )
-            )
+        servers += [
+            {
+                "lease_id": lease.id,
+                "hostname": f"{lease.project}-{lease.id}-{n}",
+                "plan": lease.plan,
+                "metro": metro,
+                "hourly_cents": lease.hourly_cents,
+            }
+            for n, metro in enumerate(metros, 1)
+        ]
         drafts.append(
             Draft(
                 Kind.PROVISIONING,
@@ -149,6 +152,8 @@ def _start(session: Session, lab: Lab, leases: list[Lease], actor: str, now: dat
                 lease.id,
             )
         )
+    if servers:
+        session.execute(insert(Server), servers)
     audit_all(session, now, actor, "provision", {x.id: {"backstop": x.backstop_at} for x in moved})
     enqueue_all(session, drafts, now)
     return [lease.id for lease in moved]
@@ -436,36 +441,39 @@ def _record_creates(
                 select(ServerKeys).where(col(ServerKeys.server_id).in_([r.id for r in rows]))
             ).all()
         }
+        events: list[dict] = []
         for row in rows:
-            _record_create(session, lab, lease, row, results[row.id], now)
+            events.append(_record_create(session, lab, lease, row, results[row.id], now))
             session.add(row)
             keys_row = recorded.get(row.id) or ServerKeys(server_id=row.id, fingerprints="")
             keys_row.fingerprints = fingerprints
             session.add(keys_row)
+        audit_rows(session, events)
 
 
 def _record_create(
     session: Session, lab: Lab, lease: Lease, row: Server, result: Device | Exception, now: datetime
-) -> None:
+) -> dict:
+    """Record one create's answer on its row; returns its audit event (`audit_event`)."""
     if isinstance(result, Device):
         set_state(row, ServerState.PROVISIONING)
         row.provider_id, row.retry_at, row.last_error = result.id, None, ""
-        audit(session, now, "system", "create", lease.id, hostname=row.hostname, device=result.id)
-        return
+        return audit_event(
+            now, "system", "create", lease.id, hostname=row.hostname, device=result.id
+        )
     if isinstance(result, NoCapacity):
         # Waited out until the provisioning deadline fails the lease, not counted as an attempt.
         set_state(row, ServerState.PENDING)
         row.retry_at, row.last_error = now + CAPACITY_WAIT, str(result)[:500]
-        audit(session, now, "system", "capacity", lease.id, "waiting", hostname=row.hostname)
         warn_late(session, lease, f"the provider is out of capacity ({row.last_error})", now)
-        return
+        return audit_event(now, "system", "capacity", lease.id, "waiting", hostname=row.hostname)
     retryable = not isinstance(result, ProviderError) or result.retryable
     exhausted = row.create_attempts >= lab.policy.create_attempts or not retryable
     set_state(row, ServerState.FAILED if exhausted else ServerState.PENDING)
     row.retry_at = None if exhausted else now + _backoff(row.create_attempts)
     row.last_error = str(result)[:500]
-    audit(
-        session,
+    warn_late(session, lease, f"creating its servers fails ({row.last_error})", now)
+    return audit_event(
         now,
         "system",
         "create",
@@ -475,7 +483,6 @@ def _record_create(
         error=row.last_error,
         final=exhausted,
     )
-    warn_late(session, lease, f"creating its servers fails ({row.last_error})", now)
 
 
 def _backoff(attempts: int) -> timedelta:
