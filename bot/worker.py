@@ -8,9 +8,6 @@ its own: the Procfile's `worker` type, to add workers apart from the web process
 A worker asks the inbox every POLL seconds whether anything waits (a read), claims as many
 requests as it has free threads, and does each once (bot.work.run); it renews its claims while
 it lives (bot.inbox.Renewal), so another worker takes over only the requests of one that died.
-In a burst it claims when half its threads are free (or after GATHER), not as each thread frees:
-each claim is a write, which on SQLite the web processes' next acks wait behind, and claiming
-one request at a time made a write per request.
 """
 
 from __future__ import annotations
@@ -29,7 +26,6 @@ from bot.work import run
 log = logging.getLogger(__name__)
 
 POLL = 0.1  # seconds between looks at an empty inbox: the most a reply waits for a worker
-GATHER = 0.05  # seconds a busy worker waits for half its threads to be free before it claims
 
 
 class Worker:
@@ -49,7 +45,6 @@ class Worker:
     def _claiming(self) -> None:
         while not self._stopping.is_set():
             with self._free:
-                self._free.wait_for(self._half_free, GATHER)
                 self._free.wait_for(lambda: self._busy < self._threads or self._stopping.is_set())
                 free = self._threads - self._busy
                 finished, self._finished = self._finished, []
@@ -66,9 +61,6 @@ class Worker:
                 with self._free:
                     self._busy += 1
                 self.ctx.work.submit(self._do, item)
-
-    def _half_free(self) -> bool:
-        return self._busy <= self._threads // 2 or self._stopping.is_set()
 
     def _do(self, item: Kept) -> None:
         try:
