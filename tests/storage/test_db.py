@@ -276,6 +276,23 @@ def test_one_statement_commits_by_itself_and_gives_up_on_a_lock_held_past_its_wa
         assert {m.key for m in session.exec(select(Marker))} == {"x", "y"}
 
 
+def test_one_statement_on_sqlite_waits_out_another_process_write(sqlite_db):
+    """Another process holds SQLite's write lock for a moment (SQLite answers the statement
+    "busy" at once: its busy timeout is 0): the statement is tried again until the lock is free,
+    within its wait, and kept."""
+    other = sqlite3.connect(sqlite_db.path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    releasing = threading.Timer(0.2, lambda: other.execute("COMMIT"))
+    releasing.start()
+    try:
+        assert sqlite_db.one_statement(2.0, _insert_marker("z")) == ["z"]
+    finally:
+        releasing.join()
+        other.close()
+    with sqlite_db.read() as session:
+        assert [m.key for m in session.exec(select(Marker))] == ["z"]
+
+
 def test_one_statement_replaces_a_connection_the_database_closed(db):
     if db.is_sqlite:
         pytest.skip("a SQLite file has no server to close a connection")
