@@ -301,20 +301,19 @@ def _sqlite_on_begin(conn) -> None:
 
 
 def _begin_within(driver: sqlite3.Connection, begin: str, wait: float) -> None:
-    """Begin, trying again every millisecond until `wait` has passed. SQLite's own busy handler
-    sleeps in growing steps (up to 100 ms) between tries, so a bounded writer that meets
-    another process's short write would lose tens of milliseconds it need not."""
-    deadline = time.monotonic() + wait
-    while True:
+    """Begin, trying again every millisecond until `wait` has passed (`_until_free`). SQLite's
+    own busy handler sleeps in growing steps (up to 100 ms) between tries, so a bounded writer
+    that meets another process's short write would lose tens of milliseconds it need not."""
+
+    def attempt() -> None:
         try:
             driver.execute(begin)
-            return
         except sqlite3.OperationalError as error:
             if error.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
                 raise
-            if time.monotonic() > deadline:
-                raise Busy(f"the database's write lock stayed taken for {wait:.2f} s") from error
-        time.sleep(BOUNDED_RETRY_S)
+            raise Busy(f"the database's write lock stayed taken for {wait:.2f} s") from error
+
+    _until_free(wait, attempt)
 
 
 class ReadOnly(Exception):
